@@ -1,0 +1,312 @@
+/**
+ * End to end: the built `beta9` binary as a child process against a real gateway started by
+ * `beta9 up`, each run with its own config and data directories under the system temp dir.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Client, type Deployment, type Token, type TokenWithKey, type Workspace } from "beta9";
+import { buildProgram, commandPath, forEachCommand } from "./program.js";
+
+const MAIN = fileURLToPath(new URL("./main.js", import.meta.url));
+const gatewayBuilt = existsSync(fileURLToPath(new URL("../../gateway/dist/index.js", import.meta.url)));
+
+type Env = Record<string, string | undefined>;
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+const tempDirs: string[] = [];
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `beta9-${prefix}-`));
+  tempDirs.push(dir);
+  return dir;
+}
+after(() => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** The parent's environment without any BETA9_* that would leak into the child, and no colours. */
+function childEnv(extra: Env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { NO_COLOR: "1" };
+  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith("BETA9_")) env[key] = value;
+  for (const [key, value] of Object.entries(extra)) if (value !== undefined) env[key] = value;
+  return env;
+}
+
+function beta9(args: string[], env: Env): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [MAIN, ...args], { env: childEnv(env), stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+interface Server {
+  child: ChildProcess;
+  output(): string;
+  /** SIGTERM, then the exit code (SIGKILL and null after 10 s). */
+  stop(): Promise<number | null>;
+}
+
+/** Starts `beta9 up|gateway` and resolves once it prints "ready in". */
+function startServer(args: string[], env: Env): Promise<Server> {
+  const child = spawn(process.execPath, [MAIN, ...args, "--log-level", "warn"], {
+    env: childEnv(env),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  const server: Server = {
+    child,
+    output: () => out,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`not ready after 20 s:\n${out}`));
+    }, 20_000);
+    const onData = (chunk: Buffer) => {
+      out += chunk.toString();
+      if (/ready in \d+ ms/.test(out)) {
+        clearTimeout(timer);
+        resolve(server);
+      }
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`exited with ${code} before it was ready:\n${out}`));
+    });
+  });
+}
+
+function json<T>(result: Result): T {
+  assert.equal(result.code, 0, `exit ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
+  return JSON.parse(result.stdout) as T;
+}
+
+function assertFails(result: Result, code: number, errorCode: string | RegExp): void {
+  assert.equal(result.code, code, `expected exit ${code}, got ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
+  const pattern = typeof errorCode === "string" ? new RegExp(`^error: ${errorCode}: \\S`, "m") : errorCode;
+  assert.match(result.stderr, pattern);
+  assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");
+}
+
+test("--help works on every command", async () => {
+  const paths: string[][] = [];
+  forEachCommand(buildProgram(), (command) => paths.push(commandPath(command).split(" ").slice(1)));
+  assert.ok(paths.length >= 15, `only ${paths.length} commands`);
+  const env = { BETA9_CONFIG_DIR: tempDir("help") };
+  await Promise.all(
+    paths.map(async (path) => {
+      const result = await beta9([...path, "--help"], env);
+      assert.equal(result.code, 0, `${path.join(" ")} --help: ${result.stderr}`);
+      assert.match(result.stdout, new RegExp(`^Usage: ${["beta9", ...path].join(" ")} `), path.join(" "));
+    }),
+  );
+});
+
+test("usage errors exit 2 with a USAGE error line", async () => {
+  const env = { BETA9_CONFIG_DIR: tempDir("usage") };
+  assertFails(await beta9(["deployment", "list", "--no-such-option"], env), 2, "USAGE");
+  assertFails(await beta9(["no-such-command"], env), 2, "USAGE");
+  assertFails(await beta9(["token", "revoke"], env), 2, "USAGE");
+  assertFails(await beta9(["deployment", "list", "--limit", "x"], env), 2, "USAGE");
+  assertFails(await beta9(["deployment", "list", "--active", "--inactive"], env), 2, "USAGE");
+  assertFails(await beta9(["token", "create", "--type", "root"], env), 2, "USAGE");
+  assertFails(await beta9(["up", "--port", "70000"], env), 2, "USAGE");
+  assertFails(await beta9(["config", "create", "x", "--gateway", "not a url", "--token", "t"], env), 2, "INVALID_ARGUMENT");
+});
+
+test("an unreachable gateway exits 5 and names the URL", async () => {
+  const gateway = `http://127.0.0.1:${await freePort()}`;
+  const result = await beta9(["deployment", "list"], { BETA9_CONFIG_DIR: tempDir("unreachable"), BETA9_GATEWAY: gateway, BETA9_TOKEN: "b9_x" });
+  assertFails(result, 5, "UNREACHABLE");
+  assert.ok(result.stderr.includes(gateway));
+});
+
+describe("against a gateway started by `beta9 up`", { skip: gatewayBuilt ? false : "packages/gateway is not built" }, () => {
+  let configDir: string;
+  let dataDir: string;
+  let port: number;
+  let server: Server | undefined;
+  let adminToken: string;
+  let env: Env;
+
+  before(async () => {
+    configDir = tempDir("config");
+    dataDir = tempDir("data");
+    port = await freePort();
+    env = { BETA9_CONFIG_DIR: configDir };
+    server = await startServer(["up", "--port", String(port), "--data-dir", dataDir], env);
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  test("up prints the admin token once and saves it as the selected context", () => {
+    const match = /^admin token: (\S+)$/m.exec(server!.output());
+    assert.ok(match, server!.output());
+    adminToken = match[1]!;
+    assert.match(server!.output(), new RegExp(`gateway: http://127\\.0\\.0\\.1:${port}`));
+    const path = join(configDir, "config.json");
+    assert.deepEqual(JSON.parse(readFileSync(path, "utf8")), {
+      current: "default",
+      contexts: { default: { gateway: `http://127.0.0.1:${port}`, token: adminToken } },
+    });
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+  });
+
+  test("deployment list --json uses the saved context and prints []", async () => {
+    const result = await beta9(["deployment", "list", "--json"], env);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.trim(), "[]");
+  });
+
+  test("token create, list and revoke", async () => {
+    const created = json<TokenWithKey>(await beta9(["token", "create", "--name", "ci", "--json"], env));
+    assert.equal(created.type, "workspace");
+    assert.equal(created.name, "ci");
+    assert.match(created.key, /\S{16,}/);
+    const listed = json<Token[]>(await beta9(["token", "list", "--json"], env));
+    const mine = listed.find((t) => t.id === created.id);
+    assert.ok(mine && mine.active, "listed and active");
+    assert.ok(!JSON.stringify(listed).includes(created.key), "list never shows a key");
+    assert.equal(json<Token[]>(await beta9(["token", "list", "--json"], { ...env, BETA9_TOKEN: created.key })).length, listed.length);
+
+    const revoked = await beta9(["token", "revoke", created.id], env);
+    assert.equal(revoked.code, 0, revoked.stderr);
+    assert.ok(revoked.stdout.includes(created.id));
+    assertFails(await beta9(["token", "list"], { ...env, BETA9_TOKEN: created.key }), 3, "AUTH_TOKEN_INVALID");
+  });
+
+  test("a bad token exits 3; an unknown deployment exits 4", async () => {
+    assertFails(await beta9(["deployment", "list"], { ...env, BETA9_TOKEN: "b9_not_a_real_token_000000" }), 3, "AUTH_TOKEN_INVALID");
+    assertFails(await beta9(["deployment", "stop", "no-such-deployment"], env), 4, "RESOURCE_NOT_FOUND");
+  });
+
+  test("deployment list filters, stop, start and delete (one failure does not stop the rest)", async () => {
+    const client = new Client({ gateway: `http://127.0.0.1:${port}`, token: adminToken });
+    const { stub } = await client.createStub({ name: "web", type: "endpoint/deployment" });
+    const deployment = await client.createDeployment({ stubId: stub.id });
+    await client.close();
+
+    const table = await beta9(["deployment", "list"], env);
+    assert.match(table.stdout, /^ID\s+NAME\s+VERSION/);
+    assert.ok(table.stdout.includes(deployment.id) && !table.stdout.includes("\x1b["), "plain table, no colours");
+    assert.deepEqual(json<Deployment[]>(await beta9(["deployment", "list", "--json", "--name", "web"], env)).map((d) => d.id), [deployment.id]);
+    assert.deepEqual(json<Deployment[]>(await beta9(["deployment", "list", "--json", "--name", "other"], env)), []);
+
+    const stopped = await beta9(["deployment", "stop", deployment.id], env);
+    assert.equal(stopped.code, 0, stopped.stderr);
+    assert.match(stopped.stdout, /^stopped web v1 /);
+    assert.equal(json<Deployment[]>(await beta9(["deployment", "list", "--json", "--active"], env)).length, 0);
+    assert.equal(json<Deployment[]>(await beta9(["deployment", "list", "--json", "--inactive"], env)).length, 1);
+    assert.equal((await beta9(["deployment", "start", deployment.id], env)).code, 0);
+    assert.equal(json<Deployment[]>(await beta9(["deployment", "list", "--json", "--active", "--limit", "1"], env)).length, 1);
+
+    const deleted = await beta9(["deployment", "delete", "no-such-deployment", deployment.id], env);
+    assertFails(deleted, 4, "RESOURCE_NOT_FOUND");
+    assert.match(deleted.stdout, /^deleted /m, "the second id was still deleted");
+    assert.deepEqual(json<Deployment[]>(await beta9(["deployment", "list", "--json"], env)), []);
+  });
+
+  test("a second workspace sees none of the first one's tokens or deployments", async () => {
+    const client = new Client({ gateway: `http://127.0.0.1:${port}`, token: adminToken });
+    const { stub } = await client.createStub({ name: "api", type: "endpoint/deployment" });
+    const firstDeployment = await client.createDeployment({ stubId: stub.id });
+    await client.close();
+    const firstTokens = json<Token[]>(await beta9(["token", "list", "--json"], env));
+
+    const created = json<{ workspace: Workspace; token: TokenWithKey }>(await beta9(["workspace", "create", "team-b", "--json"], env));
+    assert.equal(created.workspace.name, "team-b");
+    const names = json<Workspace[]>(await beta9(["workspace", "list", "--json"], env)).map((w) => w.name);
+    assert.deepEqual(names.sort(), ["default", "team-b"]);
+
+    const other = { ...env, BETA9_TOKEN: created.token.key };
+    const otherTokens = json<Token[]>(await beta9(["token", "list", "--json"], other));
+    assert.ok(otherTokens.length >= 1 && otherTokens.every((t) => t.workspaceId === created.workspace.id));
+    assert.ok(!otherTokens.some((t) => firstTokens.some((f) => f.id === t.id)));
+    assert.deepEqual(json<Deployment[]>(await beta9(["deployment", "list", "--json"], other)), []);
+    assertFails(await beta9(["deployment", "stop", firstDeployment.id], other), 4, "RESOURCE_NOT_FOUND");
+    assertFails(await beta9(["token", "revoke", firstTokens[0]!.id], other), 4, "RESOURCE_NOT_FOUND");
+    assertFails(await beta9(["workspace", "list"], other), 3, "AUTH_FORBIDDEN");
+  });
+
+  test("config create, list (masked), --context, select and delete", async () => {
+    const gateway = `http://127.0.0.1:${port}`;
+    const createdCtx = await beta9(["config", "create", "broken", "--gateway", gateway, "--token", "b9_wrong_token_0000000000"], env);
+    assert.equal(createdCtx.code, 0, createdCtx.stderr);
+    const listed = json<Array<{ name: string; current: boolean; gateway: string; token: string }>>(
+      await beta9(["config", "list", "--json"], env),
+    );
+    assert.deepEqual(
+      listed.map((c) => [c.name, c.current]),
+      [["default", true], ["broken", false]],
+    );
+    assert.ok(listed.every((c) => c.token.includes("****")) && !JSON.stringify(listed).includes(adminToken));
+    const shown = json<Array<{ token: string }>>(await beta9(["config", "list", "--json", "--show-token"], env));
+    assert.ok(JSON.stringify(shown).includes(adminToken));
+
+    assertFails(await beta9(["--context", "broken", "token", "list"], env), 3, "AUTH_TOKEN_INVALID");
+    assertFails(await beta9(["token", "list", "--context", "nope"], env), 4, "CONTEXT_NOT_FOUND");
+    assert.equal((await beta9(["config", "select", "broken"], env)).code, 0);
+    assertFails(await beta9(["token", "list"], env), 3, "AUTH_TOKEN_INVALID");
+    assert.equal((await beta9(["token", "list", "--context", "default"], env)).code, 0);
+    assert.equal((await beta9(["config", "select", "default"], env)).code, 0);
+    assert.equal((await beta9(["config", "delete", "broken"], env)).code, 0);
+    assertFails(await beta9(["config", "delete", "broken"], env), 4, "CONTEXT_NOT_FOUND");
+    assert.deepEqual(json<unknown[]>(await beta9(["config", "list", "--json"], env)).length, 1);
+  });
+
+  test("SIGTERM stops it cleanly; a restart keeps the data and prints no new token", async () => {
+    assert.equal(await server!.stop(), 0, server!.output());
+    server = await startServer(["up", "--port", String(port), "--data-dir", dataDir], env);
+    assert.doesNotMatch(server.output(), /admin token/);
+    assert.equal(json<Token[]>(await beta9(["token", "list", "--json"], env)).some((t) => t.type === "admin"), true);
+  });
+});
+
+test("`beta9 gateway` prints the first token but saves no context", { skip: gatewayBuilt ? false : "packages/gateway is not built" }, async () => {
+  const env = { BETA9_CONFIG_DIR: tempDir("gw-config") };
+  const server = await startServer(["gateway", "--port", String(await freePort()), "--data-dir", tempDir("gw-data")], env);
+  try {
+    assert.match(server.output(), /^admin token: \S+$/m);
+    assert.equal(existsSync(join(env.BETA9_CONFIG_DIR, "config.json")), false);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});

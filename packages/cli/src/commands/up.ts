@@ -1,0 +1,115 @@
+/**
+ * `beta9 up` (everything a single machine needs, and a saved context for it) and `beta9 gateway`
+ * (the control plane alone, for a server that workers on other machines join).
+ */
+import { mkdirSync } from "node:fs";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import { InvalidArgumentError, type Command } from "commander";
+import { DEFAULT_GATEWAY_PORT } from "@beta9/protocol";
+import { configDir, DEFAULT_CONTEXT, readConfig, setContext, writeConfig } from "../config-file.js";
+import { CliError, formatError } from "../errors.js";
+import { color, note, print } from "../output.js";
+
+interface ServeOptions {
+  host: string;
+  port: number;
+  dataDir?: string;
+  logLevel?: string;
+}
+
+function port(value: string): number {
+  if (!/^[0-9]{1,5}$/.test(value) || Number(value) > 65_535) {
+    throw new InvalidArgumentError("must be a port number from 0 to 65535 (0 picks a free one)");
+  }
+  return Number(value);
+}
+
+function withServeOptions(command: Command): Command {
+  return command
+    .option("--host <host>", "address to listen on (0.0.0.0 for every interface)", "127.0.0.1")
+    .option("--port <port>", "port to listen on", port, DEFAULT_GATEWAY_PORT)
+    .option("--data-dir <dir>", "where the database and objects live (default: $BETA9_DATA_DIR or ~/.beta9/data)")
+    .option("--log-level <level>", "gateway log level (trace, debug, info, warn, error)");
+}
+
+export function registerServe(program: Command): void {
+  withServeOptions(
+    program.command("up").description('run beta9 on this machine; on first start, save its admin token as context "default"'),
+  ).action((opts: ServeOptions) => serve(opts, true));
+
+  withServeOptions(program.command("gateway").description("run only the gateway (control plane); saves no context")).action(
+    (opts: ServeOptions) => serve(opts, false),
+  );
+}
+
+function isWildcard(host: string): boolean {
+  return host === "0.0.0.0" || host === "::" || host === "";
+}
+
+/** The URL a client on this machine uses: a wildcard listen address is not a destination. */
+function localUrl(host: string, boundPort: number): string {
+  const reachable = isWildcard(host) ? "127.0.0.1" : host;
+  return `http://${reachable.includes(":") ? `[${reachable}]` : reachable}:${boundPort}`;
+}
+
+async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
+  const dataDir = resolve(opts.dataDir ?? (process.env.BETA9_DATA_DIR || join(homedir(), ".beta9", "data")));
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+
+  // Loaded here, not at the top, so that client commands never load the server's dependencies.
+  const { startGateway } = await import("@beta9/gateway");
+  // Listening before the start: a signal during start-up then means "stop once started", not a kill
+  // that could interrupt a database migration.
+  const signal = nextSignal();
+  const gateway = await startGateway({ host: opts.host, port: opts.port, dataDir, logLevel: opts.logLevel }).catch(
+    (err: unknown) => {
+      const reason = err instanceof Error ? err.message : String(err);
+      throw new CliError("GATEWAY_START_FAILED", `cannot start the gateway on ${opts.host}:${opts.port} with data in ${dataDir}: ${reason}`);
+    },
+  );
+  // Stopped in reverse order of starting: whatever joins the gateway goes before the gateway.
+  const stops: Array<() => Promise<void>> = [() => gateway.close()];
+  const url = localUrl(opts.host, gateway.port);
+
+  // Hook for the local worker (packages/worker): `beta9 up` starts it here, pointed at `url` with a
+  // worker token, and pushes its stop onto `stops`; `beta9 gateway` never starts one.
+
+  if (gateway.bootstrap) {
+    const key = gateway.bootstrap.token.key;
+    print(`created workspace ${gateway.bootstrap.workspace.name}; its admin token is shown only this once:`);
+    print(`admin token: ${color.bold(key)}`);
+    const saveHint = `save it: beta9 config create ${DEFAULT_CONTEXT} --gateway ${url} --token ${key} --select`;
+    if (saveContext) {
+      const dir = configDir();
+      try {
+        writeConfig(dir, setContext(readConfig(dir), DEFAULT_CONTEXT, { gateway: url, token: key }, true));
+        print(color.dim(`saved as context "${DEFAULT_CONTEXT}" in ${dir} and selected it`));
+      } catch (err) {
+        // The gateway is fine and the token was printed: keep serving, say how to save it by hand.
+        note(`${formatError(err)}\n${saveHint}`);
+      }
+    } else {
+      print(color.dim(saveHint));
+    }
+  }
+  print(`gateway: ${url}${isWildcard(opts.host) ? ` (listening on every interface, port ${gateway.port})` : ""}`);
+  // performance.now() counts from process start, so this includes Node's own start-up.
+  print(color.green(`ready in ${Math.round(performance.now())} ms`));
+
+  note(`${await signal}: shutting down (send it again to force)`);
+  for (const stop of stops.reverse()) await stop();
+}
+
+/** Resolves on the first SIGINT/SIGTERM and then stops listening, so a second one kills at once. */
+function nextSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolvePromise) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      resolvePromise(signal);
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+  });
+}

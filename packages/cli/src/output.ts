@@ -1,0 +1,71 @@
+/**
+ * Output helpers: JSON for scripts, aligned plain tables for people, and colour only where a
+ * person is looking (stdout is a TTY and NO_COLOR is unset), so piped output never carries escapes.
+ */
+
+export interface Palette {
+  bold(text: string): string;
+  dim(text: string): string;
+  green(text: string): string;
+  red(text: string): string;
+  yellow(text: string): string;
+}
+
+function paint(on: boolean, open: number, close: number) {
+  return (text: string) => (on ? `\x1b[${open}m${text}\x1b[${close}m` : text);
+}
+
+export function palette(stream: { isTTY?: boolean } = process.stdout, env = process.env): Palette {
+  const on = stream.isTTY === true && env.NO_COLOR === undefined;
+  return {
+    bold: paint(on, 1, 22),
+    dim: paint(on, 2, 22),
+    green: paint(on, 32, 39),
+    red: paint(on, 31, 39),
+    yellow: paint(on, 33, 39),
+  };
+}
+
+export const color = palette();
+
+const ANSI = /\x1b\[[0-9;]*m/g;
+
+function visibleLength(text: string): number {
+  return text.replace(ANSI, "").length;
+}
+
+/** Columns padded to their widest cell; the last column is not padded (no trailing spaces). */
+export function formatTable(headers: string[], rows: string[][]): string {
+  const all = [headers.map((h) => color.bold(h)), ...rows];
+  const widths = headers.map((_, i) => Math.max(...all.map((row) => visibleLength(row[i] ?? ""))));
+  return all
+    .map((row) =>
+      row
+        .map((cell, i) => (i === row.length - 1 ? cell : cell + " ".repeat(widths[i]! - visibleLength(cell))))
+        .join("  "),
+    )
+    .join("\n");
+}
+
+export function printTable(headers: string[], rows: string[][], empty: string): void {
+  process.stdout.write(rows.length === 0 ? `${color.dim(empty)}\n` : `${formatTable(headers, rows)}\n`);
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+export function print(line = ""): void {
+  process.stdout.write(`${line}\n`);
+}
+
+/** Progress and notes go to stderr so stdout stays parseable. */
+export function note(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+/** ISO timestamp → "2025-01-31 14:05:09" (UTC), short enough for a table column. */
+export function shortTime(iso: string | null | undefined): string {
+  if (!iso) return "-";
+  return iso.replace("T", " ").replace(/\.\d+Z$|Z$/, "");
+}

@@ -1,0 +1,247 @@
+/**
+ * Every route against every kind of bad request: no token, a wrong token, a token of a type the
+ * route refuses, another workspace's token, unknown ids, malformed JSON, wrong types, unknown
+ * fields, oversized bodies, wrong media types. Each must answer its documented 4xx code and leave
+ * the store (every column of every row) and the object files exactly as they were.
+ */
+import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import type { TokenType } from "@beta9/protocol";
+import { createTestGateway, type TestGateway } from "../testing/harness.js";
+import { makeTar, sha256 } from "../testing/tar.js";
+
+interface RouteCase {
+  method: string;
+  url: string;
+  /** The route pattern as registered, to check that the table covers every route. */
+  pattern: string;
+  /** A valid JSON body, for routes that take one. */
+  body?: () => unknown;
+  /** Whether the route names a resource by id (another workspace then gets 404). */
+  byId?: boolean;
+}
+
+let gw: TestGateway;
+const keys = {} as Record<TokenType | "otherWorkspace", string>;
+const ids = { stub: "", deployment: "", object: "", app: "", task: "", token: "" };
+const bundle = makeTar([{ name: "app.ts", data: "export const x = 1;\n" }], { gzip: true });
+
+function objectFiles(): string[] {
+  const root = join(gw.dir, "objects");
+  return readdirSync(root, { recursive: true }).map(String).sort();
+}
+
+/** Runs the request and asserts status, code, and that nothing changed. */
+async function expectRejected(
+  c: { method: string; url: string },
+  options: Parameters<TestGateway["request"]>[2],
+  status: number,
+  code: string,
+): Promise<void> {
+  const dump = gw.store.dumpForTests();
+  const files = objectFiles();
+  const res = await gw.request(c.method, c.url, options);
+  const where = `${c.method} ${c.url} with ${JSON.stringify({ ...options, body: undefined })}`;
+  assert.equal(res.statusCode, status, `${where}: status ${res.statusCode}, body ${res.body}`);
+  if (c.method !== "HEAD") {
+    const body = res.json() as { error?: { code?: string; message?: string } };
+    assert.equal(body.error?.code, code, `${where}: ${res.body}`);
+    assert.ok((body.error?.message ?? "").length > 10, `${where}: the message must say what to fix`);
+  }
+  assert.equal(gw.store.dumpForTests(), dump, `${where} changed the store`);
+  assert.deepEqual(objectFiles(), files, `${where} changed the object files`);
+}
+
+before(async () => {
+  gw = await createTestGateway();
+  keys.admin = gw.adminKey;
+  for (const type of ["workspace", "restricted", "worker", "machine"] as const) {
+    keys[type] = (await gw.store.tokens.create(gw.workspaceId, type)).key;
+  }
+  keys.otherWorkspace = (await gw.store.workspaces.create("other", "workspace")).token.key;
+  const put = await gw.request("PUT", `/api/v1/object/${sha256(bundle)}`, {
+    body: bundle, headers: { "content-type": "application/octet-stream" },
+  });
+  assert.equal(put.statusCode, 201, put.body);
+  ids.object = sha256(bundle);
+  const stub = await gw.request("POST", "/api/v1/stub", { body: { name: "hello", type: "endpoint/deployment", objectId: ids.object } });
+  ids.stub = stub.json().stub.id;
+  ids.app = stub.json().stub.appId;
+  ids.deployment = (await gw.request("POST", "/api/v1/deployment", { body: { stubId: ids.stub } })).json().id;
+  ids.task = (await gw.store.tasks.create(gw.workspaceId, ids.stub)).id;
+  ids.token = (await gw.store.tokens.create(gw.workspaceId, "restricted", "spare")).id;
+});
+
+after(async () => gw.close());
+
+const routes = (): RouteCase[] => [
+  { method: "GET", url: "/metrics", pattern: "/metrics" },
+  { method: "POST", url: "/api/v1/workspace", pattern: "/api/v1/workspace", body: () => ({ name: "fresh" }) },
+  { method: "GET", url: "/api/v1/workspace", pattern: "/api/v1/workspace" },
+  { method: "GET", url: "/api/v1/workspace/current", pattern: "/api/v1/workspace/current" },
+  { method: "GET", url: "/api/v1/token", pattern: "/api/v1/token" },
+  { method: "POST", url: "/api/v1/token", pattern: "/api/v1/token", body: () => ({ type: "restricted" }) },
+  { method: "DELETE", url: `/api/v1/token/${ids.token}`, pattern: "/api/v1/token/:id", byId: true },
+  { method: "GET", url: "/api/v1/object", pattern: "/api/v1/object" },
+  { method: "HEAD", url: `/api/v1/object/${ids.object}`, pattern: "/api/v1/object/:hash", byId: true },
+  { method: "GET", url: `/api/v1/object/${ids.object}`, pattern: "/api/v1/object/:hash", byId: true },
+  { method: "PUT", url: `/api/v1/object/${ids.object}`, pattern: "/api/v1/object/:hash" },
+  { method: "GET", url: "/api/v1/app", pattern: "/api/v1/app" },
+  { method: "GET", url: `/api/v1/app/${ids.app}`, pattern: "/api/v1/app/:id", byId: true },
+  { method: "POST", url: "/api/v1/stub", pattern: "/api/v1/stub", body: () => ({ name: "other", type: "taskqueue/deployment", config: { cpu: 1 } }) },
+  { method: "GET", url: "/api/v1/stub", pattern: "/api/v1/stub" },
+  { method: "GET", url: `/api/v1/stub/${ids.stub}`, pattern: "/api/v1/stub/:id", byId: true },
+  { method: "POST", url: "/api/v1/deployment", pattern: "/api/v1/deployment", body: () => ({ stubId: ids.stub }) },
+  { method: "GET", url: "/api/v1/deployment", pattern: "/api/v1/deployment" },
+  { method: "GET", url: `/api/v1/deployment/${ids.deployment}`, pattern: "/api/v1/deployment/:id", byId: true },
+  { method: "POST", url: `/api/v1/deployment/${ids.deployment}/stop`, pattern: "/api/v1/deployment/:id/stop", byId: true },
+  { method: "POST", url: `/api/v1/deployment/${ids.deployment}/start`, pattern: "/api/v1/deployment/:id/start", byId: true },
+  { method: "DELETE", url: `/api/v1/deployment/${ids.deployment}`, pattern: "/api/v1/deployment/:id", byId: true },
+  { method: "GET", url: "/api/v1/task", pattern: "/api/v1/task" },
+  { method: "GET", url: `/api/v1/task/${ids.task}`, pattern: "/api/v1/task/:id", byId: true },
+  { method: "GET", url: "/api/v1/pool", pattern: "/api/v1/pool" },
+  { method: "POST", url: "/api/v1/pool", pattern: "/api/v1/pool", body: () => ({ name: "gpu" }) },
+  { method: "GET", url: "/api/v1/machine", pattern: "/api/v1/machine" },
+];
+
+const accessOf = (c: RouteCase) => gw.app.routeCatalogue.find((r) => r.method === c.method && r.url === c.pattern)?.access;
+const allowedBy: Record<string, readonly TokenType[]> = {
+  read: ["admin", "workspace", "restricted"],
+  write: ["admin", "workspace"],
+  admin: ["admin"],
+};
+
+describe("route table", () => {
+  test("covers every registered route, and every route declares its access", () => {
+    const covered = new Set(routes().map((c) => `${c.method} ${c.pattern}`));
+    covered.add("GET /api/v1/health").add("GET /api/v1/openapi.json");
+    for (const r of gw.app.routeCatalogue) {
+      assert.ok(covered.has(`${r.method} ${r.url}`), `${r.method} ${r.url} is not in the bad-input table`);
+      assert.ok(r.access !== undefined, `${r.method} ${r.url} declares no access`);
+    }
+  });
+});
+
+describe("authentication on every route", () => {
+  test("no token, a malformed header, a wrong token, an overlong token: 401", async () => {
+    for (const c of routes()) {
+      await expectRejected(c, { key: null, body: c.body?.() }, 401, "AUTH_TOKEN_MISSING");
+      await expectRejected(c, { key: null, body: c.body?.(), headers: { authorization: `Basic ${keys.admin}` } }, 401, "AUTH_TOKEN_MISSING");
+      await expectRejected(c, { key: `${keys.admin}x`, body: c.body?.() }, 401, "AUTH_TOKEN_INVALID");
+      await expectRejected(c, { key: "b9_".padEnd(5000, "a"), body: c.body?.() }, 401, "AUTH_TOKEN_INVALID");
+    }
+  });
+
+  test("token types a route does not allow: 403, whatever the body", async () => {
+    for (const c of routes()) {
+      const access = accessOf(c)!;
+      for (const type of ["admin", "workspace", "restricted", "worker", "machine"] as const) {
+        if (allowedBy[access]?.includes(type)) continue;
+        await expectRejected(c, { key: keys[type], body: c.body?.() }, 403, "AUTH_FORBIDDEN");
+      }
+    }
+  });
+
+  test("a revoked token is refused at once", async () => {
+    const token = await gw.store.tokens.create(gw.workspaceId, "workspace");
+    assert.equal((await gw.request("DELETE", `/api/v1/token/${token.id}`)).statusCode, 200);
+    await expectRejected({ method: "GET", url: "/api/v1/deployment" }, { key: token.key }, 401, "AUTH_TOKEN_INVALID");
+  });
+});
+
+describe("workspace isolation on every route that names a resource", () => {
+  test("another workspace's token gets 404 for this workspace's ids", async () => {
+    for (const c of routes().filter((r) => r.byId)) {
+      await expectRejected(c, { key: keys.otherWorkspace }, 404, "RESOURCE_NOT_FOUND");
+    }
+  });
+
+  test("unknown ids: 404", async () => {
+    for (const c of routes().filter((r) => r.byId)) {
+      const url = c.url.replace(/[0-9a-f]{8}-[0-9a-f-]{27}|[0-9a-f]{64}/, (m) => (m.length === 64 ? "0".repeat(64) : "00000000-0000-4000-8000-000000000000"));
+      await expectRejected({ method: c.method, url }, {}, 404, "RESOURCE_NOT_FOUND");
+    }
+  });
+
+  test("another workspace's lists hold none of this workspace's rows", async () => {
+    for (const url of ["/api/v1/deployment", "/api/v1/stub", "/api/v1/app", "/api/v1/object", "/api/v1/task", "/api/v1/machine"]) {
+      const res = await gw.request("GET", url, { key: keys.otherWorkspace });
+      assert.equal(res.statusCode, 200, url);
+      assert.deepEqual(res.json(), { items: [] }, url);
+    }
+    const tokens = (await gw.request("GET", "/api/v1/token", { key: keys.otherWorkspace })).json().items as { workspaceId: string }[];
+    assert.ok(tokens.length > 0 && tokens.every((t) => t.workspaceId !== gw.workspaceId));
+    await expectRejected({ method: "POST", url: "/api/v1/deployment" }, { key: keys.otherWorkspace, body: { stubId: ids.stub } }, 404, "RESOURCE_NOT_FOUND");
+    await expectRejected({ method: "POST", url: "/api/v1/stub" }, { key: keys.otherWorkspace, body: { name: "x", type: "endpoint/deployment", objectId: ids.object } }, 404, "RESOURCE_NOT_FOUND");
+  });
+});
+
+describe("bodies on every JSON route", () => {
+  const jsonRoutes = () => routes().filter((c) => c.body);
+
+  test("malformed JSON: 400 INVALID_JSON", async () => {
+    for (const c of jsonRoutes()) {
+      for (const text of ['{"name": ', "{'a': 1}", "nul", '{"a":1}}']) {
+        await expectRejected(c, { body: text, headers: { "content-type": "application/json" } }, 400, "INVALID_JSON");
+      }
+    }
+  });
+
+  test("no body, wrong shapes, wrong types, unknown fields: 422 VALIDATION_FAILED", async () => {
+    for (const c of jsonRoutes()) {
+      const valid = c.body!() as Record<string, unknown>;
+      const bad: unknown[] = [[], 42, "text", null, { ...valid, unexpected: true }];
+      for (const [k, v] of Object.entries(valid)) {
+        bad.push({ ...valid, [k]: typeof v === "string" ? 12 : "12" }, { ...valid, [k]: { nested: v } });
+      }
+      await expectRejected(c, { headers: { "content-type": "application/json" } }, 422, "VALIDATION_FAILED");
+      for (const body of bad) await expectRejected(c, { body: JSON.stringify(body), headers: { "content-type": "application/json" } }, 422, "VALIDATION_FAILED");
+    }
+  });
+
+  test("bodies over 1 MiB: 413 BODY_TOO_LARGE", async () => {
+    for (const c of jsonRoutes()) {
+      const body = JSON.stringify({ ...(c.body!() as object), padding: "x".repeat(1_100_000) });
+      await expectRejected(c, { body, headers: { "content-type": "application/json" } }, 413, "BODY_TOO_LARGE");
+    }
+  });
+
+  test("other media types: 415 UNSUPPORTED_MEDIA_TYPE", async () => {
+    for (const c of jsonRoutes()) {
+      await expectRejected(c, { body: JSON.stringify(c.body!()), headers: { "content-type": "text/plain" } }, 415, "UNSUPPORTED_MEDIA_TYPE");
+      await expectRejected(c, { body: Buffer.from(JSON.stringify(c.body!())), headers: { "content-type": "application/octet-stream" } }, 415, "UNSUPPORTED_MEDIA_TYPE");
+    }
+  });
+
+  test("bad query strings: 422", async () => {
+    for (const url of [
+      "/api/v1/deployment?limit=ten", "/api/v1/deployment?active=yes", "/api/v1/deployment?name=Bad_Name!", "/api/v1/deployment?unknown=1",
+      "/api/v1/token?offset=-1", "/api/v1/machine?pool=%2F..", "/api/v1/stub?limit=99999999999",
+    ]) {
+      await expectRejected({ method: "GET", url }, {}, 422, "VALIDATION_FAILED");
+    }
+  });
+
+  test("semantic config errors name the field: 422 INVALID_CONFIG", async () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ cpu: "lots" }, "config.cpu"], [{ cpu: 100 }, "config.cpu"], [{ memory: "16Qi" }, "config.memory"],
+      [{ memory: 1 }, "config.memory"], [{ gpu: "GTX1" }, "config.gpu"], [{ gpuCount: 2 }, "config.gpuCount"],
+      [{ gpu: "A10G", gpuCount: 0 }, "config.gpuCount"], [{ callbackUrl: "ftp://x" }, "config.callbackUrl"],
+      [{ autoscaler: { type: "queue_depth", maxContainers: 2, minContainers: 3 } }, "config.autoscaler.minContainers"],
+      [{ when: "* * * * *" }, "config.when"],
+    ];
+    for (const [config, field] of cases) {
+      const dump = gw.store.dumpForTests();
+      const res = await gw.request("POST", "/api/v1/stub", { body: { name: "bad", type: "endpoint/deployment", config } });
+      assert.equal(res.statusCode, 422, JSON.stringify(config));
+      assert.equal(res.json().error.code, "INVALID_CONFIG");
+      assert.match(res.json().error.message, new RegExp(`^${field.replace(/\./g, "\\.")}:`));
+      assert.equal(gw.store.dumpForTests(), dump);
+    }
+    for (const when of ["*/5 * * *", "every minute", "@often"]) {
+      await expectRejected({ method: "POST", url: "/api/v1/stub" }, { body: { name: "s", type: "schedule/deployment", config: { when } } }, 422, "INVALID_CONFIG");
+    }
+  });
+});

@@ -1,0 +1,45 @@
+/** Tasks, pools and machines: read routes now; the scheduler and machine issues add the rest. */
+import type { FastifyInstance } from "fastify";
+import { Type, type Static } from "@sinclair/typebox";
+import {
+  API_PREFIX, CreatePoolBodySchema, IdParamsSchema, ListQuerySchema, MachineSchema, NameSchema, PoolSchema, TaskSchema,
+  type CreatePoolBody,
+} from "@beta9/protocol";
+import { found, Items, responses, toPage, type GatewayContext } from "./common.js";
+
+type ListQuery = Static<typeof ListQuerySchema>;
+type IdParams = Static<typeof IdParamsSchema>;
+const MachineListQuerySchema = Type.Object(
+  { ...ListQuerySchema.properties, pool: Type.Optional(NameSchema) },
+  { additionalProperties: false },
+);
+
+export function clusterRoutes(app: FastifyInstance, { store }: GatewayContext): void {
+  app.get<{ Querystring: ListQuery }>(`${API_PREFIX}/task`, {
+    config: { access: "read" },
+    schema: { tags: ["task"], summary: "List tasks, newest first", querystring: ListQuerySchema, response: responses({ 200: Items(TaskSchema) }) },
+  }, async (request) => ({ items: await store.tasks.list(request.auth.workspaceId, toPage(request.query)) }));
+
+  app.get<{ Params: IdParams }>(`${API_PREFIX}/task/:id`, {
+    config: { access: "read" },
+    schema: { tags: ["task"], summary: "Get a task", params: IdParamsSchema, response: responses({ 200: TaskSchema }) },
+  }, async (request) => found(await store.tasks.get(request.auth.workspaceId, request.params.id), "task", request.params.id));
+
+  app.get<{ Querystring: ListQuery }>(`${API_PREFIX}/pool`, {
+    config: { access: "read" },
+    schema: { tags: ["pool"], summary: "List pools", querystring: ListQuerySchema, response: responses({ 200: Items(PoolSchema) }) },
+  }, async (request) => ({ items: await store.pools.list(toPage(request.query)) }));
+
+  app.post<{ Body: CreatePoolBody }>(`${API_PREFIX}/pool`, {
+    config: { access: "admin" },
+    schema: { tags: ["pool"], summary: "Create a pool", body: CreatePoolBodySchema, response: responses({ 201: PoolSchema }) },
+  }, async (request, reply) => reply.code(201).send(await store.pools.create(request.body.name, request.body.description ?? "")));
+
+  app.get<{ Querystring: Static<typeof MachineListQuerySchema> }>(`${API_PREFIX}/machine`, {
+    config: { access: "read" },
+    schema: { tags: ["machine"], summary: "List machines", querystring: MachineListQuerySchema, response: responses({ 200: Items(MachineSchema) }) },
+  }, async (request) => {
+    const { pool } = request.query;
+    return { items: await store.machines.list(request.auth.workspaceId, { ...toPage(request.query), ...(pool !== undefined && { pool }) }) };
+  });
+}

@@ -1,0 +1,64 @@
+/** Deployments: a stub published under a name, versioned v1, v2, …; stop, start, delete. */
+import type { FastifyInstance } from "fastify";
+import type { Static } from "@sinclair/typebox";
+import {
+  API_PREFIX, CreateDeploymentBodySchema, DeploymentListQuerySchema, DeploymentSchema, IdParamsSchema,
+  type CreateDeploymentBody, type DeploymentListQuery,
+} from "@beta9/protocol";
+import { found, Items, responses, toPage, type GatewayContext } from "./common.js";
+
+type IdParams = Static<typeof IdParamsSchema>;
+
+export function deploymentRoutes(app: FastifyInstance, { store }: GatewayContext): void {
+  app.post<{ Body: CreateDeploymentBody }>(`${API_PREFIX}/deployment`, {
+    config: { access: "write" },
+    schema: {
+      tags: ["deployment"], summary: "Deploy a stub under a name (next version)", body: CreateDeploymentBodySchema,
+      response: responses({ 201: DeploymentSchema }),
+    },
+  }, async (request, reply) => {
+    const { workspaceId } = request.auth;
+    const stub = found(await store.stubs.get(workspaceId, request.body.stubId), "stub", request.body.stubId);
+    const deployment = await store.deployments.create(workspaceId, stub.id, request.body.name ?? stub.name);
+    return reply.code(201).send(deployment);
+  });
+
+  app.get<{ Querystring: DeploymentListQuery }>(`${API_PREFIX}/deployment`, {
+    config: { access: "read" },
+    schema: {
+      tags: ["deployment"], summary: "List deployments, newest first", querystring: DeploymentListQuerySchema,
+      response: responses({ 200: Items(DeploymentSchema) }),
+    },
+  }, async (request) => {
+    const { name, active } = request.query;
+    const filter = { ...toPage(request.query), ...(name !== undefined && { name }), ...(active !== undefined && { active: active === "true" }) };
+    return { items: await store.deployments.list(request.auth.workspaceId, filter) };
+  });
+
+  app.get<{ Params: IdParams }>(`${API_PREFIX}/deployment/:id`, {
+    config: { access: "read" },
+    schema: { tags: ["deployment"], summary: "Get a deployment", params: IdParamsSchema, response: responses({ 200: DeploymentSchema }) },
+  }, async (request) => found(await store.deployments.get(request.auth.workspaceId, request.params.id), "deployment", request.params.id));
+
+  for (const [action, active] of [["stop", false], ["start", true]] as const) {
+    app.post<{ Params: IdParams }>(`${API_PREFIX}/deployment/:id/${action}`, {
+      config: { access: "write" },
+      schema: {
+        tags: ["deployment"], summary: `${action === "stop" ? "Stop" : "Start"} a deployment (idempotent)`,
+        params: IdParamsSchema, response: responses({ 200: DeploymentSchema }),
+      },
+    }, async (request) => {
+      const { id } = request.params;
+      return found(await store.deployments.setActive(request.auth.workspaceId, id, active), "deployment", id);
+    });
+  }
+
+  app.delete<{ Params: IdParams }>(`${API_PREFIX}/deployment/:id`, {
+    config: { access: "write" },
+    schema: { tags: ["deployment"], summary: "Delete a deployment; its version number stays taken", params: IdParamsSchema },
+  }, async (request, reply) => {
+    const { id } = request.params;
+    found((await store.deployments.delete(request.auth.workspaceId, id)) ? true : undefined, "deployment", id);
+    return reply.code(204).send();
+  });
+}

@@ -1,0 +1,67 @@
+/** Apps and stubs: a stub is one configured workload, reused while its config is unchanged. */
+import type { FastifyInstance } from "fastify";
+import { Type, type Static } from "@sinclair/typebox";
+import {
+  API_PREFIX, AppSchema, Beta9Error, CreateStubBodySchema, IdParamsSchema, ListQuerySchema, StubConfigError, StubSchema,
+  hashStubConfig, normalizeStubConfig, type CreateStubBody, type StubKind, type StubType,
+} from "@beta9/protocol";
+import { found, Items, responses, toPage, type GatewayContext } from "./common.js";
+
+type ListQuery = Static<typeof ListQuerySchema>;
+type IdParams = Static<typeof IdParamsSchema>;
+
+/** The app a stub belongs to when the client names none. */
+export const DEFAULT_APP = "default";
+
+export function stubRoutes(app: FastifyInstance, { store }: GatewayContext): void {
+  app.get<{ Querystring: ListQuery }>(`${API_PREFIX}/app`, {
+    config: { access: "read" },
+    schema: { tags: ["app"], summary: "List apps", querystring: ListQuerySchema, response: responses({ 200: Items(AppSchema) }) },
+  }, async (request) => ({ items: await store.apps.list(request.auth.workspaceId, toPage(request.query)) }));
+
+  app.get<{ Params: IdParams }>(`${API_PREFIX}/app/:id`, {
+    config: { access: "read" },
+    schema: { tags: ["app"], summary: "Get an app", params: IdParamsSchema, response: responses({ 200: AppSchema }) },
+  }, async (request) => found(await store.apps.get(request.auth.workspaceId, request.params.id), "app", request.params.id));
+
+  app.post<{ Body: CreateStubBody }>(`${API_PREFIX}/stub`, {
+    config: { access: "write" },
+    schema: {
+      tags: ["stub"],
+      summary: "Get or create a stub from a validated config",
+      description: "Units are normalized (cpu to millicores, memory to MiB, GPU names to canonical names) before hashing, so equal configs reuse one stub.",
+      body: CreateStubBodySchema,
+      response: responses({ 200: Type.Object({ stub: StubSchema, created: Type.Boolean() }), 201: Type.Object({ stub: StubSchema, created: Type.Boolean() }) }),
+    },
+  }, async (request, reply) => {
+    const { workspaceId } = request.auth;
+    const body = request.body;
+    const kind = body.type.split("/")[0] as StubKind;
+    let config;
+    try {
+      config = normalizeStubConfig(kind, body.config ?? {});
+    } catch (err) {
+      if (err instanceof StubConfigError) throw new Beta9Error("INVALID_CONFIG", { field: err.field, reason: err.reason });
+      throw err;
+    }
+    if (body.objectId !== undefined && !(await store.objects.get(workspaceId, body.objectId))) {
+      throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "object", id: body.objectId });
+    }
+    const appRow = await store.apps.getOrCreate(workspaceId, body.app ?? DEFAULT_APP);
+    const result = await store.stubs.getOrCreate({
+      workspaceId, appId: appRow.id, name: body.name, type: body.type as StubType, objectId: body.objectId ?? null,
+      config, configHash: hashStubConfig(config),
+    });
+    return reply.code(result.created ? 201 : 200).send(result);
+  });
+
+  app.get<{ Querystring: ListQuery }>(`${API_PREFIX}/stub`, {
+    config: { access: "read" },
+    schema: { tags: ["stub"], summary: "List stubs", querystring: ListQuerySchema, response: responses({ 200: Items(StubSchema) }) },
+  }, async (request) => ({ items: await store.stubs.list(request.auth.workspaceId, toPage(request.query)) }));
+
+  app.get<{ Params: IdParams }>(`${API_PREFIX}/stub/:id`, {
+    config: { access: "read" },
+    schema: { tags: ["stub"], summary: "Get a stub", params: IdParamsSchema, response: responses({ 200: StubSchema }) },
+  }, async (request) => found(await store.stubs.get(request.auth.workspaceId, request.params.id), "stub", request.params.id));
+}

@@ -1,0 +1,78 @@
+/**
+ * Content-addressed files on the gateway's disk: `<dir>/<aa>/<sha256>`. Uploads stream into a
+ * temporary file while being hashed and counted; only bytes whose hash matches the name the
+ * client gave, within the size limit, and (for code bundles) that pass the bundle check are
+ * renamed into place. A failed upload leaves nothing behind.
+ */
+import { createHash, randomUUID } from "node:crypto";
+import { createReadStream, createWriteStream, type ReadStream } from "node:fs";
+import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { Transform, type Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { Beta9Error } from "@beta9/protocol";
+import { BundleError, checkBundleFile } from "./bundle.js";
+
+export class ObjectStore {
+  private readonly tmpDir: string;
+
+  constructor(readonly dir: string, readonly maxBytes: number) {
+    this.tmpDir = join(dir, "tmp");
+  }
+
+  /** Creates the directories and removes temp files an interrupted upload left behind. */
+  async init(): Promise<void> {
+    await mkdir(this.tmpDir, { recursive: true });
+    for (const name of await readdir(this.tmpDir)) await rm(join(this.tmpDir, name), { force: true });
+  }
+
+  pathOf(hash: string): string {
+    return join(this.dir, hash.slice(0, 2), hash);
+  }
+
+  async has(hash: string): Promise<boolean> {
+    return stat(this.pathOf(hash)).then(() => true, () => false);
+  }
+
+  open(hash: string): ReadStream {
+    return createReadStream(this.pathOf(hash));
+  }
+
+  /**
+   * Streams `body` into the store under `expectedHash`. Throws OBJECT_TOO_LARGE,
+   * OBJECT_HASH_MISMATCH or BUNDLE_INVALID; on any failure the temp file is removed.
+   */
+  async write(expectedHash: string, body: Readable): Promise<{ size: number }> {
+    const tmp = join(this.tmpDir, randomUUID());
+    const hash = createHash("sha256");
+    let size = 0;
+    const limit = this.maxBytes;
+    const meter = new Transform({
+      transform(chunk: Buffer, _enc, callback) {
+        size += chunk.length;
+        if (size > limit) return callback(new Beta9Error("OBJECT_TOO_LARGE", { limit }));
+        hash.update(chunk);
+        callback(null, chunk);
+      },
+    });
+    try {
+      await pipeline(body, meter, createWriteStream(tmp, { flags: "wx" }));
+      const actual = hash.digest("hex");
+      if (actual !== expectedHash) throw new Beta9Error("OBJECT_HASH_MISMATCH", { actual, expected: expectedHash });
+      try {
+        await checkBundleFile(tmp);
+      } catch (err) {
+        if (err instanceof BundleError) throw new Beta9Error("BUNDLE_INVALID", { reason: err.message });
+        throw err;
+      }
+      await mkdir(join(this.dir, expectedHash.slice(0, 2)), { recursive: true });
+      // Same name means same bytes, so replacing a concurrent writer's file is harmless.
+      await rename(tmp, this.pathOf(expectedHash));
+      return { size };
+    } catch (err) {
+      body.resume(); // drain what the client still sends, so the error reply can be read
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * `startGateway`: opens the data directory (SQLite store, object files), creates the first
+ * workspace and admin token on an empty store, and serves the API.
+ */
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { pino, type Logger } from "pino";
+import { DEFAULT_GATEWAY_PORT, type TokenWithKey, type Workspace } from "@beta9/protocol";
+import { buildGatewayApp } from "./app.js";
+import { ObjectStore } from "./objects/object-store.js";
+import { SqliteStore } from "./store/sqlite/store.js";
+import { VERSION } from "./version.js";
+
+export interface GatewayOptions {
+  host?: string;
+  port?: number;
+  dataDir: string;
+  logLevel?: string;
+  /** Largest object (code bundle) accepted, in bytes. */
+  maxObjectBytes?: number;
+  logger?: Logger;
+}
+
+export interface RunningGateway {
+  url: string;
+  port: number;
+  /** Set on the very first start only: the workspace and admin token created for an empty store. */
+  bootstrap?: { workspace: Workspace; token: TokenWithKey };
+  close(): Promise<void>;
+}
+
+export const DEFAULT_MAX_OBJECT_BYTES = 512 * 1024 * 1024;
+export const BOOTSTRAP_WORKSPACE = "default";
+
+export class DataDirLockedError extends Error {
+  override name = "DataDirLockedError";
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Data directories locked by this process (a pid match alone could be a reused pid). */
+const heldLocks = new Set<string>();
+
+/**
+ * One gateway per data directory. A lock left by a killed gateway (its pid is gone) is taken
+ * over, so `kill -9` followed by a restart just works.
+ */
+function lockDataDir(dataDir: string): () => void {
+  const lockPath = join(dataDir, "gateway.pid");
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(lockPath, String(process.pid), { flag: "wx" });
+      heldLocks.add(lockPath);
+      return () => {
+        heldLocks.delete(lockPath);
+        rmSync(lockPath, { force: true });
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      const holder = Number.parseInt(readFileSync(lockPath, "utf8"), 10);
+      const heldHere = holder === process.pid && heldLocks.has(lockPath);
+      if (heldHere || (Number.isFinite(holder) && holder !== process.pid && isAlive(holder))) {
+        throw new DataDirLockedError(`another gateway (pid ${holder}) is using ${dataDir}; stop it or pick another --data-dir`);
+      }
+      rmSync(lockPath, { force: true });
+    }
+  }
+  throw new DataDirLockedError(`could not lock ${dataDir}`);
+}
+
+export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
+  const host = options.host ?? "127.0.0.1";
+  // Logs go to stderr so that a CLI wrapping the gateway keeps stdout for its own output.
+  const logger = options.logger ??
+    pino({ level: options.logLevel ?? process.env.BETA9_LOG_LEVEL ?? "info" }, pino.destination({ fd: 2, sync: false }));
+  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  const unlock = lockDataDir(options.dataDir);
+  let store: SqliteStore | undefined;
+  try {
+    store = new SqliteStore(join(options.dataDir, "gateway.db"));
+    const objects = new ObjectStore(join(options.dataDir, "objects"), options.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES);
+    await objects.init();
+    const bootstrap = await store.workspaces.bootstrap(BOOTSTRAP_WORKSPACE);
+    const app = await buildGatewayApp(
+      { store, objects, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() },
+      logger,
+    );
+    await app.listen({ host, port: options.port ?? DEFAULT_GATEWAY_PORT });
+    const address = app.server.address();
+    const port = typeof address === "object" && address ? address.port : (options.port ?? DEFAULT_GATEWAY_PORT);
+    const urlHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+    logger.info({ host, port, dataDir: options.dataDir, schemaVersion: store.schemaVersion }, "gateway listening");
+    const opened = store;
+    let closed = false;
+    return {
+      url: `http://${urlHost}:${port}`,
+      port,
+      ...(bootstrap && { bootstrap }),
+      async close() {
+        if (closed) return;
+        closed = true;
+        await app.close();
+        await opened.close();
+        unlock();
+      },
+    };
+  } catch (err) {
+    await store?.close();
+    unlock();
+    throw err;
+  }
+}

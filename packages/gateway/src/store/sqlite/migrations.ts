@@ -1,0 +1,138 @@
+/**
+ * Versioned schema migrations. Append only: a released migration is never edited, a change is a
+ * new entry. Each runs in its own transaction together with its row in `schema_migrations`.
+ */
+import type Database from "better-sqlite3";
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: "core entities",
+    sql: `
+      CREATE TABLE workspace (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        signing_key TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE token (
+        id TEXT PRIMARY KEY,
+        workspace_id TEXT NOT NULL REFERENCES workspace(id),
+        key_hash TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        type TEXT NOT NULL CHECK (type IN ('admin','workspace','restricted','worker','machine')),
+        name TEXT,
+        active INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+      );
+      CREATE INDEX token_workspace ON token(workspace_id, created_at);
+      CREATE TABLE app (
+        id TEXT PRIMARY KEY,
+        workspace_id TEXT NOT NULL REFERENCES workspace(id),
+        name TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (workspace_id, name)
+      );
+      CREATE TABLE object (
+        workspace_id TEXT NOT NULL REFERENCES workspace(id),
+        hash TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (workspace_id, hash)
+      );
+      CREATE TABLE stub (
+        id TEXT PRIMARY KEY,
+        workspace_id TEXT NOT NULL REFERENCES workspace(id),
+        app_id TEXT NOT NULL REFERENCES app(id),
+        name TEXT NOT NULL,
+        type TEXT NOT NULL,
+        object_id TEXT,
+        config TEXT NOT NULL,
+        config_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (workspace_id, app_id, name, type, object_id, config_hash)
+      );
+      CREATE TABLE deployment (
+        id TEXT PRIMARY KEY,
+        workspace_id TEXT NOT NULL REFERENCES workspace(id),
+        app_id TEXT NOT NULL REFERENCES app(id),
+        stub_id TEXT NOT NULL REFERENCES stub(id),
+        stub_type TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        active INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        deleted_at TEXT,
+        UNIQUE (workspace_id, name, version)
+      );
+      CREATE INDEX deployment_list ON deployment(workspace_id, deleted_at, created_at);
+      CREATE TABLE task (
+        id TEXT PRIMARY KEY,
+        workspace_id TEXT NOT NULL REFERENCES workspace(id),
+        stub_id TEXT NOT NULL REFERENCES stub(id),
+        status TEXT NOT NULL,
+        retries INTEGER NOT NULL DEFAULT 0,
+        container_id TEXT,
+        error TEXT,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        ended_at TEXT
+      );
+      CREATE INDEX task_workspace ON task(workspace_id, created_at);
+      CREATE TABLE pool (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        description TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE machine (
+        id TEXT PRIMARY KEY,
+        workspace_id TEXT NOT NULL REFERENCES workspace(id),
+        pool TEXT NOT NULL,
+        state TEXT NOT NULL,
+        hostname TEXT,
+        cpu_millicores INTEGER NOT NULL DEFAULT 0,
+        memory_mib INTEGER NOT NULL DEFAULT 0,
+        gpus TEXT NOT NULL DEFAULT '[]',
+        last_keepalive_at TEXT,
+        created_at TEXT NOT NULL
+      );
+      CREATE INDEX machine_workspace ON machine(workspace_id, pool);
+    `,
+  },
+];
+
+export class MigrationError extends Error {
+  override name = "MigrationError";
+}
+
+/** Brings the schema up to the newest version; refuses a database written by a newer beta9. */
+export function migrate(db: Database.Database, list: readonly Migration[] = migrations): number {
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`);
+  const row = db.prepare("SELECT MAX(version) AS v FROM schema_migrations").get() as { v: number | null };
+  const current = row.v ?? 0;
+  const newest = list.at(-1)?.version ?? 0;
+  if (current > newest) {
+    throw new MigrationError(
+      `the data directory has schema version ${current}, newer than this beta9 knows (${newest}); upgrade beta9`,
+    );
+  }
+  const record = db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)");
+  for (const m of list) {
+    if (m.version <= current) continue;
+    db.transaction(() => {
+      db.exec(m.sql);
+      record.run(m.version, m.name, new Date().toISOString());
+    })();
+  }
+  return newest;
+}

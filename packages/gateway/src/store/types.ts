@@ -1,0 +1,121 @@
+/**
+ * The store interfaces: every read and write of durable state goes through these, so a second
+ * backend (Postgres) plugs in without touching callers. `conformance.ts` is the shared suite that
+ * every implementation must pass.
+ *
+ * Conventions: every workspace-owned lookup takes the workspace id first and returns `undefined`
+ * for rows of another workspace, exactly as for rows that do not exist; multi-row writes are
+ * atomic; conflicts throw `Beta9Error` with a catalogue code.
+ */
+import type {
+  App, Deployment, Machine, Pool, StoredObject, Stub, StubConfig, StubType, Task, Token, TokenType,
+  TokenWithKey, Workspace,
+} from "@beta9/protocol";
+
+export interface Page {
+  limit: number;
+  offset: number;
+}
+
+export interface WorkspaceRepo {
+  /** Creates a workspace and its first token in one transaction. */
+  create(name: string, firstTokenType: TokenType): Promise<{ workspace: Workspace; token: TokenWithKey }>;
+  /** On an empty store only: creates the first workspace with an admin token; otherwise `undefined`. */
+  bootstrap(name: string): Promise<{ workspace: Workspace; token: TokenWithKey } | undefined>;
+  get(id: string): Promise<Workspace | undefined>;
+  list(page: Page): Promise<Workspace[]>;
+}
+
+/** What authentication needs to know about a presented token. */
+export interface AuthenticatedToken {
+  id: string;
+  workspaceId: string;
+  type: TokenType;
+}
+
+export interface TokenRepo {
+  create(workspaceId: string, type: TokenType, name?: string): Promise<TokenWithKey>;
+  /** Looks a presented key up by its hash; revoked or unknown keys give `undefined`. */
+  authenticate(key: string): Promise<AuthenticatedToken | undefined>;
+  get(workspaceId: string, id: string): Promise<Token | undefined>;
+  list(workspaceId: string, page: Page): Promise<Token[]>;
+  /** Idempotent; refuses (CONFLICT) to revoke the last active admin token of the cluster. */
+  revoke(workspaceId: string, id: string): Promise<Token | undefined>;
+}
+
+export interface AppRepo {
+  getOrCreate(workspaceId: string, name: string): Promise<App>;
+  get(workspaceId: string, id: string): Promise<App | undefined>;
+  list(workspaceId: string, page: Page): Promise<App[]>;
+}
+
+export interface ObjectRepo {
+  get(workspaceId: string, hash: string): Promise<StoredObject | undefined>;
+  /** Records that the workspace holds the object; idempotent. */
+  put(workspaceId: string, hash: string, size: number): Promise<{ object: StoredObject; created: boolean }>;
+  list(workspaceId: string, page: Page): Promise<StoredObject[]>;
+}
+
+export interface NewStub {
+  workspaceId: string;
+  appId: string;
+  name: string;
+  type: StubType;
+  objectId: string | null;
+  config: StubConfig;
+  configHash: string;
+}
+
+export interface StubRepo {
+  /** Reuses the stub with the same workspace, app, name, type, object and config hash. */
+  getOrCreate(stub: NewStub): Promise<{ stub: Stub; created: boolean }>;
+  get(workspaceId: string, id: string): Promise<Stub | undefined>;
+  list(workspaceId: string, page: Page): Promise<Stub[]>;
+}
+
+export interface DeploymentFilter extends Page {
+  name?: string;
+  active?: boolean;
+}
+
+export interface DeploymentRepo {
+  /** Next version for the name (versions are never reused, even after delete); active. */
+  create(workspaceId: string, stubId: string, name: string): Promise<Deployment>;
+  get(workspaceId: string, id: string): Promise<Deployment | undefined>;
+  /** `latest` is the newest active version. */
+  resolve(workspaceId: string, name: string, version: number | "latest"): Promise<Deployment | undefined>;
+  list(workspaceId: string, filter: DeploymentFilter): Promise<Deployment[]>;
+  setActive(workspaceId: string, id: string, active: boolean): Promise<Deployment | undefined>;
+  /** Soft delete: the row leaves every list and lookup; its version number stays taken. */
+  delete(workspaceId: string, id: string): Promise<boolean>;
+}
+
+export interface TaskRepo {
+  create(workspaceId: string, stubId: string): Promise<Task>;
+  get(workspaceId: string, id: string): Promise<Task | undefined>;
+  list(workspaceId: string, page: Page): Promise<Task[]>;
+}
+
+export interface PoolRepo {
+  create(name: string, description: string): Promise<Pool>;
+  getByName(name: string): Promise<Pool | undefined>;
+  list(page: Page): Promise<Pool[]>;
+}
+
+export interface MachineRepo {
+  get(workspaceId: string, id: string): Promise<Machine | undefined>;
+  list(workspaceId: string, page: Page & { pool?: string }): Promise<Machine[]>;
+}
+
+export interface Store {
+  readonly workspaces: WorkspaceRepo;
+  readonly tokens: TokenRepo;
+  readonly apps: AppRepo;
+  readonly objects: ObjectRepo;
+  readonly stubs: StubRepo;
+  readonly deployments: DeploymentRepo;
+  readonly tasks: TaskRepo;
+  readonly pools: PoolRepo;
+  readonly machines: MachineRepo;
+  close(): Promise<void>;
+}

@@ -1,0 +1,49 @@
+/** A gateway app on a real SQLite file in a temp dir, driven without a socket (`app.inject`). */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { FastifyInstance, LightMyRequestResponse } from "fastify";
+import { buildGatewayApp } from "../app.js";
+import { ObjectStore } from "../objects/object-store.js";
+import { SqliteStore } from "../store/sqlite/store.js";
+import { VERSION } from "../version.js";
+
+export interface TestGateway {
+  app: FastifyInstance;
+  store: SqliteStore;
+  dir: string;
+  adminKey: string;
+  workspaceId: string;
+  request(method: string, url: string, options?: { key?: string | null; body?: unknown; headers?: Record<string, string> }): Promise<LightMyRequestResponse>;
+  close(): Promise<void>;
+}
+
+export async function createTestGateway(options: { maxObjectBytes?: number } = {}): Promise<TestGateway> {
+  const dir = mkdtempSync(join(tmpdir(), "beta9-gw-test-"));
+  const store = new SqliteStore(join(dir, "gateway.db"));
+  const objects = new ObjectStore(join(dir, "objects"), options.maxObjectBytes ?? 1024 * 1024);
+  await objects.init();
+  const boot = await store.workspaces.bootstrap("default");
+  if (!boot) throw new Error("bootstrap did not run on an empty store");
+  const app = await buildGatewayApp({ store, objects, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() });
+  const adminKey = boot.token.key;
+  return {
+    app, store, dir, adminKey, workspaceId: boot.workspace.id,
+    request(method, url, { key = adminKey, body, headers = {} } = {}) {
+      const allHeaders: Record<string, string> = { ...headers };
+      if (key !== null) allHeaders.authorization = `Bearer ${key}`;
+      let payload: string | Buffer | undefined;
+      if (Buffer.isBuffer(body) || typeof body === "string") payload = body;
+      else if (body !== undefined) {
+        payload = JSON.stringify(body);
+        allHeaders["content-type"] ??= "application/json";
+      }
+      return app.inject({ method: method as "GET", url, headers: allHeaders, ...(payload !== undefined && { payload }) });
+    },
+    async close() {
+      await app.close();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,84 @@
+/**
+ * Request shapes of the HTTP API (bodies, params, queries). The gateway validates against these
+ * schemas, the OpenAPI document is generated from them, and the SDK's client types come from them.
+ */
+import { Type, type Static } from "@sinclair/typebox";
+import { STUB_TYPES, StringEnum, TOKEN_TYPES } from "./entities.js";
+import { StubConfigInputSchema } from "./stub-config.js";
+
+export const API_PREFIX = "/api/v1";
+export const DEFAULT_GATEWAY_PORT = 1994;
+
+/** Lowercase DNS-label-like names: what users type for workspaces, apps, deployments, pools. */
+export const NameSchema = Type.String({
+  pattern: "^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$",
+  description: "lowercase letters, digits, '.', '_' or '-'; 1–63 characters; starts and ends with a letter or digit",
+});
+
+export const Sha256Schema = Type.String({ pattern: "^[a-f0-9]{64}$", description: "sha256, lowercase hex" });
+
+export const IdParamsSchema = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) }, { additionalProperties: false });
+export const HashParamsSchema = Type.Object({ hash: Sha256Schema }, { additionalProperties: false });
+
+const QueryInt = Type.String({ pattern: "^[0-9]{1,9}$" });
+const QueryBool = StringEnum(["true", "false"] as const);
+
+export const ListQuerySchema = Type.Object(
+  {
+    limit: Type.Optional(QueryInt),
+    offset: Type.Optional(QueryInt),
+  },
+  { additionalProperties: false },
+);
+
+export const DeploymentListQuerySchema = Type.Object(
+  {
+    limit: Type.Optional(QueryInt),
+    offset: Type.Optional(QueryInt),
+    name: Type.Optional(NameSchema),
+    active: Type.Optional(QueryBool),
+  },
+  { additionalProperties: false },
+);
+export type DeploymentListQuery = Static<typeof DeploymentListQuerySchema>;
+
+export const CreateWorkspaceBodySchema = Type.Object({ name: NameSchema }, { additionalProperties: false });
+export type CreateWorkspaceBody = Static<typeof CreateWorkspaceBodySchema>;
+
+export const CreateTokenBodySchema = Type.Object(
+  {
+    type: StringEnum(TOKEN_TYPES),
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+  },
+  { additionalProperties: false },
+);
+export type CreateTokenBody = Static<typeof CreateTokenBodySchema>;
+
+export const CreateStubBodySchema = Type.Object(
+  {
+    name: NameSchema,
+    type: StringEnum(STUB_TYPES),
+    app: Type.Optional(NameSchema),
+    objectId: Type.Optional(Sha256Schema),
+    config: Type.Optional(StubConfigInputSchema),
+  },
+  { additionalProperties: false },
+);
+export type CreateStubBody = Static<typeof CreateStubBodySchema>;
+
+export const CreateDeploymentBodySchema = Type.Object(
+  {
+    stubId: Type.String({ minLength: 1, maxLength: 128 }),
+    name: Type.Optional(NameSchema),
+  },
+  { additionalProperties: false },
+);
+export type CreateDeploymentBody = Static<typeof CreateDeploymentBodySchema>;
+
+export const CreatePoolBodySchema = Type.Object(
+  { name: NameSchema, description: Type.Optional(Type.String({ maxLength: 1024 })) },
+  { additionalProperties: false },
+);
+export type CreatePoolBody = Static<typeof CreatePoolBodySchema>;
+
+export const ListOf = <T extends Parameters<typeof Type.Array>[0]>(item: T) => Type.Object({ items: Type.Array(item) });

@@ -1,0 +1,89 @@
+/**
+ * The one catalogue of errors that beta9-ts answers with. Every error a client can see has a
+ * stable `code` (never renamed once released), an HTTP status, and a message template that says
+ * what to fix. Gateway, SDK and CLI all read this table, so a code means the same thing everywhere.
+ *
+ * Templates use `{name}` placeholders filled from the `params` given when the error is raised.
+ */
+export const errorCatalogue = {
+  AUTH_TOKEN_MISSING: {
+    status: 401,
+    message: 'Send a token as "Authorization: Bearer <token>" (beta9 config create, or BETA9_TOKEN)',
+  },
+  AUTH_TOKEN_INVALID: {
+    status: 401,
+    message: "The token is unknown or revoked; create a new one with `beta9 token create`",
+  },
+  AUTH_FORBIDDEN: {
+    status: 403,
+    message: "A {tokenType} token cannot {action}; use a token of type {allowed}",
+  },
+  ROUTE_NOT_FOUND: { status: 404, message: "No route {method} {url}; see GET /api/v1/openapi.json" },
+  RESOURCE_NOT_FOUND: { status: 404, message: "No {kind} {id} in this workspace" },
+  INVALID_JSON: { status: 400, message: "The request body is not valid JSON: {reason}" },
+  UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    message: "Content-Type {contentType} is not accepted here; send {expected}",
+  },
+  VALIDATION_FAILED: { status: 422, message: "{location}{path} {reason}" },
+  INVALID_CONFIG: { status: 422, message: "config.{field}: {reason}" },
+  BODY_TOO_LARGE: { status: 413, message: "The request body exceeds the limit of {limit} bytes" },
+  OBJECT_TOO_LARGE: {
+    status: 413,
+    message: "The object exceeds the upload limit of {limit} bytes; add large files to .beta9ignore",
+  },
+  OBJECT_HASH_MISMATCH: {
+    status: 422,
+    message: "The uploaded bytes hash to sha256 {actual}, not {expected}; upload the bytes the hash names",
+  },
+  BUNDLE_INVALID: { status: 422, message: "The code bundle is not acceptable: {reason}" },
+  STUB_NOT_DEPLOYABLE: {
+    status: 422,
+    message: "Stub {id} is of type {type}; deploy a stub whose type ends in /deployment",
+  },
+  NAME_TAKEN: { status: 409, message: "A {kind} named {name} already exists" },
+  CONFLICT: { status: 409, message: "{reason}" },
+  BAD_REQUEST: { status: 400, message: "{reason}" },
+  INTERNAL: { status: 500, message: "Internal error (request id {requestId}); the gateway log has details" },
+  UNAVAILABLE: { status: 503, message: "{reason}" },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof errorCatalogue;
+export type ErrorParams = Record<string, string | number>;
+
+/** The JSON body of every error response. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; details?: unknown };
+}
+
+export function formatErrorMessage(code: ErrorCode, params: ErrorParams = {}): string {
+  return errorCatalogue[code].message.replace(/\{(\w+)\}/g, (whole, key: string) =>
+    key in params ? String(params[key]) : whole,
+  );
+}
+
+/** An error with a catalogue code; thrown anywhere, rendered as an {@link ErrorBody}. */
+export class Beta9Error extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: unknown;
+
+  constructor(code: ErrorCode, params: ErrorParams = {}, details?: unknown) {
+    super(formatErrorMessage(code, params));
+    this.name = "Beta9Error";
+    this.code = code;
+    this.status = errorCatalogue[code].status;
+    this.details = details;
+    Object.setPrototypeOf(this, new.target.prototype);
+  }
+
+  toBody(): ErrorBody {
+    const body: ErrorBody = { error: { code: this.code, message: this.message } };
+    if (this.details !== undefined) body.error.details = this.details;
+    return body;
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === "string" && Object.hasOwn(errorCatalogue, value);
+}

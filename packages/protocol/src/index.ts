@@ -1,0 +1,5 @@
+export * from "./errors.js";
+export * from "./resources.js";
+export * from "./entities.js";
+export * from "./stub-config.js";
+export * from "./api.js";

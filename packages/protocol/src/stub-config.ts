@@ -1,0 +1,202 @@
+/**
+ * Stub configuration: what a user writes (`StubConfigInput`, loose units, everything optional)
+ * and what the gateway stores (`StubConfig`, canonical units, every field present). The canonical
+ * form is hashed so that an unchanged config reuses its stub.
+ */
+import { createHash } from "node:crypto";
+import { Type, type Static } from "@sinclair/typebox";
+import { normalizeGpu, parseCpu, parseMemory, ResourceParseError } from "./resources.js";
+import type { StubKind } from "./entities.js";
+
+const EnvName = Type.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*$", maxLength: 256 });
+const ResourceName = Type.String({ pattern: "^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$" });
+
+export const TaskPolicyInputSchema = Type.Object(
+  {
+    maxRetries: Type.Optional(Type.Integer({ minimum: 0, maximum: 5 })),
+    timeout: Type.Optional(Type.Integer({ minimum: -1, maximum: 86_400, description: "seconds; -1 disables" })),
+    ttl: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400, description: "seconds a task may wait" })),
+  },
+  { additionalProperties: false },
+);
+
+export const AutoscalerInputSchema = Type.Object(
+  {
+    type: Type.Literal("queue_depth"),
+    maxContainers: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+    tasksPerContainer: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+    minContainers: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000 })),
+  },
+  { additionalProperties: false },
+);
+
+export const StubConfigInputSchema = Type.Object(
+  {
+    cpu: Type.Optional(Type.Union([Type.Number(), Type.String({ maxLength: 32 })])),
+    memory: Type.Optional(Type.Union([Type.Number(), Type.String({ maxLength: 32 })])),
+    gpu: Type.Optional(
+      Type.Union([Type.String({ maxLength: 32 }), Type.Array(Type.String({ maxLength: 32 }), { maxItems: 16 })]),
+    ),
+    gpuCount: Type.Optional(Type.Integer({ minimum: 0, maximum: 8 })),
+    workers: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+    concurrentRequests: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+    keepWarmSeconds: Type.Optional(Type.Integer({ minimum: -1, maximum: 86_400 })),
+    maxPendingTasks: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+    taskPolicy: Type.Optional(TaskPolicyInputSchema),
+    autoscaler: Type.Optional(AutoscalerInputSchema),
+    callbackUrl: Type.Optional(Type.String({ maxLength: 2048 })),
+    secrets: Type.Optional(Type.Array(EnvName, { maxItems: 256 })),
+    env: Type.Optional(Type.Record(EnvName, Type.String({ maxLength: 32_768 }))),
+    authorized: Type.Optional(Type.Boolean()),
+    imageId: Type.Optional(Type.String({ pattern: "^[a-f0-9]{16,64}$" })),
+    handler: Type.Optional(Type.String({ pattern: "^[^:]+:[A-Za-z_$][A-Za-z0-9_$]*$", maxLength: 1024 })),
+    when: Type.Optional(Type.String({ maxLength: 128 })),
+    pool: Type.Optional(ResourceName),
+    ports: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65_535 }), { maxItems: 32 })),
+  },
+  { additionalProperties: false },
+);
+export type StubConfigInput = Static<typeof StubConfigInputSchema>;
+
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([schema, Type.Null()]);
+
+export const StubConfigSchema = Type.Object({
+  cpuMillicores: Type.Integer(),
+  memoryMiB: Type.Integer(),
+  gpu: Type.Array(Type.String()),
+  gpuCount: Type.Integer(),
+  workers: Type.Integer(),
+  concurrentRequests: Type.Integer(),
+  keepWarmSeconds: Type.Integer(),
+  maxPendingTasks: Type.Integer(),
+  taskPolicy: Type.Object({ maxRetries: Type.Integer(), timeout: Type.Integer(), ttl: Type.Integer() }),
+  autoscaler: Type.Object({
+    type: Type.Literal("queue_depth"),
+    maxContainers: Type.Integer(),
+    tasksPerContainer: Type.Integer(),
+    minContainers: Type.Integer(),
+  }),
+  callbackUrl: Nullable(Type.String()),
+  secrets: Type.Array(Type.String()),
+  env: Type.Record(Type.String(), Type.String()),
+  authorized: Type.Boolean(),
+  imageId: Nullable(Type.String()),
+  handler: Nullable(Type.String()),
+  when: Nullable(Type.String()),
+  pool: Nullable(Type.String()),
+  ports: Type.Array(Type.Integer()),
+});
+export type StubConfig = Static<typeof StubConfigSchema>;
+
+/** Defaults per workload kind, as beta9 has them (reference: beta9 §1.1). */
+const kindDefaults: Record<StubKind, { cpu: number; keepWarmSeconds: number; timeout: number; maxRetries: number; authorized: boolean }> = {
+  endpoint: { cpu: 1000, keepWarmSeconds: 180, timeout: 180, maxRetries: 0, authorized: true },
+  taskqueue: { cpu: 1000, keepWarmSeconds: 10, timeout: 3600, maxRetries: 3, authorized: true },
+  function: { cpu: 125, keepWarmSeconds: 0, timeout: 3600, maxRetries: 3, authorized: true },
+  schedule: { cpu: 1000, keepWarmSeconds: 0, timeout: 3600, maxRetries: 3, authorized: true },
+  sandbox: { cpu: 1000, keepWarmSeconds: 600, timeout: -1, maxRetries: 0, authorized: true },
+};
+
+/** A semantic problem with one field of a config; the gateway answers it as INVALID_CONFIG. */
+export class StubConfigError extends Error {
+  constructor(readonly field: string, readonly reason: string) {
+    super(`config.${field}: ${reason}`);
+    this.name = "StubConfigError";
+  }
+}
+
+const CRON_ALIASES = new Set(["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"]);
+const CRON_FIELD = /^[\d*,\-/A-Za-z?LW#]+$/;
+
+function field<T>(name: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (err instanceof ResourceParseError) throw new StubConfigError(name, err.message);
+    throw err;
+  }
+}
+
+/** Validated input (types already checked against the schema) → canonical stored config. */
+export function normalizeStubConfig(kind: StubKind, input: StubConfigInput): StubConfig {
+  const d = kindDefaults[kind];
+  const gpu = input.gpu === undefined ? [] : field("gpu", () => normalizeGpu(input.gpu));
+  const gpuCount = input.gpuCount ?? (gpu.length > 0 ? 1 : 0);
+  if (gpuCount > 0 && gpu.length === 0) throw new StubConfigError("gpuCount", "set gpu to a GPU type (or \"any\") as well");
+  if (gpu.length > 0 && gpuCount === 0) throw new StubConfigError("gpuCount", "must be at least 1 when gpu is set");
+
+  const maxContainers = input.autoscaler?.maxContainers ?? 1;
+  const minContainers = input.autoscaler?.minContainers ?? 0;
+  if (minContainers > maxContainers) {
+    throw new StubConfigError("autoscaler.minContainers", `must not exceed maxContainers (${maxContainers})`);
+  }
+  if (input.callbackUrl !== undefined) {
+    let url: URL | undefined;
+    try {
+      url = new URL(input.callbackUrl);
+    } catch {
+      url = undefined;
+    }
+    if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) {
+      throw new StubConfigError("callbackUrl", "must be an absolute http:// or https:// URL");
+    }
+  }
+  if (kind === "schedule") {
+    if (input.when === undefined) throw new StubConfigError("when", 'a schedule needs a cron expression, e.g. "*/5 * * * *" or "@hourly"');
+    const parts = input.when.trim().split(/\s+/);
+    const ok = CRON_ALIASES.has(input.when.trim()) || (parts.length === 5 && parts.every((p) => CRON_FIELD.test(p)));
+    if (!ok) throw new StubConfigError("when", 'must be five cron fields ("*/5 * * * *") or @hourly, @daily, @weekly, @monthly, @yearly');
+  } else if (input.when !== undefined) {
+    throw new StubConfigError("when", "only schedules take a cron expression");
+  }
+  if (kind === "endpoint" && input.taskPolicy?.timeout === -1) {
+    throw new StubConfigError("taskPolicy.timeout", "endpoints need a timeout; -1 is only for queues and functions");
+  }
+
+  return {
+    cpuMillicores: input.cpu === undefined ? d.cpu : field("cpu", () => parseCpu(input.cpu)),
+    memoryMiB: input.memory === undefined ? 128 : field("memory", () => parseMemory(input.memory)),
+    gpu,
+    gpuCount,
+    workers: input.workers ?? 1,
+    concurrentRequests: input.concurrentRequests ?? 1,
+    keepWarmSeconds: input.keepWarmSeconds ?? d.keepWarmSeconds,
+    maxPendingTasks: input.maxPendingTasks ?? 100,
+    taskPolicy: {
+      maxRetries: input.taskPolicy?.maxRetries ?? d.maxRetries,
+      timeout: input.taskPolicy?.timeout ?? d.timeout,
+      ttl: input.taskPolicy?.ttl ?? 86_400,
+    },
+    autoscaler: {
+      type: "queue_depth",
+      maxContainers,
+      tasksPerContainer: input.autoscaler?.tasksPerContainer ?? 1,
+      minContainers,
+    },
+    callbackUrl: input.callbackUrl ?? null,
+    secrets: [...new Set(input.secrets ?? [])].sort(),
+    env: Object.fromEntries(Object.entries(input.env ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))),
+    authorized: input.authorized ?? d.authorized,
+    imageId: input.imageId ?? null,
+    handler: input.handler ?? null,
+    when: input.when?.trim() ?? null,
+    pool: input.pool ?? null,
+    ports: [...new Set(input.ports ?? [])].sort((a, b) => a - b),
+  };
+}
+
+/** JSON with object keys sorted at every depth, so equal values serialize to equal strings. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export function hashStubConfig(config: StubConfig): string {
+  return createHash("sha256").update(canonicalJson(config)).digest("hex");
+}

@@ -1,0 +1,272 @@
+/**
+ * The programmatic client for the gateway's HTTP API. One undici Pool per client keeps
+ * connections alive across calls (a CLI command or an SDK deploy makes several in a row);
+ * call close() when done so the process can exit.
+ */
+import { Pool, type Dispatcher } from "undici";
+import {
+  API_PREFIX,
+  type CreateDeploymentBody,
+  type CreatePoolBody,
+  type CreateStubBody,
+  type CreateTokenBody,
+  type Deployment,
+  type DeploymentListQuery,
+  type Machine,
+  type Pool as WorkerPool,
+  type App,
+  type Stub,
+  type StoredObject,
+  type Task,
+  type Token,
+  type TokenWithKey,
+  type Workspace,
+} from "@beta9/protocol";
+
+export interface ClientOptions {
+  /** Base URL of the gateway, e.g. http://127.0.0.1:1994 (a path prefix is kept). */
+  gateway: string;
+  token?: string;
+}
+
+export type Query = Record<string, string | number | boolean | undefined>;
+
+export interface RequestOptions {
+  /** A Buffer/Uint8Array is sent as application/octet-stream, anything else as JSON. */
+  body?: unknown;
+  query?: Query;
+}
+
+export interface Health {
+  status: "ok";
+  version: string;
+  schemaVersion: number;
+  uptimeSeconds?: number;
+}
+
+export interface ListOptions {
+  limit?: number;
+  offset?: number;
+}
+
+/**
+ * A failed API call. `code` is the gateway's stable error code when it sent one, "HTTP_<status>"
+ * when the body was not an error body, and "UNREACHABLE" (status 0) when no response came at all.
+ */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly details: unknown;
+
+  constructor(status: number, code: string, message: string, details?: unknown) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.details = details;
+  }
+}
+
+interface RawResponse {
+  status: number;
+  body: Buffer;
+}
+
+export class Client {
+  readonly gateway: string;
+  readonly token: string | undefined;
+  private readonly pool: Pool;
+  private readonly basePath: string;
+
+  constructor(options: ClientOptions) {
+    let url: URL;
+    try {
+      url = new URL(options.gateway);
+    } catch {
+      throw new TypeError(`gateway must be an absolute http:// or https:// URL, got ${JSON.stringify(options.gateway)}`);
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") {
+      throw new TypeError(`gateway must be an http:// or https:// URL, got ${JSON.stringify(options.gateway)}`);
+    }
+    this.gateway = options.gateway.replace(/\/+$/, "");
+    this.token = options.token;
+    this.basePath = url.pathname.replace(/\/+$/, "");
+    this.pool = new Pool(url.origin);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+
+  /** Calls `method API_PREFIX+path`; resolves to the parsed JSON body (undefined when empty). */
+  async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    const res = await this.send(method, path, options);
+    if (res.body.length === 0) return undefined as T;
+    try {
+      return JSON.parse(res.body.toString("utf8")) as T;
+    } catch {
+      throw new ApiError(res.status, `HTTP_${res.status}`, `${method} ${path}: the gateway answered with a body that is not JSON`);
+    }
+  }
+
+  private async send(method: string, path: string, options: RequestOptions): Promise<RawResponse> {
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let body: Buffer | string | undefined;
+    if (options.body instanceof Uint8Array) {
+      body = Buffer.from(options.body.buffer, options.body.byteOffset, options.body.byteLength);
+      headers["content-type"] = "application/octet-stream";
+    } else if (options.body !== undefined) {
+      body = JSON.stringify(options.body);
+      headers["content-type"] = "application/json";
+    }
+    const fullPath = this.basePath + API_PREFIX + path + queryString(options.query);
+
+    let res;
+    try {
+      res = await this.pool.request({ method: method as Dispatcher.HttpMethod, path: fullPath, headers, body: body ?? null });
+    } catch (err) {
+      const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      throw new ApiError(0, "UNREACHABLE", `cannot reach the gateway at ${this.gateway} (${reason}); is it running (beta9 up)?`);
+    }
+    const bytes = Buffer.from(await res.body.arrayBuffer());
+    if (res.statusCode >= 200 && res.statusCode < 300) {
+      return { status: res.statusCode, body: bytes };
+    }
+    throw toApiError(res.statusCode, method, path, bytes);
+  }
+
+  health(): Promise<Health> {
+    return this.request("GET", "/health");
+  }
+
+  // Workspaces (creating and listing them needs an admin token)
+  currentWorkspace(): Promise<Workspace> {
+    return this.request("GET", "/workspace/current");
+  }
+  async listWorkspaces(): Promise<Workspace[]> {
+    return items(await this.request("GET", "/workspace"));
+  }
+  createWorkspace(name: string): Promise<{ workspace: Workspace; token: TokenWithKey }> {
+    return this.request("POST", "/workspace", { body: { name } });
+  }
+
+  // Tokens of the caller's workspace
+  async listTokens(options: ListOptions = {}): Promise<Token[]> {
+    return items(await this.request("GET", "/token", { query: { ...options } }));
+  }
+  createToken(body: CreateTokenBody): Promise<TokenWithKey> {
+    return this.request("POST", "/token", { body });
+  }
+  revokeToken(id: string): Promise<Token> {
+    return this.request("DELETE", `/token/${encodeURIComponent(id)}`);
+  }
+
+  async listApps(options: ListOptions = {}): Promise<App[]> {
+    return items(await this.request("GET", "/app", { query: { ...options } }));
+  }
+  getApp(id: string): Promise<App> {
+    return this.request("GET", `/app/${encodeURIComponent(id)}`);
+  }
+
+  // Content-addressed objects (code bundles)
+  async headObject(hash: string): Promise<boolean> {
+    try {
+      await this.send("HEAD", `/object/${encodeURIComponent(hash)}`, {});
+      return true;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) return false;
+      throw err;
+    }
+  }
+  putObject(hash: string, bytes: Buffer): Promise<StoredObject> {
+    return this.request("PUT", `/object/${encodeURIComponent(hash)}`, { body: bytes });
+  }
+  async getObject(hash: string): Promise<Buffer> {
+    return (await this.send("GET", `/object/${encodeURIComponent(hash)}`, {})).body;
+  }
+  async listObjects(options: ListOptions = {}): Promise<StoredObject[]> {
+    return items(await this.request("GET", "/object", { query: { ...options } }));
+  }
+
+  createStub(body: CreateStubBody): Promise<{ stub: Stub; created: boolean }> {
+    return this.request("POST", "/stub", { body });
+  }
+  async listStubs(options: ListOptions = {}): Promise<Stub[]> {
+    return items(await this.request("GET", "/stub", { query: { ...options } }));
+  }
+  getStub(id: string): Promise<Stub> {
+    return this.request("GET", `/stub/${encodeURIComponent(id)}`);
+  }
+
+  createDeployment(body: CreateDeploymentBody): Promise<Deployment> {
+    return this.request("POST", "/deployment", { body });
+  }
+  async listDeployments(query: { name?: string; active?: boolean; limit?: number; offset?: number } = {}): Promise<Deployment[]> {
+    const q: DeploymentListQuery = {};
+    if (query.name !== undefined) q.name = query.name;
+    if (query.active !== undefined) q.active = query.active ? "true" : "false";
+    if (query.limit !== undefined) q.limit = String(query.limit);
+    if (query.offset !== undefined) q.offset = String(query.offset);
+    return items(await this.request("GET", "/deployment", { query: q }));
+  }
+  getDeployment(id: string): Promise<Deployment> {
+    return this.request("GET", `/deployment/${encodeURIComponent(id)}`);
+  }
+  stopDeployment(id: string): Promise<Deployment> {
+    return this.request("POST", `/deployment/${encodeURIComponent(id)}/stop`);
+  }
+  startDeployment(id: string): Promise<Deployment> {
+    return this.request("POST", `/deployment/${encodeURIComponent(id)}/start`);
+  }
+  async deleteDeployment(id: string): Promise<void> {
+    await this.request("DELETE", `/deployment/${encodeURIComponent(id)}`);
+  }
+
+  async listTasks(options: ListOptions = {}): Promise<Task[]> {
+    return items(await this.request("GET", "/task", { query: { ...options } }));
+  }
+  getTask(id: string): Promise<Task> {
+    return this.request("GET", `/task/${encodeURIComponent(id)}`);
+  }
+
+  async listPools(): Promise<WorkerPool[]> {
+    return items(await this.request("GET", "/pool"));
+  }
+  createPool(body: CreatePoolBody): Promise<WorkerPool> {
+    return this.request("POST", "/pool", { body });
+  }
+  async listMachines(pool?: string): Promise<Machine[]> {
+    return items(await this.request("GET", "/machine", { query: { pool } }));
+  }
+}
+
+function queryString(query: Query | undefined): string {
+  if (!query) return "";
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) {
+    if (value !== undefined) params.set(key, String(value));
+  }
+  const text = params.toString();
+  return text ? `?${text}` : "";
+}
+
+function items<T>(list: { items: T[] }): T[] {
+  return list.items;
+}
+
+function toApiError(status: number, method: string, path: string, bytes: Buffer): ApiError {
+  let parsed: unknown;
+  try {
+    parsed = bytes.length > 0 ? JSON.parse(bytes.toString("utf8")) : undefined;
+  } catch {
+    parsed = undefined;
+  }
+  const error = (parsed as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)?.error;
+  if (error && typeof error.code === "string" && typeof error.message === "string") {
+    return new ApiError(status, error.code, error.message, error.details);
+  }
+  // Not an error body: a proxy in between, or a HEAD response (which has no body by definition).
+  const text = bytes.toString("utf8").trim().slice(0, 200);
+  return new ApiError(status, `HTTP_${status}`, `${method} ${path} answered ${status}${text ? `: ${text}` : ""}`);
+}
