@@ -4,6 +4,9 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { registerConfig } from "./commands/config.js";
+import { registerContainer } from "./commands/container.js";
+import { registerWorker } from "./commands/worker.js";
+import { registerImage } from "./commands/image.js";
 import { registerDeployment } from "./commands/deployment.js";
 import { registerToken } from "./commands/token.js";
 import { registerServe } from "./commands/up.js";
@@ -34,6 +37,9 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 auth/permission, 4 not found, 5 gateway un
   registerWorkspace(program);
   registerToken(program);
   registerDeployment(program);
+  registerContainer(program);
+  registerImage(program);
+  registerWorker(program);
 
   forEachCommand(program, (command) => {
     command.exitOverride().configureOutput({

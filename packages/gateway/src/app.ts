@@ -6,6 +6,8 @@ import Fastify, { LogController, type FastifyInstance } from "fastify";
 import swagger from "@fastify/swagger";
 import type { Logger } from "pino";
 import { clusterRoutes } from "./api/cluster.js";
+import { containerRoutes } from "./api/containers.js";
+import { imageRoutes } from "./api/images.js";
 import type { GatewayContext } from "./api/common.js";
 import { deploymentRoutes } from "./api/deployments.js";
 import { healthRoutes } from "./api/health.js";
@@ -82,6 +84,8 @@ export async function buildGatewayApp(ctx: GatewayContext, logger: Logger | fals
   stubRoutes(app, ctx);
   deploymentRoutes(app, ctx);
   clusterRoutes(app, ctx);
+  containerRoutes(app, ctx);
+  imageRoutes(app, ctx);
   await app.ready();
   return app;
 }

@@ -8,6 +8,10 @@ import { pino, type Logger } from "pino";
 import { DEFAULT_GATEWAY_PORT, type TokenWithKey, type Workspace } from "@beta9/protocol";
 import { buildGatewayApp } from "./app.js";
 import { ObjectStore } from "./objects/object-store.js";
+import { ImageBuilds } from "./images/image-builds.js";
+import { ContainerRegistry } from "./scheduler/containers.js";
+import { Scheduler } from "./scheduler/scheduler.js";
+import { attachWorkerSocket } from "./scheduler/worker-socket.js";
 import { SqliteStore } from "./store/sqlite/store.js";
 import { VERSION } from "./version.js";
 
@@ -18,6 +22,11 @@ export interface GatewayOptions {
   logLevel?: string;
   /** Largest object (code bundle) accepted, in bytes. */
   maxObjectBytes?: number;
+  /** How often workers send keepalives (default 15 s) and how long silence is tolerated (default 60 s). */
+  workerKeepaliveMs?: number;
+  workerTimeoutMs?: number;
+  /** How long a container request may wait for room before it fails (default 10 min). */
+  backlogTimeoutMs?: number;
   logger?: Logger;
 }
 
@@ -26,6 +35,11 @@ export interface RunningGateway {
   port: number;
   /** Set on the very first start only: the workspace and admin token created for an empty store. */
   bootstrap?: { workspace: Workspace; token: TokenWithKey };
+  /**
+   * A worker token for a worker in this same process or machine (`beta9 up`). Created once and
+   * kept in the data directory (mode 0600), so restarts reuse it instead of minting new ones.
+   */
+  localWorkerToken(): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -75,6 +89,22 @@ function lockDataDir(dataDir: string): () => void {
   throw new DataDirLockedError(`could not lock ${dataDir}`);
 }
 
+async function localWorkerToken(store: SqliteStore, dataDir: string): Promise<string> {
+  const path = join(dataDir, "local-worker.token");
+  let key: string | undefined;
+  try {
+    key = readFileSync(path, "utf8").trim();
+  } catch {
+    key = undefined;
+  }
+  if (key && (await store.tokens.authenticate(key))?.type === "worker") return key;
+  const [first] = await store.workspaces.list({ limit: 1, offset: 0 });
+  if (!first) throw new Error("the store has no workspace to own the local worker's token");
+  const token = await store.tokens.create(first.id, "worker", "local worker");
+  writeFileSync(path, token.key, { mode: 0o600 });
+  return token.key;
+}
+
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
   const host = options.host ?? "127.0.0.1";
   // Logs go to stderr so that a CLI wrapping the gateway keeps stdout for its own output.
@@ -83,35 +113,51 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
   const unlock = lockDataDir(options.dataDir);
   let store: SqliteStore | undefined;
+  let scheduler: Scheduler | undefined;
   try {
     store = new SqliteStore(join(options.dataDir, "gateway.db"));
     const objects = new ObjectStore(join(options.dataDir, "objects"), options.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES);
     await objects.init();
     const bootstrap = await store.workspaces.bootstrap(BOOTSTRAP_WORKSPACE);
+    scheduler = new Scheduler(new ContainerRegistry(), {
+      logger,
+      ...(options.workerTimeoutMs !== undefined && { workerTimeoutMs: options.workerTimeoutMs }),
+      ...(options.backlogTimeoutMs !== undefined && { backlogTimeoutMs: options.backlogTimeoutMs }),
+    });
+    const builds = new ImageBuilds({ dir: join(options.dataDir, "images"), images: store.images, scheduler, logger });
+    await builds.init();
     const app = await buildGatewayApp(
-      { store, objects, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() },
+      { store, objects, scheduler, builds, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() },
       logger,
     );
+    const closeWorkerSockets = attachWorkerSocket({
+      server: app.server, tokens: store.tokens, scheduler, builds, keepaliveMs: options.workerKeepaliveMs ?? 15_000, logger,
+    });
     await app.listen({ host, port: options.port ?? DEFAULT_GATEWAY_PORT });
     const address = app.server.address();
     const port = typeof address === "object" && address ? address.port : (options.port ?? DEFAULT_GATEWAY_PORT);
     const urlHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
     logger.info({ host, port, dataDir: options.dataDir, schemaVersion: store.schemaVersion }, "gateway listening");
     const opened = store;
+    const openedScheduler = scheduler;
     let closed = false;
     return {
       url: `http://${urlHost}:${port}`,
       port,
       ...(bootstrap && { bootstrap }),
+      localWorkerToken: () => localWorkerToken(opened, options.dataDir),
       async close() {
         if (closed) return;
         closed = true;
+        openedScheduler.close();
+        closeWorkerSockets();
         await app.close();
         await opened.close();
         unlock();
       },
     };
   } catch (err) {
+    scheduler?.close();
     await store?.close();
     unlock();
     throw err;

@@ -4,6 +4,7 @@
  */
 import { Type, type Static } from "@sinclair/typebox";
 import { STUB_TYPES, StringEnum, TOKEN_TYPES } from "./entities.js";
+import { ImageSpecSchema } from "./image-spec.js";
 import { StubConfigInputSchema } from "./stub-config.js";
 
 export const API_PREFIX = "/api/v1";
@@ -82,3 +83,33 @@ export const CreatePoolBodySchema = Type.Object(
 export type CreatePoolBody = Static<typeof CreatePoolBodySchema>;
 
 export const ListOf = <T extends Parameters<typeof Type.Array>[0]>(item: T) => Type.Object({ items: Type.Array(item) });
+
+export const RunContainerBodySchema = Type.Object(
+  {
+    command: Type.Array(Type.String({ maxLength: 65_536 }), { minItems: 1, maxItems: 4096 }),
+    env: Type.Optional(Type.Record(Type.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*$", maxLength: 256 }), Type.String({ maxLength: 65_536 }))),
+    cpu: Type.Optional(Type.Union([Type.Number(), Type.String({ maxLength: 32 })])),
+    memory: Type.Optional(Type.Union([Type.Number(), Type.String({ maxLength: 32 })])),
+    gpu: Type.Optional(Type.Union([Type.String({ maxLength: 32 }), Type.Array(Type.String({ maxLength: 32 }), { maxItems: 16 })])),
+    gpuCount: Type.Optional(Type.Integer({ minimum: 0, maximum: 8 })),
+    ports: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65_535 }), { maxItems: 32 })),
+    imageId: Type.Optional(Type.String({ pattern: "^[a-f0-9]{16,64}$" })),
+    pool: Type.Optional(NameSchema),
+  },
+  { additionalProperties: false },
+);
+export type RunContainerBody = Static<typeof RunContainerBodySchema>;
+
+export const ContainerListQuerySchema = Type.Object(
+  { active: Type.Optional(StringEnum(["true", "false"] as const)) },
+  { additionalProperties: false },
+);
+
+export const ContainerLogsQuerySchema = Type.Object(
+  { follow: Type.Optional(StringEnum(["true", "false"] as const)) },
+  { additionalProperties: false },
+);
+
+export const BuildImageBodySchema = Type.Object({ spec: ImageSpecSchema }, { additionalProperties: false });
+export type BuildImageBody = Static<typeof BuildImageBodySchema>;
+export const ImageIdParamsSchema = Type.Object({ id: Type.String({ pattern: "^[a-f0-9]{32}$" }) }, { additionalProperties: false });

@@ -130,3 +130,69 @@ export const MachineSchema = Type.Object({
   createdAt: Timestamp,
 });
 export type Machine = Static<typeof MachineSchema>;
+
+export const ContainerSchema = Type.Object({
+  id: Type.String(),
+  workspaceId: Type.String(),
+  stubId: Nullable(Type.String()),
+  imageId: Nullable(Type.String()),
+  workerId: Nullable(Type.String()),
+  state: StringEnum(["PENDING", "RUNNING", "STOPPING", "EXITED"] as const),
+  exitCode: Nullable(Type.Integer()),
+  reason: Nullable(Type.String({ description: "exited, oom, stopped, failed, worker_lost or unschedulable" })),
+  message: Nullable(Type.String()),
+  command: Type.Array(Type.String()),
+  cpuMillicores: Type.Integer(),
+  memoryMiB: Type.Integer(),
+  gpu: Nullable(Type.String()),
+  ports: Type.Record(Type.String(), Type.Object({ host: Type.String(), port: Type.Integer() })),
+  createdAt: Timestamp,
+  startedAt: Nullable(Timestamp),
+  endedAt: Nullable(Timestamp),
+});
+export type Container = Static<typeof ContainerSchema>;
+
+export const LogLineSchema = Type.Object({
+  stream: StringEnum(["stdout", "stderr"] as const),
+  line: Type.String(),
+  at: Type.Number({ description: "Unix ms when the worker read the line" }),
+});
+
+export const WorkerSchema = Type.Object({
+  id: Type.String(),
+  hostname: Type.String(),
+  pool: Type.String(),
+  runtime: Type.String(),
+  isolates: Type.Boolean(),
+  connected: Type.Boolean(),
+  cordoned: Type.Boolean(),
+  lastSeenAt: Timestamp,
+  capacity: Type.Object({ cpuMillicores: Type.Integer(), memoryMiB: Type.Integer(), gpus: Type.Array(Type.Object({ type: Type.String(), count: Type.Integer() })) }),
+  free: Type.Object({ cpuMillicores: Type.Integer(), memoryMiB: Type.Integer() }),
+  containers: Type.Integer(),
+});
+export type WorkerInfo = Static<typeof WorkerSchema>;
+
+export const IMAGE_STATUSES = ["building", "ready", "failed"] as const;
+export type ImageStatus = (typeof IMAGE_STATUSES)[number];
+
+export const ImageSchema = Type.Object({
+  id: Type.String({ description: "sha256 of the canonical spec, 32 hex characters" }),
+  status: StringEnum(IMAGE_STATUSES),
+  spec: Type.Unknown({ description: "the canonical image spec" }),
+  size: Nullable(Type.Integer({ description: "bytes of the packed (squashfs) image" })),
+  sha256: Nullable(Type.String()),
+  error: Nullable(Type.String()),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+});
+export interface Image {
+  id: string;
+  status: ImageStatus;
+  spec: unknown;
+  size: number | null;
+  sha256: string | null;
+  error: string | null;
+  createdAt: string;
+  updatedAt: string;
+}

@@ -41,6 +41,11 @@ export const errorCatalogue = {
     status: 422,
     message: "Stub {id} is of type {type}; deploy a stub whose type ends in /deployment",
   },
+  IMAGE_SPEC_INVALID: { status: 422, message: "The image spec is not valid: {reason}" },
+  IMAGE_NOT_READY: {
+    status: 409,
+    message: "Image {id} is {status}; wait for its build to finish (beta9 image list) or build it again",
+  },
   NAME_TAKEN: { status: 409, message: "A {kind} named {name} already exists" },
   CONFLICT: { status: 409, message: "{reason}" },
   BAD_REQUEST: { status: 400, message: "{reason}" },

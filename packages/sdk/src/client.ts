@@ -15,6 +15,12 @@ import {
   type Machine,
   type Pool as WorkerPool,
   type App,
+  type Container,
+  type Image as ImageInfo,
+  type ImageSpec,
+  type LogLine,
+  type RunContainerBody,
+  type WorkerInfo,
   type Stub,
   type StoredObject,
   type Task,
@@ -239,7 +245,96 @@ export class Client {
   async listMachines(pool?: string): Promise<Machine[]> {
     return items(await this.request("GET", "/machine", { query: { pool } }));
   }
+
+  // Containers and workers
+  runContainer(body: RunContainerBody): Promise<Container> {
+    return this.request("POST", "/container", { body });
+  }
+  async listContainers(query: { active?: boolean } = {}): Promise<Container[]> {
+    return items(await this.request("GET", "/container", { query: { active: query.active } }));
+  }
+  getContainer(id: string): Promise<Container> {
+    return this.request("GET", `/container/${encodeURIComponent(id)}`);
+  }
+  stopContainer(id: string): Promise<Container> {
+    return this.request("POST", `/container/${encodeURIComponent(id)}/stop`);
+  }
+  async containerLogs(id: string): Promise<LogLine[]> {
+    return items(await this.request("GET", `/container/${encodeURIComponent(id)}/logs`));
+  }
+  /**
+   * Follows a container's logs: yields the history, then each new line and state change, and
+   * ends after the container has exited (the last event is `end` with its final state).
+   */
+  async *followContainer(id: string): AsyncGenerator<ContainerEvent> {
+    for await (const event of this.events(`/container/${encodeURIComponent(id)}/logs?follow=true`)) {
+      if (event.name === "log") yield { kind: "log", line: event.data as LogLine };
+      else if (event.name === "state") yield { kind: "state", container: event.data as Container };
+      else if (event.name === "end") {
+        yield { kind: "end", container: event.data as Container };
+        return;
+      }
+    }
+  }
+
+  /** A text/event-stream response as parsed events (comments, used as keepalives, are skipped). */
+  private async *events(pathAndQuery: string): AsyncGenerator<{ name: string; data: unknown }> {
+    const headers: Record<string, string> = { accept: "text/event-stream" };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    const path = `${this.basePath}${API_PREFIX}${pathAndQuery}`;
+    let res;
+    try {
+      res = await this.pool.request({ method: "GET", path, headers, bodyTimeout: 0 });
+    } catch (err) {
+      const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      throw new ApiError(0, "UNREACHABLE", `cannot reach the gateway at ${this.gateway} (${reason}); is it running (beta9 up)?`);
+    }
+    if (res.statusCode !== 200) throw toApiError(res.statusCode, "GET", path, Buffer.from(await res.body.arrayBuffer()));
+    let buffer = "";
+    for await (const chunk of res.body) {
+      buffer += String(chunk);
+      let boundary: number;
+      while ((boundary = buffer.indexOf("\n\n")) !== -1) {
+        const block = buffer.slice(0, boundary);
+        buffer = buffer.slice(boundary + 2);
+        const name = /^event: (.*)$/m.exec(block)?.[1];
+        const data = /^data: (.*)$/m.exec(block)?.[1];
+        if (name && data !== undefined) yield { name, data: JSON.parse(data) };
+      }
+    }
+  }
+
+  // Images
+  /** Starts (or joins, or skips when ready) the build of `spec`; follow it with followImageBuild. */
+  buildImage(spec: ImageSpec): Promise<ImageInfo> {
+    return this.request("POST", "/image/build", { body: { spec } });
+  }
+  async listImages(options: ListOptions = {}): Promise<ImageInfo[]> {
+    return items(await this.request("GET", "/image", { query: { ...options } }));
+  }
+  getImage(id: string): Promise<ImageInfo> {
+    return this.request("GET", `/image/${encodeURIComponent(id)}`);
+  }
+  /** Yields the build's log lines, then `end` with the image (ready or failed). */
+  async *followImageBuild(id: string): AsyncGenerator<{ kind: "log"; line: LogLine } | { kind: "end"; image: ImageInfo }> {
+    for await (const event of this.events(`/image/${encodeURIComponent(id)}/logs?follow=true`)) {
+      if (event.name === "log") yield { kind: "log", line: event.data as LogLine };
+      else if (event.name === "end") {
+        yield { kind: "end", image: event.data as ImageInfo };
+        return;
+      }
+    }
+  }
+
+  async listWorkers(): Promise<WorkerInfo[]> {
+    return items(await this.request("GET", "/worker"));
+  }
 }
+
+export type ContainerEvent =
+  | { kind: "log"; line: LogLine }
+  | { kind: "state"; container: Container }
+  | { kind: "end"; container: Container };
 
 function queryString(query: Query | undefined): string {
   if (!query) return "";

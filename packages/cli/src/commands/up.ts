@@ -5,7 +5,7 @@
 import { mkdirSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
-import { InvalidArgumentError, type Command } from "commander";
+import { InvalidArgumentError, Option, type Command } from "commander";
 import { DEFAULT_GATEWAY_PORT } from "@beta9/protocol";
 import { configDir, DEFAULT_CONTEXT, readConfig, setContext, writeConfig } from "../config-file.js";
 import { CliError, formatError } from "../errors.js";
@@ -16,6 +16,8 @@ interface ServeOptions {
   port: number;
   dataDir?: string;
   logLevel?: string;
+  runtime?: "auto" | "runc" | "process";
+  worker?: boolean;
 }
 
 function port(value: string): number {
@@ -35,8 +37,11 @@ function withServeOptions(command: Command): Command {
 
 export function registerServe(program: Command): void {
   withServeOptions(
-    program.command("up").description('run beta9 on this machine; on first start, save its admin token as context "default"'),
-  ).action((opts: ServeOptions) => serve(opts, true));
+    program.command("up").description('run beta9 on this machine (gateway and a local worker); on first start, save its admin token as context "default"'),
+  )
+    .addOption(new Option("--runtime <runtime>", "container runtime of the local worker").choices(["auto", "runc", "process"]).default("auto"))
+    .option("--no-worker", "start the gateway only")
+    .action((opts: ServeOptions) => serve(opts, true));
 
   withServeOptions(program.command("gateway").description("run only the gateway (control plane); saves no context")).action(
     (opts: ServeOptions) => serve(opts, false),
@@ -72,8 +77,10 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
   const stops: Array<() => Promise<void>> = [() => gateway.close()];
   const url = localUrl(opts.host, gateway.port);
 
-  // Hook for the local worker (packages/worker): `beta9 up` starts it here, pointed at `url` with a
-  // worker token, and pushes its stop onto `stops`; `beta9 gateway` never starts one.
+  if (saveContext && opts.worker !== false) {
+    const worker = await startLocalWorker(url, await gateway.localWorkerToken(), dataDir, opts);
+    stops.push(() => worker.close());
+  }
 
   if (gateway.bootstrap) {
     const key = gateway.bootstrap.token.key;
@@ -99,6 +106,20 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
 
   note(`${await signal}: shutting down (send it again to force)`);
   for (const stop of stops.reverse()) await stop();
+}
+
+/** The worker of `beta9 up`: in this process, state under the data dir, the runtime picked or asked for. */
+async function startLocalWorker(url: string, token: string, dataDir: string, opts: ServeOptions) {
+  const [{ startWorker }, { pino }] = await Promise.all([import("@beta9/worker"), import("pino")]);
+  const logger = pino({ level: opts.logLevel ?? process.env.BETA9_LOG_LEVEL ?? "info" }, pino.destination({ fd: 2, sync: false }));
+  const started = await startWorker({ gatewayUrl: url, token, stateDir: join(dataDir, "worker"), logger, runtime: opts.runtime ?? "auto", name: "local", workerId: "local" }).catch(
+    (err: unknown) => {
+      throw new CliError("WORKER_START_FAILED", `cannot start the local worker: ${err instanceof Error ? err.message : String(err)}`);
+    },
+  );
+  await started.connected;
+  print(`worker: local (${started.runtime.name}${started.runtime.isolates ? "" : ", NO isolation"})`);
+  return started;
 }
 
 /** Resolves on the first SIGINT/SIGTERM and then stops listening, so a second one kills at once. */

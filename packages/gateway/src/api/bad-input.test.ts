@@ -25,7 +25,7 @@ interface RouteCase {
 
 let gw: TestGateway;
 const keys = {} as Record<TokenType | "otherWorkspace", string>;
-const ids = { stub: "", deployment: "", object: "", app: "", task: "", token: "" };
+const ids = { stub: "", deployment: "", object: "", app: "", task: "", token: "", container: "" };
 const bundle = makeTar([{ name: "app.ts", data: "export const x = 1;\n" }], { gzip: true });
 
 function objectFiles(): string[] {
@@ -42,6 +42,7 @@ async function expectRejected(
 ): Promise<void> {
   const dump = gw.store.dumpForTests();
   const files = objectFiles();
+  const containers = JSON.stringify(gw.scheduler.containers.list());
   const res = await gw.request(c.method, c.url, options);
   const where = `${c.method} ${c.url} with ${JSON.stringify({ ...options, body: undefined })}`;
   assert.equal(res.statusCode, status, `${where}: status ${res.statusCode}, body ${res.body}`);
@@ -52,6 +53,7 @@ async function expectRejected(
   }
   assert.equal(gw.store.dumpForTests(), dump, `${where} changed the store`);
   assert.deepEqual(objectFiles(), files, `${where} changed the object files`);
+  assert.equal(JSON.stringify(gw.scheduler.containers.list()), containers, `${where} changed the containers`);
 }
 
 before(async () => {
@@ -72,6 +74,9 @@ before(async () => {
   ids.deployment = (await gw.request("POST", "/api/v1/deployment", { body: { stubId: ids.stub } })).json().id;
   ids.task = (await gw.store.tasks.create(gw.workspaceId, ids.stub)).id;
   ids.token = (await gw.store.tokens.create(gw.workspaceId, "restricted", "spare")).id;
+  const container = await gw.request("POST", "/api/v1/container", { body: { command: ["sleep", "60"] } });
+  assert.equal(container.statusCode, 201, container.body);
+  ids.container = container.json().id;
 });
 
 after(async () => gw.close());
@@ -104,6 +109,18 @@ const routes = (): RouteCase[] => [
   { method: "GET", url: "/api/v1/pool", pattern: "/api/v1/pool" },
   { method: "POST", url: "/api/v1/pool", pattern: "/api/v1/pool", body: () => ({ name: "gpu" }) },
   { method: "GET", url: "/api/v1/machine", pattern: "/api/v1/machine" },
+  { method: "POST", url: "/api/v1/container", pattern: "/api/v1/container", body: () => ({ command: ["true"], gpuCount: 0 }) },
+  { method: "GET", url: "/api/v1/container", pattern: "/api/v1/container" },
+  { method: "GET", url: `/api/v1/container/${ids.container}`, pattern: "/api/v1/container/:id", byId: true },
+  { method: "POST", url: `/api/v1/container/${ids.container}/stop`, pattern: "/api/v1/container/:id/stop", byId: true },
+  { method: "GET", url: `/api/v1/container/${ids.container}/logs`, pattern: "/api/v1/container/:id/logs", byId: true },
+  { method: "GET", url: "/api/v1/worker", pattern: "/api/v1/worker" },
+  { method: "POST", url: "/api/v1/image/build", pattern: "/api/v1/image/build", body: () => ({ spec: { base: { kind: "default" }, steps: [], env: {} } }) },
+  { method: "GET", url: "/api/v1/image", pattern: "/api/v1/image" },
+  { method: "GET", url: `/api/v1/image/${"e".repeat(32)}`, pattern: "/api/v1/image/:id" },
+  { method: "GET", url: `/api/v1/image/${"e".repeat(32)}/logs`, pattern: "/api/v1/image/:id/logs" },
+  { method: "GET", url: `/api/v1/image/${"e".repeat(32)}/blob`, pattern: "/api/v1/image/:id/blob" },
+  { method: "PUT", url: `/api/v1/image/${"e".repeat(32)}/blob`, pattern: "/api/v1/image/:id/blob" },
 ];
 
 const accessOf = (c: RouteCase) => gw.app.routeCatalogue.find((r) => r.method === c.method && r.url === c.pattern)?.access;
@@ -111,6 +128,7 @@ const allowedBy: Record<string, readonly TokenType[]> = {
   read: ["admin", "workspace", "restricted"],
   write: ["admin", "workspace"],
   admin: ["admin"],
+  worker: ["admin", "worker"],
 };
 
 describe("route table", () => {
@@ -166,7 +184,7 @@ describe("workspace isolation on every route that names a resource", () => {
   });
 
   test("another workspace's lists hold none of this workspace's rows", async () => {
-    for (const url of ["/api/v1/deployment", "/api/v1/stub", "/api/v1/app", "/api/v1/object", "/api/v1/task", "/api/v1/machine"]) {
+    for (const url of ["/api/v1/deployment", "/api/v1/stub", "/api/v1/app", "/api/v1/object", "/api/v1/task", "/api/v1/machine", "/api/v1/container"]) {
       const res = await gw.request("GET", url, { key: keys.otherWorkspace });
       assert.equal(res.statusCode, 200, url);
       assert.deepEqual(res.json(), { items: [] }, url);
@@ -219,6 +237,7 @@ describe("bodies on every JSON route", () => {
     for (const url of [
       "/api/v1/deployment?limit=ten", "/api/v1/deployment?active=yes", "/api/v1/deployment?name=Bad_Name!", "/api/v1/deployment?unknown=1",
       "/api/v1/token?offset=-1", "/api/v1/machine?pool=%2F..", "/api/v1/stub?limit=99999999999",
+      "/api/v1/container?active=maybe", `/api/v1/container/${ids.container}/logs?follow=1`,
     ]) {
       await expectRejected({ method: "GET", url }, {}, 422, "VALIDATION_FAILED");
     }

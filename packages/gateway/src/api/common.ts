@@ -3,11 +3,15 @@ import type {} from "@fastify/swagger"; // route schemas carry OpenAPI fields (t
 import { Type, type TSchema } from "@sinclair/typebox";
 import { Beta9Error, errorCatalogue } from "@beta9/protocol";
 import type { ObjectStore } from "../objects/object-store.js";
+import type { ImageBuilds } from "../images/image-builds.js";
+import type { Scheduler } from "../scheduler/scheduler.js";
 import type { Page, Store } from "../store/types.js";
 
 export interface GatewayContext {
   store: Store;
   objects: ObjectStore;
+  scheduler: Scheduler;
+  builds: ImageBuilds;
   version: string;
   schemaVersion: number;
   startedAt: number;

@@ -43,36 +43,60 @@ export class ObjectStore {
    * OBJECT_HASH_MISMATCH or BUNDLE_INVALID; on any failure the temp file is removed.
    */
   async write(expectedHash: string, body: Readable): Promise<{ size: number }> {
-    const tmp = join(this.tmpDir, randomUUID());
-    const hash = createHash("sha256");
-    let size = 0;
-    const limit = this.maxBytes;
-    const meter = new Transform({
-      transform(chunk: Buffer, _enc, callback) {
-        size += chunk.length;
-        if (size > limit) return callback(new Beta9Error("OBJECT_TOO_LARGE", { limit }));
-        hash.update(chunk);
-        callback(null, chunk);
+    await mkdir(join(this.dir, expectedHash.slice(0, 2)), { recursive: true });
+    return writeVerified(body, {
+      tmpDir: this.tmpDir, target: this.pathOf(expectedHash), sha256: expectedHash, maxBytes: this.maxBytes,
+      validate: async (tmp) => {
+        try {
+          await checkBundleFile(tmp);
+        } catch (err) {
+          if (err instanceof BundleError) throw new Beta9Error("BUNDLE_INVALID", { reason: err.message });
+          throw err;
+        }
       },
     });
-    try {
-      await pipeline(body, meter, createWriteStream(tmp, { flags: "wx" }));
-      const actual = hash.digest("hex");
-      if (actual !== expectedHash) throw new Beta9Error("OBJECT_HASH_MISMATCH", { actual, expected: expectedHash });
-      try {
-        await checkBundleFile(tmp);
-      } catch (err) {
-        if (err instanceof BundleError) throw new Beta9Error("BUNDLE_INVALID", { reason: err.message });
-        throw err;
-      }
-      await mkdir(join(this.dir, expectedHash.slice(0, 2)), { recursive: true });
-      // Same name means same bytes, so replacing a concurrent writer's file is harmless.
-      await rename(tmp, this.pathOf(expectedHash));
-      return { size };
-    } catch (err) {
-      body.resume(); // drain what the client still sends, so the error reply can be read
-      await rm(tmp, { force: true });
-      throw err;
-    }
+  }
+}
+
+export interface VerifiedWrite {
+  tmpDir: string;
+  target: string;
+  /** The sha256 the bytes must hash to. */
+  sha256: string;
+  maxBytes: number;
+  /** Extra checks on the complete temp file before it is renamed into place. */
+  validate?: (tmpPath: string) => Promise<void>;
+}
+
+/**
+ * Streams `body` to a temp file while hashing and counting it, and renames it to `target` only
+ * if it is within the limit, hashes to the expected sha256 and passes `validate`. Throws
+ * OBJECT_TOO_LARGE or OBJECT_HASH_MISMATCH (or what `validate` throws); a failure leaves nothing.
+ */
+export async function writeVerified(body: Readable, w: VerifiedWrite): Promise<{ size: number }> {
+  const tmp = join(w.tmpDir, randomUUID());
+  const hash = createHash("sha256");
+  let size = 0;
+  const limit = w.maxBytes;
+  const meter = new Transform({
+    transform(chunk: Buffer, _enc, callback) {
+      size += chunk.length;
+      if (size > limit) return callback(new Beta9Error("OBJECT_TOO_LARGE", { limit }));
+      hash.update(chunk);
+      callback(null, chunk);
+    },
+  });
+  try {
+    await pipeline(body, meter, createWriteStream(tmp, { flags: "wx" }));
+    const actual = hash.digest("hex");
+    if (actual !== w.sha256) throw new Beta9Error("OBJECT_HASH_MISMATCH", { actual, expected: w.sha256 });
+    await w.validate?.(tmp);
+    // Same name means same bytes, so replacing a concurrent writer's file is harmless.
+    await rename(tmp, w.target);
+    return { size };
+  } catch (err) {
+    body.resume(); // drain what the client still sends, so the error reply can be read
+    await rm(tmp, { force: true });
+    throw err;
   }
 }

@@ -8,7 +8,7 @@
  * atomic; conflicts throw `Beta9Error` with a catalogue code.
  */
 import type {
-  App, Deployment, Machine, Pool, StoredObject, Stub, StubConfig, StubType, Task, Token, TokenType,
+  App, Image, Deployment, Machine, Pool, StoredObject, Stub, StubConfig, StubType, Task, Token, TokenType,
   TokenWithKey, Workspace,
 } from "@beta9/protocol";
 
@@ -107,6 +107,23 @@ export interface MachineRepo {
   list(workspaceId: string, page: Page & { pool?: string }): Promise<Machine[]>;
 }
 
+export interface ImageRepo {
+  /**
+   * Records that the workspace wants this image. Returns `build: true` when nobody is building it
+   * and it is not ready (new, or failed before): the caller must start a build.
+   */
+  request(workspaceId: string, id: string, spec: unknown): Promise<{ image: Image; build: boolean }>;
+  /** Workspace-scoped: an image another workspace built is invisible until this one requests it. */
+  get(workspaceId: string, id: string): Promise<Image | undefined>;
+  /** Any workspace's image: for workers, which serve every workspace. */
+  getAny(id: string): Promise<Image | undefined>;
+  list(workspaceId: string, page: Page): Promise<Image[]>;
+  markReady(id: string, size: number, sha256: string): Promise<void>;
+  markFailed(id: string, error: string): Promise<void>;
+  /** At start-up: builds that were running when the gateway stopped will never report; fail them. */
+  failInterrupted(): Promise<number>;
+}
+
 export interface Store {
   readonly workspaces: WorkspaceRepo;
   readonly tokens: TokenRepo;
@@ -117,5 +134,6 @@ export interface Store {
   readonly tasks: TaskRepo;
   readonly pools: PoolRepo;
   readonly machines: MachineRepo;
+  readonly images: ImageRepo;
   close(): Promise<void>;
 }

@@ -5,11 +5,15 @@ import { join } from "node:path";
 import type { FastifyInstance, LightMyRequestResponse } from "fastify";
 import { buildGatewayApp } from "../app.js";
 import { ObjectStore } from "../objects/object-store.js";
+import { ContainerRegistry } from "../scheduler/containers.js";
+import { Scheduler } from "../scheduler/scheduler.js";
+import { ImageBuilds } from "../images/image-builds.js";
 import { SqliteStore } from "../store/sqlite/store.js";
 import { VERSION } from "../version.js";
 
 export interface TestGateway {
   app: FastifyInstance;
+  scheduler: Scheduler;
   store: SqliteStore;
   dir: string;
   adminKey: string;
@@ -18,17 +22,20 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-export async function createTestGateway(options: { maxObjectBytes?: number } = {}): Promise<TestGateway> {
+export async function createTestGateway(options: { maxObjectBytes?: number; backlogTimeoutMs?: number } = {}): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), "beta9-gw-test-"));
   const store = new SqliteStore(join(dir, "gateway.db"));
   const objects = new ObjectStore(join(dir, "objects"), options.maxObjectBytes ?? 1024 * 1024);
   await objects.init();
   const boot = await store.workspaces.bootstrap("default");
   if (!boot) throw new Error("bootstrap did not run on an empty store");
-  const app = await buildGatewayApp({ store, objects, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() });
+  const scheduler = new Scheduler(new ContainerRegistry(), { backlogTimeoutMs: options.backlogTimeoutMs ?? 60_000 });
+  const builds = new ImageBuilds({ dir: join(dir, "images"), images: store.images, scheduler, workerWaitMs: 200 });
+  await builds.init();
+  const app = await buildGatewayApp({ store, objects, scheduler, builds, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() });
   const adminKey = boot.token.key;
   return {
-    app, store, dir, adminKey, workspaceId: boot.workspace.id,
+    app, scheduler, store, dir, adminKey, workspaceId: boot.workspace.id,
     request(method, url, { key = adminKey, body, headers = {} } = {}) {
       const allHeaders: Record<string, string> = { ...headers };
       if (key !== null) allHeaders.authorization = `Bearer ${key}`;
@@ -42,6 +49,7 @@ export async function createTestGateway(options: { maxObjectBytes?: number } = {
     },
     async close() {
       await app.close();
+      scheduler.close();
       await store.close();
       rmSync(dir, { recursive: true, force: true });
     },

@@ -108,6 +108,28 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX machine_workspace ON machine(workspace_id, pool);
     `,
   },
+  {
+    version: 2,
+    name: "images",
+    sql: `
+      CREATE TABLE image (
+        id TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('building','ready','failed')),
+        size INTEGER,
+        sha256 TEXT,
+        error TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      );
+      CREATE TABLE workspace_image (
+        workspace_id TEXT NOT NULL REFERENCES workspace(id),
+        image_id TEXT NOT NULL REFERENCES image(id),
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (workspace_id, image_id)
+      );
+    `,
+  },
 ];
 
 export class MigrationError extends Error {

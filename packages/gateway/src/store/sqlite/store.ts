@@ -3,6 +3,7 @@ import Database from "better-sqlite3";
 import type { Store } from "../types.js";
 import { SqliteMachineRepo, SqlitePoolRepo, SqliteTaskRepo } from "./cluster.js";
 import { SqliteTokenRepo, SqliteWorkspaceRepo } from "./identity.js";
+import { SqliteImageRepo } from "./images.js";
 import { migrate } from "./migrations.js";
 import { SqliteAppRepo, SqliteDeploymentRepo, SqliteObjectRepo, SqliteStubRepo } from "./workloads.js";
 
@@ -16,6 +17,7 @@ export class SqliteStore implements Store {
   readonly tasks: SqliteTaskRepo;
   readonly pools: SqlitePoolRepo;
   readonly machines: SqliteMachineRepo;
+  readonly images: SqliteImageRepo;
   readonly schemaVersion: number;
 
   /** `path` is a file, or ":memory:" for tests that need no durability. */
@@ -46,6 +48,7 @@ export class SqliteStore implements Store {
     this.tasks = new SqliteTaskRepo(db);
     this.pools = new SqlitePoolRepo(db);
     this.machines = new SqliteMachineRepo(db);
+    this.images = new SqliteImageRepo(db);
   }
 
   /**

@@ -1,0 +1,158 @@
+// Cold start: from the gateway accepting a container request (POST /api/v1/container) to the
+// runner's HTTP server inside the container answering its first request, on a local runc worker
+// with the image (the worker's host rootfs + the runner bundle) already on disk, against a bare
+// `runc run -d` of the same rootfs, mounts and server in a fresh netns on a bridge (the floor),
+// alternating in one run. Also: median fetch + verify + mount throughput of a packed image.
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { request } from "undici";
+import { startGateway } from "@beta9/gateway";
+import { ensureHostRootfs, ensureRunnerBundle, runcUnavailableReason, startWorker } from "@beta9/worker";
+import { fmt, median } from "./lib.mjs";
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
+const sh = (cmd, args) => execFileSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"] }).toString();
+const quiet = (cmd, args) => { try { sh(cmd, args); } catch { /* cleanup of what may not exist */ } };
+
+async function firstOk(url, deadlineMs = 10_000) {
+  const end = performance.now() + deadlineMs;
+  for (;;) {
+    try {
+      const res = await request(url, { headersTimeout: 1000, bodyTimeout: 1000 });
+      await res.body.dump();
+      if (res.statusCode === 200) return;
+    } catch { /* not up yet */ }
+    if (performance.now() > end) throw new Error(`${url} did not answer within ${deadlineMs} ms`);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+/** The floor: the same rootfs, mounts, command and config shape, started by hand. */
+function makeFloor(dir, rootfs, runnerDir) {
+  const bridge = "b9benchbr0";
+  const runcRoot = join(dir, "runc-root");
+  mkdirSync(runcRoot, { recursive: true });
+  quiet("ip", ["link", "del", bridge]);
+  sh("ip", ["link", "add", bridge, "type", "bridge"]);
+  sh("ip", ["addr", "add", "10.219.250.1/24", "dev", bridge]);
+  sh("ip", ["link", "set", bridge, "up"]);
+  const template = JSON.parse(sh("runc", ["spec", "--bundle", "/dev/null"]).toString() || "null") ?? null;
+  let n = 0;
+  return {
+    async start() {
+      n += 1;
+      const id = `b9bench-${n}`;
+      const ns = `b9bench-${n}`;
+      const ip = `10.219.250.${10 + n}`;
+      const b = join(dir, id);
+      mkdirSync(join(b, "upper"), { recursive: true }); mkdirSync(join(b, "work")); mkdirSync(join(b, "rootfs"));
+      const t0 = performance.now();
+      sh("ip", ["netns", "add", ns]);
+      sh("ip", ["link", "add", `b9bv${n}`, "type", "veth", "peer", "name", "eth0", "netns", ns]);
+      sh("ip", ["link", "set", `b9bv${n}`, "master", bridge, "up"]);
+      sh("ip", ["-n", ns, "addr", "add", `${ip}/24`, "dev", "eth0"]);
+      sh("ip", ["-n", ns, "link", "set", "eth0", "up"]);
+      sh("ip", ["-n", ns, "link", "set", "lo", "up"]);
+      sh("mount", ["-t", "overlay", "overlay", "-o", `lowerdir=${rootfs},upperdir=${join(b, "upper")},workdir=${join(b, "work")}`, join(b, "rootfs")]);
+      const config = structuredClone(template);
+      config.process.terminal = false;
+      config.process.args = ["/beta9/lib/ld-linux-x86-64.so.2", "--library-path", "/beta9/lib", "/beta9/bin/node", "/beta9/runner/main.js"];
+      config.process.env = ["PATH=/usr/bin:/bin", "PORT=8000"];
+      config.root = { path: "rootfs", readonly: false };
+      config.mounts.push({ destination: "/usr", type: "bind", source: "/usr", options: ["rbind", "ro", "nosuid", "nodev"] });
+      config.mounts.push({ destination: "/beta9", type: "bind", source: runnerDir, options: ["rbind", "ro", "nosuid", "nodev"] });
+      config.linux.namespaces = config.linux.namespaces.map((x) => (x.type === "network" ? { type: "network", path: `/var/run/netns/${ns}` } : x));
+      config.linux.cgroupsPath = `/b9bench/${id}`;
+      config.linux.resources = { ...config.linux.resources, memory: { limit: 512 * 1024 * 1024 }, cpu: { period: 100000, quota: 100000 } };
+      writeFileSync(join(b, "config.json"), JSON.stringify(config));
+      sh("runc", ["--root", runcRoot, "run", "-d", "--bundle", b, id]);
+      await firstOk(`http://${ip}:8000/health`);
+      const ms = performance.now() - t0;
+      return {
+        ms,
+        stop() {
+          quiet("runc", ["--root", runcRoot, "delete", "-f", id]);
+          quiet("umount", [join(b, "rootfs")]);
+          quiet("ip", ["link", "del", `b9bv${n}`]);
+          quiet("ip", ["netns", "del", ns]);
+          quiet("rmdir", [`/sys/fs/cgroup/memory/b9bench/${id}`]);
+          rmSync(b, { recursive: true, force: true });
+        },
+      };
+    },
+    close() {
+      quiet("ip", ["link", "del", bridge]);
+      for (const hierarchy of ["memory", "cpu", "cpuacct", "pids", "freezer", "devices", "blkio", "cpuset", "systemd", "unified"]) {
+        quiet("rmdir", [`/sys/fs/cgroup/${hierarchy}/b9bench`]);
+      }
+    },
+  };
+}
+
+export async function run() {
+  const unavailable = runcUnavailableReason();
+  if (unavailable) return { name: "cold start", skipped: unavailable, print() { console.log(`\n## cold start: skipped (${unavailable})`); } };
+  const dir = mkdtempSync(join(tmpdir(), "beta9-bench-cold-"));
+  const logger = pino({ level: "warn" });
+  const gateway = await startGateway({ dataDir: join(dir, "gw"), port: 0, logLevel: "warn" });
+  const key = gateway.bootstrap.token.key;
+  const worker = await startWorker({ gatewayUrl: gateway.url, token: await gateway.localWorkerToken(), stateDir: join(dir, "worker"), logger, runtime: "runc", name: "bench", subnet: "10.219.251.0/24", workerId: "bench" });
+  await worker.connected;
+  const rootfs = ensureHostRootfs(join(dir, "worker"));
+  const runner = ensureRunnerBundle(join(dir, "worker"));
+  const floor = makeFloor(join(dir, "floor"), rootfs, runner.dir);
+  const auth = { authorization: `Bearer ${key}`, "content-type": "application/json" };
+  const api = async (method, path, body) => {
+    const res = await request(`${gateway.url}${path}`, { method, headers: auth, ...(body && { body: JSON.stringify(body) }) });
+    return res.body.json();
+  };
+  const subjectStart = async () => {
+    const t0 = performance.now();
+    const created = await api("POST", "/api/v1/container", {
+      command: [...runner.nodeArgv, runner.runnerPath], ports: [8000], cpu: 1, memory: "512Mi",
+    });
+    let c = created;
+    while (!c.ports?.["8000"]) {
+      if (c.state === "EXITED") throw new Error(`container exited: ${c.message}`);
+      await new Promise((r) => setTimeout(r, 1));
+      c = await api("GET", `/api/v1/container/${created.id}`);
+    }
+    await firstOk(`http://${c.ports["8000"].host}:${c.ports["8000"].port}/health`);
+    const ms = performance.now() - t0;
+    return { ms, stop: () => api("POST", `/api/v1/container/${created.id}/stop`) };
+  };
+  const times = { floor: [], subject: [] };
+  try {
+    // One warm-up each (page cache, JIT), then alternate.
+    for (const s of [await floor.start(), await subjectStart()]) await s.stop();
+    for (let i = 0; i < ROUNDS; i++) {
+      const f = await floor.start();
+      times.floor.push(f.ms);
+      f.stop();
+      const s = await subjectStart();
+      times.subject.push(s.ms);
+      await s.stop();
+    }
+  } finally {
+    floor.close();
+    await worker.close(2000);
+    await gateway.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const f = median(times.floor);
+  const s = median(times.subject);
+  return {
+    name: "cold start: POST /api/v1/container → first HTTP 200 from the runner, vs bare runc run",
+    rounds: ROUNDS, floorMs: f, subjectMs: s, ratio: s / f, goal: "<= 1.5",
+    floorAll: times.floor, subjectAll: times.subject,
+    print() {
+      console.log(`\n## ${this.name}  (${ROUNDS} alternating rounds, medians)`);
+      console.log(`  floor   runc run -d + netns + overlay   ${fmt(f, 1).padStart(7)} ms   (min ${fmt(Math.min(...times.floor), 1)}, max ${fmt(Math.max(...times.floor), 1)})`);
+      console.log(`  subject gateway → worker → runc         ${fmt(s, 1).padStart(7)} ms   (min ${fmt(Math.min(...times.subject), 1)}, max ${fmt(Math.max(...times.subject), 1)})`);
+      console.log(`  ratio ${fmt(this.ratio, 2)} (goal <= 1.5)`);
+    },
+  };
+}

@@ -1,0 +1,112 @@
+/** `beta9 container`: run, list, stop and read the logs of containers. */
+import { InvalidArgumentError, type Command } from "commander";
+import type { Container, ContainerEvent, LogLine } from "beta9";
+import { forEachId, withClient } from "../session.js";
+import { color, print, printJson, printTable, shortTime } from "../output.js";
+import { ReportedError } from "../errors.js";
+
+function envPair(value: string, previous: Record<string, string> = {}): Record<string, string> {
+  const eq = value.indexOf("=");
+  if (eq < 1) throw new InvalidArgumentError("must be KEY=VALUE");
+  return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
+}
+
+function portList(value: string, previous: number[] = []): number[] {
+  if (!/^[0-9]{1,5}$/.test(value) || Number(value) < 1 || Number(value) > 65_535) throw new InvalidArgumentError("must be a port from 1 to 65535");
+  return [...previous, Number(value)];
+}
+
+function stateText(c: Container): string {
+  switch (c.state) {
+    case "RUNNING":
+      return color.green(c.state);
+    case "EXITED":
+      return `${c.reason === "exited" && c.exitCode === 0 ? color.dim("EXITED") : color.red("EXITED")} (${c.reason ?? "?"}${c.exitCode === null ? "" : ` ${c.exitCode}`})`;
+    default:
+      return color.yellow(c.state);
+  }
+}
+
+function printLine(line: LogLine): void {
+  (line.stream === "stderr" ? process.stderr : process.stdout).write(`${line.line}\n`);
+}
+
+/** Prints a followed container's output; exits like the container did (0, or 1 when it failed). */
+async function follow(events: AsyncGenerator<ContainerEvent>): Promise<void> {
+  for await (const event of events) {
+    if (event.kind === "log") printLine(event.line);
+    if (event.kind === "end") {
+      const c = event.container;
+      if (c.reason !== "exited" || c.exitCode !== 0) {
+        process.stderr.write(color.dim(`container ${c.id} ended: ${c.reason}${c.exitCode === null ? "" : ` (exit code ${c.exitCode})`}${c.message ? `: ${c.message}` : ""}\n`));
+        throw new ReportedError(1);
+      }
+    }
+  }
+}
+
+export function registerContainer(program: Command): void {
+  const container = program.command("container").description("run and inspect containers");
+
+  container
+    .command("run")
+    .description("run a command in a container on a worker the scheduler picks")
+    .argument("<command...>", "the command and its arguments (put -- before it)")
+    .option("--cpu <cores>", "CPU cores, e.g. 0.5 or 1500m", "1")
+    .option("--memory <size>", "memory, e.g. 512Mi or 2Gi", "512Mi")
+    .option("--gpu <type>", "a GPU type, e.g. A10G")
+    .option("--image <id>", "a built image id (default: the worker's host image)")
+    .option("--port <port>", "a port the command listens on (repeatable)", portList)
+    .option("-e, --env <KEY=VALUE>", "an environment variable (repeatable)", envPair)
+    .option("-d, --detach", "print the container id and return instead of following its output")
+    .option("--json", "print the container as JSON (implies --detach)")
+    .action((command: string[], opts: { cpu: string; memory: string; gpu?: string; image?: string; port?: number[]; env?: Record<string, string>; detach?: boolean; json?: boolean }, cmd: Command) =>
+      withClient(cmd, async (client) => {
+        const created = await client.runContainer({
+          command, cpu: opts.cpu, memory: opts.memory, ...(opts.gpu && { gpu: opts.gpu }), ...(opts.image && { imageId: opts.image }),
+          ...(opts.port && { ports: opts.port }), ...(opts.env && { env: opts.env }),
+        });
+        if (opts.json) return printJson(created);
+        if (opts.detach) return print(created.id);
+        process.stderr.write(color.dim(`container ${created.id}${created.message ? ` (waiting: ${created.message})` : ""}\n`));
+        await follow(client.followContainer(created.id));
+      }),
+    );
+
+  container
+    .command("list")
+    .description("list the workspace's containers, newest first")
+    .option("--json", "print a JSON array")
+    .option("-a, --all", "include exited containers")
+    .action((opts: { json?: boolean; all?: boolean }, cmd: Command) =>
+      withClient(cmd, async (client) => {
+        const list = await client.listContainers(opts.all ? {} : { active: true });
+        if (opts.json) return printJson(list);
+        printTable(
+          ["ID", "STATE", "WORKER", "CPU", "MEMORY", "COMMAND", "CREATED"],
+          list.map((c) => [c.id, stateText(c), c.workerId ?? "-", `${c.cpuMillicores}m`, `${c.memoryMiB}Mi`, c.command.join(" ").slice(0, 40), shortTime(c.createdAt)]),
+          opts.all ? "no containers" : "no running containers (--all shows exited ones)",
+        );
+      }),
+    );
+
+  container
+    .command("stop")
+    .description("stop containers (SIGTERM, then SIGKILL after a grace period)")
+    .argument("<id...>", "container ids (see beta9 container list)")
+    .action((ids: string[], _opts: unknown, cmd: Command) =>
+      withClient(cmd, (client) => forEachId(ids, async (id) => print(`stopping ${(await client.stopContainer(id)).id}`))),
+    );
+
+  container
+    .command("logs")
+    .description("print a container's output (stdout to stdout, stderr to stderr)")
+    .argument("<id>", "container id")
+    .option("-f, --follow", "keep printing new lines until the container exits")
+    .action((id: string, opts: { follow?: boolean }, cmd: Command) =>
+      withClient(cmd, async (client) => {
+        if (opts.follow) return follow(client.followContainer(id));
+        for (const line of await client.containerLogs(id)) printLine(line);
+      }),
+    );
+}

@@ -1,0 +1,53 @@
+/** `beta9 worker`: run containers for a gateway on this machine (dials out; needs no inbound port). */
+import { resolve, join } from "node:path";
+import { homedir } from "node:os";
+import { Option, type Command } from "commander";
+import { CliError, EXIT } from "../errors.js";
+import { color, note, print } from "../output.js";
+
+interface WorkerCliOptions {
+  gateway?: string;
+  token?: string;
+  pool: string;
+  stateDir?: string;
+  runtime: "auto" | "runc" | "process";
+  name: string;
+  subnet?: string;
+  id?: string;
+  logLevel?: string;
+}
+
+export function registerWorker(program: Command): void {
+  program
+    .command("worker")
+    .description("run a worker that joins a gateway and runs the containers its scheduler places here")
+    .option("--gateway <url>", "the gateway's URL (default: $BETA9_GATEWAY)")
+    .option("--token <token>", "a worker token (beta9 token create --type worker; default: $BETA9_TOKEN)")
+    .option("--pool <name>", "the pool this worker serves", "default")
+    .option("--state-dir <dir>", "where container state lives (default: ~/.beta9/worker)")
+    .addOption(new Option("--runtime <runtime>", "container runtime").choices(["auto", "runc", "process"]).default("auto"))
+    .option("--name <name>", "prefix of this worker's bridge, netns and cgroups; distinct per worker on one machine", "w")
+    .option("--subnet <cidr>", "container subnet (default 10.219.0.0/24)")
+    .option("--id <id>", "worker id (default: hostname plus a random suffix)")
+    .option("--log-level <level>", "log level (trace, debug, info, warn, error)")
+    .action(async (opts: WorkerCliOptions) => {
+      const gatewayUrl = opts.gateway ?? process.env.BETA9_GATEWAY;
+      const token = opts.token ?? process.env.BETA9_TOKEN;
+      if (!gatewayUrl || !token) throw new CliError("USAGE", "--gateway and --token (or BETA9_GATEWAY and BETA9_TOKEN) are required", EXIT.usage);
+      const [{ startWorker }, { pino }] = await Promise.all([import("@beta9/worker"), import("pino")]);
+      const logger = pino({ level: opts.logLevel ?? process.env.BETA9_LOG_LEVEL ?? "info" }, pino.destination({ fd: 2, sync: false }));
+      const started = await startWorker({
+        gatewayUrl, token, logger, runtime: opts.runtime, name: opts.name, pool: opts.pool,
+        stateDir: resolve(opts.stateDir ?? join(homedir(), ".beta9", "worker")),
+        ...(opts.subnet !== undefined && { subnet: opts.subnet }), ...(opts.id !== undefined && { workerId: opts.id }),
+      });
+      print(`worker ${started.worker.id} (${started.runtime.name}) dialling ${gatewayUrl}`);
+      void started.connected.then(() => print(color.green("connected")));
+      const signal = await new Promise<NodeJS.Signals>((r) => {
+        process.once("SIGINT", r);
+        process.once("SIGTERM", r);
+      });
+      note(`${signal}: stopping containers and leaving`);
+      await started.close();
+    });
+}

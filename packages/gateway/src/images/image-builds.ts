@@ -1,0 +1,154 @@
+/**
+ * Image builds: the gateway asks one worker to build an image (base + steps in build
+ * containers), the worker streams the build log and uploads the packed result, and every caller
+ * that asked for the same image id waits on that one build. Packed images live in
+ * `<dataDir>/images/<id>.sqfs`, verified by sha256 on upload; workers fetch them on first use.
+ */
+import { EventEmitter } from "node:events";
+import { createReadStream, type ReadStream } from "node:fs";
+import { mkdir, readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import type { Logger } from "pino";
+import type { Image, LogLine } from "@beta9/protocol";
+import { writeVerified } from "../objects/object-store.js";
+import type { Scheduler } from "../scheduler/scheduler.js";
+import type { ImageRepo } from "../store/types.js";
+
+export type BuildEvent = { kind: "logs"; lines: LogLine[] } | { kind: "end"; image: Image };
+
+interface BuildJob {
+  imageId: string;
+  spec: unknown;
+  workerId: string | null;
+  logs: LogLine[];
+  startedAt: number;
+  timer?: NodeJS.Timeout;
+}
+
+export interface ImageBuildsOptions {
+  dir: string;
+  images: ImageRepo;
+  scheduler: Scheduler;
+  logger?: Logger;
+  /** How long to wait for a worker to build on (default 60 s). */
+  workerWaitMs?: number;
+  /** A build running longer than this fails (default 1 h). */
+  buildTimeoutMs?: number;
+  maxImageBytes?: number;
+}
+
+const MAX_BUILD_LOG_LINES = 10_000;
+
+export class ImageBuilds {
+  private readonly jobs = new Map<string, BuildJob>();
+  private readonly events = new EventEmitter();
+  private readonly tmpDir: string;
+
+  constructor(private readonly o: ImageBuildsOptions) {
+    this.tmpDir = join(o.dir, "tmp");
+    this.events.setMaxListeners(0);
+    o.scheduler.events.on("worker_lost", (workerId: string) => {
+      for (const job of this.jobs.values()) {
+        if (job.workerId === workerId) void this.fail(job.imageId, `worker ${workerId} was lost during the build`);
+      }
+    });
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.tmpDir, { recursive: true });
+    for (const name of await readdir(this.tmpDir)) await rm(join(this.tmpDir, name), { force: true });
+    await this.o.images.failInterrupted();
+  }
+
+  blobPath(id: string): string {
+    return join(this.o.dir, `${id}.sqfs`);
+  }
+
+  openBlob(id: string): ReadStream {
+    return createReadStream(this.blobPath(id));
+  }
+
+  /** Records the request and starts a build unless one runs or the image is ready. */
+  async request(workspaceId: string, id: string, spec: unknown): Promise<Image> {
+    const { image, build } = await this.o.images.request(workspaceId, id, spec);
+    if (build) this.start(id, spec);
+    return image;
+  }
+
+  logHistory(id: string): readonly LogLine[] {
+    return this.jobs.get(id)?.logs ?? [];
+  }
+
+  subscribe(id: string, listener: (event: BuildEvent) => void): () => void {
+    this.events.on(id, listener);
+    return () => this.events.off(id, listener);
+  }
+
+  private start(imageId: string, spec: unknown): void {
+    const job: BuildJob = { imageId, spec, workerId: null, logs: [], startedAt: Date.now() };
+    this.jobs.set(imageId, job);
+    job.timer = setTimeout(() => void this.fail(imageId, `the build did not finish within ${Math.round((this.o.buildTimeoutMs ?? 3_600_000) / 1000)} s`),
+      this.o.buildTimeoutMs ?? 3_600_000);
+    job.timer.unref();
+    this.dispatch(job);
+  }
+
+  /** Sends the build to a connected worker (isolating ones first), waiting a while for one to appear. */
+  private dispatch(job: BuildJob): void {
+    const workers = this.o.scheduler.listWorkers().filter((w) => w.connected && !w.cordoned)
+      .sort((a, b) => Number(b.isolates) - Number(a.isolates));
+    const worker = workers[0];
+    if (worker) {
+      job.workerId = worker.id;
+      this.append(job.imageId, [{ stream: "stdout", line: `building image ${job.imageId} on worker ${worker.id}`, at: Date.now() }]);
+      worker.send({ type: "image.build", imageId: job.imageId, spec: job.spec });
+      return;
+    }
+    if (Date.now() - job.startedAt > (this.o.workerWaitMs ?? 60_000)) {
+      void this.fail(job.imageId, "no worker is connected to build on; start one (beta9 up, or beta9 worker)");
+      return;
+    }
+    setTimeout(() => this.jobs.get(job.imageId) === job && this.dispatch(job), 500).unref();
+  }
+
+  /** Lines from the building worker. */
+  append(imageId: string, lines: LogLine[]): void {
+    const job = this.jobs.get(imageId);
+    if (!job) return;
+    job.logs.push(...lines);
+    if (job.logs.length > MAX_BUILD_LOG_LINES) job.logs.splice(0, job.logs.length - MAX_BUILD_LOG_LINES);
+    this.events.emit(imageId, { kind: "logs", lines } satisfies BuildEvent);
+  }
+
+  /** The worker uploads the packed image; it becomes ready once its bytes match `sha256`. */
+  async upload(imageId: string, sha256: string, body: Readable): Promise<Image> {
+    const { size } = await writeVerified(body, {
+      tmpDir: this.tmpDir, target: this.blobPath(imageId), sha256, maxBytes: this.o.maxImageBytes ?? 64 * 1024 ** 3,
+    });
+    await this.o.images.markReady(imageId, size, sha256);
+    return (await this.o.images.getAny(imageId))!;
+  }
+
+  /** The worker's verdict; a success must follow an upload. */
+  async result(imageId: string, ok: boolean, error?: string): Promise<void> {
+    const image = await this.o.images.getAny(imageId);
+    if (ok && image?.status === "ready") return this.finish(image);
+    await this.fail(imageId, ok ? "the worker reported success without uploading the image" : (error ?? "the build failed"));
+  }
+
+  private async fail(imageId: string, error: string): Promise<void> {
+    this.o.logger?.warn({ imageId, error }, "image build failed");
+    await this.o.images.markFailed(imageId, error);
+    const image = await this.o.images.getAny(imageId);
+    if (image) this.finish(image);
+  }
+
+  private finish(image: Image): void {
+    const job = this.jobs.get(image.id);
+    if (job?.timer) clearTimeout(job.timer);
+    this.events.emit(image.id, { kind: "end", image } satisfies BuildEvent);
+    // Keep the log a while for late readers, then forget the job.
+    setTimeout(() => this.jobs.get(image.id) === job && this.jobs.delete(image.id), 10 * 60_000).unref();
+  }
+}

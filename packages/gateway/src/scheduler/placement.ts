@@ -1,0 +1,65 @@
+/**
+ * Where a container goes: a pure function over the workers' free capacity, so it can be tested
+ * exhaustively. Best fit: among the workers that can take the request, the one left with the
+ * least free CPU (then memory) afterwards. Busy workers fill up first and idle ones drain to zero.
+ */
+import type { ContainerRequest, WorkerCapacity } from "@beta9/protocol";
+
+export interface PlacementCandidate {
+  workerId: string;
+  pool: string;
+  schedulable: boolean;
+  capacity: WorkerCapacity;
+  /** What containers already placed there hold. */
+  reserved: { cpuMillicores: number; memoryMiB: number; gpus: Record<string, number> };
+}
+
+export type Demand = Pick<ContainerRequest, "cpuMillicores" | "memoryMiB" | "gpu" | "gpuCount" | "pool">;
+
+export type PlacementResult = { workerId: string; gpuType: string | null } | { workerId: null; reason: string };
+
+function freeGpus(c: PlacementCandidate, type: string): number {
+  const total = c.capacity.gpus.filter((g) => g.type === type).reduce((n, g) => n + g.count, 0);
+  return total - (c.reserved.gpus[type] ?? 0);
+}
+
+/** The GPU type this worker would give, honouring the request's order of preference. */
+function pickGpu(c: PlacementCandidate, demand: Demand): string | null | undefined {
+  if (demand.gpuCount === 0) return null;
+  const wanted = demand.gpu.includes("any") ? [...demand.gpu.filter((g) => g !== "any"), ...c.capacity.gpus.map((g) => g.type)] : demand.gpu;
+  return wanted.find((type) => freeGpus(c, type) >= demand.gpuCount);
+}
+
+export function place(candidates: readonly PlacementCandidate[], demand: Demand): PlacementResult {
+  let best: { c: PlacementCandidate; gpuType: string | null; cpuLeft: number; memLeft: number; gpuRank: number } | undefined;
+  for (const c of candidates) {
+    if (!c.schedulable) continue;
+    if (demand.pool !== null && c.pool !== demand.pool) continue;
+    const cpuLeft = c.capacity.cpuMillicores - c.reserved.cpuMillicores - demand.cpuMillicores;
+    const memLeft = c.capacity.memoryMiB - c.reserved.memoryMiB - demand.memoryMiB;
+    if (cpuLeft < 0 || memLeft < 0) continue;
+    const gpuType = pickGpu(c, demand);
+    if (gpuType === undefined) continue;
+    // Earlier GPU preferences win over tighter packing.
+    const gpuRank = gpuType === null ? 0 : Math.max(0, demand.gpu.indexOf(gpuType));
+    const better = !best || gpuRank < best.gpuRank ||
+      (gpuRank === best.gpuRank && (cpuLeft < best.cpuLeft || (cpuLeft === best.cpuLeft && memLeft < best.memLeft)));
+    if (better) best = { c, gpuType, cpuLeft, memLeft, gpuRank };
+  }
+  if (best) return { workerId: best.c.workerId, gpuType: best.gpuType };
+  return { workerId: null, reason: explain(candidates, demand) };
+}
+
+/** Says why nothing fits, naming the largest free slot, so users know what to change. */
+function explain(candidates: readonly PlacementCandidate[], demand: Demand): string {
+  const want = `${demand.cpuMillicores}m CPU, ${demand.memoryMiB} MiB` +
+    (demand.gpuCount > 0 ? `, ${demand.gpuCount}× ${demand.gpu.join("|")}` : "") + (demand.pool ? ` in pool ${demand.pool}` : "");
+  const usable = candidates.filter((c) => c.schedulable && (demand.pool === null || c.pool === demand.pool));
+  if (usable.length === 0) {
+    return candidates.length === 0 ? `no worker is connected (wanted ${want})` : `no schedulable worker${demand.pool ? ` in pool ${demand.pool}` : ""} (wanted ${want})`;
+  }
+  const largest = usable
+    .map((c) => ({ cpu: c.capacity.cpuMillicores - c.reserved.cpuMillicores, mem: c.capacity.memoryMiB - c.reserved.memoryMiB }))
+    .sort((a, b) => b.cpu - a.cpu || b.mem - a.mem)[0]!;
+  return `no worker has room for ${want}; the largest free slot is ${largest.cpu}m CPU, ${largest.mem} MiB`;
+}

@@ -1,0 +1,93 @@
+/** The worker endpoint over a real socket: who may connect, and the hello → run → state → logs flow. */
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import WebSocket from "ws";
+import { WORKER_CONNECT_PATH, type GatewayMessage, type WorkerMessage } from "@beta9/protocol";
+import { startGateway, type RunningGateway } from "../server.js";
+
+let gw: RunningGateway;
+let admin: string;
+const dir = mkdtempSync(join(tmpdir(), "beta9-wsock-"));
+before(async () => {
+  gw = await startGateway({ dataDir: dir, port: 0, logLevel: "silent", workerTimeoutMs: 500 });
+  admin = gw.bootstrap!.token.key;
+});
+after(async () => {
+  await gw.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const wsUrl = () => gw.url.replace("http:", "ws:") + WORKER_CONNECT_PATH;
+
+function refusedStatus(headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(wsUrl(), { headers });
+    ws.on("unexpected-response", (_req, res) => {
+      resolve(res.statusCode ?? 0);
+      ws.terminate();
+    });
+    ws.on("open", () => reject(new Error("connected without a valid worker token")));
+    ws.on("error", () => undefined);
+  });
+}
+
+async function api(method: string, path: string, body?: unknown, key = admin) {
+  const res = await fetch(gw.url + path, {
+    method, headers: { authorization: `Bearer ${key}`, ...(body !== undefined && { "content-type": "application/json" }) },
+    ...(body !== undefined && { body: JSON.stringify(body) }),
+  });
+  return { status: res.status, json: (await res.json()) as any };
+}
+
+test("no token, a wrong token, or a workspace/restricted/machine token cannot connect as a worker", async () => {
+  assert.equal(await refusedStatus({}), 401);
+  assert.equal(await refusedStatus({ authorization: "Bearer b9_nope" }), 401);
+  for (const type of ["workspace", "restricted", "machine"]) {
+    const key = (await api("POST", "/api/v1/token", { type })).json.key as string;
+    assert.equal(await refusedStatus({ authorization: `Bearer ${key}` }), 403, type);
+  }
+});
+
+test("hello, placement, state and logs flow through; silence drops the worker and loses its containers", async () => {
+  const key = (await api("POST", "/api/v1/token", { type: "worker" })).json.key as string;
+  const ws = new WebSocket(wsUrl(), { headers: { authorization: `Bearer ${key}` } });
+  const inbox: GatewayMessage[] = [];
+  ws.on("message", (d) => inbox.push(JSON.parse(String(d)) as GatewayMessage));
+  await new Promise((r) => ws.once("open", r));
+  const send = (m: WorkerMessage) => ws.send(JSON.stringify(m));
+  const next = async (type: GatewayMessage["type"]) => {
+    for (let i = 0; i < 400; i++) {
+      const idx = inbox.findIndex((m) => m.type === type);
+      if (idx !== -1) return inbox.splice(idx, 1)[0]!;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    throw new Error(`no ${type} message`);
+  };
+  send({ type: "hello", workerId: "w1", hostname: "h", pool: "default", runtime: "process", isolates: false, capacity: { cpuMillicores: 2000, memoryMiB: 2048, gpus: [] }, containers: [], version: "test" });
+  assert.equal((await next("welcome")).type, "welcome");
+  const workers = (await api("GET", "/api/v1/worker")).json.items;
+  assert.deepEqual(workers.map((w: { id: string; free: { cpuMillicores: number } }) => [w.id, w.free.cpuMillicores]), [["w1", 2000]]);
+
+  const created = (await api("POST", "/api/v1/container", { command: ["echo", "hi"], cpu: 1 })).json;
+  const run = await next("container.run");
+  assert.equal(run.type === "container.run" && run.request.containerId, created.id);
+  send({ type: "container.state", containerId: created.id, state: "RUNNING", ports: {} });
+  send({ type: "container.logs", containerId: created.id, lines: [{ stream: "stdout", line: "hi", at: Date.now() }] });
+  send({ type: "container.state", containerId: created.id, state: "EXITED", exitCode: 0, reason: "exited" });
+  for (let i = 0; i < 100 && (await api("GET", `/api/v1/container/${created.id}`)).json.state !== "EXITED"; i++) await new Promise((r) => setTimeout(r, 10));
+  const done = (await api("GET", `/api/v1/container/${created.id}`)).json;
+  assert.deepEqual([done.state, done.exitCode, done.reason, done.workerId], ["EXITED", 0, "exited", "w1"]);
+  assert.deepEqual((await api("GET", `/api/v1/container/${created.id}/logs`)).json.items.map((l: { line: string }) => l.line), ["hi"]);
+
+  const running = (await api("POST", "/api/v1/container", { command: ["sleep", "100"], cpu: 1 })).json;
+  await next("container.run");
+  send({ type: "container.state", containerId: running.id, state: "RUNNING" });
+  ws.terminate(); // no close frame, then silence: the worker must time out (500 ms here)
+  for (let i = 0; i < 300 && (await api("GET", `/api/v1/container/${running.id}`)).json.state !== "EXITED"; i++) await new Promise((r) => setTimeout(r, 10));
+  const lost = (await api("GET", `/api/v1/container/${running.id}`)).json;
+  assert.deepEqual([lost.state, lost.reason], ["EXITED", "worker_lost"]);
+  assert.deepEqual((await api("GET", "/api/v1/worker")).json.items, []);
+});

@@ -1,0 +1,94 @@
+/**
+ * The worker protocol: one WebSocket per worker, dialled out by the worker to
+ * `GET /api/v1/worker/connect` with a worker token. JSON text frames, one message each. The
+ * worker needs no inbound port; everything (placements, state, logs) travels on this connection.
+ */
+import { Type, type Static } from "@sinclair/typebox";
+
+export const WORKER_CONNECT_PATH = "/api/v1/worker/connect";
+
+export const CONTAINER_STATES = ["PENDING", "RUNNING", "STOPPING", "EXITED"] as const;
+export type ContainerState = (typeof CONTAINER_STATES)[number];
+
+/** Why an EXITED container ended; `worker_lost` and `unschedulable` are decided by the gateway. */
+export const EXIT_REASONS = ["exited", "oom", "stopped", "failed", "worker_lost", "unschedulable"] as const;
+export type ContainerExitReason = (typeof EXIT_REASONS)[number];
+
+export const GpuInventorySchema = Type.Array(Type.Object({ type: Type.String(), count: Type.Integer({ minimum: 0 }) }));
+
+export const WorkerCapacitySchema = Type.Object({
+  cpuMillicores: Type.Integer({ minimum: 0 }),
+  memoryMiB: Type.Integer({ minimum: 0 }),
+  gpus: GpuInventorySchema,
+});
+export type WorkerCapacity = Static<typeof WorkerCapacitySchema>;
+
+/** What the scheduler asks a worker to run. */
+export const ContainerRequestSchema = Type.Object({
+  containerId: Type.String(),
+  workspaceId: Type.String(),
+  stubId: Type.Union([Type.String(), Type.Null()]),
+  /** null: the worker's built-in rootfs (its host's /usr, read-only); else a packed image id. */
+  imageId: Type.Union([Type.String(), Type.Null()]),
+  command: Type.Array(Type.String(), { minItems: 1 }),
+  env: Type.Record(Type.String(), Type.String()),
+  cpuMillicores: Type.Integer({ minimum: 1 }),
+  memoryMiB: Type.Integer({ minimum: 1 }),
+  gpu: Type.Array(Type.String()),
+  gpuCount: Type.Integer({ minimum: 0 }),
+  ports: Type.Array(Type.Integer({ minimum: 1, maximum: 65_535 })),
+  pool: Type.Union([Type.String(), Type.Null()]),
+});
+export type ContainerRequest = Static<typeof ContainerRequestSchema>;
+
+export interface HostPortAddress {
+  host: string;
+  port: number;
+}
+
+export interface ContainerStateReport {
+  containerId: string;
+  state: ContainerState;
+  exitCode?: number | null;
+  reason?: ContainerExitReason;
+  message?: string;
+  /** Container port → where the worker reaches it. */
+  ports?: Record<string, HostPortAddress>;
+}
+
+export interface LogLine {
+  stream: "stdout" | "stderr";
+  line: string;
+  /** Unix ms when the worker read the line. */
+  at: number;
+}
+
+export type WorkerMessage =
+  | {
+      type: "hello";
+      workerId: string;
+      hostname: string;
+      pool: string;
+      runtime: "runc" | "process";
+      isolates: boolean;
+      capacity: WorkerCapacity;
+      /** Containers still running from before a reconnect, so a (restarted) gateway can resync. */
+      containers: (ContainerStateReport & { request: ContainerRequest })[];
+      version: string;
+    }
+  | { type: "keepalive"; running: number }
+  | ({ type: "container.state" } & ContainerStateReport)
+  | { type: "container.logs"; containerId: string; lines: LogLine[] }
+  | { type: "image.logs"; imageId: string; lines: LogLine[] }
+  /** Sent after the packed image was uploaded (ok) or the build failed (error says which step and why). */
+  | { type: "image.result"; imageId: string; ok: boolean; error?: string };
+
+export type GatewayMessage =
+  | { type: "welcome"; workerId: string; keepaliveMs: number }
+  | { type: "container.run"; request: ContainerRequest }
+  | { type: "container.stop"; containerId: string; graceMs?: number }
+  /** Build the image and upload it to PUT /api/v1/image/:id/blob; spec is canonical (see image-spec). */
+  | { type: "image.build"; imageId: string; spec: unknown }
+  /** Sent when the gateway refuses the connection's hello (bad capacity, duplicate id, …). */
+  | { type: "error"; code: string; message: string };
+

@@ -1,0 +1,59 @@
+/** The worker's HTTP calls to the gateway: fetch a packed image, upload a built one (both hash-checked). */
+import { createHash } from "node:crypto";
+import { createReadStream, createWriteStream } from "node:fs";
+import { rm, stat } from "node:fs/promises";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { request } from "undici";
+import { API_PREFIX } from "@beta9/protocol";
+
+export interface GatewayEndpoint {
+  url: string;
+  token: string;
+}
+
+async function failure(what: string, statusCode: number, body: { text(): Promise<string> }): Promise<Error> {
+  const text = await body.text().catch(() => "");
+  return new Error(`${what}: the gateway answered ${statusCode}${text ? `: ${text.slice(0, 500)}` : ""}`);
+}
+
+/** Downloads image `id` to `dest`, refusing bytes whose sha256 differs from the gateway's header. */
+export async function fetchImage(gateway: GatewayEndpoint, id: string, dest: string): Promise<void> {
+  const res = await request(`${gateway.url}${API_PREFIX}/image/${id}/blob`, {
+    headers: { authorization: `Bearer ${gateway.token}` }, bodyTimeout: 0,
+  });
+  if (res.statusCode !== 200) throw await failure(`fetching image ${id}`, res.statusCode, res.body);
+  const expected = String(res.headers["x-beta9-sha256"] ?? "");
+  const hash = createHash("sha256");
+  const hasher = new Transform({ transform(chunk: Buffer, _e, cb) { hash.update(chunk); cb(null, chunk); } });
+  try {
+    await pipeline(res.body, hasher, createWriteStream(dest));
+    const actual = hash.digest("hex");
+    if (actual !== expected) throw new Error(`image ${id}: received bytes hash to ${actual}, the gateway said ${expected}`);
+  } catch (err) {
+    await rm(dest, { force: true });
+    throw err;
+  }
+}
+
+export async function sha256OfFile(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
+
+/** Uploads a built image; the gateway marks it ready only if the bytes hash to `sha256`. */
+export async function uploadImage(gateway: GatewayEndpoint, id: string, path: string, sha256: string): Promise<void> {
+  const { size } = await stat(path);
+  const res = await request(`${gateway.url}${API_PREFIX}/image/${id}/blob`, {
+    method: "PUT",
+    headers: {
+      authorization: `Bearer ${gateway.token}`, "content-type": "application/octet-stream", "content-length": String(size), "x-beta9-sha256": sha256,
+    },
+    body: createReadStream(path),
+    bodyTimeout: 0,
+    headersTimeout: 0,
+  });
+  if (res.statusCode !== 200) throw await failure(`uploading image ${id}`, res.statusCode, res.body);
+  await res.body.dump();
+}

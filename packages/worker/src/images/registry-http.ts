@@ -1,0 +1,161 @@
+/**
+ * HTTP for the registry client: picks the scheme (plain http only for loopback registries),
+ * answers Bearer challenges with an anonymous token, follows redirects (blob GETs are often sent
+ * to object storage) without leaking the token to another host, and maps failures to errors that
+ * name the image.
+ */
+import { isIP } from "node:net";
+import type { Readable } from "node:stream";
+import { Agent, request, type Dispatcher } from "undici";
+
+export type ResponseData = Dispatcher.ResponseData;
+export type RegistryErrorCode = "NOT_FOUND" | "UNAUTHORIZED" | "DENIED" | "HTTP" | "INSECURE" | "NETWORK";
+
+export class RegistryError extends Error {
+  constructor(
+    readonly code: RegistryErrorCode,
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = "RegistryError";
+  }
+}
+
+/** 127.0.0.0/8, ::1 and localhost: the only hosts we talk to over plain http. */
+export function isLoopbackHost(hostPort: string): boolean {
+  const host = hostPort.startsWith("[") ? hostPort.slice(1, hostPort.indexOf("]")) : hostPort.replace(/:\d+$/, "");
+  if (host === "localhost") return true;
+  if (isIP(host) === 4) return host.startsWith("127.");
+  return isIP(host) === 6 && (host === "::1" || host === "0:0:0:0:0:0:0:1");
+}
+
+export function registryOrigin(registry: string): string {
+  return `${isLoopbackHost(registry) ? "http" : "https"}://${registry}`;
+}
+
+function checkScheme(url: URL): void {
+  if (url.protocol === "https:") return;
+  if (url.protocol === "http:" && isLoopbackHost(url.host)) return;
+  throw new RegistryError("INSECURE", `refusing ${url.protocol}//${url.host}: only https, or http to a loopback host, is allowed`);
+}
+
+function header(res: ResponseData, name: string): string | undefined {
+  const value = res.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+export function responseHeader(res: ResponseData, name: string): string | undefined {
+  return header(res, name);
+}
+
+/** `Bearer realm="...",service="...",scope="..."` → its parameters. */
+function parseChallenge(value: string): { scheme: string; params: Record<string, string> } {
+  const scheme = value.trim().split(/\s+/)[0]!.toLowerCase();
+  const params: Record<string, string> = {};
+  for (const m of value.matchAll(/(\w+)="([^"]*)"/g)) params[m[1]!.toLowerCase()] = m[2]!;
+  return { scheme, params };
+}
+
+export interface SendOptions {
+  method: "GET" | "HEAD" | "POST" | "PUT" | "PATCH";
+  /** A path below the origin ("/v2/...") or an absolute URL (upload locations). */
+  url: string;
+  /** e.g. "repository:library/python:pull" — what token to ask for if challenged. */
+  scope: string;
+  headers?: Record<string, string>;
+  /** A factory, so that a request challenged for auth can be sent again with a fresh body. */
+  body?: () => Buffer | Readable;
+  /** Statuses the caller handles itself; anything else becomes a RegistryError. */
+  expect: number[];
+  /** Names the thing being fetched in error messages, e.g. "127.0.0.1:5000/app:v1". */
+  what: string;
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+export class RegistryTransport {
+  private readonly agent = new Agent({ connections: 16, headersTimeout: 60_000, bodyTimeout: 120_000 });
+  private readonly tokens = new Map<string, string>();
+
+  async send(registry: string, options: SendOptions): Promise<ResponseData> {
+    let url = new URL(options.url, registryOrigin(registry));
+    const tokenKey = `${registry} ${options.scope}`;
+    let authorized = false;
+    for (let hop = 0; hop < 8; hop++) {
+      checkScheme(url);
+      const sameHost = url.host === registry;
+      const token = sameHost ? this.tokens.get(tokenKey) : undefined;
+      const res = await this.raw(url, options, token);
+      const location = header(res, "location");
+      if (REDIRECTS.has(res.statusCode) && location && (options.method === "GET" || options.method === "HEAD")) {
+        await res.body.dump();
+        url = new URL(location, url);
+        continue;
+      }
+      if (res.statusCode === 401 && sameHost && !authorized) {
+        const challenge = header(res, "www-authenticate") ?? "";
+        await res.body.dump();
+        this.tokens.set(tokenKey, await this.fetchToken(challenge, options));
+        authorized = true;
+        continue;
+      }
+      if (options.expect.includes(res.statusCode)) return res;
+      throw await this.toError(res, options);
+    }
+    throw new RegistryError("HTTP", `${options.what}: too many redirects`);
+  }
+
+  private async raw(url: URL, options: SendOptions, token: string | undefined): Promise<ResponseData> {
+    const headers: Record<string, string> = { "user-agent": "beta9-ts", ...options.headers };
+    if (token) headers.authorization = `Bearer ${token}`;
+    try {
+      return await request(url, { method: options.method, headers, body: options.body?.() ?? null, dispatcher: this.agent });
+    } catch (err) {
+      throw new RegistryError("NETWORK", `${options.what}: cannot reach ${url.host}: ${(err as Error).message}`);
+    }
+  }
+
+  /** Anonymous token from the realm the registry named (Docker Hub, GHCR, ... all do this). */
+  private async fetchToken(challenge: string, options: SendOptions): Promise<string> {
+    const { scheme, params } = parseChallenge(challenge);
+    if (scheme !== "bearer" || !params.realm) {
+      throw new RegistryError("UNAUTHORIZED", `${options.what}: the registry requires credentials (${scheme || "no challenge"}), which are not supported for this registry yet`, 401);
+    }
+    const realm = new URL(params.realm);
+    checkScheme(realm);
+    if (params.service) realm.searchParams.set("service", params.service);
+    realm.searchParams.set("scope", params.scope ?? options.scope);
+    const res = await request(realm, { method: "GET", dispatcher: this.agent, headers: { "user-agent": "beta9-ts" } }).catch((err: Error) => {
+      throw new RegistryError("NETWORK", `${options.what}: cannot reach the token service ${realm.host}: ${err.message}`);
+    });
+    if (res.statusCode !== 200) {
+      await res.body.dump();
+      throw new RegistryError("UNAUTHORIZED", `${options.what}: the token service ${realm.host} answered ${res.statusCode} for anonymous access`, res.statusCode);
+    }
+    const body = (await res.body.json()) as { token?: string; access_token?: string };
+    const token = body.token ?? body.access_token;
+    if (!token) throw new RegistryError("UNAUTHORIZED", `${options.what}: the token service returned no token`);
+    return token;
+  }
+
+  private async toError(res: ResponseData, options: SendOptions): Promise<RegistryError> {
+    let detail = "";
+    try {
+      const text = (await res.body.text()).slice(0, 2048);
+      const parsed = JSON.parse(text) as { errors?: { code?: string; message?: string }[] };
+      detail = parsed.errors?.map((e) => `${e.code ?? ""} ${e.message ?? ""}`.trim()).join("; ") ?? text;
+    } catch {
+      // a non-JSON error body: the status alone has to do
+    }
+    const suffix = detail ? ` (${detail})` : "";
+    if (res.statusCode === 404) return new RegistryError("NOT_FOUND", `${options.what}: not found${suffix}`, 404);
+    if (res.statusCode === 401) return new RegistryError("UNAUTHORIZED", `${options.what}: unauthorized${suffix}`, 401);
+    if (res.statusCode === 403) return new RegistryError("DENIED", `${options.what}: access denied${suffix}`, 403);
+    return new RegistryError("HTTP", `${options.what}: ${options.method} answered ${res.statusCode}${suffix}`, res.statusCode);
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+}

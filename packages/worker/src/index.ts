@@ -1,0 +1,10 @@
+export * from "./runtime/types.js";
+export { Worker, type WorkerOptions, type ImageProvider } from "./worker.js";
+export { startWorker, type StartWorkerOptions, type StartedWorker } from "./start.js";
+export { selectRuntime, runcUnavailableReason, type RuntimePreference } from "./select-runtime.js";
+export { ensureRunnerBundle, RUNNER_MOUNT_PATH, type RunnerBundle } from "./runner-bundle.js";
+export { detectCapacity } from "./capacity.js";
+export { ensureHostRootfs } from "./host-rootfs.js";
+export { RuncRuntime, type RuncRuntimeOptions } from "./runtime/runc/runc-runtime.js";
+export { ProcessRuntime, PROCESS_RUNTIME_WARNING } from "./runtime/process/process-runtime.js";
+export { buildImage, stepCommand, BuildStepError } from "./build.js";

@@ -1,0 +1,89 @@
+/**
+ * The runner bundle: the runner's code plus a Node runtime that needs nothing from the image —
+ * the node binary, the shared libraries it links, and the dynamic loader — in one directory that
+ * the worker mounts read-only at /beta9 in every workload container. Starting node through the
+ * bundled loader (`/beta9/lib/ld-linux… --library-path /beta9/lib /beta9/bin/node`) makes it run
+ * on any base image: Debian, Alpine (musl), distroless, or one with an older glibc.
+ */
+import { execFileSync } from "node:child_process";
+import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { createRequire } from "node:module";
+import { basename, dirname, join } from "node:path";
+
+export const RUNNER_MOUNT_PATH = "/beta9";
+
+export interface RunnerBundle {
+  /** Host directory to bind read-only at {@link RUNNER_MOUNT_PATH}. */
+  dir: string;
+  /** argv prefix that runs a script with the bundled node, e.g. [...nodeArgv, "/beta9/runner/main.js"]. */
+  nodeArgv: string[];
+  /** The runner's entry point inside the container. */
+  runnerPath: string;
+}
+
+interface SharedObjects {
+  loader: string;
+  libraries: string[];
+}
+
+/** Parses `ldd <node>`: the loader and every library it resolves (vdso has no file). */
+export function parseLdd(output: string): SharedObjects {
+  let loader: string | undefined;
+  const libraries: string[] = [];
+  for (const line of output.split("\n").map((l) => l.trim()).filter(Boolean)) {
+    const arrow = /^(\S+) => (\/\S+) \(0x[0-9a-f]+\)$/.exec(line);
+    if (arrow) libraries.push(arrow[2]!);
+    else if (/^\/\S*ld-linux\S* \(0x[0-9a-f]+\)$/.test(line) || /^\/\S*ld-musl\S* \(0x[0-9a-f]+\)$/.test(line)) loader = line.split(" ")[0]!;
+    else if (/=> not found/.test(line)) throw new Error(`node needs a library the host lacks: ${line}`);
+  }
+  if (!loader) throw new Error(`no dynamic loader in ldd output:\n${output}`);
+  return { loader, libraries };
+}
+
+/** Hard link when on the same filesystem (instant, no space), else copy. */
+function place(source: string, target: string): void {
+  try {
+    linkSync(source, target);
+  } catch {
+    copyFileSync(source, target);
+  }
+}
+
+function runnerDistDir(): string {
+  const require = createRequire(import.meta.url);
+  return dirname(require.resolve("@beta9/runner"));
+}
+
+/**
+ * Builds the bundle once per (node binary, runner code) under `stateDir`; later calls return the
+ * existing one. Built in a temp dir and renamed, so a crash never leaves half a bundle.
+ */
+export function ensureRunnerBundle(stateDir: string, nodePath = process.execPath): RunnerBundle {
+  const node = realpathSync(nodePath);
+  const distDir = runnerDistDir();
+  const runnerFiles = readdirSync(distDir).filter((f) => f.endsWith(".js")).sort();
+  const hash = createHash("sha256").update(node).update(String(process.version));
+  for (const f of runnerFiles) hash.update(f).update(execFileSync("sha256sum", [join(distDir, f)]));
+  const dir = join(stateDir, `runner-${hash.digest("hex").slice(0, 16)}`);
+  const { loader, libraries } = parseLdd(execFileSync("ldd", [node], { encoding: "utf8" }));
+  const bundle: RunnerBundle = {
+    dir,
+    nodeArgv: [`${RUNNER_MOUNT_PATH}/lib/${basename(loader)}`, "--library-path", `${RUNNER_MOUNT_PATH}/lib`, `${RUNNER_MOUNT_PATH}/bin/node`],
+    runnerPath: `${RUNNER_MOUNT_PATH}/runner/main.js`,
+  };
+  if (existsSync(join(dir, ".complete"))) return bundle;
+
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  for (const sub of ["bin", "lib", "runner"]) mkdirSync(join(tmp, sub), { recursive: true });
+  place(node, join(tmp, "bin", "node"));
+  for (const lib of [loader, ...libraries]) place(realpathSync(lib), join(tmp, "lib", basename(lib)));
+  for (const f of runnerFiles) copyFileSync(join(distDir, f), join(tmp, "runner", f));
+  // The runner is an ES module; without a package.json saying so, node would read it as CommonJS.
+  writeFileSync(join(tmp, "runner", "package.json"), '{ "type": "module" }\n');
+  writeFileSync(join(tmp, ".complete"), "");
+  rmSync(dir, { recursive: true, force: true });
+  renameSync(tmp, dir);
+  return bundle;
+}

@@ -1,0 +1,228 @@
+/**
+ * One runc container from start to release: prepare (netns, overlay, config.json) → launch
+ * (`runc run --keep`) → exit (OOM check) → release (runc delete, umount, netns/veth, cgroups,
+ * state dir). Every path out — normal exit, stop(), failed start — goes through release().
+ */
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { run, tryRun } from "../exec.js";
+import type { ContainerExit, ContainerHandle, ContainerSpec, HostPort, LogSink } from "../types.js";
+import { buildConfig, validateSpecForBundle } from "./bundle.js";
+import { readOomKills, removeCgroupTree, type CgroupHierarchy } from "./cgroups.js";
+import { launchRunc, runcFailureMessage, type RuncStatus } from "./launch.js";
+import type { RuntimeNames } from "./names.js";
+import { NETNS_DIR, type BridgeNetwork, type ContainerNetwork } from "./network.js";
+import { lowerdirOption, mountOverlay, mountPointsUnder, overlayDirs, unmount } from "./overlay.js";
+
+/** What a container needs from its runtime. */
+export interface RuncContext {
+  names: RuntimeNames;
+  runcPath: string;
+  network: BridgeNetwork;
+  hierarchies: CgroupHierarchy[];
+  cgroupParent: string;
+  limitSwap: boolean;
+}
+
+const DEFAULT_GRACE_MS = 10_000;
+
+export class RuncContainer implements ContainerHandle {
+  pid: number | undefined;
+  ports: Record<number, HostPort> = {};
+  readonly exited: Promise<ContainerExit>;
+  private settleExited!: (exit: ContainerExit) => void;
+  private readonly dir: string;
+  private readonly cgroupPath: string;
+  private network: ContainerNetwork | undefined;
+  private mounted = false;
+  /** Whether this instance created the state dir; if not, nothing here is ours to release. */
+  private ownsDir = false;
+  private launched = false;
+  private started = false;
+  private stopGraceMs: number | undefined;
+  private killTimer: NodeJS.Timeout | undefined;
+  private readonly earlyStderr: string[] = [];
+
+  constructor(
+    private readonly ctx: RuncContext,
+    private readonly spec: ContainerSpec,
+    private readonly onLog: LogSink,
+    /** Called once everything is released, just before `exited` resolves. */
+    private readonly onReleased: () => void,
+  ) {
+    this.dir = ctx.names.containerDir(spec.id);
+    this.cgroupPath = `${ctx.cgroupParent}/${spec.id}`;
+    this.exited = new Promise((resolve) => (this.settleExited = resolve));
+  }
+
+  get id(): string {
+    return this.spec.id;
+  }
+
+  /** Resolves once the container's process runs; on failure releases everything and rejects. */
+  async start(): Promise<void> {
+    try {
+      validateSpecForBundle(this.spec);
+      lowerdirOption(this.spec.lowerDirs);
+      await this.prepare();
+      await this.launch();
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      const cleanupErrors = await this.release();
+      this.finish({ exitCode: null, reason: "failed", message: withCleanupErrors(message, cleanupErrors) });
+      throw new Error(`cannot start container ${this.id}: ${message}`);
+    }
+  }
+
+  stop(graceMs: number = DEFAULT_GRACE_MS): Promise<ContainerExit> {
+    if (this.stopGraceMs === undefined) {
+      this.stopGraceMs = graceMs;
+      // Before the process runs there is nothing to signal; launch() sends it once started.
+      if (this.started) this.sendStopSignals();
+    }
+    return this.exited;
+  }
+
+  private sendStopSignals(): void {
+    void this.runcKill("TERM");
+    this.killTimer = setTimeout(() => void this.runcKill("KILL"), this.stopGraceMs ?? DEFAULT_GRACE_MS);
+  }
+
+  private runcKill(signal: "TERM" | "KILL"): Promise<unknown> {
+    // Errors ("container not running") just mean it already exited.
+    return tryRun(this.ctx.runcPath, ["--root", this.ctx.names.runcRoot, "kill", this.id, signal]);
+  }
+
+  /** netns + overlay + /etc files in parallel, then config.json. */
+  private async prepare(): Promise<void> {
+    await mkdir(this.ctx.names.containersDir, { recursive: true });
+    await mkdir(this.dir).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== "EEXIST") throw error;
+      throw new Error(`state dir ${this.dir} already exists (a crashed worker's leftover? call reap())`);
+    });
+    this.ownsDir = true;
+    const bridged = this.spec.network !== "none";
+    const etc = { hosts: join(this.dir, "hosts"), hostname: join(this.dir, "hostname") };
+    const steps = await Promise.allSettled([
+      bridged ? this.ctx.network.attach(this.id).then((network) => (this.network = network)) : Promise.resolve(),
+      mountOverlay(this.spec.lowerDirs, overlayDirs(this.dir, this.spec.upperDir)).then(() => (this.mounted = true)),
+      writeFile(etc.hostname, `${this.id}\n`),
+    ]);
+    const failed = steps.find((step): step is PromiseRejectedResult => step.status === "rejected");
+    if (failed) throw failed.reason;
+    await writeFile(etc.hosts, hostsFile(this.id, this.network?.ip));
+    const ports = this.spec.ports ?? [];
+    const extraEnv: Record<string, string> = ports[0] !== undefined ? { PORT: String(ports[0]) } : {};
+    const config = buildConfig(this.spec, {
+      cgroupPath: this.cgroupPath,
+      netnsPath: this.network ? join(NETNS_DIR, this.network.netns) : undefined,
+      etcFiles: etc,
+      limitSwap: this.ctx.limitSwap,
+      extraEnv,
+    });
+    await writeFile(join(this.dir, "config.json"), JSON.stringify(config));
+    if (this.network) for (const port of ports) this.ports[port] = { host: this.network.ip, port };
+  }
+
+  private async launch(): Promise<void> {
+    this.launched = true;
+    const launched = launchRunc({
+      runcPath: this.ctx.runcPath,
+      runcRoot: this.ctx.names.runcRoot,
+      bundleDir: this.dir,
+      id: this.id,
+      onStdout: (line) => this.onLog("stdout", line),
+      // Until the container runs, stderr carries runc's own errors: hold them back for the message.
+      onStderr: (line) => (this.started ? this.onLog("stderr", line) : this.earlyStderr.push(line)),
+    });
+    const pid = await launched.pid;
+    if (pid === undefined) {
+      const status = await launched.finished;
+      throw new Error(runcFailureMessage(this.dir, this.earlyStderr, status));
+    }
+    this.pid = pid;
+    this.started = true;
+    for (const line of this.earlyStderr.splice(0)) this.onLog("stderr", line);
+    void launched.finished.then((status) => this.onRuncExit(status));
+    if (this.stopGraceMs !== undefined) this.sendStopSignals();
+  }
+
+  private async onRuncExit(status: RuncStatus): Promise<void> {
+    clearTimeout(this.killTimer);
+    // Read before `runc delete` removes the cgroup (that is why we run with --keep).
+    const oomKills = readOomKills(this.ctx.hierarchies, this.cgroupPath);
+    const exit = this.classify(status, oomKills);
+    const cleanupErrors = await this.release();
+    this.finish({ ...exit, ...(cleanupErrors.length > 0 ? { message: withCleanupErrors(exit.message, cleanupErrors) } : {}) });
+  }
+
+  private classify(status: RuncStatus, oomKills: number): ContainerExit {
+    if (status.code === null) {
+      return { exitCode: null, reason: "failed", message: status.spawnError ?? `runc was killed by ${status.signal}` };
+    }
+    if (oomKills > 0 && status.code !== 0) {
+      return { exitCode: status.code, reason: "oom", message: `killed for exceeding its ${this.spec.memoryMiB} MiB memory limit` };
+    }
+    return { exitCode: status.code, reason: this.stopGraceMs !== undefined ? "stopped" : "exited" };
+  }
+
+  /**
+   * Releases everything, tolerating pieces that were never made or are already gone. Returns the
+   * errors instead of throwing: one failed step must not keep the others from running.
+   */
+  private async release(): Promise<string[]> {
+    const errors: string[] = [];
+    if (!this.ownsDir) return errors;
+    const step = (what: string, action: () => Promise<unknown>): Promise<void> =>
+      action().then(
+        () => undefined,
+        (error: unknown) => void errors.push(`${what}: ${error instanceof Error ? error.message : String(error)}`),
+      );
+    const network = this.network;
+    await Promise.all([
+      // The container must be gone before its root can be unmounted.
+      step("runc delete", async () => {
+        try {
+          if (this.launched) await this.runcDelete();
+        } finally {
+          // Even if runc failed (or is missing), the overlay is ours to unmount (lazily if still busy).
+          if (this.mounted) await unmount(overlayDirs(this.dir).rootfs);
+        }
+      }),
+      network ? step("network", () => this.ctx.network.detach(network)) : Promise.resolve(),
+    ]);
+    await step("cgroups", () => removeCgroupTree(this.ctx.hierarchies, this.cgroupPath));
+    // Never rm -rf through a mount that is still there (the overlay would be emptied into its upper dir).
+    if (mountPointsUnder(this.dir).length === 0) {
+      await step("state dir", () => rm(this.dir, { recursive: true, force: true }));
+      // A kept upper dir stays (it is the point); its work dir is overlayfs scratch and goes.
+      const keptWork = this.spec.upperDir && overlayDirs(this.dir, this.spec.upperDir).work;
+      if (keptWork) await step("work dir", () => rm(keptWork, { recursive: true, force: true }));
+    } else {
+      errors.push(`state dir: ${this.dir} still has mounts; left in place for reap()`);
+    }
+    return errors;
+  }
+
+  private async runcDelete(): Promise<void> {
+    const result = await tryRun(this.ctx.runcPath, ["--root", this.ctx.names.runcRoot, "delete", "--force", this.id]);
+    if (result.code !== 0 && !/does not exist|not exist/.test(result.stderr)) {
+      await run(this.ctx.runcPath, ["--root", this.ctx.names.runcRoot, "delete", "--force", this.id]);
+    }
+  }
+
+  private finish(exit: ContainerExit): void {
+    this.pid = undefined;
+    this.onReleased();
+    this.settleExited(exit);
+  }
+}
+
+function hostsFile(id: string, ip: string | undefined): string {
+  return `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n${ip ?? "127.0.1.1"}\t${id}\n`;
+}
+
+function withCleanupErrors(message: string | undefined, errors: string[]): string | undefined {
+  if (errors.length === 0) return message;
+  return [message, `cleanup failed: ${errors.join("; ")}`].filter(Boolean).join("; ");
+}

@@ -1,0 +1,96 @@
+/** Unit tests of the runc runtime's pure parts (no root needed). */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { buildConfig, CONTAINER_CAPABILITIES } from "./bundle.js";
+import { RuntimeNames } from "./names.js";
+import { macForIp } from "./network.js";
+import { lowerdirOption } from "./overlay.js";
+import { defaultSeccompProfile, DENIED_SYSCALLS } from "./seccomp.js";
+import { AddressPool, parseSubnet } from "./subnet.js";
+
+test("names: every host object carries the runtime name; veths fit in 15 chars; prefixes never overlap", () => {
+  const names = new RuntimeNames("abcdefgh", "/state");
+  assert.equal(names.defaultBridge, "b9br-abcdefgh");
+  assert.equal(names.netns("ct-1"), "b9-abcdefgh-ct-1");
+  assert.equal(names.defaultCgroupParent, "/beta9/abcdefgh");
+  assert.equal(names.postroutingChain, "B9-ABCDEFGH-POST");
+  assert.equal(names.runcRoot, "/state/runc");
+  for (let i = 0; i < 50; i++) {
+    const veth = names.newVeth();
+    assert.ok(veth.length <= 15 && veth.startsWith("b9abcdefgh-"), veth);
+  }
+  assert.ok(!new RuntimeNames("abc", "/s").newVeth().startsWith(new RuntimeNames("ab", "/s").vethPrefix));
+  assert.throws(() => new RuntimeNames("Bad-Name", "/s"), /invalid runtime name/);
+  assert.throws(() => new RuntimeNames("toolongname", "/s"), /invalid runtime name/);
+});
+
+test("subnet: gateway is .1, addresses from .2 up, released ones reused, exhaustion is an error", () => {
+  const subnet = parseSubnet("10.219.3.77/29");
+  assert.equal(subnet.cidr, "10.219.3.72/29");
+  assert.equal(subnet.gateway, "10.219.3.73");
+  const pool = new AddressPool(subnet);
+  const taken = Array.from({ length: 5 }, () => pool.allocate());
+  assert.deepEqual(taken, ["10.219.3.74", "10.219.3.75", "10.219.3.76", "10.219.3.77", "10.219.3.78"]);
+  assert.throws(() => pool.allocate(), /no free address/);
+  pool.release("10.219.3.75");
+  assert.equal(pool.allocate(), "10.219.3.75");
+  assert.throws(() => parseSubnet("10.0.0.0"), /invalid subnet/);
+  assert.throws(() => parseSubnet("10.0.0.300/24"), /invalid IPv4/);
+});
+
+test("the container MAC is derived from its IP, locally administered", () => {
+  assert.equal(macForIp("10.219.0.2"), "02:b9:0a:db:00:02");
+});
+
+test("overlay lowerdir: spec order is lowest first, overlayfs wants topmost first", () => {
+  assert.equal(lowerdirOption(["/", "/usr"]), "/usr:/");
+  assert.throws(() => lowerdirOption([]), /empty/);
+  assert.throws(() => lowerdirOption(["relative"]), /absolute/);
+  assert.throws(() => lowerdirOption(["/a:b"]), /contains/);
+});
+
+test("config.json: limits, cgroup path, hostname, minimal capabilities, no_new_privs, read-only binds", () => {
+  const config = buildConfig(
+    { id: "ct1", lowerDirs: ["/"], command: ["node", "x.js"], env: { A: "1" }, cpuMillicores: 500, memoryMiB: 64, mounts: [{ source: "/usr", destination: "/usr", readOnly: true }] },
+    { cgroupPath: "/beta9/w/ct1", netnsPath: "/var/run/netns/b9-w-ct1", etcFiles: { hosts: "/h", hostname: "/hn" }, limitSwap: true, extraEnv: { PORT: "8000" } },
+  ) as any;
+  assert.equal(config.hostname, "ct1");
+  assert.equal(config.linux.cgroupsPath, "/beta9/w/ct1");
+  assert.deepEqual(config.linux.resources.memory, { limit: 64 * 1024 * 1024, swap: 64 * 1024 * 1024 });
+  assert.deepEqual(config.linux.resources.cpu, { period: 100000, quota: 50000 });
+  assert.deepEqual(config.linux.resources.pids, { limit: 1024 });
+  assert.equal(config.process.noNewPrivileges, true);
+  assert.equal(config.process.terminal, false);
+  assert.ok(config.process.env.includes("PORT=8000") && config.process.env.includes("A=1"));
+  assert.ok(config.process.env.some((entry: string) => entry.startsWith("PATH=")));
+  for (const forbidden of ["CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_MODULE", "CAP_SYS_PTRACE", "CAP_SYS_TIME", "CAP_MKNOD"]) {
+    assert.ok(!CONTAINER_CAPABILITIES.includes(forbidden), forbidden);
+  }
+  assert.deepEqual(config.process.capabilities.ambient, []);
+  assert.ok(config.linux.maskedPaths.includes("/proc/kcore") && config.linux.readonlyPaths.includes("/proc/sys"));
+  assert.deepEqual(config.linux.namespaces.find((ns: any) => ns.type === "network"), { type: "network", path: "/var/run/netns/b9-w-ct1" });
+  const usr = config.mounts.find((mount: any) => mount.destination === "/usr");
+  assert.deepEqual(usr.options, ["rbind", "ro", "nosuid", "nodev"]);
+});
+
+/** Evaluates the profile's rules for one syscall the way libseccomp would: any matching rule denies. */
+function denied(name: string, arg0: number): boolean {
+  return defaultSeccompProfile("x64").syscalls.some(
+    (rule) =>
+      rule.names.includes(name) &&
+      (!rule.args || rule.args.some((cond) => (Number(BigInt(arg0) & BigInt(cond.value)) === cond.valueTwo))),
+  );
+}
+
+test("seccomp: the deny list covers the brief, clone only with namespace flags, personality only non-default", () => {
+  for (const name of ["mount", "umount2", "pivot_root", "kexec_load", "init_module", "finit_module", "delete_module", "bpf", "perf_event_open", "unshare", "setns", "swapon", "reboot", "keyctl", "add_key", "request_key", "open_by_handle_at", "userfaultfd", "clock_settime", "settimeofday", "acct", "quotactl", "iopl", "ioperm", "syslog", "fsopen", "fsmount", "fspick", "move_mount", "open_tree", "mount_setattr", "ptrace", "process_vm_readv", "process_vm_writev"]) {
+    assert.ok(DENIED_SYSCALLS.includes(name), name);
+  }
+  assert.equal(denied("clone", 0x01200011), false, "fork-style clone (CLONE_CHILD_SETTID|CLONE_CHILD_CLEARTID|SIGCHLD)");
+  assert.equal(denied("clone", 0x003d0f00), false, "pthread_create-style clone");
+  assert.equal(denied("clone", 0x10000000 | 17), true, "CLONE_NEWUSER");
+  assert.equal(denied("clone", 0x40000000), true, "CLONE_NEWNET");
+  for (const allowed of [0, 8, 0x20000, 0x20008, 0xffffffff]) assert.equal(denied("personality", allowed), false, `personality ${allowed.toString(16)}`);
+  for (const refused of [0x0040000, 0x0400000, 1, 0x80000000, 0xfffffffe]) assert.equal(denied("personality", refused), true, `personality ${refused.toString(16)}`);
+  assert.equal(denied("read", 0), false);
+});

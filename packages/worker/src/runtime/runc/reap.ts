@@ -1,0 +1,70 @@
+/**
+ * Removes what a previous worker with the same state dir and name left when it died (kill -9):
+ * runc containers in our --root, overlay mounts under our state dir, our netns and veths, our
+ * cgroup dirs and per-container dirs. Only objects carrying our name's prefix are touched. The
+ * order matters: containers hold the mounts, netns and cgroups, so they go first.
+ */
+import { readdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { tryRun } from "../exec.js";
+import type { ReapReport } from "../types.js";
+import { countCgroupDirs, removeCgroupTree, removeEmptyCgroupAncestors, type CgroupHierarchy } from "./cgroups.js";
+import type { RuntimeNames } from "./names.js";
+import { deleteNetns, deleteVeths, listNetns, listVeths } from "./network.js";
+import { mountPointsUnder, unmount } from "./overlay.js";
+
+export interface ReapContext {
+  names: RuntimeNames;
+  runcPath: string;
+  hierarchies: CgroupHierarchy[];
+  cgroupParent: string;
+}
+
+export async function reapLeftovers(ctx: ReapContext): Promise<ReapReport> {
+  // Counted up front: `runc delete` below removes the containers' own cgroup dirs itself.
+  const cgroupsBefore = countCgroupDirs(ctx.hierarchies, ctx.cgroupParent);
+  const containers = await reapRuncContainers(ctx);
+  const mounts = await reapMounts(ctx.names.containersDir);
+  // Host-side veths first: deleting a netns alone removes its veth pair only asynchronously.
+  const veths = await listVeths(ctx.names.vethPrefix);
+  await deleteVeths(veths);
+  const netns = await listNetns(ctx.names.netnsPrefix);
+  await deleteNetns(netns);
+  await removeCgroupTree(ctx.hierarchies, ctx.cgroupParent);
+  removeEmptyCgroupAncestors(ctx.hierarchies, ctx.cgroupParent);
+  const cgroups = cgroupsBefore - countCgroupDirs(ctx.hierarchies, ctx.cgroupParent);
+  reapContainerDirs(ctx.names.containersDir);
+  return { containers, mounts, netns: netns.length, veths: veths.length, cgroups };
+}
+
+async function reapRuncContainers(ctx: ReapContext): Promise<number> {
+  const runc = (...args: string[]): ReturnType<typeof tryRun> => tryRun(ctx.runcPath, ["--root", ctx.names.runcRoot, ...args]);
+  const listed = await runc("list", "--quiet");
+  const ids = listed.code === 0 ? listed.stdout.split("\n").filter(Boolean) : [];
+  for (const id of ids) {
+    await runc("kill", id, "KILL");
+    // --force kills whatever is still in the container's cgroup and waits for it.
+    await runc("delete", "--force", id);
+  }
+  return ids.length;
+}
+
+async function reapMounts(containersDir: string): Promise<number> {
+  const points = mountPointsUnder(containersDir);
+  for (const point of points) await unmount(point);
+  return points.length;
+}
+
+function reapContainerDirs(containersDir: string): void {
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(containersDir);
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const dir = join(containersDir, entry);
+    // A mount that would not go away is left (rm -rf through it would empty it); reap() again later.
+    if (mountPointsUnder(dir).length === 0) rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * Starts a worker the way `beta9 worker` and `beta9 up` do: pick the runtime, reap what a
+ * crashed predecessor left in the same state dir, prepare the runner bundle, and dial the gateway.
+ */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import type { WorkerCapacity } from "@beta9/protocol";
+import { ensureRunnerBundle } from "./runner-bundle.js";
+import { fetchImage } from "./gateway-http.js";
+import { ImageCache } from "./images/index.js";
+import { selectRuntime, type RuntimePreference } from "./select-runtime.js";
+import type { Runtime } from "./runtime/types.js";
+import { Worker, type ImageProvider } from "./worker.js";
+
+export interface StartWorkerOptions {
+  gatewayUrl: string;
+  token: string;
+  stateDir: string;
+  logger: Logger;
+  runtime?: RuntimePreference;
+  /** Prefix of the runtime's host objects; distinct per worker on one machine (default "w"). */
+  name?: string;
+  subnet?: string;
+  pool?: string;
+  workerId?: string;
+  capacity?: Partial<WorkerCapacity>;
+  /** Bytes of packed images kept on disk (default 20 GiB); unused ones are evicted first. */
+  imageCacheBytes?: number;
+  version?: string;
+}
+
+export interface StartedWorker {
+  worker: Worker;
+  runtime: Runtime;
+  /** Resolves once the gateway welcomed the worker the first time. */
+  connected: Promise<void>;
+  close(graceMs?: number): Promise<void>;
+}
+
+export async function startWorker(options: StartWorkerOptions): Promise<StartedWorker> {
+  mkdirSync(join(options.stateDir, "process"), { recursive: true, mode: 0o700 });
+  const runtime = selectRuntime(options.runtime ?? "auto", {
+    stateDir: options.stateDir, name: options.name ?? "w", ...(options.subnet !== undefined && { subnet: options.subnet }),
+  }, options.logger);
+  const reaped = await runtime.reap();
+  if (Object.values(reaped).some((n) => n > 0)) options.logger.warn({ reaped }, "removed what a previous worker left behind");
+  const runner = ensureRunnerBundle(options.stateDir);
+  const cache = new ImageCache({
+    dir: join(options.stateDir, "image-cache"),
+    maxBytes: options.imageCacheBytes ?? 20 * 1024 ** 3,
+    fetch: (id, dest) => fetchImage({ url: options.gatewayUrl, token: options.token }, id, dest),
+  });
+  const images: ImageProvider = { acquire: (id) => cache.acquire(id) };
+  const worker = new Worker({
+    gatewayUrl: options.gatewayUrl, token: options.token, runtime, runner, stateDir: options.stateDir, logger: options.logger,
+    ...(options.pool !== undefined && { pool: options.pool }),
+    ...(options.workerId !== undefined && { workerId: options.workerId }),
+    ...(options.capacity !== undefined && { capacity: options.capacity }),
+    images,
+    ...(options.version !== undefined && { version: options.version }),
+  });
+  const connected = worker.start();
+  return {
+    worker, runtime, connected,
+    async close(graceMs = 10_000) {
+      await worker.close(graceMs);
+      await runtime.close(graceMs);
+      await cache.close();
+    },
+  };
+}

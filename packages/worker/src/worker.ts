@@ -1,0 +1,306 @@
+/**
+ * The worker: dials out to the gateway, keeps one WebSocket (reconnecting with exponential
+ * backoff and jitter), reports capacity and keepalives, runs the containers the scheduler places
+ * here, and streams their state and log lines back. Needs no inbound port.
+ */
+import { readFile } from "node:fs/promises";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import { randomUUID } from "node:crypto";
+import type { Logger } from "pino";
+import WebSocket from "ws";
+import {
+  WORKER_CONNECT_PATH, type ContainerRequest, type ContainerStateReport, type GatewayMessage, type LogLine,
+  type WorkerCapacity, type WorkerMessage,
+} from "@beta9/protocol";
+import { detectCapacity } from "./capacity.js";
+import { HOST_USR_MOUNT, ensureHostRootfs } from "./host-rootfs.js";
+import { RUNNER_MOUNT_PATH, type RunnerBundle } from "./runner-bundle.js";
+import { buildImage } from "./build.js";
+import { sha256OfFile, uploadImage } from "./gateway-http.js";
+import type { ContainerHandle, ContainerSpec, Runtime } from "./runtime/types.js";
+
+/** Where a packed image is mounted for use as a lower dir; provided by the image cache. */
+export interface ImageProvider {
+  acquire(imageId: string): Promise<{ lowerDir: string; release(): void | Promise<void> }>;
+}
+
+export interface WorkerOptions {
+  gatewayUrl: string;
+  token: string;
+  runtime: Runtime;
+  stateDir: string;
+  logger: Logger;
+  workerId?: string;
+  pool?: string;
+  capacity?: Partial<WorkerCapacity>;
+  images?: ImageProvider;
+  /** Mounted read-only at /beta9 in every isolated container (the runner and its own Node). */
+  runner?: RunnerBundle;
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+  version?: string;
+}
+
+interface LocalContainer {
+  request: ContainerRequest;
+  state: ContainerStateReport;
+  handle?: ContainerHandle;
+  pendingLines: LogLine[];
+  flushTimer?: NodeJS.Timeout;
+}
+
+/** The env an image declares (written into it at build time), under the request's own env. */
+async function imageEnv(lowerDir: string): Promise<Record<string, string>> {
+  try {
+    const meta = JSON.parse(await readFile(join(lowerDir, ".beta9", "image.json"), "utf8")) as { env?: Record<string, string> };
+    return meta.env ?? {};
+  } catch {
+    return {};
+  }
+}
+
+const LOG_FLUSH_MS = 20;
+const LOG_BATCH_LINES = 500;
+const OUTBOX_LIMIT = 10_000;
+
+export class Worker {
+  readonly id: string;
+  private readonly capacity: WorkerCapacity;
+  private readonly containers = new Map<string, LocalContainer>();
+  private readonly outbox: WorkerMessage[] = [];
+  private ws: WebSocket | undefined;
+  private welcomed = false;
+  private closing = false;
+  private attempts = 0;
+  private keepaliveTimer: NodeJS.Timeout | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private connectedOnce: { resolve: () => void; promise: Promise<void> };
+
+  constructor(private readonly options: WorkerOptions) {
+    this.id = options.workerId ?? `${hostname()}-${randomUUID().slice(0, 8)}`;
+    this.capacity = detectCapacity(options.capacity);
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => (resolve = r));
+    this.connectedOnce = { resolve, promise };
+  }
+
+  /** Starts dialling; resolves once the gateway has welcomed this worker the first time. */
+  start(): Promise<void> {
+    this.dial();
+    return this.connectedOnce.promise;
+  }
+
+  get connected(): boolean {
+    return this.welcomed;
+  }
+
+  private dial(): void {
+    if (this.closing) return;
+    const url = new URL(WORKER_CONNECT_PATH, this.options.gatewayUrl);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${this.options.token}` }, handshakeTimeout: 10_000 });
+    this.ws = ws;
+    ws.on("open", () => this.send({
+      type: "hello", workerId: this.id, hostname: hostname(), pool: this.options.pool ?? "default", runtime: this.options.runtime.name,
+      isolates: this.options.runtime.isolates, capacity: this.capacity, version: this.options.version ?? "0",
+      containers: [...this.containers.values()].filter((c) => c.state.state !== "EXITED").map((c) => ({ ...c.state, request: c.request })),
+    }, true));
+    ws.on("message", (data) => this.onMessage(JSON.parse(String(data)) as GatewayMessage));
+    ws.on("unexpected-response", (_req, res) => {
+      this.options.logger.error({ status: res.statusCode }, "the gateway refused this worker (check the token)");
+    });
+    ws.on("error", (err) => this.options.logger.debug({ err: err.message }, "worker connection error"));
+    ws.on("close", () => this.onClose(ws));
+  }
+
+  private onClose(ws: WebSocket): void {
+    if (this.ws !== ws) return;
+    this.welcomed = false;
+    clearInterval(this.keepaliveTimer);
+    if (this.closing) return;
+    const min = this.options.reconnectMinMs ?? 250;
+    const max = this.options.reconnectMaxMs ?? 30_000;
+    // Full jitter: many workers losing one gateway must not reconnect in lockstep.
+    const delay = Math.min(max, min * 2 ** this.attempts) * (0.5 + Math.random() / 2);
+    this.attempts += 1;
+    this.options.logger.warn({ delayMs: Math.round(delay), attempt: this.attempts }, "gateway connection lost; reconnecting");
+    this.reconnectTimer = setTimeout(() => this.dial(), delay);
+  }
+
+  private onMessage(message: GatewayMessage): void {
+    switch (message.type) {
+      case "welcome":
+        this.welcomed = true;
+        this.attempts = 0;
+        clearInterval(this.keepaliveTimer);
+        this.keepaliveTimer = setInterval(() => this.send({ type: "keepalive", running: this.running() }), message.keepaliveMs);
+        this.keepaliveTimer.unref();
+        for (const queued of this.outbox.splice(0)) this.send(queued);
+        this.connectedOnce.resolve();
+        return;
+      case "container.run":
+        void this.run(message.request);
+        return;
+      case "container.stop":
+        void this.stop(message.containerId, message.graceMs);
+        return;
+      case "image.build":
+        void this.build(message.imageId, message.spec);
+        return;
+      case "error":
+        this.options.logger.error({ code: message.code }, message.message);
+        return;
+      default:
+        this.options.logger.warn({ message }, "unknown message from the gateway");
+    }
+  }
+
+  /** Sends now, or queues until the next welcome (bounded: the oldest are dropped). */
+  private send(message: WorkerMessage, beforeWelcome = false): void {
+    if (this.ws?.readyState === WebSocket.OPEN && (this.welcomed || beforeWelcome)) {
+      this.ws.send(JSON.stringify(message));
+      return;
+    }
+    if (message.type === "keepalive" || message.type === "hello") return;
+    this.outbox.push(message);
+    if (this.outbox.length > OUTBOX_LIMIT) this.outbox.shift();
+  }
+
+  private report(local: LocalContainer, state: Omit<ContainerStateReport, "containerId">): void {
+    local.state = { ...local.state, ...state };
+    this.flushLogs(local);
+    this.send({ type: "container.state", ...local.state });
+  }
+
+  private running(): number {
+    return [...this.containers.values()].filter((c) => c.state.state !== "EXITED").length;
+  }
+
+  private async run(request: ContainerRequest): Promise<void> {
+    if (this.containers.has(request.containerId)) {
+      const known = this.containers.get(request.containerId)!;
+      this.send({ type: "container.state", ...known.state });
+      return;
+    }
+    const local: LocalContainer = { request, state: { containerId: request.containerId, state: "PENDING" }, pendingLines: [] };
+    this.containers.set(request.containerId, local);
+    let image: { lowerDir: string; release(): void | Promise<void> } | undefined;
+    try {
+      image = request.imageId === null ? undefined : await this.requireImages().acquire(request.imageId);
+      const spec = this.toSpec(request, image?.lowerDir, image ? await imageEnv(image.lowerDir) : {});
+      local.handle = await this.options.runtime.start(spec, (stream, line) => this.log(local, { stream, line, at: Date.now() }));
+      const ports = Object.fromEntries(Object.entries(local.handle.ports).map(([p, a]) => [p, a]));
+      if (local.state.state === "PENDING") this.report(local, { state: "RUNNING", ports });
+      else void local.handle.stop(); // a stop arrived while it was starting
+      const exit = await local.handle.exited;
+      this.report(local, { state: "EXITED", exitCode: exit.exitCode, reason: exit.reason, ...(exit.message !== undefined && { message: exit.message }) });
+    } catch (err) {
+      this.report(local, { state: "EXITED", exitCode: null, reason: "failed", message: (err as Error).message });
+    } finally {
+      void image?.release();
+      // Forget it once reported; a reconnect's hello only lists what still runs.
+      setTimeout(() => this.containers.delete(request.containerId), 60_000).unref();
+    }
+  }
+
+  /** Builds an image, uploads it, and reports; concurrent requests for one id build once. */
+  private readonly builds = new Map<string, Promise<void>>();
+  private build(imageId: string, spec: unknown): Promise<void> {
+    const existing = this.builds.get(imageId);
+    if (existing) return existing;
+    const lines: LogLine[] = [];
+    let timer: NodeJS.Timeout | undefined;
+    const flush = () => {
+      clearTimeout(timer);
+      timer = undefined;
+      if (lines.length > 0) this.send({ type: "image.logs", imageId, lines: lines.splice(0) });
+    };
+    const log = (line: string, stream: "stdout" | "stderr" = "stdout") => {
+      lines.push({ stream, line, at: Date.now() });
+      timer ??= setTimeout(flush, 50);
+    };
+    const job = (async () => {
+      let built: Awaited<ReturnType<typeof buildImage>> | undefined;
+      try {
+        built = await buildImage(imageId, spec, {
+          runtime: this.options.runtime, workDir: join(this.options.stateDir, "builds"), baseCacheDir: join(this.options.stateDir, "base-images"), log,
+        });
+        log("uploading to the gateway");
+        await uploadImage({ url: this.options.gatewayUrl, token: this.options.token }, imageId, built.path, await sha256OfFile(built.path));
+        flush();
+        this.send({ type: "image.result", imageId, ok: true });
+      } catch (err) {
+        log((err as Error).message, "stderr");
+        flush();
+        this.send({ type: "image.result", imageId, ok: false, error: (err as Error).message });
+      } finally {
+        await built?.cleanup();
+        this.builds.delete(imageId);
+      }
+    })();
+    this.builds.set(imageId, job);
+    return job;
+  }
+
+  private async stop(containerId: string, graceMs?: number): Promise<void> {
+    const local = this.containers.get(containerId);
+    if (!local || local.state.state === "EXITED") return;
+    this.report(local, { state: "STOPPING" });
+    await local.handle?.stop(graceMs);
+  }
+
+  private requireImages(): ImageProvider {
+    if (!this.options.images) throw new Error("this worker has no image cache; it runs only containers without an image");
+    return this.options.images;
+  }
+
+  private toSpec(request: ContainerRequest, imageLowerDir: string | undefined, imageEnv: Record<string, string>): ContainerSpec {
+    const hostRootfs = imageLowerDir === undefined;
+    return {
+      id: request.containerId,
+      lowerDirs: [imageLowerDir ?? ensureHostRootfs(this.options.stateDir)],
+      command: request.command,
+      env: {
+        PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME: "/root", ...imageEnv, ...request.env,
+        BETA9_CONTAINER_ID: request.containerId,
+      },
+      cpuMillicores: request.cpuMillicores,
+      memoryMiB: request.memoryMiB,
+      ports: request.ports,
+      mounts: [
+        ...(hostRootfs ? [HOST_USR_MOUNT] : []),
+        ...(this.options.runner && this.options.runtime.isolates ? [{ source: this.options.runner.dir, destination: RUNNER_MOUNT_PATH, readOnly: true }] : []),
+      ],
+    };
+  }
+
+  private log(local: LocalContainer, line: LogLine): void {
+    local.pendingLines.push(line);
+    if (local.pendingLines.length >= LOG_BATCH_LINES) this.flushLogs(local);
+    else local.flushTimer ??= setTimeout(() => this.flushLogs(local), LOG_FLUSH_MS);
+  }
+
+  private flushLogs(local: LocalContainer): void {
+    clearTimeout(local.flushTimer);
+    local.flushTimer = undefined;
+    if (local.pendingLines.length === 0) return;
+    this.send({ type: "container.logs", containerId: local.request.containerId, lines: local.pendingLines.splice(0) });
+  }
+
+  /** Stops every container (graceMs each) and closes the connection. */
+  async close(graceMs = 10_000): Promise<void> {
+    this.closing = true;
+    clearTimeout(this.reconnectTimer);
+    clearInterval(this.keepaliveTimer);
+    await Promise.all([...this.containers.values()].map((c) => this.stop(c.request.containerId, graceMs)));
+    await Promise.all([...this.containers.values()].map((c) => c.handle?.exited));
+    for (const c of this.containers.values()) this.flushLogs(c);
+    await new Promise<void>((resolve) => {
+      if (!this.ws || this.ws.readyState === WebSocket.CLOSED) return resolve();
+      this.ws.once("close", () => resolve());
+      this.ws.close(1000, "worker shutting down");
+      setTimeout(resolve, 2000).unref();
+    });
+  }
+}
