@@ -131,7 +131,9 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       logger,
     );
     const closeWorkerSockets = attachWorkerSocket({
-      server: app.server, tokens: store.tokens, scheduler, builds, keepaliveMs: options.workerKeepaliveMs ?? 15_000, logger,
+      server: app.server, tokens: store.tokens, scheduler, builds, logger,
+      // At least four keepalives fit in the timeout, so one late message never drops a worker.
+      keepaliveMs: options.workerKeepaliveMs ?? Math.min(15_000, Math.floor((options.workerTimeoutMs ?? 60_000) / 4)),
     });
     await app.listen({ host, port: options.port ?? DEFAULT_GATEWAY_PORT });
     const address = app.server.address();
