@@ -18,6 +18,12 @@ interface ServeOptions {
   logLevel?: string;
   runtime?: "auto" | "runc" | "process";
   worker?: boolean;
+  workerTimeout: number;
+}
+
+function seconds(value: string): number {
+  if (!/^[0-9]{1,6}$/.test(value) || Number(value) < 1) throw new InvalidArgumentError("must be a whole number of seconds, at least 1");
+  return Number(value);
 }
 
 function port(value: string): number {
@@ -32,7 +38,8 @@ function withServeOptions(command: Command): Command {
     .option("--host <host>", "address to listen on (0.0.0.0 for every interface)", "127.0.0.1")
     .option("--port <port>", "port to listen on", port, DEFAULT_GATEWAY_PORT)
     .option("--data-dir <dir>", "where the database and objects live (default: $BETA9_DATA_DIR or ~/.beta9/data)")
-    .option("--log-level <level>", "gateway log level (trace, debug, info, warn, error)");
+    .option("--log-level <level>", "gateway log level (trace, debug, info, warn, error)")
+    .option("--worker-timeout <seconds>", "drop a worker (and lose its containers) after this long without a keepalive", seconds, 60);
 }
 
 export function registerServe(program: Command): void {
@@ -67,7 +74,7 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
   // Listening before the start: a signal during start-up then means "stop once started", not a kill
   // that could interrupt a database migration.
   const signal = nextSignal();
-  const gateway = await startGateway({ host: opts.host, port: opts.port, dataDir, logLevel: opts.logLevel }).catch(
+  const gateway = await startGateway({ host: opts.host, port: opts.port, dataDir, logLevel: opts.logLevel, workerTimeoutMs: opts.workerTimeout * 1000 }).catch(
     (err: unknown) => {
       const reason = err instanceof Error ? err.message : String(err);
       throw new CliError("GATEWAY_START_FAILED", `cannot start the gateway on ${opts.host}:${opts.port} with data in ${dataDir}: ${reason}`);

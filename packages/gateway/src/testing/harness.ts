@@ -14,6 +14,7 @@ import { VERSION } from "../version.js";
 export interface TestGateway {
   app: FastifyInstance;
   scheduler: Scheduler;
+  builds: ImageBuilds;
   store: SqliteStore;
   dir: string;
   adminKey: string;
@@ -35,7 +36,7 @@ export async function createTestGateway(options: { maxObjectBytes?: number; back
   const app = await buildGatewayApp({ store, objects, scheduler, builds, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() });
   const adminKey = boot.token.key;
   return {
-    app, scheduler, store, dir, adminKey, workspaceId: boot.workspace.id,
+    app, scheduler, builds, store, dir, adminKey, workspaceId: boot.workspace.id,
     request(method, url, { key = adminKey, body, headers = {} } = {}) {
       const allHeaders: Record<string, string> = { ...headers };
       if (key !== null) allHeaders.authorization = `Bearer ${key}`;
