@@ -171,7 +171,8 @@ describe("against a gateway started by `beta9 up`", { skip: gatewayBuilt ? false
     dataDir = tempDir("data");
     port = await freePort();
     env = { BETA9_CONFIG_DIR: configDir };
-    server = await startServer(["up", "--port", String(port), "--data-dir", dataDir], env);
+    // The CLI surface is under test here, not the worker (e2e.test.ts covers that): no local worker.
+    server = await startServer(["up", "--no-worker", "--port", String(port), "--data-dir", dataDir], env);
   });
   after(async () => {
     await server?.stop();
@@ -294,7 +295,7 @@ describe("against a gateway started by `beta9 up`", { skip: gatewayBuilt ? false
 
   test("SIGTERM stops it cleanly; a restart keeps the data and prints no new token", async () => {
     assert.equal(await server!.stop(), 0, server!.output());
-    server = await startServer(["up", "--port", String(port), "--data-dir", dataDir], env);
+    server = await startServer(["up", "--no-worker", "--port", String(port), "--data-dir", dataDir], env);
     assert.doesNotMatch(server.output(), /admin token/);
     assert.equal(json<Token[]>(await beta9(["token", "list", "--json"], env)).some((t) => t.type === "admin"), true);
   });

@@ -147,6 +147,49 @@ describe("containers end to end (gateway + runc worker + CLI)", { skip }, () => 
     await finished(c.id);
   });
 
+  test("an endpoint deployed from TypeScript scales from zero, answers, reports handler errors, and scales back to zero", async () => {
+    const ref = `${registry.host}/e2e/app:v1`;
+    const app = join(dir, "endpoint-app.ts");
+    writeFileSync(app, `
+      const double = async (input: { n: number }) => {
+        if (input.n < 0) throw new Error("n must not be negative");
+        return { doubled: input.n * 2, pid: process.pid };
+      };
+      export const doubler = {
+        __beta9Workload: true as const, kind: "endpoint" as const, name: "doubler",
+        config: { cpu: 0.5, memory: "256Mi", keepWarmSeconds: 1 },
+        handler: double,
+        image: { toSpec: () => ({ base: { kind: "registry", ref: ${JSON.stringify(ref)} }, steps: [], env: {} }) },
+      };
+    `);
+    const deployed = await beta9(["deploy", `${app}:doubler`, "--json", "-q"]);
+    assert.equal(deployed.code, 0, deployed.stderr);
+    const deployment = JSON.parse(deployed.stdout) as { name: string; version: number; stubId: string };
+    assert.deepEqual([deployment.name, deployment.version], ["doubler", 1]);
+    const redeployed = JSON.parse((await beta9(["deploy", `${app}:doubler`, "--json", "-q"])).stdout) as { version: number; stubId: string };
+    assert.deepEqual([redeployed.version, redeployed.stubId], [2, deployment.stubId], "unchanged code and config reuse the stub");
+
+    const call = (body: unknown, path = "/endpoint/doubler") => fetch(gateway.url + path, {
+      method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify(body),
+    });
+    const running = () => client.listContainers({ active: true }).then((cs) => cs.filter((c) => c.stubId === deployment.stubId));
+    assert.equal((await running()).length, 0, "nothing runs before the first request");
+    const first = await call({ n: 21 });
+    assert.equal(first.status, 200, await first.clone().text());
+    const answer = (await first.json()) as { doubled: number; pid: number };
+    assert.equal(answer.doubled, 42);
+    const [second, third] = await Promise.all([call({ n: 1 }, "/endpoint/doubler/v1"), call({ n: 2 }, "/endpoint/doubler/latest")]);
+    assert.deepEqual([(await second.json() as { doubled: number }).doubled, (await third.json() as { doubled: number }).doubled], [2, 4]);
+    const failed = await call({ n: -1 });
+    assert.equal(failed.status, 500);
+    const error = (await failed.json()) as { error: { code: string; message: string } };
+    assert.equal(error.error.code, "HANDLER_ERROR");
+    assert.match(error.error.message, /n must not be negative/);
+    assert.equal((await running()).length, 1, "one container served all of it");
+    for (let i = 0; i < 400 && (await running()).length > 0; i++) await new Promise((r) => setTimeout(r, 25));
+    assert.equal((await running()).length, 0, "idle past keep-warm: scaled to zero");
+  });
+
   test("a worker killed with -9 mid-run: its container is lost at the gateway, and its restart removes every mount, netns, veth, cgroup and container it left", async () => {
     const workerToken = (await client.createToken({ type: "worker" })).key;
     const stateDir = join(dir, "killed-worker");
@@ -180,6 +223,24 @@ describe("containers end to end (gateway + runc worker + CLI)", { skip }, () => 
       await exited;
     }
   });
+});
+
+test("`beta9 up` on a fresh data dir starts gateway and worker, deploys the sample app and shows it answering", { skip }, async () => {
+  const up = spawn(process.execPath, [cli, "up", "--port", "0", "--data-dir", join(dir, "up-data"), "--log-level", "error"], {
+    env: { ...process.env, BETA9_CONFIG_DIR: join(dir, "up-cfg"), NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  up.stdout!.on("data", (c: Buffer) => (out += c.toString()));
+  up.stderr!.on("data", (c: Buffer) => (out += c.toString()));
+  try {
+    for (let i = 0; i < 1200 && !/ready in \d+ ms/.test(out); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.match(out, /worker: local \(runc\)/);
+    assert.match(out, /sample app: hello v1 answered \{"message":"Hello, beta9!"\}/, out);
+  } finally {
+    const exited = new Promise((r) => up.once("exit", r));
+    up.kill("SIGINT");
+    await exited;
+  }
 });
 
 test("after everything stopped, the host holds no container, mount, netns or veth of ours", { skip }, () => {

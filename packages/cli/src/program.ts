@@ -7,6 +7,7 @@ import { registerConfig } from "./commands/config.js";
 import { registerContainer } from "./commands/container.js";
 import { registerWorker } from "./commands/worker.js";
 import { registerImage } from "./commands/image.js";
+import { registerDeploy } from "./commands/deploy.js";
 import { registerDeployment } from "./commands/deployment.js";
 import { registerToken } from "./commands/token.js";
 import { registerServe } from "./commands/up.js";
@@ -38,6 +39,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 auth/permission, 4 not found, 5 gateway un
   registerToken(program);
   registerDeployment(program);
   registerContainer(program);
+  registerDeploy(program);
   registerImage(program);
   registerWorker(program);
 

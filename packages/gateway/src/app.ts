@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import { clusterRoutes } from "./api/cluster.js";
 import { containerRoutes } from "./api/containers.js";
 import { imageRoutes } from "./api/images.js";
+import { invokeRoutes } from "./api/invoke.js";
 import type { GatewayContext } from "./api/common.js";
 import { deploymentRoutes } from "./api/deployments.js";
 import { healthRoutes } from "./api/health.js";
@@ -86,6 +87,7 @@ export async function buildGatewayApp(ctx: GatewayContext, logger: Logger | fals
   clusterRoutes(app, ctx);
   containerRoutes(app, ctx);
   imageRoutes(app, ctx);
+  invokeRoutes(app, ctx);
   await app.ready();
   return app;
 }

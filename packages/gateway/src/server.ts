@@ -9,6 +9,7 @@ import { DEFAULT_GATEWAY_PORT, type TokenWithKey, type Workspace } from "@beta9/
 import { buildGatewayApp } from "./app.js";
 import { ObjectStore } from "./objects/object-store.js";
 import { ImageBuilds } from "./images/image-builds.js";
+import { Autoscaler } from "./workloads/autoscaler.js";
 import { ContainerRegistry } from "./scheduler/containers.js";
 import { Scheduler } from "./scheduler/scheduler.js";
 import { attachWorkerSocket } from "./scheduler/worker-socket.js";
@@ -114,6 +115,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const unlock = lockDataDir(options.dataDir);
   let store: SqliteStore | undefined;
   let scheduler: Scheduler | undefined;
+  let autoscaler: Autoscaler | undefined;
   try {
     store = new SqliteStore(join(options.dataDir, "gateway.db"));
     const objects = new ObjectStore(join(options.dataDir, "objects"), options.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES);
@@ -126,8 +128,9 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     });
     const builds = new ImageBuilds({ dir: join(options.dataDir, "images"), images: store.images, scheduler, logger });
     await builds.init();
+    autoscaler = new Autoscaler({ scheduler, logger });
     const app = await buildGatewayApp(
-      { store, objects, scheduler, builds, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() },
+      { store, objects, scheduler, builds, autoscaler, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() },
       logger,
     );
     const closeWorkerSockets = attachWorkerSocket({
@@ -142,6 +145,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     logger.info({ host, port, dataDir: options.dataDir, schemaVersion: store.schemaVersion }, "gateway listening");
     const opened = store;
     const openedScheduler = scheduler;
+    const openedAutoscaler = autoscaler;
     let closed = false;
     return {
       url: `http://${urlHost}:${port}`,
@@ -151,6 +155,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       async close() {
         if (closed) return;
         closed = true;
+        openedAutoscaler.close();
         openedScheduler.close();
         closeWorkerSockets();
         await app.close();
@@ -159,6 +164,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       },
     };
   } catch (err) {
+    autoscaler?.close();
     scheduler?.close();
     await store?.close();
     unlock();

@@ -27,9 +27,11 @@ export type ImageStep = Static<typeof ImageStepSchema>;
 
 const BaseSchemas = {
   default: Type.Object({ kind: Type.Literal("default") }, { additionalProperties: false }),
+  /** An empty root: enough for JavaScript workloads, which run on the runner's own node. */
+  scratch: Type.Object({ kind: Type.Literal("scratch") }, { additionalProperties: false }),
   registry: Type.Object({ kind: Type.Literal("registry"), ref: Type.String({ minLength: 1, maxLength: 1024 }) }, { additionalProperties: false }),
 };
-export const ImageBaseSchema = Type.Union([BaseSchemas.default, BaseSchemas.registry]);
+export const ImageBaseSchema = Type.Union([BaseSchemas.default, BaseSchemas.scratch, BaseSchemas.registry]);
 export type ImageBase = Static<typeof ImageBaseSchema>;
 
 export const ImageSpecSchema = Type.Object(
@@ -191,7 +193,7 @@ export function normalizeImageSpec(value: unknown): ImageSpec {
   const schemaError = firstSchemaError(value);
   if (schemaError) throw schemaError;
   const spec = value as ImageSpec;
-  let base: ImageBase = { kind: "default" };
+  let base: ImageBase = spec.base.kind === "scratch" ? { kind: "scratch" } : { kind: "default" };
   if (spec.base.kind === "registry") {
     try {
       base = { kind: "registry", ref: formatImageRef(parseImageRef(spec.base.ref)) };

@@ -5,3 +5,4 @@ export * from "./stub-config.js";
 export * from "./api.js";
 export * from "./worker-protocol.js";
 export * from "./image-spec.js";
+export * from "./runner-protocol.js";

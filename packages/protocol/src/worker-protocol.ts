@@ -38,6 +38,15 @@ export const ContainerRequestSchema = Type.Object({
   gpuCount: Type.Integer({ minimum: 0 }),
   ports: Type.Array(Type.Integer({ minimum: 1, maximum: 65_535 })),
   pool: Type.Union([Type.String(), Type.Null()]),
+  /**
+   * Run the runner on a code bundle instead of `command`: the worker fetches the bundle (an object
+   * id), unpacks it read-only, and starts the runner with its own node on `handler`.
+   */
+  runner: Type.Optional(Type.Object({
+    codeObjectId: Type.String(),
+    handler: Type.String(),
+    concurrency: Type.Integer({ minimum: 1 }),
+  })),
 });
 export type ContainerRequest = Static<typeof ContainerRequestSchema>;
 

@@ -1,26 +1,95 @@
 /**
  * The runner: PID 1's child in every workload container, started by the worker with the Node
- * runtime it mounts at /beta9. It serves plain HTTP on $PORT so the gateway can tell when the
- * container is ready (GET /health) and, as the workload issues land, hand it work.
+ * runtime it mounts at /beta9. It listens on $PORT at once (GET /health answers 503 while the
+ * workload loads), imports BETA9_CODE_DIR/<file>, runs the workload's onStart, then serves
+ * POST /invoke and POST /cancel/:taskId (see @beta9/protocol runner-protocol.ts).
  *
+ * Without BETA9_HANDLER it only serves GET /health (used by containers that run no workload).
  * It imports nothing outside Node itself, so it runs on any base image.
  */
-import { createServer } from "node:http";
+import { once } from "node:events";
+import type { Server } from "node:net";
+import { readRunnerEnv, RunnerEnvError, type RunnerEnv } from "./env.js";
+import { Invoker } from "./invoker.js";
+import { loadWorkload, LoadError, runOnStart } from "./load.js";
+import { createRunnerServer, type RunnerState } from "./server.js";
 
-const port = Number(process.env.PORT ?? 8000);
-const startedAt = Date.now();
-
-const server = createServer((req, res) => {
-  if (req.url === "/health") {
-    res.writeHead(200, { "content-type": "application/json" });
-    res.end(JSON.stringify({ status: "ok", containerId: process.env.BETA9_CONTAINER_ID ?? null, uptimeMs: Date.now() - startedAt }));
-    return;
-  }
-  res.writeHead(404, { "content-type": "application/json" });
-  res.end(JSON.stringify({ error: { code: "ROUTE_NOT_FOUND", message: `the runner has no route ${req.method} ${req.url}` } }));
-});
-
-server.listen(port, "0.0.0.0", () => process.stdout.write(`runner listening on ${port}\n`));
-for (const signal of ["SIGTERM", "SIGINT"] as const) {
-  process.on(signal, () => server.close(() => process.exit(0)));
+function fail(message: string): never {
+  process.stderr.write(`runner: ${message}\n`);
+  process.exit(1);
 }
+
+async function listen(server: Server, port: number): Promise<void> {
+  server.listen(port, "0.0.0.0");
+  await Promise.race([once(server, "listening"), once(server, "error").then(([err]) => Promise.reject(err))]);
+}
+
+/** Loads the workload and runs onStart; exits 1 with a clear message when either fails. */
+async function start(env: RunnerEnv, state: RunnerState): Promise<void> {
+  const ref = env.handler;
+  if (!ref) return;
+  const where = `${ref.file}:${ref.exportName}`;
+  try {
+    const workload = await loadWorkload(env.codeDir, ref);
+    const onStartValue = await runOnStart(workload, where);
+    if (state.phase === "stopping") return;
+    state.invoker = new Invoker(workload, { concurrency: env.concurrency, containerId: env.containerId, onStartValue });
+    state.phase = "ready";
+    process.stdout.write(`runner ready: ${where} (${workload.kind} ${workload.name})\n`);
+  } catch (err) {
+    if (err instanceof LoadError) fail(err.message);
+    throw err;
+  }
+}
+
+/** SIGTERM/SIGINT: refuse new work, wait up to the grace period for in-flight work, exit 0. */
+function handleSignals(env: RunnerEnv, state: RunnerState): void {
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) {
+      state.invoker?.abortAll(new DOMException(`the runner got ${signal} twice`, "AbortError"));
+      process.exit(0);
+    }
+    stopping = true;
+    state.phase = "stopping";
+    const invoker = state.invoker;
+    if (invoker && !(await invoker.waitIdle(env.graceMs))) {
+      process.stderr.write(`runner: ${invoker.inFlight} invocation(s) still running after ${env.graceMs} ms; aborting them\n`);
+      invoker.abortAll(new DOMException("the container is stopping", "AbortError"));
+    }
+    process.exit(0);
+  };
+  for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, () => void stop(signal));
+}
+
+async function main(): Promise<void> {
+  let env: RunnerEnv;
+  try {
+    env = readRunnerEnv();
+  } catch (err) {
+    if (err instanceof RunnerEnvError) fail(err.message);
+    throw err;
+  }
+  const state: RunnerState = {
+    phase: env.handler ? "starting" : "ready",
+    invoker: undefined,
+    containerId: env.containerId,
+    startedAt: Date.now(),
+    concurrency: env.concurrency,
+  };
+  // User code may leave a promise rejection unhandled; log it rather than lose the container.
+  process.on("unhandledRejection", (reason) => {
+    process.stderr.write(`runner: unhandled promise rejection in user code: ${(reason as Error)?.stack ?? String(reason)}\n`);
+  });
+  handleSignals(env, state);
+  const server = createRunnerServer(state);
+  try {
+    await listen(server, env.port);
+  } catch (err) {
+    fail(`cannot listen on 0.0.0.0:${env.port}: ${(err as Error).message}`);
+  }
+  if (!env.handler) process.stdout.write(`runner listening on ${env.port}\n`);
+  await start(env, state);
+}
+
+main().catch((err: unknown) => fail(`unexpected error: ${(err as Error)?.stack ?? String(err)}`));

@@ -65,6 +65,14 @@ function describeStep(step: ImageStep): string {
 
 /** Base rootfs and the env its config declares. */
 async function prepareBase(spec: ImageSpec, dir: string, o: BuildOptions): Promise<{ rootfs: string; env: Record<string, string> }> {
+  if (spec.base.kind === "scratch") {
+    o.log("base: scratch (empty; JavaScript runs on the runner's own node)");
+    const rootfs = join(dir, "scratch");
+    for (const sub of ["etc", "tmp", "proc", "sys", "dev", "root"]) await mkdir(join(rootfs, sub), { recursive: true });
+    await writeFile(join(rootfs, "etc", "passwd"), "root:x:0:0:root:/root:/nonexistent\n");
+    await writeFile(join(rootfs, "etc", "group"), "root:x:0:\n");
+    return { rootfs, env: { PATH: DEFAULT_PATH } };
+  }
   if (spec.base.kind === "default") {
     o.log("base: Debian bookworm (minbase) with python3");
     const base = await ensureBaseImage({ cacheDir: o.baseCacheDir, onProgress: (line) => o.log(`base: ${line}`) });

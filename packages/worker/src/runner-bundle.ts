@@ -62,7 +62,8 @@ function runnerDistDir(): string {
 export function ensureRunnerBundle(stateDir: string, nodePath = process.execPath): RunnerBundle {
   const node = realpathSync(nodePath);
   const distDir = runnerDistDir();
-  const runnerFiles = readdirSync(distDir).filter((f) => f.endsWith(".js")).sort();
+  // Tests compiled beside the runner are not part of it (and must not change the bundle's hash).
+  const runnerFiles = readdirSync(distDir).filter((f) => f.endsWith(".js") && !f.endsWith(".test.js")).sort();
   const hash = createHash("sha256").update(node).update(String(process.version));
   for (const f of runnerFiles) hash.update(f).update(execFileSync("sha256sum", [join(distDir, f)]));
   const dir = join(stateDir, `runner-${hash.digest("hex").slice(0, 16)}`);

@@ -10,13 +10,14 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import WebSocket from "ws";
 import {
-  WORKER_CONNECT_PATH, type ContainerRequest, type ContainerStateReport, type GatewayMessage, type LogLine,
+  CODE_MOUNT_PATH, WORKER_CONNECT_PATH, type ContainerRequest, type ContainerStateReport, type GatewayMessage, type LogLine,
   type WorkerCapacity, type WorkerMessage,
 } from "@beta9/protocol";
 import { detectCapacity } from "./capacity.js";
 import { HOST_USR_MOUNT, ensureHostRootfs } from "./host-rootfs.js";
 import { RUNNER_MOUNT_PATH, type RunnerBundle } from "./runner-bundle.js";
 import { buildImage } from "./build.js";
+import { CodeCache } from "./code-cache.js";
 import { sha256OfFile, uploadImage } from "./gateway-http.js";
 import type { ContainerHandle, ContainerSpec, Runtime } from "./runtime/types.js";
 
@@ -69,6 +70,7 @@ export class Worker {
   private readonly capacity: WorkerCapacity;
   private readonly containers = new Map<string, LocalContainer>();
   private readonly outbox: WorkerMessage[] = [];
+  private readonly code: CodeCache;
   private ws: WebSocket | undefined;
   private welcomed = false;
   private closing = false;
@@ -80,6 +82,7 @@ export class Worker {
   constructor(private readonly options: WorkerOptions) {
     this.id = options.workerId ?? `${hostname()}-${randomUUID().slice(0, 8)}`;
     this.capacity = detectCapacity(options.capacity);
+    this.code = new CodeCache(join(options.stateDir, "code"), { url: options.gatewayUrl, token: options.token });
     let resolve!: () => void;
     const promise = new Promise<void>((r) => (resolve = r));
     this.connectedOnce = { resolve, promise };
@@ -87,6 +90,7 @@ export class Worker {
 
   /** Starts dialling; resolves once the gateway has welcomed this worker the first time. */
   start(): Promise<void> {
+    void this.code.init().catch((err: unknown) => this.options.logger.warn({ err }, "could not clean the code cache"));
     this.dial();
     return this.connectedOnce.promise;
   }
@@ -187,8 +191,11 @@ export class Worker {
     this.containers.set(request.containerId, local);
     let image: { lowerDir: string; release(): void | Promise<void> } | undefined;
     try {
-      image = request.imageId === null ? undefined : await this.requireImages().acquire(request.imageId);
+      // The process runtime runs on the host's filesystem: an image would not be used (nor mountable unprivileged).
+      const useImage = request.imageId !== null && this.options.runtime.isolates;
+      image = useImage ? await this.requireImages().acquire(request.imageId!) : undefined;
       const spec = this.toSpec(request, image?.lowerDir, image ? await imageEnv(image.lowerDir) : {});
+      if (request.runner) await this.useRunner(spec, request.runner);
       local.handle = await this.options.runtime.start(spec, (stream, line) => this.log(local, { stream, line, at: Date.now() }));
       const ports = Object.fromEntries(Object.entries(local.handle.ports).map(([p, a]) => [p, a]));
       if (local.state.state === "PENDING") this.report(local, { state: "RUNNING", ports });
@@ -248,6 +255,17 @@ export class Worker {
     if (!local || local.state.state === "EXITED") return;
     this.report(local, { state: "STOPPING" });
     await local.handle?.stop(graceMs);
+  }
+
+  /** Replaces the command with the runner serving the request's code bundle. */
+  private async useRunner(spec: ContainerSpec, runner: NonNullable<ContainerRequest["runner"]>): Promise<void> {
+    const bundle = this.options.runner;
+    if (!bundle) throw new Error("this worker has no runner bundle");
+    const codeDir = await this.code.get(runner.codeObjectId);
+    const isolated = this.options.runtime.isolates;
+    spec.command = isolated ? [...bundle.nodeArgv, bundle.runnerPath] : [process.execPath, join(bundle.dir, "runner", "main.js")];
+    if (isolated) spec.mounts = [...(spec.mounts ?? []), { source: codeDir, destination: CODE_MOUNT_PATH, readOnly: true }];
+    spec.env = { ...spec.env, BETA9_CODE_DIR: isolated ? CODE_MOUNT_PATH : codeDir, BETA9_HANDLER: runner.handler, BETA9_CONCURRENCY: String(runner.concurrency) };
   }
 
   private requireImages(): ImageProvider {

@@ -58,7 +58,7 @@ export function registerImage(program: Command): void {
           list.map((i) => {
             const spec = i.spec as ImageSpec;
             const status = i.status === "ready" ? color.green(i.status) : i.status === "failed" ? color.red(i.status) : color.yellow(i.status);
-            return [i.id, status, mib(i.size), spec.base.kind === "registry" ? spec.base.ref : "default", String(spec.steps.length), shortTime(i.updatedAt)];
+            return [i.id, status, mib(i.size), spec.base.kind === "registry" ? spec.base.ref : spec.base.kind, String(spec.steps.length), shortTime(i.updatedAt)];
           }),
           "no images",
         );

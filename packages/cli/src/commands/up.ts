@@ -2,7 +2,10 @@
  * `beta9 up` (everything a single machine needs, and a saved context for it) and `beta9 gateway`
  * (the control plane alone, for a server that workers on other machines join).
  */
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { Client } from "beta9";
+import { deployTarget } from "./deploy.js";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { InvalidArgumentError, Option, type Command } from "commander";
@@ -84,9 +87,11 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
   const stops: Array<() => Promise<void>> = [() => gateway.close()];
   const url = localUrl(opts.host, gateway.port);
 
+  let workerStarted = false;
   if (saveContext && opts.worker !== false) {
     const worker = await startLocalWorker(url, await gateway.localWorkerToken(), dataDir, opts);
     stops.push(() => worker.close());
+    workerStarted = worker.runtime.isolates;
   }
 
   if (gateway.bootstrap) {
@@ -108,11 +113,43 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
     }
   }
   print(`gateway: ${url}${isWildcard(opts.host) ? ` (listening on every interface, port ${gateway.port})` : ""}`);
+  if (gateway.bootstrap && workerStarted) await deploySample(url, gateway.bootstrap.token.key);
   // performance.now() counts from process start, so this includes Node's own start-up.
   print(color.green(`ready in ${Math.round(performance.now())} ms`));
 
   note(`${await signal}: shutting down (send it again to force)`);
   for (const stop of stops.reverse()) await stop();
+}
+
+/** examples/hello.ts of a source checkout, if this CLI runs from one. */
+function sampleApp(): string | undefined {
+  const file = fileURLToPath(new URL("../../../../examples/hello.ts", import.meta.url));
+  return existsSync(file) ? file : undefined;
+}
+
+/**
+ * First start only: deploys the sample endpoint and calls it once (a scale-from-zero cold start),
+ * so a new user sees the whole path work. A failure is reported, never fatal.
+ */
+async function deploySample(url: string, token: string): Promise<void> {
+  const file = sampleApp();
+  if (!file) return;
+  const client = new Client({ gateway: url, token });
+  try {
+    const deployed = await deployTarget(client, `${file}:hello`, { quiet: true });
+    const started = performance.now();
+    const res = await fetch(`${url}/endpoint/hello`, {
+      method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: '{"name":"beta9"}',
+    });
+    const body = await res.text();
+    if (!res.ok) throw new Error(`the sample answered ${res.status}: ${body}`);
+    print(`sample app: hello v${deployed.deployment.version} answered ${body} (cold start ${Math.round(performance.now() - started)} ms)`);
+    print(color.dim(`try: curl -X POST ${url}/endpoint/hello -H "Authorization: Bearer ${token}" -H "Content-Type: application/json" -d '{"name":"you"}'`));
+  } catch (err) {
+    note(`the sample app did not deploy: ${formatError(err)}`);
+  } finally {
+    await client.close();
+  }
 }
 
 /** The worker of `beta9 up`: in this process, state under the data dir, the runtime picked or asked for. */

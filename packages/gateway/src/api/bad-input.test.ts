@@ -121,6 +121,11 @@ const routes = (): RouteCase[] => [
   { method: "GET", url: `/api/v1/image/${"e".repeat(32)}/logs`, pattern: "/api/v1/image/:id/logs" },
   { method: "GET", url: `/api/v1/image/${"e".repeat(32)}/blob`, pattern: "/api/v1/image/:id/blob" },
   { method: "PUT", url: `/api/v1/image/${"e".repeat(32)}/blob`, pattern: "/api/v1/image/:id/blob" },
+  { method: "GET", url: `/api/v1/worker/object/${"0".repeat(64)}`, pattern: "/api/v1/worker/object/:hash" },
+  { method: "POST", url: "/endpoint/hello", pattern: "/endpoint/:name" },
+  { method: "POST", url: "/endpoint/hello/latest", pattern: "/endpoint/:name/latest" },
+  { method: "POST", url: "/endpoint/hello/v1", pattern: "/endpoint/:name/v:version" },
+  { method: "POST", url: `/endpoint/id/${"0".repeat(8)}`, pattern: "/endpoint/id/:stubId" },
 ];
 
 const accessOf = (c: RouteCase) => gw.app.routeCatalogue.find((r) => r.method === c.method && r.url === c.pattern)?.access;
@@ -231,6 +236,14 @@ describe("bodies on every JSON route", () => {
       await expectRejected(c, { body: JSON.stringify(c.body!()), headers: { "content-type": "text/plain" } }, 415, "UNSUPPORTED_MEDIA_TYPE");
       await expectRejected(c, { body: Buffer.from(JSON.stringify(c.body!())), headers: { "content-type": "application/octet-stream" } }, 415, "UNSUPPORTED_MEDIA_TYPE");
     }
+  });
+
+  test("endpoint calls: unknown names, other workspaces, stopped versions, malformed JSON", async () => {
+    await expectRejected({ method: "POST", url: "/endpoint/nope" }, { body: { a: 1 } }, 404, "RESOURCE_NOT_FOUND");
+    await expectRejected({ method: "POST", url: "/endpoint/hello/v99" }, { body: { a: 1 } }, 404, "RESOURCE_NOT_FOUND");
+    await expectRejected({ method: "POST", url: "/endpoint/hello/vx" }, { body: { a: 1 } }, 422, "VALIDATION_FAILED");
+    await expectRejected({ method: "POST", url: "/endpoint/hello" }, { key: keys.otherWorkspace, body: { a: 1 } }, 404, "RESOURCE_NOT_FOUND");
+    await expectRejected({ method: "POST", url: "/endpoint/hello" }, { body: '{"a":', headers: { "content-type": "application/json" } }, 400, "INVALID_JSON");
   });
 
   test("bad query strings: 422", async () => {

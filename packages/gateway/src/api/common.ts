@@ -5,6 +5,7 @@ import { Beta9Error, errorCatalogue } from "@beta9/protocol";
 import type { ObjectStore } from "../objects/object-store.js";
 import type { ImageBuilds } from "../images/image-builds.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
+import type { Autoscaler } from "../workloads/autoscaler.js";
 import type { Page, Store } from "../store/types.js";
 
 export interface GatewayContext {
@@ -12,6 +13,7 @@ export interface GatewayContext {
   objects: ObjectStore;
   scheduler: Scheduler;
   builds: ImageBuilds;
+  autoscaler: Autoscaler;
   version: string;
   schemaVersion: number;
   startedAt: number;

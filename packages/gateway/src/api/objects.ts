@@ -30,6 +30,15 @@ export function objectRoutes(app: FastifyInstance, ctx: GatewayContext): void {
       return reply.type("application/octet-stream").header("content-length", object.size).send(objects.open(object.hash));
     });
 
+    scope.get<{ Params: HashParams }>(`${API_PREFIX}/worker/object/:hash`, {
+      config: { access: "worker" },
+      schema: { tags: ["worker"], summary: "A code bundle for a container a worker runs (any workspace's)", params: HashParamsSchema },
+    }, async (request, reply) => {
+      const { hash } = request.params;
+      if (!(await objects.has(hash))) throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "object", id: hash });
+      return reply.type("application/octet-stream").send(objects.open(hash));
+    });
+
     scope.put<{ Params: HashParams; Body: Readable }>(`${API_PREFIX}/object/:hash`, {
       config: { access: "write" },
       schema: {

@@ -8,6 +8,7 @@ import { ObjectStore } from "../objects/object-store.js";
 import { ContainerRegistry } from "../scheduler/containers.js";
 import { Scheduler } from "../scheduler/scheduler.js";
 import { ImageBuilds } from "../images/image-builds.js";
+import { Autoscaler } from "../workloads/autoscaler.js";
 import { SqliteStore } from "../store/sqlite/store.js";
 import { VERSION } from "../version.js";
 
@@ -33,7 +34,8 @@ export async function createTestGateway(options: { maxObjectBytes?: number; back
   const scheduler = new Scheduler(new ContainerRegistry(), { backlogTimeoutMs: options.backlogTimeoutMs ?? 60_000 });
   const builds = new ImageBuilds({ dir: join(dir, "images"), images: store.images, scheduler, workerWaitMs: 200 });
   await builds.init();
-  const app = await buildGatewayApp({ store, objects, scheduler, builds, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() });
+  const autoscaler = new Autoscaler({ scheduler, acquireTimeoutMs: 500 });
+  const app = await buildGatewayApp({ store, objects, scheduler, builds, autoscaler, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() });
   const adminKey = boot.token.key;
   return {
     app, scheduler, builds, store, dir, adminKey, workspaceId: boot.workspace.id,
@@ -50,6 +52,7 @@ export async function createTestGateway(options: { maxObjectBytes?: number; back
     },
     async close() {
       await app.close();
+      autoscaler.close();
       scheduler.close();
       await store.close();
       rmSync(dir, { recursive: true, force: true });

@@ -1,0 +1,78 @@
+/**
+ * Invoking deployed endpoints: `POST /endpoint/:name[/latest|/v:N]` and `/endpoint/id/:stubId`.
+ * The body is the handler's input; the answer is its result. Scales from zero: a request that
+ * finds no container waits (bounded) while one starts.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { randomUUID } from "node:crypto";
+import { request as httpRequest } from "undici";
+import { Beta9Error, TASK_ID_HEADER, type Deployment, type Stub } from "@beta9/protocol";
+import type { Autoscaler } from "../workloads/autoscaler.js";
+import { found, type GatewayContext } from "./common.js";
+
+/** Inputs up to 32 MiB (model prompts, small images as base64). */
+const INVOKE_BODY_LIMIT = 32 * 1024 * 1024;
+
+interface RunnerError {
+  error?: { code?: string; message?: string };
+}
+
+async function invoke(stub: Stub, autoscaler: Autoscaler, request: FastifyRequest, reply: FastifyReply) {
+  if (!stub.type.startsWith("endpoint/")) {
+    throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}, not an endpoint; call it through its own route` });
+  }
+  const slot = await autoscaler.acquire(stub);
+  const taskId = randomUUID();
+  try {
+    const timeoutMs = Math.max(1, stub.config.taskPolicy.timeout) * 1000;
+    let res;
+    try {
+      res = await httpRequest(`${slot.origin}/invoke`, {
+        method: "POST", headers: { "content-type": "application/json", [TASK_ID_HEADER]: taskId },
+        body: JSON.stringify({ input: request.body ?? null }), headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
+      });
+    } catch (err) {
+      throw new Beta9Error("UPSTREAM_FAILED", { reason: (err as Error).message });
+    }
+    const text = await res.body.text();
+    reply.header(TASK_ID_HEADER, taskId);
+    if (res.statusCode === 200) return reply.type("application/json").send(JSON.stringify((JSON.parse(text) as { result: unknown }).result ?? null));
+    const body = (() => {
+      try {
+        return JSON.parse(text) as RunnerError;
+      } catch {
+        return {} as RunnerError;
+      }
+    })();
+    const message = body.error?.message ?? text.slice(0, 500);
+    if (res.statusCode === 422) throw new Beta9Error("INPUT_INVALID", { reason: message });
+    if (res.statusCode === 500) throw new Beta9Error("HANDLER_ERROR", { reason: message });
+    throw new Beta9Error("UPSTREAM_FAILED", { reason: `the runner answered ${res.statusCode}: ${message}` });
+  } finally {
+    slot.release();
+  }
+}
+
+export function invokeRoutes(app: FastifyInstance, { store, autoscaler }: GatewayContext): void {
+  const resolve = async (workspaceId: string, name: string, version: number | "latest"): Promise<Stub> => {
+    const deployment: Deployment | undefined = await store.deployments.resolve(workspaceId, name, version);
+    const label = version === "latest" ? name : `${name} v${version}`;
+    if (!deployment) throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "active deployment", id: label });
+    if (!deployment.active) throw new Beta9Error("DEPLOYMENT_STOPPED", { name, version: deployment.version, id: deployment.id });
+    return found(await store.stubs.get(workspaceId, deployment.stubId), "stub", deployment.stubId);
+  };
+  const options = { config: { access: "read" as const }, bodyLimit: INVOKE_BODY_LIMIT, schema: { tags: ["invoke"] } };
+
+  app.post<{ Params: { name: string } }>("/endpoint/:name", { ...options, schema: { ...options.schema, summary: "Call the latest version of a deployed endpoint" } },
+    async (request, reply) => invoke(await resolve(request.auth.workspaceId, request.params.name, "latest"), autoscaler, request, reply));
+  app.post<{ Params: { name: string } }>("/endpoint/:name/latest", { ...options, schema: { ...options.schema, summary: "Call the latest version" } },
+    async (request, reply) => invoke(await resolve(request.auth.workspaceId, request.params.name, "latest"), autoscaler, request, reply));
+  app.post<{ Params: { name: string; version: string } }>("/endpoint/:name/v:version", { ...options, schema: { ...options.schema, summary: "Call one version" } },
+    async (request, reply) => {
+      const version = Number(request.params.version);
+      if (!Number.isInteger(version) || version < 1) throw new Beta9Error("VALIDATION_FAILED", { location: "path", path: ".version", reason: "must be a version number like v3" });
+      return invoke(await resolve(request.auth.workspaceId, request.params.name, version), autoscaler, request, reply);
+    });
+  app.post<{ Params: { stubId: string } }>("/endpoint/id/:stubId", { ...options, schema: { ...options.schema, summary: "Call a stub by id" } },
+    async (request, reply) => invoke(found(await store.stubs.get(request.auth.workspaceId, request.params.stubId), "stub", request.params.stubId), autoscaler, request, reply));
+}

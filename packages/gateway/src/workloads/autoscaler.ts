@@ -1,0 +1,215 @@
+/**
+ * Containers for deployed workloads: one pool per stub, scaled by queue depth.
+ *
+ *   desired = clamp(ceil(demand / tasksPerContainer), minContainers, maxContainers)
+ *
+ * where demand is invocations running plus invocations waiting for a slot. A request that finds
+ * no free slot waits (bounded) while a container starts, so the first request after scale-to-zero
+ * is served, not refused. A container idle for keepWarmSeconds is stopped; one with an
+ * invocation in flight never is.
+ */
+import type { Logger } from "pino";
+import { request } from "undici";
+import { Beta9Error, RUNNER_PORT, type Stub } from "@beta9/protocol";
+import type { ContainerRecord } from "../scheduler/containers.js";
+import type { Scheduler } from "../scheduler/scheduler.js";
+import { randomUUID } from "node:crypto";
+
+export interface Slot {
+  containerId: string;
+  /** http://host:port of the runner. */
+  origin: string;
+  release(): void;
+}
+
+interface PoolContainer {
+  id: string;
+  origin: string | null;
+  ready: boolean;
+  inflight: number;
+  lastUsedAt: number;
+}
+
+interface Waiter {
+  resolve: (slot: Slot) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+interface StubPool {
+  stub: Stub;
+  containers: Map<string, PoolContainer>;
+  waiters: Waiter[];
+}
+
+export interface AutoscalerOptions {
+  scheduler: Scheduler;
+  logger?: Logger;
+  /** How long a request waits for a container before a 503 (default 120 s: covers image fetch). */
+  acquireTimeoutMs?: number;
+  /** How often idle containers are checked against keep-warm (default 1 s). */
+  reapIntervalMs?: number;
+}
+
+export class Autoscaler {
+  private readonly pools = new Map<string, StubPool>();
+  private readonly reaper: NodeJS.Timeout;
+
+  constructor(private readonly o: AutoscalerOptions) {
+    this.reaper = setInterval(() => this.scaleDownIdle(), o.reapIntervalMs ?? 1000);
+    this.reaper.unref();
+    o.scheduler.containers.subscribe("*", (e) => {
+      if (e.kind === "state") this.onContainerState(e.container);
+    });
+  }
+
+  /** Containers of a stub, for status and tests. */
+  containersOf(stubId: string): { id: string; ready: boolean; inflight: number }[] {
+    return [...(this.pools.get(stubId)?.containers.values() ?? [])].map((c) => ({ id: c.id, ready: c.ready, inflight: c.inflight }));
+  }
+
+  /** A free invocation slot on a ready container of the stub, starting containers as demand needs. */
+  acquire(stub: Stub): Promise<Slot> {
+    if (!stub.objectId || !stub.config.handler) {
+      return Promise.reject(new Beta9Error("CONFLICT", { reason: `${stub.name} has no code bundle or handler to run; deploy it with beta9 deploy FILE:EXPORT` }));
+    }
+    const pool = this.poolOf(stub);
+    const slot = this.freeSlot(pool);
+    if (slot) return Promise.resolve(slot);
+    return new Promise<Slot>((resolve, reject) => {
+      const timeoutMs = this.o.acquireTimeoutMs ?? 120_000;
+      const waiter: Waiter = {
+        resolve, reject,
+        timer: setTimeout(() => {
+          pool.waiters.splice(pool.waiters.indexOf(waiter), 1);
+          reject(new Beta9Error("UNAVAILABLE", { reason: `no container of ${stub.name} became ready within ${Math.round(timeoutMs / 1000)} s; see beta9 container list --all` }));
+        }, timeoutMs),
+      };
+      pool.waiters.push(waiter);
+      this.scale(pool);
+    });
+  }
+
+  close(): void {
+    clearInterval(this.reaper);
+    for (const pool of this.pools.values()) {
+      for (const w of pool.waiters.splice(0)) {
+        clearTimeout(w.timer);
+        w.reject(new Beta9Error("UNAVAILABLE", { reason: "the gateway is shutting down" }));
+      }
+    }
+  }
+
+  private poolOf(stub: Stub): StubPool {
+    let pool = this.pools.get(stub.id);
+    if (!pool) this.pools.set(stub.id, (pool = { stub, containers: new Map(), waiters: [] }));
+    return pool;
+  }
+
+  private perContainer(pool: StubPool): number {
+    return Math.max(pool.stub.config.workers, pool.stub.config.concurrentRequests);
+  }
+
+  private freeSlot(pool: StubPool): Slot | undefined {
+    const limit = this.perContainer(pool);
+    // Least loaded ready container first.
+    const candidate = [...pool.containers.values()].filter((c) => c.ready && c.inflight < limit).sort((a, b) => a.inflight - b.inflight)[0];
+    if (!candidate) return undefined;
+    candidate.inflight += 1;
+    let released = false;
+    return {
+      containerId: candidate.id,
+      origin: candidate.origin!,
+      release: () => {
+        if (released) return;
+        released = true;
+        candidate.inflight -= 1;
+        candidate.lastUsedAt = Date.now();
+        this.serveWaiters(pool);
+      },
+    };
+  }
+
+  private serveWaiters(pool: StubPool): void {
+    while (pool.waiters.length > 0) {
+      const slot = this.freeSlot(pool);
+      if (!slot) break;
+      const waiter = pool.waiters.shift()!;
+      clearTimeout(waiter.timer);
+      waiter.resolve(slot);
+    }
+  }
+
+  /** Starts containers up to what queue depth asks for. */
+  private scale(pool: StubPool): void {
+    const { autoscaler } = pool.stub.config;
+    const inflight = [...pool.containers.values()].reduce((n, c) => n + c.inflight, 0);
+    const demand = inflight + pool.waiters.length;
+    const desired = Math.min(autoscaler.maxContainers, Math.max(autoscaler.minContainers, Math.ceil(demand / autoscaler.tasksPerContainer)));
+    for (let n = pool.containers.size; n < desired; n++) this.startContainer(pool);
+  }
+
+  private startContainer(pool: StubPool): void {
+    const { stub } = pool;
+    const record = this.o.scheduler.submit({
+      containerId: randomUUID(), workspaceId: stub.workspaceId, stubId: stub.id, imageId: stub.config.imageId,
+      command: ["runner"], env: { ...stub.config.env, BETA9_STUB_ID: stub.id }, cpuMillicores: stub.config.cpuMillicores,
+      memoryMiB: stub.config.memoryMiB, gpu: stub.config.gpu, gpuCount: stub.config.gpuCount, ports: [RUNNER_PORT], pool: stub.config.pool,
+      runner: { codeObjectId: stub.objectId!, handler: stub.config.handler!, concurrency: this.perContainer(pool) },
+    });
+    pool.containers.set(record.id, { id: record.id, origin: null, ready: false, inflight: 0, lastUsedAt: Date.now() });
+    this.o.logger?.info({ stub: stub.name, containerId: record.id }, "scaling up");
+  }
+
+  private onContainerState(record: ContainerRecord): void {
+    if (!record.stubId) return;
+    const pool = this.pools.get(record.stubId);
+    const entry = pool?.containers.get(record.id);
+    if (!pool || !entry) return;
+    if (record.state === "EXITED") {
+      pool.containers.delete(record.id);
+      // Requests still waiting need a replacement.
+      if (pool.waiters.length > 0) this.scale(pool);
+      return;
+    }
+    const address = record.ports[String(RUNNER_PORT)];
+    if (record.state === "RUNNING" && address && entry.origin === null) {
+      entry.origin = `http://${address.host}:${address.port}`;
+      void this.waitHealthy(pool, entry);
+    }
+  }
+
+  /** The runner answers /health 200 once the user's module is loaded and onStart ran. */
+  private async waitHealthy(pool: StubPool, entry: PoolContainer): Promise<void> {
+    const deadline = Date.now() + (this.o.acquireTimeoutMs ?? 120_000);
+    while (pool.containers.get(entry.id) === entry && Date.now() < deadline) {
+      const ok = await request(`${entry.origin}/health`, { headersTimeout: 2000, bodyTimeout: 2000 })
+        .then(async (r) => (await r.body.dump(), r.statusCode === 200), () => false);
+      if (ok) {
+        entry.ready = true;
+        entry.lastUsedAt = Date.now();
+        this.serveWaiters(pool);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  private scaleDownIdle(): void {
+    const now = Date.now();
+    for (const pool of this.pools.values()) {
+      const { keepWarmSeconds, autoscaler } = pool.stub.config;
+      if (keepWarmSeconds < 0) continue;
+      let count = pool.containers.size;
+      for (const c of pool.containers.values()) {
+        if (count <= autoscaler.minContainers) break;
+        if (!c.ready || c.inflight > 0 || pool.waiters.length > 0) continue;
+        if (now - c.lastUsedAt < keepWarmSeconds * 1000) continue;
+        c.ready = false; // no new invocation lands on it while it stops
+        count -= 1;
+        this.o.logger?.info({ stub: pool.stub.name, containerId: c.id }, "scaling down after keep-warm");
+        this.o.scheduler.stop(c.id);
+      }
+    }
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * The runner protocol: how the gateway hands work to a workload container. Plain HTTP/JSON on
+ * the container's $PORT, so a Python runner can speak it too. The gateway calls the runner (the
+ * container never needs to reach the gateway): the open /invoke request is the task's heartbeat.
+ *
+ *   GET  /health            503 while loading or running onStart, then 200 { status: "ok" }
+ *   POST /invoke            body { input }, header x-beta9-task-id
+ *                           → 200 { result } | 422 { error: { code: "INPUT_INVALID", message } }
+ *                           | 500 { error: { code: "HANDLER_ERROR", message, stack? } }
+ *                           | 503 { error: { code: "BUSY", … } } when all slots are taken
+ *   POST /cancel/:taskId    aborts that invocation's ctx.signal → 204 (404 if unknown)
+ *
+ * Environment the worker gives the runner: PORT, BETA9_HANDLER ("relative/file.js:exportName",
+ * relative to BETA9_CODE_DIR), BETA9_CODE_DIR (the unpacked bundle, read-only), BETA9_CONCURRENCY
+ * (parallel invocations), BETA9_CONTAINER_ID, BETA9_STUB_ID.
+ */
+
+export const RUNNER_PORT = 8000;
+export const CODE_MOUNT_PATH = "/app";
+export const TASK_ID_HEADER = "x-beta9-task-id";
+
+/** The marker the SDK puts on every workload object; the runner and CLI look for it. */
+export const WORKLOAD_MARKER = "__beta9Workload";
+
+export type WorkloadKind = "endpoint" | "taskqueue" | "function" | "schedule";
+
+/** What `endpoint(...)`, `taskQueue(...)`, `fn(...)` and `schedule(...)` return, as the runner sees it. */
+export interface WorkloadDescriptor {
+  [WORKLOAD_MARKER]: true;
+  kind: WorkloadKind;
+  /** Stub name and config input, as the user wrote them (validated by the gateway). */
+  name: string;
+  config: Record<string, unknown>;
+  handler: (input: unknown, ctx: InvocationContext) => unknown;
+  onStart?: () => unknown;
+  /** Validates input before the handler runs; returns the message of the first problem, or undefined. */
+  validateInput?: (input: unknown) => string | undefined;
+}
+
+export interface InvocationContext {
+  taskId: string;
+  containerId: string;
+  /** Aborted when the task is cancelled or times out. */
+  signal: AbortSignal;
+  /** What onStart returned, once per container. */
+  onStartValue: unknown;
+}
+
+export function isWorkload(value: unknown): value is WorkloadDescriptor {
+  return typeof value === "object" && value !== null && (value as Record<string, unknown>)[WORKLOAD_MARKER] === true;
+}

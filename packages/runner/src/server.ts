@@ -1,0 +1,132 @@
+/**
+ * The runner's HTTP surface (runner-protocol.ts): GET /health, POST /invoke, POST /cancel/:taskId.
+ * Answers nothing per request on stdout: the container's log belongs to the user's code.
+ */
+import { randomUUID } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { MAX_BODY_BYTES, TASK_ID_HEADER } from "./constants.js";
+import { BodyTooLargeError, readBody, sendError, sendJson } from "./http.js";
+import type { Invoker } from "./invoker.js";
+
+export type Phase = "starting" | "ready" | "stopping";
+
+/** Mutable state main.ts drives; the server only reads it. */
+export interface RunnerState {
+  phase: Phase;
+  /** Absent while loading, and for ever in health-only mode (no BETA9_HANDLER). */
+  invoker: Invoker | undefined;
+  containerId: string;
+  startedAt: number;
+  concurrency: number;
+}
+
+function health(state: RunnerState, res: ServerResponse): void {
+  if (state.phase !== "ready") {
+    sendJson(res, 503, { status: state.phase });
+    return;
+  }
+  sendJson(res, 200, { status: "ok", containerId: state.containerId || null, uptimeMs: Date.now() - state.startedAt });
+}
+
+/** `{ input }` from a body, or an error message for a 400. */
+function parseInvokeBody(raw: Buffer): { input: unknown } | string {
+  const text = raw.toString("utf8");
+  if (text.trim() === "") return { input: undefined };
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (err) {
+    return `the body is not valid JSON: ${(err as Error).message}`;
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    return 'the body must be a JSON object like {"input": …}';
+  }
+  return { input: (body as Record<string, unknown>).input };
+}
+
+function taskIdOf(req: IncomingMessage): string {
+  const header = req.headers[TASK_ID_HEADER];
+  const value = Array.isArray(header) ? header[0] : header;
+  return value && value.trim() !== "" ? value.trim() : randomUUID();
+}
+
+async function invoke(state: RunnerState, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const { invoker } = state;
+  if (state.phase === "stopping") return sendError(res, 503, "SHUTTING_DOWN", "the runner is shutting down; send the task to another container");
+  if (!invoker) return sendError(res, 503, "NOT_READY", "the workload is still loading; retry when GET /health answers 200");
+  const invocation = invoker.begin(taskIdOf(req));
+  if (!invocation) {
+    return sendError(res, 503, "BUSY", `all ${state.concurrency} invocation slot(s) of this container are taken`);
+  }
+  // The open request is the task's heartbeat: if the caller goes away, the handler should stop.
+  res.once("close", () => {
+    if (!res.writableFinished) invocation.controller.abort(new DOMException("the caller closed the connection", "AbortError"));
+  });
+  try {
+    let raw: Buffer;
+    try {
+      raw = await readBody(req, MAX_BODY_BYTES);
+    } catch (err) {
+      if (err instanceof BodyTooLargeError) return sendError(res, 413, "PAYLOAD_TOO_LARGE", err.message, {}, { connection: "close" });
+      res.destroy();
+      return;
+    }
+    const parsed = parseInvokeBody(raw);
+    if (typeof parsed === "string") return sendError(res, 400, "INVALID_JSON", parsed);
+    const reply = await invoker.run(invocation, parsed.input);
+    if (res.destroyed) return;
+    res.writeHead(reply.status, { "content-type": "application/json", "content-length": Buffer.byteLength(reply.json) });
+    res.end(reply.json);
+  } finally {
+    invocation.end();
+  }
+}
+
+function cancel(state: RunnerState, taskId: string, res: ServerResponse): void {
+  if (state.invoker?.cancel(taskId)) {
+    res.writeHead(204);
+    res.end();
+    return;
+  }
+  sendError(res, 404, "TASK_NOT_FOUND", `no invocation of task ${taskId} is running in this container`);
+}
+
+function route(state: RunnerState, req: IncomingMessage, res: ServerResponse): void | Promise<void> {
+  const path = new URL(req.url ?? "/", "http://runner").pathname;
+  const method = req.method ?? "GET";
+  if (path === "/health") return method === "GET" || method === "HEAD" ? health(state, res) : notAllowed(res, method, path, "GET");
+  if (path === "/invoke") return method === "POST" ? invoke(state, req, res) : notAllowed(res, method, path, "POST");
+  const cancelMatch = /^\/cancel\/([^/]+)$/.exec(path);
+  if (cancelMatch?.[1]) {
+    if (method !== "POST") return notAllowed(res, method, path, "POST");
+    let taskId: string;
+    try {
+      taskId = decodeURIComponent(cancelMatch[1]);
+    } catch {
+      return sendError(res, 400, "INVALID_TASK_ID", `"${cancelMatch[1]}" is not a valid URL-encoded task id`);
+    }
+    return cancel(state, taskId, res);
+  }
+  sendError(res, 404, "ROUTE_NOT_FOUND", `the runner has no route ${method} ${path}`);
+}
+
+function notAllowed(res: ServerResponse, method: string, path: string, allow: string): void {
+  sendError(res, 405, "METHOD_NOT_ALLOWED", `${method} ${path} is not supported; use ${allow}`, {}, { allow });
+}
+
+/**
+ * An HTTP server answering the runner protocol from `state`; the caller listens on it.
+ *
+ * @example
+ * const server = createRunnerServer({ phase: "starting", invoker: undefined, containerId: "c1", startedAt: Date.now(), concurrency: 1 });
+ * server.listen(8000, "0.0.0.0");
+ */
+export function createRunnerServer(state: RunnerState): Server {
+  return createServer((req, res) => {
+    Promise.resolve(route(state, req, res)).catch((err: unknown) => {
+      process.stderr.write(`runner: internal error on ${req.method} ${req.url}: ${(err as Error)?.stack ?? String(err)}\n`);
+      if (!res.headersSent) sendError(res, 500, "RUNNER_ERROR", "the runner failed to answer this request");
+      else res.destroy();
+    });
+  });
+}

@@ -1,0 +1,251 @@
+/**
+ * Workload wrappers: `endpoint`, `taskQueue`, `fn` and `schedule` turn a plain (async) function
+ * into a workload the CLI deploys and the runner serves. Each returns a frozen descriptor
+ * (runner-protocol.ts `WorkloadDescriptor`) whose `config` is the gateway's `StubConfigInput`
+ * (units as written: the gateway normalizes and validates them) plus the `image` to build.
+ *
+ * @example
+ * import { endpoint, Image, QueueDepthAutoscaler, schema } from "beta9";
+ * export const predict = endpoint(
+ *   { name: "predict", gpu: "A10G", cpu: 2, memory: "16Gi", image: new Image().pipInstall(["torch"]),
+ *     autoscaler: new QueueDepthAutoscaler({ maxContainers: 5, tasksPerContainer: 30 }),
+ *     inputs: schema.object({ text: schema.string() }) },
+ *   async (input) => ({ label: "cat", length: input.text.length }),
+ * );
+ */
+import { NameSchema, WORKLOAD_MARKER, type InvocationContext, type StubConfigInput, type WorkloadDescriptor, type WorkloadKind } from "@beta9/protocol";
+import { Image } from "./image.js";
+import type { AnySchema, Infer, Schema } from "./schema.js";
+
+export type TaskPolicyInput = NonNullable<StubConfigInput["taskPolicy"]>;
+export type AutoscalerInput = NonNullable<StubConfigInput["autoscaler"]>;
+export type TaskPolicyOptions = TaskPolicyInput;
+export type QueueDepthAutoscalerOptions = Omit<AutoscalerInput, "type">;
+
+/** Throws a TypeError naming the first key of `value` not in `allowed` (JS callers get no type check). */
+function checkKeys(where: string, value: object, allowed: readonly string[]): void {
+  for (const key of Object.keys(value)) {
+    if (allowed.includes(key)) continue;
+    const camel = key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+    const hint = camel !== key && allowed.includes(camel) ? `; did you mean ${camel}?` : `; known options: ${allowed.join(", ")}`;
+    throw new TypeError(`${where}: unknown option "${key}"${hint}`);
+  }
+}
+
+function definedOnly<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}
+
+/**
+ * Retries, timeout and time-to-live of a workload's tasks (seconds; `timeout: -1` disables it,
+ * except for endpoints). Unset fields take the workload kind's defaults at the gateway.
+ *
+ * @example
+ * taskQueue({ name: "resize", taskPolicy: new TaskPolicy({ maxRetries: 3, timeout: 600 }) }, resize);
+ */
+export class TaskPolicy {
+  readonly maxRetries?: number;
+  readonly timeout?: number;
+  readonly ttl?: number;
+
+  constructor(options: TaskPolicyOptions = {}) {
+    checkKeys("new TaskPolicy()", options, ["maxRetries", "timeout", "ttl"]);
+    Object.assign(this, definedOnly({ maxRetries: options.maxRetries, timeout: options.timeout, ttl: options.ttl }));
+    Object.freeze(this);
+  }
+
+  /** The gateway's `taskPolicy` config input. */
+  toConfig(): TaskPolicyInput {
+    return definedOnly({ maxRetries: this.maxRetries, timeout: this.timeout, ttl: this.ttl });
+  }
+}
+
+/**
+ * Scales containers with the number of queued and running tasks: `ceil(tasks / tasksPerContainer)`
+ * containers, between `minContainers` (default 0: scale to zero) and `maxContainers` (default 1).
+ *
+ * @example
+ * endpoint({ name: "chat", autoscaler: new QueueDepthAutoscaler({ maxContainers: 5, tasksPerContainer: 30 }) }, chat);
+ */
+export class QueueDepthAutoscaler {
+  readonly type = "queue_depth" as const;
+  readonly maxContainers?: number;
+  readonly tasksPerContainer?: number;
+  readonly minContainers?: number;
+
+  constructor(options: QueueDepthAutoscalerOptions = {}) {
+    checkKeys("new QueueDepthAutoscaler()", options, ["maxContainers", "tasksPerContainer", "minContainers"]);
+    const { maxContainers, tasksPerContainer, minContainers } = options;
+    Object.assign(this, definedOnly({ maxContainers, tasksPerContainer, minContainers }));
+    Object.freeze(this);
+  }
+
+  /** The gateway's `autoscaler` config input. */
+  toConfig(): AutoscalerInput {
+    const { maxContainers, tasksPerContainer, minContainers } = this;
+    return { type: "queue_depth", ...definedOnly({ maxContainers, tasksPerContainer, minContainers }) };
+  }
+}
+
+/** What a handler gets besides its input; `onStartValue` is what `onStart` returned. */
+export interface Context<S = unknown> extends InvocationContext {
+  onStartValue: S;
+}
+
+export type Handler<In, Out, S> = (input: In, ctx: Context<S>) => Out | Promise<Out>;
+
+/** Options every workload kind takes (beta9's decorator arguments, camelCased). */
+export interface BaseOptions {
+  /** Stub name: lowercase letters, digits, '.', '_' or '-', 1–63 characters. */
+  name: string;
+  image?: Image;
+  /** Cores (`2`, `0.5`) or millicores (`"500m"`). */
+  cpu?: number | string;
+  /** MiB (`1024`) or a size (`"16Gi"`, `"512Mi"`, `"1GB"`). */
+  memory?: number | string;
+  /** A GPU type (`"A10G"`, `"any"`) or a list in order of preference. */
+  gpu?: string | string[];
+  gpuCount?: number;
+  workers?: number;
+  concurrentRequests?: number;
+  keepWarmSeconds?: number;
+  maxPendingTasks?: number;
+  taskPolicy?: TaskPolicy | TaskPolicyOptions;
+  callbackUrl?: string;
+  /** Names of workspace secrets, set as environment variables. */
+  secrets?: string[];
+  env?: Record<string, string>;
+  authorized?: boolean;
+  autoscaler?: QueueDepthAutoscaler | QueueDepthAutoscalerOptions;
+  /** Pin to a worker pool. */
+  pool?: string;
+}
+
+export interface WorkloadOptions<S = unknown, I extends AnySchema | undefined = AnySchema | undefined> extends BaseOptions {
+  /** Runs once per container before any input; its value is `ctx.onStartValue`. */
+  onStart?: () => S | Promise<S>;
+  /** Checks every input before the handler runs (422 INPUT_INVALID otherwise) and types it. */
+  inputs?: I;
+}
+
+/** A workload as `endpoint()`, `taskQueue()`, `fn()` and `schedule()` return it. */
+export interface Workload<In = unknown, Out = unknown, S = unknown> extends WorkloadDescriptor {
+  readonly config: StubConfigInput;
+  /** The image the CLI builds; its id becomes `config.imageId` at deploy time. */
+  readonly image: Image;
+  readonly inputs?: Schema<In>;
+  /** Phantom: the handler's input, output and onStart types, for typed callers. Never set. */
+  readonly __types?: { input: In; output: Out; onStartValue: S };
+}
+
+/** A wrapper's call signatures: input typed from `inputs` when given, else from the handler. */
+export interface WorkloadFactory<Extra = object> {
+  <I extends AnySchema, Out = unknown, S = undefined>(
+    options: Extra & BaseOptions & { inputs: I; onStart?: () => S | Promise<S> },
+    handler: Handler<Infer<I>, Out, S>,
+  ): Workload<Infer<I>, Out, S>;
+  <In = unknown, Out = unknown, S = undefined>(
+    options: Extra & BaseOptions & { inputs?: undefined; onStart?: () => S | Promise<S> },
+    handler: Handler<In, Out, S>,
+  ): Workload<In, Out, S>;
+}
+
+const CONFIG_KEYS = [
+  "cpu", "memory", "gpu", "gpuCount", "workers", "concurrentRequests", "keepWarmSeconds", "maxPendingTasks",
+  "callbackUrl", "secrets", "env", "authorized", "pool", "when",
+] as const;
+const OPTION_KEYS = [...CONFIG_KEYS, "name", "image", "taskPolicy", "autoscaler", "onStart", "inputs"];
+const NAME = new RegExp(NameSchema.pattern ?? "^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$");
+const WRAPPER: Record<WorkloadKind, string> = { endpoint: "endpoint", taskqueue: "taskQueue", function: "fn", schedule: "schedule" };
+
+/** Throws a TypeError explaining the naming rule, with a corrected suggestion when one exists. */
+function checkName(where: string, name: unknown): asserts name is string {
+  const rule = `lowercase letters, digits, '.', '_' or '-', 1–63 characters, starting and ending with a letter or digit`;
+  if (typeof name !== "string" || name === "") throw new TypeError(`${where}: name is required (${rule}), e.g. { name: "image-processor" }`);
+  if (NAME.test(name)) return;
+  const fixed = name.toLowerCase().replace(/[^a-z0-9._-]+/g, "-").replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, "").slice(0, 63);
+  const hint = fixed && NAME.test(fixed) ? `; did you mean "${fixed}"?` : "";
+  throw new TypeError(`${where}: name ${JSON.stringify(name)} is not valid: use ${rule}${hint}`);
+}
+
+function copyJson<T>(value: T): T {
+  return Array.isArray(value) ? (Object.freeze([...value]) as T) : typeof value === "object" && value !== null ? (Object.freeze({ ...value }) as T) : value;
+}
+
+/** Options → the gateway's StubConfigInput: only the fields given, no functions, no image. */
+function toConfig(options: WorkloadOptions & { when?: string }): StubConfigInput {
+  const config: Record<string, unknown> = {};
+  for (const key of CONFIG_KEYS) if (options[key] !== undefined) config[key] = copyJson(options[key]);
+  if (options.taskPolicy !== undefined) {
+    const p = options.taskPolicy;
+    config.taskPolicy = Object.freeze((p instanceof TaskPolicy ? p : new TaskPolicy(p)).toConfig());
+  }
+  if (options.autoscaler !== undefined) {
+    const a = options.autoscaler;
+    config.autoscaler = Object.freeze((a instanceof QueueDepthAutoscaler ? a : new QueueDepthAutoscaler(a)).toConfig());
+  }
+  return Object.freeze(config) as StubConfigInput;
+}
+
+function define(kind: WorkloadKind, options: WorkloadOptions & { when?: string }, handler: Handler<unknown, unknown, unknown>): Workload {
+  const where = `${WRAPPER[kind]}()`;
+  if (typeof options !== "object" || options === null) throw new TypeError(`${where}: the first argument must be an options object with a name`);
+  checkName(where, options.name);
+  const named = `${WRAPPER[kind]}("${options.name}")`;
+  checkKeys(named, options, kind === "schedule" ? OPTION_KEYS : OPTION_KEYS.filter((k) => k !== "when"));
+  if (kind === "schedule" && typeof options.when !== "string") throw new TypeError(`${named}: when is required: a cron expression such as "*/5 * * * *" or "@hourly" (UTC)`);
+  if (typeof handler !== "function") throw new TypeError(`${named}: the second argument must be the handler function`);
+  if (options.image !== undefined && !(options.image instanceof Image)) throw new TypeError(`${named}: image must be an Image from "beta9"`);
+  if (options.onStart !== undefined && typeof options.onStart !== "function") throw new TypeError(`${named}: onStart must be a function`);
+  const inputs = options.inputs;
+  if (inputs !== undefined && typeof inputs?.validate !== "function") throw new TypeError(`${named}: inputs must be a schema, e.g. schema.object({ … })`);
+  return Object.freeze({
+    [WORKLOAD_MARKER]: true as const,
+    kind,
+    name: options.name,
+    config: toConfig(options),
+    image: options.image ?? new Image(),
+    handler: handler as WorkloadDescriptor["handler"],
+    ...(options.onStart && { onStart: options.onStart }),
+    ...(inputs && { inputs, validateInput: (value: unknown) => inputs.validate(value) }),
+  });
+}
+
+const factory = <Extra = object>(kind: WorkloadKind): WorkloadFactory<Extra> =>
+  ((options: WorkloadOptions, handler: Handler<unknown, unknown, unknown>) => define(kind, options, handler)) as WorkloadFactory<Extra>;
+
+/**
+ * A synchronous HTTP workload: `POST /endpoint/<name>` with a JSON body runs the handler and
+ * answers its result. Defaults: 1 CPU, 128 MiB, keep warm 180 s, timeout 180 s, no retries.
+ *
+ * @example
+ * export const double = endpoint({ name: "double", inputs: schema.object({ n: schema.number() }) }, async (input) => input.n * 2);
+ */
+export const endpoint: WorkloadFactory = factory("endpoint");
+
+/**
+ * A queue of background tasks: `POST /taskqueue/<name>` answers a task id at once; the handler
+ * runs later, with retries. Defaults: 1 CPU, keep warm 10 s, timeout 3600 s, 3 retries.
+ *
+ * @example
+ * export const resize = taskQueue({ name: "image-processor", cpu: 1, memory: 1024, taskPolicy: new TaskPolicy({ maxRetries: 3 }) },
+ *   async (input: { imageUrl: string }) => ({ imageUrl: input.imageUrl }));
+ */
+export const taskQueue: WorkloadFactory = factory("taskqueue");
+
+/**
+ * A remote function: `POST /function/<name>` runs the handler in its own container and waits for
+ * the result. Defaults: 0.125 CPU, timeout 3600 s, 3 retries.
+ *
+ * @example
+ * export const embed = fn({ name: "embed", gpu: "T4" }, async (input: { texts: string[] }) => input.texts.map((t) => t.length));
+ */
+export const fn: WorkloadFactory = factory("function");
+
+/**
+ * A function the gateway runs on a cron schedule (`when`, UTC, or `@hourly`, `@daily`, …).
+ *
+ * @example
+ * export const nightly = schedule({ name: "nightly-report", when: "0 3 * * *" }, async () => ({ ok: true }));
+ */
+export const schedule: WorkloadFactory<{ when: string }> = factory<{ when: string }>("schedule");
