@@ -190,6 +190,54 @@ describe("containers end to end (gateway + runc worker + CLI)", { skip }, () => 
     assert.equal((await running()).length, 0, "idle past keep-warm: scaled to zero");
   });
 
+  test("a task queue: a task that throws twice completes after 2 retries; cancel mid-run; timeout", async () => {
+    const app = join(dir, "queue-app.ts");
+    writeFileSync(app, `
+      import { existsSync, readFileSync, writeFileSync } from "node:fs";
+      export const flaky = {
+        __beta9Workload: true as const, kind: "taskqueue" as const, name: "flaky",
+        config: { cpu: 0.5, memory: "256Mi", keepWarmSeconds: 5, taskPolicy: { maxRetries: 3, timeout: 2 } },
+        image: { toSpec: () => ({ base: { kind: "scratch" }, steps: [], env: {} }) },
+        handler: async (input: { mode: string; key?: string }, ctx: { signal: AbortSignal }) => {
+          if (input.mode === "flaky") {
+            const file = "/tmp/attempts-" + input.key;
+            const attempts = (existsSync(file) ? Number(readFileSync(file, "utf8")) : 0) + 1;
+            writeFileSync(file, String(attempts));
+            if (attempts < 3) throw new Error("attempt " + attempts + " fails");
+            return { attempts };
+          }
+          await new Promise((resolve) => { ctx.signal.addEventListener("abort", resolve); setTimeout(resolve, 60_000); });
+          return { aborted: ctx.signal.aborted };
+        },
+      };
+    `);
+    const deployed = await beta9(["deploy", `${app}:flaky`, "--json", "-q"]);
+    assert.equal(deployed.code, 0, deployed.stderr);
+    const put = async (input: unknown) => {
+      const res = await fetch(`${gateway.url}/taskqueue/flaky`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify(input) });
+      assert.equal(res.status, 200, await res.clone().text());
+      return ((await res.json()) as { task_id: string }).task_id;
+    };
+    const until = async (id: string, statuses: string[]) => {
+      for (let i = 0; i < 600; i++) {
+        const t = await client.getTask(id);
+        if (statuses.includes(t.status)) return t;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      throw new Error(`task ${id} never reached ${statuses.join("/")}: ${JSON.stringify(await client.getTask(id))}`);
+    };
+    const flakyTask = await until(await put({ mode: "flaky", key: "a" }), ["COMPLETE", "ERROR"]);
+    assert.deepEqual([flakyTask.status, flakyTask.retries, flakyTask.result], ["COMPLETE", 2, { attempts: 3 }], JSON.stringify(flakyTask));
+
+    const slow = await put({ mode: "wait" });
+    await until(slow, ["RUNNING"]);
+    const cancelled = await client.request<{ status: string }>("POST", `/task/${slow}/cancel`);
+    assert.equal(cancelled.status, "CANCELLED");
+
+    const stuck = await until(await put({ mode: "wait" }), ["TIMEOUT", "ERROR", "COMPLETE"]);
+    assert.equal(stuck.status, "TIMEOUT", JSON.stringify(stuck));
+  });
+
   test("a worker killed with -9 mid-run: its container is lost at the gateway, and its restart removes every mount, netns, veth, cgroup and container it left", async () => {
     const workerToken = (await client.createToken({ type: "worker" })).key;
     const stateDir = join(dir, "killed-worker");

@@ -9,6 +9,7 @@ import { clusterRoutes } from "./api/cluster.js";
 import { containerRoutes } from "./api/containers.js";
 import { imageRoutes } from "./api/images.js";
 import { invokeRoutes } from "./api/invoke.js";
+import { taskRoutes } from "./api/tasks.js";
 import type { GatewayContext } from "./api/common.js";
 import { deploymentRoutes } from "./api/deployments.js";
 import { healthRoutes } from "./api/health.js";
@@ -88,6 +89,7 @@ export async function buildGatewayApp(ctx: GatewayContext, logger: Logger | fals
   containerRoutes(app, ctx);
   imageRoutes(app, ctx);
   invokeRoutes(app, ctx);
+  taskRoutes(app, ctx);
   await app.ready();
   return app;
 }

@@ -55,6 +55,12 @@ test("kill -9 and restart on the same data dir: tokens, stubs, deployments and o
   const stub = (await call(first.url, key, "POST", "/api/v1/stub", { name: "kept", type: "endpoint/deployment", objectId: sha256(bundle), config: { cpu: 2 } })).json.stub;
   const dep = (await call(first.url, key, "POST", "/api/v1/deployment", { stubId: stub.id })).json;
   await call(first.url, key, "POST", `/api/v1/deployment/${dep.id}/stop`);
+  // A task accepted with 200 while no worker can run it must still be there after the crash.
+  const queue = (await call(first.url, key, "POST", "/api/v1/stub", { name: "jobs", type: "taskqueue/deployment", objectId: sha256(bundle), config: { handler: "main.js:jobs" } })).json.stub;
+  await call(first.url, key, "POST", "/api/v1/deployment", { stubId: queue.id });
+  const put = await call(first.url, key, "POST", "/taskqueue/jobs", { n: 1 });
+  assert.equal(put.status, 200, put.text);
+  const taskId = put.json.task_id as string;
 
   first.child.kill("SIGKILL");
   await new Promise((resolve) => first.child.once("exit", resolve));
@@ -63,10 +69,12 @@ test("kill -9 and restart on the same data dir: tokens, stubs, deployments and o
   assert.equal(second.adminKey, undefined, "no second bootstrap on a non-empty store");
   assert.equal((await call(second.url, key, "GET", "/api/v1/health")).status, 200);
   assert.equal((await call(second.url, token.key, "GET", "/api/v1/deployment")).status, 200, "a token made before the kill works");
-  const deps = (await call(second.url, key, "GET", "/api/v1/deployment")).json.items;
+  const deps = (await call(second.url, key, "GET", "/api/v1/deployment?name=kept")).json.items;
   assert.equal(deps.length, 1);
   assert.deepEqual({ id: deps[0].id, version: deps[0].version, active: deps[0].active }, { id: dep.id, version: 1, active: false });
   assert.deepEqual((await call(second.url, key, "GET", `/api/v1/stub/${stub.id}`)).json, stub);
+  const task = (await call(second.url, key, "GET", `/api/v1/task/${taskId}`)).json;
+  assert.deepEqual([task.id, task.status, task.stubId], [taskId, "PENDING", queue.id], "the accepted task survived and waits for a worker");
   const bytes = Buffer.from(await (await fetch(`${second.url}/api/v1/object/${sha256(bundle)}`, { headers: { authorization: `Bearer ${key}` } })).arrayBuffer());
   assert.ok(bytes.equals(bundle));
   second.child.kill("SIGTERM");

@@ -10,6 +10,7 @@ import { buildGatewayApp } from "./app.js";
 import { ObjectStore } from "./objects/object-store.js";
 import { ImageBuilds } from "./images/image-builds.js";
 import { Autoscaler } from "./workloads/autoscaler.js";
+import { TaskDispatcher } from "./tasks/dispatcher.js";
 import { ContainerRegistry } from "./scheduler/containers.js";
 import { Scheduler } from "./scheduler/scheduler.js";
 import { attachWorkerSocket } from "./scheduler/worker-socket.js";
@@ -116,6 +117,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   let store: SqliteStore | undefined;
   let scheduler: Scheduler | undefined;
   let autoscaler: Autoscaler | undefined;
+  let dispatcher: TaskDispatcher | undefined;
   try {
     store = new SqliteStore(join(options.dataDir, "gateway.db"));
     const objects = new ObjectStore(join(options.dataDir, "objects"), options.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES);
@@ -129,8 +131,9 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     const builds = new ImageBuilds({ dir: join(options.dataDir, "images"), images: store.images, scheduler, logger });
     await builds.init();
     autoscaler = new Autoscaler({ scheduler, logger });
+    dispatcher = new TaskDispatcher({ store, autoscaler, logger });
     const app = await buildGatewayApp(
-      { store, objects, scheduler, builds, autoscaler, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() },
+      { store, objects, scheduler, builds, autoscaler, dispatcher, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() },
       logger,
     );
     const closeWorkerSockets = attachWorkerSocket({
@@ -146,6 +149,9 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     const opened = store;
     const openedScheduler = scheduler;
     const openedAutoscaler = autoscaler;
+    const openedDispatcher = dispatcher;
+    // Tasks accepted before a restart resume once workers are back.
+    await dispatcher.recover();
     let closed = false;
     return {
       url: `http://${urlHost}:${port}`,
@@ -155,6 +161,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       async close() {
         if (closed) return;
         closed = true;
+        openedDispatcher.close();
         openedAutoscaler.close();
         openedScheduler.close();
         closeWorkerSockets();
@@ -164,6 +171,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       },
     };
   } catch (err) {
+    dispatcher?.close();
     autoscaler?.close();
     scheduler?.close();
     await store?.close();

@@ -100,14 +100,18 @@ export const TaskSchema = Type.Object({
   workspaceId: Type.String(),
   stubId: Type.String(),
   status: StringEnum(TASK_STATUSES),
-  retries: Type.Integer(),
+  retries: Type.Integer({ description: "attempts that failed and were retried" }),
+  maxRetries: Type.Integer(),
   containerId: Nullable(Type.String()),
   error: Nullable(Type.String()),
+  result: Type.Unknown({ description: "the handler's return value once COMPLETE, else null" }),
   createdAt: Timestamp,
   startedAt: Nullable(Timestamp),
   endedAt: Nullable(Timestamp),
+  expiresAt: Nullable(Timestamp),
 });
 export type Task = Static<typeof TaskSchema>;
+export const TERMINAL_TASK_STATUSES: readonly TaskStatus[] = ["COMPLETE", "ERROR", "TIMEOUT", "CANCELLED", "EXPIRED"];
 
 export const PoolSchema = Type.Object({
   id: Type.String(),

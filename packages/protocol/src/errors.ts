@@ -50,6 +50,7 @@ export const errorCatalogue = {
   INPUT_INVALID: { status: 422, message: "{reason}" },
   UPSTREAM_FAILED: { status: 502, message: "The container could not answer: {reason}" },
   DEPLOYMENT_STOPPED: { status: 409, message: "Deployment {name} v{version} is stopped; start it with beta9 deployment start {id}" },
+  QUEUE_FULL: { status: 429, message: "{name} has {count} tasks pending or running (maxPendingTasks {limit}); retry later" },
   NAME_TAKEN: { status: 409, message: "A {kind} named {name} already exists" },
   CONFLICT: { status: 409, message: "{reason}" },
   BAD_REQUEST: { status: 400, message: "{reason}" },

@@ -122,6 +122,12 @@ const routes = (): RouteCase[] => [
   { method: "GET", url: `/api/v1/image/${"e".repeat(32)}/blob`, pattern: "/api/v1/image/:id/blob" },
   { method: "PUT", url: `/api/v1/image/${"e".repeat(32)}/blob`, pattern: "/api/v1/image/:id/blob" },
   { method: "GET", url: `/api/v1/worker/object/${"0".repeat(64)}`, pattern: "/api/v1/worker/object/:hash" },
+  { method: "POST", url: "/taskqueue/hello", pattern: "/taskqueue/:name" },
+  { method: "POST", url: "/taskqueue/hello/latest", pattern: "/taskqueue/:name/latest" },
+  { method: "POST", url: "/taskqueue/hello/v1", pattern: "/taskqueue/:name/v:version" },
+  { method: "POST", url: `/taskqueue/id/${"0".repeat(8)}`, pattern: "/taskqueue/id/:stubId" },
+  { method: "POST", url: `/api/v1/task/${ids.task}/cancel`, pattern: "/api/v1/task/:id/cancel", byId: true },
+  { method: "GET", url: `/api/v1/task/${ids.task}/subscribe`, pattern: "/api/v1/task/:id/subscribe", byId: true },
   { method: "POST", url: "/endpoint/hello", pattern: "/endpoint/:name" },
   { method: "POST", url: "/endpoint/hello/latest", pattern: "/endpoint/:name/latest" },
   { method: "POST", url: "/endpoint/hello/v1", pattern: "/endpoint/:name/v:version" },
@@ -244,6 +250,8 @@ describe("bodies on every JSON route", () => {
     await expectRejected({ method: "POST", url: "/endpoint/hello/vx" }, { body: { a: 1 } }, 422, "VALIDATION_FAILED");
     await expectRejected({ method: "POST", url: "/endpoint/hello" }, { key: keys.otherWorkspace, body: { a: 1 } }, 404, "RESOURCE_NOT_FOUND");
     await expectRejected({ method: "POST", url: "/endpoint/hello" }, { body: '{"a":', headers: { "content-type": "application/json" } }, 400, "INVALID_JSON");
+    await expectRejected({ method: "POST", url: "/taskqueue/hello" }, { body: { a: 1 } }, 409, "CONFLICT");
+    await expectRejected({ method: "POST", url: "/taskqueue/nope" }, { body: { a: 1 } }, 404, "RESOURCE_NOT_FOUND");
   });
 
   test("bad query strings: 422", async () => {

@@ -6,6 +6,7 @@ import type { ObjectStore } from "../objects/object-store.js";
 import type { ImageBuilds } from "../images/image-builds.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
 import type { Autoscaler } from "../workloads/autoscaler.js";
+import type { TaskDispatcher } from "../tasks/dispatcher.js";
 import type { Page, Store } from "../store/types.js";
 
 export interface GatewayContext {
@@ -14,6 +15,7 @@ export interface GatewayContext {
   scheduler: Scheduler;
   builds: ImageBuilds;
   autoscaler: Autoscaler;
+  dispatcher: TaskDispatcher;
   version: string;
   schemaVersion: number;
   startedAt: number;

@@ -70,6 +70,8 @@ export interface StubRepo {
   /** Reuses the stub with the same workspace, app, name, type, object and config hash. */
   getOrCreate(stub: NewStub): Promise<{ stub: Stub; created: boolean }>;
   get(workspaceId: string, id: string): Promise<Stub | undefined>;
+  /** Any workspace's stub: for the dispatcher resuming work after a restart. */
+  getAny(id: string): Promise<Stub | undefined>;
   list(workspaceId: string, page: Page): Promise<Stub[]>;
 }
 
@@ -90,10 +92,36 @@ export interface DeploymentRepo {
   delete(workspaceId: string, id: string): Promise<boolean>;
 }
 
+export interface TaskPolicy {
+  maxRetries: number;
+  /** Seconds an attempt may run; -1 for no limit. */
+  timeout: number;
+  /** Seconds a task may wait before its first attempt. */
+  ttl: number;
+}
+
 export interface TaskRepo {
-  create(workspaceId: string, stubId: string): Promise<Task>;
+  /** A PENDING task; `input` is stored as given (JSON) and handed to the handler. */
+  create(workspaceId: string, stubId: string, input?: unknown, policy?: TaskPolicy): Promise<Task>;
   get(workspaceId: string, id: string): Promise<Task | undefined>;
+  getAny(id: string): Promise<Task | undefined>;
   list(workspaceId: string, page: Page): Promise<Task[]>;
+  /** The task's input (not part of the listing entity: it may be large). */
+  input(id: string): Promise<unknown>;
+  /** Atomically moves the oldest due PENDING task of the stub to RUNNING (attempt starts). */
+  claimNext(stubId: string, containerId: string): Promise<Task | undefined>;
+  /** PENDING + RUNNING tasks of the stub (queue depth). */
+  inflight(stubId: string): Promise<number>;
+  /** Ends a RUNNING or PENDING task; no-op (false) if it already ended (e.g. cancelled meanwhile). */
+  finish(id: string, status: "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED" | "EXPIRED", fields?: { result?: unknown; error?: string }): Promise<boolean>;
+  /** RUNNING → PENDING again after `delayMs`, counting the retry. */
+  retry(id: string, error: string, delayMs: number): Promise<boolean>;
+  /** PENDING tasks past their TTL → EXPIRED; returns their ids. */
+  expireDue(): Promise<{ id: string; stubId: string }[]>;
+  /** At start-up: attempts that were running when the gateway stopped go back to PENDING. */
+  requeueRunning(): Promise<number>;
+  /** Stub ids with PENDING tasks (to resume dispatch after a restart). */
+  stubsWithPending(): Promise<string[]>;
 }
 
 export interface PoolRepo {

@@ -9,6 +9,7 @@ import { ContainerRegistry } from "../scheduler/containers.js";
 import { Scheduler } from "../scheduler/scheduler.js";
 import { ImageBuilds } from "../images/image-builds.js";
 import { Autoscaler } from "../workloads/autoscaler.js";
+import { TaskDispatcher } from "../tasks/dispatcher.js";
 import { SqliteStore } from "../store/sqlite/store.js";
 import { VERSION } from "../version.js";
 
@@ -35,7 +36,8 @@ export async function createTestGateway(options: { maxObjectBytes?: number; back
   const builds = new ImageBuilds({ dir: join(dir, "images"), images: store.images, scheduler, workerWaitMs: 200 });
   await builds.init();
   const autoscaler = new Autoscaler({ scheduler, acquireTimeoutMs: 500 });
-  const app = await buildGatewayApp({ store, objects, scheduler, builds, autoscaler, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() });
+  const dispatcher = new TaskDispatcher({ store, autoscaler });
+  const app = await buildGatewayApp({ store, objects, scheduler, builds, autoscaler, dispatcher, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() });
   const adminKey = boot.token.key;
   return {
     app, scheduler, builds, store, dir, adminKey, workspaceId: boot.workspace.id,
@@ -52,6 +54,7 @@ export async function createTestGateway(options: { maxObjectBytes?: number; back
     },
     async close() {
       await app.close();
+      dispatcher.close();
       autoscaler.close();
       scheduler.close();
       await store.close();

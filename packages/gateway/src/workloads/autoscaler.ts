@@ -17,6 +17,7 @@ import { randomUUID } from "node:crypto";
 
 export interface Slot {
   containerId: string;
+  stubId: string;
   /** http://host:port of the runner. */
   origin: string;
   release(): void;
@@ -119,6 +120,7 @@ export class Autoscaler {
     let released = false;
     return {
       containerId: candidate.id,
+      stubId: pool.stub.id,
       origin: candidate.origin!,
       release: () => {
         if (released) return;

@@ -1,34 +1,68 @@
 /** Tasks, pools and machines on SQLite (the scheduler and machine issues extend these). */
 import type Database from "better-sqlite3";
 import { Beta9Error } from "@beta9/protocol";
-import type { MachineRepo, Page, PoolRepo, TaskRepo } from "../types.js";
+import type { MachineRepo, Page, PoolRepo, TaskPolicy, TaskRepo } from "../types.js";
 import {
   isUniqueViolation, newId, now, toMachine, toPool, toTask, type MachineRow, type PoolRow, type TaskRow,
 } from "./rows.js";
+
+const TASK_COLUMNS = `id, workspace_id, stub_id, status, retries, max_retries, container_id, error, result, created_at,
+  started_at, ended_at, expires_at`;
 
 export class SqliteTaskRepo implements TaskRepo {
   private readonly stubExists;
   private readonly insert;
   private readonly byId;
+  private readonly anyById;
   private readonly listStmt;
+  private readonly inputStmt;
+  private readonly nextDue;
+  private readonly claim;
+  private readonly inflightStmt;
+  private readonly finishStmt;
+  private readonly retryStmt;
+  private readonly dueExpired;
+  private readonly expireStmt;
+  private readonly requeue;
+  private readonly pendingStubs;
 
-  constructor(db: Database.Database) {
+  constructor(private readonly db: Database.Database) {
     this.stubExists = db.prepare(`SELECT 1 FROM stub WHERE workspace_id = ? AND id = ?`);
     this.insert = db.prepare(
-      `INSERT INTO task (id, workspace_id, stub_id, status, retries, created_at) VALUES (?, ?, ?, 'PENDING', 0, ?)`,
+      `INSERT INTO task (id, workspace_id, stub_id, status, retries, created_at, input, max_retries, timeout_s, expires_at, next_attempt_at)
+       VALUES (?, ?, ?, 'PENDING', 0, ?, ?, ?, ?, ?, ?)`,
     );
-    this.byId = db.prepare(`SELECT * FROM task WHERE workspace_id = ? AND id = ?`);
-    this.listStmt = db.prepare(`SELECT * FROM task WHERE workspace_id = ? ORDER BY created_at DESC, id LIMIT ? OFFSET ?`);
+    this.byId = db.prepare(`SELECT ${TASK_COLUMNS} FROM task WHERE workspace_id = ? AND id = ?`);
+    this.anyById = db.prepare(`SELECT ${TASK_COLUMNS} FROM task WHERE id = ?`);
+    this.listStmt = db.prepare(`SELECT ${TASK_COLUMNS} FROM task WHERE workspace_id = ? ORDER BY created_at DESC, id LIMIT ? OFFSET ?`);
+    this.inputStmt = db.prepare(`SELECT input FROM task WHERE id = ?`);
+    this.nextDue = db.prepare(
+      `SELECT id FROM task WHERE stub_id = ? AND status = 'PENDING' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+       ORDER BY created_at, rowid LIMIT 1`,
+    );
+    this.claim = db.prepare(`UPDATE task SET status = 'RUNNING', started_at = ?, container_id = ? WHERE id = ? AND status = 'PENDING'`);
+    this.inflightStmt = db.prepare(`SELECT COUNT(*) AS n FROM task WHERE stub_id = ? AND status IN ('PENDING', 'RUNNING')`);
+    this.finishStmt = db.prepare(
+      `UPDATE task SET status = @status, result = @result, error = @error, ended_at = @now WHERE id = @id AND status IN ('PENDING', 'RUNNING')`,
+    );
+    this.retryStmt = db.prepare(
+      `UPDATE task SET status = 'PENDING', retries = retries + 1, error = ?, next_attempt_at = ?, container_id = NULL WHERE id = ? AND status = 'RUNNING'`,
+    );
+    this.dueExpired = db.prepare(`SELECT id, stub_id FROM task WHERE status = 'PENDING' AND expires_at IS NOT NULL AND expires_at <= ?`);
+    this.expireStmt = db.prepare(
+      `UPDATE task SET status = 'EXPIRED', error = 'waited longer than its ttl', ended_at = ? WHERE id = ? AND status = 'PENDING'`,
+    );
+    this.requeue = db.prepare(`UPDATE task SET status = 'PENDING', container_id = NULL WHERE status = 'RUNNING'`);
+    this.pendingStubs = db.prepare(`SELECT DISTINCT stub_id FROM task WHERE status = 'PENDING'`);
   }
 
-  async create(workspaceId: string, stubId: string) {
+  async create(workspaceId: string, stubId: string, input?: unknown, policy?: TaskPolicy) {
     if (!this.stubExists.get(workspaceId, stubId)) throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "stub", id: stubId });
-    const row: TaskRow = {
-      id: newId(), workspace_id: workspaceId, stub_id: stubId, status: "PENDING", retries: 0, container_id: null,
-      error: null, created_at: now(), started_at: null, ended_at: null,
-    };
-    this.insert.run(row.id, row.workspace_id, row.stub_id, row.created_at);
-    return toTask(row);
+    const id = newId();
+    const createdAt = now();
+    const expiresAt = policy ? new Date(Date.now() + policy.ttl * 1000).toISOString() : null;
+    this.insert.run(id, workspaceId, stubId, createdAt, JSON.stringify(input ?? null), policy?.maxRetries ?? 0, policy?.timeout ?? -1, expiresAt, null);
+    return toTask(this.anyById.get(id) as TaskRow);
   }
 
   async get(workspaceId: string, id: string) {
@@ -36,8 +70,58 @@ export class SqliteTaskRepo implements TaskRepo {
     return row && toTask(row);
   }
 
+  async getAny(id: string) {
+    const row = this.anyById.get(id) as TaskRow | undefined;
+    return row && toTask(row);
+  }
+
   async list(workspaceId: string, page: Page) {
     return (this.listStmt.all(workspaceId, page.limit, page.offset) as TaskRow[]).map(toTask);
+  }
+
+  async input(id: string) {
+    const row = this.inputStmt.get(id) as { input: string | null } | undefined;
+    return row?.input ? JSON.parse(row.input) : null;
+  }
+
+  async claimNext(stubId: string, containerId: string) {
+    return this.db.transaction(() => {
+      const ts = now();
+      const due = this.nextDue.get(stubId, ts) as { id: string } | undefined;
+      if (!due || this.claim.run(ts, containerId, due.id).changes !== 1) return undefined;
+      return toTask(this.anyById.get(due.id) as TaskRow);
+    }).immediate();
+  }
+
+  async inflight(stubId: string) {
+    return (this.inflightStmt.get(stubId) as { n: number }).n;
+  }
+
+  async finish(id: string, status: "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED" | "EXPIRED", fields: { result?: unknown; error?: string } = {}) {
+    return this.finishStmt.run({
+      id, status, now: now(), result: fields.result === undefined ? null : JSON.stringify(fields.result), error: fields.error ?? null,
+    }).changes === 1;
+  }
+
+  async retry(id: string, error: string, delayMs: number) {
+    return this.retryStmt.run(error, new Date(Date.now() + delayMs).toISOString(), id).changes === 1;
+  }
+
+  async expireDue() {
+    return this.db.transaction(() => {
+      const ts = now();
+      const due = this.dueExpired.all(ts) as { id: string; stub_id: string }[];
+      for (const t of due) this.expireStmt.run(ts, t.id);
+      return due.map((t) => ({ id: t.id, stubId: t.stub_id }));
+    })();
+  }
+
+  async requeueRunning() {
+    return this.requeue.run().changes;
+  }
+
+  async stubsWithPending() {
+    return (this.pendingStubs.all() as { stub_id: string }[]).map((r) => r.stub_id);
   }
 }
 

@@ -130,6 +130,19 @@ export const migrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    name: "durable tasks",
+    sql: `
+      ALTER TABLE task ADD COLUMN input TEXT;
+      ALTER TABLE task ADD COLUMN result TEXT;
+      ALTER TABLE task ADD COLUMN max_retries INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE task ADD COLUMN timeout_s INTEGER NOT NULL DEFAULT -1;
+      ALTER TABLE task ADD COLUMN expires_at TEXT;
+      ALTER TABLE task ADD COLUMN next_attempt_at TEXT;
+      CREATE INDEX task_queue ON task(stub_id, status, next_attempt_at, created_at);
+    `,
+  },
 ];
 
 export class MigrationError extends Error {

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { Beta9Error, hashStubConfig, normalizeStubConfig } from "@beta9/protocol";
+import { runTaskConformance } from "../conformance-tasks.js";
 import { runStoreConformance } from "../conformance.js";
 import { MigrationError, migrations } from "./migrations.js";
 import { SqliteStore } from "./store.js";
@@ -18,6 +19,7 @@ let files = 0;
 const freshPath = (): string => join(mkdtempSync(join(root, `db-${files++}-`)), "beta9.db");
 
 runStoreConformance("sqlite", async () => new SqliteStore(freshPath()));
+runTaskConformance("sqlite", async () => new SqliteStore(freshPath()));
 
 interface MigrationRow { version: number; name: string; applied_at: string }
 

@@ -75,6 +75,7 @@ export class SqliteObjectRepo implements ObjectRepo {
 export class SqliteStubRepo implements StubRepo {
   private readonly find;
   private readonly byId;
+  private readonly anyById;
   private readonly insert;
   private readonly listStmt;
 
@@ -84,6 +85,7 @@ export class SqliteStubRepo implements StubRepo {
          AND object_id IS ? AND config_hash = ?`,
     );
     this.byId = db.prepare(`SELECT * FROM stub WHERE workspace_id = ? AND id = ?`);
+    this.anyById = db.prepare(`SELECT * FROM stub WHERE id = ?`);
     this.insert = db.prepare(
       `INSERT INTO stub (id, workspace_id, app_id, name, type, object_id, config, config_hash, created_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -106,6 +108,11 @@ export class SqliteStubRepo implements StubRepo {
 
   async get(workspaceId: string, id: string) {
     const row = this.byId.get(workspaceId, id) as StubRow | undefined;
+    return row && toStub(row);
+  }
+
+  async getAny(id: string) {
+    const row = this.anyById.get(id) as StubRow | undefined;
     return row && toStub(row);
   }
 

@@ -1,0 +1,64 @@
+/** Task queues: put tasks, read them, cancel them, and follow them over SSE until they end. */
+import type { FastifyInstance } from "fastify";
+import { Type, type Static } from "@sinclair/typebox";
+import { API_PREFIX, Beta9Error, IdParamsSchema, TaskSchema, type Deployment, type Stub } from "@beta9/protocol";
+import { isTerminal } from "../tasks/dispatcher.js";
+import { found, responses, type GatewayContext } from "./common.js";
+import { streamEvents } from "./sse.js";
+
+type IdParams = Static<typeof IdParamsSchema>;
+const PutResponseSchema = Type.Object({ task_id: Type.String() });
+
+export function taskRoutes(app: FastifyInstance, { store, dispatcher }: GatewayContext): void {
+  const resolve = async (workspaceId: string, name: string, version: number | "latest"): Promise<Stub> => {
+    const deployment: Deployment | undefined = await store.deployments.resolve(workspaceId, name, version);
+    if (!deployment) throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "active deployment", id: version === "latest" ? name : `${name} v${version}` });
+    if (!deployment.active) throw new Beta9Error("DEPLOYMENT_STOPPED", { name, version: deployment.version, id: deployment.id });
+    return found(await store.stubs.get(workspaceId, deployment.stubId), "stub", deployment.stubId);
+  };
+  const put = async (stub: Stub, input: unknown) => {
+    if (!stub.type.startsWith("taskqueue/")) {
+      throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}, not a task queue; call it through its own route` });
+    }
+    const count = await store.tasks.inflight(stub.id);
+    if (count >= stub.config.maxPendingTasks) throw new Beta9Error("QUEUE_FULL", { name: stub.name, count, limit: stub.config.maxPendingTasks });
+    const task = await dispatcher.put(stub, input ?? null);
+    return { task_id: task.id };
+  };
+  const options = { config: { access: "read" as const }, bodyLimit: 32 * 1024 * 1024, schema: { tags: ["invoke"], response: responses({ 200: PutResponseSchema }) } };
+
+  app.post<{ Params: { name: string } }>("/taskqueue/:name", options,
+    async (request) => put(await resolve(request.auth.workspaceId, request.params.name, "latest"), request.body));
+  app.post<{ Params: { name: string } }>("/taskqueue/:name/latest", options,
+    async (request) => put(await resolve(request.auth.workspaceId, request.params.name, "latest"), request.body));
+  app.post<{ Params: { name: string; version: string } }>("/taskqueue/:name/v:version", options, async (request) => {
+    const version = Number(request.params.version);
+    if (!Number.isInteger(version) || version < 1) throw new Beta9Error("VALIDATION_FAILED", { location: "path", path: ".version", reason: "must be a version number like v3" });
+    return put(await resolve(request.auth.workspaceId, request.params.name, version), request.body);
+  });
+  app.post<{ Params: { stubId: string } }>("/taskqueue/id/:stubId", options,
+    async (request) => put(found(await store.stubs.get(request.auth.workspaceId, request.params.stubId), "stub", request.params.stubId), request.body));
+
+  app.post<{ Params: IdParams }>(`${API_PREFIX}/task/:id/cancel`, {
+    config: { access: "write" },
+    schema: { tags: ["task"], summary: "Cancel a pending or running task (a running handler sees its signal abort)", params: IdParamsSchema, response: responses({ 200: TaskSchema }) },
+  }, async (request) => {
+    const task = found(await store.tasks.get(request.auth.workspaceId, request.params.id), "task", request.params.id);
+    await dispatcher.cancel(task);
+    return found(await store.tasks.get(request.auth.workspaceId, task.id), "task", task.id);
+  });
+
+  app.get<{ Params: IdParams }>(`${API_PREFIX}/task/:id/subscribe`, {
+    config: { access: "read" },
+    schema: { tags: ["task"], summary: "text/event-stream of `state` events (the task) until it ends; the last event is `end`", params: IdParamsSchema },
+  }, async (request, reply) => {
+    const task = found(await store.tasks.get(request.auth.workspaceId, request.params.id), "task", request.params.id);
+    streamEvents(request, reply, (emit, end) => {
+      const listener = (t: typeof task) => (isTerminal(t) ? end(t) : emit("state", t));
+      dispatcher.events.on(task.id, listener);
+      if (isTerminal(task)) end(task);
+      else emit("state", task);
+      return () => dispatcher.events.off(task.id, listener);
+    });
+  });
+}

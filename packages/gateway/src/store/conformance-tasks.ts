@@ -1,0 +1,78 @@
+/**
+ * Store conformance for durable tasks (part of the shared suite, kept in its own file): the queue
+ * operations the dispatcher relies on, through the `Store` interface only.
+ */
+import { describe, it, beforeEach, afterEach } from "node:test";
+import assert from "node:assert/strict";
+import { hashStubConfig, normalizeStubConfig } from "@beta9/protocol";
+import type { Store } from "./types.js";
+
+const policy = { maxRetries: 2, timeout: 10, ttl: 3600 };
+
+export function runTaskConformance(backendName: string, open: () => Promise<Store>): void {
+  describe(`${backendName} store: durable tasks`, () => {
+    let store: Store;
+    let ws: string;
+    let stubId: string;
+    beforeEach(async () => {
+      store = await open();
+      ws = (await store.workspaces.create(`tasks-${Math.random().toString(36).slice(2, 8)}`, "workspace")).workspace.id;
+      const app = await store.apps.getOrCreate(ws, "app");
+      const config = normalizeStubConfig("taskqueue", {});
+      stubId = (await store.stubs.getOrCreate({ workspaceId: ws, appId: app.id, name: "q", type: "taskqueue/deployment", objectId: null, config, configHash: hashStubConfig(config) })).stub.id;
+    });
+    afterEach(async () => store.close());
+
+    it("claims oldest first, once; input round-trips; inflight counts pending and running", async () => {
+      const a = await store.tasks.create(ws, stubId, { n: 1 }, policy);
+      const b = await store.tasks.create(ws, stubId, { n: 2 }, policy);
+      assert.equal(await store.tasks.inflight(stubId), 2);
+      const [first, second, none] = [await store.tasks.claimNext(stubId, "c1"), await store.tasks.claimNext(stubId, "c2"), await store.tasks.claimNext(stubId, "c3")];
+      assert.deepEqual([first?.id, second?.id, none], [a.id, b.id, undefined]);
+      assert.deepEqual([first?.status, first?.containerId, first?.maxRetries], ["RUNNING", "c1", 2]);
+      assert.deepEqual(await store.tasks.input(a.id), { n: 1 });
+      assert.equal(await store.tasks.inflight(stubId), 2);
+    });
+
+    it("finish ends a task once; a finished task is not claimed, retried or finished again", async () => {
+      const t = await store.tasks.create(ws, stubId, null, policy);
+      await store.tasks.claimNext(stubId, "c");
+      assert.equal(await store.tasks.finish(t.id, "COMPLETE", { result: { ok: true } }), true);
+      assert.equal(await store.tasks.finish(t.id, "ERROR", { error: "late" }), false);
+      assert.equal(await store.tasks.retry(t.id, "late", 0), false);
+      const done = await store.tasks.get(ws, t.id);
+      assert.deepEqual([done?.status, done?.result, done?.error], ["COMPLETE", { ok: true }, null]);
+      assert.ok(done?.endedAt);
+      assert.equal(await store.tasks.inflight(stubId), 0);
+    });
+
+    it("retry counts, waits for its delay before the next claim, and keeps the error", async () => {
+      const t = await store.tasks.create(ws, stubId, null, policy);
+      await store.tasks.claimNext(stubId, "c");
+      assert.equal(await store.tasks.retry(t.id, "boom", 60_000), true);
+      assert.equal(await store.tasks.claimNext(stubId, "c"), undefined, "not due yet");
+      const waiting = await store.tasks.get(ws, t.id);
+      assert.deepEqual([waiting?.status, waiting?.retries, waiting?.error], ["PENDING", 1, "boom"]);
+      await store.tasks.claimNext(stubId, "c");
+      const t2 = await store.tasks.create(ws, stubId, null, policy);
+      await store.tasks.claimNext(stubId, "c");
+      await store.tasks.retry(t2.id, "again", 0);
+      assert.equal((await store.tasks.claimNext(stubId, "c"))?.id, t2.id);
+    });
+
+    it("expires pending tasks past their ttl, and requeues running ones after a restart", async () => {
+      const stale = await store.tasks.create(ws, stubId, null, { ...policy, ttl: 0 });
+      const running = await store.tasks.create(ws, stubId, null, policy);
+      await new Promise((r) => setTimeout(r, 5));
+      const expired = await store.tasks.expireDue();
+      assert.deepEqual(expired.map((e) => e.id), [stale.id]);
+      assert.equal((await store.tasks.get(ws, stale.id))?.status, "EXPIRED");
+      assert.equal((await store.tasks.claimNext(stubId, "c"))?.id, running.id);
+      assert.equal(await store.tasks.requeueRunning(), 1);
+      assert.equal((await store.tasks.get(ws, running.id))?.status, "PENDING");
+      assert.deepEqual(await store.tasks.stubsWithPending(), [stubId]);
+      assert.equal((await store.tasks.get("another-workspace", running.id)), undefined);
+      assert.equal((await store.tasks.getAny(running.id))?.id, running.id);
+    });
+  });
+}
