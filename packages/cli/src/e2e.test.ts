@@ -231,11 +231,31 @@ describe("containers end to end (gateway + runc worker + CLI)", { skip }, () => 
 
     const slow = await put({ mode: "wait" });
     await until(slow, ["RUNNING"]);
-    const cancelled = await client.request<{ status: string }>("POST", `/task/${slow}/cancel`);
-    assert.equal(cancelled.status, "CANCELLED");
+    const cancelled = await beta9(["task", "cancel", slow]);
+    assert.equal(cancelled.code, 0, cancelled.stderr);
+    assert.equal((await client.getTask(slow)).status, "CANCELLED");
+    const shown = await beta9(["task", "get", flakyTask.id, "--json"]);
+    assert.deepEqual(JSON.parse(shown.stdout).result, { attempts: 3 });
 
     const stuck = await until(await put({ mode: "wait" }), ["TIMEOUT", "ERROR", "COMPLETE"]);
     assert.equal(stuck.status, "TIMEOUT", JSON.stringify(stuck));
+  });
+
+  test("the seed's examples in TypeScript deploy and answer: inference endpoint, task queue, put from an app", async () => {
+    const examples = fileURLToPath(new URL("../../../examples/", import.meta.url));
+    const inference = await beta9(["deploy", join(examples, "inference.ts") + ":classify", "-q"]);
+    assert.equal(inference.code, 0, inference.stderr);
+    const res = await fetch(`${gateway.url}/endpoint/classifier`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: "{}" });
+    assert.deepEqual(await res.json(), { label: "cat", confidence: 0.97 });
+    const queue = await beta9(["deploy", join(examples, "task-queue.ts") + ":processImage", "-q"]);
+    assert.equal(queue.code, 0, queue.stderr);
+    const taskId = await client.putTask("image-processor", { imageUrl: "https://example.com/image.jpg" });
+    const task = await client.waitForTask(taskId);
+    assert.deepEqual([task.status, task.result], ["COMPLETE", { imageUrl: "https://example.com/image.jpg" }]);
+    await assert.rejects(client.putTask("image-processor", { imageUrl: 42 }).then((id) => client.waitForTask(id)).then((t) => {
+      if (t.status === "ERROR") throw new Error(t.error ?? "");
+      return t;
+    }), /input.imageUrl: expected a string/);
   });
 
   test("a worker killed with -9 mid-run: its container is lost at the gateway, and its restart removes every mount, netns, veth, cgroup and container it left", async () => {

@@ -8,6 +8,7 @@ import { registerContainer } from "./commands/container.js";
 import { registerWorker } from "./commands/worker.js";
 import { registerImage } from "./commands/image.js";
 import { registerDeploy } from "./commands/deploy.js";
+import { registerTask } from "./commands/task.js";
 import { registerDeployment } from "./commands/deployment.js";
 import { registerToken } from "./commands/token.js";
 import { registerServe } from "./commands/up.js";
@@ -40,6 +41,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 auth/permission, 4 not found, 5 gateway un
   registerDeployment(program);
   registerContainer(program);
   registerDeploy(program);
+  registerTask(program);
   registerImage(program);
   registerWorker(program);
 

@@ -11,6 +11,7 @@ import { ObjectStore } from "./objects/object-store.js";
 import { ImageBuilds } from "./images/image-builds.js";
 import { Autoscaler } from "./workloads/autoscaler.js";
 import { TaskDispatcher } from "./tasks/dispatcher.js";
+import { CronRunner } from "./schedules/cron-runner.js";
 import { ContainerRegistry } from "./scheduler/containers.js";
 import { Scheduler } from "./scheduler/scheduler.js";
 import { attachWorkerSocket } from "./scheduler/worker-socket.js";
@@ -152,6 +153,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     const openedDispatcher = dispatcher;
     // Tasks accepted before a restart resume once workers are back.
     await dispatcher.recover();
+    // Deployed schedules: one task per cron tick, claimed in the store so no tick fires twice.
+    const cron = new CronRunner({ store, logger, put: (stub, at) => openedDispatcher.put(stub, { scheduledAt: at.toISOString() }) }).start();
     let closed = false;
     return {
       url: `http://${urlHost}:${port}`,
@@ -161,6 +164,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       async close() {
         if (closed) return;
         closed = true;
+        await cron.close();
         openedDispatcher.close();
         openedAutoscaler.close();
         openedScheduler.close();

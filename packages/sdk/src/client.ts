@@ -235,6 +235,29 @@ export class Client {
   getTask(id: string): Promise<Task> {
     return this.request("GET", `/task/${encodeURIComponent(id)}`);
   }
+  /** Puts a task on a deployed task queue (latest version unless `version`); resolves to its id. */
+  async putTask(queue: string, input: unknown, options: { version?: number } = {}): Promise<string> {
+    const path = `/taskqueue/${encodeURIComponent(queue)}${options.version ? `/v${options.version}` : ""}`;
+    const res = await this.pool.request({
+      method: "POST", path: this.basePath + path, body: JSON.stringify(input ?? null),
+      headers: { "content-type": "application/json", ...(this.token && { authorization: `Bearer ${this.token}` }) },
+    }).catch((err: unknown) => {
+      throw new ApiError(0, "UNREACHABLE", `cannot reach the gateway at ${this.gateway} (${(err as Error).message})`);
+    });
+    const bytes = Buffer.from(await res.body.arrayBuffer());
+    if (res.statusCode !== 200) throw toApiError(res.statusCode, "POST", path, bytes);
+    return (JSON.parse(bytes.toString("utf8")) as { task_id: string }).task_id;
+  }
+  /** Waits for a task to end (COMPLETE, ERROR, TIMEOUT, CANCELLED or EXPIRED) and returns it. */
+  async waitForTask(id: string): Promise<Task> {
+    for await (const event of this.events(`/task/${encodeURIComponent(id)}/subscribe`)) {
+      if (event.name === "end") return event.data as Task;
+    }
+    return this.getTask(id);
+  }
+  cancelTask(id: string): Promise<Task> {
+    return this.request("POST", `/task/${encodeURIComponent(id)}/cancel`);
+  }
 
   async listPools(): Promise<WorkerPool[]> {
     return items(await this.request("GET", "/pool"));

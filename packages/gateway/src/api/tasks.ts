@@ -1,7 +1,7 @@
 /** Task queues: put tasks, read them, cancel them, and follow them over SSE until they end. */
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
-import { API_PREFIX, Beta9Error, IdParamsSchema, TaskSchema, type Deployment, type Stub } from "@beta9/protocol";
+import { API_PREFIX, Beta9Error, IdParamsSchema, TASK_ID_HEADER, TaskSchema, type Deployment, type Stub, type Task } from "@beta9/protocol";
 import { isTerminal } from "../tasks/dispatcher.js";
 import { found, responses, type GatewayContext } from "./common.js";
 import { streamEvents } from "./sse.js";
@@ -38,6 +38,33 @@ export function taskRoutes(app: FastifyInstance, { store, dispatcher }: GatewayC
   });
   app.post<{ Params: { stubId: string } }>("/taskqueue/id/:stubId", options,
     async (request) => put(found(await store.stubs.get(request.auth.workspaceId, request.params.stubId), "stub", request.params.stubId), request.body));
+
+  // Functions: the same durable task, answered when it ends (the SDK's fn.remote()).
+  const call = async (stub: Stub, input: unknown, reply: FastifyReply) => {
+    if (!stub.type.startsWith("function/")) {
+      throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}, not a function; call it through its own route` });
+    }
+    const task = await dispatcher.put(stub, input ?? null);
+    const final = await new Promise<Task>((resolve) => {
+      const listener = (t: Task) => {
+        if (!isTerminal(t)) return;
+        dispatcher.events.off(task.id, listener);
+        resolve(t);
+      };
+      dispatcher.events.on(task.id, listener);
+    });
+    reply.header(TASK_ID_HEADER, task.id);
+    if (final.status === "COMPLETE") return reply.type("application/json").send(JSON.stringify(final.result ?? null));
+    throw new Beta9Error("HANDLER_ERROR", { reason: `task ${task.id} ended ${final.status}: ${final.error ?? "no detail"}` });
+  };
+  const fnOptions = { config: { access: "read" as const }, bodyLimit: 32 * 1024 * 1024, schema: { tags: ["invoke"] } };
+  app.post<{ Params: { name: string } }>("/function/:name", fnOptions,
+    async (request, reply) => call(await resolve(request.auth.workspaceId, request.params.name, "latest"), request.body, reply));
+  app.post<{ Params: { name: string; version: string } }>("/function/:name/v:version", fnOptions, async (request, reply) => {
+    const version = Number(request.params.version);
+    if (!Number.isInteger(version) || version < 1) throw new Beta9Error("VALIDATION_FAILED", { location: "path", path: ".version", reason: "must be a version number like v3" });
+    return call(await resolve(request.auth.workspaceId, request.params.name, version), request.body, reply);
+  });
 
   app.post<{ Params: IdParams }>(`${API_PREFIX}/task/:id/cancel`, {
     config: { access: "write" },

@@ -39,6 +39,14 @@ export function workspaceRoutes(app: FastifyInstance, { store }: GatewayContext)
     schema: { tags: ["workspace"], summary: "The token's own workspace", response: responses({ 200: WorkspaceSchema }) },
   }, async (request) => found(await store.workspaces.get(request.auth.workspaceId), "workspace", request.auth.workspaceId));
 
+  app.get(`${API_PREFIX}/workspace/current/signing-key`, {
+    config: { access: "write" },
+    schema: {
+      tags: ["workspace"], summary: "The key that signs task callbacks (HMAC-SHA256 over base64(body) + \":\" + timestamp)",
+      response: responses({ 200: Type.Object({ signingKey: Type.String() }) }),
+    },
+  }, async (request) => ({ signingKey: found(await store.workspaces.signingKey(request.auth.workspaceId), "workspace", request.auth.workspaceId) }));
+
   app.get<{ Querystring: ListQuery }>(`${API_PREFIX}/token`, {
     config: { access: "write" },
     schema: { tags: ["token"], summary: "List the workspace's tokens (never their keys)", querystring: ListQuerySchema, response: responses({ 200: Items(TokenSchema) }) },

@@ -24,6 +24,8 @@ export interface WorkspaceRepo {
   bootstrap(name: string): Promise<{ workspace: Workspace; token: TokenWithKey } | undefined>;
   get(id: string): Promise<Workspace | undefined>;
   list(page: Page): Promise<Workspace[]>;
+  /** The secret that signs the workspace's task callbacks. */
+  signingKey(id: string): Promise<string | undefined>;
 }
 
 /** What authentication needs to know about a presented token. */
@@ -152,6 +154,21 @@ export interface ImageRepo {
   failInterrupted(): Promise<number>;
 }
 
+/** A deployed schedule's stub, with when its earliest live deployment was created. */
+export type ActiveSchedule = Stub & { deployedAt: string };
+
+export interface ScheduleRepo {
+  /**
+   * Records `tickIso` as the stub's last fired tick; true only for the first caller whose tick
+   * is newer than the stored one (atomic across processes sharing the store): fire on true only.
+   */
+  claimTick(stubId: string, tickIso: string): Promise<boolean>;
+  /** The last claimed tick (ISO 8601, UTC), if any. */
+  lastTick(stubId: string): Promise<string | undefined>;
+  /** Stubs of type `schedule/deployment` with at least one active, not deleted deployment. */
+  activeSchedules(): Promise<ActiveSchedule[]>;
+}
+
 export interface Store {
   readonly workspaces: WorkspaceRepo;
   readonly tokens: TokenRepo;
@@ -163,5 +180,6 @@ export interface Store {
   readonly pools: PoolRepo;
   readonly machines: MachineRepo;
   readonly images: ImageRepo;
+  readonly schedules: ScheduleRepo;
   close(): Promise<void>;
 }

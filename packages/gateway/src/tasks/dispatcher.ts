@@ -16,6 +16,7 @@ import { request } from "undici";
 import { TASK_ID_HEADER, TERMINAL_TASK_STATUSES, type Stub, type Task } from "@beta9/protocol";
 import type { Store } from "../store/types.js";
 import type { Autoscaler, Slot } from "../workloads/autoscaler.js";
+import { sendCallback } from "./callback.js";
 
 export interface DispatcherOptions {
   store: Store;
@@ -142,7 +143,7 @@ export class TaskDispatcher {
     } finally {
       clearTimeout(timer);
       this.running.delete(task.id);
-      await this.emit(task.id);
+      await this.emit(task.id, stub);
     }
   }
 
@@ -158,9 +159,15 @@ export class TaskDispatcher {
     }
   }
 
-  private async emit(taskId: string): Promise<void> {
+  private async emit(taskId: string, stub?: Stub): Promise<void> {
     const task = await this.o.store.tasks.getAny(taskId);
-    if (task) this.events.emit(taskId, task);
+    if (!task) return;
+    this.events.emit(taskId, task);
+    const url = stub?.config.callbackUrl;
+    if (url && isTerminal(task)) {
+      const key = await this.o.store.workspaces.signingKey(task.workspaceId);
+      if (key) void sendCallback(url, key, task, this.o.logger);
+    }
   }
 
   /** Expires tasks that waited past their TTL. */

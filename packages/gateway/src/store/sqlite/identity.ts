@@ -126,4 +126,8 @@ export class SqliteWorkspaceRepo implements WorkspaceRepo {
   async list(page: Page) {
     return (this.listStmt.all(page.limit, page.offset) as WorkspaceRow[]).map(toWorkspace);
   }
+
+  async signingKey(id: string) {
+    return (this.db.prepare(`SELECT signing_key FROM workspace WHERE id = ?`).get(id) as { signing_key: string } | undefined)?.signing_key;
+  }
 }

@@ -143,6 +143,17 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX task_queue ON task(stub_id, status, next_attempt_at, created_at);
     `,
   },
+  {
+    version: 4,
+    name: "schedule ticks",
+    sql: `
+      CREATE TABLE schedule_tick (
+        stub_id TEXT PRIMARY KEY REFERENCES stub(id),
+        last_tick TEXT NOT NULL
+      );
+      CREATE INDEX deployment_by_type ON deployment(stub_type, active, deleted_at);
+    `,
+  },
 ];
 
 export class MigrationError extends Error {

@@ -5,6 +5,7 @@ import { SqliteMachineRepo, SqlitePoolRepo, SqliteTaskRepo } from "./cluster.js"
 import { SqliteTokenRepo, SqliteWorkspaceRepo } from "./identity.js";
 import { SqliteImageRepo } from "./images.js";
 import { migrate } from "./migrations.js";
+import { SqliteScheduleRepo } from "./schedules.js";
 import { SqliteAppRepo, SqliteDeploymentRepo, SqliteObjectRepo, SqliteStubRepo } from "./workloads.js";
 
 export class SqliteStore implements Store {
@@ -18,6 +19,7 @@ export class SqliteStore implements Store {
   readonly pools: SqlitePoolRepo;
   readonly machines: SqliteMachineRepo;
   readonly images: SqliteImageRepo;
+  readonly schedules: SqliteScheduleRepo;
   readonly schemaVersion: number;
 
   /** `path` is a file, or ":memory:" for tests that need no durability. */
@@ -49,6 +51,7 @@ export class SqliteStore implements Store {
     this.pools = new SqlitePoolRepo(db);
     this.machines = new SqliteMachineRepo(db);
     this.images = new SqliteImageRepo(db);
+    this.schedules = new SqliteScheduleRepo(db);
   }
 
   /**

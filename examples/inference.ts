@@ -1,0 +1,16 @@
+// The seed's inference endpoint, in TypeScript.
+//   ./beta9 deploy examples/inference.ts:classify
+//   curl -X POST http://127.0.0.1:1994/endpoint/classifier -H "Authorization: Bearer $TOKEN" -d '{}'
+import { endpoint, Image, QueueDepthAutoscaler } from "beta9";
+
+export const classify = endpoint(
+  {
+    name: "classifier",
+    image: new Image(), // Debian bookworm + python3; add .pipInstall([...]) for your model's packages
+    // gpu: "A10G",     // on a worker with an A10G (the scheduler places it there)
+    cpu: 2,
+    memory: "2Gi",      // the seed asks for "16Gi"; sized down to run on a laptop
+    autoscaler: new QueueDepthAutoscaler({ maxContainers: 5, tasksPerContainer: 30 }),
+  },
+  async () => ({ label: "cat", confidence: 0.97 }),
+);

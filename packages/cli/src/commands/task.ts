@@ -1,0 +1,63 @@
+/** `beta9 task`: list, inspect and cancel tasks of task queues and functions. */
+import type { Command } from "commander";
+import type { Task } from "beta9";
+import { forEachId, withClient } from "../session.js";
+import { color, print, printJson, printTable, shortTime } from "../output.js";
+
+function statusText(t: Task): string {
+  switch (t.status) {
+    case "COMPLETE":
+      return color.green(t.status);
+    case "ERROR": case "TIMEOUT": case "EXPIRED":
+      return color.red(t.status);
+    case "CANCELLED":
+      return color.dim(t.status);
+    default:
+      return color.yellow(t.status);
+  }
+}
+
+export function registerTask(program: Command): void {
+  const task = program.command("task").description("list, inspect and cancel tasks");
+
+  task
+    .command("list")
+    .description("list the workspace's tasks, newest first")
+    .option("--json", "print a JSON array")
+    .option("--limit <n>", "at most this many", "50")
+    .action((opts: { json?: boolean; limit: string }, cmd: Command) =>
+      withClient(cmd, async (client) => {
+        const list = await client.listTasks({ limit: Number(opts.limit) });
+        if (opts.json) return printJson(list);
+        printTable(
+          ["ID", "STATUS", "RETRIES", "STUB", "CREATED", "ENDED"],
+          list.map((t) => [t.id, statusText(t), `${t.retries}/${t.maxRetries}`, t.stubId, shortTime(t.createdAt), shortTime(t.endedAt)]),
+          "no tasks",
+        );
+      }),
+    );
+
+  task
+    .command("get")
+    .description("print one task with its result or error")
+    .argument("<id>", "task id")
+    .option("--json", "print it as JSON")
+    .action((id: string, opts: { json?: boolean }, cmd: Command) =>
+      withClient(cmd, async (client) => {
+        const t = await client.getTask(id);
+        if (opts.json) return printJson(t);
+        print(`${t.id}  ${statusText(t)}  retries ${t.retries}/${t.maxRetries}`);
+        print(`created ${shortTime(t.createdAt)}  started ${shortTime(t.startedAt)}  ended ${shortTime(t.endedAt)}`);
+        if (t.error) print(`error: ${t.error}`);
+        if (t.status === "COMPLETE") print(`result: ${JSON.stringify(t.result)}`);
+      }),
+    );
+
+  task
+    .command("cancel")
+    .description("cancel pending or running tasks (a running handler sees its signal abort)")
+    .argument("<id...>", "task ids")
+    .action((ids: string[], _opts: unknown, cmd: Command) =>
+      withClient(cmd, (client) => forEachId(ids, async (id) => print(`${id} ${statusText(await client.cancelTask(id))}`))),
+    );
+}

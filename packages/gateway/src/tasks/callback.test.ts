@@ -1,0 +1,41 @@
+import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
+import { createServer, type IncomingMessage } from "node:http";
+import type { AddressInfo } from "node:net";
+import { test } from "node:test";
+import type { Task } from "@beta9/protocol";
+import { sendCallback } from "./callback.js";
+
+const task: Task = {
+  id: "t1", workspaceId: "w", stubId: "s", status: "COMPLETE", retries: 0, maxRetries: 0, containerId: null, error: null,
+  result: { label: "cat" }, createdAt: new Date().toISOString(), startedAt: null, endedAt: null, expiresAt: null,
+};
+
+test("a callback carries the task and a signature the receiver can check with the workspace key; failures are retried", async () => {
+  const received: { headers: IncomingMessage["headers"]; body: string }[] = [];
+  let failFirst = true;
+  const server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (c: Buffer) => (body += c.toString()));
+    req.on("end", () => {
+      received.push({ headers: req.headers, body });
+      res.statusCode = failFirst ? 503 : 200;
+      failFirst = false;
+      res.end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  try {
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+    assert.equal(await sendCallback(url, "secret-key", task), true);
+    assert.equal(received.length, 2, "the 503 was retried");
+    const { headers, body } = received[1]!;
+    assert.deepEqual(JSON.parse(body), { task_id: "t1", status: "COMPLETE", data: { label: "cat" }, error: null });
+    assert.equal(headers["x-task-id"], "t1");
+    assert.equal(headers["x-task-status"], "COMPLETE");
+    const expected = createHmac("sha256", "secret-key").update(`${Buffer.from(body).toString("base64")}:${headers["x-task-timestamp"]}`).digest("hex");
+    assert.equal(headers["x-task-signature"], expected);
+  } finally {
+    server.close();
+  }
+});
