@@ -252,6 +252,12 @@ describe("containers end to end (gateway + runc worker + CLI)", { skip }, () => 
     const taskId = await client.putTask("image-processor", { imageUrl: "https://example.com/image.jpg" });
     const task = await client.waitForTask(taskId);
     assert.deepEqual([task.status, task.result], ["COMPLETE", { imageUrl: "https://example.com/image.jpg" }]);
+    const ran = await beta9(["run", join(examples, "function.ts") + ":square", "--input", '{"n": 12}', "-q"]);
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.deepEqual(JSON.parse(ran.stdout), { n: 12, square: 144 });
+    const badRun = await beta9(["run", join(examples, "function.ts") + ":square", "--input", '{"n": "x"}', "-q"]);
+    assert.equal(badRun.code, 1);
+    assert.match(badRun.stderr, /input.n: expected a number/);
     await assert.rejects(client.putTask("image-processor", { imageUrl: 42 }).then((id) => client.waitForTask(id)).then((t) => {
       if (t.status === "ERROR") throw new Error(t.error ?? "");
       return t;

@@ -9,6 +9,7 @@ import { registerWorker } from "./commands/worker.js";
 import { registerImage } from "./commands/image.js";
 import { registerDeploy } from "./commands/deploy.js";
 import { registerTask } from "./commands/task.js";
+import { registerRun } from "./commands/run.js";
 import { registerDeployment } from "./commands/deployment.js";
 import { registerToken } from "./commands/token.js";
 import { registerServe } from "./commands/up.js";
@@ -42,6 +43,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 auth/permission, 4 not found, 5 gateway un
   registerContainer(program);
   registerDeploy(program);
   registerTask(program);
+  registerRun(program);
   registerImage(program);
   registerWorker(program);
 

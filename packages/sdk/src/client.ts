@@ -235,18 +235,32 @@ export class Client {
   getTask(id: string): Promise<Task> {
     return this.request("GET", `/task/${encodeURIComponent(id)}`);
   }
-  /** Puts a task on a deployed task queue (latest version unless `version`); resolves to its id. */
-  async putTask(queue: string, input: unknown, options: { version?: number } = {}): Promise<string> {
-    const path = `/taskqueue/${encodeURIComponent(queue)}${options.version ? `/v${options.version}` : ""}`;
+  /** POSTs JSON to an invocation route (outside /api/v1) and parses the JSON answer. */
+  private async invoke(path: string, input: unknown): Promise<unknown> {
     const res = await this.pool.request({
-      method: "POST", path: this.basePath + path, body: JSON.stringify(input ?? null),
+      method: "POST", path: this.basePath + path, body: JSON.stringify(input ?? null), headersTimeout: 0, bodyTimeout: 0,
       headers: { "content-type": "application/json", ...(this.token && { authorization: `Bearer ${this.token}` }) },
     }).catch((err: unknown) => {
       throw new ApiError(0, "UNREACHABLE", `cannot reach the gateway at ${this.gateway} (${(err as Error).message})`);
     });
     const bytes = Buffer.from(await res.body.arrayBuffer());
     if (res.statusCode !== 200) throw toApiError(res.statusCode, "POST", path, bytes);
-    return (JSON.parse(bytes.toString("utf8")) as { task_id: string }).task_id;
+    return JSON.parse(bytes.toString("utf8"));
+  }
+  /** Puts a task on a deployed task queue (latest version unless `version`); resolves to its id. */
+  async putTask(queue: string, input: unknown, options: { version?: number } = {}): Promise<string> {
+    const path = `/taskqueue/${encodeURIComponent(queue)}${options.version ? `/v${options.version}` : ""}`;
+    return ((await this.invoke(path, input)) as { task_id: string }).task_id;
+  }
+  /** Calls a deployed endpoint (latest version unless `version`) and returns its result. */
+  callEndpoint(name: string, input: unknown, options: { version?: number } = {}): Promise<unknown> {
+    return this.invoke(`/endpoint/${encodeURIComponent(name)}${options.version ? `/v${options.version}` : ""}`, input);
+  }
+  /** Runs a function stub (deployed by name, or any function stub by id) and returns its result. */
+  callFunction(target: { name: string; version?: number } | { stubId: string }, input: unknown): Promise<unknown> {
+    const path = "stubId" in target ? `/function/id/${encodeURIComponent(target.stubId)}`
+      : `/function/${encodeURIComponent(target.name)}${target.version ? `/v${target.version}` : ""}`;
+    return this.invoke(path, input);
   }
   /** Waits for a task to end (COMPLETE, ERROR, TIMEOUT, CANCELLED or EXPIRED) and returns it. */
   async waitForTask(id: string): Promise<Task> {

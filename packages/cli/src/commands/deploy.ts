@@ -1,7 +1,7 @@
 /** `beta9 deploy FILE:EXPORT`: bundle, upload (when new), build the image, create the stub, deploy a version. */
 import type { Command } from "commander";
 import { isWorkload, type ImageSpec } from "@beta9/protocol";
-import { Image, type Client, type Deployment } from "beta9";
+import { Image, type Client, type Deployment, type Stub } from "beta9";
 import { bundleCode } from "../bundle.js";
 import { CliError, EXIT, ReportedError } from "../errors.js";
 import { loadExport, parseTarget } from "../load-export.js";
@@ -32,25 +32,39 @@ export interface DeployResult {
   kind: string;
 }
 
-/** Everything `beta9 deploy` does, callable by other commands (beta9 up deploys its sample app). */
-export async function deployTarget(client: Client, target: string, options: { name?: string; quiet?: boolean } = {}): Promise<DeployResult> {
+export interface PreparedStub {
+  stub: Stub;
+  kind: string;
+  codeUploaded: boolean;
+  codeHash: string;
+  imageId: string;
+}
+
+/** Loads the workload, builds its image, uploads its code when new, and gets or creates its stub. */
+export async function prepareStub(client: Client, target: string, variant: "deployment" | "serve", quiet: boolean): Promise<PreparedStub> {
   const workload = await loadExport(target);
   if (!isWorkload(workload)) {
     throw new CliError("NOT_A_WORKLOAD", `${target} is not a workload; export one made with endpoint(), taskQueue(), fn() or schedule() from "beta9"`, EXIT.usage);
   }
   const { file, name: exportName } = parseTarget(target);
   const image = (workload as { image?: { toSpec(): ImageSpec } }).image ?? new Image();
-  const imageId = await buildImage(client, image.toSpec(), options.quiet === true);
+  const imageId = await buildImage(client, image.toSpec(), quiet);
   const code = await bundleCode(file, exportName);
   const codeUploaded = !(await client.headObject(code.sha256));
   if (codeUploaded) await client.putObject(code.sha256, code.bytes);
   const { stub } = await client.createStub({
-    name: workload.name, type: `${workload.kind}/deployment`, objectId: code.sha256,
+    name: workload.name, type: `${workload.kind}/${variant}`, objectId: code.sha256,
     config: { ...workload.config, imageId, handler: code.handler },
   });
+  return { stub, kind: workload.kind, codeUploaded, codeHash: code.sha256, imageId };
+}
+
+/** Everything `beta9 deploy` does, callable by other commands (beta9 up deploys its sample app). */
+export async function deployTarget(client: Client, target: string, options: { name?: string; quiet?: boolean } = {}): Promise<DeployResult> {
+  const { stub, kind, codeUploaded, codeHash, imageId } = await prepareStub(client, target, "deployment", options.quiet === true);
   const deployment = await client.createDeployment({ stubId: stub.id, ...(options.name !== undefined && { name: options.name }) });
-  const route = workload.kind === "endpoint" ? "endpoint" : workload.kind === "taskqueue" ? "taskqueue" : "function";
-  return { deployment, url: `${client.gateway}/${route}/${deployment.name}/v${deployment.version}`, codeUploaded, codeHash: code.sha256, imageId, kind: workload.kind };
+  const route = kind === "endpoint" ? "endpoint" : kind === "taskqueue" ? "taskqueue" : "function";
+  return { deployment, url: `${client.gateway}/${route}/${deployment.name}/v${deployment.version}`, codeUploaded, codeHash, imageId, kind };
 }
 
 export function registerDeploy(program: Command): void {

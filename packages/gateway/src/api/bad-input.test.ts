@@ -125,6 +125,7 @@ const routes = (): RouteCase[] => [
   { method: "GET", url: `/api/v1/worker/object/${"0".repeat(64)}`, pattern: "/api/v1/worker/object/:hash" },
   { method: "POST", url: "/function/hello", pattern: "/function/:name" },
   { method: "POST", url: "/function/hello/v1", pattern: "/function/:name/v:version" },
+  { method: "POST", url: `/function/id/${"0".repeat(8)}`, pattern: "/function/id/:stubId" },
   { method: "POST", url: "/taskqueue/hello", pattern: "/taskqueue/:name" },
   { method: "POST", url: "/taskqueue/hello/latest", pattern: "/taskqueue/:name/latest" },
   { method: "POST", url: "/taskqueue/hello/v1", pattern: "/taskqueue/:name/v:version" },

@@ -60,6 +60,8 @@ export function taskRoutes(app: FastifyInstance, { store, dispatcher }: GatewayC
   const fnOptions = { config: { access: "read" as const }, bodyLimit: 32 * 1024 * 1024, schema: { tags: ["invoke"] } };
   app.post<{ Params: { name: string } }>("/function/:name", fnOptions,
     async (request, reply) => call(await resolve(request.auth.workspaceId, request.params.name, "latest"), request.body, reply));
+  app.post<{ Params: { stubId: string } }>("/function/id/:stubId", fnOptions,
+    async (request, reply) => call(found(await store.stubs.get(request.auth.workspaceId, request.params.stubId), "stub", request.params.stubId), request.body, reply));
   app.post<{ Params: { name: string; version: string } }>("/function/:name/v:version", fnOptions, async (request, reply) => {
     const version = Number(request.params.version);
     if (!Number.isInteger(version) || version < 1) throw new Beta9Error("VALIDATION_FAILED", { location: "path", path: ".version", reason: "must be a version number like v3" });
