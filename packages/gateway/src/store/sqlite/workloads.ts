@@ -1,9 +1,9 @@
 /** Apps, objects, stubs and deployments on SQLite. */
 import type Database from "better-sqlite3";
 import { Beta9Error } from "@beta9/protocol";
-import type { Deployment } from "@beta9/protocol";
+import type { Deployment, Stub } from "@beta9/protocol";
 import type { AppRepo, DeploymentFilter, DeploymentRepo, NewStub, ObjectRepo, Page, StubRepo } from "../types.js";
-import { WorkspaceCache } from "./read-cache.js";
+import { BoundedMap, WorkspaceCache } from "./read-cache.js";
 import {
   isUniqueViolation, newId, now, toApp, toDeployment, toObject, toStub,
   type AppRow, type DeploymentRow, type ObjectRow, type StubRow,
@@ -73,6 +73,7 @@ export class SqliteObjectRepo implements ObjectRepo {
 }
 
 export class SqliteStubRepo implements StubRepo {
+  private readonly stubCache = new BoundedMap<string, Stub>(10_000);
   private readonly find;
   private readonly byId;
   private readonly anyById;
@@ -106,9 +107,15 @@ export class SqliteStubRepo implements StubRepo {
     }).immediate();
   }
 
+  /** Stubs never change once written, so a stub read is cached for good (bounded). */
   async get(workspaceId: string, id: string) {
+    const cached = this.stubCache.get(id);
+    if (cached) return cached.workspaceId === workspaceId ? cached : undefined;
     const row = this.byId.get(workspaceId, id) as StubRow | undefined;
-    return row && toStub(row);
+    if (!row) return undefined;
+    const stub = toStub(row);
+    this.stubCache.set(id, stub);
+    return stub;
   }
 
   async getAny(id: string) {
@@ -136,6 +143,7 @@ export class SqliteDeploymentRepo implements DeploymentRepo {
   private readonly listStmts = new Map<string, Database.Statement>();
   /** Listing deployments is the hottest read of the API; results are frozen and shared. */
   private readonly listCache = new WorkspaceCache<Deployment[]>();
+  private readonly resolveCache = new WorkspaceCache<Deployment>();
 
   constructor(private readonly db: Database.Database) {
     this.stubById = db.prepare(`SELECT id, app_id, type FROM stub WHERE workspace_id = ? AND id = ?`);
@@ -186,9 +194,14 @@ export class SqliteDeploymentRepo implements DeploymentRepo {
         if (isUniqueViolation(err)) throw new Beta9Error("CONFLICT", { reason: `deployment ${name} v${version} was created concurrently; retry` });
         throw err;
       }
-      this.listCache.invalidate(workspaceId);
+      this.invalidate(workspaceId);
       return toDeployment(row);
     }).immediate();
+  }
+
+  private invalidate(workspaceId: string): void {
+    this.listCache.invalidate(workspaceId);
+    this.resolveCache.invalidate(workspaceId);
   }
 
   async get(workspaceId: string, id: string) {
@@ -196,11 +209,15 @@ export class SqliteDeploymentRepo implements DeploymentRepo {
     return row && toDeployment(row);
   }
 
+  /** Every invocation resolves its deployment: cached like lists, dropped on any deployment write. */
   async resolve(workspaceId: string, name: string, version: number | "latest") {
+    const key = `resolve|${name}|${version}`;
+    const cached = this.resolveCache.get(workspaceId, key);
+    if (cached) return cached;
     const row = (version === "latest" ? this.latest.get(workspaceId, name) : this.byVersion.get(workspaceId, name, version)) as
       | DeploymentRow
       | undefined;
-    return row && toDeployment(row);
+    return row && this.resolveCache.set(workspaceId, key, Object.freeze(toDeployment(row)));
   }
 
   /** One prepared statement per filter shape, built on first use. */
@@ -232,14 +249,14 @@ export class SqliteDeploymentRepo implements DeploymentRepo {
   }
 
   async setActive(workspaceId: string, id: string, active: boolean) {
-    if (this.setActiveStmt.run(active ? 1 : 0, now(), workspaceId, id).changes > 0) this.listCache.invalidate(workspaceId);
+    if (this.setActiveStmt.run(active ? 1 : 0, now(), workspaceId, id).changes > 0) this.invalidate(workspaceId);
     return this.get(workspaceId, id);
   }
 
   async delete(workspaceId: string, id: string) {
     const ts = now();
     const deleted = this.deleteStmt.run(ts, ts, workspaceId, id).changes === 1;
-    if (deleted) this.listCache.invalidate(workspaceId);
+    if (deleted) this.invalidate(workspaceId);
     return deleted;
   }
 }
