@@ -247,6 +247,11 @@ describe("containers end to end (gateway + runc worker + CLI)", { skip }, () => 
     assert.equal(inference.code, 0, inference.stderr);
     const res = await fetch(`${gateway.url}/endpoint/classifier`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: "{}" });
     assert.deepEqual(await res.json(), { label: "cat", confidence: 0.97 });
+    // Stopping the deployment stops its containers at once (no keep-warm wait) and frees the worker.
+    const classifier = (await client.listDeployments({ name: "classifier" }))[0]!;
+    assert.equal((await beta9(["deployment", "stop", classifier.id])).code, 0);
+    for (let i = 0; i < 200 && (await client.listContainers({ active: true })).some((c) => c.stubId === classifier.stubId); i++) await new Promise((r) => setTimeout(r, 25));
+    assert.equal((await client.listContainers({ active: true })).filter((c) => c.stubId === classifier.stubId).length, 0);
     const queue = await beta9(["deploy", join(examples, "task-queue.ts") + ":processImage", "-q"]);
     assert.equal(queue.code, 0, queue.stderr);
     const taskId = await client.putTask("image-processor", { imageUrl: "https://example.com/image.jpg" });

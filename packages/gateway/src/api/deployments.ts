@@ -9,7 +9,12 @@ import { found, Items, responses, toPage, type GatewayContext } from "./common.j
 
 type IdParams = Static<typeof IdParamsSchema>;
 
-export function deploymentRoutes(app: FastifyInstance, { store }: GatewayContext): void {
+export function deploymentRoutes(app: FastifyInstance, { store, autoscaler }: GatewayContext): void {
+  /** A stub whose last active deployment went away keeps no containers. */
+  const drainIfUnused = async (workspaceId: string, stubId: string) => {
+    const stillActive = (await store.deployments.list(workspaceId, { limit: 1000, offset: 0, active: true })).some((d) => d.stubId === stubId);
+    if (!stillActive) autoscaler.drain(stubId);
+  };
   app.post<{ Body: CreateDeploymentBody }>(`${API_PREFIX}/deployment`, {
     config: { access: "write" },
     schema: {
@@ -49,7 +54,9 @@ export function deploymentRoutes(app: FastifyInstance, { store }: GatewayContext
       },
     }, async (request) => {
       const { id } = request.params;
-      return found(await store.deployments.setActive(request.auth.workspaceId, id, active), "deployment", id);
+      const deployment = found(await store.deployments.setActive(request.auth.workspaceId, id, active), "deployment", id);
+      if (!active) await drainIfUnused(request.auth.workspaceId, deployment.stubId);
+      return deployment;
     });
   }
 
@@ -58,7 +65,9 @@ export function deploymentRoutes(app: FastifyInstance, { store }: GatewayContext
     schema: { tags: ["deployment"], summary: "Delete a deployment; its version number stays taken", params: IdParamsSchema },
   }, async (request, reply) => {
     const { id } = request.params;
+    const deployment = found(await store.deployments.get(request.auth.workspaceId, id), "deployment", id);
     found((await store.deployments.delete(request.auth.workspaceId, id)) ? true : undefined, "deployment", id);
+    await drainIfUnused(request.auth.workspaceId, deployment.stubId);
     return reply.code(204).send();
   });
 }

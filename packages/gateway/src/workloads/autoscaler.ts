@@ -29,6 +29,8 @@ interface PoolContainer {
   ready: boolean;
   inflight: number;
   lastUsedAt: number;
+  /** Stop it as soon as its last invocation ends (its deployment was stopped). */
+  draining?: boolean;
 }
 
 interface Waiter {
@@ -91,6 +93,20 @@ export class Autoscaler {
     });
   }
 
+  /**
+   * Stops the stub's containers (its deployment was stopped or deleted): idle ones now, busy ones
+   * when their invocations end; none takes new work.
+   */
+  drain(stubId: string): void {
+    const pool = this.pools.get(stubId);
+    if (!pool) return;
+    for (const c of pool.containers.values()) {
+      c.ready = false;
+      c.draining = true;
+      if (c.inflight === 0) this.o.scheduler.stop(c.id);
+    }
+  }
+
   close(): void {
     clearInterval(this.reaper);
     for (const pool of this.pools.values()) {
@@ -127,6 +143,7 @@ export class Autoscaler {
         released = true;
         candidate.inflight -= 1;
         candidate.lastUsedAt = Date.now();
+        if (candidate.draining && candidate.inflight === 0) this.o.scheduler.stop(candidate.id);
         this.serveWaiters(pool);
       },
     };
