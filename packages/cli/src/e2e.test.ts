@@ -260,6 +260,16 @@ describe("containers end to end (gateway + runc worker + CLI)", { skip }, () => 
     const ran = await beta9(["run", join(examples, "function.ts") + ":square", "--input", '{"n": 12}', "-q"]);
     assert.equal(ran.code, 0, ran.stderr);
     assert.deepEqual(JSON.parse(ran.stdout), { n: 12, square: 144 });
+    // The SDK side: the same export, deployed, called from code; map keeps input order.
+    assert.equal((await beta9(["deploy", join(examples, "function.ts") + ":square", "-q"])).code, 0);
+    const { tsImport } = await import("tsx/esm/api");
+    const { square } = (await tsImport(join(examples, "function.ts"), import.meta.url)) as {
+      square: { remote(i: unknown, o: unknown): Promise<unknown>; map(i: unknown[], o: unknown): AsyncGenerator<{ square: number }> };
+    };
+    assert.deepEqual(await square.remote({ n: 3 }, { client }), { n: 3, square: 9 });
+    const squares: number[] = [];
+    for await (const r of square.map([1, 2, 3, 4, 5].map((n) => ({ n })), { client, concurrency: 3 })) squares.push(r.square);
+    assert.deepEqual(squares, [1, 4, 9, 16, 25]);
     const badRun = await beta9(["run", join(examples, "function.ts") + ":square", "--input", '{"n": "x"}', "-q"]);
     assert.equal(badRun.code, 1);
     assert.match(badRun.stderr, /input.n: expected a number/);

@@ -15,6 +15,7 @@
  */
 import { NameSchema, WORKLOAD_MARKER, type InvocationContext, type StubConfigInput, type WorkloadDescriptor, type WorkloadKind } from "@beta9/protocol";
 import { Image } from "./image.js";
+import { mapOrdered, withClient, type CallOptions, type MapOptions } from "./remote.js";
 import type { AnySchema, Infer, Schema } from "./schema.js";
 
 export type TaskPolicyInput = NonNullable<StubConfigInput["taskPolicy"]>;
@@ -136,6 +137,12 @@ export interface Workload<In = unknown, Out = unknown, S = unknown> extends Work
   readonly inputs?: Schema<In>;
   /** Phantom: the handler's input, output and onStart types, for typed callers. Never set. */
   readonly __types?: { input: In; output: Out; onStartValue: S };
+  /** Calls the deployed endpoint or function and returns its result. */
+  remote(input: In, options?: CallOptions): Promise<Out>;
+  /** Calls the deployed function once per input; yields results in input order as they finish. */
+  map(inputs: Iterable<In>, options?: MapOptions): AsyncGenerator<Out>;
+  /** Puts a task on the deployed task queue; resolves to its id (await client.waitForTask(id) for the result). */
+  put(input: In, options?: CallOptions): Promise<string>;
 }
 
 /** A wrapper's call signatures: input typed from `inputs` when given, else from the handler. */
@@ -208,7 +215,28 @@ function define(kind: WorkloadKind, options: WorkloadOptions & { when?: string }
     handler: handler as WorkloadDescriptor["handler"],
     ...(options.onStart && { onStart: options.onStart }),
     ...(inputs && { inputs, validateInput: (value: unknown) => inputs.validate(value) }),
+    ...callers(kind, options.name),
   });
+}
+
+/** remote/map/put for a workload of this kind and name (each refuses kinds it does not fit). */
+function callers(kind: WorkloadKind, name: string) {
+  const remote = (input: unknown, options: CallOptions = {}) => withClient(options, (client) => {
+    if (kind === "endpoint") return client.callEndpoint(name, input, options.version ? { version: options.version } : {});
+    if (kind === "function") return client.callFunction({ name, ...(options.version && { version: options.version }) }, input);
+    throw new TypeError(`${WRAPPER[kind]}("${name}").remote(): only endpoints and functions answer calls; use .put() for a task queue`);
+  });
+  return {
+    remote,
+    map: (inputs: Iterable<unknown>, options: MapOptions = {}) => {
+      if (kind !== "function") throw new TypeError(`${WRAPPER[kind]}("${name}").map(): map is for functions made with fn()`);
+      return mapOrdered(inputs, options.concurrency ?? 10, (input) => remote(input, options));
+    },
+    put: (input: unknown, options: CallOptions = {}) => withClient(options, (client) => {
+      if (kind !== "taskqueue") throw new TypeError(`${WRAPPER[kind]}("${name}").put(): put is for task queues made with taskQueue()`);
+      return client.putTask(name, input, options.version ? { version: options.version } : {});
+    }),
+  };
 }
 
 const factory = <Extra = object>(kind: WorkloadKind): WorkloadFactory<Extra> =>

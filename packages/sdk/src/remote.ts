@@ -1,0 +1,62 @@
+/**
+ * Calling deployed workloads from code: `square.remote({ n: 3 })`, `resize.put(input)`,
+ * `for await (const r of square.map(inputs))`. The client comes from `options.client`, or from
+ * BETA9_GATEWAY and BETA9_TOKEN in the environment.
+ */
+import type { Task } from "@beta9/protocol";
+import type { Client } from "./client.js";
+
+export interface CallOptions {
+  client?: Client;
+  /** A deployed version (default: latest). */
+  version?: number;
+}
+
+export interface MapOptions extends CallOptions {
+  /** Calls in flight at once (default 10); the autoscaler starts containers to match. */
+  concurrency?: number;
+}
+
+/** Runs `fn` with the given client, or with one from the environment that is closed afterwards. */
+export async function withClient<T>(options: CallOptions, fn: (client: Client) => Promise<T>): Promise<T> {
+  if (options.client) return fn(options.client);
+  const gateway = process.env.BETA9_GATEWAY;
+  if (!gateway) throw new Error("set BETA9_GATEWAY and BETA9_TOKEN, or pass { client: new Client({ gateway, token }) }");
+  // Loaded on first use: code deployed into containers (which bundles the SDK) never pays for it.
+  const { Client: ClientClass } = await import("./client.js");
+  const client = new ClientClass({ gateway, token: process.env.BETA9_TOKEN });
+  try {
+    return await fn(client);
+  } finally {
+    await client.close();
+  }
+}
+
+/**
+ * Calls `call` for every input with at most `concurrency` in flight, and yields the results in
+ * input order, each as soon as it and all before it are done.
+ */
+export async function* mapOrdered<In, Out>(inputs: Iterable<In>, concurrency: number, call: (input: In) => Promise<Out>): AsyncGenerator<Out> {
+  const pending: Promise<Out>[] = [];
+  const iterator = inputs[Symbol.iterator]();
+  let exhausted = false;
+  const fill = () => {
+    while (!exhausted && pending.length < concurrency) {
+      const next = iterator.next();
+      if (next.done) exhausted = true;
+      else {
+        const promise = call(next.value);
+        promise.catch(() => undefined); // observed when its turn comes; no unhandled rejection meanwhile
+        pending.push(promise);
+      }
+    }
+  };
+  fill();
+  while (pending.length > 0) {
+    const result = await pending.shift()!;
+    fill();
+    yield result;
+  }
+}
+
+export type { Task };
