@@ -11,7 +11,7 @@ import { pino } from "pino";
 import { request } from "undici";
 import { startGateway } from "@beta9/gateway";
 import { ensureHostRootfs, ensureRunnerBundle, runcUnavailableReason, startWorker } from "@beta9/worker";
-import { fmt, median } from "./lib.mjs";
+import { fmt, median, prepareFloorHost } from "./lib.mjs";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
 const sh = (cmd, args) => execFileSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"] }).toString();
@@ -33,14 +33,7 @@ async function firstOk(url, deadlineMs = 10_000) {
 /** The floor: the same rootfs, mounts, command and config shape, started by hand. */
 function makeFloor(dir, rootfs, runnerDir) {
   const bridge = "b9benchbr0";
-  const runcRoot = join(dir, "runc-root");
-  mkdirSync(runcRoot, { recursive: true });
-  sh("runc", ["spec", "--bundle", dir]);
-  const template = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
-  quiet("ip", ["link", "del", bridge]);
-  sh("ip", ["link", "add", bridge, "type", "bridge"]);
-  sh("ip", ["addr", "add", "10.219.250.1/24", "dev", bridge]);
-  sh("ip", ["link", "set", bridge, "up"]);
+  const { runcRoot, template } = prepareFloorHost(dir, bridge, "10.219.250.1/24");
   let n = 0;
   return {
     async start() {

@@ -20,7 +20,7 @@ import { pino } from "pino";
 import { request } from "undici";
 import { startGateway } from "@beta9/gateway";
 import { ensureRunnerBundle, runcUnavailableReason, startWorker } from "@beta9/worker";
-import { fmt, median } from "./lib.mjs";
+import { fmt, median, prepareFloorHost } from "./lib.mjs";
 
 const ZERO_ROUNDS = Math.max(8, Number(process.env.BENCH_ZERO_ROUNDS ?? 10));
 const LOAD_ROUNDS = Math.max(3, Number(process.env.BENCH_ROUNDS ?? 3));
@@ -114,14 +114,7 @@ function reapFloor(dir) {
 /** The floor: the same rootfs, runner, code, limits and network shape, started by hand. */
 function makeFloor(dir, { rootfs, runnerDir, codeDir, handler }) {
   const { bridge, cgroupParent } = FLOOR;
-  const runcRoot = join(dir, "runc-root");
-  mkdirSync(runcRoot, { recursive: true });
-  sh("runc", ["spec", "--bundle", dir]);
-  const template = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
-  quiet("ip", ["link", "del", bridge]);
-  sh("ip", ["link", "add", bridge, "type", "bridge"]);
-  sh("ip", ["addr", "add", "10.219.254.1/24", "dev", bridge]);
-  sh("ip", ["link", "set", bridge, "up"]);
+  const { runcRoot, template } = prepareFloorHost(dir, bridge, "10.219.254.1/24");
   const live = new Set();
   let n = 0;
   return {

@@ -2,8 +2,9 @@
 // server do not share an event loop), load comes from autocannon, results are medians of
 // alternating rounds so that drift on a shared machine hits floor and subject alike.
 import autocannon from "autocannon";
-import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 
 /** Spawns `node script args…`, waits for its first stdout line (JSON), returns it with the child. */
@@ -43,3 +44,20 @@ export const median = (xs) => {
 };
 
 export const fmt = (n, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+/**
+ * What every bare-runc floor needs first: a runc root, `runc spec`'s config as a template, and a
+ * fresh bridge with the given address. Returns the runc root and the template.
+ */
+export function prepareFloorHost(dir, bridge, address) {
+  const run = (args) => execFileSync(args[0], args.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+  const runcRoot = join(dir, "runc-root");
+  mkdirSync(runcRoot, { recursive: true });
+  run(["runc", "spec", "--bundle", dir]);
+  const template = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+  try { run(["ip", "link", "del", bridge]); } catch { /* not there */ }
+  run(["ip", "link", "add", bridge, "type", "bridge"]);
+  run(["ip", "addr", "add", address, "dev", bridge]);
+  run(["ip", "link", "set", bridge, "up"]);
+  return { runcRoot, template };
+}
