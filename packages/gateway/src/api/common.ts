@@ -1,7 +1,7 @@
 /** Small pieces every route module uses: the shared context, paging, 404s, response schemas. */
 import type {} from "@fastify/swagger"; // route schemas carry OpenAPI fields (tags, summary, hide)
 import { Type, type TSchema } from "@sinclair/typebox";
-import { Beta9Error, errorCatalogue } from "@beta9/protocol";
+import { Beta9Error, errorCatalogue, type Stub } from "@beta9/protocol";
 import type { ObjectStore } from "../objects/object-store.js";
 import type { ImageBuilds } from "../images/image-builds.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
@@ -52,3 +52,23 @@ export function responses(ok: Record<number, TSchema>): Record<string, TSchema> 
 }
 
 export const Items = <T extends TSchema>(item: T) => Type.Object({ items: Type.Array(item) });
+
+/**
+ * The stub behind an invocation route: the named deployment's `latest` active version or version
+ * N, in the caller's workspace. Unknown → 404, stopped → 409 DEPLOYMENT_STOPPED.
+ */
+export async function resolveDeployedStub(store: Store, workspaceId: string, name: string, version: number | "latest"): Promise<Stub> {
+  const deployment = await store.deployments.resolve(workspaceId, name, version);
+  if (!deployment) throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "active deployment", id: version === "latest" ? name : `${name} v${version}` });
+  if (!deployment.active) throw new Beta9Error("DEPLOYMENT_STOPPED", { name, version: deployment.version, id: deployment.id });
+  return found(await store.stubs.get(workspaceId, deployment.stubId), "stub", deployment.stubId);
+}
+
+/** The N of a `/v:N` path segment; anything but a positive integer is a 422. */
+export function parseVersion(raw: string): number {
+  const version = Number(raw);
+  if (!Number.isInteger(version) || version < 1) {
+    throw new Beta9Error("VALIDATION_FAILED", { location: "path", path: ".version", reason: "must be a version number like v3" });
+  }
+  return version;
+}

@@ -6,9 +6,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { randomUUID } from "node:crypto";
 import { request as httpRequest } from "undici";
-import { Beta9Error, TASK_ID_HEADER, type Deployment, type Stub } from "@beta9/protocol";
+import { Beta9Error, TASK_ID_HEADER, type Stub } from "@beta9/protocol";
 import type { Autoscaler } from "../workloads/autoscaler.js";
-import { found, type GatewayContext } from "./common.js";
+import { found, parseVersion, resolveDeployedStub, type GatewayContext } from "./common.js";
 
 /** Inputs up to 32 MiB (model prompts, small images as base64). */
 const INVOKE_BODY_LIMIT = 32 * 1024 * 1024;
@@ -54,13 +54,7 @@ async function invoke(stub: Stub, autoscaler: Autoscaler, request: FastifyReques
 }
 
 export function invokeRoutes(app: FastifyInstance, { store, autoscaler }: GatewayContext): void {
-  const resolve = async (workspaceId: string, name: string, version: number | "latest"): Promise<Stub> => {
-    const deployment: Deployment | undefined = await store.deployments.resolve(workspaceId, name, version);
-    const label = version === "latest" ? name : `${name} v${version}`;
-    if (!deployment) throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "active deployment", id: label });
-    if (!deployment.active) throw new Beta9Error("DEPLOYMENT_STOPPED", { name, version: deployment.version, id: deployment.id });
-    return found(await store.stubs.get(workspaceId, deployment.stubId), "stub", deployment.stubId);
-  };
+  const resolve = (workspaceId: string, name: string, version: number | "latest") => resolveDeployedStub(store, workspaceId, name, version);
   const options = { config: { access: "read" as const }, bodyLimit: INVOKE_BODY_LIMIT, schema: { tags: ["invoke"] } };
 
   app.post<{ Params: { name: string } }>("/endpoint/:name", { ...options, schema: { ...options.schema, summary: "Call the latest version of a deployed endpoint" } },
@@ -68,11 +62,7 @@ export function invokeRoutes(app: FastifyInstance, { store, autoscaler }: Gatewa
   app.post<{ Params: { name: string } }>("/endpoint/:name/latest", { ...options, schema: { ...options.schema, summary: "Call the latest version" } },
     async (request, reply) => invoke(await resolve(request.auth.workspaceId, request.params.name, "latest"), autoscaler, request, reply));
   app.post<{ Params: { name: string; version: string } }>("/endpoint/:name/v:version", { ...options, schema: { ...options.schema, summary: "Call one version" } },
-    async (request, reply) => {
-      const version = Number(request.params.version);
-      if (!Number.isInteger(version) || version < 1) throw new Beta9Error("VALIDATION_FAILED", { location: "path", path: ".version", reason: "must be a version number like v3" });
-      return invoke(await resolve(request.auth.workspaceId, request.params.name, version), autoscaler, request, reply);
-    });
+    async (request, reply) => invoke(await resolve(request.auth.workspaceId, request.params.name, parseVersion(request.params.version)), autoscaler, request, reply));
   app.post<{ Params: { stubId: string } }>("/endpoint/id/:stubId", { ...options, schema: { ...options.schema, summary: "Call a stub by id" } },
     async (request, reply) => invoke(found(await store.stubs.get(request.auth.workspaceId, request.params.stubId), "stub", request.params.stubId), autoscaler, request, reply));
 }

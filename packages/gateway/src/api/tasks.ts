@@ -1,21 +1,16 @@
 /** Task queues: put tasks, read them, cancel them, and follow them over SSE until they end. */
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
-import { API_PREFIX, Beta9Error, IdParamsSchema, TASK_ID_HEADER, TaskSchema, type Deployment, type Stub, type Task } from "@beta9/protocol";
+import { API_PREFIX, Beta9Error, IdParamsSchema, TASK_ID_HEADER, TaskSchema, type Stub, type Task } from "@beta9/protocol";
 import { isTerminal } from "../tasks/dispatcher.js";
-import { found, responses, type GatewayContext } from "./common.js";
+import { found, parseVersion, resolveDeployedStub, responses, type GatewayContext } from "./common.js";
 import { streamEvents } from "./sse.js";
 
 type IdParams = Static<typeof IdParamsSchema>;
 const PutResponseSchema = Type.Object({ task_id: Type.String() });
 
 export function taskRoutes(app: FastifyInstance, { store, dispatcher }: GatewayContext): void {
-  const resolve = async (workspaceId: string, name: string, version: number | "latest"): Promise<Stub> => {
-    const deployment: Deployment | undefined = await store.deployments.resolve(workspaceId, name, version);
-    if (!deployment) throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "active deployment", id: version === "latest" ? name : `${name} v${version}` });
-    if (!deployment.active) throw new Beta9Error("DEPLOYMENT_STOPPED", { name, version: deployment.version, id: deployment.id });
-    return found(await store.stubs.get(workspaceId, deployment.stubId), "stub", deployment.stubId);
-  };
+  const resolve = (workspaceId: string, name: string, version: number | "latest") => resolveDeployedStub(store, workspaceId, name, version);
   const put = async (stub: Stub, input: unknown) => {
     if (!stub.type.startsWith("taskqueue/")) {
       throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}, not a task queue; call it through its own route` });
@@ -31,11 +26,8 @@ export function taskRoutes(app: FastifyInstance, { store, dispatcher }: GatewayC
     async (request) => put(await resolve(request.auth.workspaceId, request.params.name, "latest"), request.body));
   app.post<{ Params: { name: string } }>("/taskqueue/:name/latest", options,
     async (request) => put(await resolve(request.auth.workspaceId, request.params.name, "latest"), request.body));
-  app.post<{ Params: { name: string; version: string } }>("/taskqueue/:name/v:version", options, async (request) => {
-    const version = Number(request.params.version);
-    if (!Number.isInteger(version) || version < 1) throw new Beta9Error("VALIDATION_FAILED", { location: "path", path: ".version", reason: "must be a version number like v3" });
-    return put(await resolve(request.auth.workspaceId, request.params.name, version), request.body);
-  });
+  app.post<{ Params: { name: string; version: string } }>("/taskqueue/:name/v:version", options,
+    async (request) => put(await resolve(request.auth.workspaceId, request.params.name, parseVersion(request.params.version)), request.body));
   app.post<{ Params: { stubId: string } }>("/taskqueue/id/:stubId", options,
     async (request) => put(found(await store.stubs.get(request.auth.workspaceId, request.params.stubId), "stub", request.params.stubId), request.body));
 
@@ -62,11 +54,8 @@ export function taskRoutes(app: FastifyInstance, { store, dispatcher }: GatewayC
     async (request, reply) => call(await resolve(request.auth.workspaceId, request.params.name, "latest"), request.body, reply));
   app.post<{ Params: { stubId: string } }>("/function/id/:stubId", fnOptions,
     async (request, reply) => call(found(await store.stubs.get(request.auth.workspaceId, request.params.stubId), "stub", request.params.stubId), request.body, reply));
-  app.post<{ Params: { name: string; version: string } }>("/function/:name/v:version", fnOptions, async (request, reply) => {
-    const version = Number(request.params.version);
-    if (!Number.isInteger(version) || version < 1) throw new Beta9Error("VALIDATION_FAILED", { location: "path", path: ".version", reason: "must be a version number like v3" });
-    return call(await resolve(request.auth.workspaceId, request.params.name, version), request.body, reply);
-  });
+  app.post<{ Params: { name: string; version: string } }>("/function/:name/v:version", fnOptions,
+    async (request, reply) => call(await resolve(request.auth.workspaceId, request.params.name, parseVersion(request.params.version)), request.body, reply));
 
   app.post<{ Params: IdParams }>(`${API_PREFIX}/task/:id/cancel`, {
     config: { access: "write" },
