@@ -14,6 +14,9 @@ import { Invoker } from "./invoker.js";
 import { loadWorkload, LoadError, runOnStart } from "./load.js";
 import { createRunnerServer, type RunnerState } from "./server.js";
 
+/** How long a stopping runner waits for open connections to finish sending their answers. */
+const FLUSH_MS = 1_000;
+
 function fail(message: string): never {
   process.stderr.write(`runner: ${message}\n`);
   process.exit(1);
@@ -42,8 +45,19 @@ async function start(env: RunnerEnv, state: RunnerState): Promise<void> {
   }
 }
 
+/**
+ * Lets the answers of the invocations that just finished reach their callers before the process
+ * exits: stop accepting, close idle keep-alive sockets, and wait (bounded) for the rest to end.
+ */
+async function flushResponses(server: Server): Promise<void> {
+  await Promise.race([
+    new Promise<void>((resolve) => server.close(() => resolve())),
+    new Promise<void>((resolve) => setTimeout(resolve, FLUSH_MS).unref()),
+  ]);
+}
+
 /** SIGTERM/SIGINT: refuse new work, wait up to the grace period for in-flight work, exit 0. */
-function handleSignals(env: RunnerEnv, state: RunnerState): void {
+function handleSignals(env: RunnerEnv, state: RunnerState, server: Server): void {
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) {
@@ -57,6 +71,7 @@ function handleSignals(env: RunnerEnv, state: RunnerState): void {
       process.stderr.write(`runner: ${invoker.inFlight} invocation(s) still running after ${env.graceMs} ms; aborting them\n`);
       invoker.abortAll(new DOMException("the container is stopping", "AbortError"));
     }
+    await flushResponses(server);
     process.exit(0);
   };
   for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, () => void stop(signal));
@@ -81,8 +96,8 @@ async function main(): Promise<void> {
   process.on("unhandledRejection", (reason) => {
     process.stderr.write(`runner: unhandled promise rejection in user code: ${(reason as Error)?.stack ?? String(reason)}\n`);
   });
-  handleSignals(env, state);
   const server = createRunnerServer(state);
+  handleSignals(env, state, server);
   try {
     await listen(server, env.port);
   } catch (err) {

@@ -98,21 +98,37 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T 
   }
 }
 
-async function get(port: number, path: string): Promise<{ status: number; body: any }> {
-  const res = await fetch(`http://127.0.0.1:${port}${path}`);
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+/**
+ * One HTTP exchange on a fresh connection (agent: false). fetch's shared keep-alive pool could
+ * hand a later test a socket to a runner that already exited on a reused port.
+ */
+function call(method: string, port: number, path: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: "127.0.0.1", port, path, method, headers, agent: false }, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (text += chunk));
+      res.on("end", () => {
+        try {
+          resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined });
+        } catch (err) {
+          reject(err);
+        }
+      });
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
 }
 
-async function post(port: number, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
-  const res = await fetch(`http://127.0.0.1:${port}${path}`, {
-    method: "POST",
-    headers: { "content-type": "application/json", ...headers },
-    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+const get = (port: number, path: string) => call("GET", port, path);
+
+const post = (port: number, path: string, body?: unknown, headers: Record<string, string> = {}) =>
+  call("POST", port, path, body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body), {
+    "content-type": "application/json",
+    ...headers,
   });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
 
 async function ready(runner: Runner): Promise<void> {
   await waitFor("health 200", async () => {
@@ -230,12 +246,15 @@ describe("runner", () => {
     const inFlight = invoke(runner.port, null, "task-t");
     await waitFor("task-t to start", () => (existsSync(join(codeDir, "started-task-t")) ? true : undefined));
     runner.child.kill("SIGTERM");
-    const refused = await waitFor("invoke refused", async () => {
-      const res = await invoke(runner.port, null, "task-u");
+    // The signal lands asynchronously; an invoke sent before it would be accepted and block.
+    const health = await waitFor("health to say stopping", async () => {
+      const res = await get(runner.port, "/health");
       return res.status === 503 ? res : undefined;
     });
+    assert.deepEqual(health, { status: 503, body: { status: "stopping" } });
+    const refused = await invoke(runner.port, null, "task-u");
+    assert.equal(refused.status, 503);
     assert.equal(refused.body.error.code, "SHUTTING_DOWN");
-    assert.deepEqual(await get(runner.port, "/health"), { status: 503, body: { status: "stopping" } });
     assert.equal(runner.child.exitCode, null);
     writeFileSync(join(codeDir, "release-task-t"), "");
     assert.deepEqual(await inFlight, { status: 200, body: { result: "released" } });
