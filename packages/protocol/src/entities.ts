@@ -25,7 +25,8 @@ export const TASK_STATUSES = [
 ] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
 
-export const MACHINE_STATES = ["pending", "registered", "ready", "cordoned", "draining", "expired"] as const;
+/** Lifecycle only; cordoned and draining are flags on the machine, orthogonal to its state. */
+export const MACHINE_STATES = ["pending", "registered", "ready", "expired"] as const;
 export type MachineState = (typeof MACHINE_STATES)[number];
 
 export const WorkspaceSchema = Type.Object({
@@ -121,6 +122,16 @@ export const PoolSchema = Type.Object({
 });
 export type Pool = Static<typeof PoolSchema>;
 
+/** What a machine's agent reports at each keepalive (kept for `beta9 machine list`). */
+export const MachineMetricsSchema = Type.Object({
+  cpuPercent: Type.Number({ minimum: 0, maximum: 100 }),
+  memoryPercent: Type.Number({ minimum: 0, maximum: 100 }),
+  diskPercent: Type.Number({ minimum: 0, maximum: 100 }),
+  gpus: Type.Object({ total: Type.Integer({ minimum: 0 }), free: Type.Integer({ minimum: 0 }) }),
+  containers: Type.Integer({ minimum: 0 }),
+}, { additionalProperties: false });
+export type MachineMetrics = Static<typeof MachineMetricsSchema>;
+
 export const MachineSchema = Type.Object({
   id: Type.String(),
   workspaceId: Type.String(),
@@ -132,6 +143,15 @@ export const MachineSchema = Type.Object({
   gpus: Type.Array(Type.Object({ type: Type.String(), count: Type.Integer() })),
   lastKeepaliveAt: Nullable(Timestamp),
   createdAt: Timestamp,
+  os: Nullable(Type.String()),
+  arch: Nullable(Type.String()),
+  agentVersion: Nullable(Type.String()),
+  cordoned: Type.Boolean({ description: "Gets no new containers" }),
+  draining: Type.Boolean({ description: "Cordoned and its containers are being stopped so their work moves elsewhere" }),
+  metrics: Nullable(MachineMetricsSchema),
+  /** Live values from the scheduler (not stored): whether its worker is connected, and its containers. */
+  workerConnected: Type.Boolean(),
+  runningContainers: Type.Integer(),
 });
 export type Machine = Static<typeof MachineSchema>;
 

@@ -4,6 +4,7 @@
  * worker needs no inbound port; everything (placements, state, logs) travels on this connection.
  */
 import { Type, type Static } from "@sinclair/typebox";
+import type { TunnelFailedMessage, TunnelOpenMessage } from "./machine-protocol.js";
 
 export const WORKER_CONNECT_PATH = "/api/v1/worker/connect";
 
@@ -84,7 +85,13 @@ export type WorkerMessage =
       /** Containers still running from before a reconnect, so a (restarted) gateway can resync. */
       containers: (ContainerStateReport & { request: ContainerRequest })[];
       version: string;
+      /**
+       * Whether the gateway can dial the container ports this worker reports. Default: true for
+       * worker tokens, false for machine tokens (then the gateway tunnels over this connection).
+       */
+      reachable?: boolean;
     }
+  | TunnelFailedMessage
   | { type: "keepalive"; running: number }
   | ({ type: "container.state" } & ContainerStateReport)
   | { type: "container.logs"; containerId: string; lines: LogLine[] }
@@ -99,5 +106,6 @@ export type GatewayMessage =
   /** Build the image and upload it to PUT /api/v1/image/:id/blob; spec is canonical (see image-spec). */
   | { type: "image.build"; imageId: string; spec: unknown }
   /** Sent when the gateway refuses the connection's hello (bad capacity, duplicate id, …). */
-  | { type: "error"; code: string; message: string };
+  | { type: "error"; code: string; message: string }
+  | TunnelOpenMessage;
 
