@@ -16,3 +16,4 @@ if (!existsSync(marker) || statSync(marker).mtimeMs < statSync(lock).mtimeMs) {
 }
 run(process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-b"]);
 chmodSync(join(root, "packages", "cli", "dist", "main.js"), 0o755);
+chmodSync(join(root, "packages", "agent", "dist", "main.js"), 0o755);

@@ -12,6 +12,7 @@ import { ImageCache } from "./images/index.js";
 import { selectRuntime, type RuntimePreference } from "./select-runtime.js";
 import type { Runtime } from "./runtime/types.js";
 import { Worker, type ImageProvider } from "./worker.js";
+import { detectDevices, type DeviceGroup } from "./devices/index.js";
 
 export interface StartWorkerOptions {
   gatewayUrl: string;
@@ -28,6 +29,8 @@ export interface StartWorkerOptions {
   /** Bytes of packed images kept on disk (default 20 GiB); unused ones are evicted first. */
   imageCacheBytes?: number;
   version?: string;
+  /** Accelerators to offer; detected here (nvidia-smi, rocm-smi, sysfs, …) when not given. */
+  devices?: DeviceGroup[];
 }
 
 export interface StartedWorker {
@@ -52,12 +55,14 @@ export async function startWorker(options: StartWorkerOptions): Promise<StartedW
     fetch: (id, dest) => fetchImage({ url: options.gatewayUrl, token: options.token }, id, dest),
   });
   const images: ImageProvider = { acquire: (id) => cache.acquire(id) };
+  const devices = options.devices ?? await detectDevices({ warn: (message) => options.logger.warn(message) });
+  if (devices.length > 0) options.logger.info({ gpus: devices.map((g) => `${g.count}x ${g.type}`) }, "accelerators detected");
   const worker = new Worker({
     gatewayUrl: options.gatewayUrl, token: options.token, runtime, runner, stateDir: options.stateDir, logger: options.logger,
     ...(options.pool !== undefined && { pool: options.pool }),
     ...(options.workerId !== undefined && { workerId: options.workerId }),
     ...(options.capacity !== undefined && { capacity: options.capacity }),
-    images,
+    images, devices,
     ...(options.version !== undefined && { version: options.version }),
   });
   const connected = worker.start();

@@ -3,6 +3,7 @@
  * backoff and jitter), reports capacity and keepalives, runs the containers the scheduler places
  * here, and streams their state and log lines back. Needs no inbound port.
  */
+import { EventEmitter } from "node:events";
 import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
@@ -20,6 +21,8 @@ import { buildImage } from "./build.js";
 import { CodeCache } from "./code-cache.js";
 import { sha256OfFile, uploadImage } from "./gateway-http.js";
 import type { ContainerHandle, ContainerSpec, Runtime } from "./runtime/types.js";
+import { DeviceAllocator } from "./devices/allocator.js";
+import type { DeviceGroup } from "./devices/types.js";
 
 /** Where a packed image is mounted for use as a lower dir; provided by the image cache. */
 export interface ImageProvider {
@@ -41,6 +44,26 @@ export interface WorkerOptions {
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
   version?: string;
+  /** Detected accelerators (devices/detectDevices): capacity's GPUs and what GPU containers get. */
+  devices?: DeviceGroup[];
+}
+
+/** What an observer (b9agent's TUI and metrics) sees of one container. */
+export interface WorkerContainerInfo {
+  containerId: string;
+  stubId: string | null;
+  command: string[];
+  state: ContainerStateReport;
+  gpuIndices: number[];
+  /** Unix ms: placed on this worker, and (once EXITED) ended. */
+  createdAt: number;
+  endedAt?: number;
+}
+
+/** "container": a container changed state; "log": one of its lines. */
+export interface WorkerEvents {
+  container: [WorkerContainerInfo];
+  log: [string, LogLine];
 }
 
 interface LocalContainer {
@@ -49,6 +72,9 @@ interface LocalContainer {
   handle?: ContainerHandle;
   pendingLines: LogLine[];
   flushTimer?: NodeJS.Timeout;
+  createdAt: number;
+  endedAt?: number;
+  gpuIndices: number[];
 }
 
 /** The env an image declares (written into it at build time), under the request's own env. */
@@ -78,10 +104,14 @@ export class Worker {
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private connectedOnce: { resolve: () => void; promise: Promise<void> };
+  private readonly gpus: DeviceAllocator;
+  /** For observers in the same process; the gateway learns the same through the WebSocket. */
+  readonly events = new EventEmitter<WorkerEvents>();
 
   constructor(private readonly options: WorkerOptions) {
     this.id = options.workerId ?? `${hostname()}-${randomUUID().slice(0, 8)}`;
-    this.capacity = detectCapacity(options.capacity);
+    this.capacity = detectCapacity(options.capacity, options.devices);
+    this.gpus = new DeviceAllocator(options.devices ?? []);
     this.code = new CodeCache(join(options.stateDir, "code"), { url: options.gatewayUrl, token: options.token });
     let resolve!: () => void;
     const promise = new Promise<void>((r) => (resolve = r));
@@ -97,6 +127,23 @@ export class Worker {
 
   get connected(): boolean {
     return this.welcomed;
+  }
+
+  /** Containers this worker knows (running, and exited ones for a minute after). */
+  listContainers(): WorkerContainerInfo[] {
+    return [...this.containers.values()].map((c) => this.info(c));
+  }
+
+  /** Accelerators on this machine and how many no container holds. */
+  gpuUsage(): { total: number; free: number } {
+    return this.gpus.usage();
+  }
+
+  private info(c: LocalContainer): WorkerContainerInfo {
+    return {
+      containerId: c.request.containerId, stubId: c.request.stubId, command: c.request.command, state: c.state,
+      gpuIndices: c.gpuIndices, createdAt: c.createdAt, ...(c.endedAt !== undefined && { endedAt: c.endedAt }),
+    };
   }
 
   private dial(): void {
@@ -173,6 +220,8 @@ export class Worker {
 
   private report(local: LocalContainer, state: Omit<ContainerStateReport, "containerId">): void {
     local.state = { ...local.state, ...state };
+    if (state.state === "EXITED") local.endedAt ??= Date.now();
+    this.events.emit("container", this.info(local));
     this.flushLogs(local);
     this.send({ type: "container.state", ...local.state });
   }
@@ -187,8 +236,11 @@ export class Worker {
       this.send({ type: "container.state", ...known.state });
       return;
     }
-    const local: LocalContainer = { request, state: { containerId: request.containerId, state: "PENDING" }, pendingLines: [] };
+    const local: LocalContainer = {
+      request, state: { containerId: request.containerId, state: "PENDING" }, pendingLines: [], createdAt: Date.now(), gpuIndices: [],
+    };
     this.containers.set(request.containerId, local);
+    this.events.emit("container", this.info(local));
     let image: { lowerDir: string; release(): void | Promise<void> } | undefined;
     try {
       // The process runtime runs on the host's filesystem: an image would not be used (nor mountable unprivileged).
@@ -196,6 +248,7 @@ export class Worker {
       image = useImage ? await this.requireImages().acquire(request.imageId!) : undefined;
       const spec = this.toSpec(request, image?.lowerDir, image ? await imageEnv(image.lowerDir) : {});
       if (request.runner) await this.useRunner(spec, request.runner);
+      if (request.gpuCount > 0) this.assignGpus(local, spec);
       local.handle = await this.options.runtime.start(spec, (stream, line) => this.log(local, { stream, line, at: Date.now() }));
       const ports = Object.fromEntries(Object.entries(local.handle.ports).map(([p, a]) => [p, a]));
       if (local.state.state === "PENDING") this.report(local, { state: "RUNNING", ports });
@@ -206,6 +259,7 @@ export class Worker {
       this.report(local, { state: "EXITED", exitCode: null, reason: "failed", message: (err as Error).message });
     } finally {
       void image?.release();
+      this.gpus.release(request.containerId);
       // Forget it once reported; a reconnect's hello only lists what still runs.
       setTimeout(() => this.containers.delete(request.containerId), 60_000).unref();
     }
@@ -268,6 +322,29 @@ export class Worker {
     spec.env = { ...spec.env, BETA9_CODE_DIR: isolated ? CODE_MOUNT_PATH : codeDir, BETA9_HANDLER: runner.handler, BETA9_CONCURRENCY: String(runner.concurrency) };
   }
 
+  /** Specific devices for this container: their nodes (isolating runtimes) and the visible-devices env. */
+  private assignGpus(local: LocalContainer, spec: ContainerSpec): void {
+    const { request } = local;
+    const isolated = this.options.runtime.isolates;
+    const assignment = this.gpus.allocate(request.containerId, request.gpu, request.gpuCount, isolated);
+    local.gpuIndices = assignment.indices;
+    if (isolated) spec.devices = [...(spec.devices ?? []), ...assignment.nodes];
+    spec.env = { ...spec.env, ...assignment.env };
+  }
+
+  /** Replaces the command with the sandbox daemon (see @beta9/runner sandbox/main.ts). */
+  private useSandboxDaemon(spec: ContainerSpec): void {
+    const bundle = this.options.runner;
+    if (!bundle) throw new Error("this worker has no runner bundle");
+    if (this.options.runtime.isolates) {
+      spec.command = bundle.sandboxArgv;
+      spec.env = { ...spec.env, BETA9_SANDBOX_ROOT: "/", BETA9_NODE_ARGV: JSON.stringify(bundle.nodeArgv) };
+    } else {
+      // No isolation: the daemon confines files to its working directory, the runtime's temp dir.
+      spec.command = [process.execPath, join(bundle.dir, "runner", "sandbox", "main.js")];
+    }
+  }
+
   private requireImages(): ImageProvider {
     if (!this.options.images) throw new Error("this worker has no image cache; it runs only containers without an image");
     return this.options.images;
@@ -294,6 +371,7 @@ export class Worker {
   }
 
   private log(local: LocalContainer, line: LogLine): void {
+    this.events.emit("log", local.request.containerId, line);
     local.pendingLines.push(line);
     if (local.pendingLines.length >= LOG_BATCH_LINES) this.flushLogs(local);
     else local.flushTimer ??= setTimeout(() => this.flushLogs(local), LOG_FLUSH_MS);

@@ -1,0 +1,235 @@
+/**
+ * The agent: registers this machine, runs its worker with the machine token, sends keepalives
+ * with host metrics, and keeps doing so through gateway outages (exponential backoff with jitter,
+ * re-registering when the gateway expired the machine). Observers (TUI, metrics) read `snapshot()`
+ * and listen to "change"; container logs are kept in bounded buffers for the TUI's log view.
+ */
+import { EventEmitter } from "node:events";
+import { arch, hostname as osHostname, platform } from "node:os";
+import type { Logger } from "pino";
+import type { LogLine, MachineRegisterResponse } from "@beta9/protocol";
+import {
+  detectCapacity, detectDevices, startWorker as realStartWorker, type DeviceGroup, type StartedWorker, type StartWorkerOptions,
+  type WorkerContainerInfo,
+} from "@beta9/worker";
+import { Backoff, sleep } from "./backoff.js";
+import { gatewayUrl, type AgentConfig } from "./config.js";
+import { GatewayCallError, GatewayClient } from "./gateway-client.js";
+import { SystemSampler } from "./system.js";
+import { AGENT_VERSION } from "./version.js";
+
+export type AgentStatus = "STARTING" | "REGISTERING" | "READY" | "RECONNECTING" | "STOPPING" | "STOPPED";
+
+export interface ContainerView {
+  id: string;
+  /** Stub id, else the command: what the dashboard names the container by. */
+  label: string;
+  state: string;
+  reason?: string;
+  exitCode?: number | null;
+  gpuIndices: number[];
+  createdAt: number;
+  endedAt?: number;
+}
+
+export interface AgentSnapshot {
+  status: AgentStatus;
+  machineId: string;
+  gateway: string;
+  pool: string;
+  startedAt: number;
+  lastKeepaliveAt?: number;
+  lastError?: string;
+  workerConnected: boolean;
+  cpuPercent: number;
+  memoryPercent: number;
+  diskPercent: number;
+  gpus: { total: number; free: number };
+  gpuTypes: { type: string; count: number }[];
+  containers: ContainerView[];
+  keepalives: { ok: number; failed: number };
+}
+
+export interface AgentOptions {
+  config: AgentConfig;
+  logger: Logger;
+  /** Injectable for tests; default @beta9/worker's startWorker. */
+  startWorker?: (options: StartWorkerOptions) => Promise<StartedWorker>;
+  detect?: () => Promise<DeviceGroup[]>;
+  backoffMinMs?: number;
+  backoffMaxMs?: number;
+  /** Worker runtime object prefix; distinct per agent when several share a host (tests). */
+  workerName?: string;
+}
+
+const KEPT_CONTAINERS = 100;
+const KEPT_LOG_LINES = 2000;
+
+export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> {
+  private readonly client: GatewayClient;
+  private readonly sampler: SystemSampler;
+  private readonly abort = new AbortController();
+  private readonly backoff: Backoff;
+  private readonly containers = new Map<string, ContainerView>();
+  private readonly logs = new Map<string, LogLine[]>();
+  private status: AgentStatus = "STARTING";
+  private machineId: string;
+  private readonly startedAt = Date.now();
+  private lastKeepaliveAt: number | undefined;
+  private lastError: string | undefined;
+  private gpuTypes: { type: string; count: number }[] = [];
+  private metrics = { cpuPercent: 0, memoryPercent: 0, diskPercent: 0 };
+  private readonly counts = { ok: 0, failed: 0 };
+  private worker: StartedWorker | undefined;
+  private loop: Promise<void> | undefined;
+  private intervalSeconds: number;
+
+  constructor(private readonly o: AgentOptions) {
+    super();
+    this.client = new GatewayClient(gatewayUrl(o.config), o.config.machine.token);
+    this.sampler = new SystemSampler(o.config.stateDir);
+    this.backoff = new Backoff({ minMs: o.backoffMinMs ?? 1000, maxMs: o.backoffMaxMs ?? 30_000 });
+    this.machineId = o.config.machine.id;
+    this.intervalSeconds = o.config.keepaliveIntervalSeconds;
+  }
+
+  /** Starts in the background; `stop()` ends it. Resolves once the loop is running. */
+  start(): void {
+    this.loop = this.run().catch((err: unknown) => {
+      this.o.logger.error({ err }, "the agent stopped on an unexpected error");
+      this.setStatus("STOPPED", (err as Error).message);
+    });
+  }
+
+  snapshot(): AgentSnapshot {
+    return {
+      status: this.status, machineId: this.machineId, gateway: gatewayUrl(this.o.config), pool: this.o.config.pool,
+      startedAt: this.startedAt, ...(this.lastKeepaliveAt !== undefined && { lastKeepaliveAt: this.lastKeepaliveAt }),
+      ...(this.lastError !== undefined && { lastError: this.lastError }),
+      workerConnected: this.worker?.worker.connected ?? false, ...this.metrics,
+      gpus: this.worker?.worker.gpuUsage() ?? { total: 0, free: 0 }, gpuTypes: this.gpuTypes,
+      containers: [...this.containers.values()].sort((a, b) => b.createdAt - a.createdAt),
+      keepalives: { ...this.counts },
+    };
+  }
+
+  /** The kept log lines of one container (the last KEPT_LOG_LINES). */
+  containerLogs(id: string): LogLine[] {
+    return this.logs.get(id) ?? [];
+  }
+
+  private setStatus(status: AgentStatus, error?: string): void {
+    this.status = status;
+    if (error !== undefined) this.lastError = error;
+    this.emit("change");
+  }
+
+  private async run(): Promise<void> {
+    const { config, logger } = this.o;
+    const signal = this.abort.signal;
+    const devices = await (this.o.detect ?? (() => detectDevices({ warn: (m) => logger.warn(m) })))();
+    const capacity = detectCapacity({}, devices);
+    this.gpuTypes = capacity.gpus;
+    await this.register(capacity, signal);
+    if (signal.aborted) return;
+    this.worker = await (this.o.startWorker ?? realStartWorker)({
+      gatewayUrl: gatewayUrl(config), token: config.machine.token, stateDir: config.stateDir, logger: logger.child({ component: "worker" }),
+      runtime: config.runtime, pool: config.pool, workerId: this.machineId, devices, version: AGENT_VERSION,
+      ...(this.o.workerName !== undefined && { name: this.o.workerName }),
+    });
+    this.worker.worker.events.on("container", (info) => this.onContainer(info));
+    this.worker.worker.events.on("log", (id, line) => this.onLog(id, line));
+    while (!signal.aborted) {
+      const ok = await this.keepalive(capacity, signal);
+      await sleep(ok ? this.intervalSeconds * 1000 : this.backoff.next(), signal);
+    }
+  }
+
+  /** Registers, retrying with backoff until it succeeds or the agent stops. */
+  private async register(capacity: ReturnType<typeof detectCapacity>, signal: AbortSignal): Promise<void> {
+    this.setStatus("REGISTERING");
+    while (!signal.aborted) {
+      try {
+        const res: MachineRegisterResponse = await this.client.register({
+          hostname: this.o.config.machine.hostname || osHostname(), os: platform(), arch: arch(), agentVersion: AGENT_VERSION,
+          cpuMillicores: capacity.cpuMillicores, memoryMiB: capacity.memoryMiB, gpus: capacity.gpus,
+        });
+        this.machineId = res.machine.id;
+        // Never slower than the gateway asks: a longer interval would let the machine expire.
+        this.intervalSeconds = Math.min(this.o.config.keepaliveIntervalSeconds, res.keepaliveIntervalSeconds);
+        this.backoff.reset();
+        this.o.logger.info({ machineId: this.machineId, pool: res.machine.pool, keepaliveSeconds: this.intervalSeconds }, "registered with the gateway");
+        this.setStatus("REGISTERING");
+        return;
+      } catch (err) {
+        const delay = this.backoff.next();
+        this.o.logger.warn({ err: (err as Error).message, retryInMs: delay }, "registration failed; retrying");
+        this.setStatus("RECONNECTING", (err as Error).message);
+        await sleep(delay, signal);
+      }
+    }
+  }
+
+  /** One keepalive; false when it failed (the caller backs off). Re-registers when the gateway asks. */
+  private async keepalive(capacity: ReturnType<typeof detectCapacity>, signal: AbortSignal): Promise<boolean> {
+    this.metrics = { cpuPercent: this.sampler.cpuPercent(), memoryPercent: this.sampler.memoryPercent(), diskPercent: this.sampler.diskPercent() };
+    const running = [...this.containers.values()].filter((c) => c.state !== "EXITED").length;
+    try {
+      await this.client.keepalive({ ...this.metrics, gpus: this.worker?.worker.gpuUsage() ?? { total: 0, free: 0 }, containers: running });
+      this.counts.ok += 1;
+      this.lastKeepaliveAt = Date.now();
+      this.backoff.reset();
+      this.lastError = undefined;
+      this.setStatus("READY");
+      return true;
+    } catch (err) {
+      this.counts.failed += 1;
+      const message = (err as Error).message;
+      if (err instanceof GatewayCallError && err.needsRegister) {
+        this.o.logger.warn({ err: message }, "the gateway no longer knows this machine as ready; registering again");
+        await this.register(capacity, signal);
+        return this.keepalive(capacity, signal);
+      }
+      this.o.logger.warn({ err: message }, "keepalive failed");
+      this.setStatus("RECONNECTING", message);
+      return false;
+    }
+  }
+
+  private onContainer(info: WorkerContainerInfo): void {
+    const view: ContainerView = {
+      id: info.containerId, label: info.stubId ?? info.command.join(" ").slice(0, 60), state: info.state.state,
+      ...(info.state.reason !== undefined && { reason: info.state.reason }),
+      ...(info.state.exitCode !== undefined && { exitCode: info.state.exitCode }),
+      gpuIndices: info.gpuIndices, createdAt: info.createdAt, ...(info.endedAt !== undefined && { endedAt: info.endedAt }),
+    };
+    this.containers.set(view.id, view);
+    // Forget the oldest finished containers (and their logs) beyond the kept number.
+    if (this.containers.size > KEPT_CONTAINERS) {
+      const oldest = [...this.containers.values()].filter((c) => c.state === "EXITED").sort((a, b) => a.createdAt - b.createdAt)[0];
+      if (oldest) {
+        this.containers.delete(oldest.id);
+        this.logs.delete(oldest.id);
+      }
+    }
+    this.emit("change");
+  }
+
+  private onLog(id: string, line: LogLine): void {
+    let lines = this.logs.get(id);
+    if (!lines) this.logs.set(id, (lines = []));
+    lines.push(line);
+    if (lines.length > KEPT_LOG_LINES) lines.splice(0, lines.length - KEPT_LOG_LINES);
+    this.emit("log", id, line);
+  }
+
+  /** Stops keepalives, then the worker and its containers (SIGTERM, SIGKILL after graceMs). */
+  async stop(graceMs = 10_000): Promise<void> {
+    if (this.status === "STOPPED") return;
+    this.setStatus("STOPPING");
+    this.abort.abort();
+    await this.loop;
+    await this.worker?.close(graceMs);
+    this.setStatus("STOPPED");
+  }
+}

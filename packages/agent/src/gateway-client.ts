@@ -1,0 +1,63 @@
+/** The agent's two HTTP calls to the gateway, authenticated by the machine token. */
+import { request } from "undici";
+import {
+  MACHINE_KEEPALIVE_PATH, MACHINE_REGISTER_PATH, type MachineKeepaliveBody, type MachineKeepaliveResponse, type MachineRegisterBody,
+  type MachineRegisterResponse,
+} from "@beta9/protocol";
+
+/** An answer from the gateway that is not a success; `status` 0 means it could not be reached. */
+export class GatewayCallError extends Error {
+  override name = "GatewayCallError";
+  constructor(message: string, readonly status: number, readonly code?: string) {
+    super(message);
+  }
+
+  /** The gateway forgot or expired this machine: registering again fixes it. */
+  get needsRegister(): boolean {
+    return this.code === "MACHINE_NOT_REGISTERED" || this.status === 409;
+  }
+
+  get unreachable(): boolean {
+    return this.status === 0;
+  }
+}
+
+export class GatewayClient {
+  constructor(private readonly baseUrl: string, private readonly token: string, private readonly timeoutMs = 10_000) {}
+
+  register(body: MachineRegisterBody): Promise<MachineRegisterResponse> {
+    return this.post(MACHINE_REGISTER_PATH, body);
+  }
+
+  keepalive(body: MachineKeepaliveBody): Promise<MachineKeepaliveResponse> {
+    return this.post(MACHINE_KEEPALIVE_PATH, body);
+  }
+
+  private async post<T>(path: string, body: unknown): Promise<T> {
+    let res;
+    try {
+      res = await request(new URL(path, this.baseUrl), {
+        method: "POST",
+        headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
+      });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new GatewayCallError(`gateway unreachable at ${this.baseUrl}: ${e.code ?? e.message}`, 0);
+    }
+    const text = await res.body.text();
+    if (res.statusCode >= 200 && res.statusCode < 300) return JSON.parse(text) as T;
+    let code: string | undefined;
+    let message = text.slice(0, 300);
+    try {
+      const parsed = JSON.parse(text) as { error?: { code?: string; message?: string } };
+      code = parsed.error?.code;
+      message = parsed.error?.message ?? message;
+    } catch {
+      // not JSON: keep the raw text
+    }
+    throw new GatewayCallError(`${path}: ${res.statusCode} ${code ?? ""} ${message}`.replace(/\s+/g, " ").trim(), res.statusCode, code);
+  }
+}
