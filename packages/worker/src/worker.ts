@@ -332,19 +332,6 @@ export class Worker {
     spec.env = { ...spec.env, ...assignment.env };
   }
 
-  /** Replaces the command with the sandbox daemon (see @beta9/runner sandbox/main.ts). */
-  private useSandboxDaemon(spec: ContainerSpec): void {
-    const bundle = this.options.runner;
-    if (!bundle) throw new Error("this worker has no runner bundle");
-    if (this.options.runtime.isolates) {
-      spec.command = bundle.sandboxArgv;
-      spec.env = { ...spec.env, BETA9_SANDBOX_ROOT: "/", BETA9_NODE_ARGV: JSON.stringify(bundle.nodeArgv) };
-    } else {
-      // No isolation: the daemon confines files to its working directory, the runtime's temp dir.
-      spec.command = [process.execPath, join(bundle.dir, "runner", "sandbox", "main.js")];
-    }
-  }
-
   private requireImages(): ImageProvider {
     if (!this.options.images) throw new Error("this worker has no image cache; it runs only containers without an image");
     return this.options.images;
