@@ -6,6 +6,8 @@ import { Command, CommanderError } from "commander";
 import { registerConfig } from "./commands/config.js";
 import { registerContainer } from "./commands/container.js";
 import { registerWorker } from "./commands/worker.js";
+import { registerMachine } from "./commands/machine.js";
+import { registerPool } from "./commands/pool.js";
 import { registerImage } from "./commands/image.js";
 import { registerDeploy } from "./commands/deploy.js";
 import { registerTask } from "./commands/task.js";
@@ -46,6 +48,8 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 auth/permission, 4 not found, 5 gateway un
   registerRun(program);
   registerImage(program);
   registerWorker(program);
+  registerMachine(program);
+  registerPool(program);
 
   forEachCommand(program, (command) => {
     command.exitOverride().configureOutput({

@@ -9,7 +9,9 @@ import { clusterRoutes } from "./api/cluster.js";
 import { containerRoutes } from "./api/containers.js";
 import { imageRoutes } from "./api/images.js";
 import { invokeRoutes } from "./api/invoke.js";
+import { machineRoutes } from "./api/machines.js";
 import { taskRoutes } from "./api/tasks.js";
+import { sandboxRoutes } from "./api/sandboxes.js";
 import type { GatewayContext } from "./api/common.js";
 import { deploymentRoutes } from "./api/deployments.js";
 import { healthRoutes } from "./api/health.js";
@@ -86,10 +88,12 @@ export async function buildGatewayApp(ctx: GatewayContext, logger: Logger | fals
   stubRoutes(app, ctx);
   deploymentRoutes(app, ctx);
   clusterRoutes(app, ctx);
+  machineRoutes(app, ctx);
   containerRoutes(app, ctx);
   imageRoutes(app, ctx);
   invokeRoutes(app, ctx);
   taskRoutes(app, ctx);
+  sandboxRoutes(app, ctx);
   await app.ready();
   return app;
 }

@@ -15,7 +15,10 @@ import { CronRunner } from "./schedules/cron-runner.js";
 import { ContainerRegistry } from "./scheduler/containers.js";
 import { Scheduler } from "./scheduler/scheduler.js";
 import { attachWorkerSocket } from "./scheduler/worker-socket.js";
+import { TunnelHub } from "./scheduler/tunnels.js";
+import { MachineRegistry } from "./machines/registry.js";
 import { SqliteStore } from "./store/sqlite/store.js";
+import { SandboxManager } from "./sandboxes/manager.js";
 import { VERSION } from "./version.js";
 
 export interface GatewayOptions {
@@ -30,6 +33,10 @@ export interface GatewayOptions {
   workerTimeoutMs?: number;
   /** How long a container request may wait for room before it fails (default 10 min). */
   backlogTimeoutMs?: number;
+  /** An external machine without keepalive this long is expired (default 300 s). */
+  machineExpirySeconds?: number;
+  /** The keepalive interval machines are told to use (default 60 s, at most a third of the expiry). */
+  machineKeepaliveSeconds?: number;
   logger?: Logger;
 }
 
@@ -119,6 +126,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   let scheduler: Scheduler | undefined;
   let autoscaler: Autoscaler | undefined;
   let dispatcher: TaskDispatcher | undefined;
+  let machines: MachineRegistry | undefined;
+  let sandboxes: SandboxManager | undefined;
   try {
     store = new SqliteStore(join(options.dataDir, "gateway.db"));
     const objects = new ObjectStore(join(options.dataDir, "objects"), options.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES);
@@ -133,12 +142,22 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     await builds.init();
     autoscaler = new Autoscaler({ scheduler, logger });
     dispatcher = new TaskDispatcher({ store, autoscaler, logger });
+    machines = new MachineRegistry({
+      store, scheduler, logger,
+      ...(options.machineExpirySeconds !== undefined && { expirySeconds: options.machineExpirySeconds }),
+      ...(options.machineKeepaliveSeconds !== undefined && { keepaliveIntervalSeconds: options.machineKeepaliveSeconds }),
+    });
+    const openedMachines = machines.start();
+    // Sandbox lifetimes live in the store: the reaper ends expired ones, after a restart too.
+    sandboxes = new SandboxManager({ store, scheduler, logger });
+    const openedSandboxes = sandboxes;
     const app = await buildGatewayApp(
-      { store, objects, scheduler, builds, autoscaler, dispatcher, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() },
+      { store, objects, scheduler, builds, autoscaler, dispatcher, machines, sandboxes, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() },
       logger,
     );
     const closeWorkerSockets = attachWorkerSocket({
       server: app.server, tokens: store.tokens, scheduler, builds, logger,
+      machineWorker: (tokenId) => openedMachines.workerIdentity(tokenId), tunnels: new TunnelHub(logger), drainGraceMs: machines.drainGraceMs,
       // At least four keepalives fit in the timeout, so one late message never drops a worker.
       keepaliveMs: options.workerKeepaliveMs ?? Math.min(15_000, Math.floor((options.workerTimeoutMs ?? 60_000) / 4)),
     });
@@ -165,6 +184,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         if (closed) return;
         closed = true;
         await cron.close();
+        openedMachines.close();
+        openedSandboxes.close();
         openedDispatcher.close();
         openedAutoscaler.close();
         openedScheduler.close();
@@ -175,6 +196,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       },
     };
   } catch (err) {
+    machines?.close();
+    sandboxes?.close();
     dispatcher?.close();
     autoscaler?.close();
     scheduler?.close();

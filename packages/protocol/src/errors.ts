@@ -53,6 +53,11 @@ export const errorCatalogue = {
   QUEUE_FULL: { status: 429, message: "{name} has {count} tasks pending or running (maxPendingTasks {limit}); retry later" },
   NAME_TAKEN: { status: 409, message: "A {kind} named {name} already exists" },
   CONFLICT: { status: 409, message: "{reason}" },
+  POOL_NOT_FOUND: { status: 404, message: "No pool {pool}; create it with `beta9 pool create {pool}` or use pool default" },
+  MACHINE_NOT_REGISTERED: {
+    status: 409,
+    message: "Machine {id} is {state}; its agent must register first (POST /api/v1/machine/register; restarting b9agent does it)",
+  },
   BAD_REQUEST: { status: 400, message: "{reason}" },
   INTERNAL: { status: 500, message: "Internal error (request id {requestId}); the gateway log has details" },
   UNAVAILABLE: { status: 503, message: "{reason}" },

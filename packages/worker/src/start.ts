@@ -29,6 +29,8 @@ export interface StartWorkerOptions {
   /** Bytes of packed images kept on disk (default 20 GiB); unused ones are evicted first. */
   imageCacheBytes?: number;
   version?: string;
+  /** See WorkerOptions.reachable: unset lets the gateway decide whether to tunnel. */
+  reachable?: boolean;
   /** Accelerators to offer; detected here (nvidia-smi, rocm-smi, sysfs, …) when not given. */
   devices?: DeviceGroup[];
 }
@@ -64,6 +66,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<StartedW
     ...(options.capacity !== undefined && { capacity: options.capacity }),
     images, devices,
     ...(options.version !== undefined && { version: options.version }),
+    ...(options.reachable !== undefined && { reachable: options.reachable }),
   });
   const connected = worker.start();
   return {

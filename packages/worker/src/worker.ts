@@ -20,6 +20,7 @@ import { RUNNER_MOUNT_PATH, type RunnerBundle } from "./runner-bundle.js";
 import { buildImage } from "./build.js";
 import { CodeCache } from "./code-cache.js";
 import { sha256OfFile, uploadImage } from "./gateway-http.js";
+import { openTunnel } from "./tunnel.js";
 import type { ContainerHandle, ContainerSpec, Runtime } from "./runtime/types.js";
 import { DeviceAllocator } from "./devices/allocator.js";
 import type { DeviceGroup } from "./devices/types.js";
@@ -44,6 +45,11 @@ export interface WorkerOptions {
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
   version?: string;
+  /**
+   * Whether the gateway can dial the container addresses this worker reports. Unset: the gateway
+   * decides (worker tokens: yes; machine tokens: no, and it tunnels over this worker's connection).
+   */
+  reachable?: boolean;
   /** Detected accelerators (devices/detectDevices): capacity's GPUs and what GPU containers get. */
   devices?: DeviceGroup[];
 }
@@ -156,6 +162,7 @@ export class Worker {
       type: "hello", workerId: this.id, hostname: hostname(), pool: this.options.pool ?? "default", runtime: this.options.runtime.name,
       isolates: this.options.runtime.isolates, capacity: this.capacity, version: this.options.version ?? "0",
       containers: [...this.containers.values()].filter((c) => c.state.state !== "EXITED").map((c) => ({ ...c.state, request: c.request })),
+      ...(this.options.reachable !== undefined && { reachable: this.options.reachable }),
     }, true));
     ws.on("message", (data) => this.onMessage(JSON.parse(String(data)) as GatewayMessage));
     ws.on("unexpected-response", (_req, res) => {
@@ -198,6 +205,9 @@ export class Worker {
         return;
       case "image.build":
         void this.build(message.imageId, message.spec);
+        return;
+      case "tunnel.open":
+        this.tunnel(message.streamId, message.containerId, message.port);
         return;
       case "error":
         this.options.logger.error({ code: message.code }, message.message);
@@ -312,6 +322,17 @@ export class Worker {
   }
 
   /** Replaces the command with the runner serving the request's code bundle. */
+  /** The gateway wants a connection to a container port it cannot dial: open it from here. */
+  private tunnel(streamId: string, containerId: string, port: number): void {
+    const target = this.containers.get(containerId)?.state.ports?.[String(port)];
+    if (!target) {
+      this.send({ type: "tunnel.failed", streamId, message: `container ${containerId} has no port ${port} here` });
+      return;
+    }
+    openTunnel({ gatewayUrl: this.options.gatewayUrl, token: this.options.token, streamId, target, logger: this.options.logger })
+      .catch((err: unknown) => this.send({ type: "tunnel.failed", streamId, message: (err as Error).message }));
+  }
+
   private async useRunner(spec: ContainerSpec, runner: NonNullable<ContainerRequest["runner"]>): Promise<void> {
     const bundle = this.options.runner;
     if (!bundle) throw new Error("this worker has no runner bundle");

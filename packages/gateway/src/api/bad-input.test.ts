@@ -21,11 +21,17 @@ interface RouteCase {
   body?: () => unknown;
   /** Whether the route names a resource by id (another workspace then gets 404). */
   byId?: boolean;
+  /** The token a valid request uses (default: admin); machine routes take a machine's token. */
+  key?: () => string;
 }
 
 let gw: TestGateway;
 const keys = {} as Record<TokenType | "otherWorkspace", string>;
 const ids = { stub: "", deployment: "", object: "", app: "", task: "", token: "", container: "" };
+/** A machine and its own token (the `machine` key above belongs to no machine). */
+const machine = { id: "", key: "" };
+const MACHINE_REGISTER = { hostname: "h", os: "linux", arch: "x64", agentVersion: "1", cpuMillicores: 1000, memoryMiB: 1024, gpus: [] };
+const MACHINE_METRICS = { cpuPercent: 1, memoryPercent: 2, diskPercent: 3, gpus: { total: 0, free: 0 }, containers: 0 };
 const bundle = makeTar([{ name: "app.ts", data: "export const x = 1;\n" }], { gzip: true });
 
 function objectFiles(): string[] {
@@ -79,6 +85,9 @@ before(async () => {
   ids.container = container.json().id;
 });
 
+  const created = await gw.request("POST", "/api/v1/machine", { body: { pool: "default" } });
+  assert.equal(created.statusCode, 201, created.body);
+  Object.assign(machine, { id: created.json().machine.id, key: created.json().token });
 after(async () => gw.close());
 
 const routes = (): RouteCase[] => [
@@ -112,6 +121,14 @@ const routes = (): RouteCase[] => [
   { method: "GET", url: "/api/v1/machine", pattern: "/api/v1/machine" },
   { method: "POST", url: "/api/v1/container", pattern: "/api/v1/container", body: () => ({ command: ["true"], gpuCount: 0 }) },
   { method: "GET", url: "/api/v1/container", pattern: "/api/v1/container" },
+  { method: "POST", url: "/api/v1/machine", pattern: "/api/v1/machine", body: () => ({ pool: "default" }) },
+  { method: "GET", url: `/api/v1/machine/${machine.id}`, pattern: "/api/v1/machine/:id", byId: true },
+  { method: "DELETE", url: `/api/v1/machine/${machine.id}`, pattern: "/api/v1/machine/:id", byId: true },
+  { method: "POST", url: `/api/v1/machine/${machine.id}/cordon`, pattern: "/api/v1/machine/:id/cordon", byId: true },
+  { method: "POST", url: `/api/v1/machine/${machine.id}/uncordon`, pattern: "/api/v1/machine/:id/uncordon", byId: true },
+  { method: "POST", url: `/api/v1/machine/${machine.id}/drain`, pattern: "/api/v1/machine/:id/drain", byId: true },
+  { method: "POST", url: "/api/v1/machine/register", pattern: "/api/v1/machine/register", body: () => MACHINE_REGISTER, key: () => machine.key },
+  { method: "POST", url: "/api/v1/machine/keepalive", pattern: "/api/v1/machine/keepalive", body: () => MACHINE_METRICS, key: () => machine.key },
   { method: "GET", url: `/api/v1/container/${ids.container}`, pattern: "/api/v1/container/:id", byId: true },
   { method: "POST", url: `/api/v1/container/${ids.container}/stop`, pattern: "/api/v1/container/:id/stop", byId: true },
   { method: "GET", url: `/api/v1/container/${ids.container}/logs`, pattern: "/api/v1/container/:id/logs", byId: true },
@@ -147,6 +164,7 @@ const allowedBy: Record<string, readonly TokenType[]> = {
 };
 
 describe("route table", () => {
+  machine: ["machine"],
   test("covers every registered route, and every route declares its access", () => {
     const covered = new Set(routes().map((c) => `${c.method} ${c.pattern}`));
     covered.add("GET /api/v1/health").add("GET /api/v1/openapi.json");
@@ -217,7 +235,7 @@ describe("bodies on every JSON route", () => {
   test("malformed JSON: 400 INVALID_JSON", async () => {
     for (const c of jsonRoutes()) {
       for (const text of ['{"name": ', "{'a': 1}", "nul", '{"a":1}}']) {
-        await expectRejected(c, { body: text, headers: { "content-type": "application/json" } }, 400, "INVALID_JSON");
+        await expectRejected(c, { key: c.key?.(), body: text, headers: { "content-type": "application/json" } }, 400, "INVALID_JSON");
       }
     }
   });
@@ -229,22 +247,22 @@ describe("bodies on every JSON route", () => {
       for (const [k, v] of Object.entries(valid)) {
         bad.push({ ...valid, [k]: typeof v === "string" ? 12 : "12" }, { ...valid, [k]: { nested: v } });
       }
-      await expectRejected(c, { headers: { "content-type": "application/json" } }, 422, "VALIDATION_FAILED");
-      for (const body of bad) await expectRejected(c, { body: JSON.stringify(body), headers: { "content-type": "application/json" } }, 422, "VALIDATION_FAILED");
+      await expectRejected(c, { key: c.key?.(), headers: { "content-type": "application/json" } }, 422, "VALIDATION_FAILED");
+      for (const body of bad) await expectRejected(c, { key: c.key?.(), body: JSON.stringify(body), headers: { "content-type": "application/json" } }, 422, "VALIDATION_FAILED");
     }
   });
 
   test("bodies over 1 MiB: 413 BODY_TOO_LARGE", async () => {
     for (const c of jsonRoutes()) {
       const body = JSON.stringify({ ...(c.body!() as object), padding: "x".repeat(1_100_000) });
-      await expectRejected(c, { body, headers: { "content-type": "application/json" } }, 413, "BODY_TOO_LARGE");
+      await expectRejected(c, { key: c.key?.(), body, headers: { "content-type": "application/json" } }, 413, "BODY_TOO_LARGE");
     }
   });
 
   test("other media types: 415 UNSUPPORTED_MEDIA_TYPE", async () => {
     for (const c of jsonRoutes()) {
-      await expectRejected(c, { body: JSON.stringify(c.body!()), headers: { "content-type": "text/plain" } }, 415, "UNSUPPORTED_MEDIA_TYPE");
-      await expectRejected(c, { body: Buffer.from(JSON.stringify(c.body!())), headers: { "content-type": "application/octet-stream" } }, 415, "UNSUPPORTED_MEDIA_TYPE");
+      await expectRejected(c, { key: c.key?.(), body: JSON.stringify(c.body!()), headers: { "content-type": "text/plain" } }, 415, "UNSUPPORTED_MEDIA_TYPE");
+      await expectRejected(c, { key: c.key?.(), body: Buffer.from(JSON.stringify(c.body!())), headers: { "content-type": "application/octet-stream" } }, 415, "UNSUPPORTED_MEDIA_TYPE");
     }
   });
 

@@ -1,18 +1,14 @@
-/** Tasks, pools and machines: read routes now; the scheduler and machine issues add the rest. */
+/** Tasks and pools (machines: api/machines.ts). */
 import type { FastifyInstance } from "fastify";
-import { Type, type Static } from "@sinclair/typebox";
+import type { Static } from "@sinclair/typebox";
 import {
-  API_PREFIX, CreatePoolBodySchema, IdParamsSchema, ListQuerySchema, MachineSchema, NameSchema, PoolSchema, TaskSchema,
+  API_PREFIX, CreatePoolBodySchema, IdParamsSchema, ListQuerySchema, PoolSchema, TaskSchema,
   type CreatePoolBody,
 } from "@beta9/protocol";
 import { found, Items, responses, toPage, type GatewayContext } from "./common.js";
 
 type ListQuery = Static<typeof ListQuerySchema>;
 type IdParams = Static<typeof IdParamsSchema>;
-const MachineListQuerySchema = Type.Object(
-  { ...ListQuerySchema.properties, pool: Type.Optional(NameSchema) },
-  { additionalProperties: false },
-);
 
 export function clusterRoutes(app: FastifyInstance, { store }: GatewayContext): void {
   app.get<{ Querystring: ListQuery }>(`${API_PREFIX}/task`, {
@@ -34,12 +30,4 @@ export function clusterRoutes(app: FastifyInstance, { store }: GatewayContext): 
     config: { access: "admin" },
     schema: { tags: ["pool"], summary: "Create a pool", body: CreatePoolBodySchema, response: responses({ 201: PoolSchema }) },
   }, async (request, reply) => reply.code(201).send(await store.pools.create(request.body.name, request.body.description ?? "")));
-
-  app.get<{ Querystring: Static<typeof MachineListQuerySchema> }>(`${API_PREFIX}/machine`, {
-    config: { access: "read" },
-    schema: { tags: ["machine"], summary: "List machines", querystring: MachineListQuerySchema, response: responses({ 200: Items(MachineSchema) }) },
-  }, async (request) => {
-    const { pool } = request.query;
-    return { items: await store.machines.list(request.auth.workspaceId, { ...toPage(request.query), ...(pool !== undefined && { pool }) }) };
-  });
 }

@@ -7,6 +7,8 @@ import type { ImageBuilds } from "../images/image-builds.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
 import type { Autoscaler } from "../workloads/autoscaler.js";
 import type { TaskDispatcher } from "../tasks/dispatcher.js";
+import type { MachineRegistry } from "../machines/registry.js";
+import type { SandboxManager } from "../sandboxes/manager.js";
 import type { Page, Store } from "../store/types.js";
 
 export interface GatewayContext {
@@ -16,6 +18,10 @@ export interface GatewayContext {
   builds: ImageBuilds;
   autoscaler: Autoscaler;
   dispatcher: TaskDispatcher;
+  /** The server passes its registry (with the expiry timer); absent, the routes make their own. */
+  machines?: MachineRegistry;
+  /** The server passes its manager (reaper, shut down on close); absent, the routes make their own. */
+  sandboxes?: SandboxManager;
   version: string;
   schemaVersion: number;
   startedAt: number;

@@ -128,6 +128,25 @@ export class Scheduler {
     }));
   }
 
+  /**
+   * Drain: cordon, then stop every container there with `graceMs`, so the autoscaler replaces them
+   * elsewhere and the dispatcher retries tasks they were running. Returns how many were stopped.
+   */
+  drain(workerId: string, graceMs?: number): number {
+    if (!this.setCordoned(workerId, true)) return 0;
+    const active = this.containers.list({ workerId, active: true }).filter((r) => r.state !== "STOPPING");
+    for (const record of active) this.stop(record.id, graceMs);
+    return active.length;
+  }
+
+  /** Forgets a worker now (deleted or expired machine): closes it and its containers are lost. */
+  remove(workerId: string, why: string): boolean {
+    const worker = this.workers.get(workerId);
+    if (!worker) return false;
+    this.drop(workerId, worker, why);
+    return true;
+  }
+
   setCordoned(workerId: string, cordoned: boolean): boolean {
     const worker = this.workers.get(workerId);
     if (!worker) return false;
@@ -219,14 +238,17 @@ export class Scheduler {
     const now = Date.now();
     for (const [id, worker] of this.workers) {
       if (now - worker.lastSeenAt < this.workerTimeoutMs) continue;
-      this.workers.delete(id);
-      worker.close("keepalive timeout");
       this.options.logger?.warn({ workerId: id }, "worker timed out");
-      for (const record of this.containers.list({ workerId: id, active: true })) {
-        this.containers.apply({ containerId: record.id, state: "EXITED", reason: "worker_lost", exitCode: null,
-          message: `worker ${id} sent nothing for ${Math.round(this.workerTimeoutMs / 1000)} s` });
-      }
-      this.events.emit("worker_lost", id);
+      this.drop(id, worker, `worker ${id} sent nothing for ${Math.round(this.workerTimeoutMs / 1000)} s`);
     }
+  }
+
+  private drop(id: string, worker: ConnectedWorker, why: string): void {
+    this.workers.delete(id);
+    worker.close(why);
+    for (const record of this.containers.list({ workerId: id, active: true })) {
+      this.containers.apply({ containerId: record.id, state: "EXITED", reason: "worker_lost", exitCode: null, message: why });
+    }
+    this.events.emit("worker_lost", id);
   }
 }

@@ -1,22 +1,30 @@
 /**
- * The gateway end of the worker protocol: authenticates the WebSocket upgrade with a worker (or
- * admin) token, expects a hello first, then feeds states, logs and keepalives to the scheduler.
+ * The gateway end of the worker protocol: authenticates the WebSocket upgrade with a worker,
+ * admin or machine token, expects a hello first, then feeds states, logs and keepalives to the
+ * scheduler. A machine token makes the worker that machine: its id is the machine id and its pool
+ * the machine's, whatever the hello says. Workers the gateway cannot dial (machines, unless they
+ * say `reachable: true`) get their container ports tunnelled over their own connection (tunnels.ts).
  */
 import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { WebSocketServer, type WebSocket } from "ws";
-import { Beta9Error, WORKER_CONNECT_PATH, type GatewayMessage, type WorkerMessage } from "@beta9/protocol";
+import {
+  Beta9Error, WORKER_CONNECT_PATH, WORKER_TUNNEL_PATH, type ContainerStateReport, type GatewayMessage, type WorkerMessage,
+} from "@beta9/protocol";
 import type { ImageBuilds } from "../images/image-builds.js";
-import type { TokenRepo } from "../store/types.js";
+import type { AuthenticatedToken, TokenRepo } from "../store/types.js";
 import type { ConnectedWorker, Scheduler } from "./scheduler.js";
+import { TunnelHub, type TunnelWorker } from "./tunnels.js";
 
 const HELLO_TIMEOUT_MS = 10_000;
 const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
+const STATUS_TEXT: Record<number, string> = { 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict" };
+
 function refuse(socket: Duplex, err: Beta9Error): void {
   const body = JSON.stringify(err.toBody());
-  socket.end(`HTTP/1.1 ${err.status} ${err.status === 401 ? "Unauthorized" : "Forbidden"}\r\ncontent-type: application/json\r\n` +
+  socket.end(`HTTP/1.1 ${err.status} ${STATUS_TEXT[err.status] ?? "Error"}\r\ncontent-type: application/json\r\n` +
     `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }
 
@@ -25,6 +33,15 @@ function bearer(request: IncomingMessage): string | undefined {
   return match?.[1];
 }
 
+/** Who a machine token's worker is; a Beta9Error refuses the connection (deleted or expired machine). */
+export interface MachineWorkerIdentity {
+  workerId: string;
+  pool: string;
+  cordoned: boolean;
+  draining: boolean;
+}
+export type MachineWorkerResolver = (tokenId: string) => Promise<MachineWorkerIdentity | Beta9Error>;
+
 export interface WorkerSocketOptions {
   server: Server;
   tokens: TokenRepo;
@@ -32,13 +49,34 @@ export interface WorkerSocketOptions {
   builds: ImageBuilds;
   keepaliveMs: number;
   logger: Logger;
+  /** Without it, machine tokens are refused. */
+  machineWorker?: MachineWorkerResolver;
+  tunnels?: TunnelHub;
+  /** Stop grace for containers of a draining machine that reconnects with them still running. */
+  drainGraceMs?: number;
 }
 
-/** Handles upgrades on the worker path; returns a function that closes every worker socket. */
-export function attachWorkerSocket({ server, tokens, scheduler, builds, keepaliveMs, logger }: WorkerSocketOptions): () => void {
+interface Connection {
+  auth: AuthenticatedToken;
+  machine: MachineWorkerIdentity | undefined;
+}
+
+/** Handles upgrades on the worker paths; returns a function that closes every worker socket. */
+export function attachWorkerSocket(options: WorkerSocketOptions): () => void {
+  const { server, tokens, logger } = options;
+  const tunnels = options.tunnels ?? new TunnelHub(logger);
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
+  const tunnelWss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
+  const unsubscribe = options.scheduler.containers.subscribe("*", (event) => {
+    if (event.kind === "state" && event.container.state === "EXITED") tunnels.release(event.container.id);
+  });
+  const onLost = (workerId: string) => tunnels.releaseWorker(workerId);
+  options.scheduler.events.on("worker_lost", onLost);
+
   server.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (new URL(request.url ?? "/", "http://x").pathname !== WORKER_CONNECT_PATH) {
+    const path = new URL(request.url ?? "/", "http://x").pathname;
+    const streamId = path.startsWith(`${WORKER_TUNNEL_PATH}/`) ? path.slice(WORKER_TUNNEL_PATH.length + 1) : undefined;
+    if (path !== WORKER_CONNECT_PATH && streamId === undefined) {
       socket.destroy();
       return;
     }
@@ -47,36 +85,56 @@ export function attachWorkerSocket({ server, tokens, scheduler, builds, keepaliv
       if (!key) return refuse(socket, new Beta9Error("AUTH_TOKEN_MISSING"));
       const auth = await tokens.authenticate(key);
       if (!auth) return refuse(socket, new Beta9Error("AUTH_TOKEN_INVALID"));
-      if (auth.type !== "worker" && auth.type !== "admin") {
-        return refuse(socket, new Beta9Error("AUTH_FORBIDDEN", { tokenType: auth.type, action: "connect as a worker", allowed: "worker or admin" }));
+      if (auth.type !== "worker" && auth.type !== "admin" && auth.type !== "machine") {
+        return refuse(socket, new Beta9Error("AUTH_FORBIDDEN", { tokenType: auth.type, action: "connect as a worker", allowed: "worker, machine or admin" }));
       }
-      wss.handleUpgrade(request, socket, head, (ws) => serveWorker(ws, scheduler, builds, keepaliveMs, logger));
+      if (streamId !== undefined) {
+        if (!tunnels.expects(streamId, auth.id)) return refuse(socket, new Beta9Error("RESOURCE_NOT_FOUND", { kind: "tunnel stream", id: streamId }));
+        tunnelWss.handleUpgrade(request, socket, head, (ws) => tunnels.attach(streamId, ws));
+        return;
+      }
+      let machine: MachineWorkerIdentity | undefined;
+      if (auth.type === "machine") {
+        const resolved = options.machineWorker ? await options.machineWorker(auth.id) : new Beta9Error("AUTH_FORBIDDEN", {
+          tokenType: "machine", action: "connect as a worker on this gateway", allowed: "worker or admin",
+        });
+        if (resolved instanceof Beta9Error) return refuse(socket, resolved);
+        machine = resolved;
+      }
+      wss.handleUpgrade(request, socket, head, (ws) => serveWorker(ws, { auth, machine }, options, tunnels));
     })().catch((err: unknown) => {
       logger.error({ err }, "worker upgrade failed");
       socket.destroy();
     });
   });
   return () => {
+    unsubscribe();
+    options.scheduler.events.off("worker_lost", onLost);
     for (const ws of wss.clients) ws.close(1001, "gateway shutting down");
+    for (const ws of tunnelWss.clients) ws.terminate();
     wss.close();
+    tunnelWss.close();
+    tunnels.close();
   };
 }
 
-function serveWorker(ws: WebSocket, scheduler: Scheduler, builds: ImageBuilds, keepaliveMs: number, logger: Logger): void {
+function serveWorker(ws: WebSocket, conn: Connection, options: WorkerSocketOptions, tunnels: TunnelHub): void {
+  const { scheduler, builds, keepaliveMs, logger } = options;
   let worker: ConnectedWorker | undefined;
+  let tunnelled = false;
+  let tunnelWorker: TunnelWorker | undefined;
   const send = (message: GatewayMessage) => {
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(message));
   };
   const helloTimer = setTimeout(() => ws.close(4000, "no hello within 10 s"), HELLO_TIMEOUT_MS);
+  // Listener addresses take a tick to open, so messages are handled one after another in order.
+  let chain: Promise<void> = Promise.resolve();
+  const withPorts = async <T extends ContainerStateReport>(workerId: string, report: T): Promise<T> =>
+    tunnelled && report.ports && Object.keys(report.ports).length > 0
+      ? { ...report, ports: await tunnels.expose(workerId, report.containerId, report.ports) }
+      : report;
 
-  ws.on("message", (data) => {
-    let message: WorkerMessage;
-    try {
-      message = JSON.parse(String(data)) as WorkerMessage;
-    } catch {
-      send({ type: "error", code: "INVALID_JSON", message: "worker messages are JSON text frames" });
-      return;
-    }
+  const handle = async (message: WorkerMessage): Promise<void> => {
     if (!worker) {
       if (message.type !== "hello") {
         send({ type: "error", code: "BAD_REQUEST", message: "the first message must be hello" });
@@ -84,13 +142,22 @@ function serveWorker(ws: WebSocket, scheduler: Scheduler, builds: ImageBuilds, k
         return;
       }
       clearTimeout(helloTimer);
+      const machine = conn.machine;
+      const id = machine?.workerId ?? message.workerId;
+      tunnelled = machine ? message.reachable !== true : message.reachable === false;
+      const containers = await Promise.all((message.containers ?? []).map((c) => withPorts(id, c)));
       worker = {
-        id: message.workerId, hostname: message.hostname, pool: message.pool, runtime: message.runtime,
-        isolates: message.isolates, capacity: message.capacity, connected: true, cordoned: false, lastSeenAt: Date.now(),
+        id, hostname: message.hostname, pool: machine?.pool ?? message.pool, runtime: message.runtime,
+        isolates: message.isolates, capacity: message.capacity, connected: true,
+        cordoned: machine ? machine.cordoned || machine.draining : false, lastSeenAt: Date.now(),
         send, close: (reason) => ws.close(4002, reason.slice(0, 120)),
       };
+      tunnelWorker = { tokenId: conn.auth.id, send };
+      tunnels.setWorker(id, tunnelWorker);
       send({ type: "welcome", workerId: worker.id, keepaliveMs });
-      scheduler.connect(worker, message.containers ?? []);
+      scheduler.connect(worker, containers);
+      // A draining machine that comes back with work still running finishes draining it.
+      if (machine?.draining) scheduler.drain(id, options.drainGraceMs);
       return;
     }
     scheduler.seen(worker.id);
@@ -98,7 +165,7 @@ function serveWorker(ws: WebSocket, scheduler: Scheduler, builds: ImageBuilds, k
       case "keepalive":
         break;
       case "container.state":
-        scheduler.report(worker.id, message);
+        scheduler.report(worker.id, await withPorts(worker.id, message));
         break;
       case "container.logs": {
         const record = scheduler.containers.get(message.containerId);
@@ -111,16 +178,31 @@ function serveWorker(ws: WebSocket, scheduler: Scheduler, builds: ImageBuilds, k
       case "image.result":
         void builds.result(message.imageId, message.ok, message.error).catch((err: unknown) => logger.error({ err }, "image result failed"));
         break;
+      case "tunnel.failed":
+        tunnels.fail(message.streamId, message.message);
+        break;
       case "hello":
         send({ type: "error", code: "BAD_REQUEST", message: "hello was already received" });
         break;
       default:
         send({ type: "error", code: "BAD_REQUEST", message: `unknown message type ${JSON.stringify((message as { type?: unknown }).type)}` });
     }
+  };
+
+  ws.on("message", (data) => {
+    let message: WorkerMessage;
+    try {
+      message = JSON.parse(String(data)) as WorkerMessage;
+    } catch {
+      send({ type: "error", code: "INVALID_JSON", message: "worker messages are JSON text frames" });
+      return;
+    }
+    chain = chain.then(() => handle(message)).catch((err: unknown) => logger.error({ err, type: message.type }, "worker message failed"));
   });
   ws.on("close", () => {
     clearTimeout(helloTimer);
     if (worker) {
+      if (tunnelWorker) tunnels.clearWorker(worker.id, tunnelWorker);
       scheduler.disconnect(worker.id, worker);
       logger.info({ workerId: worker.id }, "worker disconnected");
     }

@@ -8,7 +8,7 @@
  * atomic; conflicts throw `Beta9Error` with a catalogue code.
  */
 import type {
-  App, Image, Deployment, Machine, Pool, StoredObject, Stub, StubConfig, StubType, Task, Token, TokenType,
+  App, Image, Deployment, Machine, MachineMetrics, Pool, StoredObject, Stub, StubConfig, StubType, Task, Token, TokenType,
   TokenWithKey, Workspace,
 } from "@beta9/protocol";
 
@@ -132,9 +132,26 @@ export interface PoolRepo {
   list(page: Page): Promise<Pool[]>;
 }
 
+/** A machine as stored: the entity without the scheduler's live fields, plus its token's id. */
+export type StoredMachine = Omit<Machine, "workerConnected" | "runningContainers"> & { tokenId: string | null };
+export type MachineRegistration = Pick<Machine, "cpuMillicores" | "memoryMiB" | "gpus"> &
+  { hostname: string; os: string; arch: string; agentVersion: string };
+
 export interface MachineRepo {
-  get(workspaceId: string, id: string): Promise<Machine | undefined>;
-  list(workspaceId: string, page: Page & { pool?: string }): Promise<Machine[]>;
+  /** A new machine (state pending) and its machine token, in one transaction. */
+  create(workspaceId: string, pool: string): Promise<{ machine: StoredMachine; token: TokenWithKey }>;
+  get(workspaceId: string, id: string): Promise<StoredMachine | undefined>;
+  getByToken(tokenId: string): Promise<StoredMachine | undefined>;
+  list(workspaceId: string, page: Page & { pool?: string }): Promise<StoredMachine[]>;
+  /** → registered (from any state); `undefined` if the machine is gone. */
+  register(id: string, info: MachineRegistration): Promise<StoredMachine | undefined>;
+  /** → ready; `undefined` unless the machine is registered or ready (an expired one registers again). */
+  keepalive(id: string, metrics: MachineMetrics): Promise<StoredMachine | undefined>;
+  setFlags(workspaceId: string, id: string, flags: { cordoned: boolean; draining: boolean }): Promise<StoredMachine | undefined>;
+  /** Registered or ready machines whose last keepalive is older than `before` → expired; returns them. */
+  expireSilent(before: string): Promise<StoredMachine[]>;
+  /** Revokes the machine's token and removes the machine. */
+  delete(workspaceId: string, id: string): Promise<StoredMachine | undefined>;
 }
 
 export interface ImageRepo {

@@ -1,9 +1,9 @@
 /** Tasks, pools and machines on SQLite (the scheduler and machine issues extend these). */
 import type Database from "better-sqlite3";
 import { Beta9Error } from "@beta9/protocol";
-import type { MachineRepo, Page, PoolRepo, TaskPolicy, TaskRepo } from "../types.js";
+import type { Page, PoolRepo, TaskPolicy, TaskRepo } from "../types.js";
 import {
-  isUniqueViolation, newId, now, toMachine, toPool, toTask, type MachineRow, type PoolRow, type TaskRow,
+  isUniqueViolation, newId, now, toPool, toTask, type PoolRow, type TaskRow,
 } from "./rows.js";
 
 const TASK_COLUMNS = `id, workspace_id, stub_id, status, retries, max_retries, container_id, error, result, created_at,
@@ -154,31 +154,5 @@ export class SqlitePoolRepo implements PoolRepo {
 
   async list(page: Page) {
     return (this.listStmt.all(page.limit, page.offset) as PoolRow[]).map(toPool);
-  }
-}
-
-export class SqliteMachineRepo implements MachineRepo {
-  private readonly byId;
-  private readonly listAll;
-  private readonly listPool;
-
-  constructor(db: Database.Database) {
-    this.byId = db.prepare(`SELECT * FROM machine WHERE workspace_id = ? AND id = ?`);
-    this.listAll = db.prepare(`SELECT * FROM machine WHERE workspace_id = ? ORDER BY created_at, id LIMIT ? OFFSET ?`);
-    this.listPool = db.prepare(
-      `SELECT * FROM machine WHERE workspace_id = ? AND pool = ? ORDER BY created_at, id LIMIT ? OFFSET ?`,
-    );
-  }
-
-  async get(workspaceId: string, id: string) {
-    const row = this.byId.get(workspaceId, id) as MachineRow | undefined;
-    return row && toMachine(row);
-  }
-
-  async list(workspaceId: string, page: Page & { pool?: string }) {
-    const rows = page.pool === undefined
-      ? this.listAll.all(workspaceId, page.limit, page.offset)
-      : this.listPool.all(workspaceId, page.pool, page.limit, page.offset);
-    return (rows as MachineRow[]).map(toMachine);
   }
 }

@@ -154,6 +154,21 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX deployment_by_type ON deployment(stub_type, active, deleted_at);
     `,
   },
+  {
+    version: 6,
+    name: "machine registry",
+    sql: `
+      ALTER TABLE machine ADD COLUMN token_id TEXT REFERENCES token(id);
+      ALTER TABLE machine ADD COLUMN os TEXT;
+      ALTER TABLE machine ADD COLUMN arch TEXT;
+      ALTER TABLE machine ADD COLUMN agent_version TEXT;
+      ALTER TABLE machine ADD COLUMN metrics TEXT;
+      ALTER TABLE machine ADD COLUMN cordoned INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE machine ADD COLUMN draining INTEGER NOT NULL DEFAULT 0;
+      CREATE UNIQUE INDEX machine_token ON machine(token_id);
+      CREATE INDEX machine_expiry ON machine(state, last_keepalive_at);
+    `,
+  },
 ];
 
 export class MigrationError extends Error {

@@ -1,7 +1,7 @@
 /** Row ↔ entity mapping and small helpers shared by the SQLite repositories. */
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import type {
-  App, Deployment, Machine, MachineState, Pool, StoredObject, Stub, StubType, Task, TaskStatus, Token, TokenType, Workspace,
+  App, Deployment, Pool, StoredObject, Stub, StubType, Task, TaskStatus, Token, TokenType, Workspace,
 } from "@beta9/protocol";
 
 export const newId = (): string => randomUUID();
@@ -70,12 +70,3 @@ export const toTask = (r: TaskRow): Task => ({
 export interface PoolRow { id: string; name: string; description: string; created_at: string }
 export const toPool = (r: PoolRow): Pool => ({ id: r.id, name: r.name, description: r.description, createdAt: r.created_at });
 
-export interface MachineRow {
-  id: string; workspace_id: string; pool: string; state: string; hostname: string | null; cpu_millicores: number;
-  memory_mib: number; gpus: string; last_keepalive_at: string | null; created_at: string;
-}
-export const toMachine = (r: MachineRow): Machine => ({
-  id: r.id, workspaceId: r.workspace_id, pool: r.pool, state: r.state as MachineState, hostname: r.hostname,
-  cpuMillicores: r.cpu_millicores, memoryMiB: r.memory_mib, gpus: JSON.parse(r.gpus),
-  lastKeepaliveAt: r.last_keepalive_at, createdAt: r.created_at,
-});

@@ -1,7 +1,8 @@
 /** The embedded default store: one SQLite file in WAL mode inside the gateway's data directory. */
 import Database from "better-sqlite3";
 import type { Store } from "../types.js";
-import { SqliteMachineRepo, SqlitePoolRepo, SqliteTaskRepo } from "./cluster.js";
+import { SqlitePoolRepo, SqliteTaskRepo } from "./cluster.js";
+import { SqliteMachineRepo } from "./machines.js";
 import { SqliteTokenRepo, SqliteWorkspaceRepo } from "./identity.js";
 import { SqliteImageRepo } from "./images.js";
 import { migrate } from "./migrations.js";
@@ -49,7 +50,7 @@ export class SqliteStore implements Store {
     this.deployments = new SqliteDeploymentRepo(db);
     this.tasks = new SqliteTaskRepo(db);
     this.pools = new SqlitePoolRepo(db);
-    this.machines = new SqliteMachineRepo(db);
+    this.machines = new SqliteMachineRepo(db, this.tokens);
     this.images = new SqliteImageRepo(db);
     this.schedules = new SqliteScheduleRepo(db);
   }

@@ -1,0 +1,104 @@
+/** `beta9 machine`: external machines (b9agent) of the current workspace. */
+import type { Command } from "commander";
+import type { Machine, MachineCreateResponse } from "@beta9/protocol";
+import type { Client } from "beta9";
+import { forEachId, withClient } from "../session.js";
+import { color, print, printJson, printTable, shortTime } from "../output.js";
+
+const enc = encodeURIComponent;
+
+function stateCell(m: Machine): string {
+  const state = m.state === "ready" ? color.green(m.state) : m.state === "expired" ? color.red(m.state) : color.yellow(m.state);
+  const flags = [m.draining ? "draining" : m.cordoned ? "cordoned" : "", m.workerConnected ? "" : "no worker"].filter(Boolean);
+  return flags.length > 0 ? `${state} (${flags.join(", ")})` : state;
+}
+
+function gpuCell(m: Machine): string {
+  const inventory = m.gpus.filter((g) => g.count > 0).map((g) => `${g.count}× ${g.type}`).join(", ");
+  if (!inventory) return "-";
+  return m.metrics ? `${inventory} (${m.metrics.gpus.free} free)` : inventory;
+}
+
+const percent = (value: number | undefined) => (value === undefined ? "-" : `${Math.round(value)}%`);
+
+export async function listMachines(client: Client, pool?: string): Promise<Machine[]> {
+  const page = await client.request<{ items: Machine[] }>("GET", "/machine", { query: { pool } });
+  return page.items;
+}
+
+export function registerMachine(program: Command): void {
+  const machine = program.command("machine").description("manage external machines that run work through b9agent");
+
+  machine
+    .command("create")
+    .description("create a machine and its token (shown once), and print the b9agent line to run on it")
+    .requiredOption("--pool <name>", "the pool the machine serves (default, or one made with beta9 pool create)")
+    .option("--json", "print the machine and its token as JSON")
+    .action((opts: { pool: string; json?: boolean }, command: Command) =>
+      withClient(command, async (client, context) => {
+        const created = await client.request<MachineCreateResponse>("POST", "/machine", { body: { pool: opts.pool } });
+        if (opts.json) return printJson(created);
+        print(`created machine ${created.machine.id} in pool ${created.machine.pool} (state ${created.machine.state})`);
+        print(`machine token (shown once, save it now): ${color.bold(created.token)}`);
+        print("on the machine, run:");
+        print(`  b9agent init --gateway ${context.gateway} --token ${created.token} --pool ${created.machine.pool} && b9agent`);
+      }),
+    );
+
+  machine
+    .command("list")
+    .description("list machines: state, last heartbeat, CPU, memory, GPUs and running containers")
+    .option("--pool <name>", "only this pool")
+    .option("--json", "print a JSON array")
+    .action((opts: { pool?: string; json?: boolean }, command: Command) =>
+      withClient(command, async (client) => {
+        const list = await listMachines(client, opts.pool);
+        if (opts.json) return printJson(list);
+        printTable(
+          ["ID", "POOL", "STATE", "HOSTNAME", "LAST HEARTBEAT", "CPU", "MEMORY", "GPUS", "CONTAINERS"],
+          list.map((m) => [
+            m.id, m.pool, stateCell(m), m.hostname ?? "-", shortTime(m.lastKeepaliveAt),
+            m.cpuMillicores > 0 ? `${m.cpuMillicores / 1000} cores ${percent(m.metrics?.cpuPercent)}` : "-",
+            m.memoryMiB > 0 ? `${m.memoryMiB} MiB ${percent(m.metrics?.memoryPercent)}` : "-",
+            gpuCell(m), String(m.runningContainers),
+          ]),
+          "no machines (create one with beta9 machine create --pool default)",
+        );
+      }),
+    );
+
+  machine
+    .command("delete")
+    .description("delete machines: revokes their tokens and disconnects their workers (their work is rescheduled)")
+    .argument("<ids...>", "machine ids (see beta9 machine list)")
+    .action((ids: string[], _opts: unknown, command: Command) =>
+      withClient(command, (client) => forEachId(ids, async (id) => {
+        await client.request<Machine>("DELETE", `/machine/${enc(id)}`);
+        print(`deleted machine ${id}`);
+      })),
+    );
+
+  for (const [action, says] of [["cordon", "cordoned: it gets no new containers"], ["uncordon", "uncordoned: it takes new containers"]] as const) {
+    machine
+      .command(action)
+      .description(action === "cordon" ? "stop placing new containers on machines (running ones stay)" : "let machines take new containers again (ends a drain)")
+      .argument("<ids...>", "machine ids")
+      .action((ids: string[], _opts: unknown, command: Command) =>
+        withClient(command, (client) => forEachId(ids, async (id) => {
+          await client.request<Machine>("POST", `/machine/${enc(id)}/${action}`);
+          print(`machine ${id} ${says}`);
+        })),
+      );
+  }
+
+  machine
+    .command("drain")
+    .description("cordon machines and stop their containers gracefully so their work moves to other machines")
+    .argument("<ids...>", "machine ids")
+    .action((ids: string[], _opts: unknown, command: Command) =>
+      withClient(command, (client) => forEachId(ids, async (id) => {
+        const { stopped } = await client.request<{ machine: Machine; stopped: number }>("POST", `/machine/${enc(id)}/drain`);
+        print(`machine ${id} draining: ${stopped} container${stopped === 1 ? "" : "s"} stopping`);
+      })),
+    );
+}
