@@ -21,17 +21,19 @@ interface RouteCase {
   body?: () => unknown;
   /** Whether the route names a resource by id (another workspace then gets 404). */
   byId?: boolean;
+  /** Needs no token (its own tests below check what it refuses). */
+  open?: boolean;
   /** The token a valid request uses (default: admin); machine routes take a machine's token. */
   key?: () => string;
 }
 
 let gw: TestGateway;
-const keys = {} as Record<TokenType | "otherWorkspace", string>;
-const ids = { stub: "", deployment: "", object: "", app: "", task: "", token: "", container: "" };
 /** A machine and its own token (the `machine` key above belongs to no machine). */
 const machine = { id: "", key: "" };
 const MACHINE_REGISTER = { hostname: "h", os: "linux", arch: "x64", agentVersion: "1", cpuMillicores: 1000, memoryMiB: 1024, gpus: [] };
 const MACHINE_METRICS = { cpuPercent: 1, memoryPercent: 2, diskPercent: 3, gpus: { total: 0, free: 0 }, containers: 0 };
+const keys = {} as Record<TokenType | "otherWorkspace", string>;
+const ids = { stub: "", deployment: "", object: "", app: "", task: "", token: "", container: "" };
 const bundle = makeTar([{ name: "app.ts", data: "export const x = 1;\n" }], { gzip: true });
 
 function objectFiles(): string[] {
@@ -83,11 +85,11 @@ before(async () => {
   const container = await gw.request("POST", "/api/v1/container", { body: { command: ["sleep", "60"] } });
   assert.equal(container.statusCode, 201, container.body);
   ids.container = container.json().id;
-});
-
   const created = await gw.request("POST", "/api/v1/machine", { body: { pool: "default" } });
   assert.equal(created.statusCode, 201, created.body);
   Object.assign(machine, { id: created.json().machine.id, key: created.json().token });
+});
+
 after(async () => gw.close());
 
 const routes = (): RouteCase[] => [
@@ -119,8 +121,6 @@ const routes = (): RouteCase[] => [
   { method: "GET", url: "/api/v1/pool", pattern: "/api/v1/pool" },
   { method: "POST", url: "/api/v1/pool", pattern: "/api/v1/pool", body: () => ({ name: "gpu" }) },
   { method: "GET", url: "/api/v1/machine", pattern: "/api/v1/machine" },
-  { method: "POST", url: "/api/v1/container", pattern: "/api/v1/container", body: () => ({ command: ["true"], gpuCount: 0 }) },
-  { method: "GET", url: "/api/v1/container", pattern: "/api/v1/container" },
   { method: "POST", url: "/api/v1/machine", pattern: "/api/v1/machine", body: () => ({ pool: "default" }) },
   { method: "GET", url: `/api/v1/machine/${machine.id}`, pattern: "/api/v1/machine/:id", byId: true },
   { method: "DELETE", url: `/api/v1/machine/${machine.id}`, pattern: "/api/v1/machine/:id", byId: true },
@@ -129,6 +129,8 @@ const routes = (): RouteCase[] => [
   { method: "POST", url: `/api/v1/machine/${machine.id}/drain`, pattern: "/api/v1/machine/:id/drain", byId: true },
   { method: "POST", url: "/api/v1/machine/register", pattern: "/api/v1/machine/register", body: () => MACHINE_REGISTER, key: () => machine.key },
   { method: "POST", url: "/api/v1/machine/keepalive", pattern: "/api/v1/machine/keepalive", body: () => MACHINE_METRICS, key: () => machine.key },
+  { method: "POST", url: "/api/v1/container", pattern: "/api/v1/container", body: () => ({ command: ["true"], gpuCount: 0 }) },
+  { method: "GET", url: "/api/v1/container", pattern: "/api/v1/container" },
   { method: "GET", url: `/api/v1/container/${ids.container}`, pattern: "/api/v1/container/:id", byId: true },
   { method: "POST", url: `/api/v1/container/${ids.container}/stop`, pattern: "/api/v1/container/:id/stop", byId: true },
   { method: "GET", url: `/api/v1/container/${ids.container}/logs`, pattern: "/api/v1/container/:id/logs", byId: true },
@@ -153,6 +155,7 @@ const routes = (): RouteCase[] => [
   { method: "POST", url: "/endpoint/hello/latest", pattern: "/endpoint/:name/latest" },
   { method: "POST", url: "/endpoint/hello/v1", pattern: "/endpoint/:name/v:version" },
   { method: "POST", url: `/endpoint/id/${"0".repeat(8)}`, pattern: "/endpoint/id/:stubId" },
+  { method: "POST", url: `/public/${"0".repeat(8)}`, pattern: "/public/:stubId", open: true },
 ];
 
 const accessOf = (c: RouteCase) => gw.app.routeCatalogue.find((r) => r.method === c.method && r.url === c.pattern)?.access;
@@ -161,10 +164,10 @@ const allowedBy: Record<string, readonly TokenType[]> = {
   write: ["admin", "workspace"],
   admin: ["admin"],
   worker: ["admin", "worker"],
+  machine: ["machine"],
 };
 
 describe("route table", () => {
-  machine: ["machine"],
   test("covers every registered route, and every route declares its access", () => {
     const covered = new Set(routes().map((c) => `${c.method} ${c.pattern}`));
     covered.add("GET /api/v1/health").add("GET /api/v1/openapi.json");
@@ -177,7 +180,7 @@ describe("route table", () => {
 
 describe("authentication on every route", () => {
   test("no token, a malformed header, a wrong token, an overlong token: 401", async () => {
-    for (const c of routes()) {
+    for (const c of routes().filter((r) => !r.open)) {
       await expectRejected(c, { key: null, body: c.body?.() }, 401, "AUTH_TOKEN_MISSING");
       await expectRejected(c, { key: null, body: c.body?.(), headers: { authorization: `Basic ${keys.admin}` } }, 401, "AUTH_TOKEN_MISSING");
       await expectRejected(c, { key: `${keys.admin}x`, body: c.body?.() }, 401, "AUTH_TOKEN_INVALID");
@@ -186,7 +189,7 @@ describe("authentication on every route", () => {
   });
 
   test("token types a route does not allow: 403, whatever the body", async () => {
-    for (const c of routes()) {
+    for (const c of routes().filter((r) => !r.open)) {
       const access = accessOf(c)!;
       for (const type of ["admin", "workspace", "restricted", "worker", "machine"] as const) {
         if (allowedBy[access]?.includes(type)) continue;
@@ -274,6 +277,20 @@ describe("bodies on every JSON route", () => {
     await expectRejected({ method: "POST", url: "/endpoint/hello" }, { body: '{"a":', headers: { "content-type": "application/json" } }, 400, "INVALID_JSON");
     await expectRejected({ method: "POST", url: "/taskqueue/hello" }, { body: { a: 1 } }, 409, "CONFLICT");
     await expectRejected({ method: "POST", url: "/taskqueue/nope" }, { body: { a: 1 } }, 404, "RESOURCE_NOT_FOUND");
+  });
+
+  test("/public/:stubId: an authorized, unknown or undeployed stub is a 404 with or without a token, revealing nothing", async () => {
+    const route = gw.app.routeCatalogue.find((r) => r.url === "/public/:stubId");
+    assert.equal(route?.access, "public");
+    const open = (await gw.request("POST", "/api/v1/stub", { body: { name: "open-undeployed", type: "endpoint/deployment", objectId: ids.object, config: { authorized: false } } })).json().stub;
+    for (const id of [ids.stub, "00000000-0000-4000-8000-000000000000", "x".repeat(90), open.id]) {
+      for (const key of [null, keys.admin, keys.otherWorkspace, "b9_wrong"]) {
+        await expectRejected({ method: "POST", url: `/public/${id}` }, { key, body: { a: 1 } }, 404, "RESOURCE_NOT_FOUND");
+      }
+    }
+    const res = await gw.request("POST", `/public/${ids.stub}`, { key: null, body: { a: 1 } });
+    assert.doesNotMatch(res.body, /hello|endpoint/, "the 404 names neither the stub nor its kind");
+    await expectRejected({ method: "POST", url: `/public/${ids.stub}` }, { key: null, body: '{"a":', headers: { "content-type": "application/json" } }, 400, "INVALID_JSON");
   });
 
   test("bad query strings: 422", async () => {

@@ -2,6 +2,9 @@
  * Invoking deployed endpoints: `POST /endpoint/:name[/latest|/v:N]` and `/endpoint/id/:stubId`.
  * The body is the handler's input; the answer is its result. Scales from zero: a request that
  * finds no container waits (bounded) while one starts.
+ *
+ * `POST /public/:stubId` calls a deployed workload whose stub says `authorized: false` without a
+ * token; for every other stub it answers 404 exactly as for an unknown id, so it reveals nothing.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { randomUUID } from "node:crypto";
@@ -9,6 +12,7 @@ import { request as httpRequest } from "undici";
 import { Beta9Error, TASK_ID_HEADER, type Stub } from "@beta9/protocol";
 import type { Autoscaler } from "../workloads/autoscaler.js";
 import { found, parseVersion, resolveDeployedStub, type GatewayContext } from "./common.js";
+import { callFunction, putTask } from "./tasks.js";
 
 /** Inputs up to 32 MiB (model prompts, small images as base64). */
 const INVOKE_BODY_LIMIT = 32 * 1024 * 1024;
@@ -53,7 +57,30 @@ async function invoke(stub: Stub, autoscaler: Autoscaler, request: FastifyReques
   }
 }
 
-export function invokeRoutes(app: FastifyInstance, { store, autoscaler }: GatewayContext): void {
+/** Any workload's stub, whatever its kind: what `/public/:stubId` and serve sessions call. */
+export async function invokeAny(ctx: GatewayContext, stub: Stub, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+  if (stub.type.startsWith("endpoint/")) return invoke(stub, ctx.autoscaler, request, reply);
+  if (stub.type.startsWith("taskqueue/")) return putTask(ctx, stub, request.body);
+  if (stub.type.startsWith("function/")) return callFunction(ctx, stub, request.body, reply);
+  throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}: it runs on its schedule and takes no calls` });
+}
+
+/**
+ * The stub behind `/public/:stubId`: an `authorized: false` stub with an active deployment. Any
+ * other stub (authorized, never deployed, stopped, unknown) is a 404 that names only the id.
+ */
+async function resolvePublicStub(store: GatewayContext["store"], stubId: string): Promise<Stub> {
+  const stub = await store.stubs.getAny(stubId);
+  const hidden = () => new Beta9Error("RESOURCE_NOT_FOUND", { kind: "public workload", id: stubId });
+  if (!stub || stub.config.authorized !== false || !stub.type.endsWith("/deployment")) throw hidden();
+  // Deployment lists are cached per workspace in the store, so this costs no query when warm.
+  const active = await store.deployments.list(stub.workspaceId, { active: true, limit: 1000, offset: 0 });
+  if (!active.some((d) => d.stubId === stub.id)) throw hidden();
+  return stub;
+}
+
+export function invokeRoutes(app: FastifyInstance, ctx: GatewayContext): void {
+  const { store, autoscaler } = ctx;
   const resolve = (workspaceId: string, name: string, version: number | "latest") => resolveDeployedStub(store, workspaceId, name, version);
   const options = { config: { access: "read" as const }, bodyLimit: INVOKE_BODY_LIMIT, schema: { tags: ["invoke"] } };
 
@@ -65,4 +92,8 @@ export function invokeRoutes(app: FastifyInstance, { store, autoscaler }: Gatewa
     async (request, reply) => invoke(await resolve(request.auth.workspaceId, request.params.name, parseVersion(request.params.version)), autoscaler, request, reply));
   app.post<{ Params: { stubId: string } }>("/endpoint/id/:stubId", { ...options, schema: { ...options.schema, summary: "Call a stub by id" } },
     async (request, reply) => invoke(found(await store.stubs.get(request.auth.workspaceId, request.params.stubId), "stub", request.params.stubId), autoscaler, request, reply));
+  app.post<{ Params: { stubId: string } }>("/public/:stubId", {
+    config: { access: "public" }, bodyLimit: INVOKE_BODY_LIMIT,
+    schema: { tags: ["invoke"], summary: "Call a deployed workload whose stub has authorized: false, without a token", security: [] },
+  }, async (request, reply) => invokeAny(ctx, await resolvePublicStub(store, request.params.stubId), request, reply));
 }

@@ -170,3 +170,23 @@ describe("objects", () => {
     }
   });
 });
+
+describe("public invocation (access public)", () => {
+  test("/public/:stubId takes a task without a token for an authorized: false deployment, and 404s once it is stopped", async () => {
+    // No code: the task stays queued (no container starts in this test), which is all this checks.
+    const body = (authorized: boolean) => ({ name: "open-q", type: "taskqueue/deployment", config: { authorized } });
+    const open = (await gw.request("POST", "/api/v1/stub", { body: body(false) })).json().stub;
+    const closed = (await gw.request("POST", "/api/v1/stub", { body: body(true) })).json().stub;
+    const dep = (await gw.request("POST", "/api/v1/deployment", { body: { stubId: open.id } })).json();
+    await gw.request("POST", "/api/v1/deployment", { body: { stubId: closed.id, name: "closed-q" } });
+    const put = await gw.request("POST", `/public/${open.id}`, { key: null, body: { n: 1 } });
+    assert.equal(put.statusCode, 200, put.body);
+    const task = (await gw.request("GET", `/api/v1/task/${put.json().task_id}`)).json();
+    assert.equal(task.stubId, open.id);
+    assert.equal((await gw.request("POST", `/public/${closed.id}`, { key: null, body: { n: 1 } })).statusCode, 404, "an authorized stub stays hidden");
+    assert.equal((await gw.request("POST", `/public/${closed.id}`, { body: { n: 1 } })).statusCode, 404, "even with a valid token");
+    await gw.request("POST", `/api/v1/deployment/${dep.id}/stop`);
+    assert.equal((await gw.request("POST", `/public/${open.id}`, { key: null, body: { n: 1 } })).statusCode, 404, "a stopped deployment is not public");
+    await gw.request("POST", `/api/v1/task/${task.id}/cancel`);
+  });
+});

@@ -9,17 +9,40 @@ import { streamEvents } from "./sse.js";
 type IdParams = Static<typeof IdParamsSchema>;
 const PutResponseSchema = Type.Object({ task_id: Type.String() });
 
-export function taskRoutes(app: FastifyInstance, { store, dispatcher }: GatewayContext): void {
+/** Puts a task on a task queue's stub (any invocation route ends here): `{ task_id }`. */
+export async function putTask({ store, dispatcher }: Pick<GatewayContext, "store" | "dispatcher">, stub: Stub, input: unknown): Promise<{ task_id: string }> {
+  if (!stub.type.startsWith("taskqueue/")) {
+    throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}, not a task queue; call it through its own route` });
+  }
+  const count = await store.tasks.inflight(stub.id);
+  if (count >= stub.config.maxPendingTasks) throw new Beta9Error("QUEUE_FULL", { name: stub.name, count, limit: stub.config.maxPendingTasks });
+  const task = await dispatcher.put(stub, input ?? null);
+  return { task_id: task.id };
+}
+
+/** Runs a function's stub as a durable task and answers its result when it ends (fn.remote()). */
+export async function callFunction({ dispatcher }: Pick<GatewayContext, "dispatcher">, stub: Stub, input: unknown, reply: FastifyReply): Promise<FastifyReply> {
+  if (!stub.type.startsWith("function/")) {
+    throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}, not a function; call it through its own route` });
+  }
+  const task = await dispatcher.put(stub, input ?? null);
+  const final = await new Promise<Task>((resolve) => {
+    const listener = (t: Task) => {
+      if (!isTerminal(t)) return;
+      dispatcher.events.off(task.id, listener);
+      resolve(t);
+    };
+    dispatcher.events.on(task.id, listener);
+  });
+  reply.header(TASK_ID_HEADER, task.id);
+  if (final.status === "COMPLETE") return reply.type("application/json").send(JSON.stringify(final.result ?? null));
+  throw new Beta9Error("HANDLER_ERROR", { reason: `task ${task.id} ended ${final.status}: ${final.error ?? "no detail"}` });
+}
+
+export function taskRoutes(app: FastifyInstance, ctx: GatewayContext): void {
+  const { store, dispatcher } = ctx;
   const resolve = (workspaceId: string, name: string, version: number | "latest") => resolveDeployedStub(store, workspaceId, name, version);
-  const put = async (stub: Stub, input: unknown) => {
-    if (!stub.type.startsWith("taskqueue/")) {
-      throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}, not a task queue; call it through its own route` });
-    }
-    const count = await store.tasks.inflight(stub.id);
-    if (count >= stub.config.maxPendingTasks) throw new Beta9Error("QUEUE_FULL", { name: stub.name, count, limit: stub.config.maxPendingTasks });
-    const task = await dispatcher.put(stub, input ?? null);
-    return { task_id: task.id };
-  };
+  const put = (stub: Stub, input: unknown) => putTask(ctx, stub, input);
   const options = { config: { access: "read" as const }, bodyLimit: 32 * 1024 * 1024, schema: { tags: ["invoke"], response: responses({ 200: PutResponseSchema }) } };
 
   app.post<{ Params: { name: string } }>("/taskqueue/:name", options,
@@ -32,23 +55,7 @@ export function taskRoutes(app: FastifyInstance, { store, dispatcher }: GatewayC
     async (request) => put(found(await store.stubs.get(request.auth.workspaceId, request.params.stubId), "stub", request.params.stubId), request.body));
 
   // Functions: the same durable task, answered when it ends (the SDK's fn.remote()).
-  const call = async (stub: Stub, input: unknown, reply: FastifyReply) => {
-    if (!stub.type.startsWith("function/")) {
-      throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}, not a function; call it through its own route` });
-    }
-    const task = await dispatcher.put(stub, input ?? null);
-    const final = await new Promise<Task>((resolve) => {
-      const listener = (t: Task) => {
-        if (!isTerminal(t)) return;
-        dispatcher.events.off(task.id, listener);
-        resolve(t);
-      };
-      dispatcher.events.on(task.id, listener);
-    });
-    reply.header(TASK_ID_HEADER, task.id);
-    if (final.status === "COMPLETE") return reply.type("application/json").send(JSON.stringify(final.result ?? null));
-    throw new Beta9Error("HANDLER_ERROR", { reason: `task ${task.id} ended ${final.status}: ${final.error ?? "no detail"}` });
-  };
+  const call = (stub: Stub, input: unknown, reply: FastifyReply) => callFunction(ctx, stub, input, reply);
   const fnOptions = { config: { access: "read" as const }, bodyLimit: 32 * 1024 * 1024, schema: { tags: ["invoke"] } };
   app.post<{ Params: { name: string } }>("/function/:name", fnOptions,
     async (request, reply) => call(await resolve(request.auth.workspaceId, request.params.name, "latest"), request.body, reply));
