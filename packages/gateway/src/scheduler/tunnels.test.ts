@@ -1,0 +1,213 @@
+/**
+ * Machine workers on a real gateway socket: a machine token makes the worker that machine (id and
+ * pool forced), container ports are reached through tunnels over the worker's own connections,
+ * and cordon, drain and delete reach the scheduler. The worker here speaks the protocol with raw
+ * WebSockets; the real worker does the same in the CLI's netns tests (machines-e2e.test.ts).
+ */
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import { connect, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import WebSocket, { createWebSocketStream } from "ws";
+import {
+  WORKER_CONNECT_PATH, WORKER_TUNNEL_PATH, type ContainerRequest, type GatewayMessage, type WorkerMessage,
+} from "@beta9/protocol";
+import { startGateway, type RunningGateway } from "../server.js";
+
+let gw: RunningGateway;
+let admin: string;
+let upstream: Server;
+let upstreamPort: number;
+const dir = mkdtempSync(join(tmpdir(), "beta9-tunnels-"));
+
+before(async () => {
+  gw = await startGateway({ dataDir: dir, port: 0, logLevel: "silent", workerTimeoutMs: 2000 });
+  admin = gw.bootstrap!.token.key;
+  // The "container": echoes what it is sent, with its sha256, so large bodies can be checked.
+  upstream = createServer((req, res) => {
+    const hash = createHash("sha256");
+    let bytes = 0;
+    req.on("data", (chunk: Buffer) => {
+      hash.update(chunk);
+      bytes += chunk.length;
+    });
+    req.on("end", () => res.end(JSON.stringify({ path: req.url, bytes, sha256: hash.digest("hex") })));
+  });
+  await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+  upstreamPort = (upstream.address() as AddressInfo).port;
+});
+after(async () => {
+  await gw.close();
+  upstream.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function api(method: string, path: string, body?: unknown, key = admin) {
+  const res = await fetch(gw.url + path, {
+    method, headers: { authorization: `Bearer ${key}`, ...(body !== undefined && { "content-type": "application/json" }) },
+    ...(body !== undefined && { body: JSON.stringify(body) }),
+  });
+  return { status: res.status, json: (await res.json()) as any };
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const value = await fn();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+/** A worker that runs nothing but reports every container RUNNING on the upstream server's port. */
+class FakeMachineWorker {
+  readonly messages: GatewayMessage[] = [];
+  readonly requests: ContainerRequest[] = [];
+  ws!: WebSocket;
+  failTunnels = false;
+  tunnelsOpened = 0;
+
+  constructor(private readonly token: string) {}
+
+  async connect(): Promise<GatewayMessage & { type: "welcome" }> {
+    this.ws = new WebSocket(gw.url.replace("http:", "ws:") + WORKER_CONNECT_PATH, { headers: { authorization: `Bearer ${this.token}` } });
+    this.ws.on("message", (data) => this.onMessage(JSON.parse(String(data)) as GatewayMessage));
+    await new Promise((resolve, reject) => {
+      this.ws.once("open", resolve);
+      this.ws.once("error", reject);
+    });
+    this.send({
+      type: "hello", workerId: "claims-another-id", hostname: "fake", pool: "claims-another-pool", runtime: "process", isolates: false,
+      capacity: { cpuMillicores: 4000, memoryMiB: 4096, gpus: [] }, containers: [], version: "test",
+    });
+    return until("welcome", () => this.messages.find((m): m is GatewayMessage & { type: "welcome" } => m.type === "welcome"));
+  }
+
+  send(message: WorkerMessage): void {
+    this.ws.send(JSON.stringify(message));
+  }
+
+  private onMessage(message: GatewayMessage): void {
+    this.messages.push(message);
+    if (message.type === "container.run") {
+      this.requests.push(message.request);
+      const ports = Object.fromEntries(message.request.ports.map((p) => [String(p), { host: "127.0.0.1", port: upstreamPort }]));
+      this.send({ type: "container.state", containerId: message.request.containerId, state: "RUNNING", ports });
+    } else if (message.type === "container.stop") {
+      this.send({ type: "container.state", containerId: message.containerId, state: "EXITED", exitCode: 0, reason: "stopped" });
+    } else if (message.type === "tunnel.open") {
+      if (this.failTunnels) {
+        this.send({ type: "tunnel.failed", streamId: message.streamId, message: "refused on purpose" });
+        return;
+      }
+      const socket = connect(upstreamPort, "127.0.0.1", () => {
+        const ws = new WebSocket(`${gw.url.replace("http:", "ws:")}${WORKER_TUNNEL_PATH}/${message.streamId}`, { headers: { authorization: `Bearer ${this.token}` } });
+        const stream = createWebSocketStream(ws);
+        this.tunnelsOpened += 1;
+        socket.pipe(stream).pipe(socket);
+        socket.on("close", () => stream.end());
+        stream.on("error", () => socket.destroy());
+      });
+    }
+  }
+}
+
+let machine: { id: string; token: string };
+let worker: FakeMachineWorker;
+
+test("a machine token connects as that machine: id and pool are forced", async () => {
+  assert.equal((await api("POST", "/api/v1/pool", { name: "edge" })).status, 201);
+  const created = await api("POST", "/api/v1/machine", { pool: "edge" });
+  machine = { id: created.json.machine.id, token: created.json.token };
+  worker = new FakeMachineWorker(machine.token);
+  const welcome = await worker.connect();
+  assert.equal(welcome.workerId, machine.id);
+  const listed = (await api("GET", "/api/v1/worker")).json.items.find((w: { id: string }) => w.id === machine.id);
+  assert.equal(listed.pool, "edge");
+  const m = (await api("GET", `/api/v1/machine/${machine.id}`)).json;
+  assert.equal(m.workerConnected, true);
+});
+
+let containerId: string;
+let tunnelPort: number;
+
+test("container ports of a machine worker are tunnelled: the gateway dials a loopback listener, not the worker", async () => {
+  const run = await api("POST", "/api/v1/container", { command: ["serve"], ports: [8000], pool: "edge" });
+  assert.equal(run.status, 201, JSON.stringify(run.json));
+  containerId = run.json.id;
+  const running = await until("RUNNING", async () => {
+    const c = (await api("GET", `/api/v1/container/${containerId}`)).json;
+    return c.state === "RUNNING" ? c : undefined;
+  });
+  assert.equal(running.workerId, machine.id);
+  assert.equal(running.ports["8000"].host, "127.0.0.1");
+  tunnelPort = running.ports["8000"].port;
+  assert.notEqual(tunnelPort, upstreamPort, "the reported address is rewritten to the gateway's listener");
+
+  const res = await fetch(`http://127.0.0.1:${tunnelPort}/hello`);
+  assert.deepEqual(await res.json(), { path: "/hello", bytes: 0, sha256: createHash("sha256").digest("hex") });
+  assert.ok(worker.tunnelsOpened >= 1, "the bytes went through a tunnel the worker opened");
+});
+
+test("large bodies and concurrent requests cross the tunnel intact", async () => {
+  const body = randomBytes(8 * 1024 * 1024);
+  const res = await fetch(`http://127.0.0.1:${tunnelPort}/big`, { method: "POST", body });
+  const echoed = (await res.json()) as { bytes: number; sha256: string };
+  assert.equal(echoed.bytes, body.length);
+  assert.equal(echoed.sha256, createHash("sha256").update(body).digest("hex"));
+  const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => fetch(`http://127.0.0.1:${tunnelPort}/n${i}`).then((r) => r.json())));
+  assert.deepEqual(answers.map((a) => (a as { path: string }).path), Array.from({ length: 20 }, (_, i) => `/n${i}`));
+});
+
+test("a stream the worker cannot open, or a tunnel socket with another token, fails cleanly", async () => {
+  worker.failTunnels = true;
+  // A fresh connection (fetch would reuse a pooled one): closed without a byte.
+  const answer = await new Promise<string>((resolve) => {
+    let got = "";
+    const socket = connect(tunnelPort, "127.0.0.1", () => socket.write("GET /x HTTP/1.1\r\nhost: x\r\n\r\n"));
+    socket.on("data", (d) => (got += String(d)));
+    socket.on("close", () => resolve(got));
+    socket.on("error", () => undefined); // closed or reset: either way, nothing came back
+  });
+  assert.equal(answer, "");
+  worker.failTunnels = false;
+  const other = (await api("POST", "/api/v1/token", { type: "worker" })).json.key as string;
+  const status = await new Promise<number>((resolve) => {
+    const ws = new WebSocket(`${gw.url.replace("http:", "ws:")}${WORKER_TUNNEL_PATH}/not-a-stream`, { headers: { authorization: `Bearer ${other}` } });
+    ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+    ws.on("error", () => undefined);
+  });
+  assert.equal(status, 404);
+});
+
+test("cordon: nothing new is placed; drain: its containers are stopped; uncordon: placement resumes", async () => {
+  assert.equal((await api("POST", `/api/v1/machine/${machine.id}/cordon`)).status, 200);
+  const held = await api("POST", "/api/v1/container", { command: ["serve"], ports: [8000], pool: "edge" });
+  await sleep(200);
+  assert.equal((await api("GET", `/api/v1/container/${held.json.id}`)).json.workerId, null, "a cordoned machine gets nothing new");
+
+  const drained = await api("POST", `/api/v1/machine/${machine.id}/drain`);
+  assert.equal(drained.json.stopped, 1);
+  assert.ok(worker.messages.some((m) => m.type === "container.stop" && m.containerId === containerId));
+  await until("EXITED", async () => (await api("GET", `/api/v1/container/${containerId}`)).json.state === "EXITED" || undefined);
+  // The exited container's listener is gone.
+  await assert.rejects(fetch(`http://127.0.0.1:${tunnelPort}/gone`));
+
+  assert.equal((await api("POST", `/api/v1/machine/${machine.id}/uncordon`)).status, 200);
+  const placed = await until("placed", async () => (await api("GET", `/api/v1/container/${held.json.id}`)).json.workerId ?? undefined);
+  assert.equal(placed, machine.id);
+});
+
+test("delete revokes the token and disconnects the worker; it cannot come back", async () => {
+  const closed = new Promise<number>((resolve) => worker.ws.once("close", (code) => resolve(code)));
+  assert.equal((await api("DELETE", `/api/v1/machine/${machine.id}`)).status, 200);
+  assert.equal(await closed, 4002);
+  assert.equal((await api("GET", "/api/v1/worker")).json.items.some((w: { id: string }) => w.id === machine.id), false);
+  await assert.rejects(new FakeMachineWorker(machine.token).connect());
+});
