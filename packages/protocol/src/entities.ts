@@ -110,6 +110,8 @@ export const TaskSchema = Type.Object({
   startedAt: Nullable(Timestamp),
   endedAt: Nullable(Timestamp),
   expiresAt: Nullable(Timestamp),
+  /** While RETRY: when the next attempt may start. */
+  nextAttemptAt: Nullable(Timestamp),
 });
 export type Task = Static<typeof TaskSchema>;
 export const TERMINAL_TASK_STATUSES: readonly TaskStatus[] = ["COMPLETE", "ERROR", "TIMEOUT", "CANCELLED", "EXPIRED"];

@@ -12,6 +12,8 @@ function statusText(t: Task): string {
       return color.red(t.status);
     case "CANCELLED":
       return color.dim(t.status);
+    case "RETRY":
+      return color.yellow(`RETRY ${t.retries}/${t.maxRetries}`);
     default:
       return color.yellow(t.status);
   }
@@ -30,8 +32,11 @@ export function registerTask(program: Command): void {
         const list = await client.listTasks({ limit: Number(opts.limit) });
         if (opts.json) return printJson(list);
         printTable(
-          ["ID", "STATUS", "RETRIES", "STUB", "CREATED", "ENDED"],
-          list.map((t) => [t.id, statusText(t), `${t.retries}/${t.maxRetries}`, t.stubId, shortTime(t.createdAt), shortTime(t.endedAt)]),
+          ["ID", "STATUS", "RETRIES", "STUB", "CREATED", "ENDED", "ERROR"],
+          list.map((t) => [
+            t.id, statusText(t), `${t.retries}/${t.maxRetries}`, t.stubId, shortTime(t.createdAt),
+            t.status === "RETRY" ? `next ${shortTime(t.nextAttemptAt)}` : shortTime(t.endedAt), (t.error ?? "").slice(0, 60),
+          ]),
           "no tasks",
         );
       }),
@@ -47,6 +52,7 @@ export function registerTask(program: Command): void {
         const t = await client.getTask(id);
         if (opts.json) return printJson(t);
         print(`${t.id}  ${statusText(t)}  retries ${t.retries}/${t.maxRetries}`);
+        if (t.status === "RETRY" && t.nextAttemptAt) print(`next attempt ${shortTime(t.nextAttemptAt)}`);
         print(`created ${shortTime(t.createdAt)}  started ${shortTime(t.startedAt)}  ended ${shortTime(t.endedAt)}`);
         if (t.error) print(`error: ${t.error}`);
         if (t.status === "COMPLETE") print(`result: ${JSON.stringify(t.result)}`);

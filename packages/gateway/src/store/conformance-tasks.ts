@@ -46,18 +46,27 @@ export function runTaskConformance(backendName: string, open: () => Promise<Stor
       assert.equal(await store.tasks.inflight(stubId), 0);
     });
 
-    it("retry counts, waits for its delay before the next claim, and keeps the error", async () => {
-      const t = await store.tasks.create(ws, stubId, null, policy);
+    it("retry is RETRY with its count, last error and next attempt time until claimed again; it never expires", async () => {
+      const t = await store.tasks.create(ws, stubId, null, { ...policy, ttl: 0 });
       await store.tasks.claimNext(stubId, "c");
+      const before = Date.now();
       assert.equal(await store.tasks.retry(t.id, "boom", 60_000), true);
       assert.equal(await store.tasks.claimNext(stubId, "c"), undefined, "not due yet");
       const waiting = await store.tasks.get(ws, t.id);
-      assert.deepEqual([waiting?.status, waiting?.retries, waiting?.error], ["PENDING", 1, "boom"]);
+      assert.deepEqual([waiting?.status, waiting?.retries, waiting?.error, waiting?.containerId], ["RETRY", 1, "boom", null]);
+      const next = Date.parse(waiting?.nextAttemptAt ?? "");
+      assert.ok(next >= before + 59_000 && next <= Date.now() + 61_000, `next attempt ${waiting?.nextAttemptAt}`);
+      assert.equal(await store.tasks.inflight(stubId), 1, "a task waiting to retry is queue depth");
+      assert.deepEqual(await store.tasks.stubsWithPending(), [stubId], "resumed after a restart");
+      assert.deepEqual(await store.tasks.expireDue(), [], "the ttl bounds the wait for the first attempt only");
+      assert.equal(await store.tasks.finish(t.id, "CANCELLED", { error: "cancelled" }), true, "a retrying task can be cancelled");
+      assert.equal((await store.tasks.get(ws, t.id))?.nextAttemptAt, null);
       await store.tasks.claimNext(stubId, "c");
       const t2 = await store.tasks.create(ws, stubId, null, policy);
       await store.tasks.claimNext(stubId, "c");
       await store.tasks.retry(t2.id, "again", 0);
-      assert.equal((await store.tasks.claimNext(stubId, "c"))?.id, t2.id);
+      const again = await store.tasks.claimNext(stubId, "c");
+      assert.deepEqual([again?.id, again?.status, again?.retries, again?.error, again?.nextAttemptAt], [t2.id, "RUNNING", 1, "again", null]);
     });
 
     it("expires pending tasks past their ttl, and requeues running ones after a restart", async () => {
@@ -69,7 +78,10 @@ export function runTaskConformance(backendName: string, open: () => Promise<Stor
       assert.equal((await store.tasks.get(ws, stale.id))?.status, "EXPIRED");
       assert.equal((await store.tasks.claimNext(stubId, "c"))?.id, running.id);
       assert.equal(await store.tasks.requeueRunning(), 1);
-      assert.equal((await store.tasks.get(ws, running.id))?.status, "PENDING");
+      const requeued = await store.tasks.get(ws, running.id);
+      assert.deepEqual([requeued?.status, requeued?.retries], ["RETRY", 0], "cut off by a stop: tried again, not counted");
+      assert.equal((await store.tasks.claimNext(stubId, "c"))?.id, running.id);
+      await store.tasks.requeueRunning();
       assert.deepEqual(await store.tasks.stubsWithPending(), [stubId]);
       assert.equal((await store.tasks.get("another-workspace", running.id)), undefined);
       assert.equal((await store.tasks.getAny(running.id))?.id, running.id);

@@ -110,19 +110,19 @@ export interface TaskRepo {
   list(workspaceId: string, page: Page): Promise<Task[]>;
   /** The task's input (not part of the listing entity: it may be large). */
   input(id: string): Promise<unknown>;
-  /** Atomically moves the oldest due PENDING task of the stub to RUNNING (attempt starts). */
+  /** Atomically moves the oldest due PENDING or RETRY task of the stub to RUNNING (attempt starts). */
   claimNext(stubId: string, containerId: string): Promise<Task | undefined>;
-  /** PENDING + RUNNING tasks of the stub (queue depth). */
+  /** PENDING + RUNNING + RETRY tasks of the stub (queue depth). */
   inflight(stubId: string): Promise<number>;
-  /** Ends a RUNNING or PENDING task; no-op (false) if it already ended (e.g. cancelled meanwhile). */
+  /** Ends a PENDING, RUNNING or RETRY task; no-op (false) if it already ended (e.g. cancelled meanwhile). */
   finish(id: string, status: "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED" | "EXPIRED", fields?: { result?: unknown; error?: string }): Promise<boolean>;
-  /** RUNNING → PENDING again after `delayMs`, counting the retry. */
+  /** RUNNING → RETRY (error kept, retry counted, `nextAttemptAt` = now + `delayMs`); claimable when due. */
   retry(id: string, error: string, delayMs: number): Promise<boolean>;
-  /** PENDING tasks past their TTL → EXPIRED; returns their ids. */
+  /** PENDING tasks past their TTL → EXPIRED (a RETRY task already started: its TTL is spent); returns their ids. */
   expireDue(): Promise<{ id: string; stubId: string }[]>;
-  /** At start-up: attempts that were running when the gateway stopped go back to PENDING. */
+  /** At start-up: attempts that were running when the gateway stopped become RETRY, due now, not counted. */
   requeueRunning(): Promise<number>;
-  /** Stub ids with PENDING tasks (to resume dispatch after a restart). */
+  /** Stub ids with PENDING or RETRY tasks (to resume dispatch after a restart). */
   stubsWithPending(): Promise<string[]>;
 }
 

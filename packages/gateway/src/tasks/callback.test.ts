@@ -8,7 +8,7 @@ import { sendCallback } from "./callback.js";
 
 const task: Task = {
   id: "t1", workspaceId: "w", stubId: "s", status: "COMPLETE", retries: 0, maxRetries: 0, containerId: null, error: null,
-  result: { label: "cat" }, createdAt: new Date().toISOString(), startedAt: null, endedAt: null, expiresAt: null,
+  result: { label: "cat" }, createdAt: new Date().toISOString(), startedAt: null, endedAt: null, expiresAt: null, nextAttemptAt: null,
 };
 
 test("a callback carries the task and a signature the receiver can check with the workspace key; failures are retried", async () => {

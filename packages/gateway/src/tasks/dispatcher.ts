@@ -1,12 +1,13 @@
 /**
  * The task dispatcher: durable tasks for task queues. A task accepted with 200 is a row in the
  * store before the answer goes out, so neither a gateway restart nor a worker's death loses it:
- * attempts that were running when the gateway stopped go back to PENDING at start, and an attempt
+ * attempts that were running when the gateway stopped are RETRY at start (not counted), and an attempt
  * whose container dies (the open /invoke request fails) is retried.
  *
  * Each attempt: take a slot from the autoscaler (starting containers as the queue deepens), claim
  * the oldest due task, POST it to the runner, and record the outcome: COMPLETE; a handler error
- * is retried up to maxRetries with exponential backoff, then ERROR; TIMEOUT after the policy's
+ * or a lost container is RETRY (retries counted, last error, next attempt time) for up to
+ * maxRetries attempts with exponential backoff, then ERROR; TIMEOUT after the policy's
  * timeout; CANCELLED when asked (the runner's signal is aborted); EXPIRED when it waited past its
  * TTL.
  */
@@ -31,6 +32,8 @@ interface Running {
   abort: AbortController;
   slot: Slot;
   cancelled: boolean;
+  /** Set when the gateway saw the attempt's container exit (its worker died, OOM…). */
+  lost?: string;
 }
 
 export class TaskDispatcher {
@@ -39,12 +42,22 @@ export class TaskDispatcher {
   /** Attempts waiting for a slot, per stub. */
   private readonly waiting = new Map<string, number>();
   private readonly sweeper: NodeJS.Timeout;
+  private readonly stopWatching: () => void;
   private closed = false;
 
   constructor(private readonly o: DispatcherOptions) {
     this.events.setMaxListeners(0);
     this.sweeper = setInterval(() => void this.sweep(), o.sweepIntervalMs ?? 1000);
     this.sweeper.unref();
+    // A worker killed with -9 leaves its containers running with nobody to report them; the
+    // gateway marks them lost, and the attempts open on them must not wait for an answer.
+    this.stopWatching = o.autoscaler.onContainerExit((containerId, reason) => {
+      for (const live of this.running.values()) {
+        if (live.slot.containerId !== containerId || live.cancelled) continue;
+        live.lost = reason;
+        live.abort.abort(new Error(`container ${containerId} exited: ${reason}`));
+      }
+    });
   }
 
   /** Re-queues attempts cut off by the last stop and resumes every queue. */
@@ -80,6 +93,7 @@ export class TaskDispatcher {
   close(): void {
     this.closed = true;
     clearInterval(this.sweeper);
+    this.stopWatching();
     for (const live of this.running.values()) live.abort.abort();
   }
 
@@ -133,7 +147,9 @@ export class TaskDispatcher {
       else await this.failed(stub, task, body.error?.message ?? `the runner answered ${res.statusCode}`);
     } catch (err) {
       if (live.cancelled) return; // already CANCELLED
-      if (live.abort.signal.aborted && String(live.abort.signal.reason).includes("timeout")) {
+      if (live.lost !== undefined) {
+        await this.failed(stub, task, `the container was lost (${live.lost}) during the attempt`);
+      } else if (live.abort.signal.aborted && String(live.abort.signal.reason).includes("timeout")) {
         await request(`${slot.origin}/cancel/${task.id}`, { method: "POST" }).then((r) => r.body.dump(), () => undefined);
         await tasks.finish(task.id, "TIMEOUT", { error: `ran longer than its timeout of ${stub.config.taskPolicy.timeout} s` });
       } else {

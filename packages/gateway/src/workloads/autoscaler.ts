@@ -57,6 +57,7 @@ export interface AutoscalerOptions {
 export class Autoscaler {
   private readonly pools = new Map<string, StubPool>();
   private readonly reaper: NodeJS.Timeout;
+  private readonly exitListeners = new Set<(containerId: string, reason: string) => void>();
 
   constructor(private readonly o: AutoscalerOptions) {
     this.reaper = setInterval(() => this.scaleDownIdle(), o.reapIntervalMs ?? 1000);
@@ -64,6 +65,16 @@ export class Autoscaler {
     o.scheduler.containers.subscribe("*", (e) => {
       if (e.kind === "state") this.onContainerState(e.container);
     });
+  }
+
+  /**
+   * Calls `listener` when one of the pools' containers exits. Scale-down never stops a container
+   * with an invocation in flight, so an exit under an open invocation means the container (or its
+   * worker) was lost: the dispatcher retries what ran there.
+   */
+  onContainerExit(listener: (containerId: string, reason: string) => void): () => void {
+    this.exitListeners.add(listener);
+    return () => this.exitListeners.delete(listener);
   }
 
   /** Containers of a stub, for status and tests. */
@@ -187,6 +198,8 @@ export class Autoscaler {
     if (!pool || !entry) return;
     if (record.state === "EXITED") {
       pool.containers.delete(record.id);
+      entry.ready = false;
+      for (const listener of this.exitListeners) listener(record.id, record.reason ?? "exited");
       // Requests still waiting need a replacement.
       if (pool.waiters.length > 0) this.scale(pool);
       return;

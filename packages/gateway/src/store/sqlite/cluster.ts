@@ -7,7 +7,7 @@ import {
 } from "./rows.js";
 
 const TASK_COLUMNS = `id, workspace_id, stub_id, status, retries, max_retries, container_id, error, result, created_at,
-  started_at, ended_at, expires_at`;
+  started_at, ended_at, expires_at, next_attempt_at`;
 
 export class SqliteTaskRepo implements TaskRepo {
   private readonly stubExists;
@@ -37,23 +37,28 @@ export class SqliteTaskRepo implements TaskRepo {
     this.listStmt = db.prepare(`SELECT ${TASK_COLUMNS} FROM task WHERE workspace_id = ? ORDER BY created_at DESC, id LIMIT ? OFFSET ?`);
     this.inputStmt = db.prepare(`SELECT input FROM task WHERE id = ?`);
     this.nextDue = db.prepare(
-      `SELECT id FROM task WHERE stub_id = ? AND status = 'PENDING' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+      `SELECT id FROM task WHERE stub_id = ? AND status IN ('PENDING', 'RETRY') AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
        ORDER BY created_at, rowid LIMIT 1`,
     );
-    this.claim = db.prepare(`UPDATE task SET status = 'RUNNING', started_at = ?, container_id = ? WHERE id = ? AND status = 'PENDING'`);
-    this.inflightStmt = db.prepare(`SELECT COUNT(*) AS n FROM task WHERE stub_id = ? AND status IN ('PENDING', 'RUNNING')`);
+    this.claim = db.prepare(`UPDATE task SET status = 'RUNNING', started_at = ?, container_id = ?, next_attempt_at = NULL WHERE id = ? AND status IN ('PENDING', 'RETRY')`);
+    this.inflightStmt = db.prepare(`SELECT COUNT(*) AS n FROM task WHERE stub_id = ? AND status IN ('PENDING', 'RUNNING', 'RETRY')`);
     this.finishStmt = db.prepare(
-      `UPDATE task SET status = @status, result = @result, error = @error, ended_at = @now WHERE id = @id AND status IN ('PENDING', 'RUNNING')`,
+      `UPDATE task SET status = @status, result = @result, error = @error, ended_at = @now, next_attempt_at = NULL WHERE id = @id AND status IN ('PENDING', 'RUNNING', 'RETRY')`,
     );
     this.retryStmt = db.prepare(
-      `UPDATE task SET status = 'PENDING', retries = retries + 1, error = ?, next_attempt_at = ?, container_id = NULL WHERE id = ? AND status = 'RUNNING'`,
+      `UPDATE task SET status = 'RETRY', retries = retries + 1, error = ?, next_attempt_at = ?, container_id = NULL WHERE id = ? AND status = 'RUNNING'`,
     );
     this.dueExpired = db.prepare(`SELECT id, stub_id FROM task WHERE status = 'PENDING' AND expires_at IS NOT NULL AND expires_at <= ?`);
     this.expireStmt = db.prepare(
       `UPDATE task SET status = 'EXPIRED', error = 'waited longer than its ttl', ended_at = ? WHERE id = ? AND status = 'PENDING'`,
     );
-    this.requeue = db.prepare(`UPDATE task SET status = 'PENDING', container_id = NULL WHERE status = 'RUNNING'`);
-    this.pendingStubs = db.prepare(`SELECT DISTINCT stub_id FROM task WHERE status = 'PENDING'`);
+    // An attempt cut off by a gateway stop is tried again (RETRY, so its TTL no longer applies),
+    // without counting against maxRetries: the handler did not fail.
+    this.requeue = db.prepare(
+      `UPDATE task SET status = 'RETRY', container_id = NULL, next_attempt_at = ?,
+       error = 'the gateway stopped during the attempt' WHERE status = 'RUNNING'`,
+    );
+    this.pendingStubs = db.prepare(`SELECT DISTINCT stub_id FROM task WHERE status IN ('PENDING', 'RETRY')`);
   }
 
   async create(workspaceId: string, stubId: string, input?: unknown, policy?: TaskPolicy) {
@@ -117,7 +122,7 @@ export class SqliteTaskRepo implements TaskRepo {
   }
 
   async requeueRunning() {
-    return this.requeue.run().changes;
+    return this.requeue.run(now()).changes;
   }
 
   async stubsWithPending() {
