@@ -146,6 +146,37 @@ describe("scheduler", () => {
     assert.deepEqual(second.runs().map((m) => m.type === "container.run" && m.request.containerId), [unsent.id]);
   });
 
+  test("a container already given up for lost is stopped when its worker comes back with it", () => {
+    const s = makeScheduler();
+    const first = fakeWorker("w", {});
+    s.connect(first.worker, []);
+    const lost = s.submit(request());
+    s.report("w", { containerId: lost.id, state: "RUNNING" });
+    s.remove("w", "link lost");
+    assert.equal(lost.reason, "worker_lost");
+    const second = fakeWorker("w", {});
+    s.connect(second.worker, [{ containerId: lost.id, state: "RUNNING", request: lost.request }]);
+    assert.equal(lost.state, "EXITED", "the record stays exited");
+    assert.deepEqual(second.sent.filter((m) => m.type === "container.stop").map((m) => m.type === "container.stop" && m.containerId), [lost.id]);
+  });
+
+  test("drain cordons the worker and stops its containers with the grace; remove loses them at once", () => {
+    const s = makeScheduler();
+    const w = fakeWorker("d", {});
+    s.connect(w.worker, []);
+    const a = s.submit(request());
+    const b = s.submit(request());
+    s.report("d", { containerId: a.id, state: "RUNNING" });
+    assert.equal(s.drain("d", 1234), 2);
+    assert.deepEqual(w.sent.filter((m) => m.type === "container.stop").map((m) => m.type === "container.stop" && m.graceMs), [1234, 1234]);
+    assert.equal(s.listWorkers()[0]!.cordoned, true);
+    const held = s.submit(request());
+    assert.equal(held.workerId, null, "a drained worker gets nothing new");
+    assert.equal(s.remove("d", "deleted"), true);
+    assert.deepEqual([a.state, a.reason, b.state], ["EXITED", "worker_lost", "EXITED"]);
+    assert.equal(s.remove("d", "again"), false);
+  });
+
   test("after a gateway restart, a worker's hello recreates the containers it runs", () => {
     const s = makeScheduler();
     const req = request();

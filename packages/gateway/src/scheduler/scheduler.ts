@@ -90,7 +90,13 @@ export class Scheduler {
     const reported = new Set<string>();
     for (const report of running) {
       reported.add(report.containerId);
-      if (!this.containers.get(report.containerId)) this.containers.create(report.request, "PENDING");
+      const known = this.containers.get(report.containerId);
+      // Already given up for lost (its work was rescheduled): an orphan now, so it is stopped.
+      if (known?.state === "EXITED" && report.state !== "EXITED") {
+        worker.send({ type: "container.stop", containerId: report.containerId });
+        continue;
+      }
+      if (!known) this.containers.create(report.request, "PENDING");
       this.containers.apply({ ...report, workerId: worker.id });
     }
     // Containers placed there that the worker does not report: a placement sent while the link was
