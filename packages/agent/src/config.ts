@@ -18,7 +18,7 @@ export interface AgentConfig {
   runtime: "auto" | "runc" | "process";
   /** Worker state (image cache, code, runtime dirs); default <home>/state. */
   stateDir: string;
-  logLevel: "trace" | "debug" | "info" | "warn" | "error";
+  logLevel: (typeof LOG_LEVELS)[number];
 }
 
 export class ConfigError extends Error {
@@ -37,7 +37,7 @@ export function configPath(env: NodeJS.ProcessEnv = process.env): string {
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const HOST = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$|^\[?[0-9a-fA-F:]+\]?$/;
-const LOG_LEVELS = ["trace", "debug", "info", "warn", "error"] as const;
+const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 const RUNTIMES = ["auto", "runc", "process"] as const;
 
 function int(value: unknown, key: string, min: number, max: number): number {

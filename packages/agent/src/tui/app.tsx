@@ -3,7 +3,7 @@
  * status and host figures on top, the worker's containers below; ↑/↓ select, Enter opens the
  * selected container's live log, Esc or q goes back, q on the list (or Ctrl+C) quits.
  */
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { Box, Text, render, useInput, useStdout, type Instance } from "ink";
 import type { LogLine } from "@beta9/protocol";
 import type { AgentSnapshot, ContainerView } from "../agent.js";
@@ -38,12 +38,13 @@ function useSnapshot(source: AgentSource, tickMs: number): AgentSnapshot {
     const refresh = () => {
       pending ??= setTimeout(() => {
         pending = undefined;
-        setSnap(source.snapshot());
+        // A fresh object: a log line changes no snapshot field, yet the log view must redraw.
+        setSnap({ ...source.snapshot() });
       }, 100);
     };
     source.on("change", refresh);
     source.on("log", refresh);
-    const tick = setInterval(() => setSnap(source.snapshot()), tickMs);
+    const tick = setInterval(() => setSnap({ ...source.snapshot() }), tickMs);
     return () => {
       source.off("change", refresh);
       source.off("log", refresh);
@@ -114,7 +115,13 @@ function LogView({ source, container, colors, rows }: { source: AgentSource; con
 
 export function App({ source, colors, onQuit, tickMs = 1000 }: AppProps) {
   const snap = useSnapshot(source, tickMs);
-  const [selected, setSelected] = useState(0);
+  const [selected, setSelectedState] = useState(0);
+  // Keys can arrive faster than renders (a paste, a test): Enter must see the latest selection.
+  const selectedRef = useRef(0);
+  const setSelected = (update: (s: number) => number) => {
+    selectedRef.current = update(selectedRef.current);
+    setSelectedState(selectedRef.current);
+  };
   const [viewing, setViewing] = useState<string | undefined>(undefined);
   const { stdout } = useStdout();
   const count = snap.containers.length;
@@ -126,7 +133,7 @@ export function App({ source, colors, onQuit, tickMs = 1000 }: AppProps) {
     }
     if (key.upArrow) setSelected((s) => Math.max(0, s - 1));
     else if (key.downArrow) setSelected((s) => Math.min(Math.max(0, count - 1), s + 1));
-    else if (key.return && snap.containers[selected]) setViewing(snap.containers[selected]!.id);
+    else if (key.return && snap.containers[selectedRef.current]) setViewing(snap.containers[selectedRef.current]!.id);
     else if (input === "q") onQuit();
   });
   const now = Date.now();
