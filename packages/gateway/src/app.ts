@@ -11,6 +11,7 @@ import { imageRoutes } from "./api/images.js";
 import { invokeRoutes } from "./api/invoke.js";
 import { machineRoutes } from "./api/machines.js";
 import { taskRoutes } from "./api/tasks.js";
+import { serveRoutes } from "./api/serve.js";
 import { sandboxRoutes } from "./api/sandboxes.js";
 import type { GatewayContext } from "./api/common.js";
 import { deploymentRoutes } from "./api/deployments.js";
@@ -93,6 +94,7 @@ export async function buildGatewayApp(ctx: GatewayContext, logger: Logger | fals
   imageRoutes(app, ctx);
   invokeRoutes(app, ctx);
   taskRoutes(app, ctx);
+  serveRoutes(app, ctx);
   sandboxRoutes(app, ctx);
   await app.ready();
   return app;

@@ -33,7 +33,7 @@ const machine = { id: "", key: "" };
 const MACHINE_REGISTER = { hostname: "h", os: "linux", arch: "x64", agentVersion: "1", cpuMillicores: 1000, memoryMiB: 1024, gpus: [] };
 const MACHINE_METRICS = { cpuPercent: 1, memoryPercent: 2, diskPercent: 3, gpus: { total: 0, free: 0 }, containers: 0 };
 const keys = {} as Record<TokenType | "otherWorkspace", string>;
-const ids = { stub: "", deployment: "", object: "", app: "", task: "", token: "", container: "" };
+const ids = { stub: "", deployment: "", object: "", app: "", task: "", token: "", container: "", serveStub: "", serve: "" };
 const bundle = makeTar([{ name: "app.ts", data: "export const x = 1;\n" }], { gzip: true });
 
 function objectFiles(): string[] {
@@ -85,6 +85,11 @@ before(async () => {
   const container = await gw.request("POST", "/api/v1/container", { body: { command: ["sleep", "60"] } });
   assert.equal(container.statusCode, 201, container.body);
   ids.container = container.json().id;
+  const serveStub = await gw.request("POST", "/api/v1/stub", { body: { name: "dev", type: "endpoint/serve", objectId: ids.object, config: { handler: "app.js:x" } } });
+  ids.serveStub = serveStub.json().stub.id;
+  const serve = await gw.request("POST", "/api/v1/serve", { body: { stubId: ids.serveStub } });
+  assert.equal(serve.statusCode, 201, serve.body);
+  ids.serve = serve.json().id;
   const created = await gw.request("POST", "/api/v1/machine", { body: { pool: "default" } });
   assert.equal(created.statusCode, 201, created.body);
   Object.assign(machine, { id: created.json().machine.id, key: created.json().token });
@@ -156,6 +161,13 @@ const routes = (): RouteCase[] => [
   { method: "POST", url: "/endpoint/hello/v1", pattern: "/endpoint/:name/v:version" },
   { method: "POST", url: `/endpoint/id/${"0".repeat(8)}`, pattern: "/endpoint/id/:stubId" },
   { method: "POST", url: `/public/${"0".repeat(8)}`, pattern: "/public/:stubId", open: true },
+  { method: "POST", url: "/api/v1/serve", pattern: "/api/v1/serve", body: () => ({ stubId: ids.serveStub }) },
+  { method: "GET", url: `/api/v1/serve/${ids.serve}`, pattern: "/api/v1/serve/:id", byId: true },
+  { method: "POST", url: `/api/v1/serve/${ids.serve}/heartbeat`, pattern: "/api/v1/serve/:id/heartbeat", byId: true },
+  // Not byId (those cases send no body): serve-sessions.test.ts checks its 404s with a body.
+  { method: "PUT", url: `/api/v1/serve/${ids.serve}/stub`, pattern: "/api/v1/serve/:id/stub", body: () => ({ stubId: ids.serveStub }) },
+  { method: "DELETE", url: `/api/v1/serve/${ids.serve}`, pattern: "/api/v1/serve/:id", byId: true },
+  { method: "POST", url: `/serve/${ids.serve}`, pattern: "/serve/:id", byId: true },
 ];
 
 const accessOf = (c: RouteCase) => gw.app.routeCatalogue.find((r) => r.method === c.method && r.url === c.pattern)?.access;

@@ -43,6 +43,8 @@ interface StubPool {
   stub: Stub;
   containers: Map<string, PoolContainer>;
   waiters: Waiter[];
+  /** A serve session's stub: exactly one container, whatever the demand, never reaped idle. */
+  pinned?: boolean;
 }
 
 export interface AutoscalerOptions {
@@ -104,6 +106,13 @@ export class Autoscaler {
     });
   }
 
+  /** Runs exactly one container of the stub from now on (`beta9 serve`), starting it at once. */
+  pin(stub: Stub): void {
+    const pool = this.poolOf(stub);
+    pool.pinned = true;
+    this.scale(pool);
+  }
+
   /**
    * Stops the stub's containers (its deployment was stopped or deleted): idle ones now, busy ones
    * when their invocations end; none takes new work.
@@ -111,6 +120,7 @@ export class Autoscaler {
   drain(stubId: string): void {
     const pool = this.pools.get(stubId);
     if (!pool) return;
+    pool.pinned = false;
     for (const c of pool.containers.values()) {
       c.ready = false;
       c.draining = true;
@@ -175,7 +185,7 @@ export class Autoscaler {
     const { autoscaler } = pool.stub.config;
     const inflight = [...pool.containers.values()].reduce((n, c) => n + c.inflight, 0);
     const demand = inflight + pool.waiters.length;
-    const desired = Math.min(autoscaler.maxContainers, Math.max(autoscaler.minContainers, Math.ceil(demand / autoscaler.tasksPerContainer)));
+    const desired = pool.pinned ? 1 : Math.min(autoscaler.maxContainers, Math.max(autoscaler.minContainers, Math.ceil(demand / autoscaler.tasksPerContainer)));
     for (let n = pool.containers.size; n < desired; n++) this.startContainer(pool);
   }
 
@@ -231,7 +241,7 @@ export class Autoscaler {
     const now = Date.now();
     for (const pool of this.pools.values()) {
       const { keepWarmSeconds, autoscaler } = pool.stub.config;
-      if (keepWarmSeconds < 0) continue;
+      if (keepWarmSeconds < 0 || pool.pinned) continue;
       let count = pool.containers.size;
       for (const c of pool.containers.values()) {
         if (count <= autoscaler.minContainers) break;
