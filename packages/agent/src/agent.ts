@@ -83,6 +83,7 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
   private worker: StartedWorker | undefined;
   private loop: Promise<void> | undefined;
   private intervalSeconds: number;
+  private failure: Error | undefined;
 
   constructor(private readonly o: AgentOptions) {
     super();
@@ -93,12 +94,19 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
     this.intervalSeconds = o.config.keepaliveIntervalSeconds;
   }
 
-  /** Starts in the background; `stop()` ends it. Resolves once the loop is running. */
+  /** Starts in the background; `stop()` ends it, `failed` reports an error that ended it early. */
   start(): void {
     this.loop = this.run().catch((err: unknown) => {
       this.o.logger.error({ err }, "the agent stopped on an unexpected error");
+      this.failure = err as Error;
       this.setStatus("STOPPED", (err as Error).message);
     });
+  }
+
+  /** Resolves when the agent's loop ends: with the error that ended it, or undefined after stop(). */
+  async finished(): Promise<Error | undefined> {
+    await this.loop;
+    return this.failure;
   }
 
   snapshot(): AgentSnapshot {

@@ -60,6 +60,14 @@ async function run(options: { tui: boolean }): Promise<void> {
   process.on("SIGINT", () => shutdown("SIGINT"));
   process.on("SIGTERM", () => shutdown("SIGTERM"));
   agent.start();
+  // A worker that cannot start (runc state, permissions) ends the agent: exit non-zero so systemd retries.
+  void agent.finished().then((err) => {
+    if (!err || stopping) return;
+    dashboard?.unmount();
+    process.stderr.write(`b9agent: ${err.message}\n`);
+    logger.flush();
+    process.exit(1);
+  });
   // ink is loaded only for the TUI: a service never pays for React.
   // Remember the id the gateway gave this machine, so config show and logs name it.
   agent.on("change", () => {
