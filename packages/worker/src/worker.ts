@@ -347,6 +347,11 @@ export class Worker {
   private assignGpus(local: LocalContainer, spec: ContainerSpec): void {
     const { request } = local;
     const isolated = this.options.runtime.isolates;
+    if ((this.options.devices ?? []).length === 0 && this.options.capacity?.gpus !== undefined) {
+      // GPUs declared by configuration, none detected (a simulated pool): nothing to pass through.
+      this.options.logger.warn({ containerId: request.containerId }, "GPU container on a worker with declared but undetected GPUs; no devices passed");
+      return;
+    }
     const assignment = this.gpus.allocate(request.containerId, request.gpu, request.gpuCount, isolated);
     local.gpuIndices = assignment.indices;
     if (isolated) spec.devices = [...(spec.devices ?? []), ...assignment.nodes];
