@@ -12,6 +12,7 @@ import { registerImage } from "./commands/image.js";
 import { registerDeploy } from "./commands/deploy.js";
 import { registerTask } from "./commands/task.js";
 import { registerRun } from "./commands/run.js";
+import { registerServe as registerServeCommand } from "./commands/serve.js";
 import { registerDeployment } from "./commands/deployment.js";
 import { registerToken } from "./commands/token.js";
 import { registerServe } from "./commands/up.js";
@@ -46,6 +47,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 auth/permission, 4 not found, 5 gateway un
   registerDeploy(program);
   registerTask(program);
   registerRun(program);
+  registerServeCommand(program);
   registerImage(program);
   registerWorker(program);
   registerMachine(program);

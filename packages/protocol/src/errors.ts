@@ -58,6 +58,10 @@ export const errorCatalogue = {
     status: 409,
     message: "Machine {id} is {state}; its agent must register first (POST /api/v1/machine/register; restarting b9agent does it)",
   },
+  WORKLOAD_NOT_DEPLOYED: {
+    status: 404,
+    message: "{kind} {name} has no active deployment; deploy it first: `beta9 deploy FILE:EXPORT` or `await {export}.deploy()`",
+  },
   BAD_REQUEST: { status: 400, message: "{reason}" },
   INTERNAL: { status: 500, message: "Internal error (request id {requestId}); the gateway log has details" },
   UNAVAILABLE: { status: 503, message: "{reason}" },

@@ -4,8 +4,10 @@
  * call close() when done so the process can exit.
  */
 import { Pool, type Dispatcher } from "undici";
+import { TaskHandle } from "./remote.js";
 import {
   API_PREFIX,
+  formatErrorMessage,
   type CreateDeploymentBody,
   type CreatePoolBody,
   type CreateStubBody,
@@ -102,6 +104,11 @@ export class Client {
 
   async close(): Promise<void> {
     await this.pool.close();
+  }
+
+  /** Drops every connection now, open streams (log follows) included. */
+  async destroy(): Promise<void> {
+    await this.pool.destroy();
   }
 
   /** Calls `method API_PREFIX+path`; resolves to the parsed JSON body (undefined when empty). */
@@ -232,7 +239,8 @@ export class Client {
   async listTasks(options: ListOptions = {}): Promise<Task[]> {
     return items(await this.request("GET", "/task", { query: { ...options } }));
   }
-  getTask(id: string): Promise<Task> {
+  getTask(task: string | { id: string }): Promise<Task> {
+    const id = typeof task === "string" ? task : task.id;
     return this.request("GET", `/task/${encodeURIComponent(id)}`);
   }
   /** POSTs JSON to an invocation route (outside /api/v1) and parses the JSON answer. */
@@ -247,29 +255,58 @@ export class Client {
     if (res.statusCode !== 200) throw toApiError(res.statusCode, "POST", path, bytes);
     return JSON.parse(bytes.toString("utf8"));
   }
-  /** Puts a task on a deployed task queue (latest version unless `version`); resolves to its id. */
-  async putTask(queue: string, input: unknown, options: { version?: number } = {}): Promise<string> {
+  /**
+   * Puts a task on a deployed task queue (latest version unless `version`). Resolves to a handle:
+   * `status()`, `result({ wait })`, `cancel()`; it also reads as the task id in strings and JSON.
+   */
+  async putTask<Out = unknown>(queue: string, input: unknown, options: { version?: number } = {}): Promise<TaskHandle<Out>> {
     const path = `/taskqueue/${encodeURIComponent(queue)}${options.version ? `/v${options.version}` : ""}`;
-    return ((await this.invoke(path, input)) as { task_id: string }).task_id;
+    const { task_id } = (await notDeployed(this.invoke(path, input), "task queue", queue)) as { task_id: string };
+    return new TaskHandle<Out>(task_id, (fn) => fn(this));
   }
   /** Calls a deployed endpoint (latest version unless `version`) and returns its result. */
   callEndpoint(name: string, input: unknown, options: { version?: number } = {}): Promise<unknown> {
-    return this.invoke(`/endpoint/${encodeURIComponent(name)}${options.version ? `/v${options.version}` : ""}`, input);
+    return notDeployed(this.invoke(`/endpoint/${encodeURIComponent(name)}${options.version ? `/v${options.version}` : ""}`, input), "endpoint", name);
   }
   /** Runs a function stub (deployed by name, or any function stub by id) and returns its result. */
   callFunction(target: { name: string; version?: number } | { stubId: string }, input: unknown): Promise<unknown> {
     const path = "stubId" in target ? `/function/id/${encodeURIComponent(target.stubId)}`
       : `/function/${encodeURIComponent(target.name)}${target.version ? `/v${target.version}` : ""}`;
-    return this.invoke(path, input);
+    return "stubId" in target ? this.invoke(path, input) : notDeployed(this.invoke(path, input), "function", target.name);
   }
+  /** Calls what a serve session serves now (`beta9 serve`, `workload.serve()`). */
+  callServe(sessionId: string, input: unknown): Promise<unknown> {
+    return this.invoke(`/serve/${encodeURIComponent(sessionId)}`, input);
+  }
+
+  // Serve sessions (beta9 serve)
+  createServeSession(stubId: string): Promise<ServeSession> {
+    return this.request("POST", "/serve", { body: { stubId } });
+  }
+  getServeSession(id: string): Promise<ServeSession> {
+    return this.request("GET", `/serve/${encodeURIComponent(id)}`);
+  }
+  heartbeatServeSession(id: string): Promise<ServeSession> {
+    return this.request("POST", `/serve/${encodeURIComponent(id)}/heartbeat`);
+  }
+  /** Hot reload: resolves once the new stub's container serves the session. */
+  replaceServeStub(id: string, stubId: string): Promise<ServeSession> {
+    return this.request("PUT", `/serve/${encodeURIComponent(id)}/stub`, { body: { stubId } });
+  }
+  async endServeSession(id: string): Promise<void> {
+    await this.request("DELETE", `/serve/${encodeURIComponent(id)}`);
+  }
+
   /** Waits for a task to end (COMPLETE, ERROR, TIMEOUT, CANCELLED or EXPIRED) and returns it. */
-  async waitForTask(id: string): Promise<Task> {
+  async waitForTask(task: string | { id: string }): Promise<Task> {
+    const id = typeof task === "string" ? task : task.id;
     for await (const event of this.events(`/task/${encodeURIComponent(id)}/subscribe`)) {
       if (event.name === "end") return event.data as Task;
     }
     return this.getTask(id);
   }
-  cancelTask(id: string): Promise<Task> {
+  cancelTask(task: string | { id: string }): Promise<Task> {
+    const id = typeof task === "string" ? task : task.id;
     return this.request("POST", `/task/${encodeURIComponent(id)}/cancel`);
   }
 
@@ -381,6 +418,33 @@ function queryString(query: Query | undefined): string {
   }
   const text = params.toString();
   return text ? `?${text}` : "";
+}
+
+/** A 404 from an invocation route by name means the workload is not deployed (or stopped): say how to fix it. */
+async function notDeployed<T>(call: Promise<T>, kind: string, name: string): Promise<T> {
+  try {
+    return await call;
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404 && err.code === "RESOURCE_NOT_FOUND") {
+      const exportName = name.replace(/[^A-Za-z0-9_$]+(.)?/g, (_, c: string | undefined) => (c ?? "").toUpperCase());
+      throw new ApiError(404, "WORKLOAD_NOT_DEPLOYED", formatErrorMessage("WORKLOAD_NOT_DEPLOYED", { kind, name, export: exportName }), err.details);
+    }
+    throw err;
+  }
+}
+
+/** What `POST /api/v1/serve` and its siblings answer. */
+export interface ServeSession {
+  id: string;
+  workspaceId: string;
+  stubId: string;
+  kind: string;
+  createdAt: string;
+  containerId: string | null;
+  ready: boolean;
+  reloads: number;
+  /** Path under the gateway to call it. */
+  url: string;
 }
 
 function items<T>(list: { items: T[] }): T[] {

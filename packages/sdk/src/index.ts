@@ -1,9 +1,15 @@
 export { Client, ApiError } from "./client.js";
-export type { ClientOptions, RequestOptions, Query, Health, ListOptions, ContainerEvent } from "./client.js";
+export type { ClientOptions, RequestOptions, Query, Health, ListOptions, ContainerEvent, ServeSession } from "./client.js";
+export { TaskHandle, TaskFailedError } from "./remote.js";
+export { bundleCode, BundleError, type CodeBundle, type ExportRef } from "./workloads-bundle.js";
+export { buildImage, deployWorkload, prepareWorkloadStub, ImageBuildError } from "./workloads-deploy.js";
+export type { DeployResult, PreparedStub, WorkloadSource, PrepareOptions } from "./workloads-deploy.js";
+export { serveWorkload, type ServeEvent, type ServeHandle, type ServeOptions } from "./workloads-serve.js";
 export type * from "@beta9/protocol";
 export { Image } from "./image.js";
 export { endpoint, taskQueue, fn, schedule, TaskPolicy, QueueDepthAutoscaler } from "./workloads.js";
 export type {
   Workload, WorkloadOptions, BaseOptions, Context, Handler, WorkloadFactory, TaskPolicyOptions, QueueDepthAutoscalerOptions,
+  DeployOptions,
 } from "./workloads.js";
 export * as schema from "./schema.js";

@@ -6,6 +6,62 @@
 import type { Task } from "@beta9/protocol";
 import type { Client } from "./client.js";
 
+/** `result()` of a task that ended ERROR, TIMEOUT, CANCELLED or EXPIRED. */
+export class TaskFailedError extends Error {
+  readonly code = "TASK_FAILED";
+  constructor(readonly task: Task) {
+    super(`task ${task.id} ended ${task.status}: ${task.error ?? "no detail"}`);
+    this.name = "TaskFailedError";
+  }
+}
+
+const TERMINAL = new Set(["COMPLETE", "ERROR", "TIMEOUT", "CANCELLED", "EXPIRED"]);
+
+/**
+ * A task put on a queue. Reads as its id where a string is expected (`${task}`, JSON), so code
+ * written for the id keeps working.
+ */
+export class TaskHandle<Out = unknown> {
+  constructor(
+    readonly id: string,
+    private readonly use: <T>(fn: (client: Client) => Promise<T>) => Promise<T>,
+  ) {}
+
+  /** The task as the gateway has it now (status, retries, error, timings). */
+  status(): Promise<Task> {
+    return this.use((client) => client.getTask(this.id));
+  }
+
+  /**
+   * The handler's result. `wait` (default true) waits for the task to end; without it, a task
+   * still queued or running gives `undefined`. A task that ended otherwise than COMPLETE throws
+   * a TaskFailedError (code TASK_FAILED) naming its status and error.
+   */
+  async result(options: { wait?: boolean } = {}): Promise<Out | undefined> {
+    const task = await this.use((client) => (options.wait === false ? client.getTask(this.id) : client.waitForTask(this.id)));
+    if (task.status === "COMPLETE") return task.result as Out;
+    if (!TERMINAL.has(task.status)) return undefined;
+    throw new TaskFailedError(task);
+  }
+
+  /** Cancels it if it has not ended (a running handler sees ctx.signal abort). */
+  cancel(): Promise<Task> {
+    return this.use((client) => client.cancelTask(this.id));
+  }
+
+  toString(): string {
+    return this.id;
+  }
+
+  toJSON(): string {
+    return this.id;
+  }
+
+  [Symbol.toPrimitive](): string {
+    return this.id;
+  }
+}
+
 export interface CallOptions {
   client?: Client;
   /** A deployed version (default: latest). */

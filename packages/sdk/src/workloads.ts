@@ -15,7 +15,9 @@
  */
 import { NameSchema, WORKLOAD_MARKER, type InvocationContext, type StubConfigInput, type WorkloadDescriptor, type WorkloadKind } from "@beta9/protocol";
 import { Image } from "./image.js";
-import { mapOrdered, withClient, type CallOptions, type MapOptions } from "./remote.js";
+import { mapOrdered, TaskHandle, withClient, type CallOptions, type MapOptions } from "./remote.js";
+import type { DeployResult } from "./workloads-deploy.js";
+import type { ServeHandle, ServeOptions } from "./workloads-serve.js";
 import type { AnySchema, Infer, Schema } from "./schema.js";
 
 export type TaskPolicyInput = NonNullable<StubConfigInput["taskPolicy"]>;
@@ -141,8 +143,27 @@ export interface Workload<In = unknown, Out = unknown, S = unknown> extends Work
   remote(input: In, options?: CallOptions): Promise<Out>;
   /** Calls the deployed function once per input; yields results in input order as they finish. */
   map(inputs: Iterable<In>, options?: MapOptions): AsyncGenerator<Out>;
-  /** Puts a task on the deployed task queue; resolves to its id (await client.waitForTask(id) for the result). */
-  put(input: In, options?: CallOptions): Promise<string>;
+  /**
+   * Puts a task on the deployed task queue: a handle with `status()`, `result({ wait })` and
+   * `cancel()` (it reads as the task id in strings). A queue with no active deployment is a
+   * WORKLOAD_NOT_DEPLOYED error that says to deploy it first.
+   */
+  put(input: In, options?: CallOptions): Promise<TaskHandle<Out>>;
+  /**
+   * Deploys a new version from code, exactly as `beta9 deploy FILE:EXPORT` does: the file that
+   * defines this workload is bundled (the workload must be exported from it). Inside a container
+   * it does nothing and resolves to version 0.
+   */
+  deploy(options?: DeployOptions): Promise<{ name: string; version: number; url: string }>;
+  /** `beta9 serve` from code: one ephemeral container, hot reload on save; stop() ends it. */
+  serve(options?: ServeOptions & { client?: CallOptions["client"] }): Promise<ServeHandle>;
+}
+
+export interface DeployOptions extends Pick<CallOptions, "client"> {
+  /** Deployment name (default: the workload's name). */
+  name?: string;
+  /** Image build log lines (default: dropped). */
+  onBuildLog?: (line: string) => void;
 }
 
 /** A wrapper's call signatures: input typed from `inputs` when given, else from the handler. */
@@ -206,7 +227,8 @@ function define(kind: WorkloadKind, options: WorkloadOptions & { when?: string }
   if (options.onStart !== undefined && typeof options.onStart !== "function") throw new TypeError(`${named}: onStart must be a function`);
   const inputs = options.inputs;
   if (inputs !== undefined && typeof inputs?.validate !== "function") throw new TypeError(`${named}: inputs must be a schema, e.g. schema.object({ … })`);
-  return Object.freeze({
+  const definedIn = callerFile();
+  const self: Workload = Object.freeze({
     [WORKLOAD_MARKER]: true as const,
     kind,
     name: options.name,
@@ -216,7 +238,62 @@ function define(kind: WorkloadKind, options: WorkloadOptions & { when?: string }
     ...(options.onStart && { onStart: options.onStart }),
     ...(inputs && { inputs, validateInput: (value: unknown) => inputs.validate(value) }),
     ...callers(kind, options.name),
+    deploy: (o: DeployOptions = {}) => fromCode(self, definedIn, "deploy", o.client, async (client) => {
+      const { deployWorkload } = await import("./workloads-deploy.js");
+      const r: DeployResult = await deployWorkload(client, self, { file: definedIn! }, {
+        ...(o.name !== undefined && { name: o.name }), ...(o.onBuildLog && { onLog: o.onBuildLog }),
+      });
+      return { name: r.name, version: r.version, url: r.url };
+    }, { name: options.name, version: 0, url: "" }),
+    serve: (o: ServeOptions & Pick<CallOptions, "client"> = {}) => fromCode(self, definedIn, "serve", o.client, async (client) => {
+      const { serveWorkload } = await import("./workloads-serve.js");
+      return serveWorkload(client, self, { file: definedIn! }, o);
+    }, undefined, true),
   });
+  return self;
+}
+
+/**
+ * The file that called the wrapper (from the stack: the first frame outside this module), so
+ * `.deploy()` knows what to bundle. Undefined where it cannot tell (inside a bundle).
+ */
+function callerFile(): string | undefined {
+  const own = import.meta.url;
+  for (const line of (new Error().stack ?? "").split("\n").slice(1)) {
+    const match = /\(?((?:file:\/\/)?\/[^():]+):\d+:\d+\)?\s*$/.exec(line);
+    const where = match?.[1];
+    if (!where || where.startsWith("node:")) continue;
+    const url = where.startsWith("file://") ? where : `file://${where}`;
+    if (url === own) continue;
+    return decodeURIComponent(new URL(url).pathname);
+  }
+  return undefined;
+}
+
+/**
+ * Runs a from-code operation with a client: the given one, or one from the environment that
+ * stays open as long as the result needs it (serve), else is closed after.
+ */
+async function fromCode<T>(
+  workload: Workload, definedIn: string | undefined, what: string, client: CallOptions["client"], run: (client: NonNullable<CallOptions["client"]>) => Promise<T>,
+  inContainer?: T, keepOpen = false,
+): Promise<T> {
+  // Inside a container (the runner sets BETA9_HANDLER) the module is loaded to serve, not to ship.
+  if (process.env.BETA9_HANDLER && inContainer !== undefined) return inContainer;
+  if (!definedIn || definedIn.startsWith("/$bunfs") || definedIn.includes("beta9-bundle-")) {
+    throw new TypeError(`${WRAPPER[workload.kind]}("${workload.name}").${what}(): cannot tell which file defines it; use beta9 ${what} FILE:EXPORT`);
+  }
+  if (client || !keepOpen) return withClient({ ...(client && { client }) }, run);
+  const { Client } = await import("./client.js");
+  const gateway = process.env.BETA9_GATEWAY;
+  if (!gateway) throw new Error("set BETA9_GATEWAY and BETA9_TOKEN, or pass { client: new Client({ gateway, token }) }");
+  const own = new Client({ gateway, ...(process.env.BETA9_TOKEN && { token: process.env.BETA9_TOKEN }) });
+  const result = await run(own).catch(async (err: unknown) => {
+    await own.close();
+    throw err;
+  });
+  void (result as { done?: Promise<void> }).done?.finally(() => own.close());
+  return result;
 }
 
 /** remote/map/put for a workload of this kind and name (each refuses kinds it does not fit). */
@@ -232,10 +309,12 @@ function callers(kind: WorkloadKind, name: string) {
       if (kind !== "function") throw new TypeError(`${WRAPPER[kind]}("${name}").map(): map is for functions made with fn()`);
       return mapOrdered(inputs, options.concurrency ?? 10, (input) => remote(input, options));
     },
-    put: (input: unknown, options: CallOptions = {}) => withClient(options, (client) => {
+    put: async (input: unknown, options: CallOptions = {}) => {
       if (kind !== "taskqueue") throw new TypeError(`${WRAPPER[kind]}("${name}").put(): put is for task queues made with taskQueue()`);
-      return client.putTask(name, input, options.version ? { version: options.version } : {});
-    }),
+      const put = await withClient(options, (client) => client.putTask(name, input, options.version ? { version: options.version } : {}));
+      // The handle opens a client per call when the one that put it came from the environment.
+      return options.client ? put : new TaskHandle(put.id, (fn) => withClient(options, fn));
+    },
   };
 }
 
