@@ -58,6 +58,7 @@ export const errorCatalogue = {
     status: 409,
     message: "Machine {id} is {state}; its agent must register first (POST /api/v1/machine/register; restarting b9agent does it)",
   },
+  SANDBOX_NOT_RUNNING: { status: 409, message: "Sandbox {id} is {state} ({reason}); create a new one" },
   WORKLOAD_NOT_DEPLOYED: {
     status: 404,
     message: "{kind} {name} has no active deployment; deploy it first: `beta9 deploy FILE:EXPORT` or `await {export}.deploy()`",

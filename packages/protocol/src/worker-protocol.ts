@@ -48,6 +48,11 @@ export const ContainerRequestSchema = Type.Object({
     handler: Type.String(),
     concurrency: Type.Integer({ minimum: 1 }),
   })),
+  /**
+   * Run a built-in daemon instead of `command`: "sandbox" starts the sandbox daemon (processes,
+   * files, code) with the runner's own node, listening on the first of `ports`.
+   */
+  daemon: Type.Optional(Type.Literal("sandbox")),
 });
 export type ContainerRequest = Static<typeof ContainerRequestSchema>;
 

@@ -20,6 +20,11 @@ export interface RunnerBundle {
   nodeArgv: string[];
   /** The runner's entry point inside the container. */
   runnerPath: string;
+  /**
+   * argv that starts the sandbox daemon inside the container: under the bundle's static init
+   * (which reaps orphans) when a C compiler was there to build it, else node alone.
+   */
+  sandboxArgv: string[];
 }
 
 interface SharedObjects {
@@ -50,6 +55,20 @@ function place(source: string, target: string): void {
   }
 }
 
+/** Whether `cc` can build a static binary here (the sandbox init); checked once. */
+let compiler: boolean | undefined;
+function hasCompiler(): boolean {
+  if (compiler === undefined) {
+    try {
+      execFileSync("cc", ["--version"], { stdio: "ignore" });
+      compiler = true;
+    } catch {
+      compiler = false;
+    }
+  }
+  return compiler;
+}
+
 function runnerDistDir(): string {
   const require = createRequire(import.meta.url);
   return dirname(require.resolve("@beta9/runner"));
@@ -64,15 +83,24 @@ export function ensureRunnerBundle(stateDir: string, nodePath = process.execPath
   const distDir = runnerDistDir();
   // Tests compiled beside the runner are not part of it (and must not change the bundle's hash).
   const runnerFiles = readdirSync(distDir).filter((f) => f.endsWith(".js") && !f.endsWith(".test.js")).sort();
-  const hash = createHash("sha256").update(node).update(String(process.version));
+  const sandboxFiles = existsSync(join(distDir, "sandbox"))
+    ? readdirSync(join(distDir, "sandbox")).filter((f) => f.endsWith(".js") && !f.endsWith(".test.js")).sort() : [];
+  const initSource = join(distDir, "..", "src", "sandbox", "init.c");
+  const canBuildInit = existsSync(initSource) && hasCompiler();
+  const hash = createHash("sha256").update(node).update(String(process.version)).update(String(canBuildInit));
   for (const f of runnerFiles) hash.update(f).update(execFileSync("sha256sum", [join(distDir, f)]));
+  for (const f of sandboxFiles) hash.update(`sandbox/${f}`).update(execFileSync("sha256sum", [join(distDir, "sandbox", f)]));
+  if (canBuildInit) hash.update(execFileSync("sha256sum", [initSource]));
   const dir = join(stateDir, `runner-${hash.digest("hex").slice(0, 16)}`);
   const { loader, libraries } = parseLdd(execFileSync("ldd", [node], { encoding: "utf8" }));
   const bundle: RunnerBundle = {
     dir,
     nodeArgv: [`${RUNNER_MOUNT_PATH}/lib/${basename(loader)}`, "--library-path", `${RUNNER_MOUNT_PATH}/lib`, `${RUNNER_MOUNT_PATH}/bin/node`],
     runnerPath: `${RUNNER_MOUNT_PATH}/runner/main.js`,
+    sandboxArgv: [],
   };
+  const nodeSandbox = [...bundle.nodeArgv, `${RUNNER_MOUNT_PATH}/runner/sandbox/main.js`];
+  bundle.sandboxArgv = canBuildInit ? [`${RUNNER_MOUNT_PATH}/bin/init`, ...nodeSandbox] : nodeSandbox;
   if (existsSync(join(dir, ".complete"))) return bundle;
 
   const tmp = `${dir}.tmp-${process.pid}`;
@@ -81,6 +109,9 @@ export function ensureRunnerBundle(stateDir: string, nodePath = process.execPath
   place(node, join(tmp, "bin", "node"));
   for (const lib of [loader, ...libraries]) place(realpathSync(lib), join(tmp, "lib", basename(lib)));
   for (const f of runnerFiles) copyFileSync(join(distDir, f), join(tmp, "runner", f));
+  if (sandboxFiles.length > 0) mkdirSync(join(tmp, "runner", "sandbox"));
+  for (const f of sandboxFiles) copyFileSync(join(distDir, "sandbox", f), join(tmp, "runner", "sandbox", f));
+  if (canBuildInit) execFileSync("cc", ["-static", "-Os", "-o", join(tmp, "bin", "init"), initSource], { stdio: "pipe" });
   // The runner is an ES module; without a package.json saying so, node would read it as CommonJS.
   writeFileSync(join(tmp, "runner", "package.json"), '{ "type": "module" }\n');
   writeFileSync(join(tmp, ".complete"), "");

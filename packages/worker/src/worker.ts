@@ -258,6 +258,7 @@ export class Worker {
       image = useImage ? await this.requireImages().acquire(request.imageId!) : undefined;
       const spec = this.toSpec(request, image?.lowerDir, image ? await imageEnv(image.lowerDir) : {});
       if (request.runner) await this.useRunner(spec, request.runner);
+      if (request.daemon === "sandbox") this.useSandboxDaemon(spec);
       if (request.gpuCount > 0) this.assignGpus(local, spec);
       local.handle = await this.options.runtime.start(spec, (stream, line) => this.log(local, { stream, line, at: Date.now() }));
       const ports = Object.fromEntries(Object.entries(local.handle.ports).map(([p, a]) => [p, a]));
@@ -321,7 +322,6 @@ export class Worker {
     await local.handle?.stop(graceMs);
   }
 
-  /** Replaces the command with the runner serving the request's code bundle. */
   /** The gateway wants a connection to a container port it cannot dial: open it from here. */
   private tunnel(streamId: string, containerId: string, port: number): void {
     const target = this.containers.get(containerId)?.state.ports?.[String(port)];
@@ -333,6 +333,7 @@ export class Worker {
       .catch((err: unknown) => this.send({ type: "tunnel.failed", streamId, message: (err as Error).message }));
   }
 
+  /** Replaces the command with the runner serving the request's code bundle. */
   private async useRunner(spec: ContainerSpec, runner: NonNullable<ContainerRequest["runner"]>): Promise<void> {
     const bundle = this.options.runner;
     if (!bundle) throw new Error("this worker has no runner bundle");
@@ -356,6 +357,19 @@ export class Worker {
     local.gpuIndices = assignment.indices;
     if (isolated) spec.devices = [...(spec.devices ?? []), ...assignment.nodes];
     spec.env = { ...spec.env, ...assignment.env };
+  }
+
+  /** Replaces the command with the sandbox daemon (see @beta9/runner sandbox/main.ts). */
+  private useSandboxDaemon(spec: ContainerSpec): void {
+    const bundle = this.options.runner;
+    if (!bundle) throw new Error("this worker has no runner bundle");
+    if (this.options.runtime.isolates) {
+      spec.command = bundle.sandboxArgv;
+      spec.env = { ...spec.env, BETA9_SANDBOX_ROOT: "/", BETA9_NODE_ARGV: JSON.stringify(bundle.nodeArgv) };
+    } else {
+      // No isolation: the daemon confines files to its working directory, the runtime's temp dir.
+      spec.command = [process.execPath, join(bundle.dir, "runner", "sandbox", "main.js")];
+    }
   }
 
   private requireImages(): ImageProvider {

@@ -186,6 +186,54 @@ export interface ScheduleRepo {
   activeSchedules(): Promise<ActiveSchedule[]>;
 }
 
+export type SandboxState = "PENDING" | "RUNNING" | "TERMINATED";
+/** Why a sandbox ended: terminate(), its TTL, its daemon exited, it never started, its worker went away. */
+export type SandboxEndReason = "terminated" | "expired" | "exited" | "failed" | "worker_lost";
+
+/** What a sandbox was created with (normalised), plus the ports it exposes through the gateway. */
+export interface SandboxConfig {
+  imageId: string | null;
+  cpuMillicores: number;
+  memoryMiB: number;
+  env: Record<string, string>;
+  /** Lifetime in seconds from creation (or from the last updateTtl); -1: until terminated. */
+  ttlSeconds: number;
+  pool: string | null;
+  /** Exposed container ports; `public` ones need no token. */
+  exposed: { port: number; public: boolean }[];
+}
+
+export interface SandboxRecord {
+  id: string;
+  workspaceId: string;
+  containerId: string;
+  state: SandboxState;
+  reason: SandboxEndReason | null;
+  config: SandboxConfig;
+  /** ISO 8601; null: never. */
+  expiresAt: string | null;
+  createdAt: string;
+  endedAt: string | null;
+}
+
+export interface SandboxRepo {
+  create(input: { id: string; workspaceId: string; containerId: string; config: SandboxConfig; expiresAt: string | null }): Promise<SandboxRecord>;
+  get(workspaceId: string, id: string): Promise<SandboxRecord | undefined>;
+  /** Any workspace's (public exposed ports). */
+  getAny(id: string): Promise<SandboxRecord | undefined>;
+  list(workspaceId: string, page: Page & { active?: boolean }): Promise<SandboxRecord[]>;
+  /** PENDING → RUNNING; false if it was not PENDING. */
+  markRunning(id: string): Promise<boolean>;
+  /** → TERMINATED with the reason; false if it already was (the first reason stays). */
+  markTerminated(id: string, reason: SandboxEndReason): Promise<boolean>;
+  setExpiry(id: string, expiresAt: string | null): Promise<boolean>;
+  setConfig(id: string, config: SandboxConfig): Promise<boolean>;
+  /** Not terminated, with expires_at at or before `at`. */
+  expired(at: string): Promise<SandboxRecord[]>;
+  /** Every sandbox not terminated, oldest first. */
+  live(): Promise<SandboxRecord[]>;
+}
+
 export interface Store {
   readonly workspaces: WorkspaceRepo;
   readonly tokens: TokenRepo;
@@ -198,5 +246,6 @@ export interface Store {
   readonly machines: MachineRepo;
   readonly images: ImageRepo;
   readonly schedules: ScheduleRepo;
+  readonly sandboxes: SandboxRepo;
   close(): Promise<void>;
 }

@@ -155,6 +155,25 @@ export const migrations: readonly Migration[] = [
     `,
   },
   {
+    version: 5,
+    name: "sandboxes",
+    sql: `
+      CREATE TABLE sandbox (
+        id TEXT PRIMARY KEY,
+        workspace_id TEXT NOT NULL REFERENCES workspace(id),
+        container_id TEXT NOT NULL UNIQUE,
+        state TEXT NOT NULL CHECK (state IN ('PENDING','RUNNING','TERMINATED')),
+        reason TEXT,
+        config TEXT NOT NULL,
+        expires_at TEXT,
+        created_at TEXT NOT NULL,
+        ended_at TEXT
+      );
+      CREATE INDEX sandbox_list ON sandbox(workspace_id, created_at);
+      CREATE INDEX sandbox_live ON sandbox(state, expires_at);
+    `,
+  },
+  {
     version: 6,
     name: "machine registry",
     sql: `

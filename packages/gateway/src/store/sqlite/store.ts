@@ -7,6 +7,7 @@ import { SqliteTokenRepo, SqliteWorkspaceRepo } from "./identity.js";
 import { SqliteImageRepo } from "./images.js";
 import { migrate } from "./migrations.js";
 import { SqliteScheduleRepo } from "./schedules.js";
+import { SqliteSandboxRepo } from "./sandboxes.js";
 import { SqliteAppRepo, SqliteDeploymentRepo, SqliteObjectRepo, SqliteStubRepo } from "./workloads.js";
 
 export class SqliteStore implements Store {
@@ -21,6 +22,7 @@ export class SqliteStore implements Store {
   readonly machines: SqliteMachineRepo;
   readonly images: SqliteImageRepo;
   readonly schedules: SqliteScheduleRepo;
+  readonly sandboxes: SqliteSandboxRepo;
   readonly schemaVersion: number;
 
   /** `path` is a file, or ":memory:" for tests that need no durability. */
@@ -53,6 +55,7 @@ export class SqliteStore implements Store {
     this.machines = new SqliteMachineRepo(db, this.tokens);
     this.images = new SqliteImageRepo(db);
     this.schedules = new SqliteScheduleRepo(db);
+    this.sandboxes = new SqliteSandboxRepo(db);
   }
 
   /**

@@ -1,0 +1,62 @@
+/**
+ * Ports a sandbox exposes, served through the gateway at /sandbox/:id/port/:port/… with any
+ * method. Authorised like every route (a read token of the sandbox's workspace), unless the port
+ * was exposed as public. An unknown sandbox or a port it does not expose is a 404 that says
+ * nothing more. HTTP only (no WebSocket upgrade yet).
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { Readable } from "node:stream";
+import { Beta9Error } from "@beta9/protocol";
+import { bearerKey } from "../auth/access.js";
+import type { Store } from "../store/types.js";
+import type { SandboxManager } from "./manager.js";
+import { forward, forwardedHeaders, relayAll } from "./proxy.js";
+
+export const exposedUrl = (base: string, sandboxId: string, port: number): string => `${base}/sandbox/${sandboxId}/port/${port}/`;
+
+const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"] as const;
+type PortParams = { id: string; port: string; "*"?: string };
+
+export function exposedPortRoutes(app: FastifyInstance, { store, sandboxes }: { store: Store; sandboxes: SandboxManager }): void {
+  const handler = async (request: FastifyRequest<{ Params: PortParams }>, reply: FastifyReply) => {
+    const { id } = request.params;
+    const port = Number(request.params.port);
+    const notFound = () => new Beta9Error("RESOURCE_NOT_FOUND", { kind: "exposed port", id: `${id.slice(0, 64)}:${request.params.port.slice(0, 8)}` });
+    const record = id.length <= 128 ? await store.sandboxes.getAny(id) : undefined;
+    const exposure = record?.config.exposed.find((e) => e.port === port);
+    if (!record || !exposure) throw notFound();
+    if (!exposure.public) {
+      const key = bearerKey(request);
+      if (key === undefined) throw new Beta9Error("AUTH_TOKEN_MISSING");
+      const auth = key.length <= 256 ? await store.tokens.authenticate(key) : undefined;
+      if (!auth) throw new Beta9Error("AUTH_TOKEN_INVALID");
+      if (!["admin", "workspace", "restricted"].includes(auth.type)) {
+        throw new Beta9Error("AUTH_FORBIDDEN", { tokenType: auth.type, action: "reach a sandbox's port", allowed: "admin or workspace or restricted" });
+      }
+      if (auth.workspaceId !== record.workspaceId) throw notFound();
+    }
+    const target = new URL(await sandboxes.origin(record));
+    target.port = String(port);
+    const query = request.url.includes("?") ? request.url.slice(request.url.indexOf("?")) : "";
+    const hasBody = request.method !== "GET" && request.method !== "DELETE" && request.body !== undefined;
+    const res = await forward(`${target.origin}/${request.params["*"] ?? ""}${query}`, {
+      method: request.method as (typeof METHODS)[number],
+      headers: forwardedHeaders(request.headers, request.ip),
+      body: hasBody ? (request.body as Readable) : null,
+    });
+    return relayAll(reply, res);
+  };
+
+  app.register(async (scope) => {
+    // Bytes pass through untouched, whatever their type.
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser("*", (_request, payload, done) => done(null, payload));
+    for (const url of ["/sandbox/:id/port/:port", "/sandbox/:id/port/:port/*"]) {
+      scope.route<{ Params: PortParams }>({
+        method: [...METHODS], url, config: { access: "public" },
+        schema: { tags: ["sandbox"], summary: "A port the sandbox exposes (token unless exposed as public)", hide: url.endsWith("*") },
+        handler,
+      });
+    }
+  });
+}

@@ -1,0 +1,69 @@
+/**
+ * Forwarding to a sandbox: the daemon's API and the ports a sandbox exposes. Bodies stream both
+ * ways (a 100 MB upload or download is never held in memory), and the daemon's answer, errors
+ * included (they already use the catalogue's codes), reaches the client unchanged.
+ */
+import type { FastifyReply } from "fastify";
+import type { IncomingHttpHeaders } from "node:http";
+import type { Readable } from "node:stream";
+import { request, type Dispatcher } from "undici";
+import { Beta9Error } from "@beta9/protocol";
+
+/** Headers that belong to one hop, never forwarded (RFC 9110 section 7.6.1). */
+const HOP_BY_HOP = new Set([
+  "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "host",
+]);
+
+export interface ForwardOptions {
+  method: Dispatcher.HttpMethod;
+  body?: string | Readable | null;
+  headers?: Record<string, string>;
+  /** For answers that come only when the work ends (exec streams, runCode): no timeout. */
+  unbounded?: boolean;
+}
+
+export async function forward(url: string, options: ForwardOptions): Promise<Dispatcher.ResponseData> {
+  try {
+    return await request(url, {
+      method: options.method, body: options.body ?? null, headers: options.headers ?? {},
+      ...(options.unbounded ? { headersTimeout: 0, bodyTimeout: 0 } : { headersTimeout: 60_000, bodyTimeout: 300_000 }),
+    });
+  } catch (err) {
+    throw new Beta9Error("UPSTREAM_FAILED", { reason: (err as Error).message });
+  }
+}
+
+/** Sends the upstream answer as ours: status, content type and length, and the body as a stream. */
+export function relay(reply: FastifyReply, res: Dispatcher.ResponseData): FastifyReply {
+  reply.code(res.statusCode);
+  for (const name of ["content-type", "content-length", "cache-control"]) {
+    const value = res.headers[name];
+    if (typeof value === "string") reply.header(name, value);
+  }
+  if (res.statusCode === 204) {
+    res.body.resume();
+    return reply.send();
+  }
+  return reply.send(res.body);
+}
+
+/** Request headers a sandbox's own server gets: the client's, without our token and hop headers. */
+export function forwardedHeaders(headers: IncomingHttpHeaders, client: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || name === "authorization") continue;
+    out[name] = Array.isArray(value) ? value.join(", ") : value;
+  }
+  out["x-forwarded-for"] = client;
+  return out;
+}
+
+/** Relays every response header of an exposed port but the hop-by-hop ones. */
+export function relayAll(reply: FastifyReply, res: Dispatcher.ResponseData): FastifyReply {
+  reply.code(res.statusCode);
+  for (const [name, value] of Object.entries(res.headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name)) continue;
+    reply.header(name, value);
+  }
+  return reply.send(res.body);
+}

@@ -1,0 +1,148 @@
+/**
+ * The sandbox daemon's processes: every exec is a child in its own process group (so kill ends
+ * it and whatever it started, and nothing else), its output is streamed to the caller as NDJSON
+ * events, and a bounded table remembers it for `list`.
+ *
+ * Stream events, one JSON object per line:
+ *   {"type":"start","pid":123}
+ *   {"type":"stdout","data":"…"} / {"type":"stderr","data":"…"}   (UTF-8 text, split anywhere)
+ *   {"type":"exit","exitCode":0,"signal":null}                      (always last)
+ *   {"type":"error","message":"…"}                                   (could not start; then exit)
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { StringDecoder } from "node:string_decoder";
+import type { ServerResponse } from "node:http";
+import { SandboxOpError } from "./files.js";
+
+export interface ExecRequest {
+  cmd: string;
+  args: string[];
+  /** Already resolved to a path on this machine. */
+  cwd: string;
+  env: Record<string, string>;
+  stdin?: string;
+}
+
+export interface ProcessInfo {
+  pid: number;
+  cmd: string;
+  args: string[];
+  cwd: string;
+  running: boolean;
+  exitCode: number | null;
+  signal: string | null;
+  startedAt: string;
+  endedAt: string | null;
+}
+
+type Event =
+  | { type: "start"; pid: number }
+  | { type: "stdout" | "stderr"; data: string }
+  | { type: "exit"; exitCode: number | null; signal: string | null }
+  | { type: "error"; message: string };
+
+/** Finished processes kept for `list` (oldest dropped first). */
+const KEEP_FINISHED = 200;
+
+export class ProcessTable {
+  private readonly procs = new Map<number, { info: ProcessInfo; child: ChildProcess }>();
+
+  constructor(private readonly baseEnv: Record<string, string>, private readonly cwdLabel: (real: string) => string) {}
+
+  list(): ProcessInfo[] {
+    return [...this.procs.values()].map((p) => ({ ...p.info }));
+  }
+
+  /** Signals the process group of one exec; never any other process. */
+  kill(pid: number, signal: NodeJS.Signals): ProcessInfo {
+    const p = this.procs.get(pid);
+    if (!p) throw new SandboxOpError(404, "RESOURCE_NOT_FOUND", `No process ${pid} started by exec in this sandbox`);
+    if (p.info.running) {
+      try {
+        process.kill(-pid, signal);
+      } catch {
+        p.child.kill(signal);
+      }
+    }
+    return { ...p.info };
+  }
+
+  /**
+   * Starts the command and streams its events to `res` until it exits. Output is paused while
+   * the caller does not keep up (backpressure), so a slow reader never makes the daemon buffer
+   * without bound; nothing is dropped, the tail included.
+   */
+  stream(request: ExecRequest, res: ServerResponse): void {
+    res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store", "x-accel-buffering": "no" });
+    const send = (event: Event): boolean => res.write(`${JSON.stringify(event)}\n`);
+    const child = this.start(request);
+    let ended = false;
+    const finish = (exitCode: number | null, signal: string | null, error?: string): void => {
+      if (ended) return;
+      ended = true;
+      if (error !== undefined) send({ type: "error", message: error });
+      send({ type: "exit", exitCode, signal });
+      res.end();
+    };
+    child.once("error", (err) => finish(null, null, `cannot start ${request.cmd}: ${err.message}`));
+    if (child.pid === undefined) return;
+    send({ type: "start", pid: child.pid });
+    const streams = [child.stdout!, child.stderr!];
+    for (const [name, stream] of [["stdout", child.stdout!], ["stderr", child.stderr!]] as const) {
+      const decoder = new StringDecoder("utf8");
+      stream.on("data", (chunk: Buffer) => {
+        const data = decoder.write(chunk);
+        if (data.length > 0 && !send({ type: name, data })) {
+          for (const s of streams) s.pause();
+          res.once("drain", () => streams.forEach((s) => s.resume()));
+        }
+      });
+      stream.once("end", () => {
+        const rest = decoder.end();
+        if (rest.length > 0) send({ type: name, data: rest });
+      });
+    }
+    // "close" comes after both pipes ended, so the exit event is always the last one.
+    child.once("close", (code, signal) => finish(code, signal));
+  }
+
+  /** Runs to completion and collects the output (runCode). */
+  run(request: ExecRequest): Promise<{ stdout: string; stderr: string; exitCode: number | null; signal: string | null }> {
+    return new Promise((resolve, reject) => {
+      const child = this.start(request);
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      child.stdout!.on("data", (c: Buffer) => out.push(c));
+      child.stderr!.on("data", (c: Buffer) => err.push(c));
+      child.once("error", (e) => reject(new SandboxOpError(422, "INPUT_INVALID", `cannot start ${request.cmd}: ${e.message} (is it installed in the sandbox's image?)`)));
+      child.once("close", (code, signal) => resolve({
+        stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8"), exitCode: code, signal,
+      }));
+    });
+  }
+
+  private start(request: ExecRequest): ChildProcess {
+    const child = spawn(request.cmd, request.args, {
+      cwd: request.cwd, env: { ...this.baseEnv, ...request.env }, detached: true, stdio: ["pipe", "pipe", "pipe"],
+    });
+    child.stdin!.on("error", () => {}); // a process that does not read its input is not an error
+    child.stdin!.end(request.stdin ?? "");
+    if (child.pid !== undefined) {
+      const info: ProcessInfo = {
+        pid: child.pid, cmd: request.cmd, args: request.args, cwd: this.cwdLabel(request.cwd), running: true, exitCode: null,
+        signal: null, startedAt: new Date().toISOString(), endedAt: null,
+      };
+      this.procs.set(child.pid, { info, child });
+      child.once("exit", (code, signal) => {
+        Object.assign(info, { running: false, exitCode: code, signal, endedAt: new Date().toISOString() });
+        this.trim();
+      });
+    }
+    return child;
+  }
+
+  private trim(): void {
+    const finished = [...this.procs.entries()].filter(([, p]) => !p.info.running);
+    for (const [pid] of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED))) this.procs.delete(pid);
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * The sandbox daemon's HTTP surface (only the gateway calls it; the container port is on the
+ * worker's private bridge). Errors use the gateway's catalogue codes, so the gateway forwards
+ * them unchanged.
+ *
+ *   GET    /health
+ *   POST   /exec              {cmd, args?, cwd?, env?, stdin?} → NDJSON stream (see processes.ts)
+ *   POST   /run-code          {code, language: "python"|"javascript"} → {result, stdout, stderr, exitCode}
+ *   GET    /process           → {items: ProcessInfo[]}
+ *   POST   /process/:pid/kill {signal?} → ProcessInfo
+ *   GET    /fs/file?path=     → the bytes;  PUT /fs/file?path=[&mode=644] ← the bytes
+ *   GET    /fs/list?path=  GET /fs/stat?path=  POST /fs/mkdir?path=  DELETE /fs?path=[&recursive=true]
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { pipeline } from "node:stream/promises";
+import { BodyTooLargeError, readBody, sendError, sendJson } from "../http.js";
+import { SandboxFiles, SandboxOpError } from "./files.js";
+import { ProcessTable } from "./processes.js";
+
+export interface DaemonOptions {
+  /** "/" in an isolated container; a directory of the host with the process runtime. */
+  root: string;
+  /** argv prefix that runs node (the runner's own) for JavaScript. */
+  nodeArgv: string[];
+  /** Environment every process starts with (the request's env goes over it). */
+  env: Record<string, string>;
+}
+
+const JSON_LIMIT = 8 * 1024 * 1024;
+const SIGNALS = new Set(["SIGTERM", "SIGKILL", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGSTOP", "SIGCONT"]);
+
+async function jsonBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const text = (await readBody(req, JSON_LIMIT)).toString("utf8");
+  let value: unknown;
+  try {
+    value = text === "" ? {} : JSON.parse(text);
+  } catch (err) {
+    throw new SandboxOpError(400, "INVALID_JSON", `The request body is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new SandboxOpError(422, "VALIDATION_FAILED", "body must be an object");
+  return value as Record<string, unknown>;
+}
+
+function stringRecord(value: unknown, name: string): Record<string, string> {
+  if (value === undefined) return {};
+  if (typeof value !== "object" || value === null || Array.isArray(value) || Object.values(value).some((v) => typeof v !== "string")) {
+    throw new SandboxOpError(422, "VALIDATION_FAILED", `${name} must be an object of strings`);
+  }
+  return value as Record<string, string>;
+}
+
+export function createSandboxServer(options: DaemonOptions): Server {
+  const files = new SandboxFiles(options.root);
+  const table = new ProcessTable(options.env, (real) => (options.root === "/" ? real : real.slice(options.root.length) || "/"));
+
+  async function cwdOf(value: unknown): Promise<string> {
+    if (value === undefined) return files.resolve(".").real;
+    const info = await files.stat(value);
+    if (info.type !== "directory") throw new SandboxOpError(422, "VALIDATION_FAILED", `cwd ${info.path} is not a directory`);
+    return files.resolve(value).real;
+  }
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://sandbox");
+    const path = url.pathname;
+    const q = (name: string) => url.searchParams.get(name) ?? undefined;
+    const method = req.method ?? "GET";
+
+    if (method === "GET" && path === "/health") return sendJson(res, 200, { status: "ok" });
+    if (method === "POST" && path === "/exec") {
+      const body = await jsonBody(req);
+      if (typeof body.cmd !== "string" || body.cmd.length === 0) throw new SandboxOpError(422, "VALIDATION_FAILED", "cmd must be a non-empty string");
+      const args = body.args ?? [];
+      if (!Array.isArray(args) || args.some((a) => typeof a !== "string")) throw new SandboxOpError(422, "VALIDATION_FAILED", "args must be an array of strings");
+      if (body.stdin !== undefined && typeof body.stdin !== "string") throw new SandboxOpError(422, "VALIDATION_FAILED", "stdin must be a string");
+      return table.stream({ cmd: body.cmd, args: args as string[], cwd: await cwdOf(body.cwd), env: stringRecord(body.env, "env"), ...(body.stdin !== undefined && { stdin: body.stdin as string }) }, res);
+    }
+    if (method === "POST" && path === "/run-code") {
+      const body = await jsonBody(req);
+      if (typeof body.code !== "string") throw new SandboxOpError(422, "VALIDATION_FAILED", "code must be a string");
+      const language = body.language ?? "python";
+      if (language !== "python" && language !== "javascript") throw new SandboxOpError(422, "VALIDATION_FAILED", "language must be python or javascript");
+      const [cmd, ...prefix] = language === "python" ? ["python3"] : options.nodeArgv;
+      const args = language === "python" ? ["-"] : [...prefix, "--input-type=module", "-"];
+      const out = await table.run({ cmd: cmd!, args, cwd: await cwdOf(body.cwd), env: stringRecord(body.env, "env"), stdin: body.code });
+      return sendJson(res, 200, { result: out.stdout.replace(/\r?\n$/, ""), stdout: out.stdout, stderr: out.stderr, exitCode: out.exitCode ?? (out.signal ? 128 : null), signal: out.signal });
+    }
+    if (method === "GET" && path === "/process") return sendJson(res, 200, { items: table.list() });
+    const kill = /^\/process\/(\d+)\/kill$/.exec(path);
+    if (method === "POST" && kill) {
+      const body = await jsonBody(req);
+      const signal = body.signal ?? "SIGKILL";
+      if (typeof signal !== "string" || !SIGNALS.has(signal)) throw new SandboxOpError(422, "VALIDATION_FAILED", `signal must be one of ${[...SIGNALS].join(", ")}`);
+      return sendJson(res, 200, table.kill(Number(kill[1]), signal as NodeJS.Signals));
+    }
+    if (path === "/fs/file" && method === "GET") {
+      const file = await files.open(q("path"));
+      res.writeHead(200, { "content-type": "application/octet-stream", "content-length": file.size });
+      await pipeline(file.stream, res);
+      return;
+    }
+    if (path === "/fs/file" && method === "PUT") {
+      const mode = q("mode");
+      if (mode !== undefined && !/^[0-7]{3,4}$/.test(mode)) throw new SandboxOpError(422, "VALIDATION_FAILED", "mode must be octal, like 644");
+      return sendJson(res, 200, await files.write(q("path"), req, mode === undefined ? undefined : Number.parseInt(mode, 8)));
+    }
+    if (path === "/fs/list" && method === "GET") return sendJson(res, 200, { items: await files.list(q("path")) });
+    if (path === "/fs/stat" && method === "GET") return sendJson(res, 200, await files.stat(q("path")));
+    if (path === "/fs/mkdir" && method === "POST") return sendJson(res, 200, await files.mkdir(q("path")));
+    if (path === "/fs" && method === "DELETE") {
+      await files.remove(q("path"), q("recursive") === "true");
+      res.writeHead(204).end();
+      return;
+    }
+    sendError(res, 404, "ROUTE_NOT_FOUND", `No route ${method} ${path} in the sandbox daemon`);
+  }
+
+  return createServer((req, res) => {
+    route(req, res).catch((err: unknown) => {
+      if (res.headersSent) {
+        res.destroy(err as Error);
+        return;
+      }
+      if (err instanceof SandboxOpError) return sendError(res, err.status, err.code, err.message);
+      if (err instanceof BodyTooLargeError) return sendError(res, 413, "BODY_TOO_LARGE", err.message);
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === "EACCES" || e.code === "EPERM" || e.code === "EROFS") return sendError(res, 403, "AUTH_FORBIDDEN", `the sandbox refused: ${e.message}`);
+      if (e.code === "ENOSPC" || e.code === "EDQUOT") return sendError(res, 503, "UNAVAILABLE", `the sandbox is out of space: ${e.message}`);
+      sendError(res, 500, "INTERNAL", `sandbox daemon: ${e.message}`);
+    });
+  });
+}
