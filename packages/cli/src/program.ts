@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { registerConfig } from "./commands/config.js";
 import { registerContainer } from "./commands/container.js";
+import { registerSandbox } from "./commands/sandbox.js";
 import { registerWorker } from "./commands/worker.js";
 import { registerMachine } from "./commands/machine.js";
 import { registerPool } from "./commands/pool.js";
@@ -44,6 +45,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 auth/permission, 4 not found, 5 gateway un
   registerToken(program);
   registerDeployment(program);
   registerContainer(program);
+  registerSandbox(program);
   registerDeploy(program);
   registerTask(program);
   registerRun(program);

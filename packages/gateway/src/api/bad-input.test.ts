@@ -33,7 +33,7 @@ const machine = { id: "", key: "" };
 const MACHINE_REGISTER = { hostname: "h", os: "linux", arch: "x64", agentVersion: "1", cpuMillicores: 1000, memoryMiB: 1024, gpus: [] };
 const MACHINE_METRICS = { cpuPercent: 1, memoryPercent: 2, diskPercent: 3, gpus: { total: 0, free: 0 }, containers: 0 };
 const keys = {} as Record<TokenType | "otherWorkspace", string>;
-const ids = { stub: "", deployment: "", object: "", app: "", task: "", token: "", container: "", serveStub: "", serve: "" };
+const ids = { stub: "", deployment: "", object: "", app: "", task: "", token: "", container: "", serveStub: "", serve: "", sandbox: "" };
 const bundle = makeTar([{ name: "app.ts", data: "export const x = 1;\n" }], { gzip: true });
 
 function objectFiles(): string[] {
@@ -90,6 +90,10 @@ before(async () => {
   const serve = await gw.request("POST", "/api/v1/serve", { body: { stubId: ids.serveStub } });
   assert.equal(serve.statusCode, 201, serve.body);
   ids.serve = serve.json().id;
+  // No worker here: the sandbox stays PENDING, which is all these cases need.
+  const sandbox = await gw.request("POST", "/api/v1/sandbox", { body: {} });
+  assert.equal(sandbox.statusCode, 201, sandbox.body);
+  ids.sandbox = sandbox.json().id;
   const created = await gw.request("POST", "/api/v1/machine", { body: { pool: "default" } });
   assert.equal(created.statusCode, 201, created.body);
   Object.assign(machine, { id: created.json().machine.id, key: created.json().token });
@@ -161,6 +165,27 @@ const routes = (): RouteCase[] => [
   { method: "POST", url: "/endpoint/hello/v1", pattern: "/endpoint/:name/v:version" },
   { method: "POST", url: `/endpoint/id/${"0".repeat(8)}`, pattern: "/endpoint/id/:stubId" },
   { method: "POST", url: `/public/${"0".repeat(8)}`, pattern: "/public/:stubId", open: true },
+  { method: "POST", url: "/api/v1/sandbox", pattern: "/api/v1/sandbox", body: () => ({ keepWarmSeconds: 60 }) },
+  { method: "GET", url: "/api/v1/sandbox", pattern: "/api/v1/sandbox" },
+  { method: "GET", url: `/api/v1/sandbox/${ids.sandbox}`, pattern: "/api/v1/sandbox/:id", byId: true },
+  { method: "POST", url: `/api/v1/sandbox/${ids.sandbox}/terminate`, pattern: "/api/v1/sandbox/:id/terminate", byId: true },
+  // Not byId (those cases send no body): sandboxes.test.ts checks their 404s with a body.
+  { method: "POST", url: `/api/v1/sandbox/${ids.sandbox}/ttl`, pattern: "/api/v1/sandbox/:id/ttl", body: () => ({ ttlSeconds: 60 }) },
+  { method: "POST", url: `/api/v1/sandbox/${ids.sandbox}/port`, pattern: "/api/v1/sandbox/:id/port", body: () => ({ port: 8080 }) },
+  { method: "POST", url: `/api/v1/sandbox/${ids.sandbox}/exec`, pattern: "/api/v1/sandbox/:id/exec", body: () => ({ cmd: "true" }) },
+  { method: "POST", url: `/api/v1/sandbox/${ids.sandbox}/run-code`, pattern: "/api/v1/sandbox/:id/run-code", body: () => ({ code: "print(1)" }) },
+  { method: "POST", url: `/api/v1/sandbox/${ids.sandbox}/process/12/kill`, pattern: "/api/v1/sandbox/:id/process/:pid/kill", body: () => ({ signal: "SIGTERM" }) },
+  { method: "GET", url: `/api/v1/sandbox/${ids.sandbox}/process`, pattern: "/api/v1/sandbox/:id/process", byId: true },
+  { method: "GET", url: `/api/v1/sandbox/${ids.sandbox}/fs/file?path=a.txt`, pattern: "/api/v1/sandbox/:id/fs/file", byId: true },
+  { method: "PUT", url: `/api/v1/sandbox/${ids.sandbox}/fs/file?path=a.txt`, pattern: "/api/v1/sandbox/:id/fs/file", byId: true },
+  { method: "GET", url: `/api/v1/sandbox/${ids.sandbox}/fs/list?path=.`, pattern: "/api/v1/sandbox/:id/fs/list", byId: true },
+  { method: "GET", url: `/api/v1/sandbox/${ids.sandbox}/fs/stat?path=a.txt`, pattern: "/api/v1/sandbox/:id/fs/stat", byId: true },
+  { method: "POST", url: `/api/v1/sandbox/${ids.sandbox}/fs/mkdir?path=d`, pattern: "/api/v1/sandbox/:id/fs/mkdir", byId: true },
+  { method: "DELETE", url: `/api/v1/sandbox/${ids.sandbox}/fs?path=a.txt`, pattern: "/api/v1/sandbox/:id/fs", byId: true },
+  ...["GET", "POST", "PUT", "PATCH", "DELETE"].flatMap((method) => [
+    { method, url: `/sandbox/${ids.sandbox}/port/8080`, pattern: "/sandbox/:id/port/:port", open: true },
+    { method, url: `/sandbox/${ids.sandbox}/port/8080/x`, pattern: "/sandbox/:id/port/:port/*", open: true },
+  ]),
   { method: "POST", url: "/api/v1/serve", pattern: "/api/v1/serve", body: () => ({ stubId: ids.serveStub }) },
   { method: "GET", url: `/api/v1/serve/${ids.serve}`, pattern: "/api/v1/serve/:id", byId: true },
   { method: "POST", url: `/api/v1/serve/${ids.serve}/heartbeat`, pattern: "/api/v1/serve/:id/heartbeat", byId: true },
@@ -175,7 +200,7 @@ const allowedBy: Record<string, readonly TokenType[]> = {
   read: ["admin", "workspace", "restricted"],
   write: ["admin", "workspace"],
   admin: ["admin"],
-  worker: ["admin", "worker"],
+  worker: ["admin", "worker", "machine"],
   machine: ["machine"],
 };
 
@@ -232,7 +257,7 @@ describe("workspace isolation on every route that names a resource", () => {
   });
 
   test("another workspace's lists hold none of this workspace's rows", async () => {
-    for (const url of ["/api/v1/deployment", "/api/v1/stub", "/api/v1/app", "/api/v1/object", "/api/v1/task", "/api/v1/machine", "/api/v1/container"]) {
+    for (const url of ["/api/v1/deployment", "/api/v1/stub", "/api/v1/app", "/api/v1/object", "/api/v1/task", "/api/v1/machine", "/api/v1/container", "/api/v1/sandbox"]) {
       const res = await gw.request("GET", url, { key: keys.otherWorkspace });
       assert.equal(res.statusCode, 200, url);
       assert.deepEqual(res.json(), { items: [] }, url);
@@ -305,11 +330,21 @@ describe("bodies on every JSON route", () => {
     await expectRejected({ method: "POST", url: `/public/${ids.stub}` }, { key: null, body: '{"a":', headers: { "content-type": "application/json" } }, 400, "INVALID_JSON");
   });
 
+  test("/sandbox/:id/port/:port: an unknown sandbox or a port it does not expose is a 404 with or without a token", async () => {
+    for (const url of [`/sandbox/${ids.sandbox}/port/8080/`, "/sandbox/00000000-0000-4000-8000-000000000000/port/80/", `/sandbox/${"x".repeat(90)}/port/1/a`]) {
+      for (const key of [null, keys.admin, keys.otherWorkspace, "b9_wrong"]) {
+        await expectRejected({ method: "GET", url }, { key }, 404, "RESOURCE_NOT_FOUND");
+      }
+    }
+  });
+
   test("bad query strings: 422", async () => {
     for (const url of [
       "/api/v1/deployment?limit=ten", "/api/v1/deployment?active=yes", "/api/v1/deployment?name=Bad_Name!", "/api/v1/deployment?unknown=1",
       "/api/v1/token?offset=-1", "/api/v1/machine?pool=%2F..", "/api/v1/stub?limit=99999999999",
       "/api/v1/container?active=maybe", `/api/v1/container/${ids.container}/logs?follow=1`,
+      "/api/v1/sandbox?active=maybe", `/api/v1/sandbox/${ids.sandbox}?wait=now`, `/api/v1/sandbox/${ids.sandbox}/fs/list`,
+      `/api/v1/sandbox/${ids.sandbox}/fs/stat?path=`, `/api/v1/sandbox/${ids.sandbox}/fs/file?path=a&mode=999`,
     ]) {
       await expectRejected({ method: "GET", url }, {}, 422, "VALIDATION_FAILED");
     }

@@ -72,6 +72,7 @@ export function sandboxRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     config: { access: "write" },
     schema: { tags, summary: "Create a sandbox (answers at once, PENDING; GET ?wait=ready waits until it runs)", body: CreateSandboxBodySchema, response: responses({ 201: SandboxSchema }) },
   }, async (request, reply) => {
+    if (request.body === undefined) throw new Beta9Error("VALIDATION_FAILED", { location: "body", path: "", reason: "is required; send {} for the defaults" });
     const c = config(request.body);
     if (c.imageId !== null) {
       const image = found(await store.images.get(request.auth.workspaceId, c.imageId), "image", c.imageId);
@@ -174,10 +175,11 @@ export function sandboxRoutes(app: FastifyInstance, ctx: GatewayContext): void {
       config: { access: "write" },
       schema: { tags, summary: "Upload a file (application/octet-stream; replaced atomically; parents created)", params: SandboxParamsSchema, querystring: WriteQuerySchema },
     }, async (request, reply) => {
+      const record = await load(request);
       if (!request.headers["content-type"]?.startsWith("application/octet-stream")) {
         throw new Beta9Error("UNSUPPORTED_MEDIA_TYPE", { contentType: String(request.headers["content-type"] ?? "(none)"), expected: "application/octet-stream" });
       }
-      const url = await daemon(request, "/fs/file", { path: request.query.path, mode: request.query.mode });
+      const url = `${await sandboxes.origin(record)}/fs/file?${new URLSearchParams({ path: request.query.path, ...(request.query.mode !== undefined && { mode: request.query.mode }) })}`;
       const length = request.headers["content-length"];
       const headers: Record<string, string> = { "content-type": "application/octet-stream", ...(length !== undefined && { "content-length": length }) };
       return relay(reply, await forward(url, { method: "PUT", body: request.body as Readable, headers, unbounded: true }));
