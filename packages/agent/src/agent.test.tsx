@@ -145,6 +145,7 @@ describe("agent against a real gateway", () => {
       return s.status === "READY" && s.workerConnected && s.keepalives.ok > okBefore;
     });
     assert.ok(agent.snapshot().keepalives.failed >= failed);
+    assert.equal(agent.snapshot().registrations, 1, "a restart alone does not expire the machine");
     const got = await waitFor("machine ready on the restarted gateway", async () => {
       const r = await api("GET", `/api/v1/machine/${machine.id}`);
       return r.body.state === "ready" && r.body.workerConnected ? (r.body as Machine) : undefined;

@@ -48,6 +48,8 @@ export interface AgentSnapshot {
   gpuTypes: { type: string; count: number }[];
   containers: ContainerView[];
   keepalives: { ok: number; failed: number };
+  /** Successful registrations: more than one means the gateway expired or forgot this machine. */
+  registrations: number;
 }
 
 export interface AgentOptions {
@@ -84,6 +86,7 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
   private loop: Promise<void> | undefined;
   private intervalSeconds: number;
   private failure: Error | undefined;
+  private registrations = 0;
 
   constructor(private readonly o: AgentOptions) {
     super();
@@ -117,7 +120,7 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
       workerConnected: this.worker?.worker.connected ?? false, ...this.metrics,
       gpus: this.worker?.worker.gpuUsage() ?? { total: 0, free: 0 }, gpuTypes: this.gpuTypes,
       containers: [...this.containers.values()].sort((a, b) => b.createdAt - a.createdAt),
-      keepalives: { ...this.counts },
+      keepalives: { ...this.counts }, registrations: this.registrations,
     };
   }
 
@@ -163,6 +166,7 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
           cpuMillicores: capacity.cpuMillicores, memoryMiB: capacity.memoryMiB, gpus: capacity.gpus,
         });
         this.machineId = res.machine.id;
+        this.registrations += 1;
         // Never slower than the gateway asks: a longer interval would let the machine expire.
         this.intervalSeconds = Math.min(this.o.config.keepaliveIntervalSeconds, res.keepaliveIntervalSeconds);
         this.backoff.reset();

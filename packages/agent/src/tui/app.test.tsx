@@ -30,7 +30,7 @@ const now = Date.now();
 const source = new Source({
   status: "READY", machineId: "159ecc90", gateway: "http://100.72.101.23:1994", pool: "external", startedAt: now - (2 * 3600 + 34 * 60) * 1000,
   lastKeepaliveAt: now - 3000, workerConnected: true, cpuPercent: 18.2, memoryPercent: 56.1, diskPercent: 40, gpus: { total: 8, free: 6 },
-  gpuTypes: [{ type: "H100", count: 8 }], keepalives: { ok: 10, failed: 0 },
+  gpuTypes: [{ type: "H100", count: 8 }], keepalives: { ok: 10, failed: 0 }, registrations: 1,
   containers: [
     { id: "worker-abc123", label: "hello_beta9:hello", state: "RUNNING", gpuIndices: [0, 1], createdAt: now - 12_000 },
     { id: "worker-def456", label: "hello_beta9:hello", state: "EXITED", reason: "exited", exitCode: 0, gpuIndices: [], createdAt: now - 120_847, endedAt: now - 120_000 },
