@@ -9,6 +9,12 @@ import type { DetectContext, Device, DeviceDetector } from "./types.js";
 import { bytesToMiB, drmCards, exists, readText, renderNode, tryRun } from "./util.js";
 
 const AMD_VENDOR = "0x1002";
+export const ROCM_SMI_ARGS = ["--showproductname", "--showmeminfo", "vram", "--json"];
+/**
+ * Integrated GPUs (APUs such as Raphael) report a small VRAM carve-out (64-512 MiB) and share the
+ * host's memory: not offered as GPUs. A discrete or data-centre card has gigabytes.
+ */
+const APU_VRAM_MIB = 1024;
 
 function parseJson(ctx: DetectContext, what: string, text: string): Record<string, Record<string, string>> | undefined {
   try {
@@ -36,19 +42,18 @@ function freeMiB(totalBytes: string | undefined, usedBytes: string | undefined):
 }
 
 async function fromRocmSmi(ctx: DetectContext): Promise<(Device & { type: string })[] | undefined> {
-  const names = await tryRun(ctx, "rocm-smi", ["--showproductname", "--json"]);
-  if (names === undefined) return undefined;
-  const products = parseJson(ctx, "--showproductname", names);
-  if (!products) return [];
-  const memText = await tryRun(ctx, "rocm-smi", ["--showmeminfo", "vram", "--json"]);
-  const memory = memText === undefined ? {} : (parseJson(ctx, "--showmeminfo", memText) ?? {});
+  // One call for names and VRAM: each card's entry holds both sets of fields.
+  const out = await tryRun(ctx, "rocm-smi", ROCM_SMI_ARGS);
+  if (out === undefined) return undefined;
+  const cards = parseJson(ctx, ROCM_SMI_ARGS.join(" "), out);
+  if (!cards) return [];
   const devices: (Device & { type: string })[] = [];
-  for (const [card, entry] of Object.entries(products)) {
+  for (const [card, entry] of Object.entries(cards)) {
     if (!/^card\d+$/.test(card) || typeof entry !== "object" || entry === null) continue;
     const name = field(entry, /^Card Series$/i) ?? field(entry, /Card SKU|Card Model/i) ?? "AMD GPU";
-    const mem = memory[card] ?? {};
-    const total = bytesToMiB(field(mem, /VRAM Total Memory/i));
-    const free = freeMiB(field(mem, /VRAM Total Memory/i), field(mem, /VRAM Total Used/i));
+    const total = bytesToMiB(field(entry, /VRAM Total Memory/i));
+    if (total !== undefined && total < APU_VRAM_MIB) continue;
+    const free = freeMiB(field(entry, /VRAM Total Memory/i), field(entry, /VRAM Total Used/i));
     devices.push({
       index: Number(card.slice(4)), name, memoryMiB: total ?? 0,
       ...(free !== undefined && { memoryFreeMiB: free }),
@@ -60,8 +65,8 @@ async function fromRocmSmi(ctx: DetectContext): Promise<(Device & { type: string
 
 function fromSysfs(ctx: DetectContext): (Device & { type: string })[] {
   return drmCards(ctx, AMD_VENDOR)
-    // Only amdgpu-driven compute-capable cards expose VRAM counters; this skips old radeon cards.
-    .filter(({ card }) => readText(ctx, `/sys/class/drm/${card}/device/mem_info_vram_total`) !== undefined)
+    // Only amdgpu-driven cards expose VRAM counters (this skips old radeon cards); APUs have little VRAM.
+    .filter(({ card }) => (bytesToMiB(readText(ctx, `/sys/class/drm/${card}/device/mem_info_vram_total`)) ?? 0) >= APU_VRAM_MIB)
     .map(({ card, index }) => {
       const base = `/sys/class/drm/${card}/device`;
       const deviceId = readText(ctx, `${base}/device`) ?? "";

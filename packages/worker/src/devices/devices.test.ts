@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { DeviceAllocator, NVIDIA_SMI_ARGS, detectDevices, gpuInventory, gpuTypeOf, type CommandRunner } from "./index.js";
+import { DeviceAllocator, NVIDIA_SMI_ARGS, ROCM_SMI_ARGS, detectDevices, gpuInventory, gpuTypeOf, type CommandRunner } from "./index.js";
 
 // Tests run from dist/; the fixtures stay in src/.
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), "../../src/devices/fixtures");
@@ -42,6 +42,7 @@ async function detect(outputs: Record<string, string | Error>, root = fsRoot(), 
 }
 
 const NVSMI = ["nvidia-smi", ...NVIDIA_SMI_ARGS].join(" ");
+const ROCM = ["rocm-smi", ...ROCM_SMI_ARGS].join(" ");
 
 describe("device detection", () => {
   test("nothing installed: no devices, no warnings", async () => {
@@ -93,10 +94,7 @@ describe("device detection", () => {
 
   test("AMD 8×MI300X from rocm-smi JSON with VRAM and render nodes from sysfs", async () => {
     const root = fsRoot({ "/dev/kfd": "", "/sys/class/drm/card0/device/drm/renderD128": "", "/sys/class/drm/card1/device/drm/renderD136": "" });
-    const { groups, warnings } = await detect({
-      "rocm-smi --showproductname --json": fixture("rocm-smi-mi300x-productname.json"),
-      "rocm-smi --showmeminfo vram --json": fixture("rocm-smi-mi300x-meminfo.json"),
-    }, root);
+    const { groups, warnings } = await detect({ [ROCM]: fixture("rocm-smi-mi300x.json") }, root);
     assert.deepEqual(warnings, []);
     assert.equal(groups.length, 1);
     const g = groups[0]!;
@@ -128,8 +126,16 @@ describe("device detection", () => {
     assert.deepEqual(groups[0]!.devices, [{ index: 1, name: "AMD GPU 0x74a1", memoryMiB: 196592, memoryFreeMiB: 195568, nodes: ["/dev/dri/renderD128"] }]);
   });
 
+  test("rocm-smi on a desktop: the discrete RX 6800 counts, the Raphael APU does not", async () => {
+    const { groups, warnings } = await detect({ [ROCM]: fixture("rocm-smi-rx6800-raphael.json") }, fsRoot({ "/dev/kfd": "" }));
+    assert.deepEqual(warnings, []);
+    assert.equal(groups.length, 1);
+    assert.deepEqual(groups[0]!.devices.map((d) => [d.index, d.name, d.memoryMiB, d.memoryFreeMiB]), [[0, "Navi 21 [Radeon RX 6800/6800 XT / 6900 XT]", 16368, 15707]]);
+    assert.deepEqual(groups[0]!.devices[0]!.nodes, ["/dev/dri/renderD128"]);
+  });
+
   test("rocm-smi garbage: no devices and a warning", async () => {
-    const { groups, warnings } = await detect({ "rocm-smi --showproductname --json": "WARNING: AMD GPU device(s) is/are in a low-power state\n{oops" });
+    const { groups, warnings } = await detect({ [ROCM]: "WARNING: AMD GPU device(s) is/are in a low-power state\n{oops" });
     assert.deepEqual(groups, []);
     assert.match(warnings.join("\n"), /rocm-smi/);
   });
@@ -245,7 +251,7 @@ describe("device allocation", () => {
 
   test("index env: renumbered from 0 when the runtime isolates, host indices when it does not", async () => {
     const root = fsRoot({ "/dev/kfd": "" });
-    const { groups } = await detect({ "rocm-smi --showproductname --json": fixture("rocm-smi-mi300x-productname.json") }, root);
+    const { groups } = await detect({ [ROCM]: fixture("rocm-smi-mi300x.json") }, root);
     const alloc = new DeviceAllocator(groups);
     alloc.allocate("first", ["MI300X"], 3, true);
     assert.deepEqual(alloc.allocate("iso", ["MI300X"], 2, true).env, { ROCR_VISIBLE_DEVICES: "0,1" });

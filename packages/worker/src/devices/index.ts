@@ -11,6 +11,7 @@ export * from "./types.js";
 export { DeviceAllocator, type DeviceAssignment } from "./allocator.js";
 export { gpuTypeOf } from "./gpu-types.js";
 export { NVIDIA_SMI_ARGS } from "./nvidia.js";
+export { ROCM_SMI_ARGS } from "./amd.js";
 export { execRunner } from "./util.js";
 
 export const DETECTORS: readonly DeviceDetector[] = [nvidiaDetector, amdDetector, intelDetector, appleDetector, tpuDetector, neuronDetector];
