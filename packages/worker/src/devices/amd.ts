@@ -18,7 +18,8 @@ const APU_VRAM_MIB = 1024;
 
 function parseJson(ctx: DetectContext, what: string, text: string): Record<string, Record<string, string>> | undefined {
   try {
-    const value = JSON.parse(text) as unknown;
+    // Some rocm-smi versions print "WARNING: …" lines on stdout before the JSON.
+    const value = JSON.parse(text.slice(Math.max(0, text.indexOf("{")))) as unknown;
     if (value && typeof value === "object" && !Array.isArray(value)) return value as Record<string, Record<string, string>>;
   } catch {
     // fall through to the warning

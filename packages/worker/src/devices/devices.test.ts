@@ -134,6 +134,13 @@ describe("device detection", () => {
     assert.deepEqual(groups[0]!.devices[0]!.nodes, ["/dev/dri/renderD128"]);
   });
 
+  test("rocm-smi warning lines before the JSON are skipped", async () => {
+    const noisy = `WARNING: AMD GPU device(s) is/are in a low-power state. Check power control/runtime_status\n\n${fixture("rocm-smi-mi300x.json")}`;
+    const { groups, warnings } = await detect({ [ROCM]: noisy }, fsRoot({ "/dev/kfd": "" }));
+    assert.deepEqual(warnings, []);
+    assert.deepEqual(gpuInventory(groups), [{ type: "MI300X", count: 8 }]);
+  });
+
   test("rocm-smi garbage: no devices and a warning", async () => {
     const { groups, warnings } = await detect({ [ROCM]: "WARNING: AMD GPU device(s) is/are in a low-power state\n{oops" });
     assert.deepEqual(groups, []);
@@ -155,9 +162,12 @@ describe("device detection", () => {
       "/sys/class/drm/card0/device/vendor": "0x8086\n", "/sys/class/drm/card0/device/device": "0x4680\n", // Alder Lake iGPU
       "/sys/class/drm/card1/device/vendor": "0x8086\n", "/sys/class/drm/card1/device/device": "0x56a0\n", // Arc A770
       "/sys/class/drm/card1/device/drm/renderD129": "",
+      "/sys/class/drm/card2/device/vendor": "0x8086\n", "/sys/class/drm/card2/device/device": "0xe211\n", // Arc Pro B60
+      "/sys/class/drm/card2/device/drm/renderD130": "",
     });
     const { groups } = await detect({}, root);
-    assert.deepEqual(gpuInventory(groups), [{ type: "ARC", count: 1 }]);
+    assert.deepEqual(gpuInventory(groups), [{ type: "ARC", count: 2 }]);
+    assert.deepEqual(groups[0]!.devices.map((d) => [d.index, d.name]), [[0, "Intel Arc A-Series (0x56a0)"], [1, "Intel Arc B-Series (0xe211)"]]);
     assert.deepEqual(groups[0]!.devices[0]!.nodes, ["/dev/dri/renderD129"]);
   });
 

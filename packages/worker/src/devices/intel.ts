@@ -15,7 +15,7 @@ const DISCRETE: [RegExp, string][] = [
   [/^0x0bd/, "Intel Data Center GPU Max"],
   [/^0x56c/, "Intel Data Center GPU Flex"],
   [/^0x56/, "Intel Arc A-Series"],
-  [/^0xe20/, "Intel Arc B-Series"],
+  [/^0xe2[01]/, "Intel Arc B-Series"], // Battlemage: B580/B570 (0xe20b/c), Pro B60/B50 (0xe211/2)
 ];
 
 function typeOf(name: string, memoryMiB: number): string {
