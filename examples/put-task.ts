@@ -3,8 +3,9 @@
 import { Client } from "beta9";
 
 const client = new Client({ gateway: process.env.BETA9_GATEWAY ?? "http://127.0.0.1:1994", token: process.env.BETA9_TOKEN });
-const taskId = await client.putTask("image-processor", { imageUrl: "https://example.com/image.jpg" });
-console.log(`queued ${taskId}`);
-const task = await client.waitForTask(taskId);
-console.log(task.status, task.result ?? task.error);
+// A handle: status(), result({ wait }), cancel(); it prints as the task id.
+const task = await client.putTask("image-processor", { imageUrl: "https://example.com/image.jpg" });
+console.log(`queued ${task}`);
+console.log((await task.status()).status);
+console.log(await task.result()); // waits; throws TASK_FAILED if it ended ERROR, TIMEOUT, CANCELLED or EXPIRED
 await client.close();

@@ -144,8 +144,9 @@ export function normalizeStubConfig(kind: StubKind, input: StubConfigInput): Stu
   if (kind === "schedule") {
     if (input.when === undefined) throw new StubConfigError("when", 'a schedule needs a cron expression, e.g. "*/5 * * * *" or "@hourly"');
     const parts = input.when.trim().split(/\s+/);
-    const ok = CRON_ALIASES.has(input.when.trim()) || (parts.length === 5 && parts.every((p) => CRON_FIELD.test(p)));
-    if (!ok) throw new StubConfigError("when", 'must be five cron fields ("*/5 * * * *") or @hourly, @daily, @weekly, @monthly, @yearly');
+    // Six fields put seconds first ("*/10 * * * * *"): finer than beta9's minutes, for fast jobs and tests.
+    const ok = CRON_ALIASES.has(input.when.trim()) || ((parts.length === 5 || parts.length === 6) && parts.every((p) => CRON_FIELD.test(p)));
+    if (!ok) throw new StubConfigError("when", 'must be five cron fields ("*/5 * * * *"), six with seconds first ("*/10 * * * * *"), or @hourly, @daily, @weekly, @monthly, @yearly');
   } else if (input.when !== undefined) {
     throw new StubConfigError("when", "only schedules take a cron expression");
   }

@@ -132,3 +132,51 @@ test("a gateway that is not an http(s) URL is refused up front", () => {
   assert.throws(() => new Client({ gateway: "127.0.0.1:1994" }), TypeError);
   assert.throws(() => new Client({ gateway: "ftp://host" }), TypeError);
 });
+
+test("putTask answers a task handle: status, result (waiting on the SSE stream), cancel; it reads as the id", async (t) => {
+  const task = { id: "t-1", status: "COMPLETE", result: { ok: 1 }, error: null, retries: 0 };
+  const { url, seen } = await serve(t, (req, res) => {
+    if (req.url === "/taskqueue/q") return json(res, 200, { task_id: "t-1" });
+    if (req.url === "/api/v1/task/t-1/subscribe") {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      return res.end(`event: state\ndata: ${JSON.stringify({ ...task, status: "RUNNING" })}\n\nevent: end\ndata: ${JSON.stringify(task)}\n\n`);
+    }
+    if (req.url === "/api/v1/task/t-1/cancel") return json(res, 200, { ...task, status: "CANCELLED" });
+    return json(res, 200, { ...task, status: "RETRY", retries: 1, error: "boom" });
+  });
+  const client = new Client({ gateway: url, token: "k" });
+  t.after(() => client.close());
+  const handle = await client.putTask("q", { n: 1 });
+  assert.equal(handle.id, "t-1");
+  assert.equal(`${handle}`, "t-1");
+  assert.equal(JSON.stringify({ handle }), '{"handle":"t-1"}');
+  assert.equal((await handle.status()).status, "RETRY");
+  assert.equal(await handle.result({ wait: false }), undefined, "not ended yet: no result");
+  assert.deepEqual(await handle.result(), { ok: 1 });
+  assert.equal((await handle.cancel()).status, "CANCELLED");
+  assert.equal((await client.waitForTask(handle)).status, "COMPLETE", "the handle works where an id did");
+  assert.deepEqual(seen.map((s) => `${s.method} ${s.url}`), [
+    "POST /taskqueue/q", "GET /api/v1/task/t-1", "GET /api/v1/task/t-1", "GET /api/v1/task/t-1/subscribe", "POST /api/v1/task/t-1/cancel", "GET /api/v1/task/t-1/subscribe",
+  ]);
+});
+
+test("a task that ended ERROR makes result() throw TASK_FAILED; a queue with no deployment is WORKLOAD_NOT_DEPLOYED", async (t) => {
+  const { url } = await serve(t, (req, res) => {
+    if (req.url === "/taskqueue/missing-queue") return json(res, 404, { error: { code: "RESOURCE_NOT_FOUND", message: "No active deployment missing-queue in this workspace" } });
+    if (req.url === "/taskqueue/q") return json(res, 200, { task_id: "t-2" });
+    return json(res, 200, { id: "t-2", status: "ERROR", error: "handler threw", result: null });
+  });
+  const client = new Client({ gateway: url, token: "k" });
+  t.after(() => client.close());
+  await assert.rejects((await client.putTask("q", null)).result({ wait: false }), (err: Error & { code?: string }) => {
+    assert.equal(err.code, "TASK_FAILED");
+    assert.match(err.message, /t-2 ended ERROR: handler threw/);
+    return true;
+  });
+  await assert.rejects(client.putTask("missing-queue", {}), (err: ApiError) => {
+    assert.equal(err.code, "WORKLOAD_NOT_DEPLOYED");
+    assert.equal(err.status, 404);
+    assert.match(err.message, /^task queue missing-queue has no active deployment; deploy it first: `beta9 deploy FILE:EXPORT` or `await missingQueue.deploy\(\)`/);
+    return true;
+  });
+});

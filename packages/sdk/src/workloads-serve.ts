@@ -75,7 +75,8 @@ export async function serveWorkload(client: Client, workload: ServableWorkload, 
     watchers.clear();
     options.onEvent?.({ kind: "ended", reason });
     // Log streams end when their container exits; give them a moment, then cut them.
-    setTimeout(() => void logs.destroy().finally(endDone), 500).unref();
+    // (Not unref'd: `done` must settle even when nothing else keeps the process alive.)
+    setTimeout(() => void logs.destroy().finally(endDone), 500);
   };
 
   // Logs: one follow per container the session runs on, on a client of its own so that
@@ -101,12 +102,16 @@ export async function serveWorkload(client: Client, workload: ServableWorkload, 
 
   // The first container: wait until it answers /health (its log streams meanwhile).
   try {
-    let seen = false;
+    let seen: string | undefined;
     while (!session.ready) {
       await new Promise((r) => setTimeout(r, 20));
       update(await client.getServeSession(session.id));
-      if (session.containerId) seen = true;
-      else if (seen) throw new Error(`the container of ${workload.name} exited before it answered; its log is above`);
+      if (session.containerId) seen = session.containerId;
+      else if (seen) {
+        const c = await client.getContainer(seen).catch(() => undefined);
+        const why = c ? `${c.reason ?? "exited"}${c.exitCode !== null ? ` (exit code ${c.exitCode})` : ""}${c.message ? `: ${c.message}` : ""}` : "exited";
+        throw new Error(`the container of ${workload.name} ended before it answered: ${why}; its log is above (beta9 container logs ${seen})`);
+      }
     }
   } catch (err) {
     await client.endServeSession(session.id).catch(() => undefined);
