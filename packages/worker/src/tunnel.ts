@@ -5,6 +5,7 @@
  */
 import { connect, type Socket } from "node:net";
 import type { Logger } from "pino";
+import type { Duplex } from "node:stream";
 import WebSocket, { createWebSocketStream } from "ws";
 import { WORKER_TUNNEL_PATH, type HostPortAddress } from "@beta9/protocol";
 
@@ -38,31 +39,38 @@ function dial(target: HostPortAddress): Promise<Socket> {
   });
 }
 
-function openSocket(url: URL, token: string): Promise<WebSocket> {
+/**
+ * The WebSocket back to the gateway, as a stream made at once: the gateway may send the first
+ * bytes in the same packet as the upgrade answer, and ws emits them as soon as it opens; a stream
+ * made after awaiting "open" would miss them (ws's stream itself waits for "open" to write).
+ */
+function openStream(url: URL, token: string): Promise<{ ws: WebSocket; stream: Duplex }> {
+  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, handshakeTimeout: DIAL_TIMEOUT_MS });
+  const stream = createWebSocketStream(ws);
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, handshakeTimeout: DIAL_TIMEOUT_MS });
-    ws.once("open", () => resolve(ws));
-    ws.once("unexpected-response", (_req, res) => {
+    const fail = (err: Error) => {
+      stream.destroy();
       ws.terminate();
-      reject(new Error(`the gateway refused the tunnel (HTTP ${res.statusCode})`));
-    });
-    ws.once("error", reject);
+      reject(err);
+    };
+    ws.once("open", () => resolve({ ws, stream }));
+    ws.once("unexpected-response", (_req, res) => fail(new Error(`the gateway refused the tunnel (HTTP ${res.statusCode})`)));
+    stream.once("error", fail);
   });
 }
 
 /** Opens one tunnel stream; rejects (with a message for `tunnel.failed`) if either end cannot be reached. */
 export async function openTunnel({ gatewayUrl, token, streamId, target, logger }: TunnelTarget): Promise<void> {
   const socket = await dial(target);
-  let ws: WebSocket;
+  let stream: Duplex;
   try {
     const url = new URL(`${WORKER_TUNNEL_PATH}/${encodeURIComponent(streamId)}`, gatewayUrl);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-    ws = await openSocket(url, token);
+    ({ stream } = await openStream(url, token));
   } catch (err) {
     socket.destroy();
     throw err;
   }
-  const stream = createWebSocketStream(ws);
   let done = false;
   const abort = (err?: Error) => {
     if (done) return;

@@ -11,7 +11,8 @@ import type { AuthenticatedToken, TokenRepo } from "../store/types.js";
  * - `read`: look at the workspace's resources (restricted tokens too).
  * - `write`: change them: upload, deploy, stop, manage tokens.
  * - `admin`: cluster-wide operations (workspaces, pools, metrics).
- * - `worker` / `machine`: the agent and worker protocol only.
+ * - `worker`: what workers fetch and upload (code, images); a machine's worker uses its machine token.
+ * - `machine`: the agent protocol only (register, keepalive).
  */
 export type Access = "public" | "read" | "write" | "admin" | "worker" | "machine";
 
@@ -19,7 +20,7 @@ const allowedTypes: Record<Exclude<Access, "public">, readonly TokenType[]> = {
   read: ["admin", "workspace", "restricted"],
   write: ["admin", "workspace"],
   admin: ["admin"],
-  worker: ["worker", "admin"],
+  worker: ["worker", "admin", "machine"],
   machine: ["machine"],
 };
 
