@@ -47,9 +47,10 @@ test("expired during an outage → re-registers and is ready again without a res
   const ok = agent.snapshot().keepalives.ok;
   await waitFor("keepalives at the gateway's pace", () => agent!.snapshot().keepalives.ok >= ok + 2);
 
+  const before = agent.snapshot();
   relay.cut();
   await waitFor("machine expired on the gateway", async () => (await api("GET", `/api/v1/machine/${id}`)).state === "expired");
-  assert.notEqual(agent.snapshot().status, "READY");
+  assert.ok(agent.snapshot().keepalives.failed > before.keepalives.failed, "keepalives failed while the link was cut");
   relay.restore();
   const back = await waitFor("ready again with the worker connected", async () => {
     const m = await api("GET", `/api/v1/machine/${id}`);
@@ -57,5 +58,5 @@ test("expired during an outage → re-registers and is ready again without a res
   });
   assert.equal(back.id, id);
   assert.equal(agent.snapshot().machineId, id);
-  assert.equal(agent.snapshot().registrations, 2, "registered again after the expiry");
+  assert.ok(agent.snapshot().registrations > before.registrations, "registered again after the expiry");
 });
