@@ -2,13 +2,15 @@
 // gateway): autocannon POSTing one fixed body. autocannon's own latency histogram has 1 ms
 // resolution, too coarse for sub-millisecond differences, so every 2xx response's latency is kept
 // from its `response` event and the percentiles are computed from those.
-// argv[2]: JSON { url, headers, body, connections, duration }. Prints one JSON line.
+// argv[2]: JSON { url, headers, body, connections, duration | amount (exactly that many requests) }.
+// Prints one JSON line.
 import autocannon from "autocannon";
 
 const o = JSON.parse(process.argv[2]);
 const latencies = [];
 const instance = autocannon({
-  url: o.url, method: "POST", headers: o.headers, body: o.body, connections: o.connections, duration: o.duration,
+  url: o.url, method: "POST", headers: o.headers, body: o.body, connections: o.connections,
+  ...(o.amount ? { amount: o.amount } : { duration: o.duration }),
 });
 instance.on("response", (_client, status, _bytes, ms) => {
   if (status >= 200 && status < 300) latencies.push(ms);

@@ -1,0 +1,229 @@
+// Task queues and functions, end to end on a local runc worker.
+//
+// 1. Task queue throughput: N puts of a no-op task (POST /taskqueue/<name>, 50 in flight, from
+//    autocannon in a child process) → every task COMPLETE, on one warm container that runs 50 at
+//    once. Time from the first put to the last COMPLETE (read from the gateway's SQLite file
+//    every 5 ms). Against BullMQ in the same run: a local redis-server (`--save '' --appendonly
+//    no`, on a free loopback port), N `queue.add` with 50 in flight, a Worker with concurrency 50
+//    and a no-op processor, until N `completed` events. Alternating rounds, medians.
+// 2. Fan-out: `fn.map` of 200 inputs, each handler sleeping 100 ms, maxContainers 10
+//    (tasksPerContainer 1): wall time against the ideal 200 × 100 ms / 10 = 2 s. From zero
+//    containers (cold) and again with the 10 warm.
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import Database from "better-sqlite3";
+import { pino } from "pino";
+import { Client } from "beta9";
+import { startGateway } from "@beta9/gateway";
+import { runcUnavailableReason, startWorker } from "@beta9/worker";
+import { fmt, median } from "./lib.mjs";
+
+const TASKS = Number(process.env.BENCH_TASKS ?? 2000);
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
+const IN_FLIGHT = 50;
+const FAN = { inputs: 200, ms: 100, maxContainers: 10 };
+
+const here = (p) => fileURLToPath(new URL(p, import.meta.url));
+const sdk = here("../packages/sdk/dist/index.js");
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const APP = `
+import { fn, Image, QueueDepthAutoscaler, taskQueue } from ${JSON.stringify(sdk)};
+export const noop = taskQueue({
+  name: "b9noop", image: Image.scratch(), cpu: 1, memory: "256Mi", keepWarmSeconds: 3600, concurrentRequests: ${IN_FLIGHT},
+  autoscaler: new QueueDepthAutoscaler({ maxContainers: 1, tasksPerContainer: ${IN_FLIGHT} }), maxPendingTasks: 1000000,
+}, async () => null);
+export const fan = fn({
+  name: "b9fan", image: Image.scratch(), cpu: 0.1, memory: "128Mi", keepWarmSeconds: 3600,
+  autoscaler: new QueueDepthAutoscaler({ maxContainers: ${FAN.maxContainers}, tasksPerContainer: 1 }),
+}, async (input) => { await new Promise((r) => setTimeout(r, ${FAN.ms})); return input.i; });
+`;
+
+async function freePort() {
+  const server = createServer();
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+/** `amount` POSTs from autocannon in a child process; resolves when all were answered 2xx. */
+async function putAll(url, headers, amount) {
+  const child = spawn(process.execPath, [here("./servers/post-load.mjs"), JSON.stringify({ url, headers, body: "{}", connections: IN_FLIGHT, amount })],
+    { stdio: ["ignore", "pipe", "inherit"] });
+  const line = await new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout }).once("line", resolve);
+    child.once("exit", (code) => reject(new Error(`load generator exited with ${code}`)));
+  });
+  const r = JSON.parse(line);
+  if (r.non2xx > 0 || r.errors > 0 || r.requests !== amount) throw new Error(`${url}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.requests} requests`);
+}
+
+/** The BullMQ side; undefined (with the reason) when redis-server is not installed. */
+async function bullmqRound(redisPort, amount, round) {
+  const { Queue, Worker, QueueEvents } = await import("bullmq");
+  const connection = { host: "127.0.0.1", port: redisPort, maxRetriesPerRequest: null };
+  const name = `bench-${round}`;
+  const queue = new Queue(name, { connection });
+  let completed = 0;
+  let resolveDone;
+  const done = new Promise((r) => (resolveDone = r));
+  const worker = new Worker(name, async () => null, { connection, concurrency: IN_FLIGHT, autorun: true });
+  worker.on("completed", () => {
+    completed += 1;
+    if (completed === amount) resolveDone(performance.now());
+  });
+  await worker.waitUntilReady();
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
+    while (next < amount) {
+      next += 1;
+      await queue.add("noop", {}, { removeOnComplete: true, removeOnFail: true });
+    }
+  }));
+  const end = await done;
+  await worker.close();
+  await queue.obliterate({ force: true }).catch(() => {});
+  await queue.close();
+  void QueueEvents;
+  return end - t0;
+}
+
+export async function run() {
+  const unavailable = runcUnavailableReason();
+  if (unavailable) return { name: "tasks", skipped: unavailable, print() { console.log(`\n## tasks: skipped (${unavailable})`); } };
+  let redisBin;
+  try {
+    redisBin = execFileSync("sh", ["-c", "command -v redis-server"], { encoding: "utf8" }).trim();
+  } catch { /* absent */ }
+  const dir = join(tmpdir(), "beta9-bench-tasks");
+  if (existsSync(dir)) for (const entry of readdirSync(dir)) if (entry !== "worker") rmSync(join(dir, entry), { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const times = { subject: [], bullmq: [] };
+  const fan = {};
+  let gateway, worker, client, redis, db;
+  try {
+    gateway = await startGateway({ dataDir: join(dir, "gw"), port: 0, logLevel: "warn" });
+    const key = gateway.bootstrap.token.key;
+    client = new Client({ gateway: gateway.url, token: key });
+    worker = await startWorker({
+      gatewayUrl: gateway.url, token: await gateway.localWorkerToken(), stateDir: join(dir, "worker"), logger: pino({ level: "warn" }),
+      runtime: "runc", name: "b9tq", subnet: "10.223.52.0/24", workerId: "bench-tasks",
+    });
+    await worker.connected;
+    const appFile = join(dir, "app.mjs");
+    writeFileSync(appFile, APP);
+    const app = await import(appFile);
+    // Deployed from code: the same path as `beta9 deploy`.
+    await app.noop.deploy({ client });
+    await app.fan.deploy({ client });
+    db = new Database(join(dir, "gw", "gateway.db"), { readonly: true, fileMustExist: true });
+    const stubOf = (name) => db.prepare("SELECT stub_id FROM deployment WHERE name = ? AND deleted_at IS NULL").get(name).stub_id;
+    const noopStub = stubOf("b9noop");
+    const completeCount = db.prepare("SELECT COUNT(*) AS n FROM task WHERE stub_id = ? AND status = 'COMPLETE'");
+    const headers = { authorization: `Bearer ${key}`, "content-type": "application/json" };
+
+    if (redisBin) {
+      const port = await freePort();
+      redis = spawn(redisBin, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
+      for (let i = 0; ; i++) {
+        try {
+          execFileSync("redis-cli", ["-p", String(port), "ping"], { stdio: "ignore" });
+          break;
+        } catch {
+          if (i > 200) throw new Error("redis-server did not answer");
+          await sleep(20);
+        }
+      }
+      redis.port = port;
+    }
+
+    // ---- 1. task queue throughput ----
+    const subjectRound = async (amount) => {
+      const before = completeCount.get(noopStub).n;
+      const t0 = performance.now();
+      const putting = putAll(`${gateway.url}/taskqueue/b9noop`, headers, amount);
+      let end;
+      for (;;) {
+        if (completeCount.get(noopStub).n - before >= amount) {
+          end = performance.now();
+          break;
+        }
+        await sleep(5);
+      }
+      await putting;
+      return end - t0;
+    };
+    await subjectRound(200); // warm: container up, JIT
+    if (redis) await bullmqRound(redis.port, 200, "warm");
+    for (let i = 0; i < ROUNDS; i++) {
+      times.subject.push(await subjectRound(TASKS));
+      if (redis) times.bullmq.push(await bullmqRound(redis.port, TASKS, i));
+    }
+
+    // ---- 2. fan-out ----
+    const inputs = Array.from({ length: FAN.inputs }, (_, i) => ({ i }));
+    const mapAll = async () => {
+      const t0 = performance.now();
+      const out = [];
+      for await (const r of app.fan.map(inputs, { client, concurrency: FAN.inputs })) out.push(r);
+      if (out.length !== FAN.inputs || out.some((r, i) => r !== i)) throw new Error("fn.map answered out of order or incompletely");
+      return performance.now() - t0;
+    };
+    fan.coldMs = await mapAll();
+    fan.warmMs = [await mapAll(), await mapAll()];
+    fan.containers = (await client.listContainers({ active: true })).filter((c) => c.stubId === stubOf("b9fan")).length;
+  } finally {
+    db?.close();
+    if (redis) {
+      const exited = new Promise((r) => redis.once("exit", r));
+      redis.kill("SIGTERM");
+      await exited;
+    }
+    if (client) {
+      try {
+        const left = await client.listContainers({ active: true });
+        await Promise.all(left.map((c) => client.stopContainer(c.id).catch(() => {})));
+        for (let i = 0; i < 300 && (await client.listContainers({ active: true })).length > 0; i++) await sleep(50);
+      } catch { /* the worker's close stops what is left */ }
+      await client.close();
+    }
+    await worker?.close(2000);
+    await gateway?.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  const s = median(times.subject);
+  const b = times.bullmq.length > 0 ? median(times.bullmq) : undefined;
+  const rate = (ms) => (TASKS / ms) * 1000;
+  const ideal = (FAN.inputs * FAN.ms) / FAN.maxContainers;
+  const fanWarm = median(fan.warmMs);
+  return {
+    name: `tasks: task queue throughput vs BullMQ, fn.map fan-out (runc worker)`,
+    taskQueue: {
+      tasks: TASKS, rounds: ROUNDS, inFlight: IN_FLIGHT, subjectMs: s, subjectPerS: rate(s), subjectAll: times.subject,
+      ...(b === undefined ? { bullmq: "skipped: install redis-server" } : { bullmqMs: b, bullmqPerS: rate(b), bullmqAll: times.bullmq, ratio: rate(s) / rate(b) }),
+      goal: ">= 0.5 of BullMQ",
+    },
+    fanOut: { ...FAN, idealMs: ideal, coldMs: fan.coldMs, warmMs: fanWarm, warmAll: fan.warmMs, coldRatio: ideal / fan.coldMs, warmRatio: ideal / fanWarm, containers: fan.containers },
+    print() {
+      console.log(`\n## ${this.name}`);
+      console.log(`  task queue: ${TASKS} no-op tasks, ${IN_FLIGHT} puts in flight, put → COMPLETE (${ROUNDS} alternating rounds, medians)`);
+      console.log(`    subject beta9 /taskqueue → runner    ${fmt(rate(s)).padStart(6)} tasks/s   (${fmt(s)} ms; all ${times.subject.map((x) => fmt(x)).join(", ")})`);
+      if (b === undefined) console.log("    floor   BullMQ: skipped: install redis-server");
+      else {
+        console.log(`    floor   BullMQ on redis-server       ${fmt(rate(b)).padStart(6)} tasks/s   (${fmt(b)} ms; all ${times.bullmq.map((x) => fmt(x)).join(", ")})`);
+        console.log(`    ratio ${fmt(rate(s) / rate(b), 2)} (goal >= 0.5)`);
+      }
+      console.log(`  fan-out: fn.map of ${FAN.inputs} inputs × ${FAN.ms} ms, maxContainers ${FAN.maxContainers}: ideal ${fmt(ideal)} ms`);
+      console.log(`    from zero containers ${fmt(fan.coldMs).padStart(6)} ms   (ideal/actual ${fmt(ideal / fan.coldMs, 2)})`);
+      console.log(`    warm (${fan.containers} containers)    ${fmt(fanWarm).padStart(6)} ms   (ideal/actual ${fmt(ideal / fanWarm, 2)}; runs ${fan.warmMs.map((x) => fmt(x)).join(", ")})`);
+    },
+  };
+}
