@@ -92,7 +92,9 @@ export class SandboxManager {
     return new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => {
         live.waiters.splice(live.waiters.indexOf(waiter), 1);
-        reject(new Beta9Error("UNAVAILABLE", { reason: `sandbox ${record.id} did not start within ${Math.round(timeoutMs / 1000)} s; see beta9 container list --all` }));
+        const waiting = this.container(record);
+        const why = waiting?.state === "PENDING" && waiting.workerId === null ? `no worker had room for it (${waiting.message ?? "cpu/memory"}); terminate other sandboxes or ask for less` : "see beta9 container list --all";
+        reject(new Beta9Error("UNAVAILABLE", { reason: `sandbox ${record.id} did not start within ${Math.round(timeoutMs / 1000)} s: ${why}` }));
       }, timeoutMs);
       const waiter = {
         resolve: (origin: string) => (clearTimeout(timer), resolve(origin)),

@@ -95,7 +95,8 @@ export function createSandboxServer(options: DaemonOptions): Server {
     }
     if (path === "/fs/file" && method === "GET") {
       const file = await files.open(q("path"));
-      res.writeHead(200, { "content-type": "application/octet-stream", "content-length": file.size });
+      // /proc and /sys files say size 0 and still have content: those go chunked.
+      res.writeHead(200, { "content-type": "application/octet-stream", ...(file.size > 0 && { "content-length": file.size }) });
       await pipeline(file.stream, res);
       return;
     }

@@ -1,0 +1,349 @@
+/**
+ * Sandboxes end to end on real parts: a gateway, a local runc worker, the default image (Debian +
+ * python3, built once), the SDK and the `beta9` CLI. Covers the issue's "done when" list and the
+ * security tests. Skipped (with the reason) where runc cannot run.
+ *
+ * The debootstrap base is cached in $BETA9_TEST_CACHE (default /var/tmp/beta9-test-cache) so a
+ * second run does not download Debian again; everything else lives in a temp dir removed after.
+ */
+import assert from "node:assert/strict";
+import { execFile, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { pino } from "pino";
+import { Client, Image, Sandbox, type SandboxInstance } from "beta9";
+import { startGateway, type RunningGateway } from "@beta9/gateway";
+import { runcUnavailableReason, startWorker, type StartedWorker } from "@beta9/worker";
+import { captureHostState } from "@beta9/worker/testing";
+
+const skip = runcUnavailableReason();
+const cli = fileURLToPath(new URL("./main.js", import.meta.url));
+const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), "beta9-sandbox-e2e-"));
+const cache = process.env.BETA9_TEST_CACHE ?? "/var/tmp/beta9-test-cache";
+const WORKER_NAME = "sbx";
+let gateway: RunningGateway;
+let worker: StartedWorker;
+let client: Client;
+let key: string;
+const opened: SandboxInstance[] = [];
+
+function beta9(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cli, ...args], { env: { ...process.env, BETA9_GATEWAY: gateway.url, BETA9_TOKEN: key, BETA9_CONFIG_DIR: join(dir, "cfg"), NO_COLOR: "1" } },
+      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+  });
+}
+
+/** Polls until `probe` returns a value (bounded generously; never a timing assertion). */
+async function until<T>(what: string, probe: () => Promise<T | undefined>, limitMs = 60_000): Promise<T> {
+  const deadline = Date.now() + limitMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function create(options: ConstructorParameters<typeof Sandbox>[0] = {}): Promise<SandboxInstance> {
+  // Small reservations: a CI machine may have two cores, and several sandboxes run at once here.
+  const sb = await new Sandbox({ image: new Image(), client, cpu: "250m", memory: 512, ...options }).create();
+  opened.push(sb);
+  return sb;
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
+
+/** Host objects the runc runtime made for one container (netns, overlay mounts, cgroups). */
+function leftovers(containerId: string): string[] {
+  const state = captureHostState();
+  return [...state.netns, ...state.overlayMounts, ...state.cgroupDirs].filter((entry) => entry.includes(containerId));
+}
+
+describe("sandboxes end to end (gateway + runc worker + SDK + CLI)", { skip }, () => {
+  let sb: SandboxInstance;
+  let other: SandboxInstance;
+
+  before(async () => {
+    mkdirSync(join(cache, "base-images"), { recursive: true });
+    mkdirSync(join(dir, "worker"), { recursive: true });
+    symlinkSync(join(cache, "base-images"), join(dir, "worker", "base-images"));
+    gateway = await startGateway({ dataDir: join(dir, "gw"), port: 0, logLevel: "silent", workerTimeoutMs: 3000 });
+    key = gateway.bootstrap!.token.key;
+    worker = await startWorker({
+      gatewayUrl: gateway.url, token: await gateway.localWorkerToken(), stateDir: join(dir, "worker"),
+      logger: pino({ level: "silent" }), runtime: "runc", name: WORKER_NAME, subnet: "10.219.242.0/24", workerId: "sandbox-e2e",
+    });
+    await worker.connected;
+    client = new Client({ gateway: gateway.url, token: key });
+    // The first build of the default image (debootstrap) takes a minute or two.
+    sb = await create();
+    other = await create();
+  });
+
+  after(async () => {
+    for (const s of opened) await s.terminate().catch(() => {});
+    await client?.close();
+    await worker?.close(1000);
+    await gateway?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("the seed's example, in TypeScript, prints: I am running remotely", async () => {
+    const out = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "examples", "sandbox.ts")], {
+        cwd: repoRoot, env: { ...process.env, BETA9_GATEWAY: gateway.url, BETA9_TOKEN: key },
+      });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (c: Buffer) => (stdout += String(c)));
+      child.stderr.on("data", (c: Buffer) => (stderr += String(c)));
+      child.on("close", (code) => resolve({ code, stdout, stderr }));
+    });
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stdout, /^I am running remotely$/m);
+  });
+
+  test("runCode: python by default, javascript and typescript with the sandbox's own node; errors come back as exit codes", async () => {
+    assert.equal((await sb.process.runCode("import sys; print(sys.version_info[0] * 14)")).result, "42");
+    assert.equal((await sb.process.runCode("console.log([1, 2, 3].map((n) => n * 2).join(','))", { language: "javascript" })).result, "2,4,6");
+    assert.equal((await sb.process.runCode("const n: number = 21; console.log(n * 2)", { language: "typescript" })).result, "42");
+    const failed = await sb.process.runCode("raise SystemExit('bad input')");
+    assert.equal(failed.exitCode, 1);
+    assert.match(failed.stderr, /bad input/);
+  });
+
+  test("exec streams a long command's output line by line while it runs, and loses no tail", async () => {
+    const p = await sb.process.exec("sh", ["-c", "echo first; while [ ! -f /tmp/go ]; do sleep 0.02; done; echo second; printf 'no newline'"]);
+    const lines = p.stdout[Symbol.asyncIterator]();
+    assert.deepEqual(await lines.next(), { value: "first", done: false }, "the first line arrives while the process still waits");
+    await sb.fs.writeText("/tmp/go", "");
+    assert.deepEqual(await lines.next(), { value: "second", done: false });
+    assert.deepEqual(await lines.next(), { value: "no newline", done: false });
+    assert.equal((await lines.next()).done, true);
+    assert.deepEqual(await p.wait(), { exitCode: 0, signal: null });
+
+    const many = await sb.process.exec("sh", ["-c", "seq 1 200000; echo done >&2"]);
+    let count = 0;
+    let last = "";
+    for await (const line of many.stdout) {
+      count += 1;
+      last = line;
+    }
+    assert.deepEqual([count, last, (await many.stderr.text()).trim()], [200000, "200000", "done"]);
+  });
+
+  test("killing one process ends it and its children only; the sandbox and its other processes go on", async () => {
+    const victim = await sb.process.exec("sh", ["-c", "sleep 1000 & sleep 1000"]);
+    const bystander = await sb.process.exec("sleep", ["1000"]);
+    const running = (await sb.process.list()).filter((p) => p.running).map((p) => p.pid);
+    assert.ok(running.includes(victim.pid) && running.includes(bystander.pid));
+    await victim.kill();
+    assert.deepEqual(await victim.wait(), { exitCode: null, signal: "SIGKILL" });
+    const after = await sb.process.list();
+    assert.equal(after.find((p) => p.pid === victim.pid)?.running, false);
+    assert.equal(after.find((p) => p.pid === bystander.pid)?.running, true);
+    const sleeps = await sb.process.runCode("import os\nprint(sum(1 for p in os.listdir('/proc') if p.isdigit() and open(f'/proc/{p}/cmdline','rb').read().startswith(b'sleep')))");
+    assert.equal(sleeps.result, "1", "the victim's background child died with it; the bystander lives");
+    assert.equal((await sb.process.run("echo", ["still usable"])).stdout, "still usable\n");
+    await bystander.kill("SIGTERM");
+    assert.equal((await bystander.wait()).signal, "SIGTERM");
+  });
+
+  test("files round-trip byte-exact (1 MB in memory, 100 MB streamed both ways); list, stat, mkdir, remove", async () => {
+    const bytes = randomBytes(1024 * 1024);
+    await sb.fs.writeBytes("data/blob.bin", bytes);
+    assert.ok((await sb.fs.readBytes("/workspace/data/blob.bin")).equals(bytes));
+    await sb.fs.writeText("notes/ü.txt", "héllo\n", { mode: 0o600 });
+    assert.equal(await sb.fs.readText("notes/ü.txt"), "héllo\n");
+    assert.deepEqual([(await sb.fs.stat("notes/ü.txt")).mode, (await sb.fs.stat("notes")).type], [0o600, "directory"]);
+
+    const local = join(dir, "big.bin");
+    const out = createWriteStream(local);
+    for (let i = 0; i < 100; i++) if (!out.write(randomBytes(1024 * 1024))) await new Promise<void>((r) => out.once("drain", () => r()));
+    await new Promise<void>((r) => out.end(r));
+    const digest = await sha256File(local);
+    assert.equal((await sb.fs.upload(local, "big/big.bin")).size, 100 * 1024 * 1024);
+    assert.equal((await sb.process.run("sha256sum", ["big/big.bin"])).stdout.split(" ")[0], digest, "the bytes in the sandbox are the bytes sent");
+    await sb.fs.download("big/big.bin", join(dir, "back.bin"));
+    assert.equal(await sha256File(join(dir, "back.bin")), digest);
+
+    await sb.fs.mkdir("a/b/c");
+    assert.deepEqual((await sb.fs.list("a")).map((f) => [f.name, f.type]), [["b", "directory"]]);
+    await assert.rejects(sb.fs.remove("a"), { code: "CONFLICT" });
+    await sb.fs.remove("a", { recursive: true });
+    await sb.fs.remove("big/big.bin");
+    await assert.rejects(sb.fs.stat("a"), { code: "RESOURCE_NOT_FOUND", status: 404 });
+    await assert.rejects(sb.fs.readText("notes"), { code: "CONFLICT" });
+  });
+
+  test("paths stay in the sandbox: .. and symlinks to host paths resolve inside it", async () => {
+    const marker = join(tmpdir(), `beta9-host-secret-${randomBytes(4).toString("hex")}`);
+    writeFileSync(marker, "host only");
+    try {
+      await assert.rejects(sb.fs.readText(marker), { code: "RESOURCE_NOT_FOUND" });
+      await assert.rejects(sb.fs.readText(`../../../../..${marker}`), { code: "RESOURCE_NOT_FOUND" });
+      await sb.process.run("ln", ["-sf", marker, "/workspace/link"]);
+      await assert.rejects(sb.fs.readText("link"), { code: "RESOURCE_NOT_FOUND" }, "the link points at the sandbox's own (absent) path");
+      assert.notEqual(await sb.fs.readText("/etc/hostname").catch(() => ""), readFileSync("/etc/hostname", "utf8"));
+      // Writing through the link replaces the link inside the sandbox; the host file is untouched.
+      await sb.fs.writeText("link", "overwritten");
+      assert.equal(readFileSync(marker, "utf8"), "host only");
+    } finally {
+      rmSync(marker, { force: true });
+    }
+  });
+
+  test("an exposed port serves HTTP through the gateway: with a token, or without one when public", async () => {
+    await sb.fs.writeText("site/index.html", "<h1>from the sandbox</h1>");
+    const server = await sb.process.exec("python3", ["-m", "http.server", "8080", "--directory", "/workspace/site"]);
+    const url = await sb.exposePort(8080);
+    const page = await until("the server", async () => {
+      const res = await fetch(url, { headers: { authorization: `Bearer ${key}` } });
+      return res.status === 200 ? res.text() : undefined;
+    });
+    assert.equal(page, "<h1>from the sandbox</h1>");
+    assert.equal((await fetch(url)).status, 401);
+    const publicUrl = await sb.exposePort(8080, { public: true });
+    assert.equal(await (await fetch(`${publicUrl}index.html`)).text(), "<h1>from the sandbox</h1>");
+    assert.equal((await fetch(url.replace("/8080/", "/8081/"))).status, 404, "a port not exposed is not reachable");
+    await server.kill();
+  });
+
+  test("Sandbox.connect reattaches by id from another handle; the CLI lists, execs and terminates", async () => {
+    const again = await Sandbox.connect(sb.id, { client });
+    assert.equal((await again.process.runCode("print('same sandbox')")).result, "same sandbox");
+    assert.equal((await again.status()).state, "RUNNING");
+    await again.close();
+
+    const listed = await beta9(["sandbox", "list", "--json"]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.ok((JSON.parse(listed.stdout) as { id: string }[]).some((s) => s.id === sb.id));
+    const exec = await beta9(["sandbox", "exec", sb.id, "--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert.deepEqual([exec.code, exec.stdout, exec.stderr], [3, "out\n", "err\n"]);
+    const temp = await create();
+    const done = await beta9(["sandbox", "terminate", temp.id]);
+    opened.splice(opened.indexOf(temp), 1);
+    assert.equal(done.code, 0, done.stderr);
+    assert.equal((await temp.status()).state, "TERMINATED");
+    assert.equal((await beta9(["sandbox", "exec", "00000000-0000-4000-8000-000000000000", "--", "true"])).code, 4);
+  });
+
+  test("a sandbox whose client was killed ends at its TTL, and leaves no container, netns, mount or cgroup", async () => {
+    // Evaluated from the repo (not a temp dir) so that "beta9" resolves to the workspace's SDK.
+    const script = `
+      import { Sandbox, Image, Client } from "beta9";
+      const client = new Client({ gateway: process.env.BETA9_GATEWAY, token: process.env.BETA9_TOKEN });
+      const sb = await new Sandbox({ image: new Image(), client, keepWarmSeconds: 3, cpu: "250m", memory: 256 }).create();
+      console.log(sb.id);
+      setInterval(() => {}, 1000); // stays until killed
+    `;
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { cwd: join(repoRoot, "packages", "cli"), env: { ...process.env, BETA9_GATEWAY: gateway.url, BETA9_TOKEN: key } });
+    const id = await new Promise<string>((resolve, reject) => {
+      child.stdout.once("data", (c: Buffer) => resolve(String(c).trim()));
+      child.once("exit", (code) => reject(new Error(`the client exited early (${code})`)));
+    });
+    child.kill("SIGKILL");
+    const orphan = await Sandbox.connect(id, { client });
+    const info = await orphan.status();
+    assert.equal(info.state, "RUNNING");
+    const ended = await until("the TTL", async () => {
+      const s = await orphan.status();
+      return s.state === "TERMINATED" ? s : undefined;
+    });
+    assert.equal(ended.reason, "expired");
+    await until("the container to be gone", async () => ((await client.getContainer(info.containerId)).state === "EXITED" ? true : undefined));
+    assert.deepEqual(leftovers(info.containerId), []);
+    await orphan.close();
+  });
+
+  describe("security", () => {
+    test("a sandbox sees neither the host's processes nor another sandbox's files or processes", async () => {
+      assert.match(await sb.fs.readText("/proc/1/cmdline"), /\/beta9\/bin\/init/, "pid 1 is the sandbox's own init");
+      const hostPids = (await sb.fs.list("/proc")).filter((f) => /^\d+$/.test(f.name)).map((f) => Number(f.name));
+      assert.ok(!hostPids.includes(process.pid) || (await sb.fs.readText(`/proc/${process.pid}/cmdline`)).includes("/beta9/"), "the test runner is invisible");
+      await other.fs.writeText("/workspace/other-secret", "mine");
+      const sleeper = await other.process.exec("sleep", ["7654321"]);
+      await assert.rejects(sb.fs.stat("/workspace/other-secret"), { code: "RESOURCE_NOT_FOUND" });
+      const seen = await sb.process.runCode("import os\nprint(any(b'7654321' in open(f'/proc/{p}/cmdline','rb').read() for p in os.listdir('/proc') if p.isdigit()))");
+      assert.equal(seen.result, "False");
+      await sleeper.kill();
+    });
+
+    test("no kernel modules, mounts, namespaces or network changes: capabilities dropped, seccomp on", async () => {
+      const probe = `
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+def errno_of(rc): return 0 if rc == 0 else ctypes.get_errno()
+print("init_module", errno_of(libc.init_module(None, 0, b"")))
+print("mount", errno_of(libc.mount(b"none", b"/mnt", b"tmpfs", 0, None)))
+print("unshare_net", errno_of(libc.unshare(0x40000000)))
+print("sethostname", errno_of(libc.sethostname(b"evil", 4)))
+try:
+    open("/proc/sys/net/ipv4/ip_forward", "w").write("0")
+    print("ip_forward", 0)
+except OSError as e:
+    print("ip_forward", e.errno)
+import socket
+try:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    import fcntl, struct
+    fcntl.ioctl(s, 0x8914, struct.pack("16sH14s", b"eth0", 0, b""))  # SIOCSIFFLAGS: take eth0 down
+    print("ifdown", 0)
+except OSError as e:
+    print("ifdown", e.errno)
+status = open("/proc/self/status").read()
+print("seccomp", [l.split()[1] for l in status.splitlines() if l.startswith("Seccomp:")][0])
+caps = int([l.split()[1] for l in status.splitlines() if l.startswith("CapEff:")][0], 16)
+print("cap_sys_module", (caps >> 16) & 1, "cap_sys_admin", (caps >> 21) & 1, "cap_net_admin", (caps >> 12) & 1)
+`;
+      const out = await sb.process.runCode(probe);
+      assert.equal(out.exitCode, 0, out.stderr);
+      const results = Object.fromEntries(out.stdout.trim().split("\n").map((l) => [l.split(" ")[0], l.split(" ").slice(1).join(" ")]));
+      for (const name of ["init_module", "mount", "unshare_net", "sethostname", "ip_forward", "ifdown"]) {
+        assert.notEqual(results[name], "0", `${name} must be refused: ${out.stdout}`);
+      }
+      assert.equal(results.seccomp, "2", "seccomp filter mode");
+      assert.equal(results.cap_sys_module, "0 cap_sys_admin 0 cap_net_admin 0");
+    });
+
+    test("a fork bomb hits the pids limit; the worker and other sandboxes keep working; killing it leaves the sandbox usable", async () => {
+      const bombed = await create({ memory: 512 });
+      const bomb = await bombed.process.exec("sh", ["-c", "b() { b | b & }; b; sleep 1000"]);
+      // While it rages: the other sandbox and the gateway answer.
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal((await other.process.run("echo", ["alive"])).stdout, "alive\n");
+      assert.equal((await client.health()).status, "ok");
+      await bomb.kill();
+      await bomb.wait();
+      // Orphans are reaped by the sandbox's init: the pids come back and exec works again.
+      const ok = await until("the sandbox to recover", async () => {
+        const r = await bombed.process.run("echo", ["recovered"]);
+        return r.exitCode === 0 ? r.stdout : undefined;
+      });
+      assert.equal(ok, "recovered\n");
+      const zombies = await bombed.process.runCode("import os\nprint(sum(1 for p in os.listdir('/proc') if p.isdigit() and ') Z' in open(f'/proc/{p}/stat').read()))");
+      assert.equal(zombies.result, "0", "no zombie holds a pid");
+    });
+
+    test("a memory bomb is killed at the sandbox's memory limit; the worker and other sandboxes keep working", async () => {
+      const small = await create({ memory: 256 });
+      const bomb = await small.process.runCode("x = b'x' * (1024 * 1024 * 1024)\nprint('allocated a GiB')");
+      assert.notEqual(bomb.result, "allocated a GiB");
+      assert.notEqual(bomb.exitCode, 0);
+      assert.equal((await other.process.run("echo", ["alive"])).stdout, "alive\n");
+      assert.equal((await client.health()).status, "ok");
+      const status = await small.status();
+      if (status.state === "RUNNING") assert.equal((await small.process.run("echo", ["ok"])).stdout, "ok\n");
+    });
+  });
+});
