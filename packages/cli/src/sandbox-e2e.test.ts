@@ -205,7 +205,8 @@ describe("sandboxes end to end (gateway + runc worker + SDK + CLI)", { skip }, (
 
   test("an exposed port serves HTTP through the gateway: with a token, or without one when public", async () => {
     await sb.fs.writeText("site/index.html", "<h1>from the sandbox</h1>");
-    const server = await sb.process.exec("python3", ["-m", "http.server", "8080", "--directory", "/workspace/site"]);
+    // Bound to localhost only: the daemon forwards inside the sandbox, so this still works.
+    const server = await sb.process.exec("python3", ["-m", "http.server", "8080", "--bind", "127.0.0.1", "--directory", "/workspace/site"]);
     const url = await sb.exposePort(8080);
     const page = await until("the server", async () => {
       const res = await fetch(url, { headers: { authorization: `Bearer ${key}` } });
@@ -216,6 +217,8 @@ describe("sandboxes end to end (gateway + runc worker + SDK + CLI)", { skip }, (
     const publicUrl = await sb.exposePort(8080, { public: true });
     assert.equal(await (await fetch(`${publicUrl}index.html`)).text(), "<h1>from the sandbox</h1>");
     assert.equal((await fetch(url.replace("/8080/", "/8081/"))).status, 404, "a port not exposed is not reachable");
+    const post = await fetch(`${publicUrl}index.html?x=1`, { method: "POST", body: "ignored" });
+    assert.equal(post.status, 501, "python's server refuses POST itself: methods and bodies pass through");
     await server.kill();
   });
 

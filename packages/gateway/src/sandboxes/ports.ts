@@ -35,11 +35,11 @@ export function exposedPortRoutes(app: FastifyInstance, { store, sandboxes }: { 
       }
       if (auth.workspaceId !== record.workspaceId) throw notFound();
     }
-    const target = new URL(await sandboxes.origin(record));
-    target.port = String(port);
+    // Through the daemon, which dials 127.0.0.1:port inside: one published port (tunnels included) serves all.
+    const origin = await sandboxes.origin(record);
     const query = request.url.includes("?") ? request.url.slice(request.url.indexOf("?")) : "";
     const hasBody = request.method !== "GET" && request.method !== "DELETE" && request.body !== undefined;
-    const res = await forward(`${target.origin}/${request.params["*"] ?? ""}${query}`, {
+    const res = await forward(`${origin}/proxy/${port}/${request.params["*"] ?? ""}${query}`, {
       method: request.method as (typeof METHODS)[number],
       headers: forwardedHeaders(request.headers, request.ip),
       body: hasBody ? (request.body as Readable) : null,

@@ -10,8 +10,11 @@
  *   POST   /process/:pid/kill {signal?} → ProcessInfo
  *   GET    /fs/file?path=     → the bytes;  PUT /fs/file?path=[&mode=644] ← the bytes
  *   GET    /fs/list?path=  GET /fs/stat?path=  POST /fs/mkdir?path=  DELETE /fs?path=[&recursive=true]
+ *   ANY    /proxy/:port/*     → http://127.0.0.1:port/* inside the sandbox (exposed ports), so a port
+ *                              needs no address of its own: it works through worker tunnels, with
+ *                              the process runtime, and for servers that listen on localhost only
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
 import { BodyTooLargeError, readBody, sendError, sendJson } from "../http.js";
 import { SandboxFiles, SandboxOpError } from "./files.js";
@@ -49,6 +52,22 @@ function stringRecord(value: unknown, name: string): Record<string, string> {
   return value as Record<string, string>;
 }
 
+/** Pipes the request to a server in the sandbox and its answer back, untouched but for hop headers. */
+function forwardToPort(req: IncomingMessage, res: ServerResponse, port: number, path: string): void {
+  const headers = { ...req.headers };
+  for (const name of ["connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection"]) delete headers[name];
+  headers.host = `127.0.0.1:${port}`;
+  const upstream = httpRequest({ host: "127.0.0.1", port, method: req.method, path, headers }, (answer) => {
+    res.writeHead(answer.statusCode ?? 502, answer.headers);
+    answer.pipe(res);
+  });
+  upstream.on("error", (err) => {
+    if (res.headersSent) return void res.destroy(err);
+    sendError(res, 502, "UPSTREAM_FAILED", `nothing answers on port ${port} in the sandbox: ${err.message}`);
+  });
+  req.pipe(upstream);
+}
+
 export function createSandboxServer(options: DaemonOptions): Server {
   const files = new SandboxFiles(options.root);
   const table = new ProcessTable(options.env, (real) => (options.root === "/" ? real : real.slice(options.root.length) || "/"));
@@ -67,6 +86,8 @@ export function createSandboxServer(options: DaemonOptions): Server {
     const method = req.method ?? "GET";
 
     if (method === "GET" && path === "/health") return sendJson(res, 200, { status: "ok" });
+    const proxy = /^\/proxy\/(\d{1,5})(\/.*)?$/.exec(path);
+    if (proxy) return forwardToPort(req, res, Number(proxy[1]), `${proxy[2] ?? "/"}${url.search}`);
     if (method === "POST" && path === "/exec") {
       const body = await jsonBody(req);
       if (typeof body.cmd !== "string" || body.cmd.length === 0) throw new SandboxOpError(422, "VALIDATION_FAILED", "cmd must be a non-empty string");
