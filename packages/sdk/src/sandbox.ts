@@ -20,8 +20,12 @@ import { SandboxProcess, type ExitStatus } from "./sandbox-process.js";
 export { SandboxProcess, OutputStream, type ExitStatus } from "./sandbox-process.js";
 
 export interface SandboxOptions {
-  /** Default: `new Image()` (Debian with python3), built once and cached. */
-  image?: Image;
+  /**
+   * Default: `new Image()` (Debian with python3), built once and cached. `null`: no image, the
+   * worker's own root filesystem (its /usr read-only under runc; the host itself with the
+   * `process` runtime, which isolates nothing).
+   */
+  image?: Image | null;
   /** Cores or "500m" (default 1). */
   cpu?: number | string;
   /** MiB or "2Gi" (default 1024). */
@@ -137,6 +141,7 @@ export class Sandbox {
   }
 
   private async imageId(http: SandboxHttp): Promise<string | undefined> {
+    if (this.options.image === null) return undefined;
     const image = this.options.image ?? new Image();
     const client = this.options.client ?? new Client({ gateway: http.connection.gateway, token: http.connection.token });
     try {

@@ -81,6 +81,17 @@ export class SandboxFiles {
     }
   }
 
+  /** A directory to run a process in (symlinks followed, but not out of the sandbox). */
+  async directory(userPath: unknown): Promise<string> {
+    const { path, real } = this.resolve(userPath);
+    await this.confine(real, true);
+    const s = await stat(real).catch((err: unknown) => {
+      throw notFound(err, path);
+    });
+    if (!s.isDirectory()) throw new SandboxOpError(422, "VALIDATION_FAILED", `cwd ${path} is not a directory`);
+    return real;
+  }
+
   async list(userPath: unknown): Promise<FileInfo[]> {
     const { path, real } = this.resolve(userPath);
     await this.confine(real, true);

@@ -72,12 +72,7 @@ export function createSandboxServer(options: DaemonOptions): Server {
   const files = new SandboxFiles(options.root);
   const table = new ProcessTable(options.env, (real) => (options.root === "/" ? real : real.slice(options.root.length) || "/"));
 
-  async function cwdOf(value: unknown): Promise<string> {
-    if (value === undefined) return files.resolve(".").real;
-    const info = await files.stat(value);
-    if (info.type !== "directory") throw new SandboxOpError(422, "VALIDATION_FAILED", `cwd ${info.path} is not a directory`);
-    return files.resolve(value).real;
-  }
+  const cwdOf = (value: unknown): Promise<string> => files.directory(value ?? ".");
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://sandbox");
