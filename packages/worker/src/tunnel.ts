@@ -22,7 +22,7 @@ export interface TunnelTarget {
 
 function dial(target: HostPortAddress): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: target.host, port: target.port });
+    const socket = connect({ host: target.host, port: target.port, noDelay: true });
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new Error(`no answer from ${target.host}:${target.port} within ${DIAL_TIMEOUT_MS} ms`));

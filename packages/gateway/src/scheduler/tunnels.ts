@@ -159,7 +159,7 @@ export class TunnelHub {
   }
 
   private listen(workerId: string, containerId: string, port: number): Promise<Listener> {
-    const server = createServer({ pauseOnConnect: true }, (socket) => this.accepted(workerId, containerId, port, socket));
+    const server = createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.accepted(workerId, containerId, port, socket));
     return new Promise((resolve, reject) => {
       server.once("error", reject);
       server.listen(0, "127.0.0.1", () => {
