@@ -350,3 +350,48 @@ print("cap_sys_module", (caps >> 16) & 1, "cap_sys_admin", (caps >> 21) & 1, "ca
     });
   });
 });
+
+describe("sandboxes on the process runtime (no isolation; where runc cannot run)", () => {
+  let gw: RunningGateway;
+  let w: StartedWorker;
+  let c: Client;
+  const pdir = mkdtempSync(join(tmpdir(), "beta9-sandbox-process-"));
+
+  before(async () => {
+    gw = await startGateway({ dataDir: join(pdir, "gw"), port: 0, logLevel: "silent" });
+    w = await startWorker({
+      gatewayUrl: gw.url, token: await gw.localWorkerToken(), stateDir: join(pdir, "worker"),
+      logger: pino({ level: "silent" }), runtime: "process", workerId: "sandbox-process",
+    });
+    await w.connected;
+    c = new Client({ gateway: gw.url, token: gw.bootstrap!.token.key });
+  });
+
+  after(async () => {
+    await c?.close();
+    await w?.close(1000);
+    await gw?.close();
+    rmSync(pdir, { recursive: true, force: true });
+  });
+
+  test("runCode, exec, files and an exposed port work; files stay in the sandbox's directory", async () => {
+    const sb = await new Sandbox({ image: null, client: c, cpu: "250m", memory: 256 }).create();
+    try {
+      assert.equal((await sb.process.runCode("print('I am running remotely')")).result, "I am running remotely");
+      assert.equal((await sb.process.runCode("console.log(2 ** 5)", { language: "javascript" })).result, "32");
+      await sb.fs.writeText("/etc/only-in-sandbox.conf", "x");
+      assert.ok(!existsSync("/etc/only-in-sandbox.conf"), "the sandbox's /etc is a directory of its own");
+      assert.equal((await sb.process.run("cat", ["only-in-sandbox.conf"], { cwd: "/etc" })).stdout, "x");
+      await sb.fs.writeText("index.html", "hello over a port");
+      const port = 20_000 + Math.floor(Math.random() * 20_000);
+      await sb.process.exec("python3", ["-m", "http.server", String(port), "--bind", "127.0.0.1"]);
+      const url = await sb.exposePort(port, { public: true });
+      assert.equal(await until("the server", async () => {
+        const res = await fetch(`${url}index.html`);
+        return res.status === 200 ? res.text() : undefined;
+      }), "hello over a port");
+    } finally {
+      await sb.terminate();
+    }
+  });
+});
