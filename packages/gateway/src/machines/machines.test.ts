@@ -146,7 +146,7 @@ describe("expiry", () => {
         const identity = await registry.workerIdentity(machine.tokenId!);
         assert.ok(identity instanceof Error, "an expired machine's worker is refused");
         assert.equal((await store.machines.register(machine.id, REGISTER))!.state, "registered");
-        assert.deepEqual(await registry.workerIdentity(machine.tokenId!), { workerId: machine.id, pool: "default", cordoned: false, draining: false });
+        assert.deepEqual(await registry.workerIdentity(machine.tokenId!), { workerId: machine.id, pool: "default", workspaceId: boot.workspace.id, cordoned: false, draining: false });
       } finally {
         registry.close();
         scheduler.close();

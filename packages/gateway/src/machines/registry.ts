@@ -149,7 +149,7 @@ export class MachineRegistry {
     const machine = await this.o.store.machines.getByToken(tokenId);
     if (!machine) return unboundToken("connect as a worker");
     if (machine.state === "expired") return new Beta9Error("MACHINE_NOT_REGISTERED", { id: machine.id, state: machine.state });
-    return { workerId: machine.id, pool: machine.pool, cordoned: machine.cordoned, draining: machine.draining };
+    return { workerId: machine.id, pool: machine.pool, workspaceId: machine.workspaceId, cordoned: machine.cordoned, draining: machine.draining };
   }
 
   private async require(workspaceId: string, id: string): Promise<StoredMachine> {

@@ -8,13 +8,19 @@ import type { ContainerRequest, WorkerCapacity } from "@beta9/protocol";
 export interface PlacementCandidate {
   workerId: string;
   pool: string;
+  /** Set for a machine's worker: it runs only this workspace's containers (the machine's owner's). */
+  workspaceId?: string;
   schedulable: boolean;
   capacity: WorkerCapacity;
   /** What containers already placed there hold. */
   reserved: { cpuMillicores: number; memoryMiB: number; gpus: Record<string, number> };
 }
 
-export type Demand = Pick<ContainerRequest, "cpuMillicores" | "memoryMiB" | "gpu" | "gpuCount" | "pool">;
+export type Demand = Pick<ContainerRequest, "cpuMillicores" | "memoryMiB" | "gpu" | "gpuCount" | "pool"> & { workspaceId?: string };
+
+/** Whether the worker may run this demand at all (schedulable, pool, owner), capacity aside. */
+const eligible = (c: PlacementCandidate, demand: Demand): boolean =>
+  c.schedulable && (demand.pool === null || c.pool === demand.pool) && (c.workspaceId === undefined || c.workspaceId === demand.workspaceId);
 
 export type PlacementResult = { workerId: string; gpuType: string | null } | { workerId: null; reason: string };
 
@@ -33,8 +39,7 @@ function pickGpu(c: PlacementCandidate, demand: Demand): string | null | undefin
 export function place(candidates: readonly PlacementCandidate[], demand: Demand): PlacementResult {
   let best: { c: PlacementCandidate; gpuType: string | null; cpuLeft: number; memLeft: number; gpuRank: number } | undefined;
   for (const c of candidates) {
-    if (!c.schedulable) continue;
-    if (demand.pool !== null && c.pool !== demand.pool) continue;
+    if (!eligible(c, demand)) continue;
     const cpuLeft = c.capacity.cpuMillicores - c.reserved.cpuMillicores - demand.cpuMillicores;
     const memLeft = c.capacity.memoryMiB - c.reserved.memoryMiB - demand.memoryMiB;
     if (cpuLeft < 0 || memLeft < 0) continue;
@@ -54,7 +59,7 @@ export function place(candidates: readonly PlacementCandidate[], demand: Demand)
 function explain(candidates: readonly PlacementCandidate[], demand: Demand): string {
   const want = `${demand.cpuMillicores}m CPU, ${demand.memoryMiB} MiB` +
     (demand.gpuCount > 0 ? `, ${demand.gpuCount}× ${demand.gpu.join("|")}` : "") + (demand.pool ? ` in pool ${demand.pool}` : "");
-  const usable = candidates.filter((c) => c.schedulable && (demand.pool === null || c.pool === demand.pool));
+  const usable = candidates.filter((c) => eligible(c, demand));
   if (usable.length === 0) {
     return candidates.length === 0 ? `no worker is connected (wanted ${want})` : `no schedulable worker${demand.pool ? ` in pool ${demand.pool}` : ""} (wanted ${want})`;
   }

@@ -69,6 +69,13 @@ describe("placement", () => {
     assert.match((r as { reason: string }).reason, /largest free slot is 4000m CPU, 8192 MiB/);
     assert.match((place([], demand) as { reason: string }).reason, /no worker is connected/);
   });
+
+  test("a machine's worker takes only its own workspace's containers; other workers take any", () => {
+    const machine = { ...cand("machine", 0), workspaceId: "ws-a" };
+    assert.equal(place([machine], { ...demand, workspaceId: "ws-a" }).workerId, "machine");
+    assert.equal(place([machine], { ...demand, workspaceId: "ws-b" }).workerId, null);
+    assert.equal(place([machine, cand("shared", 3000)], { ...demand, workspaceId: "ws-b" }).workerId, "shared");
+  });
 });
 
 describe("scheduler", () => {

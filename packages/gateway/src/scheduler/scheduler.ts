@@ -15,6 +15,8 @@ export interface ConnectedWorker {
   id: string;
   hostname: string;
   pool: string;
+  /** A machine's worker runs only its owner workspace's containers; other workers run every workspace's. */
+  workspaceId?: string;
   runtime: "runc" | "process";
   isolates: boolean;
   capacity: WorkerCapacity;
@@ -180,6 +182,7 @@ export class Scheduler {
   private candidates(): PlacementCandidate[] {
     return [...this.workers.values()].map((w) => ({
       workerId: w.id, pool: w.pool, schedulable: w.connected && !w.cordoned, capacity: w.capacity, reserved: this.reservedOn(w.id),
+      ...(w.workspaceId !== undefined && { workspaceId: w.workspaceId }),
     }));
   }
 

@@ -186,6 +186,17 @@ test("a stream the worker cannot open, or a tunnel socket with another token, fa
   assert.equal(status, 404);
 });
 
+test("a machine runs only its own workspace's containers", async () => {
+  const other = (await api("POST", "/api/v1/workspace", { name: "other-tenant" })).json;
+  const key = other.token.key as string;
+  const run = await api("POST", "/api/v1/container", { command: ["serve"], ports: [8000], pool: "edge" }, key);
+  assert.equal(run.status, 201, JSON.stringify(run.json));
+  await sleep(200);
+  const c = (await api("GET", `/api/v1/container/${run.json.id}`, undefined, key)).json;
+  assert.equal(c.workerId, null, "another workspace's container waits for a worker it may use");
+  assert.equal((await api("POST", `/api/v1/container/${run.json.id}/stop`, undefined, key)).status, 200);
+});
+
 test("cordon: nothing new is placed; drain: its containers are stopped; uncordon: placement resumes", async () => {
   assert.equal((await api("POST", `/api/v1/machine/${machine.id}/cordon`)).status, 200);
   const held = await api("POST", "/api/v1/container", { command: ["serve"], ports: [8000], pool: "edge" });

@@ -37,6 +37,8 @@ function bearer(request: IncomingMessage): string | undefined {
 export interface MachineWorkerIdentity {
   workerId: string;
   pool: string;
+  /** The machine's workspace: its worker runs only that workspace's containers. */
+  workspaceId: string;
   cordoned: boolean;
   draining: boolean;
 }
@@ -148,6 +150,7 @@ function serveWorker(ws: WebSocket, conn: Connection, options: WorkerSocketOptio
       const containers = await Promise.all((message.containers ?? []).map((c) => withPorts(id, c)));
       worker = {
         id, hostname: message.hostname, pool: machine?.pool ?? message.pool, runtime: message.runtime,
+        ...(machine && { workspaceId: machine.workspaceId }),
         isolates: message.isolates, capacity: message.capacity, connected: true,
         cordoned: machine ? machine.cordoned || machine.draining : false, lastSeenAt: Date.now(),
         send, close: (reason) => ws.close(4002, reason.slice(0, 120)),
