@@ -349,6 +349,19 @@ print("cap_sys_module", (caps >> 16) & 1, "cap_sys_admin", (caps >> 21) & 1, "ca
       if (status.state === "RUNNING") assert.equal((await small.process.run("echo", ["ok"])).stdout, "ok\n");
     });
   });
+
+  test("a gateway restart keeps live sandboxes: the worker reconnects and the same sandbox answers", async () => {
+    await sb.fs.writeText("before-restart.txt", "kept");
+    const port = gateway.port;
+    await gateway.close();
+    gateway = await startGateway({ dataDir: join(dir, "gw"), port, logLevel: "silent", workerTimeoutMs: 3000 });
+    await until("the worker to reconnect", async () => ((await client.listWorkers()).some((w) => w.id === "sandbox-e2e" && w.connected) ? true : undefined));
+    const again = await Sandbox.connect(sb.id, { client });
+    assert.equal(await again.fs.readText("before-restart.txt"), "kept");
+    assert.equal((await again.process.runCode("print('after restart')")).result, "after restart");
+    assert.equal((await again.status()).state, "RUNNING");
+    await again.close();
+  });
 });
 
 describe("sandboxes on the process runtime (no isolation; where runc cannot run)", () => {
