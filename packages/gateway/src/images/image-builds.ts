@@ -94,10 +94,14 @@ export class ImageBuilds {
     this.dispatch(job);
   }
 
-  /** Sends the build to a connected worker (isolating ones first), waiting a while for one to appear. */
+  /**
+   * Sends the build to a connected worker, waiting a while for one to appear. Cluster workers come
+   * before machines (images are shared by every workspace, a machine belongs to one), then
+   * isolating ones first.
+   */
   private dispatch(job: BuildJob): void {
     const workers = this.o.scheduler.listWorkers().filter((w) => w.connected && !w.cordoned)
-      .sort((a, b) => Number(b.isolates) - Number(a.isolates));
+      .sort((a, b) => Number(a.workspaceId !== undefined) - Number(b.workspaceId !== undefined) || Number(b.isolates) - Number(a.isolates));
     const worker = workers[0];
     if (worker) {
       job.workerId = worker.id;
