@@ -136,7 +136,7 @@ export function sandboxRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     const url = await daemon(request, "/exec");
     const res = await forward(url, { method: "POST", body: JSON.stringify(request.body), headers: { "content-type": "application/json" }, unbounded: true });
     // A client that goes away stops reading; the process itself goes on (kill it by pid).
-    request.raw.once("close", () => res.body.destroy());
+    reply.raw.once("close", () => res.body.destroy());
     return relay(reply, res);
   });
 

@@ -129,6 +129,23 @@ describe("sandbox daemon processes", () => {
     assert.equal((await call("POST", "/exec", "{nope")).status, 400);
   });
 
+  test("a caller that goes away does not block the process on a full pipe", async () => {
+    const ctrl = new AbortController();
+    const res = await fetch(`${base}/exec`, { method: "POST", body: JSON.stringify({ cmd: "sh", args: ["-c", "sleep 0.3; head -c 4000000 /dev/zero; echo done"] }), signal: ctrl.signal });
+    const reader = res.body!.getReader();
+    const { pid } = JSON.parse(new TextDecoder().decode((await reader.read()).value).split("\n")[0]!) as { pid: number };
+    ctrl.abort();
+    for (let i = 0; ; i++) {
+      const p = (await call("GET", "/process")).json().items.find((x: { pid: number }) => x.pid === pid);
+      if (!p.running) {
+        assert.equal(p.exitCode, 0);
+        break;
+      }
+      assert.ok(i < 400, "the process never finished");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+
   test("runCode runs python and javascript and reports the exit code", async () => {
     const py = (await call("POST", "/run-code", JSON.stringify({ code: "print(6 * 7)" }))).json();
     assert.deepEqual([py.result, py.exitCode], ["42", 0]);

@@ -74,9 +74,18 @@ export class ProcessTable {
    */
   stream(request: ExecRequest, res: ServerResponse): void {
     res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store", "x-accel-buffering": "no" });
-    const send = (event: Event): boolean => res.write(`${JSON.stringify(event)}\n`);
+    // A caller that went away must not leave the process blocked on a full pipe: from then on its
+    // output is read and dropped (the process runs on; kill it by pid).
+    let gone = false;
+    const send = (event: Event): boolean => (gone ? true : res.write(`${JSON.stringify(event)}\n`));
     const child = this.start(request);
     let ended = false;
+    res.once("close", () => {
+      if (ended) return;
+      gone = true;
+      child.stdout?.resume();
+      child.stderr?.resume();
+    });
     const finish = (exitCode: number | null, signal: string | null, error?: string): void => {
       if (ended) return;
       ended = true;
@@ -92,7 +101,7 @@ export class ProcessTable {
       const decoder = new StringDecoder("utf8");
       stream.on("data", (chunk: Buffer) => {
         const data = decoder.write(chunk);
-        if (data.length > 0 && !send({ type: name, data })) {
+        if (data.length > 0 && !send({ type: name, data }) && !gone) {
           for (const s of streams) s.pause();
           res.once("drain", () => streams.forEach((s) => s.resume()));
         }
