@@ -211,6 +211,12 @@ describe("external machines in network namespaces (gateway + b9agent code + runc
       assert.equal(m.pool, "edge");
       assert.ok(m.cpuMillicores > 0 && m.memoryMiB > 0 && m.metrics !== null);
     }
+    const pools = JSON.parse((await beta9("pool", "list", "--json")).stdout) as { name: string }[];
+    assert.ok(pools.some((p) => p.name === "edge"));
+    const human = await beta9("machine", "create", "--pool", "edge");
+    const spare = /created machine (\S+)/.exec(human.stdout)?.[1];
+    assert.match(human.stdout, /b9agent init --gateway \S+ --token b9_\S+ --pool edge/, human.stdout);
+    assert.equal((await beta9("machine", "delete", spare!)).code, 0);
     const table = await beta9("machine", "list", "--pool", "edge");
     assert.match(table.stdout, /LAST HEARTBEAT/);
     assert.equal(table.stdout.match(/ready/g)?.length, 2, table.stdout);

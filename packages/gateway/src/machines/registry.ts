@@ -78,7 +78,7 @@ export class MachineRegistry {
 
   /** The API's view: the stored machine plus its worker's live state. */
   view(m: StoredMachine): Machine {
-    const worker = this.o.scheduler.listWorkers().find((w) => w.id === m.id);
+    const worker = this.o.scheduler.workerState(m.id);
     return {
       id: m.id, workspaceId: m.workspaceId, pool: m.pool, state: m.state, hostname: m.hostname, cpuMillicores: m.cpuMillicores,
       memoryMiB: m.memoryMiB, gpus: m.gpus, lastKeepaliveAt: m.lastKeepaliveAt, createdAt: m.createdAt, os: m.os, arch: m.arch,

@@ -136,6 +136,13 @@ export class Scheduler {
     }));
   }
 
+  /** One worker's connection and active container count, without computing every worker's books. */
+  workerState(workerId: string): { connected: boolean; containers: number } | undefined {
+    const worker = this.workers.get(workerId);
+    if (!worker) return undefined;
+    return { connected: worker.connected, containers: this.containers.list({ workerId, active: true }).length };
+  }
+
   /**
    * Drain: cordon, then stop every container there with `graceMs`, so the autoscaler replaces them
    * elsewhere and the dispatcher retries tasks they were running. Returns how many were stopped.

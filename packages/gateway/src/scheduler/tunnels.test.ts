@@ -215,6 +215,18 @@ test("cordon: nothing new is placed; drain: its containers are stopped; uncordon
   assert.equal(placed, machine.id);
 });
 
+test("a cordon is kept in the store: the machine's worker comes back cordoned after a reconnect", async () => {
+  assert.equal((await api("POST", `/api/v1/machine/${machine.id}/cordon`)).status, 200);
+  const again = new FakeMachineWorker(machine.token);
+  await again.connect(); // replaces the first connection
+  const listed = (await api("GET", "/api/v1/worker")).json.items.find((w: { id: string }) => w.id === machine.id);
+  assert.equal(listed.cordoned, true);
+  assert.equal((await api("POST", `/api/v1/machine/${machine.id}/uncordon`)).status, 200);
+  again.ws.close();
+  worker = new FakeMachineWorker(machine.token);
+  await worker.connect();
+});
+
 test("delete revokes the token and disconnects the worker; it cannot come back", async () => {
   const closed = new Promise<number>((resolve) => worker.ws.once("close", (code) => resolve(code)));
   assert.equal((await api("DELETE", `/api/v1/machine/${machine.id}`)).status, 200);
