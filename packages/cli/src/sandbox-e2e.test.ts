@@ -282,6 +282,21 @@ describe("sandboxes end to end (gateway + runc worker + SDK + CLI)", { skip }, (
       await sleeper.kill();
     });
 
+    test("a sandbox cannot drive another sandbox's daemon, though they share the worker's bridge", async () => {
+      const target = (await client.getContainer((await sb.status()).containerId)).ports["8000"]!;
+      const probe = `
+import json, urllib.request, urllib.error
+req = urllib.request.Request("http://${target.host}:${target.port}/exec", data=json.dumps({"cmd": "id"}).encode(), method="POST")
+try:
+    print(urllib.request.urlopen(req, timeout=5).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+`;
+      assert.equal((await other.process.runCode(probe)).result, "401");
+      const env = await sb.process.run("sh", ["-c", "env"]);
+      assert.doesNotMatch(env.stdout, /BETA9_SANDBOX_SECRET/, "the daemon's secret is not handed to the sandbox's processes");
+    });
+
     test("no kernel modules, mounts, namespaces or network changes: capabilities dropped, seccomp on", async () => {
       const probe = `
 import ctypes, os

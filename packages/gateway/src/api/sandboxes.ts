@@ -63,9 +63,10 @@ export function sandboxRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     found(await store.sandboxes.get(request.auth.workspaceId, request.params.id), "sandbox", request.params.id);
   /** The daemon URL for `path` of a sandbox of the caller's workspace (waits while it starts). */
   const daemon = async (request: FastifyRequest<{ Params: Params }>, path: string, query?: Record<string, string | undefined>) => {
-    const origin = await sandboxes.origin(await load(request));
+    const record = await load(request);
+    const origin = await sandboxes.origin(record);
     const qs = new URLSearchParams(Object.entries(query ?? {}).filter((e): e is [string, string] => e[1] !== undefined)).toString();
-    return `${origin}${path}${qs ? `?${qs}` : ""}`;
+    return { url: `${origin}${path}${qs ? `?${qs}` : ""}`, secret: record.config.secret };
   };
 
   app.post<{ Body: CreateSandboxBody }>(S, {
@@ -179,7 +180,7 @@ export function sandboxRoutes(app: FastifyInstance, ctx: GatewayContext): void {
       if (!request.headers["content-type"]?.startsWith("application/octet-stream")) {
         throw new Beta9Error("UNSUPPORTED_MEDIA_TYPE", { contentType: String(request.headers["content-type"] ?? "(none)"), expected: "application/octet-stream" });
       }
-      const url = `${await sandboxes.origin(record)}/fs/file?${new URLSearchParams({ path: request.query.path, ...(request.query.mode !== undefined && { mode: request.query.mode }) })}`;
+      const url = { url: `${await sandboxes.origin(record)}/fs/file?${new URLSearchParams({ path: request.query.path, ...(request.query.mode !== undefined && { mode: request.query.mode }) })}`, secret: record.config.secret };
       const length = request.headers["content-length"];
       const headers: Record<string, string> = { "content-type": "application/octet-stream", ...(length !== undefined && { "content-length": length }) };
       return relay(reply, await forward(url, { method: "PUT", body: request.body as Readable, headers, unbounded: true }));

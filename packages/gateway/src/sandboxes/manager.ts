@@ -7,7 +7,7 @@
  * daemon's /health is polled and the sandbox becomes RUNNING. A container that reappears (a
  * worker reconnecting after a gateway restart) for a sandbox that has ended is stopped then.
  */
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { request } from "undici";
 import { Beta9Error, RUNNER_PORT } from "@beta9/protocol";
@@ -18,6 +18,7 @@ import type { SandboxConfig, SandboxEndReason, SandboxRecord, Store } from "../s
 /** The daemon's port inside the container. */
 export const SANDBOX_PORT = RUNNER_PORT;
 export const SANDBOX_ID_ENV = "BETA9_SANDBOX_ID";
+export const SANDBOX_SECRET_ENV = "BETA9_SANDBOX_SECRET";
 
 export interface SandboxManagerOptions {
   store: Store;
@@ -57,7 +58,8 @@ export class SandboxManager {
     this.reaper.unref();
   }
 
-  async create(workspaceId: string, config: SandboxConfig): Promise<SandboxRecord> {
+  async create(workspaceId: string, input: SandboxConfig): Promise<SandboxRecord> {
+    const config: SandboxConfig = { ...input, secret: randomBytes(24).toString("hex") };
     const id = randomUUID();
     const containerId = randomUUID();
     const expiresAt = config.ttlSeconds < 0 ? null : new Date(Date.now() + config.ttlSeconds * 1000).toISOString();
@@ -65,7 +67,7 @@ export class SandboxManager {
     this.live.set(containerId, { sandboxId: id, origin: null, ready: false, waiters: [], probing: false });
     this.o.scheduler.submit({
       containerId, workspaceId, stubId: null, imageId: config.imageId, command: ["sandbox"],
-      env: { ...config.env, [SANDBOX_ID_ENV]: id }, cpuMillicores: config.cpuMillicores, memoryMiB: config.memoryMiB,
+      env: { ...config.env, [SANDBOX_ID_ENV]: id, [SANDBOX_SECRET_ENV]: config.secret! }, cpuMillicores: config.cpuMillicores, memoryMiB: config.memoryMiB,
       gpu: [], gpuCount: 0, ports: [SANDBOX_PORT], pool: config.pool, daemon: "sandbox",
     });
     this.o.logger?.info({ sandboxId: id, containerId, expiresAt }, "sandbox created");

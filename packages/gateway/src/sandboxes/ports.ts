@@ -39,7 +39,7 @@ export function exposedPortRoutes(app: FastifyInstance, { store, sandboxes }: { 
     const origin = await sandboxes.origin(record);
     const query = request.url.includes("?") ? request.url.slice(request.url.indexOf("?")) : "";
     const hasBody = request.method !== "GET" && request.method !== "DELETE" && request.body !== undefined;
-    const res = await forward(`${origin}/proxy/${port}/${request.params["*"] ?? ""}${query}`, {
+    const res = await forward({ url: `${origin}/proxy/${port}/${request.params["*"] ?? ""}${query}`, secret: record.config.secret }, {
       method: request.method as (typeof METHODS)[number],
       headers: forwardedHeaders(request.headers, request.ip),
       body: hasBody ? (request.body as Readable) : null,

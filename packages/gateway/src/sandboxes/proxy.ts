@@ -22,10 +22,17 @@ export interface ForwardOptions {
   unbounded?: boolean;
 }
 
-export async function forward(url: string, options: ForwardOptions): Promise<Dispatcher.ResponseData> {
+/** A URL on a sandbox's daemon and the secret the daemon expects. */
+export interface DaemonTarget {
+  url: string;
+  secret: string | undefined;
+}
+
+export async function forward(target: DaemonTarget, options: ForwardOptions): Promise<Dispatcher.ResponseData> {
+  const headers = { ...options.headers, ...(target.secret !== undefined && { authorization: `Bearer ${target.secret}` }) };
   try {
-    return await request(url, {
-      method: options.method, body: options.body ?? null, headers: options.headers ?? {},
+    return await request(target.url, {
+      method: options.method, body: options.body ?? null, headers,
       ...(options.unbounded ? { headersTimeout: 0, bodyTimeout: 0 } : { headersTimeout: 60_000, bodyTimeout: 300_000 }),
     });
   } catch (err) {

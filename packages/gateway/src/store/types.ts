@@ -201,6 +201,11 @@ export interface SandboxConfig {
   pool: string | null;
   /** Exposed container ports; `public` ones need no token. */
   exposed: { port: number; public: boolean }[];
+  /**
+   * What the gateway shows the sandbox's daemon (Bearer) on every call, so that another container
+   * on the same bridge cannot drive it. Set by the manager at creation; never sent to clients.
+   */
+  secret?: string;
 }
 
 export interface SandboxRecord {

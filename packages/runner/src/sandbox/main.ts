@@ -5,7 +5,8 @@
  *
  * Environment: PORT; BETA9_SANDBOX_ROOT ("/" in an isolated container; unset with the process
  * runtime, where the daemon's working directory is the sandbox); BETA9_NODE_ARGV (JSON argv
- * prefix that starts this same node, for JavaScript).
+ * prefix that starts this same node, for JavaScript); BETA9_SANDBOX_SECRET (the Bearer every
+ * call but /health must carry; not passed on to the sandbox's processes).
  */
 import { once } from "node:events";
 import { mkdirSync } from "node:fs";
@@ -32,11 +33,13 @@ if (process.env.BETA9_NODE_ARGV) {
 // The daemon's own settings are not the user's business.
 const env: Record<string, string> = {};
 for (const [k, v] of Object.entries(process.env)) {
-  if (v !== undefined && k !== "PORT" && k !== "BETA9_SANDBOX_ROOT" && k !== "BETA9_NODE_ARGV") env[k] = v;
+  if (v !== undefined && k !== "PORT" && k !== "BETA9_SANDBOX_ROOT" && k !== "BETA9_NODE_ARGV" && k !== "BETA9_SANDBOX_SECRET") env[k] = v;
 }
+const secret = process.env.BETA9_SANDBOX_SECRET;
+delete process.env.BETA9_SANDBOX_SECRET;
 mkdirSync(root === "/" ? WORKDIR : join(root, WORKDIR), { recursive: true });
 
-const server = createSandboxServer({ root, nodeArgv, env });
+const server = createSandboxServer({ root, nodeArgv, env, ...(secret && { secret }) });
 server.keepAliveTimeout = 65_000; // longer than the gateway's idle pool sockets
 server.listen(port, "0.0.0.0");
 try {

@@ -16,6 +16,7 @@
  */
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
+import { timingSafeEqual } from "node:crypto";
 import { BodyTooLargeError, readBody, sendError, sendJson } from "../http.js";
 import { SandboxFiles, SandboxOpError } from "./files.js";
 import { ProcessTable } from "./processes.js";
@@ -27,6 +28,11 @@ export interface DaemonOptions {
   nodeArgv: string[];
   /** Environment every process starts with (the request's env goes over it). */
   env: Record<string, string>;
+  /**
+   * The Bearer the gateway sends. Other containers share the worker's bridge, so without it one
+   * sandbox could drive another's daemon.
+   */
+  secret?: string;
 }
 
 const JSON_LIMIT = 8 * 1024 * 1024;
@@ -55,7 +61,7 @@ function stringRecord(value: unknown, name: string): Record<string, string> {
 /** Pipes the request to a server in the sandbox and its answer back, untouched but for hop headers. */
 function forwardToPort(req: IncomingMessage, res: ServerResponse, port: number, path: string): void {
   const headers = { ...req.headers };
-  for (const name of ["connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection"]) delete headers[name];
+  for (const name of ["authorization", "connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection"]) delete headers[name];
   headers.host = `127.0.0.1:${port}`;
   const upstream = httpRequest({ host: "127.0.0.1", port, method: req.method, path, headers }, (answer) => {
     res.writeHead(answer.statusCode ?? 502, answer.headers);
@@ -70,6 +76,12 @@ function forwardToPort(req: IncomingMessage, res: ServerResponse, port: number, 
 
 export function createSandboxServer(options: DaemonOptions): Server {
   const files = new SandboxFiles(options.root);
+  const expected = options.secret === undefined ? undefined : Buffer.from(`Bearer ${options.secret}`);
+  const authorized = (header: string | undefined): boolean => {
+    if (expected === undefined) return true;
+    const given = Buffer.from(header ?? "");
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  };
   const table = new ProcessTable(options.env, (real) => (options.root === "/" ? real : real.slice(options.root.length) || "/"));
 
   const cwdOf = (value: unknown): Promise<string> => files.directory(value ?? ".");
@@ -81,6 +93,7 @@ export function createSandboxServer(options: DaemonOptions): Server {
     const method = req.method ?? "GET";
 
     if (method === "GET" && path === "/health") return sendJson(res, 200, { status: "ok" });
+    if (!authorized(req.headers.authorization)) return sendError(res, 401, "AUTH_TOKEN_INVALID", "the sandbox daemon answers only its gateway");
     const proxy = /^\/proxy\/(\d{1,5})(\/.*)?$/.exec(path);
     if (proxy) return forwardToPort(req, res, Number(proxy[1]), `${proxy[2] ?? "/"}${url.search}`);
     if (method === "POST" && path === "/exec") {
