@@ -10,11 +10,11 @@ type IdParams = Static<typeof IdParamsSchema>;
 const PutResponseSchema = Type.Object({ task_id: Type.String() });
 
 /** Puts a task on a task queue's stub (any invocation route ends here): `{ task_id }`. */
-export async function putTask({ store, dispatcher }: Pick<GatewayContext, "store" | "dispatcher">, stub: Stub, input: unknown): Promise<{ task_id: string }> {
+export async function putTask({ dispatcher }: Pick<GatewayContext, "dispatcher">, stub: Stub, input: unknown): Promise<{ task_id: string }> {
   if (!stub.type.startsWith("taskqueue/")) {
     throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}, not a task queue; call it through its own route` });
   }
-  const count = await store.tasks.inflight(stub.id);
+  const count = dispatcher.inflight(stub.id);
   if (count >= stub.config.maxPendingTasks) throw new Beta9Error("QUEUE_FULL", { name: stub.name, count, limit: stub.config.maxPendingTasks });
   const task = await dispatcher.put(stub, input ?? null);
   return { task_id: task.id };

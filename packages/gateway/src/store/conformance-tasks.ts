@@ -34,6 +34,20 @@ export function runTaskConformance(backendName: string, open: () => Promise<Stor
       assert.equal(await store.tasks.inflight(stubId), 2);
     });
 
+    it("concurrent creates, claims and finishes each get their own answer; one bad create fails alone", async () => {
+      const made = await Promise.allSettled([
+        store.tasks.create(ws, stubId, { n: 1 }, policy), store.tasks.create(ws, "no-such-stub", null, policy), store.tasks.create(ws, stubId, { n: 2 }, policy),
+      ]);
+      assert.deepEqual(made.map((m) => m.status), ["fulfilled", "rejected", "fulfilled"]);
+      assert.equal(((made[1] as PromiseRejectedResult).reason as { code?: string }).code, "RESOURCE_NOT_FOUND");
+      const claimed = await Promise.all([store.tasks.claimNext(stubId, "a"), store.tasks.claimNext(stubId, "b"), store.tasks.claimNext(stubId, "c")]);
+      assert.equal(new Set(claimed.filter(Boolean).map((t) => t!.id)).size, 2, "each task claimed once");
+      assert.equal(claimed[2], undefined);
+      const ended = await Promise.all(claimed.filter(Boolean).flatMap((t) => [store.tasks.finish(t!.id, "COMPLETE", { result: 1 }), store.tasks.finish(t!.id, "ERROR", { error: "late" })]));
+      assert.deepEqual(ended, [true, false, true, false]);
+      assert.equal(await store.tasks.inflight(stubId), 0);
+    });
+
     it("finish ends a task once; a finished task is not claimed, retried or finished again", async () => {
       const t = await store.tasks.create(ws, stubId, null, policy);
       await store.tasks.claimNext(stubId, "c");

@@ -39,8 +39,14 @@ interface Running {
 export class TaskDispatcher {
   readonly events = new EventEmitter();
   private readonly running = new Map<string, Running>();
-  /** Attempts waiting for a slot, per stub. */
-  private readonly waiting = new Map<string, number>();
+  /** Attempts in progress (waiting for a slot or running), per stub. */
+  private readonly attempts = new Map<string, number>();
+  /**
+   * Queue depth per stub (PENDING + RUNNING + RETRY), kept in memory: counting rows on every put
+   * and every attempt made queues O(n²). Exact because one gateway process writes a data dir (its
+   * lock); recover() loads it at start. A shared-store backend must count in the store instead.
+   */
+  private readonly depth = new Map<string, number>();
   private readonly sweeper: NodeJS.Timeout;
   private readonly stopWatching: () => void;
   private closed = false;
@@ -65,20 +71,27 @@ export class TaskDispatcher {
     const requeued = await this.o.store.tasks.requeueRunning();
     if (requeued > 0) this.o.logger?.warn({ requeued }, "tasks that were running when the gateway stopped are queued again");
     for (const stubId of await this.o.store.tasks.stubsWithPending()) {
+      this.depth.set(stubId, await this.o.store.tasks.inflight(stubId));
       const stub = await this.o.store.stubs.getAny(stubId);
       if (stub) void this.pump(stub);
     }
   }
 
+  /** Tasks of the stub not ended yet (queued, running or waiting to retry). */
+  inflight(stubId: string): number {
+    return this.depth.get(stubId) ?? 0;
+  }
+
   async put(stub: Stub, input: unknown): Promise<Task> {
     const task = await this.o.store.tasks.create(stub.workspaceId, stub.id, input, stub.config.taskPolicy);
+    this.count(stub.id, 1);
     void this.pump(stub);
     return task;
   }
 
   /** Cancels a pending or running task; true if it was still live. */
   async cancel(task: Task): Promise<boolean> {
-    const ended = await this.o.store.tasks.finish(task.id, "CANCELLED", { error: "cancelled" });
+    const ended = await this.end(task, "CANCELLED", { error: "cancelled" });
     const live = this.running.get(task.id);
     if (live) {
       live.cancelled = true;
@@ -102,32 +115,48 @@ export class TaskDispatcher {
     if (this.closed) return;
     const { autoscaler, workers, concurrentRequests } = stub.config;
     const capacity = autoscaler.maxContainers * Math.max(workers, concurrentRequests);
-    const inflight = await this.o.store.tasks.inflight(stub.id);
-    const active = (this.waiting.get(stub.id) ?? 0) + [...this.running.values()].filter((r) => r.slot.stubId === stub.id).length;
-    for (let n = active; n < Math.min(inflight, capacity); n++) void this.attempt(stub);
+    const wanted = Math.min(this.inflight(stub.id), capacity);
+    for (let n = this.attempts.get(stub.id) ?? 0; n < wanted; n++) void this.attempt(stub);
   }
 
   private async attempt(stub: Stub): Promise<void> {
-    this.waiting.set(stub.id, (this.waiting.get(stub.id) ?? 0) + 1);
-    let slot: Slot;
+    this.attempts.set(stub.id, (this.attempts.get(stub.id) ?? 0) + 1);
+    let pumpAfter = false;
     try {
-      slot = await this.o.autoscaler.acquire(stub);
-    } catch (err) {
-      this.o.logger?.warn({ stub: stub.name, err: (err as Error).message }, "no container for queued tasks yet");
-      this.waiting.set(stub.id, (this.waiting.get(stub.id) ?? 1) - 1);
-      if (!this.closed) setTimeout(() => void this.pump(stub), 1000).unref();
-      return;
-    }
-    this.waiting.set(stub.id, (this.waiting.get(stub.id) ?? 1) - 1);
-    const task = await this.o.store.tasks.claimNext(stub.id, slot.containerId).catch(() => undefined);
-    if (!task) {
+      let slot: Slot;
+      try {
+        slot = await this.o.autoscaler.acquire(stub);
+      } catch (err) {
+        this.o.logger?.warn({ stub: stub.name, err: (err as Error).message }, "no container for queued tasks yet");
+        if (!this.closed) setTimeout(() => void this.pump(stub), 1000).unref();
+        return;
+      }
+      const task = await this.o.store.tasks.claimNext(stub.id, slot.containerId).catch(() => undefined);
+      if (!task) {
+        slot.release();
+        return;
+      }
+      await this.emit(task.id, undefined, task);
+      await this.run(stub, task, slot);
       slot.release();
-      return;
+      pumpAfter = true;
+    } finally {
+      this.attempts.set(stub.id, (this.attempts.get(stub.id) ?? 1) - 1);
     }
-    await this.emit(task.id);
-    await this.run(stub, task, slot);
-    slot.release();
-    void this.pump(stub);
+    if (pumpAfter) void this.pump(stub);
+  }
+
+  private count(stubId: string, delta: number): void {
+    const n = (this.depth.get(stubId) ?? 0) + delta;
+    if (n > 0) this.depth.set(stubId, n);
+    else this.depth.delete(stubId);
+  }
+
+  /** Ends a task in the store; counts it out of its queue when this call ended it. */
+  private async end(task: Pick<Task, "id" | "stubId">, status: "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED", fields: { result?: unknown; error?: string }): Promise<boolean> {
+    const ended = await this.o.store.tasks.finish(task.id, status, fields);
+    if (ended) this.count(task.stubId, -1);
+    return ended;
   }
 
   private async run(stub: Stub, task: Task, slot: Slot): Promise<void> {
@@ -142,8 +171,8 @@ export class TaskDispatcher {
         body: JSON.stringify({ input: await tasks.input(task.id) }), signal: live.abort.signal, headersTimeout: 0, bodyTimeout: 0,
       });
       const body = (await res.body.json().catch(() => ({}))) as { result?: unknown; error?: { message?: string } };
-      if (res.statusCode === 200) await tasks.finish(task.id, "COMPLETE", { result: body.result ?? null });
-      else if (res.statusCode === 422) await tasks.finish(task.id, "ERROR", { error: body.error?.message ?? "invalid input" });
+      if (res.statusCode === 200) await this.end(task, "COMPLETE", { result: body.result ?? null });
+      else if (res.statusCode === 422) await this.end(task, "ERROR", { error: body.error?.message ?? "invalid input" });
       else await this.failed(stub, task, body.error?.message ?? `the runner answered ${res.statusCode}`);
     } catch (err) {
       if (live.cancelled) return; // already CANCELLED
@@ -151,7 +180,7 @@ export class TaskDispatcher {
         await this.failed(stub, task, `the container was lost (${live.lost}) during the attempt`);
       } else if (live.abort.signal.aborted && String(live.abort.signal.reason).includes("timeout")) {
         await request(`${slot.origin}/cancel/${task.id}`, { method: "POST" }).then((r) => r.body.dump(), () => undefined);
-        await tasks.finish(task.id, "TIMEOUT", { error: `ran longer than its timeout of ${stub.config.taskPolicy.timeout} s` });
+        await this.end(task, "TIMEOUT", { error: `ran longer than its timeout of ${stub.config.taskPolicy.timeout} s` });
       } else {
         // The container or its worker went away mid-attempt.
         await this.failed(stub, task, `the container was lost: ${(err as Error).message}`);
@@ -171,12 +200,14 @@ export class TaskDispatcher {
       await this.o.store.tasks.retry(task.id, error, delay);
       setTimeout(() => void this.pump(stub), delay + 5).unref();
     } else {
-      await this.o.store.tasks.finish(task.id, "ERROR", { error });
+      await this.end(task, "ERROR", { error });
     }
   }
 
-  private async emit(taskId: string, stub?: Stub): Promise<void> {
-    const task = await this.o.store.tasks.getAny(taskId);
+  private async emit(taskId: string, stub?: Stub, known?: Task): Promise<void> {
+    // Read the task only for someone: a subscriber (SSE, a function call) or a callback.
+    if (this.events.listenerCount(taskId) === 0 && !stub?.config.callbackUrl) return;
+    const task = known ?? (await this.o.store.tasks.getAny(taskId));
     if (!task) return;
     this.events.emit(taskId, task);
     const url = stub?.config.callbackUrl;
@@ -188,7 +219,10 @@ export class TaskDispatcher {
 
   /** Expires tasks that waited past their TTL. */
   private async sweep(): Promise<void> {
-    for (const t of await this.o.store.tasks.expireDue().catch(() => [])) await this.emit(t.id);
+    for (const t of await this.o.store.tasks.expireDue().catch(() => [])) {
+      this.count(t.stubId, -1);
+      await this.emit(t.id);
+    }
   }
 }
 

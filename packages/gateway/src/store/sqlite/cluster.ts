@@ -1,10 +1,16 @@
 /** Tasks, pools and machines on SQLite (the scheduler and machine issues extend these). */
 import type Database from "better-sqlite3";
-import { Beta9Error } from "@beta9/protocol";
+import { Beta9Error, type Task } from "@beta9/protocol";
 import type { Page, PoolRepo, TaskPolicy, TaskRepo } from "../types.js";
 import {
   isUniqueViolation, newId, now, toPool, toTask, type PoolRow, type TaskRow,
 } from "./rows.js";
+import { WriteBatch } from "./write-batch.js";
+
+interface NewTaskRow {
+  id: string; workspaceId: string; stubId: string; createdAt: string; input: string; maxRetries: number; timeout: number; expiresAt: string | null;
+}
+type FinishStatus = "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED" | "EXPIRED";
 
 const TASK_COLUMNS = `id, workspace_id, stub_id, status, retries, max_retries, container_id, error, result, created_at,
   started_at, ended_at, expires_at, next_attempt_at`;
@@ -17,6 +23,7 @@ export class SqliteTaskRepo implements TaskRepo {
   private readonly listStmt;
   private readonly inputStmt;
   private readonly nextDue;
+  private readonly nextRetry;
   private readonly claim;
   private readonly inflightStmt;
   private readonly finishStmt;
@@ -25,6 +32,11 @@ export class SqliteTaskRepo implements TaskRepo {
   private readonly expireStmt;
   private readonly requeue;
   private readonly pendingStubs;
+  // Group commits for the queue's hot writes (see write-batch.ts).
+  private readonly creates: WriteBatch<NewTaskRow, void>;
+  private readonly claims: WriteBatch<{ stubId: string; containerId: string }, Task | undefined>;
+  private readonly finishes: WriteBatch<{ id: string; status: FinishStatus; result: string | null; error: string | null }, boolean>;
+  private readonly legacyRetries;
 
   constructor(private readonly db: Database.Database) {
     this.stubExists = db.prepare(`SELECT 1 FROM stub WHERE workspace_id = ? AND id = ?`);
@@ -36,9 +48,13 @@ export class SqliteTaskRepo implements TaskRepo {
     this.anyById = db.prepare(`SELECT ${TASK_COLUMNS} FROM task WHERE id = ?`);
     this.listStmt = db.prepare(`SELECT ${TASK_COLUMNS} FROM task WHERE workspace_id = ? ORDER BY created_at DESC, id LIMIT ? OFFSET ?`);
     this.inputStmt = db.prepare(`SELECT input FROM task WHERE id = ?`);
+    // Two probes that each walk the task_queue index in order (one query with status IN (…)
+    // sorted every candidate: O(queue) per claim). A due retry goes first: it is older.
     this.nextDue = db.prepare(
-      `SELECT id FROM task WHERE stub_id = ? AND status IN ('PENDING', 'RETRY') AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
-       ORDER BY created_at, rowid LIMIT 1`,
+      `SELECT id FROM task WHERE stub_id = ? AND status = 'PENDING' AND next_attempt_at IS NULL ORDER BY created_at LIMIT 1`,
+    );
+    this.nextRetry = db.prepare(
+      `SELECT id FROM task WHERE stub_id = ? AND status = 'RETRY' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT 1`,
     );
     this.claim = db.prepare(`UPDATE task SET status = 'RUNNING', started_at = ?, container_id = ?, next_attempt_at = NULL WHERE id = ? AND status IN ('PENDING', 'RETRY')`);
     this.inflightStmt = db.prepare(`SELECT COUNT(*) AS n FROM task WHERE stub_id = ? AND status IN ('PENDING', 'RUNNING', 'RETRY')`);
@@ -58,16 +74,33 @@ export class SqliteTaskRepo implements TaskRepo {
       `UPDATE task SET status = 'RETRY', container_id = NULL, next_attempt_at = ?,
        error = 'the gateway stopped during the attempt' WHERE status = 'RUNNING'`,
     );
+    // Data written before RETRY existed kept waiting retries as PENDING with a next attempt time.
+    this.legacyRetries = db.prepare(`UPDATE task SET status = 'RETRY' WHERE status = 'PENDING' AND next_attempt_at IS NOT NULL`);
     this.pendingStubs = db.prepare(`SELECT DISTINCT stub_id FROM task WHERE status IN ('PENDING', 'RETRY')`);
+    this.creates = new WriteBatch(db, (t) => {
+      if (!this.stubExists.get(t.workspaceId, t.stubId)) throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "stub", id: t.stubId });
+      this.insert.run(t.id, t.workspaceId, t.stubId, t.createdAt, t.input, t.maxRetries, t.timeout, t.expiresAt, null);
+    });
+    this.claims = new WriteBatch(db, ({ stubId, containerId }) => {
+      const ts = now();
+      const due = (this.nextRetry.get(stubId, ts) ?? this.nextDue.get(stubId)) as { id: string } | undefined;
+      if (!due || this.claim.run(ts, containerId, due.id).changes !== 1) return undefined;
+      return toTask(this.anyById.get(due.id) as TaskRow);
+    });
+    this.finishes = new WriteBatch(db, (f) => this.finishStmt.run({ ...f, now: now() }).changes === 1);
   }
 
   async create(workspaceId: string, stubId: string, input?: unknown, policy?: TaskPolicy) {
-    if (!this.stubExists.get(workspaceId, stubId)) throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "stub", id: stubId });
     const id = newId();
     const createdAt = now();
     const expiresAt = policy ? new Date(Date.now() + policy.ttl * 1000).toISOString() : null;
-    this.insert.run(id, workspaceId, stubId, createdAt, JSON.stringify(input ?? null), policy?.maxRetries ?? 0, policy?.timeout ?? -1, expiresAt, null);
-    return toTask(this.anyById.get(id) as TaskRow);
+    const maxRetries = policy?.maxRetries ?? 0;
+    await this.creates.run({ id, workspaceId, stubId, createdAt, input: JSON.stringify(input ?? null), maxRetries, timeout: policy?.timeout ?? -1, expiresAt });
+    // The row as written, without reading it back (puts are the hot path of a queue).
+    return toTask({
+      id, workspace_id: workspaceId, stub_id: stubId, status: "PENDING", retries: 0, max_retries: maxRetries, container_id: null, error: null,
+      result: null, created_at: createdAt, started_at: null, ended_at: null, expires_at: expiresAt, next_attempt_at: null,
+    });
   }
 
   async get(workspaceId: string, id: string) {
@@ -90,22 +123,15 @@ export class SqliteTaskRepo implements TaskRepo {
   }
 
   async claimNext(stubId: string, containerId: string) {
-    return this.db.transaction(() => {
-      const ts = now();
-      const due = this.nextDue.get(stubId, ts) as { id: string } | undefined;
-      if (!due || this.claim.run(ts, containerId, due.id).changes !== 1) return undefined;
-      return toTask(this.anyById.get(due.id) as TaskRow);
-    }).immediate();
+    return this.claims.run({ stubId, containerId });
   }
 
   async inflight(stubId: string) {
     return (this.inflightStmt.get(stubId) as { n: number }).n;
   }
 
-  async finish(id: string, status: "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED" | "EXPIRED", fields: { result?: unknown; error?: string } = {}) {
-    return this.finishStmt.run({
-      id, status, now: now(), result: fields.result === undefined ? null : JSON.stringify(fields.result), error: fields.error ?? null,
-    }).changes === 1;
+  async finish(id: string, status: FinishStatus, fields: { result?: unknown; error?: string } = {}) {
+    return this.finishes.run({ id, status, result: fields.result === undefined ? null : JSON.stringify(fields.result), error: fields.error ?? null });
   }
 
   async retry(id: string, error: string, delayMs: number) {
@@ -122,6 +148,7 @@ export class SqliteTaskRepo implements TaskRepo {
   }
 
   async requeueRunning() {
+    this.legacyRetries.run();
     return this.requeue.run(now()).changes;
   }
 
