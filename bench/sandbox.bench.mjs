@@ -9,6 +9,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import Database from "better-sqlite3";
 import { pino } from "pino";
 import { request } from "undici";
 import { Client, Image, Sandbox } from "beta9";
@@ -111,8 +112,12 @@ export async function run() {
     const info = await sb.status();
     const c = await client.getContainer(info.containerId);
     const daemon = `http://${c.ports["8000"].host}:${c.ports["8000"].port}`;
+    // The daemon's secret is never in an API answer; the bench reads it where the gateway keeps it.
+    const db = new Database(join(dir, "gw", "gateway.db"), { readonly: true });
+    const { secret } = JSON.parse(db.prepare("SELECT config FROM sandbox WHERE id = ?").get(sb.id).config);
+    db.close();
     const direct = async () => {
-      const res = await request(`${daemon}/exec`, { method: "POST", body: JSON.stringify({ cmd: "true" }), headers: { "content-type": "application/json" } });
+      const res = await request(`${daemon}/exec`, { method: "POST", body: JSON.stringify({ cmd: "true" }), headers: { "content-type": "application/json", authorization: `Bearer ${secret}` } });
       const text = await res.body.text();
       if (!text.includes('"exitCode":0')) throw new Error(text);
     };
