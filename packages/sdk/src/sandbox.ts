@@ -65,7 +65,9 @@ export interface RunCodeResult {
   result: string;
   stdout: string;
   stderr: string;
+  /** 128 + the signal's number when a signal ended it (137: SIGKILL, e.g. at the memory limit). */
   exitCode: number | null;
+  signal: string | null;
 }
 
 export interface ProcessInfo {

@@ -17,6 +17,7 @@
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
 import { timingSafeEqual } from "node:crypto";
+import { constants } from "node:os";
 import { BodyTooLargeError, readBody, sendError, sendJson } from "../http.js";
 import { SandboxFiles, SandboxOpError } from "./files.js";
 import { ProcessTable } from "./processes.js";
@@ -112,7 +113,7 @@ export function createSandboxServer(options: DaemonOptions): Server {
       const [cmd, ...prefix] = language === "python" ? ["python3"] : options.nodeArgv;
       const args = language === "python" ? ["-"] : [...prefix, "--input-type=module", "-"];
       const out = await table.run({ cmd: cmd!, args, cwd: await cwdOf(body.cwd), env: stringRecord(body.env, "env"), stdin: body.code });
-      return sendJson(res, 200, { result: out.stdout.replace(/\r?\n$/, ""), stdout: out.stdout, stderr: out.stderr, exitCode: out.exitCode ?? (out.signal ? 128 : null), signal: out.signal });
+      return sendJson(res, 200, { result: out.stdout.replace(/\r?\n$/, ""), stdout: out.stdout, stderr: out.stderr, exitCode: out.exitCode ?? (out.signal ? 128 + (constants.signals[out.signal as NodeJS.Signals] ?? 0) : null), signal: out.signal });
     }
     if (method === "GET" && path === "/process") return sendJson(res, 200, { items: table.list() });
     const kill = /^\/process\/(\d+)\/kill$/.exec(path);
