@@ -66,6 +66,7 @@ export interface AgentOptions {
 
 const KEPT_CONTAINERS = 100;
 const KEPT_LOG_LINES = 2000;
+const SAMPLE_MS = 2000;
 
 export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> {
   private readonly client: GatewayClient;
@@ -87,6 +88,7 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
   private intervalSeconds: number;
   private failure: Error | undefined;
   private registrations = 0;
+  private sampleTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: AgentOptions) {
     super();
@@ -99,6 +101,10 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
 
   /** Starts in the background; `stop()` ends it, `failed` reports an error that ended it early. */
   start(): void {
+    // Host figures refresh on their own clock, so the dashboard shows them before the first keepalive.
+    this.sample();
+    this.sampleTimer = setInterval(() => this.sample(), SAMPLE_MS);
+    this.sampleTimer.unref();
     this.loop = this.run().catch((err: unknown) => {
       this.o.logger.error({ err }, "the agent stopped on an unexpected error");
       this.failure = err as Error;
@@ -143,17 +149,30 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
     this.gpuTypes = capacity.gpus;
     await this.register(capacity, signal);
     if (signal.aborted) return;
-    this.worker = await (this.o.startWorker ?? realStartWorker)({
-      gatewayUrl: gatewayUrl(config), token: config.machine.token, stateDir: config.stateDir, logger: logger.child({ component: "worker" }),
-      runtime: config.runtime, pool: config.pool, workerId: this.machineId, devices, version: AGENT_VERSION,
-      ...(this.o.workerName !== undefined && { name: this.o.workerName }),
-    });
-    this.worker.worker.events.on("container", (info) => this.onContainer(info));
-    this.worker.worker.events.on("log", (id, line) => this.onLog(id, line));
-    while (!signal.aborted) {
-      const ok = await this.keepalive(capacity, signal);
-      await sleep(ok ? this.intervalSeconds * 1000 : this.backoff.next(), signal);
+    // Keepalives start now, not once the worker is up: preparing it (runner bundle, reaping what a
+    // crashed predecessor left) can outlast the gateway's expiry on a busy machine.
+    const keepalives = (async () => {
+      while (!signal.aborted) {
+        const ok = await this.keepalive(capacity, signal);
+        await sleep(ok ? this.intervalSeconds * 1000 : this.backoff.next(), signal);
+      }
+    })();
+    try {
+      const started = await (this.o.startWorker ?? realStartWorker)({
+        gatewayUrl: gatewayUrl(config), token: config.machine.token, stateDir: config.stateDir, logger: logger.child({ component: "worker" }),
+        runtime: config.runtime, pool: config.pool, workerId: this.machineId, devices, version: AGENT_VERSION,
+        ...(this.o.workerName !== undefined && { name: this.o.workerName }),
+      });
+      started.worker.events.on("container", (info) => this.onContainer(info));
+      started.worker.events.on("log", (id, line) => this.onLog(id, line));
+      this.worker = started;
+      this.emit("change");
+    } catch (err) {
+      this.abort.abort();
+      await keepalives;
+      throw err;
     }
+    await keepalives;
   }
 
   /** Registers, retrying with backoff until it succeeds or the agent stops. */
@@ -184,10 +203,10 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
 
   /** One keepalive; false when it failed (the caller backs off). Re-registers when the gateway asks. */
   private async keepalive(capacity: ReturnType<typeof detectCapacity>, signal: AbortSignal): Promise<boolean> {
-    this.metrics = { cpuPercent: this.sampler.cpuPercent(), memoryPercent: this.sampler.memoryPercent(), diskPercent: this.sampler.diskPercent() };
     const running = [...this.containers.values()].filter((c) => c.state !== "EXITED").length;
     try {
-      await this.client.keepalive({ ...this.metrics, gpus: this.worker?.worker.gpuUsage() ?? { total: 0, free: 0 }, containers: running });
+      const total = capacity.gpus.reduce((n, g) => n + g.count, 0);
+      await this.client.keepalive({ ...this.metrics, gpus: this.worker?.worker.gpuUsage() ?? { total, free: total }, containers: running });
       this.counts.ok += 1;
       this.lastKeepaliveAt = Date.now();
       this.backoff.reset();
@@ -206,6 +225,10 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
       this.setStatus("RECONNECTING", message);
       return false;
     }
+  }
+
+  private sample(): void {
+    this.metrics = { cpuPercent: this.sampler.cpuPercent(), memoryPercent: this.sampler.memoryPercent(), diskPercent: this.sampler.diskPercent() };
   }
 
   private onContainer(info: WorkerContainerInfo): void {
@@ -239,6 +262,7 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
   async stop(graceMs = 10_000): Promise<void> {
     if (this.status === "STOPPED") return;
     this.setStatus("STOPPING");
+    clearInterval(this.sampleTimer);
     this.abort.abort();
     await this.loop;
     await this.worker?.close(graceMs);

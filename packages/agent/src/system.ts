@@ -1,5 +1,6 @@
 /** Host figures for keepalives, the TUI and /metrics: CPU % between samples, memory %, disk %. */
-import { readFileSync, statfsSync } from "node:fs";
+import { existsSync, readFileSync, statfsSync } from "node:fs";
+import { dirname } from "node:path";
 import { cpus, freemem, totalmem } from "node:os";
 
 interface CpuTimes {
@@ -51,7 +52,10 @@ export class SystemSampler {
   /** Used % of the filesystem holding the worker's state (images, containers' layers). */
   diskPercent(): number {
     try {
-      const s = statfsSync(this.diskPath);
+      // The state dir may not exist yet (before the worker starts): its nearest existing parent is on the same disk, usually.
+      let path = this.diskPath;
+      while (!existsSync(path) && dirname(path) !== path) path = dirname(path);
+      const s = statfsSync(path);
       const total = s.blocks * s.bsize;
       return total > 0 ? clampPercent(100 * (1 - (s.bavail * s.bsize) / total)) : 0;
     } catch {

@@ -166,7 +166,11 @@ export class Worker {
     }, true));
     ws.on("message", (data) => this.onMessage(JSON.parse(String(data)) as GatewayMessage));
     ws.on("unexpected-response", (_req, res) => {
-      this.options.logger.error({ status: res.statusCode }, "the gateway refused this worker (check the token)");
+      const hint = res.statusCode === 409 ? "its machine must register first" : "check the token";
+      this.options.logger.error({ status: res.statusCode }, `the gateway refused this worker (${hint}); retrying`);
+      // With this listener ws keeps the failed handshake open: end it so "close" fires and the backoff
+      // retries (an expired machine's worker is accepted again once its agent has registered).
+      ws.terminate();
     });
     ws.on("error", (err) => this.options.logger.debug({ err: err.message }, "worker connection error"));
     ws.on("close", () => this.onClose(ws));
@@ -259,6 +263,7 @@ export class Worker {
       const spec = this.toSpec(request, image?.lowerDir, image ? await imageEnv(image.lowerDir) : {});
       if (request.runner) await this.useRunner(spec, request.runner);
       if (request.daemon === "sandbox") this.useSandboxDaemon(spec);
+      if (request.volumes?.length) this.useVolumes(spec, request);
       if (request.gpuCount > 0) this.assignGpus(local, spec);
       local.handle = await this.options.runtime.start(spec, (stream, line) => this.log(local, { stream, line, at: Date.now() }));
       const ports = Object.fromEntries(Object.entries(local.handle.ports).map(([p, a]) => [p, a]));
@@ -357,6 +362,16 @@ export class Worker {
     local.gpuIndices = assignment.indices;
     if (isolated) spec.devices = [...(spec.devices ?? []), ...assignment.nodes];
     spec.env = { ...spec.env, ...assignment.env };
+  }
+
+  /** Binds the request's named volumes: one directory per workspace and name on this worker. */
+  private useVolumes(spec: ContainerSpec, request: ContainerRequest): void {
+    if (!this.options.runtime.isolates) throw new Error("volumes need the runc runtime (the process runtime cannot mount)");
+    for (const volume of request.volumes ?? []) {
+      const source = join(this.options.stateDir, "volumes", request.workspaceId, volume.name);
+      mkdirSync(source, { recursive: true });
+      spec.mounts = [...(spec.mounts ?? []), { source, destination: volume.mountPath, readOnly: false }];
+    }
   }
 
   /** Replaces the command with the sandbox daemon (see @beta9/runner sandbox/main.ts). */
