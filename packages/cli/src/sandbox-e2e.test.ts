@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
-import { Client, Image, Sandbox, type SandboxInstance } from "beta9";
+import { Client, Image, Sandbox, Volume, type SandboxInstance } from "beta9";
 import { startGateway, type RunningGateway } from "@beta9/gateway";
 import { runcUnavailableReason, startWorker, type StartedWorker } from "@beta9/worker";
 import { captureHostState } from "@beta9/worker/testing";
@@ -220,6 +220,19 @@ describe("sandboxes end to end (gateway + runc worker + SDK + CLI)", { skip }, (
     const post = await fetch(`${publicUrl}index.html?x=1`, { method: "POST", body: "ignored" });
     assert.equal(post.status, 501, "python's server refuses POST itself: methods and bodies pass through");
     await server.kill();
+  });
+
+  test("a volume outlives the sandbox that wrote it; the next sandbox with it sees the files", async () => {
+    const volume = new Volume({ name: "e2e-data", mountPath: "/workspace/data-volume" });
+    const first = await create({ volumes: [volume] });
+    await first.fs.writeText("/workspace/data-volume/kept.txt", "from the first sandbox");
+    await first.terminate();
+    opened.splice(opened.indexOf(first), 1);
+    const second = await create({ volumes: [volume] });
+    assert.equal(await second.fs.readText("/workspace/data-volume/kept.txt"), "from the first sandbox");
+    assert.deepEqual((await second.status()).volumes, [{ name: "e2e-data", mountPath: "/workspace/data-volume" }]);
+    await second.terminate();
+    opened.splice(opened.indexOf(second), 1);
   });
 
   test("Sandbox.connect reattaches by id from another handle; the CLI lists, execs and terminates", async () => {

@@ -53,6 +53,11 @@ export const ContainerRequestSchema = Type.Object({
    * files, code) with the runner's own node, listening on the first of `ports`.
    */
   daemon: Type.Optional(Type.Literal("sandbox")),
+  /**
+   * Named volumes of the workspace, bound read-write at `mountPath`: directories on the worker
+   * that outlive the container (kept per worker; not replicated across machines).
+   */
+  volumes: Type.Optional(Type.Array(Type.Object({ name: Type.String({ pattern: "^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$" }), mountPath: Type.String() }))),
 });
 export type ContainerRequest = Static<typeof ContainerRequestSchema>;
 

@@ -7,7 +7,7 @@ export type { DeployResult, PreparedStub, WorkloadSource, PrepareOptions } from 
 export { serveWorkload, type ServeEvent, type ServeHandle, type ServeOptions } from "./workloads-serve.js";
 export type * from "@beta9/protocol";
 export { Image } from "./image.js";
-export { Sandbox, SandboxInstance, SandboxProcesses, SandboxFileSystem, SandboxProcess, OutputStream } from "./sandbox.js";
+export { Sandbox, SandboxInstance, SandboxProcesses, SandboxFileSystem, SandboxProcess, OutputStream, Volume } from "./sandbox.js";
 export type { SandboxOptions, SandboxInfo, RunCodeResult, ProcessInfo, FileInfo, ExitStatus } from "./sandbox.js";
 export { endpoint, taskQueue, fn, schedule, TaskPolicy, QueueDepthAutoscaler } from "./workloads.js";
 export type {

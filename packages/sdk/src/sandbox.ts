@@ -15,9 +15,11 @@ import { pipeline } from "node:stream/promises";
 import { Client } from "./client.js";
 import { Image } from "./image.js";
 import { SandboxHttp } from "./sandbox-http.js";
+import { Volume } from "./sandbox-volume.js";
 import { SandboxProcess, type ExitStatus } from "./sandbox-process.js";
 
 export { SandboxProcess, OutputStream, type ExitStatus } from "./sandbox-process.js";
+export { Volume } from "./sandbox-volume.js";
 
 export interface SandboxOptions {
   /**
@@ -33,8 +35,8 @@ export interface SandboxOptions {
   /** Lifetime in seconds (default 600; -1: until terminated). */
   keepWarmSeconds?: number;
   env?: Record<string, string>;
-  /** Not supported yet: passing any volume throws. */
-  volumes?: unknown[];
+  /** Named volumes mounted read-write (kept on the worker; see Volume). */
+  volumes?: Volume[];
   pool?: string;
   /** Default: one from BETA9_GATEWAY and BETA9_TOKEN. */
   client?: Client;
@@ -56,6 +58,7 @@ export interface SandboxInfo {
   expiresAt: string | null;
   workerId: string | null;
   exposed: { port: number; public: boolean; url: string }[];
+  volumes: { name: string; mountPath: string }[];
   createdAt: string;
   endedAt: string | null;
 }
@@ -102,8 +105,8 @@ function connection(options: ClientSource): SandboxHttp {
 
 export class Sandbox {
   constructor(private readonly options: SandboxOptions = {}) {
-    if (options.volumes !== undefined && options.volumes.length > 0) {
-      throw new Error("Sandbox volumes are not supported yet; upload files with sb.fs.upload instead");
+    for (const v of options.volumes ?? []) {
+      if (!(v instanceof Volume)) throw new TypeError("volumes must be Volume objects: new Volume({ name, mountPath })");
     }
   }
 
@@ -119,6 +122,7 @@ export class Sandbox {
         ...(this.options.keepWarmSeconds !== undefined && { keepWarmSeconds: this.options.keepWarmSeconds }),
         ...(this.options.env !== undefined && { env: this.options.env }),
         ...(this.options.pool !== undefined && { pool: this.options.pool }),
+        ...(this.options.volumes?.length && { volumes: this.options.volumes.map((v) => ({ name: v.name, mountPath: v.mountPath })) }),
       };
       const created = await http.json<SandboxInfo>("POST", "/sandbox", { json: body });
       const instance = new SandboxInstance(created.id, http);

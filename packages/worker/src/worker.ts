@@ -4,6 +4,7 @@
  * here, and streams their state and log lines back. Needs no inbound port.
  */
 import { EventEmitter } from "node:events";
+import { mkdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";

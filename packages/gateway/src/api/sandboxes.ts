@@ -4,6 +4,7 @@
  * the workspace before anything reaches a sandbox; another workspace's sandbox is a 404.
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
+import { posix } from "node:path";
 import type { Readable } from "node:stream";
 import type { Static } from "@sinclair/typebox";
 import { API_PREFIX, Beta9Error, parseCpu, parseMemory, ResourceParseError } from "@beta9/protocol";
@@ -45,7 +46,18 @@ function config(body: CreateSandboxBody): SandboxConfig {
     ttlSeconds: body.keepWarmSeconds ?? 600,
     pool: body.pool ?? null,
     exposed: [],
+    ...(body.volumes?.length && { volumes: body.volumes.map((v) => ({ name: v.name, mountPath: mountPath(v.mountPath) })) }),
   };
+}
+
+/** Where a volume may go: an absolute path that hides nothing the sandbox needs to work. */
+function mountPath(raw: string): string {
+  const path = posix.normalize(raw).replace(/\/+$/, "");
+  const reserved = ["/", "/beta9", "/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64"];
+  if (path === "" || reserved.some((r) => path === r || (r !== "/" && path.startsWith(`${r}/`)))) {
+    throw new Beta9Error("INVALID_CONFIG", { field: "volumes.mountPath", reason: `${raw} is reserved; mount volumes elsewhere, e.g. /workspace/data or /mnt/models` });
+  }
+  return path;
 }
 
 export function sandboxRoutes(app: FastifyInstance, ctx: GatewayContext): void {
@@ -57,6 +69,7 @@ export function sandboxRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     cpuMillicores: r.config.cpuMillicores, memoryMiB: r.config.memoryMiB, ttlSeconds: r.config.ttlSeconds, expiresAt: r.expiresAt,
     workerId: sandboxes.container(r)?.workerId ?? null,
     exposed: r.config.exposed.map((e) => ({ ...e, url: exposedUrl(base, r.id, e.port) })),
+    volumes: r.config.volumes ?? [],
     createdAt: r.createdAt, endedAt: r.endedAt,
   });
   const load = async (request: FastifyRequest<{ Params: Params }>) =>

@@ -69,6 +69,7 @@ export class SandboxManager {
       containerId, workspaceId, stubId: null, imageId: config.imageId, command: ["sandbox"],
       env: { ...config.env, [SANDBOX_ID_ENV]: id, [SANDBOX_SECRET_ENV]: config.secret! }, cpuMillicores: config.cpuMillicores, memoryMiB: config.memoryMiB,
       gpu: [], gpuCount: 0, ports: [SANDBOX_PORT], pool: config.pool, daemon: "sandbox",
+      ...(config.volumes?.length && { volumes: config.volumes }),
     });
     this.o.logger?.info({ sandboxId: id, containerId, expiresAt }, "sandbox created");
     return record;

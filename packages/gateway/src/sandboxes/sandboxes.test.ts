@@ -44,6 +44,23 @@ describe("sandbox routes", () => {
     assert.ok(listed.includes(sb.id));
   });
 
+  test("volumes: named, mounted where asked, never over what the sandbox needs", async () => {
+    const ok = await gw.request("POST", "/api/v1/sandbox", { body: { volumes: [{ name: "cache", mountPath: "/workspace/cache/" }] } });
+    assert.equal(ok.statusCode, 201, ok.body);
+    assert.deepEqual(ok.json().volumes, [{ name: "cache", mountPath: "/workspace/cache" }]);
+    assert.deepEqual(gw.scheduler.containers.get(ok.json().containerId)!.request.volumes, [{ name: "cache", mountPath: "/workspace/cache" }]);
+    for (const mountPath of ["/", "/beta9", "/proc/x", "/etc", "/usr/lib/../../beta9"]) {
+      const before = gw.store.dumpForTests();
+      const res = await gw.request("POST", "/api/v1/sandbox", { body: { volumes: [{ name: "v", mountPath }] } });
+      assert.equal(res.statusCode, 422, `${mountPath}: ${res.body}`);
+      assert.equal(res.json().error.code, "INVALID_CONFIG");
+      assert.equal(gw.store.dumpForTests(), before);
+    }
+    for (const volume of [{ name: "../x", mountPath: "/data" }, { name: "v", mountPath: "data" }, { name: "v", mountPath: "/d", extra: 1 }]) {
+      assert.equal((await gw.request("POST", "/api/v1/sandbox", { body: { volumes: [volume] } })).statusCode, 422, JSON.stringify(volume));
+    }
+  });
+
   test("a sandbox ends at its TTL: the row says expired and its container is stopped", async () => {
     const sb = (await gw.request("POST", "/api/v1/sandbox", { body: { keepWarmSeconds: 1 } })).json();
     const ended = await until("expiry", async () => {

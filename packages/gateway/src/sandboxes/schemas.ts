@@ -16,6 +16,10 @@ export const CreateSandboxBodySchema = Type.Object({
   env: Type.Optional(EnvSchema),
   keepWarmSeconds: Type.Optional(Ttl),
   pool: Type.Optional(NameSchema),
+  volumes: Type.Optional(Type.Array(Type.Object({
+    name: NameSchema,
+    mountPath: Type.String({ pattern: "^/", maxLength: 1024 }),
+  }, { additionalProperties: false }), { maxItems: 16 })),
 }, { additionalProperties: false });
 export type CreateSandboxBody = Static<typeof CreateSandboxBodySchema>;
 
@@ -74,6 +78,7 @@ export const SandboxSchema = Type.Object({
   expiresAt: Type.Union([Type.String(), Type.Null()]),
   workerId: Type.Union([Type.String(), Type.Null()]),
   exposed: Type.Array(Type.Object({ port: Type.Integer(), public: Type.Boolean(), url: Type.String() })),
+  volumes: Type.Array(Type.Object({ name: Type.String(), mountPath: Type.String() })),
   createdAt: Type.String(),
   endedAt: Type.Union([Type.String(), Type.Null()]),
 });

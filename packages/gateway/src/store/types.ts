@@ -206,6 +206,8 @@ export interface SandboxConfig {
    * on the same bridge cannot drive it. Set by the manager at creation; never sent to clients.
    */
   secret?: string;
+  /** Named volumes of the workspace, mounted read-write (a directory per worker). */
+  volumes?: { name: string; mountPath: string }[];
 }
 
 export interface SandboxRecord {
