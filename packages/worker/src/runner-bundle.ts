@@ -100,8 +100,11 @@ export function ensureRunnerBundle(stateDir: string, nodePath = process.execPath
     sandboxArgv: [],
   };
   const nodeSandbox = [...bundle.nodeArgv, `${RUNNER_MOUNT_PATH}/runner/sandbox/main.js`];
-  bundle.sandboxArgv = canBuildInit ? [`${RUNNER_MOUNT_PATH}/bin/init`, ...nodeSandbox] : nodeSandbox;
-  if (existsSync(join(dir, ".complete"))) return bundle;
+  // Whether the init is there is what the bundle holds, not what this process guessed.
+  const withInit = (): RunnerBundle => ({
+    ...bundle, sandboxArgv: existsSync(join(dir, "bin", "init")) ? [`${RUNNER_MOUNT_PATH}/bin/init`, ...nodeSandbox] : nodeSandbox,
+  });
+  if (existsSync(join(dir, ".complete"))) return withInit();
 
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
@@ -111,11 +114,18 @@ export function ensureRunnerBundle(stateDir: string, nodePath = process.execPath
   for (const f of runnerFiles) copyFileSync(join(distDir, f), join(tmp, "runner", f));
   if (sandboxFiles.length > 0) mkdirSync(join(tmp, "runner", "sandbox"));
   for (const f of sandboxFiles) copyFileSync(join(distDir, "sandbox", f), join(tmp, "runner", "sandbox", f));
-  if (canBuildInit) execFileSync("cc", ["-static", "-Os", "-o", join(tmp, "bin", "init"), initSource], { stdio: "pipe" });
+  if (canBuildInit) {
+    try {
+      execFileSync("cc", ["-static", "-Os", "-o", join(tmp, "bin", "init"), initSource], { stdio: "pipe" });
+    } catch {
+      // No static libc (libc6-dev) here: sandboxes run without the reaping init (orphans stay zombies).
+      rmSync(join(tmp, "bin", "init"), { force: true });
+    }
+  }
   // The runner is an ES module; without a package.json saying so, node would read it as CommonJS.
   writeFileSync(join(tmp, "runner", "package.json"), '{ "type": "module" }\n');
   writeFileSync(join(tmp, ".complete"), "");
   rmSync(dir, { recursive: true, force: true });
   renameSync(tmp, dir);
-  return bundle;
+  return withInit();
 }
