@@ -144,6 +144,26 @@ describe("workloads end to end (gateway + runc workers + CLI)", { skip }, () => 
     assert.equal((await fetch(url, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: "{}" })).status, 404);
   });
 
+  test("deploy() and serve() from code do what beta9 deploy and beta9 serve do", async () => {
+    const root = join(dir, "serve-app"); // written by the test above
+    const { tsImport } = await import("tsx/esm/api");
+    const { dev } = (await tsImport(join(root, "app.ts"), import.meta.url)) as { dev: { deploy(o: unknown): Promise<{ name: string; version: number; url: string }>; serve(o: unknown): Promise<{ url: string; stop(): Promise<void> }> } };
+    const deployed = await dev.deploy({ client });
+    assert.equal(deployed.name, "dev");
+    assert.equal(deployed.version, 1);
+    assert.equal(deployed.url, `${gateway.url}/endpoint/dev/v1`);
+    const post = (url: string) => fetch(url, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: "{}" });
+    assert.deepEqual(await (await post(deployed.url)).json(), { says: "third" });
+    const served = await dev.serve({ client, watch: false });
+    assert.deepEqual(await (await post(served.url)).json(), { says: "third" });
+    const session = served.url.split("/").pop()!;
+    const stubId = (await client.getServeSession(session)).stubId;
+    await served.stop();
+    await until("the served container gone", async () => ((await client.listContainers({ active: true })).some((c) => c.stubId === stubId) ? undefined : true), 30_000);
+    const dep = (await client.listDeployments({ name: "dev" }))[0]!;
+    await client.stopDeployment(dep.id);
+  });
+
   test("a task whose worker is killed with -9 mid-run is RETRY, then completes on the restarted worker", async () => {
     const root = project("retry-app", {
       "app.ts": `

@@ -119,3 +119,24 @@ describe("workload wrappers", () => {
     assert.equal(typeof notCalled, "function");
   });
 });
+
+describe("deploy() and serve() from code", () => {
+  it("deploy() with no gateway configured says how to configure one; inside a container it does nothing", async () => {
+    const w = endpoint({ name: "from-code" }, () => 1);
+    const saved = { gateway: process.env.BETA9_GATEWAY, handler: process.env.BETA9_HANDLER };
+    delete process.env.BETA9_GATEWAY;
+    try {
+      await assert.rejects(w.deploy(), /set BETA9_GATEWAY and BETA9_TOKEN/);
+      process.env.BETA9_HANDLER = "main.js:x"; // what the runner sets in a container
+      assert.deepEqual(await w.deploy(), { name: "from-code", version: 0, url: "" });
+    } finally {
+      if (saved.gateway !== undefined) process.env.BETA9_GATEWAY = saved.gateway;
+      if (saved.handler === undefined) delete process.env.BETA9_HANDLER;
+      else process.env.BETA9_HANDLER = saved.handler;
+    }
+  });
+
+  it("put() on anything but a task queue says what to use instead", async () => {
+    await assert.rejects(endpoint({ name: "e" }, () => 1).put({}, { client: {} as never }), /put is for task queues made with taskQueue\(\)/);
+  });
+});

@@ -8,7 +8,6 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { randomUUID } from "node:crypto";
-import { request as httpRequest } from "undici";
 import { Beta9Error, TASK_ID_HEADER, type Stub } from "@beta9/protocol";
 import type { Autoscaler } from "../workloads/autoscaler.js";
 import { found, parseVersion, resolveDeployedStub, type GatewayContext } from "./common.js";
@@ -21,6 +20,17 @@ interface RunnerError {
   error?: { code?: string; message?: string };
 }
 
+/**
+ * The result inside the runner's `{"result":…}` answer, as JSON text. The runner writes exactly
+ * `JSON.stringify({ result })` (runner-protocol), so the value is the text between the key and the
+ * closing brace: no parse and re-serialization on the hot path. Anything else is parsed.
+ */
+const RESULT_PREFIX = '{"result":';
+function resultOf(text: string): string {
+  if (text.startsWith(RESULT_PREFIX) && text.endsWith("}")) return text.slice(RESULT_PREFIX.length, -1);
+  return JSON.stringify((JSON.parse(text) as { result?: unknown }).result ?? null);
+}
+
 async function invoke(stub: Stub, autoscaler: Autoscaler, request: FastifyRequest, reply: FastifyReply) {
   if (!stub.type.startsWith("endpoint/")) {
     throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}, not an endpoint; call it through its own route` });
@@ -31,8 +41,8 @@ async function invoke(stub: Stub, autoscaler: Autoscaler, request: FastifyReques
     const timeoutMs = Math.max(1, stub.config.taskPolicy.timeout) * 1000;
     let res;
     try {
-      res = await httpRequest(`${slot.origin}/invoke`, {
-        method: "POST", headers: { "content-type": "application/json", [TASK_ID_HEADER]: taskId },
+      res = await slot.runner.request({
+        path: "/invoke", method: "POST", headers: { "content-type": "application/json", [TASK_ID_HEADER]: taskId },
         body: JSON.stringify({ input: request.body ?? null }), headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
       });
     } catch (err) {
@@ -40,7 +50,7 @@ async function invoke(stub: Stub, autoscaler: Autoscaler, request: FastifyReques
     }
     const text = await res.body.text();
     reply.header(TASK_ID_HEADER, taskId);
-    if (res.statusCode === 200) return reply.type("application/json").send(JSON.stringify((JSON.parse(text) as { result: unknown }).result ?? null));
+    if (res.statusCode === 200) return reply.type("application/json").send(resultOf(text));
     const body = (() => {
       try {
         return JSON.parse(text) as RunnerError;

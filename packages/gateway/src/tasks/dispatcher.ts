@@ -166,8 +166,8 @@ export class TaskDispatcher {
     const timer = timeoutMs > 0 ? setTimeout(() => live.abort.abort(new Error("timeout")), timeoutMs) : undefined;
     const tasks = this.o.store.tasks;
     try {
-      const res = await request(`${slot.origin}/invoke`, {
-        method: "POST", headers: { "content-type": "application/json", [TASK_ID_HEADER]: task.id },
+      const res = await slot.runner.request({
+        path: "/invoke", method: "POST", headers: { "content-type": "application/json", [TASK_ID_HEADER]: task.id },
         body: JSON.stringify({ input: await tasks.input(task.id) }), signal: live.abort.signal, headersTimeout: 0, bodyTimeout: 0,
       });
       const body = (await res.body.json().catch(() => ({}))) as { result?: unknown; error?: { message?: string } };

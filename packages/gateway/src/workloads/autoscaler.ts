@@ -9,7 +9,7 @@
  * invocation in flight never is.
  */
 import type { Logger } from "pino";
-import { request } from "undici";
+import { Pool, request } from "undici";
 import { Beta9Error, RUNNER_PORT, type Stub } from "@beta9/protocol";
 import type { ContainerRecord } from "../scheduler/containers.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
@@ -20,12 +20,15 @@ export interface Slot {
   stubId: string;
   /** http://host:port of the runner. */
   origin: string;
+  /** Kept-alive connections to that runner, shared by every invocation on the container. */
+  runner: Pool;
   release(): void;
 }
 
 interface PoolContainer {
   id: string;
   origin: string | null;
+  runner?: Pool;
   ready: boolean;
   inflight: number;
   lastUsedAt: number;
@@ -131,6 +134,7 @@ export class Autoscaler {
   close(): void {
     clearInterval(this.reaper);
     for (const pool of this.pools.values()) {
+      for (const c of pool.containers.values()) void c.runner?.destroy().catch(() => undefined);
       for (const w of pool.waiters.splice(0)) {
         clearTimeout(w.timer);
         w.reject(new Beta9Error("UNAVAILABLE", { reason: "the gateway is shutting down" }));
@@ -150,8 +154,11 @@ export class Autoscaler {
 
   private freeSlot(pool: StubPool): Slot | undefined {
     const limit = this.perContainer(pool);
-    // Least loaded ready container first.
-    const candidate = [...pool.containers.values()].filter((c) => c.ready && c.inflight < limit).sort((a, b) => a.inflight - b.inflight)[0];
+    // Least loaded ready container first (a loop: this runs on every invocation).
+    let candidate: PoolContainer | undefined;
+    for (const c of pool.containers.values()) {
+      if (c.ready && c.inflight < limit && (candidate === undefined || c.inflight < candidate.inflight)) candidate = c;
+    }
     if (!candidate) return undefined;
     candidate.inflight += 1;
     let released = false;
@@ -159,6 +166,7 @@ export class Autoscaler {
       containerId: candidate.id,
       stubId: pool.stub.id,
       origin: candidate.origin!,
+      runner: candidate.runner!,
       release: () => {
         if (released) return;
         released = true;
@@ -208,6 +216,7 @@ export class Autoscaler {
     if (!pool || !entry) return;
     if (record.state === "EXITED") {
       pool.containers.delete(record.id);
+      void entry.runner?.destroy().catch(() => undefined);
       entry.ready = false;
       for (const listener of this.exitListeners) listener(record.id, record.reason ?? "exited");
       // Requests still waiting need a replacement.
@@ -217,6 +226,7 @@ export class Autoscaler {
     const address = record.ports[String(RUNNER_PORT)];
     if (record.state === "RUNNING" && address && entry.origin === null) {
       entry.origin = `http://${address.host}:${address.port}`;
+      entry.runner = new Pool(entry.origin, { connections: Math.max(4, this.perContainer(pool) * 2), keepAliveTimeout: 60_000 });
       void this.waitHealthy(pool, entry);
     }
   }
