@@ -394,7 +394,9 @@ print("cap_sys_module", (caps >> 16) & 1, "cap_sys_admin", (caps >> 21) & 1, "ca
   });
 });
 
-describe("sandboxes on the process runtime (no isolation; where runc cannot run)", () => {
+// The worker says it cannot be dialled (as behind NAT), so the gateway reaches the daemon through
+// the worker's own connection (the machine tunnel): exposed ports ride the same published port.
+describe("sandboxes on the process runtime (no isolation; where runc cannot run), through the worker's tunnel", () => {
   let gw: RunningGateway;
   let w: StartedWorker;
   let c: Client;
@@ -404,7 +406,7 @@ describe("sandboxes on the process runtime (no isolation; where runc cannot run)
     gw = await startGateway({ dataDir: join(pdir, "gw"), port: 0, logLevel: "silent" });
     w = await startWorker({
       gatewayUrl: gw.url, token: await gw.localWorkerToken(), stateDir: join(pdir, "worker"),
-      logger: pino({ level: "silent" }), runtime: "process", workerId: "sandbox-process",
+      logger: pino({ level: "silent" }), runtime: "process", workerId: "sandbox-process", reachable: false,
     });
     await w.connected;
     c = new Client({ gateway: gw.url, token: gw.bootstrap!.token.key });
@@ -428,6 +430,10 @@ describe("sandboxes on the process runtime (no isolation; where runc cannot run)
       await sb.fs.writeText("index.html", "hello over a port");
       const port = 20_000 + Math.floor(Math.random() * 20_000);
       await sb.process.exec("python3", ["-m", "http.server", String(port), "--bind", "127.0.0.1"]);
+      const containerId = (await sb.status()).containerId;
+      const seenByGateway = (await c.getContainer(containerId)).ports["8000"]!;
+      const onWorker = w.worker.listContainers().find((x) => x.containerId === containerId)!.state.ports!["8000"]!;
+      assert.notEqual(seenByGateway.port, onWorker.port, "the gateway reaches the daemon through the tunnel's local end, not the worker's port");
       const url = await sb.exposePort(port, { public: true });
       assert.equal(await until("the server", async () => {
         const res = await fetch(`${url}index.html`);
