@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { createReadStream, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -18,7 +18,6 @@ import { pino } from "pino";
 import { Client, Image, Sandbox, Volume, type SandboxInstance } from "beta9";
 import { startGateway, type RunningGateway } from "@beta9/gateway";
 import { runcUnavailableReason, startWorker, type StartedWorker } from "@beta9/worker";
-import { captureHostState } from "@beta9/worker/testing";
 
 const skip = runcUnavailableReason();
 const cli = fileURLToPath(new URL("./main.js", import.meta.url));
@@ -63,10 +62,15 @@ async function sha256File(path: string): Promise<string> {
   return hash.digest("hex");
 }
 
-/** Host objects the runc runtime made for one container (netns, overlay mounts, cgroups). */
+/**
+ * Host objects the runc runtime made for one container (netns, mounts, cgroups). Looked up by the
+ * container's own names, not by walking everything: other tests may be changing the host meanwhile.
+ */
 function leftovers(containerId: string): string[] {
-  const state = captureHostState();
-  return [...state.netns, ...state.overlayMounts, ...state.cgroupDirs].filter((entry) => entry.includes(containerId));
+  const netns = existsSync("/var/run/netns") ? readdirSync("/var/run/netns").filter((n) => n.includes(containerId)) : [];
+  const mounts = readFileSync("/proc/mounts", "utf8").split("\n").filter((line) => line.includes(containerId));
+  const cgroups = ["", ...readdirSync("/sys/fs/cgroup")].map((h) => join("/sys/fs/cgroup", h, "beta9", WORKER_NAME, containerId)).filter((d) => existsSync(d));
+  return [...netns, ...mounts, ...cgroups];
 }
 
 describe("sandboxes end to end (gateway + runc worker + SDK + CLI)", { skip }, () => {
