@@ -115,25 +115,26 @@ function LogView({ source, container, colors, rows }: { source: AgentSource; con
 
 export function App({ source, colors, onQuit, tickMs = 1000 }: AppProps) {
   const snap = useSnapshot(source, tickMs);
+  // Keys can arrive faster than renders and effects (a paste, a test): the key handler reads and
+  // writes refs, so it always sees the latest selection and view, and state only drives rendering.
   const [selected, setSelectedState] = useState(0);
-  // Keys can arrive faster than renders (a paste, a test): Enter must see the latest selection.
-  const selectedRef = useRef(0);
-  const setSelected = (update: (s: number) => number) => {
-    selectedRef.current = update(selectedRef.current);
-    setSelectedState(selectedRef.current);
-  };
-  const [viewing, setViewing] = useState<string | undefined>(undefined);
+  const [viewing, setViewingState] = useState<string | undefined>(undefined);
+  const ui = useRef<{ selected: number; viewing: string | undefined }>({ selected: 0, viewing: undefined });
+  const latest = useRef(snap);
+  latest.current = snap;
   const { stdout } = useStdout();
   const count = snap.containers.length;
   useInput((input, key) => {
+    const state = ui.current;
+    const containers = latest.current.containers;
     if (key.ctrl && input === "c") return onQuit();
-    if (viewing !== undefined) {
-      if (key.escape || input === "q") setViewing(undefined);
+    if (state.viewing !== undefined) {
+      if (key.escape || input === "q") setViewingState((state.viewing = undefined));
       return;
     }
-    if (key.upArrow) setSelected((s) => Math.max(0, s - 1));
-    else if (key.downArrow) setSelected((s) => Math.min(Math.max(0, count - 1), s + 1));
-    else if (key.return && snap.containers[selectedRef.current]) setViewing(snap.containers[selectedRef.current]!.id);
+    if (key.upArrow) setSelectedState((state.selected = Math.max(0, state.selected - 1)));
+    else if (key.downArrow) setSelectedState((state.selected = Math.min(Math.max(0, containers.length - 1), state.selected + 1)));
+    else if (key.return && containers[state.selected]) setViewingState((state.viewing = containers[state.selected]!.id));
     else if (input === "q") onQuit();
   });
   const now = Date.now();
