@@ -424,6 +424,7 @@ describe("sandboxes on the process runtime (no isolation; where runc cannot run)
   });
 
   test("runCode, exec, files and an exposed port work; files stay in the sandbox's directory", async () => {
+    let serverPid = 0;
     const sb = await new Sandbox({ image: null, client: c, cpu: "250m", memory: 256 }).create();
     try {
       assert.equal((await sb.process.runCode("print('I am running remotely')")).result, "I am running remotely");
@@ -433,7 +434,8 @@ describe("sandboxes on the process runtime (no isolation; where runc cannot run)
       assert.equal((await sb.process.run("cat", ["only-in-sandbox.conf"], { cwd: "/etc" })).stdout, "x");
       await sb.fs.writeText("index.html", "hello over a port");
       const port = 20_000 + Math.floor(Math.random() * 20_000);
-      await sb.process.exec("python3", ["-m", "http.server", String(port), "--bind", "127.0.0.1"]);
+      const server = await sb.process.exec("python3", ["-m", "http.server", String(port), "--bind", "127.0.0.1"]);
+      serverPid = server.pid;
       const containerId = (await sb.status()).containerId;
       const seenByGateway = (await c.getContainer(containerId)).ports["8000"]!;
       const onWorker = w.worker.listContainers().find((x) => x.containerId === containerId)!.state.ports!["8000"]!;
@@ -446,5 +448,14 @@ describe("sandboxes on the process runtime (no isolation; where runc cannot run)
     } finally {
       await sb.terminate();
     }
+    // Host processes here: the daemon ends what it started when the sandbox ends.
+    if (serverPid !== 0) await until("the sandbox's server to end with it", async () => {
+      try {
+        process.kill(serverPid, 0);
+        return undefined;
+      } catch {
+        return true;
+      }
+    });
   });
 });

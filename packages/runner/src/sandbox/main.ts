@@ -50,6 +50,7 @@ try {
 process.stdout.write(`sandbox daemon listening on ${port}\n`);
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   process.on(signal, () => {
+    server.killAll();
     server.close();
     process.exit(0);
   });

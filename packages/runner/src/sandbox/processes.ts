@@ -53,6 +53,21 @@ export class ProcessTable {
     return [...this.procs.values()].map((p) => ({ ...p.info }));
   }
 
+  /**
+   * Kills every exec'd process group that still runs. In a container its end kills them anyway;
+   * with the process runtime they are host processes in groups of their own and would outlive it.
+   */
+  killAll(): void {
+    for (const p of this.procs.values()) {
+      if (!p.info.running) continue;
+      try {
+        process.kill(-p.info.pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+  }
+
   /** Signals the process group of one exec; never any other process. */
   kill(pid: number, signal: NodeJS.Signals): ProcessInfo {
     const p = this.procs.get(pid);

@@ -75,7 +75,7 @@ function forwardToPort(req: IncomingMessage, res: ServerResponse, port: number, 
   req.pipe(upstream);
 }
 
-export function createSandboxServer(options: DaemonOptions): Server {
+export function createSandboxServer(options: DaemonOptions): Server & { killAll(): void } {
   const files = new SandboxFiles(options.root);
   const expected = options.secret === undefined ? undefined : Buffer.from(`Bearer ${options.secret}`);
   const authorized = (header: string | undefined): boolean => {
@@ -146,7 +146,7 @@ export function createSandboxServer(options: DaemonOptions): Server {
     sendError(res, 404, "ROUTE_NOT_FOUND", `No route ${method} ${path} in the sandbox daemon`);
   }
 
-  return createServer((req, res) => {
+  const server = createServer((req, res) => {
     route(req, res).catch((err: unknown) => {
       if (res.headersSent) {
         res.destroy(err as Error);
@@ -160,4 +160,5 @@ export function createSandboxServer(options: DaemonOptions): Server {
       sendError(res, 500, "INTERNAL", `sandbox daemon: ${e.message}`);
     });
   });
+  return Object.assign(server, { killAll: () => table.killAll() });
 }
