@@ -183,7 +183,7 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
         const res: MachineRegisterResponse = await this.client.register({
           hostname: this.o.config.machine.hostname || osHostname(), os: platform(), arch: arch(), agentVersion: AGENT_VERSION,
           cpuMillicores: capacity.cpuMillicores, memoryMiB: capacity.memoryMiB, gpus: capacity.gpus,
-        });
+        }, signal);
         this.machineId = res.machine.id;
         this.registrations += 1;
         // Never slower than the gateway asks: a longer interval would let the machine expire.
@@ -193,6 +193,7 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
         this.setStatus("REGISTERING");
         return;
       } catch (err) {
+        if (signal.aborted) return;
         const delay = this.backoff.next();
         this.o.logger.warn({ err: (err as Error).message, retryInMs: delay }, "registration failed; retrying");
         this.setStatus("RECONNECTING", (err as Error).message);
@@ -206,7 +207,7 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
     const running = [...this.containers.values()].filter((c) => c.state !== "EXITED").length;
     try {
       const total = capacity.gpus.reduce((n, g) => n + g.count, 0);
-      await this.client.keepalive({ ...this.metrics, gpus: this.worker?.worker.gpuUsage() ?? { total, free: total }, containers: running });
+      await this.client.keepalive({ ...this.metrics, gpus: this.worker?.worker.gpuUsage() ?? { total, free: total }, containers: running }, signal);
       this.counts.ok += 1;
       this.lastKeepaliveAt = Date.now();
       this.backoff.reset();
@@ -214,12 +215,13 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
       this.setStatus("READY");
       return true;
     } catch (err) {
+      if (signal.aborted) return false;
       this.counts.failed += 1;
       const message = (err as Error).message;
       if (err instanceof GatewayCallError && err.needsRegister) {
         this.o.logger.warn({ err: message }, "the gateway no longer knows this machine as ready; registering again");
         await this.register(capacity, signal);
-        return this.keepalive(capacity, signal);
+        return signal.aborted ? false : this.keepalive(capacity, signal);
       }
       this.o.logger.warn({ err: message }, "keepalive failed");
       this.setStatus("RECONNECTING", message);

@@ -25,15 +25,16 @@ export class GatewayCallError extends Error {
 export class GatewayClient {
   constructor(private readonly baseUrl: string, private readonly token: string, private readonly timeoutMs = 10_000) {}
 
-  register(body: MachineRegisterBody): Promise<MachineRegisterResponse> {
-    return this.post(MACHINE_REGISTER_PATH, body);
+  /** `signal` aborts a call in flight (shutdown must not wait out the request timeout). */
+  register(body: MachineRegisterBody, signal?: AbortSignal): Promise<MachineRegisterResponse> {
+    return this.post(MACHINE_REGISTER_PATH, body, signal);
   }
 
-  keepalive(body: MachineKeepaliveBody): Promise<MachineKeepaliveResponse> {
-    return this.post(MACHINE_KEEPALIVE_PATH, body);
+  keepalive(body: MachineKeepaliveBody, signal?: AbortSignal): Promise<MachineKeepaliveResponse> {
+    return this.post(MACHINE_KEEPALIVE_PATH, body, signal);
   }
 
-  private async post<T>(path: string, body: unknown): Promise<T> {
+  private async post<T>(path: string, body: unknown, signal?: AbortSignal): Promise<T> {
     let res;
     try {
       res = await request(new URL(path, this.baseUrl), {
@@ -42,6 +43,7 @@ export class GatewayClient {
         body: JSON.stringify(body),
         headersTimeout: this.timeoutMs,
         bodyTimeout: this.timeoutMs,
+        ...(signal && { signal }),
       });
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
