@@ -99,7 +99,7 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
     this.intervalSeconds = o.config.keepaliveIntervalSeconds;
   }
 
-  /** Starts in the background; `stop()` ends it, `failed` reports an error that ended it early. */
+  /** Starts in the background; `stop()` ends it, `finished()` reports an error that ended it early. */
   start(): void {
     // Host figures refresh on their own clock, so the dashboard shows them before the first keepalive.
     this.sample();
