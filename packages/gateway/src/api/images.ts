@@ -88,6 +88,11 @@ export function imageRoutes(app: FastifyInstance, { store, builds }: GatewayCont
         request.body.resume();
         throw new Beta9Error("CONFLICT", { reason: `image ${image.id} is ${image.status}, not building; nothing to upload` });
       }
+      // Images are shared by every workspace: a machine may upload only the build it was given.
+      if (request.auth.type === "machine" && builds.builderOf(image.id) !== (await store.machines.getByToken(request.auth.id))?.id) {
+        request.body.resume();
+        throw new Beta9Error("AUTH_FORBIDDEN", { tokenType: "machine", action: `upload image ${image.id}, which it was not asked to build`, allowed: "the building worker's" });
+      }
       return builds.upload(image.id, String(request.headers["x-beta9-sha256"]), request.body);
     });
   });

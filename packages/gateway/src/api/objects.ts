@@ -35,7 +35,9 @@ export function objectRoutes(app: FastifyInstance, ctx: GatewayContext): void {
       schema: { tags: ["worker"], summary: "A code bundle for a container a worker runs (any workspace's)", params: HashParamsSchema },
     }, async (request, reply) => {
       const { hash } = request.params;
-      if (!(await objects.has(hash))) throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "object", id: hash });
+      // A machine runs only its own workspace's containers, so it gets only that workspace's code.
+      const visible = request.auth.type === "machine" ? (await store.objects.get(request.auth.workspaceId, hash)) !== undefined : await objects.has(hash);
+      if (!visible) throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "object", id: hash });
       return reply.type("application/octet-stream").send(objects.open(hash));
     });
 

@@ -76,6 +76,11 @@ export class ImageBuilds {
     return image;
   }
 
+  /** The worker an image is being built on, if a build runs. */
+  builderOf(id: string): string | null {
+    return this.jobs.get(id)?.workerId ?? null;
+  }
+
   logHistory(id: string): readonly LogLine[] {
     return this.jobs.get(id)?.logs ?? [];
   }

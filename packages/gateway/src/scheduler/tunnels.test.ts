@@ -18,6 +18,7 @@ import {
   WORKER_CONNECT_PATH, WORKER_TUNNEL_PATH, type ContainerRequest, type GatewayMessage, type WorkerMessage,
 } from "@beta9/protocol";
 import { startGateway, type RunningGateway } from "../server.js";
+import { makeTar, sha256 } from "../testing/tar.js";
 
 let gw: RunningGateway;
 let admin: string;
@@ -195,6 +196,20 @@ test("a machine runs only its own workspace's containers", async () => {
   const c = (await api("GET", `/api/v1/container/${run.json.id}`, undefined, key)).json;
   assert.equal(c.workerId, null, "another workspace's container waits for a worker it may use");
   assert.equal((await api("POST", `/api/v1/container/${run.json.id}/stop`, undefined, key)).status, 200);
+});
+
+test("a machine token fetches code of its own workspace only", async () => {
+  const put = async (bytes: Buffer, key: string) => (await fetch(`${gw.url}/api/v1/object/${sha256(bytes)}`, {
+    method: "PUT", headers: { authorization: `Bearer ${key}`, "content-type": "application/octet-stream" }, body: bytes,
+  })).status;
+  const mine = makeTar([{ name: "mine.js", data: "export const a = 1;\n" }], { gzip: true });
+  const theirs = makeTar([{ name: "theirs.js", data: "export const b = 2;\n" }], { gzip: true });
+  const other = (await api("POST", "/api/v1/workspace", { name: "code-owner" })).json.token.key as string;
+  assert.ok([200, 201].includes(await put(mine, admin)));
+  assert.ok([200, 201].includes(await put(theirs, other)));
+  const get = async (bytes: Buffer) => (await fetch(`${gw.url}/api/v1/worker/object/${sha256(bytes)}`, { headers: { authorization: `Bearer ${machine.token}` } })).status;
+  assert.equal(await get(mine), 200);
+  assert.equal(await get(theirs), 404);
 });
 
 test("cordon: nothing new is placed; drain: its containers are stopped; uncordon: placement resumes", async () => {
