@@ -69,7 +69,10 @@ export function imageRoutes(app: FastifyInstance, { store, builds }: GatewayCont
       config: { access: "worker" },
       schema: { tags: ["image"], summary: "The packed image (squashfs); header x-beta9-sha256 carries its hash", params: ImageIdParamsSchema },
     }, async (request, reply) => {
-      const image = found(await store.images.getAny(request.params.id), "image", request.params.id);
+      // A machine serves one workspace: only images that workspace asked for.
+      const image = found(request.auth.type === "machine"
+        ? await store.images.get(request.auth.workspaceId, request.params.id)
+        : await store.images.getAny(request.params.id), "image", request.params.id);
       if (image.status !== "ready" || !image.sha256) throw new Beta9Error("IMAGE_NOT_READY", { id: image.id, status: image.status });
       return reply.type("application/octet-stream").header("content-length", image.size).header("x-beta9-sha256", image.sha256)
         .send(builds.openBlob(image.id));
