@@ -83,9 +83,13 @@ async function run(options: { tui: boolean }): Promise<void> {
   });
   if (interactive) dashboard = (await import("./tui/app.js")).renderDashboard(agent, () => shutdown("quit"));
   if (!interactive) {
+    // Without the dashboard, each status transition is one log line (READY, RECONNECTING, …).
+    let last = "";
     agent.on("change", () => {
       const s = agent.snapshot();
-      logger.debug({ status: s.status, lastError: s.lastError }, "agent state");
+      if (s.status === last) return;
+      last = s.status;
+      logger.info({ status: s.status, machineId: s.machineId, ...(s.status !== "READY" && s.lastError && { lastError: s.lastError }) }, `agent ${s.status.toLowerCase()}`);
     });
   }
 }
