@@ -22,6 +22,7 @@ interface ServeOptions {
   runtime?: "auto" | "runc" | "process";
   worker?: boolean;
   workerTimeout: number;
+  machineExpiry: number;
 }
 
 function seconds(value: string): number {
@@ -42,7 +43,8 @@ function withServeOptions(command: Command): Command {
     .option("--port <port>", "port to listen on", port, DEFAULT_GATEWAY_PORT)
     .option("--data-dir <dir>", "where the database and objects live (default: $BETA9_DATA_DIR or ~/.beta9/data)")
     .option("--log-level <level>", "gateway log level (trace, debug, info, warn, error)")
-    .option("--worker-timeout <seconds>", "drop a worker (and lose its containers) after this long without a keepalive", seconds, 60);
+    .option("--worker-timeout <seconds>", "drop a worker (and lose its containers) after this long without a keepalive", seconds, 60)
+    .option("--machine-expiry <seconds>", "expire an external machine (b9agent) after this long without a keepalive", seconds, 300);
 }
 
 export function registerServe(program: Command): void {
@@ -77,7 +79,7 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
   // Listening before the start: a signal during start-up then means "stop once started", not a kill
   // that could interrupt a database migration.
   const signal = nextSignal();
-  const gateway = await startGateway({ host: opts.host, port: opts.port, dataDir, logLevel: opts.logLevel, workerTimeoutMs: opts.workerTimeout * 1000 }).catch(
+  const gateway = await startGateway({ host: opts.host, port: opts.port, dataDir, logLevel: opts.logLevel, workerTimeoutMs: opts.workerTimeout * 1000, machineExpirySeconds: opts.machineExpiry }).catch(
     (err: unknown) => {
       const reason = err instanceof Error ? err.message : String(err);
       throw new CliError("GATEWAY_START_FAILED", `cannot start the gateway on ${opts.host}:${opts.port} with data in ${dataDir}: ${reason}`);
