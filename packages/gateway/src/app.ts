@@ -82,14 +82,14 @@ export async function buildGatewayApp(ctx: GatewayContext, logger: Logger | fals
     body === "" ? done(null, undefined) : parseJson(request, body as string, done),
   );
   registerAuth(app, ctx.store.tokens);
-  registerMetrics(app);
+  const metrics = registerMetrics(app);
   healthRoutes(app, ctx);
   workspaceRoutes(app, ctx);
   objectRoutes(app, ctx);
   stubRoutes(app, ctx);
   deploymentRoutes(app, ctx);
   clusterRoutes(app, ctx);
-  machineRoutes(app, ctx);
+  machineRoutes(app, ctx, metrics);
   containerRoutes(app, ctx);
   imageRoutes(app, ctx);
   invokeRoutes(app, ctx);

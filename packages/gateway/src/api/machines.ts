@@ -4,8 +4,10 @@
  * or deleted by the workspace. See protocol/machine-protocol.ts for the whole contract.
  */
 import type { FastifyInstance } from "fastify";
+import { Gauge, type Registry } from "prom-client";
 import { Type, type Static } from "@sinclair/typebox";
 import {
+  MACHINE_STATES,
   IdParamsSchema, ListQuerySchema, MACHINE_KEEPALIVE_PATH, MACHINE_PATH, MACHINE_REGISTER_PATH, MachineCreateBodySchema,
   MachineCreateResponseSchema, MachineKeepaliveBodySchema, MachineKeepaliveResponseSchema, MachineRegisterBodySchema,
   MachineRegisterResponseSchema, MachineSchema, NameSchema,
@@ -21,9 +23,21 @@ const MachineListQuerySchema = Type.Object(
 );
 const DrainResponseSchema = Type.Object({ machine: MachineSchema, stopped: Type.Integer({ description: "Containers asked to stop" }) });
 
-export function machineRoutes(app: FastifyInstance, ctx: GatewayContext): void {
+export function machineRoutes(app: FastifyInstance, ctx: GatewayContext, metrics?: Registry): void {
   // Without a registry from the server (route-only tests) one without an expiry timer serves.
   const machines = ctx.machines ?? new MachineRegistry({ store: ctx.store, scheduler: ctx.scheduler });
+  if (metrics) {
+    // Read from the store when scraped: nothing to keep in step with every state change.
+    new Gauge({
+      name: "beta9_gateway_machines", help: "External machines by state (cordoned: those also cordoned)", labelNames: ["state"] as const,
+      registers: [metrics],
+      async collect() {
+        const { states, cordoned } = await ctx.store.machines.counts();
+        for (const state of MACHINE_STATES) this.set({ state }, states[state] ?? 0);
+        this.set({ state: "cordoned" }, cordoned);
+      },
+    });
+  }
 
   app.post<{ Body: MachineCreateBody }>(MACHINE_PATH, {
     config: { access: "write" },

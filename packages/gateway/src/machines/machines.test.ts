@@ -59,6 +59,15 @@ describe("machine lifecycle over the API", () => {
     assert.ok(listed.lastKeepaliveAt);
   });
 
+  test("/metrics counts machines by state", async () => {
+    const text = (await gw.request("GET", "/metrics")).body;
+    const ready = Number(/beta9_gateway_machines\{state="ready"\} (\d+)/.exec(text)?.[1]);
+    const listed = (await gw.request("GET", "/api/v1/machine")).json().items.filter((m: { state: string }) => m.state === "ready").length;
+    assert.equal(ready, listed);
+    assert.match(text, /beta9_gateway_machines\{state="pending"\} \d+/);
+    assert.match(text, /beta9_gateway_machines\{state="cordoned"\} \d+/);
+  });
+
   test("a machine in a pool that does not exist is refused; one in a created pool is listed by pool", async () => {
     const missing = await gw.request("POST", "/api/v1/machine", { body: { pool: "nope" } });
     assert.equal(missing.statusCode, 404);

@@ -152,6 +152,8 @@ export interface MachineRepo {
   expireSilent(before: string): Promise<StoredMachine[]>;
   /** Revokes the machine's token and removes the machine. */
   delete(workspaceId: string, id: string): Promise<StoredMachine | undefined>;
+  /** Every workspace's machines by state, and how many are cordoned (for /metrics). */
+  counts(): Promise<{ states: Record<string, number>; cordoned: number }>;
 }
 
 export interface ImageRepo {

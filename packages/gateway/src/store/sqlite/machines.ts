@@ -31,6 +31,7 @@ export class SqliteMachineRepo implements MachineRepo {
   private readonly flagsStmt;
   private readonly expireStmt;
   private readonly deleteStmt;
+  private readonly countStmt;
 
   constructor(private readonly db: Database.Database, private readonly tokens: SqliteTokenRepo) {
     this.insert = db.prepare(
@@ -59,6 +60,7 @@ export class SqliteMachineRepo implements MachineRepo {
       `UPDATE machine SET state = 'expired' WHERE state IN ('registered', 'ready') AND last_keepalive_at < ? RETURNING *`,
     );
     this.deleteStmt = db.prepare(`DELETE FROM machine WHERE workspace_id = ? AND id = ? RETURNING *`);
+    this.countStmt = db.prepare(`SELECT state, COUNT(*) AS n, SUM(cordoned) AS cordoned FROM machine GROUP BY state`);
   }
 
   async create(workspaceId: string, pool: string) {
@@ -106,6 +108,11 @@ export class SqliteMachineRepo implements MachineRepo {
 
   async expireSilent(before: string) {
     return (this.expireStmt.all(before) as MachineRow[]).map(toStoredMachine);
+  }
+
+  async counts() {
+    const rows = this.countStmt.all() as { state: string; n: number; cordoned: number }[];
+    return { states: Object.fromEntries(rows.map((r) => [r.state, r.n])), cordoned: rows.reduce((sum, r) => sum + r.cordoned, 0) };
   }
 
   /** Revokes the machine's token first: a crash between the two leaves a machine that can be deleted again. */
