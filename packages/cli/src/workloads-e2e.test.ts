@@ -153,7 +153,11 @@ describe("workloads end to end (gateway + runc workers + CLI)", { skip }, () => 
     assert.equal(deployed.version, 1);
     assert.equal(deployed.url, `${gateway.url}/endpoint/dev/v1`);
     const post = (url: string) => fetch(url, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: "{}" });
-    assert.deepEqual(await (await post(deployed.url)).json(), { says: "third" });
+    const first = await post(deployed.url);
+    const containers = async () => JSON.stringify((await client.listContainers()).map((c) => [c.id.slice(0, 8), c.stubId?.slice(0, 8), c.state, c.reason, c.message]));
+    const body = await first.text();
+    assert.equal(first.status, 200, `${body} ${first.status === 200 ? "" : await containers()}`);
+    assert.deepEqual(JSON.parse(body), { says: "third" });
     const served = await dev.serve({ client, watch: false });
     assert.deepEqual(await (await post(served.url)).json(), { says: "third" });
     const session = served.url.split("/").pop()!;

@@ -258,14 +258,15 @@ function define(kind: WorkloadKind, options: WorkloadOptions & { when?: string }
  * `.deploy()` knows what to bundle. Undefined where it cannot tell (inside a bundle).
  */
 function callerFile(): string | undefined {
-  const own = import.meta.url;
+  // Paths, not URLs: loaders (tsx) add queries such as ?tsx-namespace=… to module URLs.
+  const own = new URL(import.meta.url).pathname;
   for (const line of (new Error().stack ?? "").split("\n").slice(1)) {
     const match = /\(?((?:file:\/\/)?\/[^():]+):\d+:\d+\)?\s*$/.exec(line);
     const where = match?.[1];
     if (!where || where.startsWith("node:")) continue;
-    const url = where.startsWith("file://") ? where : `file://${where}`;
-    if (url === own) continue;
-    return decodeURIComponent(new URL(url).pathname);
+    const path = new URL(where.startsWith("file://") ? where : `file://${where}`).pathname;
+    if (path === own) continue;
+    return decodeURIComponent(path);
   }
   return undefined;
 }

@@ -34,6 +34,8 @@ interface PoolContainer {
   lastUsedAt: number;
   /** Stop it as soon as its last invocation ends (its deployment was stopped). */
   draining?: boolean;
+  /** It answered /health once. */
+  served?: boolean;
 }
 
 interface Waiter {
@@ -48,7 +50,13 @@ interface StubPool {
   waiters: Waiter[];
   /** A serve session's stub: exactly one container, whatever the demand, never reaped idle. */
   pinned?: boolean;
+  /** Containers in a row that exited before they ever answered, and why the last one did. */
+  crashes: number;
+  lastCrash?: string;
 }
+
+/** After this many containers in a row die before answering, waiting requests fail instead of restarting forever. */
+const CRASH_LIMIT = 3;
 
 export interface AutoscalerOptions {
   scheduler: Scheduler;
@@ -144,7 +152,7 @@ export class Autoscaler {
 
   private poolOf(stub: Stub): StubPool {
     let pool = this.pools.get(stub.id);
-    if (!pool) this.pools.set(stub.id, (pool = { stub, containers: new Map(), waiters: [] }));
+    if (!pool) this.pools.set(stub.id, (pool = { stub, containers: new Map(), waiters: [], crashes: 0 }));
     return pool;
   }
 
@@ -219,6 +227,21 @@ export class Autoscaler {
       void entry.runner?.destroy().catch(() => undefined);
       entry.ready = false;
       for (const listener of this.exitListeners) listener(record.id, record.reason ?? "exited");
+      if (!entry.served && !entry.draining) {
+        pool.crashes += 1;
+        const code = record.exitCode !== null ? ` with code ${record.exitCode}` : "";
+        pool.lastCrash = `container ${record.id} ${record.reason ?? "exited"}${code}${record.message ? `: ${record.message}` : ""}`;
+      }
+      if (pool.crashes >= CRASH_LIMIT && pool.waiters.length > 0) {
+        // A handler that cannot load would otherwise restart in a loop until the wait times out.
+        const reason = `${pool.crashes} containers of ${pool.stub.name} in a row exited before they answered; the last: ${pool.lastCrash}; see beta9 container logs ${record.id}`;
+        this.o.logger?.warn({ stub: pool.stub.name, crashes: pool.crashes }, "containers exit before they answer");
+        for (const w of pool.waiters.splice(0)) {
+          clearTimeout(w.timer);
+          w.reject(new Beta9Error("UNAVAILABLE", { reason }));
+        }
+        return;
+      }
       // Requests still waiting need a replacement.
       if (pool.waiters.length > 0) this.scale(pool);
       return;
@@ -239,6 +262,8 @@ export class Autoscaler {
         .then(async (r) => (await r.body.dump(), r.statusCode === 200), () => false);
       if (ok) {
         entry.ready = true;
+        entry.served = true;
+        pool.crashes = 0;
         entry.lastUsedAt = Date.now();
         this.serveWaiters(pool);
         return;

@@ -1,0 +1,39 @@
+/** The autoscaler against the real scheduler and container registry, with container exits reported by hand. */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { hashStubConfig, normalizeStubConfig, type Stub } from "@beta9/protocol";
+import { ContainerRegistry } from "../scheduler/containers.js";
+import { Scheduler } from "../scheduler/scheduler.js";
+import { Autoscaler } from "./autoscaler.js";
+
+function stub(): Stub {
+  const config = { ...normalizeStubConfig("endpoint", {}), handler: "main.js:x" };
+  return {
+    id: "stub-1", workspaceId: "ws", appId: "app", name: "crashy", type: "endpoint/deployment", objectId: "0".repeat(64),
+    config, configHash: hashStubConfig(config), createdAt: new Date().toISOString(),
+  } as Stub;
+}
+
+test("containers that die before they answer: after three in a row the waiting request fails naming the last exit, instead of a restart loop", async (t) => {
+  const scheduler = new Scheduler(new ContainerRegistry(), { backlogTimeoutMs: 60_000 });
+  const autoscaler = new Autoscaler({ scheduler, acquireTimeoutMs: 60_000 });
+  t.after(() => {
+    autoscaler.close();
+    scheduler.close();
+  });
+  const s = stub();
+  const waiting = autoscaler.acquire(s);
+  const started: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const live = scheduler.containers.list().filter((c) => c.stubId === s.id && c.state !== "EXITED");
+    assert.equal(live.length, 1, "one replacement at a time");
+    started.push(live[0]!.id);
+    scheduler.containers.apply({ containerId: live[0]!.id, state: "EXITED", reason: "exited", exitCode: 1, message: "SyntaxError in main.js" });
+  }
+  await assert.rejects(waiting, (err: Error & { code?: string }) => {
+    assert.equal(err.code, "UNAVAILABLE");
+    assert.match(err.message, new RegExp(`3 containers of crashy in a row exited before they answered; the last: container ${started[2]} exited with code 1: SyntaxError in main.js`));
+    return true;
+  });
+  assert.equal(scheduler.containers.list().filter((c) => c.state !== "EXITED").length, 0, "no fourth container");
+});
