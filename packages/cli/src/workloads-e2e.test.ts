@@ -86,6 +86,8 @@ describe("workloads end to end (gateway + runc workers + CLI)", { skip }, () => 
   };
 
   before(async () => {
+    // Sessions of a killed `beta9 serve` end after 8 s without heartbeats (15 s by default).
+    process.env.BETA9_SERVE_HEARTBEAT_TIMEOUT_MS = "8000";
     gateway = await startGateway({ dataDir: join(dir, "gw"), port: 0, logLevel: "silent", workerTimeoutMs: 3000 });
     key = gateway.bootstrap!.token.key;
     client = new Client({ gateway: gateway.url, token: key });
@@ -142,6 +144,20 @@ describe("workloads end to end (gateway + runc workers + CLI)", { skip }, () => 
     assert.equal(await serve.exited, 0, serve.out());
     await until("no serve container left", async () => ((await client.listContainers({ active: true })).some((c) => c.stubId && stubsSeen.has(c.stubId)) ? undefined : true), 30_000);
     assert.equal((await fetch(url, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: "{}" })).status, 404);
+  });
+
+  test("beta9 serve killed with -9: the gateway ends the session when its heartbeats stop, and the container goes", async () => {
+    const root = join(dir, "serve-app"); // written by the test above
+    const serve = beta9({ url: gateway.url, key }, ["serve", join(root, "app.ts") + ":dev", "-q", "--no-watch"]);
+    const url = await until("the serve URL", () => /serving (http\S+)/.exec(serve.out())?.[1], 60_000, serve.out);
+    const session = await client.getServeSession(url.split("/").pop()!);
+    assert.ok(session.containerId);
+    serve.child.kill("SIGKILL");
+    await serve.exited;
+    const gone = Date.now();
+    await until("the session's container gone", async () => ((await client.listContainers({ active: true })).some((c) => c.id === session.containerId) ? undefined : true), 60_000);
+    process.stdout.write(`# serve killed -9: its container gone ${Date.now() - gone} ms later (heartbeat timeout ${process.env.BETA9_SERVE_HEARTBEAT_TIMEOUT_MS} ms)\n`);
+    await assert.rejects(client.getServeSession(session.id), (err: Error & { status?: number }) => err.status === 404);
   });
 
   test("deploy() and serve() from code do what beta9 deploy and beta9 serve do", async () => {

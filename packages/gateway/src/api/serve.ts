@@ -25,7 +25,9 @@ type IdParams = Static<typeof IdParamsSchema>;
 type StubBody = Static<typeof StubBodySchema>;
 
 export function serveRoutes(app: FastifyInstance, ctx: GatewayContext): void {
-  const sessions = new ServeSessions({ autoscaler: ctx.autoscaler, logger: app.log as never });
+  // BETA9_SERVE_HEARTBEAT_TIMEOUT_MS: how long a session outlives its last heartbeat (default 15 s; the CLI sends one every 3 s).
+  const timeout = Number(process.env.BETA9_SERVE_HEARTBEAT_TIMEOUT_MS);
+  const sessions = new ServeSessions({ autoscaler: ctx.autoscaler, logger: app.log as never, ...(timeout > 0 && { heartbeatTimeoutMs: timeout }) });
   app.addHook("onClose", async () => sessions.close());
   const tags = ["serve"];
   const withUrl = <T extends { id: string }>(s: T) => ({ ...s, url: `/serve/${s.id}` });
