@@ -4,10 +4,10 @@
  * call close() when done so the process can exit.
  */
 import { Pool, type Dispatcher } from "undici";
+import { ApiError, items, notDeployed, queryString, toApiError, type ServeSession } from "./client-support.js";
 import { TaskHandle } from "./remote.js";
 import {
   API_PREFIX,
-  formatErrorMessage,
   type CreateDeploymentBody,
   type CreatePoolBody,
   type CreateStubBody,
@@ -57,23 +57,6 @@ export interface ListOptions {
   offset?: number;
 }
 
-/**
- * A failed API call. `code` is the gateway's stable error code when it sent one, "HTTP_<status>"
- * when the body was not an error body, and "UNREACHABLE" (status 0) when no response came at all.
- */
-export class ApiError extends Error {
-  readonly status: number;
-  readonly code: string;
-  readonly details: unknown;
-
-  constructor(status: number, code: string, message: string, details?: unknown) {
-    super(message);
-    this.name = "ApiError";
-    this.status = status;
-    this.code = code;
-    this.details = details;
-  }
-}
 
 interface RawResponse {
   status: number;
@@ -410,59 +393,8 @@ export type ContainerEvent =
   | { kind: "state"; container: Container }
   | { kind: "end"; container: Container };
 
-function queryString(query: Query | undefined): string {
-  if (!query) return "";
-  const params = new URLSearchParams();
-  for (const [key, value] of Object.entries(query)) {
-    if (value !== undefined) params.set(key, String(value));
-  }
-  const text = params.toString();
-  return text ? `?${text}` : "";
-}
 
-/** A 404 from an invocation route by name means the workload is not deployed (or stopped): say how to fix it. */
-async function notDeployed<T>(call: Promise<T>, kind: string, name: string): Promise<T> {
-  try {
-    return await call;
-  } catch (err) {
-    if (err instanceof ApiError && err.status === 404 && err.code === "RESOURCE_NOT_FOUND") {
-      const exportName = name.replace(/[^A-Za-z0-9_$]+(.)?/g, (_, c: string | undefined) => (c ?? "").toUpperCase());
-      throw new ApiError(404, "WORKLOAD_NOT_DEPLOYED", formatErrorMessage("WORKLOAD_NOT_DEPLOYED", { kind, name, export: exportName }), err.details);
-    }
-    throw err;
-  }
-}
 
-/** What `POST /api/v1/serve` and its siblings answer. */
-export interface ServeSession {
-  id: string;
-  workspaceId: string;
-  stubId: string;
-  kind: string;
-  createdAt: string;
-  containerId: string | null;
-  ready: boolean;
-  reloads: number;
-  /** Path under the gateway to call it. */
-  url: string;
-}
 
-function items<T>(list: { items: T[] }): T[] {
-  return list.items;
-}
 
-function toApiError(status: number, method: string, path: string, bytes: Buffer): ApiError {
-  let parsed: unknown;
-  try {
-    parsed = bytes.length > 0 ? JSON.parse(bytes.toString("utf8")) : undefined;
-  } catch {
-    parsed = undefined;
-  }
-  const error = (parsed as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)?.error;
-  if (error && typeof error.code === "string" && typeof error.message === "string") {
-    return new ApiError(status, error.code, error.message, error.details);
-  }
-  // Not an error body: a proxy in between, or a HEAD response (which has no body by definition).
-  const text = bytes.toString("utf8").trim().slice(0, 200);
-  return new ApiError(status, `HTTP_${status}`, `${method} ${path} answered ${status}${text ? `: ${text}` : ""}`);
-}
+export { ApiError, type ServeSession };
