@@ -7,3 +7,4 @@ export * from "./worker-protocol.js";
 export * from "./machine-protocol.js";
 export * from "./image-spec.js";
 export * from "./runner-protocol.js";
+export * from "./sandbox-protocol.js";

@@ -17,6 +17,9 @@ import { Image } from "./image.js";
 import { SandboxHttp } from "./sandbox-http.js";
 import { Volume } from "./sandbox-volume.js";
 import { SandboxProcess, type ExitStatus } from "./sandbox-process.js";
+import type { ProcessInfo, FileInfo } from "@beta9/protocol";
+
+export type { ProcessInfo, FileInfo };
 
 export { SandboxProcess, OutputStream, type ExitStatus } from "./sandbox-process.js";
 export { Volume } from "./sandbox-volume.js";
@@ -71,27 +74,6 @@ export interface RunCodeResult {
   /** 128 + the signal's number when a signal ended it (137: SIGKILL, e.g. at the memory limit). */
   exitCode: number | null;
   signal: string | null;
-}
-
-export interface ProcessInfo {
-  pid: number;
-  cmd: string;
-  args: string[];
-  cwd: string;
-  running: boolean;
-  exitCode: number | null;
-  signal: string | null;
-  startedAt: string;
-  endedAt: string | null;
-}
-
-export interface FileInfo {
-  name: string;
-  path: string;
-  type: "file" | "directory" | "symlink" | "other";
-  size: number;
-  mode: number;
-  modifiedAt: string;
 }
 
 type ClientSource = { client?: Client };

@@ -13,6 +13,9 @@ import type { IncomingMessage } from "node:http";
 import { basename, dirname, join, posix, sep } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { randomBytes } from "node:crypto";
+import type { FileInfo } from "@beta9/protocol";
+
+export type { FileInfo };
 
 export const WORKDIR = "/workspace";
 
@@ -21,15 +24,6 @@ export class SandboxOpError extends Error {
   constructor(readonly status: number, readonly code: string, message: string) {
     super(message);
   }
-}
-
-export interface FileInfo {
-  name: string;
-  path: string;
-  type: "file" | "directory" | "symlink" | "other";
-  size: number;
-  mode: number;
-  modifiedAt: string;
 }
 
 export class SandboxFiles {

@@ -13,6 +13,9 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { StringDecoder } from "node:string_decoder";
 import type { ServerResponse } from "node:http";
 import { SandboxOpError } from "./files.js";
+import type { ProcessInfo } from "@beta9/protocol";
+
+export type { ProcessInfo };
 
 export interface ExecRequest {
   cmd: string;
@@ -21,18 +24,6 @@ export interface ExecRequest {
   cwd: string;
   env: Record<string, string>;
   stdin?: string;
-}
-
-export interface ProcessInfo {
-  pid: number;
-  cmd: string;
-  args: string[];
-  cwd: string;
-  running: boolean;
-  exitCode: number | null;
-  signal: string | null;
-  startedAt: string;
-  endedAt: string | null;
 }
 
 type Event =
