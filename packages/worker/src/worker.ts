@@ -359,7 +359,11 @@ export class Worker {
       this.options.logger.warn({ containerId: request.containerId }, "GPU container on a worker with declared but undetected GPUs; no devices passed");
       return;
     }
-    const assignment = this.gpus.allocate(request.containerId, request.gpu, request.gpuCount, isolated);
+    // The scheduler names the type it counted this container against; honour it before the
+    // request's own preference list so both sides agree on which GPUs are taken.
+    const chosen = request.env.BETA9_GPU_TYPE;
+    const types = chosen ? [chosen, ...request.gpu.filter((t) => t !== chosen)] : request.gpu;
+    const assignment = this.gpus.allocate(request.containerId, types, request.gpuCount, isolated);
     local.gpuIndices = assignment.indices;
     if (isolated) spec.devices = [...(spec.devices ?? []), ...assignment.nodes];
     spec.env = { ...spec.env, ...assignment.env };
