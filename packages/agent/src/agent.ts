@@ -161,7 +161,7 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
       const started = await (this.o.startWorker ?? realStartWorker)({
         gatewayUrl: gatewayUrl(config), token: config.machine.token, stateDir: config.stateDir, logger: logger.child({ component: "worker" }),
         runtime: config.runtime, pool: config.pool, workerId: this.machineId, devices, version: AGENT_VERSION,
-        ...(this.o.workerName !== undefined && { name: this.o.workerName }),
+        name: this.o.workerName ?? config.worker.name, subnet: config.worker.subnet,
       });
       started.worker.events.on("container", (info) => this.onContainer(info));
       started.worker.events.on("log", (id, line) => this.onLog(id, line));

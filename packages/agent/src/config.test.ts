@@ -58,8 +58,12 @@ describe("config", () => {
     assert.match(shown.stdout, /pool: gpu-a/);
     assert.equal(cli(["config", "set", "keepaliveIntervalSeconds", "15"], { B9AGENT_HOME: h }).code, 0);
     assert.equal(cli(["config", "set", "gateway.port", "2000"], { B9AGENT_HOME: h }).code, 0);
+    assert.equal(cli(["config", "set", "worker.subnet", "10.219.70.9/24"], { B9AGENT_HOME: h }).code, 0);
+    assert.equal(cli(["config", "set", "worker.name", "gpu1"], { B9AGENT_HOME: h }).code, 0);
     const before = readFileSync(join(h, "config.yaml"), "utf8");
-    for (const [key, value] of [["keepaliveIntervalSeconds", "0"], ["gateway.port", "70000"], ["pool", "Bad Pool"], ["runtime", "docker"], ["metricsPort", "x"]]) {
+    assert.match(before, /subnet: 10\.219\.70\.0\/24/, "the subnet is stored normalized");
+    for (const [key, value] of [["keepaliveIntervalSeconds", "0"], ["gateway.port", "70000"], ["pool", "Bad Pool"], ["runtime", "docker"], ["metricsPort", "x"],
+      ["worker.name", "Has-Dash"], ["worker.name", "waytoolongname"], ["worker.subnet", "10.219.0.0/33"], ["worker.subnet", "nope"]]) {
       const r = cli(["config", "set", key!, value!], { B9AGENT_HOME: h });
       assert.equal(r.code, 2, `${key}=${value}`);
       assert.match(r.stderr, new RegExp(key!.replace(".", "\\.")));
@@ -76,6 +80,7 @@ describe("config", () => {
   test("validation: missing fields, bad values, unknown keys; the seed's k3s section is tolerated", () => {
     const base = { gateway: { host: "gw", port: 1994 }, machine: { token: TOKEN }, pool: "external" };
     assert.equal(validateConfig(base, "/h", "me").machine.hostname, "me");
+    assert.deepEqual(validateConfig(base, "/h", "me").worker, { name: "agent", subnet: "10.219.64.0/24" }, "apart from beta9 up's local worker by default");
     assert.equal(validateConfig({ ...base, k3s: { token: "x" } }, "/h", "me").pool, "external");
     assert.throws(() => validateConfig({ ...base, pool: undefined }, "/h", "me"), /pool must be a non-empty string/);
     assert.throws(() => validateConfig({ ...base, gateway: { host: "gw" } }, "/h", "me"), /gateway\.port/);

@@ -6,6 +6,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSy
 import { homedir } from "node:os";
 import { dirname, isAbsolute, join } from "node:path";
 import { parse, stringify } from "yaml";
+import { parseSubnet, RUNTIME_NAME_PATTERN } from "@beta9/worker";
 
 export interface AgentConfig {
   gateway: { host: string; port: number; tls: boolean };
@@ -19,6 +20,11 @@ export interface AgentConfig {
   /** Worker state (image cache, code, runtime dirs); default <home>/state. */
   stateDir: string;
   logLevel: (typeof LOG_LEVELS)[number];
+  /**
+   * Prefix of the worker's bridge, netns and cgroups, and its container subnet. Both differ from
+   * `beta9 up`'s ("local", 10.219.0.0/24) so an agent and a local platform can share a host.
+   */
+  worker: { name: string; subnet: string };
 }
 
 export class ConfigError extends Error {
@@ -83,6 +89,15 @@ export const CONFIG_KEYS = {
     return dir;
   },
   logLevel: (v: unknown) => oneOf(v, "logLevel", LOG_LEVELS),
+  "worker.name": (v: unknown) => str(v, "worker.name", RUNTIME_NAME_PATTERN, "1 to 8 lowercase letters or digits, distinct per worker on this host"),
+  "worker.subnet": (v: unknown) => {
+    const cidr = str(v, "worker.subnet");
+    try {
+      return parseSubnet(cidr).cidr;
+    } catch (err) {
+      throw new ConfigError(`worker.subnet: ${(err as Error).message}`);
+    }
+  },
 } as const;
 export type ConfigKey = keyof typeof CONFIG_KEYS;
 
@@ -104,14 +119,14 @@ function setPath(obj: Record<string, unknown>, key: string, value: unknown): voi
 export function defaults(home: string, hostname: string): Omit<AgentConfig, "gateway" | "machine" | "pool"> & { machine: { hostname: string; id: string } } {
   return {
     machine: { hostname, id: "" }, keepaliveIntervalSeconds: 60, metricsPort: DEFAULT_METRICS_PORT, metricsHost: "127.0.0.1",
-    runtime: "auto", stateDir: join(home, "state"), logLevel: "info",
+    runtime: "auto", stateDir: join(home, "state"), logLevel: "info", worker: { name: "agent", subnet: "10.219.64.0/24" },
   };
 }
 
 /** Validates a parsed file (defaults filled in); unknown keys are errors so typos do not go unnoticed. */
 export function validateConfig(raw: unknown, home: string, hostname: string): AgentConfig {
   if (!raw || typeof raw !== "object" || Array.isArray(raw)) throw new ConfigError("the config file must be a YAML mapping");
-  const known = new Set(["gateway", "machine", "pool", "k3s", ...Object.keys(CONFIG_KEYS)]);
+  const known = new Set(["gateway", "machine", "pool", "k3s", "worker", ...Object.keys(CONFIG_KEYS)]);
   for (const key of Object.keys(raw)) if (!known.has(key)) throw new ConfigError(`unknown key ${key}; known keys: ${Object.keys(CONFIG_KEYS).join(", ")}`);
   const d = defaults(home, hostname);
   const value = (key: ConfigKey, fallback?: unknown) => {
@@ -128,6 +143,7 @@ export function validateConfig(raw: unknown, home: string, hostname: string): Ag
     runtime: value("runtime", d.runtime) as AgentConfig["runtime"],
     stateDir: value("stateDir", d.stateDir) as string,
     logLevel: value("logLevel", d.logLevel) as AgentConfig["logLevel"],
+    worker: { name: value("worker.name", d.worker.name) as string, subnet: value("worker.subnet", d.worker.subnet) as string },
   };
 }
 
@@ -168,7 +184,7 @@ export function saveConfig(path: string, config: AgentConfig): void {
   const doc = {
     gateway: config.gateway, machine: config.machine, pool: config.pool,
     keepaliveIntervalSeconds: config.keepaliveIntervalSeconds, metricsPort: config.metricsPort, metricsHost: config.metricsHost,
-    runtime: config.runtime, stateDir: config.stateDir, logLevel: config.logLevel,
+    runtime: config.runtime, stateDir: config.stateDir, logLevel: config.logLevel, worker: config.worker,
   };
   writeFileSync(tmp, stringify(doc), { mode: 0o600 });
   chmodSync(tmp, 0o600);

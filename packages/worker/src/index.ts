@@ -9,3 +9,5 @@ export { ensureHostRootfs } from "./host-rootfs.js";
 export { RuncRuntime, type RuncRuntimeOptions } from "./runtime/runc/runc-runtime.js";
 export { ProcessRuntime, PROCESS_RUNTIME_WARNING } from "./runtime/process/process-runtime.js";
 export { buildImage, stepCommand, BuildStepError } from "./build.js";
+export { RUNTIME_NAME_PATTERN } from "./runtime/runc/names.js";
+export { parseSubnet } from "./runtime/runc/subnet.js";
