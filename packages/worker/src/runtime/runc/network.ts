@@ -71,6 +71,9 @@ export class BridgeNetwork {
         `netns add ${network.netns}`,
         `link add ${network.veth} type veth peer name eth0 address ${macForIp(network.ip)} netns ${network.netns}`,
         `link set ${network.veth} master ${this.bridge} up`,
+        // Port isolation: containers on this bridge cannot reach one another at layer 2; the
+        // host (the bridge itself) still reaches each of them and they still reach it.
+        `link set ${network.veth} type bridge_slave isolated on`,
       ];
       await run("ip", ["-batch", "-"], { input: hostSide.join("\n") + "\n" });
       const inside = [

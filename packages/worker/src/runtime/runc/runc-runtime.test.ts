@@ -180,6 +180,23 @@ if (skipReason) {
       }
     });
 
+    test("bridged containers cannot reach each other, while the host reaches both", async () => {
+      const serve = "require('http').createServer((q, r) => r.end('peer')).listen(8080, () => console.log('listening'))";
+      const peer = await t.runtime.start(baseSpec("iso-peer", ["node", "-e", serve], { ports: [8080] }), () => {});
+      try {
+        const address = peer.ports[8080]!;
+        const fromHost = await waitForHttp(`http://${address.host}:${address.port}/`);
+        assert.equal(fromHost, "peer", "the host (gateway side) reaches the container");
+        const probe = `fetch('http://${address.host}:8080/', { signal: AbortSignal.timeout(1500) })` +
+          ".then(r => r.text()).then(b => console.log('reached:' + b), e => console.log('blocked'))";
+        const { stdout } = await runToExit("iso-peer-probe", ["node", "-e", probe]);
+        assert.deepEqual(stdout, ["blocked"], "another container on the bridge must not reach it");
+      } finally {
+        await peer.stop(1000);
+      }
+      assert.deepEqual(runcLeftovers(t, "iso-peer"), []);
+    });
+
     test("network 'none' has only lo, and devices are passed through", async () => {
       const device = ["/dev/kvm", "/dev/fuse", "/dev/net/tun"].find((path) => existsSync(path));
       const script = `ls /sys/class/net; ${device ? `test -c ${device} && echo device=present` : "echo device=present"}; test -e /dev/vda && echo vda=present || echo vda=absent`;
@@ -201,6 +218,20 @@ if (skipReason) {
     assert.equal(names.length, 2);
     assert.deepEqual(ownedBy(captureHostState(), names, [stateRoot]), ownedBy(hostBefore, names, [stateRoot]));
   });
+}
+
+/** GETs url until it answers (the server inside a fresh container needs a moment). */
+async function waitForHttp(url: string): Promise<string> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      return await res.text();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
 }
 
 /** Python probes of syscalls the seccomp profile denies (x86_64 numbers), printing name=EPERM|ok|ERRNAME. */
