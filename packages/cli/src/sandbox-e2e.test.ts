@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
+import { request as httpRequest } from "node:http";
 import { Client, Image, Sandbox, Volume, type SandboxInstance } from "beta9";
 import { startGateway, type RunningGateway } from "@beta9/gateway";
 import { runcUnavailableReason, startWorker, type StartedWorker } from "@beta9/worker";
@@ -223,6 +224,14 @@ describe("sandboxes end to end (gateway + runc worker + SDK + CLI)", { skip }, (
     assert.equal((await fetch(url.replace("/8080/", "/8081/"))).status, 404, "a port not exposed is not reachable");
     const post = await fetch(`${publicUrl}index.html?x=1`, { method: "POST", body: "ignored" });
     assert.equal(post.status, 501, "python's server refuses POST itself: methods and bodies pass through");
+    // Dot segments, raw or encoded, go to the sandbox's server as paths; they never reach the daemon's API.
+    const base = new URL(publicUrl);
+    for (const rest of ["../../exec", "%2e%2e/%2e%2e/exec", "..%2F..%2Fexec", "%2E%2E%2F%2E%2E%2Fexec"]) {
+      const exec = await rawRequest(base, `${base.pathname}${rest}`, "POST", JSON.stringify({ cmd: "id" }));
+      assert.equal(exec.status, 501, `POST ${rest} must reach python's server, which refuses POST; got ${exec.status} ${exec.body}`);
+    }
+    const read = await rawRequest(base, `${base.pathname}..%2F..%2Ffs%2Ffile%3Fpath%3D%2Fetc%2Fhostname`, "GET");
+    assert.equal(read.status, 404, `got ${read.status} ${read.body}`);
     await server.kill();
   });
 
@@ -466,3 +475,17 @@ describe("sandboxes on the process runtime (no isolation; where runc cannot run)
     });
   });
 });
+
+/** One request with the path sent exactly as given (fetch and URL would resolve dot segments). */
+function rawRequest(base: URL, path: string, method: string, body?: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: base.hostname, port: base.port, path, method, agent: false, headers: body ? { "content-type": "application/json" } : {} }, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (text += chunk));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text.slice(0, 300) }));
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}

@@ -23,3 +23,12 @@ export interface FileInfo {
   mode: number;
   modifiedAt: string;
 }
+
+/**
+ * Exposed ports: the gateway calls the daemon's fixed route DAEMON_PROXY_PATH and names the port
+ * and the caller's raw path (query included) in these headers. Keeping them out of the daemon's
+ * URL means no path the caller sends can reach the daemon's own API.
+ */
+export const DAEMON_PROXY_PATH = "/proxy";
+export const PROXY_PORT_HEADER = "x-beta9-proxy-port";
+export const PROXY_PATH_HEADER = "x-beta9-proxy-path";

@@ -14,3 +14,7 @@ export const WORKLOAD_MARKER = "__beta9Workload";
 export const MAX_BODY_BYTES = 32 * 1024 * 1024;
 /** How long SIGTERM waits for in-flight invocations when $BETA9_GRACE_MS is unset. */
 export const DEFAULT_GRACE_MS = 10_000;
+/** Sandbox daemon's exposed-port route and the headers naming port and path (protocol: sandbox-protocol.ts). */
+export const PROXY_PATH = "/proxy";
+export const PROXY_PORT_HEADER = "x-beta9-proxy-port";
+export const PROXY_PATH_HEADER = "x-beta9-proxy-path";

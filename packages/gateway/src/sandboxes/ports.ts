@@ -6,11 +6,20 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Readable } from "node:stream";
-import { Beta9Error } from "@beta9/protocol";
+import { Beta9Error, DAEMON_PROXY_PATH, PROXY_PATH_HEADER, PROXY_PORT_HEADER } from "@beta9/protocol";
 import { bearerKey } from "../auth/access.js";
 import type { Store } from "../store/types.js";
 import type { SandboxManager } from "./manager.js";
 import { forward, forwardedHeaders, relayAll } from "./proxy.js";
+
+/**
+ * The part of the raw request URL after /sandbox/:id/port/:port, still percent-encoded as the caller
+ * sent it (query included): the server in the sandbox sees the path it was asked for.
+ */
+export function portPath(rawUrl: string): string {
+  const match = /^\/sandbox\/[^/?]+\/port\/[^/?]+(\/[^?]*)?(\?.*)?$/.exec(rawUrl);
+  return `${match?.[1] ?? "/"}${match?.[2] ?? ""}`;
+}
 
 export const exposedUrl = (base: string, sandboxId: string, port: number): string => `${base}/sandbox/${sandboxId}/port/${port}/`;
 
@@ -37,11 +46,12 @@ export function exposedPortRoutes(app: FastifyInstance, { store, sandboxes }: { 
     }
     // Through the daemon, which dials 127.0.0.1:port inside: one published port (tunnels included) serves all.
     const origin = await sandboxes.origin(record);
-    const query = request.url.includes("?") ? request.url.slice(request.url.indexOf("?")) : "";
     const hasBody = request.method !== "GET" && request.method !== "DELETE" && request.body !== undefined;
-    const res = await forward({ url: `${origin}/proxy/${port}/${request.params["*"] ?? ""}${query}`, secret: record.config.secret }, {
+    // The port and the caller's path travel in headers to the daemon's fixed /proxy route, never in
+    // its URL: a path like /../../exec must not resolve to the daemon's own API.
+    const res = await forward({ url: `${origin}${DAEMON_PROXY_PATH}`, secret: record.config.secret }, {
       method: request.method as (typeof METHODS)[number],
-      headers: forwardedHeaders(request.headers, request.ip),
+      headers: { ...forwardedHeaders(request.headers, request.ip), [PROXY_PORT_HEADER]: String(port), [PROXY_PATH_HEADER]: portPath(request.url) },
       body: hasBody ? (request.body as Readable) : null,
     });
     return relayAll(reply, res);

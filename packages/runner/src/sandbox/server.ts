@@ -10,8 +10,9 @@
  *   POST   /process/:pid/kill {signal?} → ProcessInfo
  *   GET    /fs/file?path=     → the bytes;  PUT /fs/file?path=[&mode=644] ← the bytes
  *   GET    /fs/list?path=  GET /fs/stat?path=  POST /fs/mkdir?path=  DELETE /fs?path=[&recursive=true]
- *   ANY    /proxy/:port/*     → http://127.0.0.1:port/* inside the sandbox (exposed ports), so a port
- *                              needs no address of its own: it works through worker tunnels, with
+ *   ANY    /proxy             → http://127.0.0.1:<x-beta9-proxy-port><x-beta9-proxy-path> inside the
+ *                              sandbox (exposed ports; never in the URL, so no caller path can reach
+ *                              the routes above), so a port needs no address of its own: it works through worker tunnels, with
  *                              the process runtime, and for servers that listen on localhost only
  */
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -21,6 +22,13 @@ import { constants } from "node:os";
 import { BodyTooLargeError, readBody, sendError, sendJson } from "../http.js";
 import { SandboxFiles, SandboxOpError } from "./files.js";
 import { ProcessTable } from "./processes.js";
+import { PROXY_PATH, PROXY_PATH_HEADER, PROXY_PORT_HEADER } from "../constants.js";
+
+/** One request header's value (the first, if repeated). */
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
 
 export interface DaemonOptions {
   /** "/" in an isolated container; a directory of the host with the process runtime. */
@@ -62,7 +70,7 @@ function stringRecord(value: unknown, name: string): Record<string, string> {
 /** Pipes the request to a server in the sandbox and its answer back, untouched but for hop headers. */
 function forwardToPort(req: IncomingMessage, res: ServerResponse, port: number, path: string): void {
   const headers = { ...req.headers };
-  for (const name of ["authorization", "connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection"]) delete headers[name];
+  for (const name of ["authorization", "connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection", PROXY_PORT_HEADER, PROXY_PATH_HEADER]) delete headers[name];
   headers.host = `127.0.0.1:${port}`;
   const upstream = httpRequest({ host: "127.0.0.1", port, method: req.method, path, headers }, (answer) => {
     res.writeHead(answer.statusCode ?? 502, answer.headers);
@@ -95,8 +103,13 @@ export function createSandboxServer(options: DaemonOptions): Server & { killAll(
 
     if (method === "GET" && path === "/health") return sendJson(res, 200, { status: "ok" });
     if (!authorized(req.headers.authorization)) return sendError(res, 401, "AUTH_TOKEN_INVALID", "the sandbox daemon answers only its gateway");
-    const proxy = /^\/proxy\/(\d{1,5})(\/.*)?$/.exec(path);
-    if (proxy) return forwardToPort(req, res, Number(proxy[1]), `${proxy[2] ?? "/"}${url.search}`);
+    if (path === PROXY_PATH) {
+      const port = Number(header(req, PROXY_PORT_HEADER));
+      const target = header(req, PROXY_PATH_HEADER) ?? "/";
+      if (!Number.isInteger(port) || port < 1 || port > 65_535) throw new SandboxOpError(400, "VALIDATION_FAILED", `${PROXY_PORT_HEADER} must be a port number`);
+      if (!/^\/[\x21-\x7e]*$/.test(target)) throw new SandboxOpError(400, "VALIDATION_FAILED", `${PROXY_PATH_HEADER} must be an absolute path of visible ASCII`);
+      return forwardToPort(req, res, port, target);
+    }
     if (method === "POST" && path === "/exec") {
       const body = await jsonBody(req);
       if (typeof body.cmd !== "string" || body.cmd.length === 0) throw new SandboxOpError(422, "VALIDATION_FAILED", "cmd must be a non-empty string");
