@@ -74,6 +74,8 @@ export interface RunCodeResult {
   /** 128 + the signal's number when a signal ended it (137: SIGKILL, e.g. at the memory limit). */
   exitCode: number | null;
   signal: string | null;
+  /** Set when the sandbox killed the code: it printed more than 16 MiB, or ran past `timeout`. */
+  stopped?: "output_limit" | "timeout";
 }
 
 type ClientSource = { client?: Client };
@@ -192,8 +194,12 @@ export class SandboxProcesses {
   /** @internal */
   constructor(private readonly id: string, private readonly http: SandboxHttp) {}
 
-  /** Runs code to completion (python by default; javascript and typescript with the sandbox's own node). */
-  runCode(code: string, options: { language?: "python" | "javascript" | "typescript"; cwd?: string; env?: Record<string, string> } = {}): Promise<RunCodeResult> {
+  /**
+   * Runs code to completion (python by default; javascript and typescript with the sandbox's own
+   * node). `timeout` in seconds; output is capped at 16 MiB. Either limit kills the code, and the
+   * result's `stopped` says which.
+   */
+  runCode(code: string, options: { language?: "python" | "javascript" | "typescript"; cwd?: string; env?: Record<string, string>; timeout?: number } = {}): Promise<RunCodeResult> {
     return this.http.json("POST", `/sandbox/${this.id}/run-code`, { json: { code, ...options } });
   }
 

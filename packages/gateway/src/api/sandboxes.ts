@@ -161,7 +161,10 @@ export function sandboxRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     const { language = "python", ...rest } = request.body;
     const body = language === "typescript" ? { ...rest, language: "javascript", code: await transpileTypeScript(rest.code) } : { ...rest, language };
     const url = await daemon(request, "/run-code");
-    return relay(reply, await forward(url, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" }, unbounded: true }));
+    // The answer comes when the code ends; a client that leaves first ends it (the daemon kills it).
+    const gone = new AbortController();
+    reply.raw.once("close", () => { if (!reply.raw.writableFinished) gone.abort(); });
+    return relay(reply, await forward(url, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" }, unbounded: true, signal: gone.signal }));
   });
 
   app.get<{ Params: Params }>(`${S}/:id/process`, {

@@ -20,6 +20,8 @@ export interface ForwardOptions {
   headers?: Record<string, string>;
   /** For answers that come only when the work ends (exec streams, runCode): no timeout. */
   unbounded?: boolean;
+  /** Aborts the upstream request (the client went away). */
+  signal?: AbortSignal;
 }
 
 /** A URL on a sandbox's daemon and the secret the daemon expects. */
@@ -32,7 +34,7 @@ export async function forward(target: DaemonTarget, options: ForwardOptions): Pr
   const headers = { ...options.headers, ...(target.secret !== undefined && { authorization: `Bearer ${target.secret}` }) };
   try {
     return await request(target.url, {
-      method: options.method, body: options.body ?? null, headers,
+      method: options.method, body: options.body ?? null, headers, ...(options.signal && { signal: options.signal }),
       ...(options.unbounded ? { headersTimeout: 0, bodyTimeout: 0 } : { headersTimeout: 60_000, bodyTimeout: 300_000 }),
     });
   } catch (err) {

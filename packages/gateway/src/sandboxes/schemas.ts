@@ -47,6 +47,8 @@ export const ExecBodySchema = Type.Object({
 export const RunCodeBodySchema = Type.Object({
   code: Type.String({ maxLength: 512 * 1024 }),
   language: Type.Optional(Type.Union([Type.Literal("python"), Type.Literal("javascript"), Type.Literal("typescript")])),
+  /** Seconds; past it the process is killed and the answer says `stopped: "timeout"`. */
+  timeout: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 86_400 })),
   cwd: Type.Optional(PathSchema),
   env: Type.Optional(EnvSchema),
 }, { additionalProperties: false });

@@ -152,4 +152,29 @@ describe("sandbox daemon processes", () => {
     const js = (await call("POST", "/run-code", JSON.stringify({ code: "process.exitCode = 3; console.log('js')", language: "javascript" }))).json();
     assert.deepEqual([js.result, js.exitCode], ["js", 3]);
   });
+
+  test("runCode is bounded: endless output is cut at the cap, a timeout kills, a caller that leaves ends the run", async () => {
+    const flood = (await call("POST", "/run-code", JSON.stringify({ code: "import sys\nwhile True: sys.stdout.write('x' * 65536)" }))).json();
+    assert.equal(flood.stopped, "output_limit");
+    assert.equal(flood.stdout.length, 16 * 1024 * 1024, "exactly the cap is kept");
+    assert.equal(flood.exitCode, 137);
+    assert.match(flood.stderr, /output passed 16 MiB; the process was killed/);
+    const slow = (await call("POST", "/run-code", JSON.stringify({ code: "import time\nprint('started', flush=True)\ntime.sleep(60)", timeout: 0.5 }))).json();
+    assert.deepEqual([slow.stopped, slow.result, slow.exitCode], ["timeout", "started", 137]);
+    assert.equal((await call("POST", "/run-code", JSON.stringify({ code: "1", timeout: -1 }))).status, 422);
+    const running = async (): Promise<number> => (await call("GET", "/process")).json().items.filter((p: { running: boolean }) => p.running).length;
+    const before = await running();
+    const ctrl = new AbortController();
+    const pending = fetch(`${base}/run-code`, { method: "POST", body: JSON.stringify({ code: "import time\ntime.sleep(300)" }), signal: ctrl.signal }).catch(() => undefined);
+    for (let i = 0; (await running()) === before; i++) {
+      assert.ok(i < 100, "the run never started");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    ctrl.abort();
+    await pending;
+    for (let i = 0; (await running()) > before; i++) {
+      assert.ok(i < 200, "the run outlived its caller");
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  });
 });

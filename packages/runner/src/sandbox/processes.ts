@@ -17,6 +17,35 @@ import type { ProcessInfo } from "@beta9/protocol";
 
 export type { ProcessInfo };
 
+/** Output runCode keeps at most (stdout and stderr together) before it kills the process. */
+export const RUN_OUTPUT_LIMIT = 16 * 1024 * 1024;
+
+export interface RunLimits {
+  maxOutputBytes?: number;
+  timeoutMs?: number;
+  /** Aborts when the caller is gone: the process is killed rather than left running unseen. */
+  signal?: AbortSignal;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number | null;
+  signal: string | null;
+  /** Why the daemon killed it, if it did. */
+  stopped: "output_limit" | "timeout" | "caller_gone" | null;
+}
+
+/** SIGKILL to the process group (processes are started detached, each its own group). */
+function killGroup(child: ChildProcess): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, "SIGKILL");
+  } catch {
+    child.kill("SIGKILL");
+  }
+}
+
 export interface ExecRequest {
   cmd: string;
   args: string[];
@@ -121,18 +150,43 @@ export class ProcessTable {
     child.once("close", (code, signal) => finish(code, signal));
   }
 
-  /** Runs to completion and collects the output (runCode). */
-  run(request: ExecRequest): Promise<{ stdout: string; stderr: string; exitCode: number | null; signal: string | null }> {
+  /**
+   * Runs to completion and collects the output (runCode). Bounded: past `maxOutputBytes` of output
+   * or `timeoutMs`, or when `signal` aborts (the caller went away), the process group is killed
+   * and the answer says why, so one print loop cannot take the daemon's memory.
+   */
+  run(request: ExecRequest, limits: RunLimits = {}): Promise<RunResult> {
+    const maxOutputBytes = limits.maxOutputBytes ?? RUN_OUTPUT_LIMIT;
     return new Promise((resolve, reject) => {
       const child = this.start(request);
       const out: Buffer[] = [];
       const err: Buffer[] = [];
-      child.stdout!.on("data", (c: Buffer) => out.push(c));
-      child.stderr!.on("data", (c: Buffer) => err.push(c));
+      let collected = 0;
+      let stopped: RunResult["stopped"] = null;
+      const stop = (why: NonNullable<RunResult["stopped"]>) => {
+        if (stopped !== null) return;
+        stopped = why;
+        killGroup(child);
+      };
+      const collect = (into: Buffer[]) => (chunk: Buffer) => {
+        if (stopped !== null) return;
+        const room = maxOutputBytes - collected;
+        into.push(chunk.length > room ? chunk.subarray(0, room) : chunk);
+        collected += Math.min(chunk.length, room);
+        if (chunk.length > room) stop("output_limit");
+      };
+      child.stdout!.on("data", collect(out));
+      child.stderr!.on("data", collect(err));
+      const timer = limits.timeoutMs !== undefined ? setTimeout(() => stop("timeout"), limits.timeoutMs) : undefined;
+      const onAbort = () => stop("caller_gone");
+      limits.signal?.addEventListener("abort", onAbort, { once: true });
+      if (limits.signal?.aborted) onAbort();
       child.once("error", (e) => reject(new SandboxOpError(422, "INPUT_INVALID", `cannot start ${request.cmd}: ${e.message} (is it installed in the sandbox's image?)`)));
-      child.once("close", (code, signal) => resolve({
-        stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8"), exitCode: code, signal,
-      }));
+      child.once("close", (code, signal) => {
+        clearTimeout(timer);
+        limits.signal?.removeEventListener("abort", onAbort);
+        resolve({ stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8"), exitCode: code, signal, stopped });
+      });
     });
   }
 

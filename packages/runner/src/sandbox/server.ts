@@ -5,7 +5,8 @@
  *
  *   GET    /health
  *   POST   /exec              {cmd, args?, cwd?, env?, stdin?} → NDJSON stream (see processes.ts)
- *   POST   /run-code          {code, language: "python"|"javascript"} → {result, stdout, stderr, exitCode}
+ *   POST   /run-code          {code, language: "python"|"javascript", timeout?} → {result, stdout, stderr, exitCode,
+ *                              stopped?: "output_limit"|"timeout"} (output capped at 16 MiB)
  *   GET    /process           → {items: ProcessInfo[]}
  *   POST   /process/:pid/kill {signal?} → ProcessInfo
  *   GET    /fs/file?path=     → the bytes;  PUT /fs/file?path=[&mode=644] ← the bytes
@@ -21,7 +22,7 @@ import { timingSafeEqual } from "node:crypto";
 import { constants } from "node:os";
 import { BodyTooLargeError, readBody, sendError, sendJson } from "../http.js";
 import { SandboxFiles, SandboxOpError } from "./files.js";
-import { ProcessTable } from "./processes.js";
+import { ProcessTable, RUN_OUTPUT_LIMIT } from "./processes.js";
 import { PROXY_PATH, PROXY_PATH_HEADER, PROXY_PORT_HEADER } from "../constants.js";
 
 /** One request header's value (the first, if repeated). */
@@ -125,8 +126,22 @@ export function createSandboxServer(options: DaemonOptions): Server & { killAll(
       if (language !== "python" && language !== "javascript") throw new SandboxOpError(422, "VALIDATION_FAILED", "language must be python or javascript");
       const [cmd, ...prefix] = language === "python" ? ["python3"] : options.nodeArgv;
       const args = language === "python" ? ["-"] : [...prefix, "--input-type=module", "-"];
-      const out = await table.run({ cmd: cmd!, args, cwd: await cwdOf(body.cwd), env: stringRecord(body.env, "env"), stdin: body.code });
-      return sendJson(res, 200, { result: out.stdout.replace(/\r?\n$/, ""), stdout: out.stdout, stderr: out.stderr, exitCode: out.exitCode ?? (out.signal ? 128 + (constants.signals[out.signal as NodeJS.Signals] ?? 0) : null), signal: out.signal });
+      if (body.timeout !== undefined && (typeof body.timeout !== "number" || !(body.timeout > 0) || body.timeout > 86_400)) {
+        throw new SandboxOpError(422, "VALIDATION_FAILED", "timeout must be a number of seconds from 0 to 86400");
+      }
+      // The caller leaving (client gone, gateway gave up) ends the run instead of leaving it unseen.
+      const gone = new AbortController();
+      res.once("close", () => { if (!res.writableFinished) gone.abort(); });
+      const out = await table.run({ cmd: cmd!, args, cwd: await cwdOf(body.cwd), env: stringRecord(body.env, "env"), stdin: body.code }, {
+        signal: gone.signal, ...(typeof body.timeout === "number" && { timeoutMs: body.timeout * 1000 }),
+      });
+      const note = out.stopped === "output_limit" ? `\n[beta9: output passed ${RUN_OUTPUT_LIMIT / 1_048_576} MiB; the process was killed]\n`
+        : out.stopped === "timeout" ? `\n[beta9: the code ran past its timeout of ${body.timeout as number} s; the process was killed]\n` : "";
+      return sendJson(res, 200, {
+        result: out.stdout.replace(/\r?\n$/, ""), stdout: out.stdout, stderr: out.stderr + note,
+        exitCode: out.exitCode ?? (out.signal ? 128 + (constants.signals[out.signal as NodeJS.Signals] ?? 0) : null), signal: out.signal,
+        ...(out.stopped !== null && { stopped: out.stopped }),
+      });
     }
     if (method === "GET" && path === "/process") return sendJson(res, 200, { items: table.list() });
     const kill = /^\/process\/(\d+)\/kill$/.exec(path);
