@@ -8,6 +8,9 @@
  *                           → 200 { result } | 422 { error: { code: "INPUT_INVALID", message } }
  *                           | 500 { error: { code: "HANDLER_ERROR", message, stack? } }
  *                           | 503 { error: { code: "BUSY", … } } when all slots are taken
+ *   POST /invoke-batch      body { tasks: [{ id, input }, …] } → 200 application/x-ndjson, one line
+ *                           { id, status, body } per task as it ends (status and body as /invoke
+ *                           would answer it); the open request is each of its tasks' heartbeat
  *   POST /cancel/:taskId    aborts that invocation's ctx.signal → 204 (404 if unknown)
  *
  * Environment the worker gives the runner: PORT, BETA9_HANDLER ("relative/file.js:exportName",

@@ -215,6 +215,31 @@ describe("runner", () => {
     assert.match(res.body.error.stack, /workloads\.mjs/);
   });
 
+  it("runs a batch (/invoke-batch): one NDJSON line per task with what /invoke would answer; BUSY past its slots", async () => {
+    const runner = await spawnRunner("validated", { BETA9_CONCURRENCY: "2" });
+    await ready(runner);
+    const text = await new Promise<{ status: number; type: string; text: string }>((resolve, reject) => {
+      const req = request({ host: "127.0.0.1", port: runner.port, path: "/invoke-batch", method: "POST", headers: { "content-type": "application/json" }, agent: false }, (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => (body += chunk));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, type: String(res.headers["content-type"]), text: body }));
+        res.on("error", reject);
+      });
+      req.on("error", reject);
+      req.end(JSON.stringify({ tasks: [{ id: "t1", input: { n: 3 } }, { id: "t2", input: { n: "3" } }, { id: "t3", input: { n: 4 } }] }));
+    });
+    assert.equal(text.status, 200);
+    assert.equal(text.type, "application/x-ndjson");
+    assert.ok(text.text.endsWith("\n"));
+    const lines = text.text.trim().split("\n").map((l) => JSON.parse(l) as { id: string; status: number; body: any }).sort((a, b) => a.id.localeCompare(b.id));
+    assert.deepEqual(lines.map((l) => [l.id, l.status]), [["t1", 200], ["t2", 422], ["t3", 503]]);
+    assert.deepEqual(lines[0]!.body, { result: 6 });
+    assert.equal(lines[1]!.body.error.code, "INPUT_INVALID");
+    assert.equal(lines[2]!.body.error.code, "BUSY");
+    assert.equal((await post(runner.port, "/invoke-batch", { tasks: [{ input: 1 }] })).status, 400);
+  });
+
   it("answers 422 INPUT_INVALID naming the field when validateInput finds a problem", async () => {
     const runner = await spawnRunner("validated");
     await ready(runner);

@@ -82,6 +82,70 @@ async function invoke(state: RunnerState, req: IncomingMessage, res: ServerRespo
   }
 }
 
+/**
+ * Several tasks in one request: body `{ tasks: [{ id, input }, …] }`, answered 200 with one
+ * NDJSON line per task as it ends, `{ id, status, body }` (what /invoke would have answered that
+ * task). Lines that end in the same turn go out in one write. The open request is every one of
+ * its tasks' heartbeat: when the caller goes away, the handlers still running see their signal abort.
+ */
+async function invokeBatch(state: RunnerState, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const { invoker } = state;
+  if (state.phase === "stopping") return sendError(res, 503, "SHUTTING_DOWN", "the runner is shutting down; send the task to another container");
+  if (!invoker) return sendError(res, 503, "NOT_READY", "the workload is still loading; retry when GET /health answers 200");
+  let raw: Buffer;
+  try {
+    raw = await readBody(req, MAX_BODY_BYTES);
+  } catch (err) {
+    if (err instanceof BodyTooLargeError) return sendError(res, 413, "PAYLOAD_TOO_LARGE", err.message, {}, { connection: "close" });
+    res.destroy();
+    return;
+  }
+  let tasks: unknown;
+  try {
+    tasks = (JSON.parse(raw.toString("utf8")) as { tasks?: unknown } | null)?.tasks;
+  } catch (err) {
+    return sendError(res, 400, "INVALID_JSON", `the body is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!Array.isArray(tasks) || tasks.some((t) => typeof t !== "object" || t === null || typeof (t as { id?: unknown }).id !== "string")) {
+    return sendError(res, 400, "INVALID_JSON", 'the body must be a JSON object like {"tasks": [{"id": …, "input": …}]}');
+  }
+  const invocations = new Set<{ controller: AbortController }>();
+  res.once("close", () => {
+    if (res.writableFinished) return;
+    for (const i of invocations) i.controller.abort(new DOMException("the caller closed the connection", "AbortError"));
+  });
+  res.writeHead(200, { "content-type": "application/x-ndjson" });
+  let lines: string[] = [];
+  const flush = (): void => {
+    if (lines.length === 0 || res.writableEnded || res.destroyed) return;
+    const out = lines.join("");
+    lines = [];
+    res.write(out);
+  };
+  const answer = (id: string, reply: { status: number; json: string }): void => {
+    if (lines.length === 0) setImmediate(flush);
+    lines.push(`{"id":${JSON.stringify(id)},"status":${reply.status},"body":${reply.json}}\n`);
+  };
+  await Promise.all((tasks as { id: string; input?: unknown }[]).map(async ({ id, input }) => {
+    const invocation = invoker.begin(id);
+    if (!invocation) {
+      answer(id, { status: 503, json: JSON.stringify({ error: { code: "BUSY", message: `all ${state.concurrency} invocation slot(s) of this container are taken` } }) });
+      return;
+    }
+    invocations.add(invocation);
+    let reply;
+    try {
+      reply = await invoker.run(invocation, input);
+    } finally {
+      invocations.delete(invocation);
+      invocation.end();
+    }
+    answer(id, reply);
+  }));
+  if (lines.length > 0) flush();
+  res.end();
+}
+
 function cancel(state: RunnerState, taskId: string, res: ServerResponse): void {
   if (state.invoker?.cancel(taskId)) {
     res.writeHead(204);
@@ -96,6 +160,7 @@ function route(state: RunnerState, req: IncomingMessage, res: ServerResponse): v
   const method = req.method ?? "GET";
   if (path === "/health") return method === "GET" || method === "HEAD" ? health(state, res) : notAllowed(res, method, path, "GET");
   if (path === "/invoke") return method === "POST" ? invoke(state, req, res) : notAllowed(res, method, path, "POST");
+  if (path === "/invoke-batch") return method === "POST" ? invokeBatch(state, req, res) : notAllowed(res, method, path, "POST");
   const cancelMatch = /^\/cancel\/([^/]+)$/.exec(path);
   if (cancelMatch?.[1]) {
     if (method !== "POST") return notAllowed(res, method, path, "POST");

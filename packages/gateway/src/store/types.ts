@@ -102,16 +102,25 @@ export interface TaskPolicy {
   ttl: number;
 }
 
+/** A claimed task; `inputJson`, when set, is its input as stored (what `input()` would parse). */
+export type ClaimedTask = Task & { inputJson?: string };
+
 export interface TaskRepo {
-  /** A PENDING task; `input` is stored as given (JSON) and handed to the handler. */
-  create(workspaceId: string, stubId: string, input?: unknown, policy?: TaskPolicy): Promise<Task>;
+  /**
+   * A PENDING task; `input` is stored as given (JSON) and handed to the handler. With `claim`, the
+   * task starts at once on that container: written RUNNING (as if claimed), with `inputJson`.
+   */
+  create(workspaceId: string, stubId: string, input?: unknown, policy?: TaskPolicy, claim?: { containerId: string }): Promise<ClaimedTask>;
   get(workspaceId: string, id: string): Promise<Task | undefined>;
   getAny(id: string): Promise<Task | undefined>;
   list(workspaceId: string, page: Page): Promise<Task[]>;
   /** The task's input (not part of the listing entity: it may be large). */
   input(id: string): Promise<unknown>;
-  /** Atomically moves the oldest due PENDING or RETRY task of the stub to RUNNING (attempt starts). */
-  claimNext(stubId: string, containerId: string): Promise<Task | undefined>;
+  /**
+   * Atomically moves the oldest due PENDING or RETRY task of the stub to RUNNING (attempt starts);
+   * a backend that reads the input in the same step hands it along as JSON text (`inputJson`).
+   */
+  claimNext(stubId: string, containerId: string): Promise<ClaimedTask | undefined>;
   /** PENDING + RUNNING + RETRY tasks of the stub (queue depth). */
   inflight(stubId: string): Promise<number>;
   /** Ends a PENDING, RUNNING or RETRY task; no-op (false) if it already ended (e.g. cancelled meanwhile). */

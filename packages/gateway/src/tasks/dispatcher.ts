@@ -14,10 +14,11 @@
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import { request } from "undici";
-import { TASK_ID_HEADER, TERMINAL_TASK_STATUSES, type Stub, type Task } from "@beta9/protocol";
-import type { Store } from "../store/types.js";
+import { TERMINAL_TASK_STATUSES, type Stub, type Task } from "@beta9/protocol";
+import type { ClaimedTask, Store } from "../store/types.js";
 import type { Autoscaler, Slot } from "../workloads/autoscaler.js";
 import { sendCallback } from "./callback.js";
+import { RunnerBatches } from "./runner-batch.js";
 
 export interface DispatcherOptions {
   store: Store;
@@ -39,8 +40,12 @@ interface Running {
 export class TaskDispatcher {
   readonly events = new EventEmitter();
   private readonly running = new Map<string, Running>();
+  /** Attempts go to runners several per request (runner-batch.ts). */
+  private readonly runners = new RunnerBatches();
   /** Attempts in progress (waiting for a slot or running), per stub. */
   private readonly attempts = new Map<string, number>();
+  /** Of those, the ones that hold a task (claimed or started at its put), per stub. */
+  private readonly active = new Map<string, number>();
   /**
    * Queue depth per stub (PENDING + RUNNING + RETRY), kept in memory: counting rows on every put
    * and every attempt made queues O(n²). Exact because one gateway process writes a data dir (its
@@ -83,9 +88,27 @@ export class TaskDispatcher {
   }
 
   async put(stub: Stub, input: unknown): Promise<Task> {
-    const task = await this.o.store.tasks.create(stub.workspaceId, stub.id, input, stub.config.taskPolicy);
+    // Nothing of the stub waiting and a slot free: the task is written RUNNING on that slot and
+    // starts as soon as it is stored (no claim). Else it queues (PENDING) and an attempt claims it.
+    const slot = this.closed || this.inflight(stub.id) > (this.active.get(stub.id) ?? 0) ? undefined : this.o.autoscaler.tryAcquire(stub);
+    if (!slot) {
+      const task = await this.o.store.tasks.create(stub.workspaceId, stub.id, input, stub.config.taskPolicy);
+      this.count(stub.id, 1);
+      void this.pump(stub);
+      return task;
+    }
+    this.began(stub.id, 1);
+    let claimed: ClaimedTask;
+    try {
+      claimed = await this.o.store.tasks.create(stub.workspaceId, stub.id, input, stub.config.taskPolicy, { containerId: slot.containerId });
+    } catch (err) {
+      this.began(stub.id, -1);
+      slot.release();
+      throw err;
+    }
     this.count(stub.id, 1);
-    void this.pump(stub);
+    const { inputJson, ...task } = claimed;
+    void this.execute(stub, task, slot, inputJson);
     return task;
   }
 
@@ -120,30 +143,57 @@ export class TaskDispatcher {
   }
 
   private async attempt(stub: Stub): Promise<void> {
-    this.attempts.set(stub.id, (this.attempts.get(stub.id) ?? 0) + 1);
-    let pumpAfter = false;
+    this.began(stub.id, 0);
+    let slot: Slot;
     try {
-      let slot: Slot;
-      try {
-        slot = await this.o.autoscaler.acquire(stub);
-      } catch (err) {
-        this.o.logger?.warn({ stub: stub.name, err: (err as Error).message }, "no container for queued tasks yet");
-        if (!this.closed) setTimeout(() => void this.pump(stub), 1000).unref();
-        return;
-      }
-      const task = await this.o.store.tasks.claimNext(stub.id, slot.containerId).catch(() => undefined);
-      if (!task) {
-        slot.release();
-        return;
-      }
-      await this.emit(task.id, undefined, task);
-      await this.run(stub, task, slot);
-      slot.release();
-      pumpAfter = true;
-    } finally {
-      this.attempts.set(stub.id, (this.attempts.get(stub.id) ?? 1) - 1);
+      slot = await this.o.autoscaler.acquire(stub);
+    } catch (err) {
+      this.ended(stub.id, false);
+      this.o.logger?.warn({ stub: stub.name, err: (err as Error).message }, "no container for queued tasks yet");
+      if (!this.closed) setTimeout(() => void this.pump(stub), 1000).unref();
+      return;
     }
-    if (pumpAfter) void this.pump(stub);
+    const claimed = await this.o.store.tasks.claimNext(stub.id, slot.containerId).catch(() => undefined);
+    if (!claimed) {
+      slot.release();
+      this.ended(stub.id, false);
+      return;
+    }
+    this.active.set(stub.id, (this.active.get(stub.id) ?? 0) + 1);
+    const { inputJson, ...task } = claimed;
+    await this.emit(task.id, undefined, task).catch(() => undefined);
+    await this.execute(stub, task, slot, inputJson);
+  }
+
+  /** An attempt (waiting for a slot or running) starts; `running` of them hold a task already. */
+  private began(stubId: string, running: 0 | 1 | -1): void {
+    if (running === -1) {
+      this.ended(stubId, true);
+      return;
+    }
+    this.attempts.set(stubId, (this.attempts.get(stubId) ?? 0) + 1);
+    if (running === 1) this.active.set(stubId, (this.active.get(stubId) ?? 0) + 1);
+  }
+
+  private ended(stubId: string, held: boolean): void {
+    const n = (this.attempts.get(stubId) ?? 1) - 1;
+    if (n > 0) this.attempts.set(stubId, n);
+    else this.attempts.delete(stubId);
+    if (!held) return;
+    const a = (this.active.get(stubId) ?? 1) - 1;
+    if (a > 0) this.active.set(stubId, a);
+    else this.active.delete(stubId);
+  }
+
+  /** Runs a claimed task on its slot, then frees the slot and looks for more work. */
+  private async execute(stub: Stub, task: Task, slot: Slot, inputJson?: string): Promise<void> {
+    try {
+      await this.run(stub, task, slot, inputJson);
+    } finally {
+      slot.release();
+      this.ended(stub.id, true);
+    }
+    void this.pump(stub);
   }
 
   private count(stubId: string, delta: number): void {
@@ -159,18 +209,17 @@ export class TaskDispatcher {
     return ended;
   }
 
-  private async run(stub: Stub, task: Task, slot: Slot): Promise<void> {
+  /** `inputJson`: the input as stored, when the claim read it (else it is read here). */
+  private async run(stub: Stub, task: Task, slot: Slot, inputJson?: string): Promise<void> {
     const live: Running = { abort: new AbortController(), slot, cancelled: false };
     this.running.set(task.id, live);
     const timeoutMs = stub.config.taskPolicy.timeout > 0 ? stub.config.taskPolicy.timeout * 1000 : 0;
     const timer = timeoutMs > 0 ? setTimeout(() => live.abort.abort(new Error("timeout")), timeoutMs) : undefined;
     const tasks = this.o.store.tasks;
     try {
-      const res = await slot.runner.request({
-        path: "/invoke", method: "POST", headers: { "content-type": "application/json", [TASK_ID_HEADER]: task.id },
-        body: JSON.stringify({ input: await tasks.input(task.id) }), signal: live.abort.signal, headersTimeout: 0, bodyTimeout: 0,
-      });
-      const body = (await res.body.json().catch(() => ({}))) as { result?: unknown; error?: { message?: string } };
+      const input = inputJson ?? JSON.stringify((await tasks.input(task.id)) ?? null);
+      const res = await this.runners.call(slot.runner, task.id, input, live.abort.signal);
+      const body = res.body;
       if (res.statusCode === 200) await this.end(task, "COMPLETE", { result: body.result ?? null });
       else if (res.statusCode === 422) await this.end(task, "ERROR", { error: body.error?.message ?? "invalid input" });
       else await this.failed(stub, task, body.error?.message ?? `the runner answered ${res.statusCode}`);

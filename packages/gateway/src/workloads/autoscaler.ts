@@ -117,6 +117,13 @@ export class Autoscaler {
     });
   }
 
+  /** A free slot on a ready container right now, or undefined (no waiting, no scaling; waiters go first). */
+  tryAcquire(stub: Stub): Slot | undefined {
+    const pool = this.pools.get(stub.id);
+    if (!pool || pool.waiters.length > 0 || !stub.objectId || !stub.config.handler) return undefined;
+    return this.freeSlot(pool);
+  }
+
   /** Runs exactly one container of the stub from now on (`beta9 serve`), starting it at once. */
   pin(stub: Stub): void {
     const pool = this.poolOf(stub);

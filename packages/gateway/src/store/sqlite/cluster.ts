@@ -1,7 +1,7 @@
 /** Tasks, pools and machines on SQLite (the scheduler and machine issues extend these). */
 import type Database from "better-sqlite3";
 import { Beta9Error, type Task } from "@beta9/protocol";
-import type { Page, PoolRepo, TaskPolicy, TaskRepo } from "../types.js";
+import type { ClaimedTask, Page, PoolRepo, TaskPolicy, TaskRepo } from "../types.js";
 import {
   isUniqueViolation, newId, now, toPool, toTask, type PoolRow, type TaskRow,
 } from "./rows.js";
@@ -9,6 +9,8 @@ import { WriteBatch } from "./write-batch.js";
 
 interface NewTaskRow {
   id: string; workspaceId: string; stubId: string; createdAt: string; input: string; maxRetries: number; timeout: number; expiresAt: string | null;
+  /** Set: the task starts at once on this container (RUNNING). */
+  containerId: string | null;
 }
 type FinishStatus = "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED" | "EXPIRED";
 
@@ -18,12 +20,11 @@ const TASK_COLUMNS = `id, workspace_id, stub_id, status, retries, max_retries, c
 export class SqliteTaskRepo implements TaskRepo {
   private readonly stubExists;
   private readonly insert;
+  private readonly insertRunning;
   private readonly byId;
   private readonly anyById;
   private readonly listStmt;
   private readonly inputStmt;
-  private readonly nextDue;
-  private readonly nextRetry;
   private readonly claim;
   private readonly inflightStmt;
   private readonly finishStmt;
@@ -34,7 +35,7 @@ export class SqliteTaskRepo implements TaskRepo {
   private readonly pendingStubs;
   // Group commits for the queue's hot writes (see write-batch.ts).
   private readonly creates: WriteBatch<NewTaskRow, void>;
-  private readonly claims: WriteBatch<{ stubId: string; containerId: string }, Task | undefined>;
+  private readonly claims: WriteBatch<{ stubId: string; containerId: string }, ClaimedTask | undefined>;
   private readonly finishes: WriteBatch<{ id: string; status: FinishStatus; result: string | null; error: string | null }, boolean>;
   private readonly legacyRetries;
 
@@ -44,19 +45,24 @@ export class SqliteTaskRepo implements TaskRepo {
       `INSERT INTO task (id, workspace_id, stub_id, status, retries, created_at, input, max_retries, timeout_s, expires_at, next_attempt_at)
        VALUES (?, ?, ?, 'PENDING', 0, ?, ?, ?, ?, ?, ?)`,
     );
+    this.insertRunning = db.prepare(
+      `INSERT INTO task (id, workspace_id, stub_id, status, retries, created_at, started_at, container_id, input, max_retries, timeout_s, expires_at)
+       VALUES (?, ?, ?, 'RUNNING', 0, ?, ?, ?, ?, ?, ?, ?)`,
+    );
     this.byId = db.prepare(`SELECT ${TASK_COLUMNS} FROM task WHERE workspace_id = ? AND id = ?`);
     this.anyById = db.prepare(`SELECT ${TASK_COLUMNS} FROM task WHERE id = ?`);
     this.listStmt = db.prepare(`SELECT ${TASK_COLUMNS} FROM task WHERE workspace_id = ? ORDER BY created_at DESC, id LIMIT ? OFFSET ?`);
     this.inputStmt = db.prepare(`SELECT input FROM task WHERE id = ?`);
-    // Two probes that each walk the task_queue index in order (one query with status IN (…)
-    // sorted every candidate: O(queue) per claim). A due retry goes first: it is older.
-    this.nextDue = db.prepare(
-      `SELECT id FROM task WHERE stub_id = ? AND status = 'PENDING' AND next_attempt_at IS NULL ORDER BY created_at LIMIT 1`,
+    // One statement per claim: the oldest due retry (older than any pending task), else the oldest
+    // pending task, moved to RUNNING and handed back with its input. Each probe walks the
+    // task_queue index in order (one probe with status IN (…) sorted every candidate: O(queue)).
+    this.claim = db.prepare(
+      `UPDATE task SET status = 'RUNNING', started_at = @ts, container_id = @containerId, next_attempt_at = NULL
+       WHERE id = COALESCE(
+         (SELECT id FROM task WHERE stub_id = @stubId AND status = 'RETRY' AND next_attempt_at <= @ts ORDER BY next_attempt_at LIMIT 1),
+         (SELECT id FROM task WHERE stub_id = @stubId AND status = 'PENDING' AND next_attempt_at IS NULL ORDER BY created_at LIMIT 1))
+       RETURNING ${TASK_COLUMNS}, input`,
     );
-    this.nextRetry = db.prepare(
-      `SELECT id FROM task WHERE stub_id = ? AND status = 'RETRY' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT 1`,
-    );
-    this.claim = db.prepare(`UPDATE task SET status = 'RUNNING', started_at = ?, container_id = ?, next_attempt_at = NULL WHERE id = ? AND status IN ('PENDING', 'RETRY')`);
     this.inflightStmt = db.prepare(`SELECT COUNT(*) AS n FROM task WHERE stub_id = ? AND status IN ('PENDING', 'RUNNING', 'RETRY')`);
     this.finishStmt = db.prepare(
       `UPDATE task SET status = @status, result = @result, error = @error, ended_at = @now, next_attempt_at = NULL WHERE id = @id AND status IN ('PENDING', 'RUNNING', 'RETRY')`,
@@ -79,28 +85,35 @@ export class SqliteTaskRepo implements TaskRepo {
     this.pendingStubs = db.prepare(`SELECT DISTINCT stub_id FROM task WHERE status IN ('PENDING', 'RETRY')`);
     this.creates = new WriteBatch(db, (t) => {
       if (!this.stubExists.get(t.workspaceId, t.stubId)) throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "stub", id: t.stubId });
-      this.insert.run(t.id, t.workspaceId, t.stubId, t.createdAt, t.input, t.maxRetries, t.timeout, t.expiresAt, null);
+      if (t.containerId === null) this.insert.run(t.id, t.workspaceId, t.stubId, t.createdAt, t.input, t.maxRetries, t.timeout, t.expiresAt, null);
+      else this.insertRunning.run(t.id, t.workspaceId, t.stubId, t.createdAt, t.createdAt, t.containerId, t.input, t.maxRetries, t.timeout, t.expiresAt);
     });
     this.claims = new WriteBatch(db, ({ stubId, containerId }) => {
-      const ts = now();
-      const due = (this.nextRetry.get(stubId, ts) ?? this.nextDue.get(stubId)) as { id: string } | undefined;
-      if (!due || this.claim.run(ts, containerId, due.id).changes !== 1) return undefined;
-      return toTask(this.anyById.get(due.id) as TaskRow);
+      const row = this.claim.get({ ts: now(), containerId, stubId }) as (TaskRow & { input: string | null }) | undefined;
+      if (!row) return undefined;
+      const task: ClaimedTask = toTask(row);
+      task.inputJson = row.input ?? "null";
+      return task;
     });
     this.finishes = new WriteBatch(db, (f) => this.finishStmt.run({ ...f, now: now() }).changes === 1);
   }
 
-  async create(workspaceId: string, stubId: string, input?: unknown, policy?: TaskPolicy) {
+  async create(workspaceId: string, stubId: string, input?: unknown, policy?: TaskPolicy, claim?: { containerId: string }): Promise<ClaimedTask> {
     const id = newId();
     const createdAt = now();
     const expiresAt = policy ? new Date(Date.now() + policy.ttl * 1000).toISOString() : null;
     const maxRetries = policy?.maxRetries ?? 0;
-    await this.creates.run({ id, workspaceId, stubId, createdAt, input: JSON.stringify(input ?? null), maxRetries, timeout: policy?.timeout ?? -1, expiresAt });
+    const containerId = claim?.containerId ?? null;
+    const inputJson = JSON.stringify(input ?? null);
+    await this.creates.run({ id, workspaceId, stubId, createdAt, input: inputJson, maxRetries, timeout: policy?.timeout ?? -1, expiresAt, containerId });
     // The row as written, without reading it back (puts are the hot path of a queue).
-    return toTask({
-      id, workspace_id: workspaceId, stub_id: stubId, status: "PENDING", retries: 0, max_retries: maxRetries, container_id: null, error: null,
-      result: null, created_at: createdAt, started_at: null, ended_at: null, expires_at: expiresAt, next_attempt_at: null,
+    const task: ClaimedTask = toTask({
+      id, workspace_id: workspaceId, stub_id: stubId, status: containerId === null ? "PENDING" : "RUNNING", retries: 0, max_retries: maxRetries,
+      container_id: containerId, error: null, result: null, created_at: createdAt, started_at: containerId === null ? null : createdAt, ended_at: null,
+      expires_at: expiresAt, next_attempt_at: null,
     });
+    if (containerId !== null) task.inputJson = inputJson;
+    return task;
   }
 
   async get(workspaceId: string, id: string) {
