@@ -98,6 +98,8 @@ export type WorkerMessage =
       /**
        * Whether the gateway can dial the container ports this worker reports. Default: true for
        * worker tokens, false for machine tokens (then the gateway tunnels over this connection).
+       * A machine's `true` is a hint only: the gateway dials a port directly only at the address the
+       * connection came from, never a loopback, link-local or unspecified one; others are tunnelled.
        */
       reachable?: boolean;
     }
@@ -119,3 +121,41 @@ export type GatewayMessage =
   | { type: "error"; code: string; message: string }
   | TunnelOpenMessage;
 
+/**
+ * The shape of every worker message, checked by the gateway before it acts on one: a worker (a
+ * machine especially) is not trusted to send well-formed data. Sizes are bounded so one message
+ * cannot make the gateway allocate without limit.
+ */
+const ContainerIdSchema = Type.String({ minLength: 1, maxLength: 128 });
+const HostPortAddressSchema = Type.Object({ host: Type.String({ minLength: 1, maxLength: 255 }), port: Type.Integer({ minimum: 1, maximum: 65_535 }) });
+const ContainerStateReportFields = {
+  containerId: ContainerIdSchema,
+  state: Type.Union(CONTAINER_STATES.map((s) => Type.Literal(s))),
+  exitCode: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
+  reason: Type.Optional(Type.Union(EXIT_REASONS.map((r) => Type.Literal(r)))),
+  message: Type.Optional(Type.String({ maxLength: 65_536 })),
+  ports: Type.Optional(Type.Record(Type.String({ pattern: "^[0-9]{1,5}$" }), HostPortAddressSchema, { maxProperties: 256 })),
+};
+const LogLinesSchema = Type.Array(Type.Object({
+  stream: Type.Union([Type.Literal("stdout"), Type.Literal("stderr")]), line: Type.String(), at: Type.Number(),
+}), { maxItems: 10_000 });
+export const WorkerMessageSchema = Type.Union([
+  Type.Object({
+    type: Type.Literal("hello"),
+    workerId: Type.String({ minLength: 1, maxLength: 128 }),
+    hostname: Type.String({ maxLength: 255 }),
+    pool: Type.String({ maxLength: 128 }),
+    runtime: Type.Union([Type.Literal("runc"), Type.Literal("process")]),
+    isolates: Type.Boolean(),
+    capacity: WorkerCapacitySchema,
+    containers: Type.Array(Type.Object({ ...ContainerStateReportFields, request: ContainerRequestSchema }), { maxItems: 4096 }),
+    version: Type.String({ maxLength: 128 }),
+    reachable: Type.Optional(Type.Boolean()),
+  }),
+  Type.Object({ type: Type.Literal("tunnel.failed"), streamId: Type.String({ maxLength: 128 }), message: Type.String({ maxLength: 65_536 }) }),
+  Type.Object({ type: Type.Literal("keepalive"), running: Type.Integer({ minimum: 0 }) }),
+  Type.Object({ type: Type.Literal("container.state"), ...ContainerStateReportFields }),
+  Type.Object({ type: Type.Literal("container.logs"), containerId: ContainerIdSchema, lines: LogLinesSchema }),
+  Type.Object({ type: Type.Literal("image.logs"), imageId: Type.String({ maxLength: 128 }), lines: LogLinesSchema }),
+  Type.Object({ type: Type.Literal("image.result"), imageId: Type.String({ maxLength: 128 }), ok: Type.Boolean(), error: Type.Optional(Type.String()) }),
+]);

@@ -100,13 +100,13 @@ export class ImageBuilds {
   }
 
   /**
-   * Sends the build to a connected worker, waiting a while for one to appear. Cluster workers come
-   * before machines (images are shared by every workspace, a machine belongs to one), then
-   * isolating ones first.
+   * Sends the build to a connected cluster worker, waiting a while for one to appear, isolating
+   * ones first. Never to a machine: images are shared by every workspace, and a machine belongs to
+   * one (its owner could upload any bytes as the image).
    */
   private dispatch(job: BuildJob): void {
-    const workers = this.o.scheduler.listWorkers().filter((w) => w.connected && !w.cordoned)
-      .sort((a, b) => Number(a.workspaceId !== undefined) - Number(b.workspaceId !== undefined) || Number(b.isolates) - Number(a.isolates));
+    const workers = this.o.scheduler.listWorkers().filter((w) => w.connected && !w.cordoned && w.workspaceId === undefined)
+      .sort((a, b) => Number(b.isolates) - Number(a.isolates));
     const worker = workers[0];
     if (worker) {
       job.workerId = worker.id;
@@ -115,7 +115,7 @@ export class ImageBuilds {
       return;
     }
     if (Date.now() - job.startedAt > (this.o.workerWaitMs ?? 60_000)) {
-      void this.fail(job.imageId, "no worker is connected to build on; start one (beta9 up, or beta9 worker)");
+      void this.fail(job.imageId, "no cluster worker is connected to build on (machines do not build images, which every workspace shares); start one (beta9 up, or beta9 worker)");
       return;
     }
     setTimeout(() => this.jobs.get(job.imageId) === job && this.dispatch(job), 500).unref();

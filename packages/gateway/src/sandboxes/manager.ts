@@ -152,6 +152,13 @@ export class SandboxManager {
     if (!live) {
       // Not known to this gateway process (it restarted): look the sandbox up.
       const record = sandboxId === undefined ? undefined : await this.o.store.sandboxes.getAny(sandboxId);
+      // Only the container the sandbox names, of its workspace: a worker reports its own containers
+      // (a machine any it likes), and one merely claiming a sandbox's id must not end or reroute it.
+      if (record && (record.containerId !== container.id || record.workspaceId !== container.workspaceId || record.workspaceId !== container.request.workspaceId)) {
+        this.o.logger?.warn({ sandboxId, containerId: container.id, workerId: container.workerId }, "a container claims a sandbox that is not its own");
+        if (container.state === "PENDING" || container.state === "RUNNING") this.o.scheduler.stop(container.id);
+        return;
+      }
       if (!record || record.state === "TERMINATED") {
         // Stopping emits a STOPPING event that comes back here: stop only what still runs.
         if (container.state === "PENDING" || container.state === "RUNNING") this.o.scheduler.stop(container.id);

@@ -4,18 +4,21 @@
  * scheduler. A machine token makes the worker that machine: its id is the machine id and its pool
  * the machine's, whatever the hello says. Workers the gateway cannot dial (machines, unless they
  * say `reachable: true`) get their container ports tunnelled over their own connection (tunnels.ts).
+ * Nothing a worker says is taken on trust (worker-trust.ts): messages are schema-checked, and
+ * reports count only for containers placed on it, only for their requested ports.
  */
 import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { WebSocketServer, type WebSocket } from "ws";
 import {
-  Beta9Error, WORKER_CONNECT_PATH, WORKER_TUNNEL_PATH, type ContainerStateReport, type GatewayMessage, type WorkerMessage,
+  Beta9Error, WORKER_CONNECT_PATH, WORKER_TUNNEL_PATH, type ContainerRequest, type ContainerStateReport, type GatewayMessage, type WorkerMessage,
 } from "@beta9/protocol";
 import type { ImageBuilds } from "../images/image-builds.js";
 import type { AuthenticatedToken, TokenRepo } from "../store/types.js";
 import type { ConnectedWorker, Scheduler } from "./scheduler.js";
 import { TunnelHub, type TunnelWorker } from "./tunnels.js";
+import { INVALID_MESSAGE_CLOSE_CODE, acceptHelloContainers, ownRequest, parseWorkerMessage, routePorts } from "./worker-trust.js";
 
 const HELLO_TIMEOUT_MS = 10_000;
 const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -61,6 +64,8 @@ export interface WorkerSocketOptions {
 interface Connection {
   auth: AuthenticatedToken;
   machine: MachineWorkerIdentity | undefined;
+  /** Where the connection came from: the only address a machine may have its ports dialled at. */
+  remoteAddress: string | undefined;
 }
 
 /** Handles upgrades on the worker paths; returns a function that closes every worker socket. */
@@ -103,7 +108,7 @@ export function attachWorkerSocket(options: WorkerSocketOptions): () => void {
         if (resolved instanceof Beta9Error) return refuse(socket, resolved);
         machine = resolved;
       }
-      wss.handleUpgrade(request, socket, head, (ws) => serveWorker(ws, { auth, machine }, options, tunnels));
+      wss.handleUpgrade(request, socket, head, (ws) => serveWorker(ws, { auth, machine, remoteAddress: request.socket.remoteAddress }, options, tunnels));
     })().catch((err: unknown) => {
       logger.error({ err }, "worker upgrade failed");
       socket.destroy();
@@ -131,10 +136,10 @@ function serveWorker(ws: WebSocket, conn: Connection, options: WorkerSocketOptio
   const helloTimer = setTimeout(() => ws.close(4000, "no hello within 10 s"), HELLO_TIMEOUT_MS);
   // Listener addresses take a tick to open, so messages are handled one after another in order.
   let chain: Promise<void> = Promise.resolve();
-  const withPorts = async <T extends ContainerStateReport>(workerId: string, report: T): Promise<T> =>
-    tunnelled && report.ports && Object.keys(report.ports).length > 0
-      ? { ...report, ports: await tunnels.expose(workerId, report.containerId, report.ports) }
-      : report;
+  // Only the ports the container's request asked for; tunnelled unless the gateway may dial them (worker-trust.ts).
+  const withPorts = <T extends ContainerStateReport>(workerId: string, report: T, request: ContainerRequest): Promise<T> =>
+    routePorts(report, request, { tunnelled, machine: conn.machine !== undefined, remoteAddress: conn.remoteAddress,
+      expose: (containerId, ports) => tunnels.expose(workerId, containerId, ports) });
 
   const handle = async (message: WorkerMessage): Promise<void> => {
     if (!worker) {
@@ -147,7 +152,8 @@ function serveWorker(ws: WebSocket, conn: Connection, options: WorkerSocketOptio
       const machine = conn.machine;
       const id = machine?.workerId ?? message.workerId;
       tunnelled = machine ? message.reachable !== true : message.reachable === false;
-      const containers = await Promise.all((message.containers ?? []).map((c) => withPorts(id, c)));
+      const { accepted, refused } = acceptHelloContainers(scheduler, id, machine?.workspaceId, message.containers);
+      const containers = await Promise.all(accepted.map((c) => withPorts(id, c, scheduler.containers.get(c.containerId)?.request ?? c.request)));
       worker = {
         id, hostname: message.hostname, pool: machine?.pool ?? message.pool, runtime: message.runtime,
         ...(machine && { workspaceId: machine.workspaceId }),
@@ -158,6 +164,7 @@ function serveWorker(ws: WebSocket, conn: Connection, options: WorkerSocketOptio
       tunnelWorker = { tokenId: conn.auth.id, send };
       tunnels.setWorker(id, tunnelWorker);
       send({ type: "welcome", workerId: worker.id, keepaliveMs });
+      for (const containerId of refused) send({ type: "container.stop", containerId });
       scheduler.connect(worker, containers);
       // A draining machine that comes back with work still running finishes draining it.
       if (machine?.draining) scheduler.drain(id, options.drainGraceMs);
@@ -167,18 +174,21 @@ function serveWorker(ws: WebSocket, conn: Connection, options: WorkerSocketOptio
     switch (message.type) {
       case "keepalive":
         break;
-      case "container.state":
-        scheduler.report(worker.id, await withPorts(worker.id, message));
+      case "container.state": {
+        const request = ownRequest(scheduler, worker.id, message.containerId);
+        if (request) scheduler.report(worker.id, await withPorts(worker.id, message, request));
         break;
+      }
       case "container.logs": {
         const record = scheduler.containers.get(message.containerId);
         if (record?.workerId === worker.id) scheduler.containers.appendLogs(message.containerId, message.lines);
         break;
       }
       case "image.logs":
-        builds.append(message.imageId, message.lines);
+        if (builds.builderOf(message.imageId) === worker.id) builds.append(message.imageId, message.lines);
         break;
       case "image.result":
+        if (builds.builderOf(message.imageId) !== worker.id) break;
         void builds.result(message.imageId, message.ok, message.error).catch((err: unknown) => logger.error({ err }, "image result failed"));
         break;
       case "tunnel.failed":
@@ -193,13 +203,20 @@ function serveWorker(ws: WebSocket, conn: Connection, options: WorkerSocketOptio
   };
 
   ws.on("message", (data) => {
-    let message: WorkerMessage;
+    let parsed: unknown;
     try {
-      message = JSON.parse(String(data)) as WorkerMessage;
+      parsed = JSON.parse(String(data));
     } catch {
       send({ type: "error", code: "INVALID_JSON", message: "worker messages are JSON text frames" });
       return;
     }
+    const checked = parseWorkerMessage(parsed);
+    if ("error" in checked) {
+      send({ type: "error", code: "BAD_REQUEST", message: checked.error });
+      ws.close(INVALID_MESSAGE_CLOSE_CODE, "invalid worker message");
+      return;
+    }
+    const message = checked.message;
     chain = chain.then(() => handle(message)).catch((err: unknown) => logger.error({ err, type: message.type }, "worker message failed"));
   });
   ws.on("close", () => {
