@@ -187,13 +187,21 @@ export class TaskDispatcher {
 
   /** Runs a claimed task on its slot, then frees the slot and looks for more work. */
   private async execute(stub: Stub, task: Task, slot: Slot, inputJson?: string): Promise<void> {
-    try {
-      await this.run(stub, task, slot, inputJson);
-    } finally {
+    let freed = false;
+    // The runner answered: its slot takes the next task while the outcome is being written (the
+    // next claim joins the same group commit instead of waiting for this one).
+    const free = () => {
+      if (freed) return;
+      freed = true;
       slot.release();
       this.ended(stub.id, true);
+      void this.pump(stub);
+    };
+    try {
+      await this.run(stub, task, slot, inputJson, free);
+    } finally {
+      free();
     }
-    void this.pump(stub);
   }
 
   private count(stubId: string, delta: number): void {
@@ -210,7 +218,7 @@ export class TaskDispatcher {
   }
 
   /** `inputJson`: the input as stored, when the claim read it (else it is read here). */
-  private async run(stub: Stub, task: Task, slot: Slot, inputJson?: string): Promise<void> {
+  private async run(stub: Stub, task: Task, slot: Slot, inputJson?: string, answered?: () => void): Promise<void> {
     const live: Running = { abort: new AbortController(), slot, cancelled: false };
     this.running.set(task.id, live);
     const timeoutMs = stub.config.taskPolicy.timeout > 0 ? stub.config.taskPolicy.timeout * 1000 : 0;
@@ -219,6 +227,7 @@ export class TaskDispatcher {
     try {
       const input = inputJson ?? JSON.stringify((await tasks.input(task.id)) ?? null);
       const res = await this.runners.call(slot.runner, task.id, input, live.abort.signal);
+      answered?.();
       const body = res.body;
       if (res.statusCode === 200) await this.end(task, "COMPLETE", { result: body.result ?? null });
       else if (res.statusCode === 422) await this.end(task, "ERROR", { error: body.error?.message ?? "invalid input" });

@@ -84,8 +84,23 @@ describe("runner batches", () => {
     const signal = new AbortController().signal;
     const answers = await Promise.all([batches.call(runner.pool, "a", "1", signal), batches.call(runner.pool, "b", "2", signal)]);
     assert.deepEqual(answers.map((a) => a.body), [{ result: 1 }, { result: 2 }]);
-    assert.deepEqual((await batches.call(runner.pool, "c", "3", signal)).body, { result: 3 });
-    assert.deepEqual(runner.requests.map((r) => r.path), ["/invoke", "/invoke", "/invoke"]);
+    assert.deepEqual(await Promise.all(["c", "d"].map(async (id, i) => (await batches.call(runner.pool, id, String(i), signal)).body)), [{ result: 0 }, { result: 1 }]);
+    assert.deepEqual(runner.requests.map((r) => r.path), ["/invoke", "/invoke", "/invoke", "/invoke"], "after the 404, which it does not record");
+  });
+
+  it("a task alone in its turn, or with a large input, is a plain /invoke; batches stay under the size cap", async () => {
+    const runner = await fakeRunner(true);
+    closers.push(() => runner.pool.destroy(), () => new Promise((r) => runner.server.close(r)));
+    const batches = new RunnerBatches();
+    const signal = new AbortController().signal;
+    assert.deepEqual((await batches.call(runner.pool, "alone", "1", signal)).body, { result: 1 });
+    const big = JSON.stringify("x".repeat(3 * 1024 * 1024));
+    const answers = await Promise.all([
+      batches.call(runner.pool, "b1", big, signal), batches.call(runner.pool, "b2", big, signal), batches.call(runner.pool, "s1", "1", signal),
+      batches.call(runner.pool, "huge", JSON.stringify("y".repeat(5 * 1024 * 1024)), signal),
+    ]);
+    assert.deepEqual(answers.map((a) => a.statusCode), [200, 200, 200, 200]);
+    assert.deepEqual(runner.requests.map((r) => `${r.path} ${r.ids.join(",")}`).sort(), ["/invoke alone", "/invoke b1", "/invoke huge", "/invoke-batch b2,s1"]);
   });
 });
 

@@ -4,8 +4,9 @@
  * `POST /invoke-batch` (runner-protocol.ts), and each resolves from its own NDJSON line as its
  * task ends. One HTTP exchange per turn instead of one per task, on both sides. Each attempt
  * keeps its own abort: it settles at once (the caller sends /cancel/:taskId for the handler); when
- * every attempt of a request was aborted, the request is closed. A runner without the route (404)
- * gets one `POST /invoke` per task from then on.
+ * every attempt of a request was aborted, the request is closed. A task alone in its turn, or with
+ * a large input, is a plain `POST /invoke`; a runner without the batch route (404) gets one
+ * `POST /invoke` per task from then on.
  */
 import type { Pool } from "undici";
 import { TASK_ID_HEADER } from "@beta9/protocol";
@@ -15,6 +16,9 @@ export interface RunnerAnswer {
   statusCode: number;
   body: { result?: unknown; error?: { message?: string } };
 }
+
+/** Input per batch request, in JSON characters (at most 3 bytes each: well under the runner's 32 MiB body cap). */
+const BATCH_CHARS = 4 * 1024 * 1024;
 
 interface Item {
   taskId: string;
@@ -30,7 +34,7 @@ export class RunnerBatches {
 
   /** Runs one task on the runner behind `runner`; rejects when the exchange fails or `signal` aborts. */
   call(runner: Pool, taskId: string, inputJson: string, signal: AbortSignal): Promise<RunnerAnswer> {
-    if (this.unbatched.has(runner)) return single(runner, taskId, inputJson, signal);
+    if (this.unbatched.has(runner) || inputJson.length > BATCH_CHARS) return single(runner, taskId, inputJson, signal);
     return new Promise<RunnerAnswer>((resolve, reject) => {
       let queue = this.queues.get(runner);
       if (!queue) {
@@ -38,7 +42,17 @@ export class RunnerBatches {
         setImmediate(() => {
           const items = this.queues.get(runner) ?? [];
           this.queues.delete(runner);
-          void this.send(runner, items);
+          // Requests of at most BATCH_CHARS of input (the runner caps a body at 32 MiB); one task alone is a plain /invoke.
+          let from = 0;
+          while (from < items.length) {
+            let to = from;
+            for (let chars = 0; to < items.length && (to === from || chars + items[to]!.inputJson.length <= BATCH_CHARS); to++) chars += items[to]!.inputJson.length;
+            if (to - from === 1) {
+              const item = items[from]!;
+              single(runner, item.taskId, item.inputJson, item.signal).then(item.resolve, item.reject);
+            } else void this.send(runner, items.slice(from, to));
+            from = to;
+          }
         });
       }
       queue.push({ taskId, inputJson, signal, resolve, reject });
