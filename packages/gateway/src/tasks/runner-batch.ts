@@ -39,7 +39,9 @@ export class RunnerBatches {
       let queue = this.queues.get(runner);
       if (!queue) {
         this.queues.set(runner, (queue = []));
-        setImmediate(() => {
+        // Once the current callbacks and their promise chains are done: the attempts that one group
+        // commit (or one runner answer) started all join, and they go out in this turn, not the next.
+        process.nextTick(() => {
           const items = this.queues.get(runner) ?? [];
           this.queues.delete(runner);
           // Requests of at most BATCH_CHARS of input (the runner caps a body at 32 MiB); one task alone is a plain /invoke.
