@@ -8,3 +8,4 @@ export * from "./machine-protocol.js";
 export * from "./image-spec.js";
 export * from "./runner-protocol.js";
 export * from "./sandbox-protocol.js";
+export * from "./tunnel-mux.js";

@@ -26,7 +26,10 @@ import { NameSchema } from "./api.js";
 export const MACHINE_PATH = "/api/v1/machine";
 export const MACHINE_REGISTER_PATH = "/api/v1/machine/register";
 export const MACHINE_KEEPALIVE_PATH = "/api/v1/machine/keepalive";
-/** The worker's second WebSocket, one per tunnelled TCP connection: `${WORKER_TUNNEL_PATH}/${streamId}`. */
+/**
+ * The worker's tunnel WebSockets: `${WORKER_TUNNEL_PATH}/${TUNNEL_MUX_STREAM}`, one per worker carrying every
+ * tunnelled TCP connection (tunnel-mux.ts), or `${WORKER_TUNNEL_PATH}/${streamId}`, one per connection.
+ */
 export const WORKER_TUNNEL_PATH = "/api/v1/worker/tunnel";
 
 /** Defaults; the gateway's answer to register is what an agent must use. */

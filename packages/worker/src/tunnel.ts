@@ -2,14 +2,20 @@
  * The worker end of a tunnel (see gateway scheduler/tunnels.ts): on `tunnel.open` the worker dials
  * the container port on its own side, then opens a WebSocket back to the gateway for that stream
  * and pipes bytes both ways. Everything is outbound from the worker, so it works behind NAT.
+ * One WebSocket per (gateway, token) carries every stream as a channel (@beta9/protocol
+ * tunnel-mux.ts); a gateway that refuses it (an older one) gets one WebSocket per stream.
  */
 import { connect, type Socket } from "node:net";
 import type { Logger } from "pino";
 import type { Duplex } from "node:stream";
 import WebSocket, { createWebSocketStream } from "ws";
-import { WORKER_TUNNEL_PATH, type HostPortAddress } from "@beta9/protocol";
+import { TUNNEL_MUX_STREAM, TunnelMux, WORKER_TUNNEL_PATH, type HostPortAddress } from "@beta9/protocol";
 
 const DIAL_TIMEOUT_MS = 10_000;
+/** After a gateway refused the multiplexed socket, per-stream sockets for this long before asking again. */
+const NO_MUX_RETRY_MS = 60_000;
+/** The multiplexed socket is pinged this often and dropped after a ping without pong (a silently dead link would swallow every new stream). */
+const MUX_PING_MS = 15_000;
 
 export interface TunnelTarget {
   gatewayUrl: string;
@@ -59,14 +65,86 @@ function openStream(url: URL, token: string): Promise<{ ws: WebSocket; stream: D
   });
 }
 
+function tunnelUrl(gatewayUrl: string, streamId: string): URL {
+  const url = new URL(`${WORKER_TUNNEL_PATH}/${encodeURIComponent(streamId)}`, gatewayUrl);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  return url;
+}
+
+interface Mux {
+  mux: TunnelMux;
+  nextChannel: number;
+}
+
+/** `${gatewayUrl} ${token}` → its multiplexed socket (undefined: the gateway has none, until `retryAt`). */
+const muxes = new Map<string, { mux: Promise<Mux | undefined>; retryAt?: number }>();
+
+/** The multiplexed tunnel socket to this gateway, opened on first use and again after it is lost. */
+function muxFor(gatewayUrl: string, token: string): Promise<Mux | undefined> {
+  const key = `${gatewayUrl} ${token}`;
+  const known = muxes.get(key);
+  if (known && (known.retryAt === undefined || Date.now() < known.retryAt)) return known.mux;
+  const entry: { mux: Promise<Mux | undefined>; retryAt?: number } = { mux: Promise.resolve(undefined) };
+  entry.mux = new Promise((resolve, reject) => {
+    const ws = new WebSocket(tunnelUrl(gatewayUrl, TUNNEL_MUX_STREAM), {
+      headers: { authorization: `Bearer ${token}` }, handshakeTimeout: DIAL_TIMEOUT_MS, perMessageDeflate: false,
+      // Masking guards browsers' shared proxies; a zero mask skips the per-byte XOR (still valid framing).
+      generateMask: (mask: Buffer) => mask.fill(0),
+    });
+    const mux = new TunnelMux({ send: (data, done) => (ws.readyState === WebSocket.OPEN ? ws.send(data, { binary: true }, done) : done()) });
+    let alive = true;
+    const ping = setInterval(() => {
+      if (ws.readyState !== WebSocket.OPEN) return;
+      if (!alive) return ws.terminate();
+      alive = false;
+      ws.ping();
+    }, MUX_PING_MS).unref();
+    ws.on("pong", () => (alive = true));
+    ws.once("open", () => resolve({ mux, nextChannel: 1 }));
+    ws.once("unexpected-response", (_req, res) => {
+      entry.retryAt = Date.now() + NO_MUX_RETRY_MS; // kept (not forgotten on the error below)
+      resolve(undefined); // an older gateway: one socket per stream
+      res.resume();
+      ws.terminate();
+    });
+    ws.on("message", (data, isBinary) => {
+      if (isBinary) mux.receive(data as Buffer);
+    });
+    ws.on("error", (err) => {
+      if (muxes.get(key) === entry && entry.retryAt === undefined) muxes.delete(key);
+      ws.terminate();
+      reject(err);
+    });
+    ws.on("close", () => {
+      clearInterval(ping);
+      if (muxes.get(key) === entry && entry.retryAt === undefined) muxes.delete(key);
+      mux.close();
+    });
+  });
+  muxes.set(key, entry);
+  return entry.mux;
+}
+
 /** Opens one tunnel stream; rejects (with a message for `tunnel.failed`) if either end cannot be reached. */
 export async function openTunnel({ gatewayUrl, token, streamId, target, logger }: TunnelTarget): Promise<void> {
   const socket = await dial(target);
+  let muxed: Mux | undefined;
+  try {
+    muxed = await muxFor(gatewayUrl, token);
+  } catch (err) {
+    socket.destroy();
+    throw err;
+  }
+  if (muxed) {
+    const channel = muxed.nextChannel;
+    muxed.nextChannel = channel >= 0xffff_ffff ? 1 : channel + 1;
+    muxed.mux.open(channel, streamId);
+    muxed.mux.bind(channel, socket);
+    return;
+  }
   let stream: Duplex;
   try {
-    const url = new URL(`${WORKER_TUNNEL_PATH}/${encodeURIComponent(streamId)}`, gatewayUrl);
-    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-    ({ stream } = await openStream(url, token));
+    ({ stream } = await openStream(tunnelUrl(gatewayUrl, streamId), token));
   } catch (err) {
     socket.destroy();
     throw err;

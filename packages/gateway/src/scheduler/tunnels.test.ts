@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer, type Server } from "node:http";
+import { createServer, get as httpGet, type Server } from "node:http";
 import { connect, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,7 +15,7 @@ import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import WebSocket, { createWebSocketStream } from "ws";
 import {
-  WORKER_CONNECT_PATH, WORKER_TUNNEL_PATH, type ContainerRequest, type GatewayMessage, type WorkerMessage,
+  TUNNEL_MUX_STREAM, TunnelMux, WORKER_CONNECT_PATH, WORKER_TUNNEL_PATH, type ContainerRequest, type GatewayMessage, type WorkerMessage,
 } from "@beta9/protocol";
 import { startGateway, type RunningGateway } from "../server.js";
 import { makeTar, sha256 } from "../testing/tar.js";
@@ -73,6 +73,11 @@ class FakeMachineWorker {
   ws!: WebSocket;
   failTunnels = false;
   tunnelsOpened = 0;
+  /** Streams as channels of one multiplexed socket (what the real worker does) instead of a socket each. */
+  mux = false;
+  muxSockets = 0;
+  private muxed?: Promise<TunnelMux>;
+  private nextChannel = 1;
 
   constructor(private readonly token: string) {}
 
@@ -90,6 +95,22 @@ class FakeMachineWorker {
     return until("welcome", () => this.messages.find((m): m is GatewayMessage & { type: "welcome" } => m.type === "welcome"));
   }
 
+  /** The multiplexed tunnel socket, opened once. */
+  private openMux(): Promise<TunnelMux> {
+    this.muxed ??= new Promise<TunnelMux>((resolve, reject) => {
+      const ws = new WebSocket(`${gw.url.replace("http:", "ws:")}${WORKER_TUNNEL_PATH}/${TUNNEL_MUX_STREAM}`, { headers: { authorization: `Bearer ${this.token}` } });
+      const mux = new TunnelMux({ send: (data, done) => ws.send(data, { binary: true }, done) });
+      ws.on("message", (data, isBinary) => isBinary && mux.receive(data as Buffer));
+      ws.on("close", () => mux.close());
+      ws.once("open", () => {
+        this.muxSockets += 1;
+        resolve(mux);
+      });
+      ws.once("error", reject);
+    });
+    return this.muxed;
+  }
+
   send(message: WorkerMessage): void {
     this.ws.send(JSON.stringify(message));
   }
@@ -105,6 +126,18 @@ class FakeMachineWorker {
     } else if (message.type === "tunnel.open") {
       if (this.failTunnels) {
         this.send({ type: "tunnel.failed", streamId: message.streamId, message: "refused on purpose" });
+        return;
+      }
+      if (this.mux) {
+        const socket = connect(upstreamPort, "127.0.0.1", () => {
+          socket.pause();
+          void this.openMux().then((mux) => {
+            const channel = this.nextChannel++;
+            this.tunnelsOpened += 1;
+            mux.open(channel, message.streamId);
+            mux.bind(channel, socket);
+          });
+        });
         return;
       }
       const socket = connect(upstreamPort, "127.0.0.1", () => {
@@ -164,6 +197,32 @@ test("large bodies and concurrent requests cross the tunnel intact", async () =>
   assert.equal(echoed.sha256, createHash("sha256").update(body).digest("hex"));
   const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => fetch(`http://127.0.0.1:${tunnelPort}/n${i}`).then((r) => r.json())));
   assert.deepEqual(answers.map((a) => (a as { path: string }).path), Array.from({ length: 20 }, (_, i) => `/n${i}`));
+});
+
+test("multiplexed: every connection is a channel of the worker's one tunnel socket, large bodies included", async () => {
+  worker.mux = true;
+  try {
+    const before = worker.tunnelsOpened;
+    const body = randomBytes(8 * 1024 * 1024);
+    const res = await fetch(`http://127.0.0.1:${tunnelPort}/big`, { method: "POST", body });
+    const echoed = (await res.json()) as { bytes: number; sha256: string };
+    assert.equal(echoed.bytes, body.length);
+    assert.equal(echoed.sha256, createHash("sha256").update(body).digest("hex"));
+    // A fresh connection each (no agent, no keep-alive), all at once.
+    const get = (path: string) => new Promise<unknown>((resolve, reject) => {
+      httpGet({ host: "127.0.0.1", port: tunnelPort, path, agent: false }, (r) => {
+        let text = "";
+        r.on("data", (d: Buffer) => (text += String(d)));
+        r.on("end", () => resolve(JSON.parse(text)));
+      }).on("error", reject);
+    });
+    const answers = await Promise.all(Array.from({ length: 30 }, (_, i) => get(`/m${i}`)));
+    assert.deepEqual(answers.map((a) => (a as { path: string }).path), Array.from({ length: 30 }, (_, i) => `/m${i}`));
+    assert.ok(worker.tunnelsOpened - before >= 30, "each connection opened a channel");
+    assert.equal(worker.muxSockets, 1, "over one socket");
+  } finally {
+    worker.mux = false;
+  }
 });
 
 test("a stream the worker cannot open, or a tunnel socket with another token, fails cleanly", async () => {

@@ -5,13 +5,16 @@
  * unchanged. Each accepted TCP connection asks the worker (`tunnel.open` on its control socket) to
  * dial the container port locally and open a WebSocket back to the gateway
  * (`/api/v1/worker/tunnel/:streamId`); the bytes then flow as binary frames, with backpressure
- * both ways (stream pipes over `createWebSocketStream`).
+ * both ways (stream pipes over `createWebSocketStream`). Current workers instead keep one
+ * WebSocket (`/api/v1/worker/tunnel/mux`) that carries all their streams as channels
+ * (@beta9/protocol tunnel-mux.ts): no handshake per connection, and one write for the chunks of
+ * many connections; the per-stream socket stays for older workers.
  */
 import { randomUUID } from "node:crypto";
 import { createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
 import { createWebSocketStream, type WebSocket } from "ws";
-import type { GatewayMessage, HostPortAddress } from "@beta9/protocol";
+import { TUNNEL_MUX_STREAM, TunnelMux, type GatewayMessage, type HostPortAddress } from "@beta9/protocol";
 
 /** How long an accepted connection waits for the worker's tunnel socket. */
 const OPEN_TIMEOUT_MS = 10_000;
@@ -96,13 +99,15 @@ export class TunnelHub {
     for (const [streamId, p] of this.pending) if (p.workerId === workerId) this.fail(streamId, "the worker went away");
   }
 
-  /** Whether a tunnel socket for this stream may be accepted from this token. */
+  /** Whether a tunnel socket for this stream (or a multiplexed one) may be accepted from this token. */
   expects(streamId: string, tokenId: string): boolean {
+    if (streamId === TUNNEL_MUX_STREAM) return [...this.workers.values()].some((w) => w.tokenId === tokenId);
     return this.pending.get(streamId)?.tokenId === tokenId;
   }
 
   /** The worker's tunnel socket for `streamId` arrived: pipe it to the accepted connection. */
-  attach(streamId: string, ws: WebSocket): void {
+  attach(streamId: string, ws: WebSocket, tokenId?: string): void {
+    if (streamId === TUNNEL_MUX_STREAM && tokenId !== undefined) return this.attachMux(ws, tokenId);
     const p = this.pending.get(streamId);
     if (!p) {
       ws.close(4004, "unknown or expired stream");
@@ -134,6 +139,32 @@ export class TunnelHub {
     socket.pipe(stream);
     stream.pipe(socket);
     socket.resume();
+  }
+
+  /**
+   * A worker's multiplexed tunnel socket: each OPEN names a pending stream of a worker with the same
+   * token, whose accepted connection is then bound to that channel.
+   */
+  private attachMux(ws: WebSocket, tokenId: string): void {
+    const mux: TunnelMux = new TunnelMux(
+      { send: (data, done) => (ws.readyState === ws.OPEN ? ws.send(data, { binary: true }, done) : done()) },
+      (channel, streamId) => {
+        const p = this.pending.get(streamId);
+        if (!p || p.tokenId !== tokenId) return mux.reject(channel);
+        this.pending.delete(streamId);
+        clearTimeout(p.timer);
+        this.stats.opened += 1;
+        const socket = p.socket;
+        this.live.set(socket, p.containerId);
+        socket.once("close", () => this.live.delete(socket));
+        mux.bind(channel, socket);
+      },
+    );
+    ws.on("message", (data, isBinary) => {
+      if (isBinary) mux.receive(data as Buffer);
+    });
+    ws.on("error", () => ws.terminate());
+    ws.on("close", () => mux.close());
   }
 
   /** The worker could not dial the container port. */

@@ -97,7 +97,7 @@ export function attachWorkerSocket(options: WorkerSocketOptions): () => void {
       }
       if (streamId !== undefined) {
         if (!tunnels.expects(streamId, auth.id)) return refuse(socket, new Beta9Error("RESOURCE_NOT_FOUND", { kind: "tunnel stream", id: streamId }));
-        tunnelWss.handleUpgrade(request, socket, head, (ws) => tunnels.attach(streamId, ws));
+        tunnelWss.handleUpgrade(request, socket, head, (ws) => tunnels.attach(streamId, ws, auth.id));
         return;
       }
       let machine: MachineWorkerIdentity | undefined;
