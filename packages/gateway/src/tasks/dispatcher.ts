@@ -2,11 +2,12 @@
  * The task dispatcher: durable tasks for task queues. A task accepted with 200 is a row in the
  * store before the answer goes out, so neither a gateway restart nor a worker's death loses it:
  * attempts that were running when the gateway stopped are RETRY at start (not counted), and an attempt
- * whose container dies (the open /invoke request fails) is retried.
+ * whose container dies (the open /invoke or /invoke-batch request fails) is retried.
  *
  * Each attempt: take a slot from the autoscaler (starting containers as the queue deepens), claim
- * the oldest due task, POST it to the runner, and record the outcome: COMPLETE; a handler error
- * or a lost container is RETRY (retries counted, last error, next attempt time) for up to
+ * the oldest due task (or, for a put that finds a free slot and nothing queued, write it RUNNING
+ * at once), POST it to the runner (several per request: runner-batch.ts), and record the
+ * outcome: COMPLETE; a handler error or a lost container is RETRY (retries counted, last error, next attempt time) for up to
  * maxRetries attempts with exponential backoff, then ERROR; TIMEOUT after the policy's
  * timeout; CANCELLED when asked (the runner's signal is aborted); EXPIRED when it waited past its
  * TTL.
