@@ -189,4 +189,24 @@ describe("public invocation (access public)", () => {
     assert.equal((await gw.request("POST", `/public/${open.id}`, { key: null, body: { n: 1 } })).statusCode, 404, "a stopped deployment is not public");
     await gw.request("POST", `/api/v1/task/${task.id}/cancel`);
   });
+
+  test("maxPendingTasks holds for functions too, public ones included: the next call is a 429", async () => {
+    const fn = (await gw.request("POST", "/api/v1/stub", { body: { name: "open-fn", type: "function/deployment", config: { authorized: false, maxPendingTasks: 1 } } })).json().stub;
+    await gw.request("POST", "/api/v1/deployment", { body: { stubId: fn.id } });
+    // No code: the first call's task waits for a container that never comes, holding the one place.
+    const first = gw.request("POST", `/public/${fn.id}`, { key: null, body: { n: 1 } });
+    let pending: { id: string } | undefined;
+    for (let i = 0; !pending; i++) {
+      assert.ok(i < 200, "the first call's task never appeared");
+      pending = (await gw.request("GET", "/api/v1/task")).json().items.find((t: { stubId: string }) => t.stubId === fn.id);
+      if (!pending) await new Promise((r) => setTimeout(r, 10));
+    }
+    const second = await gw.request("POST", `/public/${fn.id}`, { key: null, body: { n: 2 } });
+    assert.equal(second.statusCode, 429, second.body);
+    assert.equal(second.json().error.code, "QUEUE_FULL");
+    const viaToken = await gw.request("POST", "/function/open-fn", { body: { n: 3 } });
+    assert.equal(viaToken.json().error.code, "QUEUE_FULL");
+    await gw.request("POST", `/api/v1/task/${pending.id}/cancel`);
+    assert.equal((await first).statusCode, 500, "the first call answers once its task ends (cancelled here)");
+  });
 });

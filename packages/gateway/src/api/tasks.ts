@@ -14,10 +14,15 @@ export async function putTask({ dispatcher }: Pick<GatewayContext, "dispatcher">
   if (!stub.type.startsWith("taskqueue/")) {
     throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}, not a task queue; call it through its own route` });
   }
-  const count = dispatcher.inflight(stub.id);
-  if (count >= stub.config.maxPendingTasks) throw new Beta9Error("QUEUE_FULL", { name: stub.name, count, limit: stub.config.maxPendingTasks });
+  refuseWhenFull(dispatcher, stub);
   const task = await dispatcher.put(stub, input ?? null);
   return { task_id: task.id };
+}
+
+/** maxPendingTasks holds for every way in: task queues, functions, public routes. */
+function refuseWhenFull(dispatcher: GatewayContext["dispatcher"], stub: Stub): void {
+  const count = dispatcher.inflight(stub.id);
+  if (count >= stub.config.maxPendingTasks) throw new Beta9Error("QUEUE_FULL", { name: stub.name, count, limit: stub.config.maxPendingTasks });
 }
 
 /** Runs a function's stub as a durable task and answers its result when it ends (fn.remote()). */
@@ -25,15 +30,23 @@ export async function callFunction({ dispatcher }: Pick<GatewayContext, "dispatc
   if (!stub.type.startsWith("function/")) {
     throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}, not a function; call it through its own route` });
   }
+  refuseWhenFull(dispatcher, stub);
   const task = await dispatcher.put(stub, input ?? null);
-  const final = await new Promise<Task>((resolve) => {
-    const listener = (t: Task) => {
-      if (!isTerminal(t)) return;
+  // The task is durable and runs to its end either way; a caller that leaves stops waiting for it.
+  const final = await new Promise<Task | undefined>((resolve) => {
+    const done = (t: Task | undefined) => {
       dispatcher.events.off(task.id, listener);
+      reply.raw.off("close", gone);
       resolve(t);
     };
+    const listener = (t: Task) => {
+      if (isTerminal(t)) done(t);
+    };
+    const gone = () => done(undefined);
     dispatcher.events.on(task.id, listener);
+    reply.raw.once("close", gone);
   });
+  if (final === undefined) return reply;
   reply.header(TASK_ID_HEADER, task.id);
   if (final.status === "COMPLETE") return reply.type("application/json").send(JSON.stringify(final.result ?? null));
   throw new Beta9Error("HANDLER_ERROR", { reason: `task ${task.id} ended ${final.status}: ${final.error ?? "no detail"}` });

@@ -178,7 +178,10 @@ export class SandboxManager {
     if (container.state === "RUNNING" && address && !live.ready && !live.probing) {
       live.origin = `http://${address.host}:${address.port}`;
       live.probing = true;
-      void this.probe(container.id, live);
+      this.probe(container.id, live).catch((err: unknown) => {
+        live.probing = false;
+        this.o.logger?.error({ err, sandboxId: live.sandboxId }, "sandbox readiness check failed");
+      });
     }
   }
 

@@ -59,7 +59,7 @@ export class TaskDispatcher {
 
   constructor(private readonly o: DispatcherOptions) {
     this.events.setMaxListeners(0);
-    this.sweeper = setInterval(() => void this.sweep(), o.sweepIntervalMs ?? 1000);
+    this.sweeper = setInterval(() => this.background(this.sweep(), "sweep"), o.sweepIntervalMs ?? 1000);
     this.sweeper.unref();
     // A worker killed with -9 leaves its containers running with nobody to report them; the
     // gateway marks them lost, and the attempts open on them must not wait for an answer.
@@ -72,6 +72,14 @@ export class TaskDispatcher {
     });
   }
 
+  /**
+   * Runs work nobody awaits. A store error there (disk full, a busy database) is logged, never an
+   * unhandled rejection that ends the gateway; the task stays in the store and is picked up again.
+   */
+  private background(work: Promise<unknown>, what: string): void {
+    work.catch((err: unknown) => this.o.logger?.error({ err, what }, "task dispatcher: background work failed"));
+  }
+
   /** Re-queues attempts cut off by the last stop and resumes every queue. */
   async recover(): Promise<void> {
     const requeued = await this.o.store.tasks.requeueRunning();
@@ -79,7 +87,7 @@ export class TaskDispatcher {
     for (const stubId of await this.o.store.tasks.stubsWithPending()) {
       this.depth.set(stubId, await this.o.store.tasks.inflight(stubId));
       const stub = await this.o.store.stubs.getAny(stubId);
-      if (stub) void this.pump(stub);
+      if (stub) this.background(this.pump(stub), "pump");
     }
   }
 
@@ -95,7 +103,7 @@ export class TaskDispatcher {
     if (!slot) {
       const task = await this.o.store.tasks.create(stub.workspaceId, stub.id, input, stub.config.taskPolicy);
       this.count(stub.id, 1);
-      void this.pump(stub);
+      this.background(this.pump(stub), "pump");
       return task;
     }
     this.began(stub.id, 1);
@@ -109,7 +117,7 @@ export class TaskDispatcher {
     }
     this.count(stub.id, 1);
     const { inputJson, ...task } = claimed;
-    void this.execute(stub, task, slot, inputJson);
+    this.background(this.execute(stub, task, slot, inputJson), "execute");
     return task;
   }
 
@@ -140,7 +148,7 @@ export class TaskDispatcher {
     const { autoscaler, workers, concurrentRequests } = stub.config;
     const capacity = autoscaler.maxContainers * Math.max(workers, concurrentRequests);
     const wanted = Math.min(this.inflight(stub.id), capacity);
-    for (let n = this.attempts.get(stub.id) ?? 0; n < wanted; n++) void this.attempt(stub);
+    for (let n = this.attempts.get(stub.id) ?? 0; n < wanted; n++) this.background(this.attempt(stub), "attempt");
   }
 
   private async attempt(stub: Stub): Promise<void> {
@@ -151,7 +159,7 @@ export class TaskDispatcher {
     } catch (err) {
       this.ended(stub.id, false);
       this.o.logger?.warn({ stub: stub.name, err: (err as Error).message }, "no container for queued tasks yet");
-      if (!this.closed) setTimeout(() => void this.pump(stub), 1000).unref();
+      if (!this.closed) setTimeout(() => this.background(this.pump(stub), "pump"), 1000).unref();
       return;
     }
     const claimed = await this.o.store.tasks.claimNext(stub.id, slot.containerId).catch(() => undefined);
@@ -196,7 +204,7 @@ export class TaskDispatcher {
       freed = true;
       slot.release();
       this.ended(stub.id, true);
-      void this.pump(stub);
+      this.background(this.pump(stub), "pump");
     };
     try {
       await this.run(stub, task, slot, inputJson, free);
@@ -257,7 +265,7 @@ export class TaskDispatcher {
     if (current.retries < current.maxRetries) {
       const delay = Math.min(30_000, (this.o.retryBaseMs ?? 500) * 2 ** current.retries);
       await this.o.store.tasks.retry(task.id, error, delay);
-      setTimeout(() => void this.pump(stub), delay + 5).unref();
+      setTimeout(() => this.background(this.pump(stub), "pump"), delay + 5).unref();
     } else {
       await this.end(task, "ERROR", { error });
     }
