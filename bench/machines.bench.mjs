@@ -1,8 +1,9 @@
 // External machines: (1) keepalive load: 1,000 simulated agents at one keepalive per second each
 // against the real gateway (SQLite, WAL): p50/p99 latency and the gateway's CPU; (2) the tunnel:
 // the same small HTTP request straight to the "container" (floor) and through the gateway's
-// loopback listener → WebSocket → a machine worker's real tunnel code → the container (subject),
-// alternating rounds in the same run. Goal for the tunnel: >= 0.5 of the floor's throughput.
+// loopback listener → the worker's multiplexed tunnel WebSocket → a machine worker's real tunnel
+// code → the container (subject), alternating rounds in the same run. Goal for the tunnel: >= 0.5
+// of the floor's throughput.
 import { readFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
