@@ -19,7 +19,8 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { Client, type Container, type Task } from "beta9";
 import { RUNNER_PORT, type Machine, type MachineCreateResponse } from "@beta9/protocol";
 import { startGateway, type RunningGateway } from "@beta9/gateway";
-import { RuncRuntime, runcUnavailableReason } from "@beta9/worker";
+import { RuncRuntime, runcUnavailableReason, startWorker, type StartedWorker } from "@beta9/worker";
+import { pino } from "pino";
 import { captureHostState } from "@beta9/worker/testing";
 
 const cli = fileURLToPath(new URL("./main.js", import.meta.url));
@@ -54,6 +55,7 @@ let gateway: RunningGateway;
 let client: Client;
 let key: string;
 const hostBefore = captureHostState();
+let builder: StartedWorker | undefined;
 
 const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"] }).toString();
 const trySh = (cmd: string, args: string[]) => {
@@ -171,11 +173,19 @@ describe("external machines in network namespaces (gateway + b9agent code + runc
     });
     key = gateway.bootstrap!.token.key;
     client = new Client({ gateway: gateway.url, token: key });
+    // Images are built on cluster workers only (a machine belongs to one workspace; images are
+    // shared), as with `beta9 up`'s local worker. This one serves a pool no workload here asks for.
+    builder = await startWorker({
+      gatewayUrl: gateway.url, token: await gateway.localWorkerToken(), stateDir: join(dir, "builder"), logger: pino({ level: "silent" }),
+      runtime: "runc", name: "mbuild", subnet: "10.219.248.0/24", pool: "builders", workerId: "builder",
+    });
+    await builder.connected;
   });
 
   after(async () => {
     try {
       await client?.close();
+      await builder?.close(2000);
       await teardown();
       await gateway?.close();
     } finally {
