@@ -13,16 +13,8 @@ import { ContainerRegistry } from "../scheduler/containers.js";
 import { Scheduler } from "../scheduler/scheduler.js";
 import { SqliteStore } from "../store/sqlite/store.js";
 import { SandboxManager } from "./manager.js";
+import { until } from "../testing/wait.js";
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, limitMs = 20_000): Promise<T> {
-  const deadline = Date.now() + limitMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 let gw: TestGateway;
 before(async () => {

@@ -19,6 +19,7 @@ import {
 } from "@beta9/protocol";
 import { startGateway, type RunningGateway } from "../server.js";
 import { makeTar, sha256 } from "../testing/tar.js";
+import { until, callApi } from "../testing/wait.js";
 
 let gw: RunningGateway;
 let admin: string;
@@ -48,23 +49,8 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function api(method: string, path: string, body?: unknown, key = admin) {
-  const res = await fetch(gw.url + path, {
-    method, headers: { authorization: `Bearer ${key}`, ...(body !== undefined && { "content-type": "application/json" }) },
-    ...(body !== undefined && { body: JSON.stringify(body) }),
-  });
-  return { status: res.status, json: (await res.json()) as any };
-}
+const api = (method: string, path: string, body?: unknown, key = admin) => callApi(gw.url, key, method, path, body);
 
-async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const value = await fn();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 /** A worker that runs nothing but reports every container RUNNING on the upstream server's port. */
 class FakeMachineWorker {

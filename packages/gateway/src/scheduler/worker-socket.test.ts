@@ -7,6 +7,7 @@ import { after, before, test } from "node:test";
 import WebSocket from "ws";
 import { WORKER_CONNECT_PATH, type GatewayMessage, type WorkerMessage } from "@beta9/protocol";
 import { startGateway, type RunningGateway } from "../server.js";
+import { callApi } from "../testing/wait.js";
 
 let gw: RunningGateway;
 let admin: string;
@@ -34,13 +35,7 @@ function refusedStatus(headers: Record<string, string>): Promise<number> {
   });
 }
 
-async function api(method: string, path: string, body?: unknown, key = admin) {
-  const res = await fetch(gw.url + path, {
-    method, headers: { authorization: `Bearer ${key}`, ...(body !== undefined && { "content-type": "application/json" }) },
-    ...(body !== undefined && { body: JSON.stringify(body) }),
-  });
-  return { status: res.status, json: (await res.json()) as any };
-}
+const api = (method: string, path: string, body?: unknown, key = admin) => callApi(gw.url, key, method, path, body);
 
 test("no token, a wrong token, or a workspace/restricted/machine token cannot connect as a worker", async () => {
   assert.equal(await refusedStatus({}), 401);

@@ -14,6 +14,7 @@ import WebSocket from "ws";
 import { WORKER_CONNECT_PATH, type ContainerRequest, type GatewayMessage, type WorkerMessage } from "@beta9/protocol";
 import { startGateway, type RunningGateway } from "../server.js";
 import { isInternalAddress, machineMayRouteTo } from "./worker-trust.js";
+import { until, callApi } from "../testing/wait.js";
 
 let gw: RunningGateway;
 let admin: string;
@@ -27,23 +28,8 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function api(method: string, path: string, body?: unknown, key = admin) {
-  const res = await fetch(gw.url + path, {
-    method, headers: { authorization: `Bearer ${key}`, ...(body !== undefined && { "content-type": "application/json" }) },
-    ...(body !== undefined && { body: JSON.stringify(body) }),
-  });
-  return { status: res.status, json: (await res.json()) as any };
-}
+const api = (method: string, path: string, body?: unknown, key = admin) => callApi(gw.url, key, method, path, body);
 
-async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const value = await fn();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 const CAPACITY = { cpuMillicores: 4000, memoryMiB: 4096, gpus: [] };
 
