@@ -222,3 +222,19 @@ export interface Image {
   createdAt: string;
   updatedAt: string;
 }
+
+/** A `beta9 serve` session as the gateway answers it (POST /api/v1/serve and its siblings). */
+export interface ServeSession {
+  id: string;
+  workspaceId: string;
+  stubId: string;
+  kind: string;
+  createdAt: string;
+  /** The container serving it now (null while the first one starts). */
+  containerId: string | null;
+  ready: boolean;
+  /** Hot reloads so far. */
+  reloads: number;
+  /** Path under the gateway to call it. */
+  url: string;
+}

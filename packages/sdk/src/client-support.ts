@@ -50,18 +50,7 @@ export async function notDeployed<T>(call: Promise<T>, kind: string, name: strin
 }
 
 /** What `POST /api/v1/serve` and its siblings answer. */
-export interface ServeSession {
-  id: string;
-  workspaceId: string;
-  stubId: string;
-  kind: string;
-  createdAt: string;
-  containerId: string | null;
-  ready: boolean;
-  reloads: number;
-  /** Path under the gateway to call it. */
-  url: string;
-}
+export type { ServeSession } from "@beta9/protocol";
 
 export function queryString(query: Query | undefined): string {
   if (!query) return "";

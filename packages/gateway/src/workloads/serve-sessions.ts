@@ -13,19 +13,10 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { Beta9Error, type Stub } from "@beta9/protocol";
 import type { Autoscaler } from "./autoscaler.js";
+import type { ServeSession as WireServeSession } from "@beta9/protocol";
 
-export interface ServeSession {
-  id: string;
-  workspaceId: string;
-  stubId: string;
-  kind: string;
-  createdAt: string;
-  /** The container serving it now (null while the first one starts). */
-  containerId: string | null;
-  ready: boolean;
-  /** Hot reloads so far. */
-  reloads: number;
-}
+/** The session as the gateway tracks it; the API adds its `url` (protocol's ServeSession). */
+export type ServeSession = Omit<WireServeSession, "url">;
 
 interface Entry {
   session: Omit<ServeSession, "containerId" | "ready">;
