@@ -328,6 +328,7 @@ test("`beta9 up` on a fresh data dir starts gateway and worker, deploys the samp
     const exited = new Promise((r) => up.once("exit", r));
     up.kill("SIGINT");
     await exited;
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
