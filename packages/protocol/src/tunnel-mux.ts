@@ -13,6 +13,7 @@
  * the peer's socket is destroyed 5 s later if it lingers. A lost WebSocket destroys every socket.
  */
 import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 
 export const TUNNEL_MUX_STREAM = "mux";
 
@@ -194,4 +195,32 @@ export class TunnelMux {
     if (this.closed) return;
     for (const ch of this.channels.values()) if (!ch.pausedByPeer) ch.socket.resume();
   }
+}
+
+/**
+ * Pipes a TCP socket and a tunnel stream into each other (the per-connection tunnel: one
+ * WebSocket stream per socket). An error on either destroys both; a close ends the other side
+ * with `end`, never `destroy` (which would drop bytes still queued), and destroys it after 5 s if
+ * the peer never acknowledges. `onClose` runs when the socket closes.
+ */
+export function spliceTunnel(socket: Socket, stream: Duplex, hooks: { onError?: (err?: Error) => void; onClose?: () => void } = {}): void {
+  let done = false;
+  const abort = (err?: Error) => {
+    if (done) return;
+    done = true;
+    hooks.onError?.(err);
+    socket.destroy();
+    stream.destroy();
+  };
+  socket.on("error", abort);
+  stream.on("error", abort);
+  socket.on("close", () => {
+    hooks.onClose?.();
+    if (!stream.writableEnded) stream.end();
+    setTimeout(() => stream.destroy(), 5000).unref();
+  });
+  stream.on("end", () => setTimeout(() => socket.destroy(), 5000).unref());
+  socket.pipe(stream);
+  stream.pipe(socket);
+  socket.resume();
 }

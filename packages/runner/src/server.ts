@@ -63,14 +63,8 @@ async function invoke(state: RunnerState, req: IncomingMessage, res: ServerRespo
     if (!res.writableFinished) invocation.controller.abort(new DOMException("the caller closed the connection", "AbortError"));
   });
   try {
-    let raw: Buffer;
-    try {
-      raw = await readBody(req, MAX_BODY_BYTES);
-    } catch (err) {
-      if (err instanceof BodyTooLargeError) return sendError(res, 413, "PAYLOAD_TOO_LARGE", err.message, {}, { connection: "close" });
-      res.destroy();
-      return;
-    }
+    const raw = await invocationBody(req, res);
+    if (raw === undefined) return;
     const parsed = parseInvokeBody(raw);
     if (typeof parsed === "string") return sendError(res, 400, "INVALID_JSON", parsed);
     const reply = await invoker.run(invocation, parsed.input);
@@ -79,6 +73,17 @@ async function invoke(state: RunnerState, req: IncomingMessage, res: ServerRespo
     res.end(reply.json);
   } finally {
     invocation.end();
+  }
+}
+
+/** The request body, or undefined once the request was answered 413 (too large) or dropped (broken). */
+async function invocationBody(req: IncomingMessage, res: ServerResponse): Promise<Buffer | undefined> {
+  try {
+    return await readBody(req, MAX_BODY_BYTES);
+  } catch (err) {
+    if (err instanceof BodyTooLargeError) sendError(res, 413, "PAYLOAD_TOO_LARGE", err.message, {}, { connection: "close" });
+    else res.destroy();
+    return undefined;
   }
 }
 
@@ -92,14 +97,8 @@ async function invokeBatch(state: RunnerState, req: IncomingMessage, res: Server
   const { invoker } = state;
   if (state.phase === "stopping") return sendError(res, 503, "SHUTTING_DOWN", "the runner is shutting down; send the task to another container");
   if (!invoker) return sendError(res, 503, "NOT_READY", "the workload is still loading; retry when GET /health answers 200");
-  let raw: Buffer;
-  try {
-    raw = await readBody(req, MAX_BODY_BYTES);
-  } catch (err) {
-    if (err instanceof BodyTooLargeError) return sendError(res, 413, "PAYLOAD_TOO_LARGE", err.message, {}, { connection: "close" });
-    res.destroy();
-    return;
-  }
+  const raw = await invocationBody(req, res);
+  if (raw === undefined) return;
   let tasks: unknown;
   try {
     tasks = (JSON.parse(raw.toString("utf8")) as { tasks?: unknown } | null)?.tasks;

@@ -9,7 +9,7 @@ import { connect, type Socket } from "node:net";
 import type { Logger } from "pino";
 import type { Duplex } from "node:stream";
 import WebSocket, { createWebSocketStream } from "ws";
-import { TUNNEL_MUX_STREAM, TunnelMux, WORKER_TUNNEL_PATH, type HostPortAddress } from "@beta9/protocol";
+import { spliceTunnel, TUNNEL_MUX_STREAM, TunnelMux, WORKER_TUNNEL_PATH, type HostPortAddress } from "@beta9/protocol";
 
 const DIAL_TIMEOUT_MS = 10_000;
 /** After a gateway refused the multiplexed socket, per-stream sockets for this long before asking again. */
@@ -149,24 +149,7 @@ export async function openTunnel({ gatewayUrl, token, streamId, target, logger }
     socket.destroy();
     throw err;
   }
-  let done = false;
-  const abort = (err?: Error) => {
-    if (done) return;
-    done = true;
-    if (err) logger.debug({ streamId, err: err.message }, "tunnel stream ended with an error");
-    socket.destroy();
-    stream.destroy();
-  };
-  socket.on("error", abort);
-  stream.on("error", abort);
-  // Either side closing ends the other with `end`, never `destroy` (which would drop bytes still
-  // queued); the pipes already end the other side on a clean EOF, these cover a plain close.
-  socket.on("close", () => {
-    if (!stream.writableEnded) stream.end();
-    setTimeout(() => stream.destroy(), 5000).unref(); // a peer that never acknowledges the close
+  spliceTunnel(socket, stream, {
+    onError: (err) => err && logger.debug({ streamId, err: err.message }, "tunnel stream ended with an error"),
   });
-  stream.on("end", () => setTimeout(() => socket.destroy(), 5000).unref());
-  socket.pipe(stream);
-  stream.pipe(socket);
-  socket.resume();
 }

@@ -1,7 +1,7 @@
 /** Small pieces every route module uses: the shared context, paging, 404s, response schemas. */
 import type {} from "@fastify/swagger"; // route schemas carry OpenAPI fields (tags, summary, hide)
 import { Type, type TSchema } from "@sinclair/typebox";
-import { Beta9Error, errorCatalogue, type Stub } from "@beta9/protocol";
+import { Beta9Error, errorCatalogue, ResourceParseError, type Stub } from "@beta9/protocol";
 import type { ObjectStore } from "../objects/object-store.js";
 import type { ImageBuilds } from "../images/image-builds.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
@@ -77,4 +77,14 @@ export function parseVersion(raw: string): number {
     throw new Beta9Error("VALIDATION_FAILED", { location: "path", path: ".version", reason: "must be a version number like v3" });
   }
   return version;
+}
+
+/** Parses one resource field (cpu, memory, gpu); a bad value is INVALID_CONFIG naming the field. */
+export function resourceField<T>(name: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (err instanceof ResourceParseError) throw new Beta9Error("INVALID_CONFIG", { field: name, reason: err.message });
+    throw err;
+  }
 }

@@ -4,12 +4,12 @@ import type { FastifyInstance } from "fastify";
 import type { Static } from "@sinclair/typebox";
 import {
   API_PREFIX, Beta9Error, ContainerListQuerySchema, ContainerLogsQuerySchema, ContainerSchema, IdParamsSchema, LogLineSchema,
-  normalizeGpu, parseCpu, parseMemory, ResourceParseError, RunContainerBodySchema, WorkerSchema,
+  normalizeGpu, parseCpu, parseMemory, RunContainerBodySchema, WorkerSchema,
   type Container, type RunContainerBody,
 } from "@beta9/protocol";
 import type { ContainerRecord } from "../scheduler/containers.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
-import { found, Items, responses, type GatewayContext } from "./common.js";
+import { resourceField, found, Items, responses, type GatewayContext } from "./common.js";
 import { streamEvents } from "./sse.js";
 
 type IdParams = Static<typeof IdParamsSchema>;
@@ -32,18 +32,10 @@ function toWorkerInfo(w: ReturnType<Scheduler["listWorkers"]>[number]) {
 }
 
 function resources(body: RunContainerBody) {
-  const field = <T>(name: string, parse: () => T): T => {
-    try {
-      return parse();
-    } catch (err) {
-      if (err instanceof ResourceParseError) throw new Beta9Error("INVALID_CONFIG", { field: name, reason: err.message });
-      throw err;
-    }
-  };
-  const gpu = body.gpu === undefined ? [] : field("gpu", () => normalizeGpu(body.gpu));
+  const gpu = body.gpu === undefined ? [] : resourceField("gpu", () => normalizeGpu(body.gpu));
   return {
-    cpuMillicores: body.cpu === undefined ? 1000 : field("cpu", () => parseCpu(body.cpu)),
-    memoryMiB: body.memory === undefined ? 512 : field("memory", () => parseMemory(body.memory)),
+    cpuMillicores: body.cpu === undefined ? 1000 : resourceField("cpu", () => parseCpu(body.cpu)),
+    memoryMiB: body.memory === undefined ? 512 : resourceField("memory", () => parseMemory(body.memory)),
     gpu, gpuCount: body.gpuCount ?? (gpu.length > 0 ? 1 : 0),
   };
 }

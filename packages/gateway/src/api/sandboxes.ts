@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import { posix } from "node:path";
 import type { Readable } from "node:stream";
 import type { Static } from "@sinclair/typebox";
-import { API_PREFIX, Beta9Error, parseCpu, parseMemory, ResourceParseError } from "@beta9/protocol";
+import { API_PREFIX, Beta9Error, parseCpu, parseMemory } from "@beta9/protocol";
 import { SandboxManager } from "../sandboxes/manager.js";
 import { forward, relay } from "../sandboxes/proxy.js";
 import { exposedPortRoutes, exposedUrl } from "../sandboxes/ports.js";
@@ -18,7 +18,7 @@ import {
 } from "../sandboxes/schemas.js";
 import { transpileTypeScript } from "../sandboxes/typescript.js";
 import type { SandboxConfig, SandboxRecord } from "../store/types.js";
-import { found, Items, responses, toPage, type GatewayContext } from "./common.js";
+import { resourceField, found, Items, responses, toPage, type GatewayContext } from "./common.js";
 
 type Params = Static<typeof SandboxParamsSchema>;
 const S = `${API_PREFIX}/sandbox`;
@@ -30,18 +30,10 @@ function baseUrl(request: FastifyRequest): string {
 }
 
 function config(body: CreateSandboxBody): SandboxConfig {
-  const field = <T>(name: string, parse: () => T): T => {
-    try {
-      return parse();
-    } catch (err) {
-      if (err instanceof ResourceParseError) throw new Beta9Error("INVALID_CONFIG", { field: name, reason: err.message });
-      throw err;
-    }
-  };
   return {
     imageId: body.imageId ?? null,
-    cpuMillicores: body.cpu === undefined ? 1000 : field("cpu", () => parseCpu(body.cpu)),
-    memoryMiB: body.memory === undefined ? 1024 : field("memory", () => parseMemory(body.memory)),
+    cpuMillicores: body.cpu === undefined ? 1000 : resourceField("cpu", () => parseCpu(body.cpu)),
+    memoryMiB: body.memory === undefined ? 1024 : resourceField("memory", () => parseMemory(body.memory)),
     env: body.env ?? {},
     ttlSeconds: body.keepWarmSeconds ?? 600,
     pool: body.pool ?? null,

@@ -14,7 +14,7 @@ import { randomUUID } from "node:crypto";
 import { createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
 import { createWebSocketStream, type WebSocket } from "ws";
-import { TUNNEL_MUX_STREAM, TunnelMux, type GatewayMessage, type HostPortAddress } from "@beta9/protocol";
+import { spliceTunnel, TUNNEL_MUX_STREAM, TunnelMux, type GatewayMessage, type HostPortAddress } from "@beta9/protocol";
 
 /** How long an accepted connection waits for the worker's tunnel socket. */
 const OPEN_TIMEOUT_MS = 10_000;
@@ -119,26 +119,7 @@ export class TunnelHub {
     const socket = p.socket;
     const stream = createWebSocketStream(ws);
     this.live.set(socket, p.containerId);
-    let done = false;
-    const abort = () => {
-      if (done) return;
-      done = true;
-      socket.destroy();
-      stream.destroy();
-    };
-    socket.on("error", abort);
-    stream.on("error", abort);
-    // Either side closing ends the other with `end`, never `destroy` (which would drop bytes still
-    // queued); the pipes already end the other side on a clean EOF, these cover a plain close.
-    socket.on("close", () => {
-      this.live.delete(socket);
-      if (!stream.writableEnded) stream.end();
-      setTimeout(() => stream.destroy(), 5000).unref(); // a peer that never acknowledges the close
-    });
-    stream.on("end", () => setTimeout(() => socket.destroy(), 5000).unref());
-    socket.pipe(stream);
-    stream.pipe(socket);
-    socket.resume();
+    spliceTunnel(socket, stream, { onClose: () => this.live.delete(socket) });
   }
 
   /**
