@@ -4,12 +4,31 @@
  * form is hashed so that an unchanged config reuses its stub.
  */
 import { createHash } from "node:crypto";
+import { posix } from "node:path";
 import { Type, type Static } from "@sinclair/typebox";
 import { normalizeGpu, parseCpu, parseMemory, ResourceParseError } from "./resources.js";
 import type { StubKind } from "./entities.js";
 
 const EnvName = Type.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*$", maxLength: 256 });
 const ResourceName = Type.String({ pattern: "^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$" });
+
+/** A named volume of the workspace mounted read-write at an absolute path in every container. */
+export const VolumeMountSchema = Type.Object(
+  { name: ResourceName, mountPath: Type.String({ pattern: "^/", maxLength: 1024 }) },
+  { additionalProperties: false },
+);
+
+const RESERVED_MOUNT_PATHS = ["/", "/beta9", "/app", "/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64"];
+
+/**
+ * Where a volume may go: an absolute path that hides nothing a container needs to work; the
+ * normalized path, or undefined when it is reserved.
+ */
+export function volumeMountPath(raw: string): string | undefined {
+  const path = posix.normalize(raw).replace(/\/+$/, "");
+  if (path === "" || RESERVED_MOUNT_PATHS.some((r) => path === r || (r !== "/" && path.startsWith(`${r}/`)))) return undefined;
+  return path;
+}
 
 export const TaskPolicyInputSchema = Type.Object(
   {
@@ -53,6 +72,7 @@ export const StubConfigInputSchema = Type.Object(
     when: Type.Optional(Type.String({ maxLength: 128 })),
     pool: Type.Optional(ResourceName),
     ports: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65_535 }), { maxItems: 32 })),
+    volumes: Type.Optional(Type.Array(VolumeMountSchema, { maxItems: 16 })),
   },
   { additionalProperties: false },
 );
@@ -85,6 +105,8 @@ export const StubConfigSchema = Type.Object({
   when: Nullable(Type.String()),
   pool: Nullable(Type.String()),
   ports: Type.Array(Type.Integer()),
+  /** Absent when none, so configs without volumes keep their hash. */
+  volumes: Type.Optional(Type.Array(Type.Object({ name: Type.String(), mountPath: Type.String() }))),
 });
 export type StubConfig = Static<typeof StubConfigSchema>;
 
@@ -150,6 +172,12 @@ export function normalizeStubConfig(kind: StubKind, input: StubConfigInput): Stu
   } else if (input.when !== undefined) {
     throw new StubConfigError("when", "only schedules take a cron expression");
   }
+  const volumes = (input.volumes ?? []).map((v, i) => {
+    const mountPath = volumeMountPath(v.mountPath);
+    if (!mountPath) throw new StubConfigError(`volumes.${i}.mountPath`, `${v.mountPath} is reserved; mount volumes elsewhere, e.g. /mnt/models or /workspace/data`);
+    return { name: v.name, mountPath };
+  });
+  if (new Set(volumes.map((v) => v.mountPath)).size !== volumes.length) throw new StubConfigError("volumes", "two volumes share a mountPath");
   if (kind === "endpoint" && input.taskPolicy?.timeout === -1) {
     throw new StubConfigError("taskPolicy.timeout", "endpoints need a timeout; -1 is only for queues and functions");
   }
@@ -183,6 +211,7 @@ export function normalizeStubConfig(kind: StubKind, input: StubConfigInput): Stu
     when: input.when?.trim() ?? null,
     pool: input.pool ?? null,
     ports: [...new Set(input.ports ?? [])].sort((a, b) => a - b),
+    ...(volumes.length > 0 && { volumes }),
   };
 }
 

@@ -27,6 +27,11 @@ export interface PrepareOptions {
   onLog?: (line: string) => void;
   /** Skip the build: the image id from an earlier prepare of the same workload (serve reloads). */
   imageId?: string;
+  /**
+   * Packs the code instead of esbuild: workloads in other languages (the CLI asks the Python SDK
+   * to describe and pack a .py workload) come through the same prepare, deploy and serve paths.
+   */
+  bundle?: () => Promise<CodeBundle>;
 }
 
 export interface PreparedStub {
@@ -93,7 +98,7 @@ export async function prepareWorkloadStub(
 ): Promise<PreparedStub> {
   const spec = workload.image?.toSpec() ?? { base: { kind: "default" }, steps: [], env: {} };
   const imageId = options.imageId ?? (await buildImage(client, spec as ImageSpec, options.onLog));
-  const code = await bundleCode(source.file, exportRef(workload, source));
+  const code = options.bundle ? await options.bundle() : await bundleCode(source.file, exportRef(workload, source));
   const codeUploaded = await uploadCode(client, code);
   const stub = await stubFor(client, workload, code, imageId, variant);
   return { stub, kind: workload.kind, codeUploaded, codeHash: code.sha256, imageId, inputs: code.inputs };

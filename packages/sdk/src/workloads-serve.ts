@@ -13,7 +13,7 @@ import { watch, type FSWatcher } from "node:fs";
 import { dirname } from "node:path";
 import type { LogLine, WorkloadDescriptor, StubConfigInput, ImageSpec } from "@beta9/protocol";
 import type { Client, ServeSession } from "./client.js";
-import { bundleCode } from "./workloads-bundle.js";
+import { bundleCode, type CodeBundle } from "./workloads-bundle.js";
 import { exportRef, prepareWorkloadStub, stubFor, uploadCode, type WorkloadSource } from "./workloads-deploy.js";
 
 export type ServeEvent =
@@ -37,6 +37,8 @@ export interface ServeOptions {
   watch?: boolean;
   /** Wait after a file event for more (one save often writes several times); default 25 ms. */
   debounceMs?: number;
+  /** Packs the code instead of esbuild (see PrepareOptions.bundle); called again on every reload. */
+  bundle?: () => Promise<CodeBundle>;
 }
 
 export interface ServeHandle {
@@ -61,7 +63,9 @@ export async function serveWorkload(client: Client, workload: ServableWorkload, 
     throw new TypeError(`${workload.name} is a ${workload.kind}; serve runs endpoints, task queues and functions (deploy a schedule instead)`);
   }
   const started = Date.now();
-  const prepared = await prepareWorkloadStub(client, workload, source, "serve", { ...(options.onBuildLog && { onLog: options.onBuildLog }) });
+  const prepared = await prepareWorkloadStub(client, workload, source, "serve", {
+    ...(options.onBuildLog && { onLog: options.onBuildLog }), ...(options.bundle && { bundle: options.bundle }),
+  });
   let session = await client.createServeSession(prepared.stub.id);
   const url = `${client.gateway}${session.url}`;
   let ended = false;
@@ -142,7 +146,7 @@ export async function serveWorkload(client: Client, workload: ServableWorkload, 
         const since = firstEventAt || Date.now();
         firstEventAt = 0;
         try {
-          const code = await bundleCode(source.file, exportRef(workload, source));
+          const code = options.bundle ? await options.bundle() : await bundleCode(source.file, exportRef(workload, source));
           inputs = new Set(code.inputs);
           watchDirs();
           if (code.sha256 === lastHash) {

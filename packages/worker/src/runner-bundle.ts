@@ -6,7 +6,7 @@
  * on any base image: Debian, Alpine (musl), distroless, or one with an older glibc.
  */
 import { execFileSync } from "node:child_process";
-import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { createRequire } from "node:module";
 import { basename, dirname, join } from "node:path";
@@ -25,6 +25,29 @@ export interface RunnerBundle {
    * (which reaps orphans) when a C compiler was there to build it, else node alone.
    */
   sandboxArgv: string[];
+  /**
+   * Where the Python SDK and runner (`beta9`, `beam`) sit inside the container: Python workloads
+   * start as `python3 -m beta9.runner` with this on PYTHONPATH (the image brings python3).
+   */
+  pythonPath: string;
+}
+
+/** The Python SDK's source: sdk/python in this repository (or BETA9_PYTHON_SDK_DIR). */
+export function pythonSdkDir(): string | undefined {
+  const dir = process.env.BETA9_PYTHON_SDK_DIR || join(runnerDistDir(), "..", "..", "..", "sdk", "python");
+  return existsSync(join(dir, "beta9", "__init__.py")) ? dir : undefined;
+}
+
+/** The Python files of the SDK packages, relative to the SDK dir, sorted (no tests, no caches). */
+function pythonFiles(sdkDir: string | undefined): string[] {
+  if (!sdkDir) return [];
+  const out: string[] = [];
+  for (const pkg of ["beta9", "beam"]) {
+    for (const entry of readdirSync(join(sdkDir, pkg), { recursive: true }).map(String)) {
+      if ((entry.endsWith(".py") || entry.endsWith("py.typed")) && !entry.includes("__pycache__")) out.push(join(pkg, entry));
+    }
+  }
+  return out.sort();
 }
 
 interface SharedObjects {
@@ -91,6 +114,9 @@ export function ensureRunnerBundle(stateDir: string, nodePath = process.execPath
   for (const f of runnerFiles) hash.update(f).update(execFileSync("sha256sum", [join(distDir, f)]));
   for (const f of sandboxFiles) hash.update(`sandbox/${f}`).update(execFileSync("sha256sum", [join(distDir, "sandbox", f)]));
   if (canBuildInit) hash.update(execFileSync("sha256sum", [initSource]));
+  const sdkDir = pythonSdkDir();
+  const pyFiles = pythonFiles(sdkDir);
+  for (const f of pyFiles) hash.update(`python/${f}`).update(readFileSync(join(sdkDir!, f)));
   const dir = join(stateDir, `runner-${hash.digest("hex").slice(0, 16)}`);
   const { loader, libraries } = parseLdd(execFileSync("ldd", [node], { encoding: "utf8" }));
   const bundle: RunnerBundle = {
@@ -98,6 +124,7 @@ export function ensureRunnerBundle(stateDir: string, nodePath = process.execPath
     nodeArgv: [`${RUNNER_MOUNT_PATH}/lib/${basename(loader)}`, "--library-path", `${RUNNER_MOUNT_PATH}/lib`, `${RUNNER_MOUNT_PATH}/bin/node`],
     runnerPath: `${RUNNER_MOUNT_PATH}/runner/main.js`,
     sandboxArgv: [],
+    pythonPath: `${RUNNER_MOUNT_PATH}/python`,
   };
   const nodeSandbox = [...bundle.nodeArgv, `${RUNNER_MOUNT_PATH}/runner/sandbox/main.js`];
   // Whether the init is there is what the bundle holds, not what this process guessed.
@@ -114,6 +141,10 @@ export function ensureRunnerBundle(stateDir: string, nodePath = process.execPath
   for (const f of runnerFiles) copyFileSync(join(distDir, f), join(tmp, "runner", f));
   if (sandboxFiles.length > 0) mkdirSync(join(tmp, "runner", "sandbox"));
   for (const f of sandboxFiles) copyFileSync(join(distDir, "sandbox", f), join(tmp, "runner", "sandbox", f));
+  for (const f of pyFiles) {
+    mkdirSync(dirname(join(tmp, "python", f)), { recursive: true });
+    copyFileSync(join(sdkDir!, f), join(tmp, "python", f));
+  }
   if (canBuildInit) {
     try {
       execFileSync("cc", ["-static", "-Os", "-o", join(tmp, "bin", "init"), initSource], { stdio: "pipe" });

@@ -345,9 +345,17 @@ export class Worker {
     if (!bundle) throw new Error("this worker has no runner bundle");
     const codeDir = await this.code.get(runner.codeObjectId);
     const isolated = this.options.runtime.isolates;
-    spec.command = isolated ? [...bundle.nodeArgv, bundle.runnerPath] : [process.execPath, join(bundle.dir, "runner", "main.js")];
     if (isolated) spec.mounts = [...(spec.mounts ?? []), { source: codeDir, destination: CODE_MOUNT_PATH, readOnly: true }];
     spec.env = { ...spec.env, BETA9_CODE_DIR: isolated ? CODE_MOUNT_PATH : codeDir, BETA9_HANDLER: runner.handler, BETA9_CONCURRENCY: String(runner.concurrency) };
+    if (isPythonHandler(runner.handler)) {
+      // Python workloads run on the image's python3 with the SDK's runner from the bundle.
+      spec.command = ["python3", "-m", "beta9.runner"];
+      spec.env = {
+        ...spec.env, PYTHONPATH: isolated ? bundle.pythonPath : join(bundle.dir, "python"), PYTHONUNBUFFERED: "1", PYTHONDONTWRITEBYTECODE: "1",
+      };
+      return;
+    }
+    spec.command = isolated ? [...bundle.nodeArgv, bundle.runnerPath] : [process.execPath, join(bundle.dir, "runner", "main.js")];
   }
 
   /** Specific devices for this container: their nodes (isolating runtimes) and the visible-devices env. */
@@ -446,4 +454,9 @@ export class Worker {
       setTimeout(resolve, 2000).unref();
     });
   }
+}
+
+/** A handler in a .py file runs on the Python runner; anything else on the Node runner. */
+export function isPythonHandler(handler: string): boolean {
+  return handler.slice(0, handler.lastIndexOf(":")).endsWith(".py");
 }

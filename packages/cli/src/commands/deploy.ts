@@ -1,18 +1,33 @@
 /** `beta9 deploy FILE:EXPORT`: bundle, upload (when new), build the image, create the stub, deploy a version. */
 import type { Command } from "commander";
 import { isWorkload, type WorkloadDescriptor } from "@beta9/protocol";
-import { deployWorkload, prepareWorkloadStub, type Client, type DeployResult, type PreparedStub, type StubConfigInput } from "beta9";
+import { deployWorkload, prepareWorkloadStub, type Client, type CodeBundle, type DeployResult, type PreparedStub, type StubConfigInput } from "beta9";
 import { asCliError } from "../bundle.js";
 import { CliError, EXIT } from "../errors.js";
 import { loadExport, parseTarget } from "../load-export.js";
+import { isPythonTarget, loadPythonWorkload } from "../python.js";
 import { color, print, printJson } from "../output.js";
 import { withClient } from "../session.js";
 
 export type { DeployResult, PreparedStub };
 export type LoadedWorkload = WorkloadDescriptor & { config: StubConfigInput };
 
-/** Loads FILE:EXPORT and checks it is a workload; the source says where its code is. */
-export async function loadWorkload(target: string): Promise<{ workload: LoadedWorkload; source: { file: string; exportName: string } }> {
+export interface TargetWorkload {
+  workload: LoadedWorkload;
+  source: { file: string; exportName?: string };
+  /** How the code is packed when not by esbuild (Python workloads: the Python SDK packs them). */
+  bundle?: () => Promise<CodeBundle>;
+}
+
+/**
+ * Loads FILE:EXPORT and checks it is a workload; the source says where its code is. A .py file is
+ * described and packed by the Python SDK; anything else is imported here.
+ */
+export async function loadWorkload(target: string): Promise<TargetWorkload> {
+  if (isPythonTarget(target)) {
+    const { workload, source, bundle } = await loadPythonWorkload(target);
+    return { workload: workload as LoadedWorkload, source, bundle };
+  }
   const workload = await loadExport(target);
   if (!isWorkload(workload)) {
     throw new CliError("NOT_A_WORKLOAD", `${target} is not a workload; export one made with endpoint(), taskQueue(), fn() or schedule() from "beta9"`, EXIT.usage);
@@ -25,18 +40,18 @@ const buildLog = (quiet: boolean) => (quiet ? undefined : (line: string) => proc
 
 /** Loads the workload, builds its image, uploads its code when new, and gets or creates its stub. */
 export async function prepareStub(client: Client, target: string, variant: "deployment" | "serve", quiet: boolean): Promise<PreparedStub> {
-  const { workload, source } = await loadWorkload(target);
+  const { workload, source, bundle } = await loadWorkload(target);
   const onLog = buildLog(quiet);
-  return prepareWorkloadStub(client, workload, source, variant, { ...(onLog && { onLog }) }).catch((err: unknown) => {
+  return prepareWorkloadStub(client, workload, source, variant, { ...(onLog && { onLog }), ...(bundle && { bundle }) }).catch((err: unknown) => {
     throw asCliError(err);
   });
 }
 
 /** Everything `beta9 deploy` does, callable by other commands (beta9 up deploys its sample app). */
 export async function deployTarget(client: Client, target: string, options: { name?: string; quiet?: boolean } = {}): Promise<DeployResult> {
-  const { workload, source } = await loadWorkload(target);
+  const { workload, source, bundle } = await loadWorkload(target);
   const onLog = buildLog(options.quiet === true);
-  return deployWorkload(client, workload, source, { ...(onLog && { onLog }), ...(options.name !== undefined && { name: options.name }) }).catch((err: unknown) => {
+  return deployWorkload(client, workload, source, { ...(onLog && { onLog }), ...(bundle && { bundle }), ...(options.name !== undefined && { name: options.name }) }).catch((err: unknown) => {
     throw asCliError(err);
   });
 }
@@ -45,7 +60,7 @@ export function registerDeploy(program: Command): void {
   program
     .command("deploy")
     .description("deploy a workload (endpoint, task queue, function, schedule) exported by a file")
-    .argument("<target>", "FILE:EXPORT, e.g. app.ts:classify")
+    .argument("<target>", "FILE:EXPORT, e.g. app.ts:classify or app.py:handler")
     .option("--name <name>", "deployment name (default: the workload's name)")
     .option("--json", "print the deployment as JSON")
     .option("-q, --quiet", "do not print the image build log")

@@ -38,10 +38,11 @@ export function registerServe(program: Command): void {
     .option("--no-watch", "do not reload on save")
     .action((target: string, opts: { quiet?: boolean; watch: boolean }, cmd: Command) =>
       withClient(cmd, async (client) => {
-        const { workload, source } = await loadWorkload(target);
+        const { workload, source, bundle } = await loadWorkload(target);
         if (workload.kind === "schedule") throw new CliError("NOT_SERVABLE", `${target} is a schedule; serve runs endpoints, task queues and functions (deploy a schedule)`, EXIT.usage);
         const handle = await serveWorkload(client, workload, source, {
           watch: opts.watch,
+          ...(bundle && { bundle }),
           onEvent: (e) => {
             const text = describe(e);
             if (text) process.stderr.write(`${text}\n`);

@@ -4,10 +4,9 @@
  * the workspace before anything reaches a sandbox; another workspace's sandbox is a 404.
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { posix } from "node:path";
 import type { Readable } from "node:stream";
 import type { Static } from "@sinclair/typebox";
-import { API_PREFIX, Beta9Error, parseCpu, parseMemory } from "@beta9/protocol";
+import { API_PREFIX, Beta9Error, parseCpu, parseMemory, volumeMountPath } from "@beta9/protocol";
 import { SandboxManager } from "../sandboxes/manager.js";
 import { forward, relay } from "../sandboxes/proxy.js";
 import { exposedPortRoutes, exposedUrl } from "../sandboxes/ports.js";
@@ -44,11 +43,8 @@ function config(body: CreateSandboxBody): SandboxConfig {
 
 /** Where a volume may go: an absolute path that hides nothing the sandbox needs to work. */
 function mountPath(raw: string): string {
-  const path = posix.normalize(raw).replace(/\/+$/, "");
-  const reserved = ["/", "/beta9", "/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64"];
-  if (path === "" || reserved.some((r) => path === r || (r !== "/" && path.startsWith(`${r}/`)))) {
-    throw new Beta9Error("INVALID_CONFIG", { field: "volumes.mountPath", reason: `${raw} is reserved; mount volumes elsewhere, e.g. /workspace/data or /mnt/models` });
-  }
+  const path = volumeMountPath(raw);
+  if (!path) throw new Beta9Error("INVALID_CONFIG", { field: "volumes.mountPath", reason: `${raw} is reserved; mount volumes elsewhere, e.g. /workspace/data or /mnt/models` });
   return path;
 }
 

@@ -219,6 +219,7 @@ export class Autoscaler {
       command: ["runner"], env: { ...stub.config.env, BETA9_STUB_ID: stub.id }, cpuMillicores: stub.config.cpuMillicores,
       memoryMiB: stub.config.memoryMiB, gpu: stub.config.gpu, gpuCount: stub.config.gpuCount, ports: [RUNNER_PORT], pool: stub.config.pool,
       runner: { codeObjectId: stub.objectId!, handler: stub.config.handler!, concurrency: this.perContainer(pool) },
+      ...(stub.config.volumes?.length && { volumes: stub.config.volumes }),
     });
     pool.containers.set(record.id, { id: record.id, origin: null, ready: false, inflight: 0, lastUsedAt: Date.now() });
     this.o.logger?.info({ stub: stub.name, containerId: record.id }, "scaling up");

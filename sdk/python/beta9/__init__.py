@@ -1,0 +1,26 @@
+"""beta9: run Python functions as endpoints, task queues, functions, schedules and sandboxes on your own machines.
+
+    from beta9 import endpoint, Image
+
+    @endpoint(image=Image(python_version="python3.11"), cpu=1, memory="1Gi")
+    def predict(text: str):
+        return {"label": "cat"}
+
+``beam`` is an alias of this package, so code written for beta9's ``from beam import …`` runs unchanged.
+"""
+from . import schema
+from .abstractions import DeployResult, Endpoint, Function, Schedule, ServeHandle, TaskQueue, Workload, endpoint, function, schedule, task_queue
+from .client import ApiError, Client
+from .image import Image, ImageError
+from .options import OptionError, QueueDepthAutoscaler, TaskPolicy, Volume
+from .runner.invoker import Context
+from .sandbox import Sandbox, SandboxInstance
+from .tasks import TaskFailedError, TaskHandle
+
+__version__ = "0.2.0"
+
+__all__ = [
+    "ApiError", "Client", "Context", "DeployResult", "Endpoint", "Function", "Image", "ImageError", "OptionError",
+    "QueueDepthAutoscaler", "Sandbox", "SandboxInstance", "Schedule", "ServeHandle", "TaskFailedError", "TaskHandle",
+    "TaskPolicy", "TaskQueue", "Volume", "Workload", "endpoint", "function", "schedule", "schema", "task_queue",
+]

@@ -1,0 +1,83 @@
+"""The Python runner: started by the worker as ``python3 -m beta9.runner`` in every container of a
+Python workload, with the SDK mounted read-only at /beta9/python. It listens on $PORT at once
+(/health answers 503 while loading), imports $BETA9_CODE_DIR/<file>, runs on_start once, then
+serves the runner protocol (server.py). Environment: PORT, BETA9_HANDLER ("file.py:function"),
+BETA9_CODE_DIR, BETA9_CONCURRENCY, BETA9_CONTAINER_ID, BETA9_STUB_ID, BETA9_GRACE_MS.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import traceback
+
+from .invoker import Invoker
+from .loader import LoadError, load
+from .server import RunnerServer, State, make_handler
+
+
+def _int_env(name: str, default: int, lo: int, hi: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = lo - 1
+    if not lo <= value <= hi:
+        sys.stderr.write(f"runner: {name}={raw!r} is not valid: expected an integer from {lo} to {hi}\n")
+        sys.exit(1)
+    return value
+
+
+def main() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
+    port = _int_env("PORT", 8000, 1, 65535)
+    concurrency = _int_env("BETA9_CONCURRENCY", 1, 1, 10_000)
+    grace = _int_env("BETA9_GRACE_MS", 25_000, 0, 3_600_000) / 1000
+    state = State(os.environ.get("BETA9_CONTAINER_ID", ""), concurrency)
+    server = RunnerServer(("0.0.0.0", port), make_handler(state))
+    threading.Thread(target=server.serve_forever, name="beta9-http", daemon=True).start()
+
+    stopping = threading.Event()
+
+    def stop(signum: int, _frame: object) -> None:
+        if stopping.is_set():
+            os._exit(0)
+        stopping.set()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    ref = os.environ.get("BETA9_HANDLER", "")
+    if ref:
+        try:
+            workload = load(os.environ.get("BETA9_CODE_DIR", "."), ref)
+        except LoadError as err:
+            sys.stderr.write(f"runner: {err}\n")
+            sys.exit(1)
+        value = None
+        if workload.on_start is not None:
+            try:
+                value = workload.on_start()
+            except Exception:
+                sys.stderr.write(f"runner: on_start of {ref} failed:\n{traceback.format_exc()}")
+                sys.exit(1)
+        state.invoker = Invoker(workload, concurrency, state.container_id, os.environ.get("BETA9_STUB_ID", ""), value)
+        if not stopping.is_set():
+            state.phase = "ready"
+            print(f"runner ready: {ref} ({workload.kind} {workload.name}, python {sys.version.split()[0]})")
+    stopping.wait()
+    state.phase = "stopping"
+    invoker = state.invoker
+    if invoker is not None and not invoker.wait_idle(grace):
+        sys.stderr.write(f"runner: {invoker.active} invocation(s) still running after {grace:g} s; cancelling them\n")
+        invoker.cancel_all()
+        invoker.wait_idle(1.0)
+    server.shutdown()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""The runner's HTTP surface, the same protocol the Node runner speaks (runner-protocol.ts):
+
+  GET  /health        503 {"status": phase} while loading or running on_start, then 200
+  POST /invoke        {"input": …} → 200 {"result": …} | 422 INPUT_INVALID | 500 HANDLER_ERROR | 503 BUSY
+  POST /invoke-batch  {"tasks": [{"id", "input"}, …]} → 200 NDJSON, one {"id", "status", "body"} per task as it ends
+  POST /cancel/<id>   → 204, or 404 when no invocation of that task runs here
+
+A thread per connection; a closed connection cancels the invocations it carried (it is their heartbeat).
+"""
+from __future__ import annotations
+
+import json
+import select
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+from .invoker import Invocation, Invoker, error_reply
+
+MAX_BODY_BYTES = 64 * 1024 * 1024
+TASK_ID_HEADER = "x-beta9-task-id"
+
+
+class State:
+    def __init__(self, container_id: str, concurrency: int) -> None:
+        self.phase = "starting"
+        self.invoker: Invoker | None = None
+        self.container_id = container_id
+        self.concurrency = concurrency
+        self.started = time.monotonic()
+
+
+def _watch_disconnect(sock: socket.socket, on_close: Callable[[], None], done: threading.Event) -> None:
+    """Calls on_close if the peer closes the connection before ``done`` is set."""
+    def watch() -> None:
+        while not done.is_set():
+            try:
+                readable, _, _ = select.select([sock], [], [], 0.25)
+                if readable and not done.is_set() and sock.recv(1, socket.MSG_PEEK) == b"":
+                    on_close()
+                    return
+                if readable:
+                    time.sleep(0.05)  # data waiting (a pipelined request): not a close
+            except (OSError, ValueError):
+                if not done.is_set():
+                    on_close()
+                return
+    threading.Thread(target=watch, name="beta9-conn-watch", daemon=True).start()
+
+
+def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "beta9-python-runner"
+        sys_version = ""
+
+        def log_message(self, format: str, *args: Any) -> None:  # the container log belongs to the user's code
+            return
+
+        def _send(self, status: int, body: bytes, content_type: str = "application/json", extra: dict[str, str] | None = None) -> None:
+            self.send_response(status)
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(body)))
+            for k, v in (extra or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _error(self, status: int, code: str, message: str, extra: dict[str, str] | None = None) -> None:
+            self._send(status, error_reply(status, code, message)[1], extra=extra)
+
+        def _body(self) -> bytes | None:
+            length = int(self.headers.get("content-length") or 0)
+            if length > MAX_BODY_BYTES:
+                self.close_connection = True
+                self._error(413, "PAYLOAD_TOO_LARGE", f"the body is over {MAX_BODY_BYTES} bytes", {"connection": "close"})
+                return None
+            return self.rfile.read(length) if length else b""
+
+        def _ready_invoker(self) -> Invoker | None:
+            if state.phase == "stopping":
+                self._error(503, "SHUTTING_DOWN", "the runner is shutting down; send the task to another container")
+                return None
+            if state.invoker is None:
+                self._error(503, "NOT_READY", "the workload is still loading; retry when GET /health answers 200")
+                return None
+            return state.invoker
+
+        def do_GET(self) -> None:
+            path = urllib.parse.urlsplit(self.path).path
+            if path != "/health":
+                return self._error(404, "ROUTE_NOT_FOUND", f"the runner has no route GET {path}")
+            if state.phase != "ready":
+                return self._send(503, json.dumps({"status": state.phase}).encode())
+            self._send(200, json.dumps({"status": "ok", "containerId": state.container_id or None,
+                                        "uptimeMs": int((time.monotonic() - state.started) * 1000)}).encode())
+
+        do_HEAD = do_GET
+
+        def do_POST(self) -> None:
+            path = urllib.parse.urlsplit(self.path).path
+            if path == "/invoke":
+                return self._invoke()
+            if path == "/invoke-batch":
+                return self._invoke_batch()
+            if path.startswith("/cancel/") and path.count("/") == 2:
+                self._body()
+                task_id = urllib.parse.unquote(path[len("/cancel/"):])
+                if state.invoker is not None and state.invoker.cancel(task_id):
+                    return self._send(204, b"")
+                return self._error(404, "TASK_NOT_FOUND", f"no invocation of task {task_id} is running in this container")
+            self._body()
+            self._error(404, "ROUTE_NOT_FOUND", f"the runner has no route POST {path}")
+
+        def _invoke(self) -> None:
+            invoker = self._ready_invoker()
+            if invoker is None:
+                return
+            raw = self._body()
+            if raw is None:
+                return
+            try:
+                body = json.loads(raw) if raw.strip() else {}
+            except ValueError as err:
+                return self._error(400, "INVALID_JSON", f"the body is not valid JSON: {err}")
+            if not isinstance(body, dict):
+                return self._error(400, "INVALID_JSON", 'the body must be a JSON object like {"input": …}')
+            task_id = (self.headers.get(TASK_ID_HEADER) or "").strip() or str(uuid.uuid4())
+            inv = invoker.begin(task_id)
+            if inv is None:
+                return self._error(503, "BUSY", f"all {state.concurrency} invocation slot(s) of this container are taken")
+            done = threading.Event()
+            _watch_disconnect(self.connection, inv.cancel, done)
+            try:
+                status, reply = invoker.run(inv, body.get("input"))
+            finally:
+                done.set()
+                inv.end()
+            try:
+                self._send(status, reply)
+            except OSError:
+                self.close_connection = True
+
+        def _invoke_batch(self) -> None:
+            invoker = self._ready_invoker()
+            if invoker is None:
+                return
+            raw = self._body()
+            if raw is None:
+                return
+            try:
+                tasks = (json.loads(raw) or {}).get("tasks")
+            except (ValueError, AttributeError) as err:
+                return self._error(400, "INVALID_JSON", f"the body is not valid JSON: {err}")
+            if not isinstance(tasks, list) or not all(isinstance(t, dict) and isinstance(t.get("id"), str) for t in tasks):
+                return self._error(400, "INVALID_JSON", 'the body must be a JSON object like {"tasks": [{"id": …, "input": …}]}')
+            self.send_response(200)
+            self.send_header("content-type", "application/x-ndjson")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            write_lock = threading.Lock()
+            invocations: list[Invocation] = []
+            done = threading.Event()
+
+            def cancel_all() -> None:
+                for i in list(invocations):
+                    i.cancel()
+
+            def answer(task_id: str, status: int, body: bytes) -> None:
+                line = b'{"id":' + json.dumps(task_id).encode() + b',"status":' + str(status).encode() + b',"body":' + body + b"}\n"
+                with write_lock:
+                    try:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                        self.wfile.flush()
+                    except OSError:
+                        pass
+
+            def one(task: dict[str, Any]) -> None:
+                inv = invoker.begin(task["id"])
+                if inv is None:
+                    return answer(task["id"], *error_reply(503, "BUSY", f"all {state.concurrency} invocation slot(s) of this container are taken"))
+                invocations.append(inv)
+                try:
+                    status, body = invoker.run(inv, task.get("input"))
+                finally:
+                    inv.end()
+                answer(task["id"], status, body)
+
+            _watch_disconnect(self.connection, cancel_all, done)
+            threads = [threading.Thread(target=one, args=(t,), daemon=True) for t in tasks[1:]]
+            for t in threads:
+                t.start()
+            if tasks:
+                one(tasks[0])
+            for t in threads:
+                t.join()
+            done.set()
+            with write_lock:
+                try:
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:
+                    self.close_connection = True
+
+    return Handler
+
+
+class RunnerServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        err = sys.exc_info()[1]
+        if isinstance(err, (ConnectionError, BrokenPipeError, TimeoutError)):
+            return
+        sys.stderr.write(f"runner: internal error serving {client_address}: {err!r}\n")
