@@ -58,11 +58,19 @@ export function toBeta9Error(err: FastifyError, request: FastifyRequest): Beta9E
   return new Beta9Error("INTERNAL", { requestId: request.id });
 }
 
+/**
+ * Seconds a client should wait before it tries again (`Retry-After`), for the errors that say
+ * "later" rather than "never": a full queue drains as its tasks end.
+ */
+export const RETRY_AFTER_SECONDS: Partial<Record<ErrorCode, number>> = { QUEUE_FULL: 1 };
+
 export function registerErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     const mapped = toBeta9Error(err, request);
     if (mapped.status >= 500) request.log.error({ err }, "request failed");
     else request.log.debug({ code: mapped.code, message: mapped.message }, "request rejected");
+    const retryAfter = RETRY_AFTER_SECONDS[mapped.code];
+    if (retryAfter !== undefined) reply.header("retry-after", String(retryAfter));
     return reply.code(mapped.status).send(mapped.toBody());
   });
   app.setNotFoundHandler((request, reply) => {

@@ -190,6 +190,15 @@ describe("public invocation (access public)", () => {
     await gw.request("POST", `/api/v1/task/${task.id}/cancel`);
   });
 
+  test("maxPendingTasks holds for puts that arrive together: each counts before it is written", async () => {
+    const q = (await gw.request("POST", "/api/v1/stub", { body: { name: "burst-q", type: "taskqueue/deployment", config: { maxPendingTasks: 2 } } })).json().stub;
+    await gw.request("POST", "/api/v1/deployment", { body: { stubId: q.id } });
+    // No code: accepted tasks stay queued, holding their places.
+    const answers = await Promise.all(Array.from({ length: 5 }, (_, n) => gw.request("POST", "/taskqueue/burst-q", { body: { n } })));
+    assert.deepEqual(answers.map((a) => a.statusCode).sort(), [200, 200, 429, 429, 429], answers.map((a) => a.body).join("\n"));
+    for (const a of answers.filter((x) => x.statusCode === 200)) await gw.request("POST", `/api/v1/task/${a.json().task_id}/cancel`);
+  });
+
   test("maxPendingTasks holds for functions too, public ones included: the next call is a 429", async () => {
     const fn = (await gw.request("POST", "/api/v1/stub", { body: { name: "open-fn", type: "function/deployment", config: { authorized: false, maxPendingTasks: 1 } } })).json().stub;
     await gw.request("POST", "/api/v1/deployment", { body: { stubId: fn.id } });
@@ -204,6 +213,8 @@ describe("public invocation (access public)", () => {
     const second = await gw.request("POST", `/public/${fn.id}`, { key: null, body: { n: 2 } });
     assert.equal(second.statusCode, 429, second.body);
     assert.equal(second.json().error.code, "QUEUE_FULL");
+    assert.equal(second.headers["retry-after"], "1", "a full queue says when to try again");
+    assert.deepEqual(second.json().error.details, { count: 1, limit: 1 }, "and its bound, for clients that adapt to it");
     const viaToken = await gw.request("POST", "/function/open-fn", { body: { n: 3 } });
     assert.equal(viaToken.json().error.code, "QUEUE_FULL");
     await gw.request("POST", `/api/v1/task/${pending.id}/cancel`);

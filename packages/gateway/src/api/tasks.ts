@@ -19,10 +19,15 @@ export async function putTask({ dispatcher }: Pick<GatewayContext, "dispatcher">
   return { task_id: task.id };
 }
 
-/** maxPendingTasks holds for every way in: task queues, functions, public routes. */
+/**
+ * maxPendingTasks holds for every way in: task queues, functions, public routes. The 429 carries
+ * `Retry-After` (http-errors.ts) and `details: { count, limit }`, so a client can keep its calls
+ * in flight under the bound (the SDK's `.map` does).
+ */
 function refuseWhenFull(dispatcher: GatewayContext["dispatcher"], stub: Stub): void {
   const count = dispatcher.inflight(stub.id);
-  if (count >= stub.config.maxPendingTasks) throw new Beta9Error("QUEUE_FULL", { name: stub.name, count, limit: stub.config.maxPendingTasks });
+  const limit = stub.config.maxPendingTasks;
+  if (count >= limit) throw new Beta9Error("QUEUE_FULL", { name: stub.name, count, limit }, { count, limit });
 }
 
 /** Runs a function's stub as a durable task and answers its result when it ends (fn.remote()). */

@@ -100,9 +100,17 @@ export class TaskDispatcher {
     // Nothing of the stub waiting and a slot free: the task is written RUNNING on that slot and
     // starts as soon as it is stored (no claim). Else it queues (PENDING) and an attempt claims it.
     const slot = this.closed || this.inflight(stub.id) > (this.active.get(stub.id) ?? 0) ? undefined : this.o.autoscaler.tryAcquire(stub);
+    // Counted before the write, so puts arriving together all see each other (maxPendingTasks
+    // is checked against this count synchronously, before put is called).
+    this.count(stub.id, 1);
     if (!slot) {
-      const task = await this.o.store.tasks.create(stub.workspaceId, stub.id, input, stub.config.taskPolicy);
-      this.count(stub.id, 1);
+      let task: Task;
+      try {
+        task = await this.o.store.tasks.create(stub.workspaceId, stub.id, input, stub.config.taskPolicy);
+      } catch (err) {
+        this.count(stub.id, -1);
+        throw err;
+      }
       this.background(this.pump(stub), "pump");
       return task;
     }
@@ -111,11 +119,11 @@ export class TaskDispatcher {
     try {
       claimed = await this.o.store.tasks.create(stub.workspaceId, stub.id, input, stub.config.taskPolicy, { containerId: slot.containerId });
     } catch (err) {
+      this.count(stub.id, -1);
       this.began(stub.id, -1);
       slot.release();
       throw err;
     }
-    this.count(stub.id, 1);
     const { inputJson, ...task } = claimed;
     this.background(this.execute(stub, task, slot, inputJson), "execute");
     return task;
