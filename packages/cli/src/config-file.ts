@@ -4,21 +4,13 @@
  * concurrent `beta9` commands never leave a half-written file behind.
  */
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { homedir } from "node:os";
-import { join } from "node:path";
+import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { DEFAULT_GATEWAY_PORT } from "@beta9/protocol";
+import { ConfigFileError, configDir, configPath, readConfig as readConfigFile, type ConfigContext as Context, type ConfigFile } from "beta9";
 import { CliError, EXIT } from "./errors.js";
 
-export interface Context {
-  gateway: string;
-  token?: string;
-}
-
-export interface ConfigFile {
-  current?: string;
-  contexts: Record<string, Context>;
-}
+// Where the file is and how it reads are the SDK's (its default client reads the same file).
+export { configDir, configPath, type ConfigFile, type Context };
 
 export type Env = Record<string, string | undefined>;
 
@@ -26,49 +18,13 @@ export const DEFAULT_GATEWAY = `http://127.0.0.1:${DEFAULT_GATEWAY_PORT}`;
 export const DEFAULT_CONTEXT = "default";
 const CONTEXT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
-export function configDir(env: Env = process.env): string {
-  return env.BETA9_CONFIG_DIR || join(homedir(), ".beta9");
-}
-
-export function configPath(dir: string): string {
-  return join(dir, "config.json");
-}
-
 export function readConfig(dir: string): ConfigFile {
-  const path = configPath(dir);
-  let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    return readConfigFile(dir);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return { contexts: {} };
-    throw new CliError("CONFIG_UNREADABLE", `cannot read ${path}: ${(err as Error).message}`);
+    if (err instanceof ConfigFileError) throw new CliError(err.code, err.message);
+    throw err;
   }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    throw new CliError("CONFIG_INVALID", `${path} is not valid JSON (${(err as Error).message}); fix or delete it`);
-  }
-  return validate(parsed, path);
-}
-
-function validate(value: unknown, path: string): ConfigFile {
-  const bad = (why: string) => new CliError("CONFIG_INVALID", `${path}: ${why}; fix or delete it`);
-  if (typeof value !== "object" || value === null || Array.isArray(value)) throw bad("expected a JSON object");
-  const { current, contexts } = value as { current?: unknown; contexts?: unknown };
-  if (current !== undefined && typeof current !== "string") throw bad('"current" must be a string');
-  if (contexts !== undefined && (typeof contexts !== "object" || contexts === null || Array.isArray(contexts))) {
-    throw bad('"contexts" must be an object');
-  }
-  const out: ConfigFile = { contexts: {} };
-  if (current !== undefined) out.current = current;
-  for (const [name, ctx] of Object.entries((contexts ?? {}) as Record<string, unknown>)) {
-    const { gateway, token } = (ctx ?? {}) as { gateway?: unknown; token?: unknown };
-    if (typeof gateway !== "string") throw bad(`context ${name} needs a "gateway" string`);
-    if (token !== undefined && typeof token !== "string") throw bad(`context ${name}: "token" must be a string`);
-    out.contexts[name] = token === undefined ? { gateway } : { gateway, token };
-  }
-  return out;
 }
 
 export function writeConfig(dir: string, config: ConfigFile): void {

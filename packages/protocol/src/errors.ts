@@ -63,9 +63,13 @@ export const errorCatalogue = {
     status: 404,
     message: "{kind} {name} has no active deployment; deploy it first: `beta9 deploy FILE:EXPORT` or `await {export}.deploy()`",
   },
+  // The CLI's saved contexts (~/.beta9/config.json), read by the CLI and by the SDK's default client.
+  CONFIG_INVALID: { status: 400, message: "{path}: {reason}; fix or delete it" },
+  CONFIG_UNREADABLE: { status: 500, message: "cannot read {path}: {reason}" },
   BAD_REQUEST: { status: 400, message: "{reason}" },
   INTERNAL: { status: 500, message: "Internal error (request id {requestId}); the gateway log has details" },
   UNAVAILABLE: { status: 503, message: "{reason}" },
+  CAPACITY_UNAVAILABLE: { status: 503, message: "{reason}; connect a worker that has it, or ask for less" },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
 import { mapOrdered } from "./remote.js";
 import { fn, taskQueue } from "./workloads.js";
@@ -19,14 +22,23 @@ test("mapOrdered keeps input order, bounds concurrency, and yields as soon as th
   assert.equal(peak, 3);
 });
 
-test("calls that do not fit the workload's kind say which to use", async () => {
+test("calls that do not fit the workload's kind say which to use", async (t) => {
   const q = taskQueue({ name: "q" }, async () => 1);
   const f = fn({ name: "f" }, async () => 1);
   await assert.rejects(q.remote(1, { client: {} as never }), /use \.put\(\) for a task queue/);
   await assert.rejects(f.put(1, { client: {} as never }), /put is for task queues/);
   assert.throws(() => q.map([1]), /map is for functions/);
-  const saved = process.env.BETA9_GATEWAY;
+  // Neither the environment nor a CLI config names a gateway.
+  const saved = { gateway: process.env.BETA9_GATEWAY, dir: process.env.BETA9_CONFIG_DIR };
+  const empty = mkdtempSync(join(tmpdir(), "beta9-noconfig-"));
+  t.after(() => {
+    for (const [key, value] of [["BETA9_GATEWAY", saved.gateway], ["BETA9_CONFIG_DIR", saved.dir]] as const) {
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    }
+    rmSync(empty, { recursive: true, force: true });
+  });
   delete process.env.BETA9_GATEWAY;
-  await assert.rejects(f.remote(1), /set BETA9_GATEWAY and BETA9_TOKEN/);
-  if (saved !== undefined) process.env.BETA9_GATEWAY = saved;
+  process.env.BETA9_CONFIG_DIR = empty;
+  await assert.rejects(f.remote(1), /no gateway configured: run `beta9 up`.*set BETA9_GATEWAY and BETA9_TOKEN/);
 });

@@ -1,7 +1,7 @@
 /**
- * Calling deployed workloads from code: `square.remote({ n: 3 })`, `resize.put(input)`,
+ * Calling workloads from code: `square.remote({ n: 3 })`, `resize.put(input)`,
  * `for await (const r of square.map(inputs))`. The client comes from `options.client`, or from
- * BETA9_GATEWAY and BETA9_TOKEN in the environment.
+ * BETA9_GATEWAY and BETA9_TOKEN in the environment, or from the CLI's current context.
  */
 import type { Task } from "@beta9/protocol";
 import type { Client } from "./client.js";
@@ -73,18 +73,29 @@ export interface MapOptions extends CallOptions {
   concurrency?: number;
 }
 
-/** Runs `fn` with the given client, or with one from the environment that is closed afterwards. */
-export async function withClient<T>(options: CallOptions, fn: (client: Client) => Promise<T>): Promise<T> {
-  if (options.client) return fn(options.client);
-  const gateway = process.env.BETA9_GATEWAY;
-  if (!gateway) throw new Error("set BETA9_GATEWAY and BETA9_TOKEN, or pass { client: new Client({ gateway, token }) }");
+/**
+ * A client for one operation: the given one, or one from BETA9_GATEWAY / BETA9_TOKEN, else from
+ * the CLI's current context (~/.beta9/config.json, what `beta9 up` writes); `close` is a no-op
+ * for a given client.
+ */
+export async function openClient(options: Pick<CallOptions, "client">): Promise<{ client: Client; close(): Promise<void> }> {
+  if (options.client) return { client: options.client, close: async () => undefined };
   // Loaded on first use: code deployed into containers (which bundles the SDK) never pays for it.
+  const { defaultClientOptions, NO_CLIENT_CONFIGURED } = await import("./config-file.js");
+  const config = defaultClientOptions();
+  if (!config) throw new Error(NO_CLIENT_CONFIGURED);
   const { Client: ClientClass } = await import("./client.js");
-  const client = new ClientClass({ gateway, token: process.env.BETA9_TOKEN });
+  const client = new ClientClass(config);
+  return { client, close: () => client.close() };
+}
+
+/** Runs `fn` with the given client, or with a default one (openClient) that is closed afterwards. */
+export async function withClient<T>(options: Pick<CallOptions, "client">, fn: (client: Client) => Promise<T>): Promise<T> {
+  const { client, close } = await openClient(options);
   try {
     return await fn(client);
   } finally {
-    await client.close();
+    await close();
   }
 }
 

@@ -15,7 +15,7 @@
  */
 import { NameSchema, WORKLOAD_MARKER, type InvocationContext, type StubConfigInput, type WorkloadDescriptor, type WorkloadKind } from "@beta9/protocol";
 import { Image } from "./image.js";
-import { mapOrdered, TaskHandle, withClient, type CallOptions, type MapOptions } from "./remote.js";
+import { mapOrdered, openClient, TaskHandle, withClient, type CallOptions, type MapOptions } from "./remote.js";
 import type { DeployResult } from "./workloads-deploy.js";
 import type { ServeHandle, ServeOptions } from "./workloads-serve.js";
 import type { AnySchema, Infer, Schema } from "./schema.js";
@@ -272,7 +272,7 @@ function callerFile(): string | undefined {
 }
 
 /**
- * Runs a from-code operation with a client: the given one, or one from the environment that
+ * Runs a from-code operation with a client: the given one, or a default one (openClient) that
  * stays open as long as the result needs it (serve), else is closed after.
  */
 async function fromCode<T>(
@@ -285,11 +285,8 @@ async function fromCode<T>(
     throw new TypeError(`${WRAPPER[workload.kind]}("${workload.name}").${what}(): cannot tell which file defines it; use beta9 ${what} FILE:EXPORT`);
   }
   if (client || !keepOpen) return withClient({ ...(client && { client }) }, run);
-  const { Client } = await import("./client.js");
-  const gateway = process.env.BETA9_GATEWAY;
-  if (!gateway) throw new Error("set BETA9_GATEWAY and BETA9_TOKEN, or pass { client: new Client({ gateway, token }) }");
-  const own = new Client({ gateway, ...(process.env.BETA9_TOKEN && { token: process.env.BETA9_TOKEN }) });
-  const result = await run(own).catch(async (err: unknown) => {
+  const own = await openClient({});
+  const result = await run(own.client).catch(async (err: unknown) => {
     await own.close();
     throw err;
   });
