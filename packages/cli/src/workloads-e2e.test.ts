@@ -263,6 +263,48 @@ describe("workloads end to end (gateway + runc workers + CLI)", { skip }, () => 
     });
   });
 
+  test("undeployed workloads run from code: put, remote and map go to stubs of their code that no deployment lists; map rides out 429s", async () => {
+    const root = project("undeployed-app", {
+      "app.ts": `
+        import { endpoint, fn, Image, taskQueue } from ${JSON.stringify(sdk)};
+        const small = { image: Image.scratch(), cpu: 0.25, memory: "128Mi", keepWarmSeconds: 30 };
+        export const cube = fn({ name: "cube", ...small, maxPendingTasks: 2 }, async (n: number) => n ** 3);
+        export const shout = taskQueue({ name: "shout", ...small }, async (input: { text: string }) => input.text.toUpperCase());
+        export const hi = endpoint({ name: "hi", ...small }, async () => "hi");
+      `,
+    });
+    type Callable = { remote(i: unknown, o: unknown): Promise<unknown>; put(i: unknown, o: unknown): Promise<{ result(): Promise<unknown> }>; map(i: unknown[], o: unknown): AsyncIterable<unknown> };
+    const { tsImport } = await import("tsx/esm/api");
+    const app = (await tsImport(join(root, "app.ts"), import.meta.url)) as Record<"cube" | "shout" | "hi", Callable>;
+    const names = new Set(["cube", "shout", "hi"]);
+    const ours = async () => new Set((await client.listStubs({ limit: 1000 })).filter((s) => names.has(s.name)).map((s) => s.id));
+    try {
+      assert.equal(await (await app.shout.put({ text: "queued" }, { client })).result(), "QUEUED");
+      assert.equal(await app.hi.remote({}, { client }), "hi");
+      // Twice the queue's bound through map, and one more call competing for its two places: the
+      // gateway refuses some (429, Retry-After); every one still completes, the map in input order.
+      const inputs = [1, 2, 3, 4, 5, 6, 7, 8];
+      const mapped = (async () => {
+        const out: unknown[] = [];
+        for await (const r of app.cube.map(inputs, { client, concurrency: inputs.length })) out.push(r);
+        return out;
+      })();
+      const [out, single] = await Promise.all([mapped, app.cube.remote(10, { client })]);
+      assert.deepEqual(out, inputs.map((n) => n ** 3));
+      assert.equal(single, 1000);
+      const stubs = (await client.listStubs({ limit: 1000 })).filter((s) => names.has(s.name));
+      assert.deepEqual(stubs.map((s) => s.type).sort(), ["endpoint/serve", "function/serve", "taskqueue/serve"], "one stub each, none deployable");
+      assert.deepEqual((await client.listDeployments()).filter((d) => names.has(d.name)), [], "no deployment was made");
+      const tasks = (await client.listTasks({ limit: 1000 })).filter((t) => stubs.some((s) => s.id === t.stubId));
+      assert.equal(tasks.length, 1 + inputs.length + 1, "each call one task, none of the refused ones");
+      assert.ok(tasks.every((t) => t.status === "COMPLETE"));
+    } finally {
+      const stubIds = await ours();
+      for (const c of await client.listContainers({ active: true })) if (c.stubId && stubIds.has(c.stubId)) await client.stopContainer(c.id).catch(() => undefined);
+      await until("the undeployed workloads' containers gone", async () => ((await client.listContainers({ active: true })).some((c) => c.stubId && stubIds.has(c.stubId)) ? undefined : true), 30_000);
+    }
+  });
+
   test("a schedule every 2 s fires once per tick, also across a gateway restart", async () => {
     // A gateway of its own, on a fixed port, so its worker reconnects to the restarted one.
     const port = await freePort();

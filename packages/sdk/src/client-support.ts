@@ -10,17 +10,30 @@ export class ApiError extends Error {
   readonly status: number;
   readonly code: string;
   readonly details: unknown;
+  /** The answer's `Retry-After`, in milliseconds, when it sent one (a 429 QUEUE_FULL does). */
+  readonly retryAfterMs: number | undefined;
 
-  constructor(status: number, code: string, message: string, details?: unknown) {
+  constructor(status: number, code: string, message: string, details?: unknown, retryAfterMs?: number) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
     this.details = details;
+    this.retryAfterMs = retryAfterMs;
   }
 }
 
-export function toApiError(status: number, method: string, path: string, bytes: Buffer): ApiError {
+/** `Retry-After` as milliseconds: delay-seconds or an HTTP date; undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
+  const text = (Array.isArray(value) ? value[0] : value)?.trim();
+  if (!text) return undefined;
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+export function toApiError(status: number, method: string, path: string, bytes: Buffer, headers: Record<string, string | string[] | undefined> = {}): ApiError {
+  const retryAfterMs = parseRetryAfter(headers["retry-after"]);
   let parsed: unknown;
   try {
     parsed = bytes.length > 0 ? JSON.parse(bytes.toString("utf8")) : undefined;
@@ -29,11 +42,11 @@ export function toApiError(status: number, method: string, path: string, bytes: 
   }
   const error = (parsed as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)?.error;
   if (error && typeof error.code === "string" && typeof error.message === "string") {
-    return new ApiError(status, error.code, error.message, error.details);
+    return new ApiError(status, error.code, error.message, error.details, retryAfterMs);
   }
   // Not an error body: a proxy in between, or a HEAD response (which has no body by definition).
   const text = bytes.toString("utf8").trim().slice(0, 200);
-  return new ApiError(status, `HTTP_${status}`, `${method} ${path} answered ${status}${text ? `: ${text}` : ""}`);
+  return new ApiError(status, `HTTP_${status}`, `${method} ${path} answered ${status}${text ? `: ${text}` : ""}`, undefined, retryAfterMs);
 }
 
 /** A 404 from an invocation route by name means the workload is not deployed (or stopped): say how to fix it. */

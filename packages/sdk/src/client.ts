@@ -129,7 +129,7 @@ export class Client {
     if (res.statusCode >= 200 && res.statusCode < 300) {
       return { status: res.statusCode, body: bytes };
     }
-    throw toApiError(res.statusCode, method, path, bytes);
+    throw toApiError(res.statusCode, method, path, bytes, res.headers);
   }
 
   health(): Promise<Health> {
@@ -235,21 +235,25 @@ export class Client {
       throw new ApiError(0, "UNREACHABLE", `cannot reach the gateway at ${this.gateway} (${(err as Error).message})`);
     });
     const bytes = Buffer.from(await res.body.arrayBuffer());
-    if (res.statusCode !== 200) throw toApiError(res.statusCode, "POST", path, bytes);
+    if (res.statusCode !== 200) throw toApiError(res.statusCode, "POST", path, bytes, res.headers);
     return JSON.parse(bytes.toString("utf8"));
   }
   /**
-   * Puts a task on a deployed task queue (latest version unless `version`). Resolves to a handle:
-   * `status()`, `result({ wait })`, `cancel()`; it also reads as the task id in strings and JSON.
+   * Puts a task on a deployed task queue (latest version unless `version`), or on any task queue
+   * stub by id. Resolves to a handle: `status()`, `result({ wait })`, `cancel()`; it also reads
+   * as the task id in strings and JSON.
    */
-  async putTask<Out = unknown>(queue: string, input: unknown, options: { version?: number } = {}): Promise<TaskHandle<Out>> {
-    const path = `/taskqueue/${encodeURIComponent(queue)}${options.version ? `/v${options.version}` : ""}`;
-    const { task_id } = (await notDeployed(this.invoke(path, input), "task queue", queue)) as { task_id: string };
+  async putTask<Out = unknown>(queue: string | { stubId: string }, input: unknown, options: { version?: number } = {}): Promise<TaskHandle<Out>> {
+    const put = typeof queue === "string"
+      ? notDeployed(this.invoke(`/taskqueue/${encodeURIComponent(queue)}${options.version ? `/v${options.version}` : ""}`, input), "task queue", queue)
+      : this.invoke(`/taskqueue/id/${encodeURIComponent(byId(queue, options))}`, input);
+    const { task_id } = (await put) as { task_id: string };
     return new TaskHandle<Out>(task_id, (fn) => fn(this));
   }
-  /** Calls a deployed endpoint (latest version unless `version`) and returns its result. */
-  callEndpoint(name: string, input: unknown, options: { version?: number } = {}): Promise<unknown> {
-    return notDeployed(this.invoke(`/endpoint/${encodeURIComponent(name)}${options.version ? `/v${options.version}` : ""}`, input), "endpoint", name);
+  /** Calls a deployed endpoint (latest version unless `version`), or any endpoint stub by id, and returns its result. */
+  callEndpoint(target: string | { stubId: string }, input: unknown, options: { version?: number } = {}): Promise<unknown> {
+    if (typeof target !== "string") return this.invoke(`/endpoint/id/${encodeURIComponent(byId(target, options))}`, input);
+    return notDeployed(this.invoke(`/endpoint/${encodeURIComponent(target)}${options.version ? `/v${options.version}` : ""}`, input), "endpoint", target);
   }
   /** Runs a function stub (deployed by name, or any function stub by id) and returns its result. */
   callFunction(target: { name: string; version?: number } | { stubId: string }, input: unknown): Promise<unknown> {
@@ -386,6 +390,12 @@ export class Client {
   async listWorkers(): Promise<WorkerInfo[]> {
     return items(await this.request("GET", "/worker"));
   }
+}
+
+/** A stub named by id has no versions: a version given with it is a mistake, not something to drop. */
+function byId(target: { stubId: string }, options: { version?: number }): string {
+  if (options.version !== undefined) throw new TypeError("version names a deployment's version; a stub called by id has none");
+  return target.stubId;
 }
 
 export type ContainerEvent =

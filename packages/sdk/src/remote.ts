@@ -69,7 +69,10 @@ export interface CallOptions {
 }
 
 export interface MapOptions extends CallOptions {
-  /** Calls in flight at once (default 10); the autoscaler starts containers to match. */
+  /**
+   * Calls in flight at once (default 10); the autoscaler starts containers to match. Never more
+   * than the queue takes (maxPendingTasks): a 429 QUEUE_FULL lowers it and the call is retried.
+   */
   concurrency?: number;
 }
 
@@ -99,11 +102,114 @@ export async function withClient<T>(options: Pick<CallOptions, "client">, fn: (c
   }
 }
 
+/** The gateway's backpressure: 429 QUEUE_FULL, the stub holds maxPendingTasks tasks and took none. */
+export function isQueueFull(err: unknown): err is Error & { status: 429; code: "QUEUE_FULL"; retryAfterMs?: number; details?: unknown } {
+  const e = err as { status?: unknown; code?: unknown } | null;
+  return typeof e === "object" && e !== null && e.status === 429 && e.code === "QUEUE_FULL";
+}
+
+/** The bound a QUEUE_FULL names (`details.limit`), if it does. */
+function queueLimit(err: { details?: unknown }): number | undefined {
+  const limit = (err.details as { limit?: unknown } | undefined)?.limit;
+  return typeof limit === "number" && Number.isInteger(limit) && limit > 0 ? limit : undefined;
+}
+
+/** Retries of one call refused with QUEUE_FULL before its error is thrown (waits of about 1, 2, 4, 8 s). */
+export const QUEUE_FULL_RETRIES = 4;
+
 /**
- * Calls `call` for every input with at most `concurrency` in flight, and yields the results in
- * input order, each as soon as it and all before it are done.
+ * How long to wait before try `attempt + 1` after a QUEUE_FULL: at least the answer's Retry-After
+ * (500 ms without one), doubling per attempt up to 8 s (or the Retry-After, if longer), plus up to
+ * 10% so that callers refused together do not come back together.
  */
-export async function* mapOrdered<In, Out>(inputs: Iterable<In>, concurrency: number, call: (input: In) => Promise<Out>): AsyncGenerator<Out> {
+export function queueFullDelay(err: { retryAfterMs?: number }, attempt: number): number {
+  const base = err.retryAfterMs ?? 500;
+  const delay = Math.min(base * 2 ** attempt, Math.max(base, 8000));
+  return delay + delay * 0.1 * Math.random();
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Calls `call`, retrying it (bounded: QUEUE_FULL_RETRIES) while the gateway answers QUEUE_FULL. */
+export async function retryWhileQueueFull<T>(call: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      if (!isQueueFull(err) || attempt >= QUEUE_FULL_RETRIES) throw err;
+      await sleep(queueFullDelay(err, attempt));
+    }
+  }
+}
+
+/**
+ * How many calls may be in flight: starts at `cap`; a QUEUE_FULL lowers it to the calls still in
+ * flight (and `cap` to the bound the answer names), each call that ends well raises it again by
+ * one, up to `cap`. Waiters are served in order; a call being retried goes first.
+ */
+class Window {
+  private inFlight = 0;
+  private limit: number;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private cap: number) {
+    this.limit = cap;
+  }
+
+  acquire(retry: boolean): Promise<void> {
+    if (this.waiting.length === 0 && this.inFlight < Math.floor(this.limit)) {
+      this.inFlight += 1;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => (retry ? this.waiting.unshift(resolve) : this.waiting.push(resolve)));
+  }
+
+  release(outcome: "ok" | "failed" | "full", bound?: number): void {
+    this.inFlight -= 1;
+    if (outcome === "full") {
+      if (bound !== undefined) this.cap = Math.min(this.cap, bound);
+      this.limit = Math.max(1, Math.min(this.cap, this.inFlight));
+    } else if (outcome === "ok") {
+      this.limit = Math.min(this.cap, this.limit + 1);
+    }
+    while (this.waiting.length > 0 && this.inFlight < Math.floor(this.limit)) {
+      this.inFlight += 1;
+      this.waiting.shift()!();
+    }
+  }
+}
+
+/**
+ * Calls `call` for every input and yields the results in input order, each as soon as it and all
+ * before it are done. At most `concurrency` inputs are started and not yet yielded; of those, at
+ * most what the queue takes are in flight: `bound` (the workload's maxPendingTasks, when known)
+ * from the start, and a call refused with 429 QUEUE_FULL lowers the window, waits (Retry-After)
+ * and is tried again, as often as it takes: backpressure never fails a map. Any other error does.
+ */
+export async function* mapOrdered<In, Out>(
+  inputs: Iterable<In>, concurrency: number, call: (input: In) => Promise<Out>, options: { bound?: number } = {},
+): AsyncGenerator<Out> {
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new TypeError(`concurrency must be a positive integer, got ${String(concurrency)}`);
+  const window = new Window(Math.min(concurrency, options.bound ?? concurrency));
+  const run = async (input: In): Promise<Out> => {
+    for (let attempt = 0; ; attempt++) {
+      await window.acquire(attempt > 0);
+      let result: Out;
+      try {
+        result = await call(input);
+      } catch (err) {
+        if (!isQueueFull(err)) {
+          window.release("failed");
+          throw err;
+        }
+        window.release("full", queueLimit(err));
+        await sleep(queueFullDelay(err, Math.min(attempt, 4)));
+        continue;
+      }
+      window.release("ok");
+      return result;
+    }
+  };
   const pending: Promise<Out>[] = [];
   const iterator = inputs[Symbol.iterator]();
   let exhausted = false;
@@ -112,7 +218,7 @@ export async function* mapOrdered<In, Out>(inputs: Iterable<In>, concurrency: nu
       const next = iterator.next();
       if (next.done) exhausted = true;
       else {
-        const promise = call(next.value);
+        const promise = run(next.value);
         promise.catch(() => undefined); // observed when its turn comes; no unhandled rejection meanwhile
         pending.push(promise);
       }

@@ -13,9 +13,10 @@
  *   async (input) => ({ label: "cat", length: input.text.length }),
  * );
  */
-import { NameSchema, WORKLOAD_MARKER, type InvocationContext, type StubConfigInput, type WorkloadDescriptor, type WorkloadKind } from "@beta9/protocol";
+import { NameSchema, normalizeStubConfig, WORKLOAD_MARKER, type InvocationContext, type StubConfigInput, type WorkloadDescriptor, type WorkloadKind } from "@beta9/protocol";
+import type { Client } from "./client.js";
 import { Image } from "./image.js";
-import { mapOrdered, openClient, TaskHandle, withClient, type CallOptions, type MapOptions } from "./remote.js";
+import { mapOrdered, openClient, retryWhileQueueFull, TaskHandle, withClient, type CallOptions, type MapOptions } from "./remote.js";
 import type { DeployResult } from "./workloads-deploy.js";
 import type { ServeHandle, ServeOptions } from "./workloads-serve.js";
 import type { AnySchema, Infer, Schema } from "./schema.js";
@@ -139,13 +140,22 @@ export interface Workload<In = unknown, Out = unknown, S = unknown> extends Work
   readonly inputs?: Schema<In>;
   /** Phantom: the handler's input, output and onStart types, for typed callers. Never set. */
   readonly __types?: { input: In; output: Out; onStartValue: S };
-  /** Calls the deployed endpoint or function and returns its result. */
+  /**
+   * Calls the endpoint or function and returns its result: its deployment when it has one, else
+   * this code on a temporary stub (see `put`). A 429 QUEUE_FULL is retried a few times (Retry-After).
+   */
   remote(input: In, options?: CallOptions): Promise<Out>;
-  /** Calls the deployed function once per input; yields results in input order as they finish. */
+  /**
+   * Calls the function once per input; yields results in input order as they finish. Keeps no
+   * more in flight than its queue takes (maxPendingTasks): backpressure slows a map, never fails it.
+   */
   map(inputs: Iterable<In>, options?: MapOptions): AsyncGenerator<Out>;
   /**
-   * Puts a task on the deployed task queue: a handle with `status()`, `result({ wait })` and
-   * `cancel()` (it reads as the task id in strings). A queue with no active deployment is a
+   * Puts a task on the task queue: a handle with `status()`, `result({ wait })` and `cancel()`
+   * (it reads as the task id in strings). A workload with no active deployment runs undeployed:
+   * the file that defines it is bundled and uploaded, once per process, and its tasks go to a
+   * stub of that code outside any deployment (as `serve()` makes). Where that file cannot be
+   * bundled (inside a container), or `version` names a deployed version, it is a
    * WORKLOAD_NOT_DEPLOYED error that says to deploy it first.
    */
   put(input: In, options?: CallOptions): Promise<TaskHandle<Out>>;
@@ -228,21 +238,24 @@ function define(kind: WorkloadKind, options: WorkloadOptions & { when?: string }
   const inputs = options.inputs;
   if (inputs !== undefined && typeof inputs?.validate !== "function") throw new TypeError(`${named}: inputs must be a schema, e.g. schema.object({ … })`);
   const definedIn = callerFile();
+  const config = toConfig(options);
+  const undeployed = new UndeployedStubs(() => self, definedIn);
   const self: Workload = Object.freeze({
     [WORKLOAD_MARKER]: true as const,
     kind,
     name: options.name,
-    config: toConfig(options),
+    config,
     image: options.image ?? new Image(),
     handler: handler as WorkloadDescriptor["handler"],
     ...(options.onStart && { onStart: options.onStart }),
     ...(inputs && { inputs, validateInput: (value: unknown) => inputs.validate(value) }),
-    ...callers(kind, options.name),
+    ...callers(kind, options.name, queueBound(kind, config), undeployed),
     deploy: (o: DeployOptions = {}) => fromCode(self, definedIn, "deploy", o.client, async (client) => {
       const { deployWorkload } = await import("./workloads-deploy.js");
       const r: DeployResult = await deployWorkload(client, self, { file: definedIn! }, {
         ...(o.name !== undefined && { name: o.name }), ...(o.onBuildLog && { onLog: o.onBuildLog }),
       });
+      undeployed.forget(); // calls go to the deployment from now on
       return { name: r.name, version: r.version, url: r.url };
     }, { name: options.name, version: 0, url: "" }),
     serve: (o: ServeOptions & Pick<CallOptions, "client"> = {}) => fromCode(self, definedIn, "serve", o.client, async (client) => {
@@ -271,6 +284,11 @@ function callerFile(): string | undefined {
   return undefined;
 }
 
+/** Whether `definedIn` is a file this process can bundle (not code already bundled into a container). */
+function bundleable(definedIn: string | undefined): definedIn is string {
+  return !!definedIn && !definedIn.startsWith("/$bunfs") && !definedIn.includes("beta9-bundle-");
+}
+
 /**
  * Runs a from-code operation with a client: the given one, or a default one (openClient) that
  * stays open as long as the result needs it (serve), else is closed after.
@@ -281,7 +299,7 @@ async function fromCode<T>(
 ): Promise<T> {
   // Inside a container (the runner sets BETA9_HANDLER) the module is loaded to serve, not to ship.
   if (process.env.BETA9_HANDLER && inContainer !== undefined) return inContainer;
-  if (!definedIn || definedIn.startsWith("/$bunfs") || definedIn.includes("beta9-bundle-")) {
+  if (!bundleable(definedIn)) {
     throw new TypeError(`${WRAPPER[workload.kind]}("${workload.name}").${what}(): cannot tell which file defines it; use beta9 ${what} FILE:EXPORT`);
   }
   if (client || !keepOpen) return withClient({ ...(client && { client }) }, run);
@@ -294,23 +312,108 @@ async function fromCode<T>(
   return result;
 }
 
+/** The queue's bound as this code declares it (maxPendingTasks, or the gateway's default for the kind). */
+function queueBound(kind: WorkloadKind, config: StubConfigInput): number | undefined {
+  try {
+    return normalizeStubConfig(kind, config).maxPendingTasks;
+  } catch {
+    return undefined; // a config the gateway refuses: the first call says why
+  }
+}
+
+/**
+ * Running a workload that has no deployment (beta9's `my_task.put()` under `__main__`): the file
+ * that defines it is bundled and uploaded and its image built, as `serve()` does, into a stub of
+ * variant `serve`, which no deployment lists; calls go to that stub by id. Prepared once per
+ * process and gateway (token included: stubs belong to a workspace); `deploy()` forgets it.
+ */
+class UndeployedStubs {
+  private readonly stubs = new Map<string, Promise<string>>();
+
+  constructor(
+    private readonly workload: () => Workload,
+    private readonly definedIn: string | undefined,
+  ) {}
+
+  /**
+   * `byName` (the deployment), or where the workload is not deployed, `byStub` on this code's own
+   * stub. A process that found no deployment keeps using its stub, so every call of a map runs
+   * the same code. A named version never falls back.
+   */
+  async call<T>(client: Client, version: number | undefined, byName: () => Promise<T>, byStub: (stubId: string) => Promise<T>): Promise<T> {
+    const key = `${client.gateway}\n${client.token ?? ""}`;
+    const known = version === undefined ? this.stubs.get(key) : undefined;
+    if (known) return byStub(await known);
+    try {
+      return await byName();
+    } catch (err) {
+      const notDeployed = (err as { code?: unknown }).code === "WORKLOAD_NOT_DEPLOYED";
+      if (!notDeployed || version !== undefined || process.env.BETA9_HANDLER || !bundleable(this.definedIn)) throw err;
+      return byStub(await this.prepare(key, client, this.definedIn));
+    }
+  }
+
+  forget(): void {
+    this.stubs.clear();
+  }
+
+  private prepare(key: string, client: Client, file: string): Promise<string> {
+    let stub = this.stubs.get(key);
+    if (stub) return stub;
+    stub = (async () => {
+      const { prepareWorkloadStub } = await import("./workloads-deploy.js");
+      return (await prepareWorkloadStub(client, this.workload(), { file }, "serve")).stub.id;
+    })();
+    this.stubs.set(key, stub);
+    // A failed prepare (a build error, the gateway gone) is tried again by the next call.
+    stub.catch(() => {
+      if (this.stubs.get(key) === stub) this.stubs.delete(key);
+    });
+    return stub;
+  }
+}
+
 /** remote/map/put for a workload of this kind and name (each refuses kinds it does not fit). */
-function callers(kind: WorkloadKind, name: string) {
-  const remote = (input: unknown, options: CallOptions = {}) => withClient(options, (client) => {
-    if (kind === "endpoint") return client.callEndpoint(name, input, options.version ? { version: options.version } : {});
-    if (kind === "function") return client.callFunction({ name, ...(options.version && { version: options.version }) }, input);
-    throw new TypeError(`${WRAPPER[kind]}("${name}").remote(): only endpoints and functions answer calls; use .put() for a task queue`);
-  });
+function callers(kind: WorkloadKind, name: string, bound: number | undefined, undeployed: UndeployedStubs) {
+  const refuse = (what: string, hint: string) => new TypeError(`${WRAPPER[kind]}("${name}").${what}(): ${hint}`);
+  const versionOf = (what: string, options: CallOptions) => {
+    const { version } = options;
+    if (version !== undefined && (!Number.isInteger(version) || version < 1)) throw refuse(what, `version must be a deployed version (1, 2, …), got ${String(version)}`);
+    return version;
+  };
+  const call = (client: Client, input: unknown, version: number | undefined) => {
+    const v = version !== undefined ? { version } : {};
+    if (kind === "endpoint") return undeployed.call(client, version, () => client.callEndpoint(name, input, v), (stubId) => client.callEndpoint({ stubId }, input));
+    return undeployed.call(client, version, () => client.callFunction({ name, ...v }, input), (stubId) => client.callFunction({ stubId }, input));
+  };
   return {
-    remote,
+    remote: async (input: unknown, options: CallOptions = {}) => {
+      if (kind !== "endpoint" && kind !== "function") throw refuse("remote", "only endpoints and functions answer calls; use .put() for a task queue");
+      const version = versionOf("remote", options);
+      return withClient(options, (client) => retryWhileQueueFull(() => call(client, input, version)));
+    },
     map: (inputs: Iterable<unknown>, options: MapOptions = {}) => {
-      if (kind !== "function") throw new TypeError(`${WRAPPER[kind]}("${name}").map(): map is for functions made with fn()`);
-      return mapOrdered(inputs, options.concurrency ?? 10, (input) => remote(input, options));
+      if (kind !== "function") throw refuse("map", "map is for functions made with fn()");
+      const concurrency = options.concurrency ?? 10;
+      if (!Number.isInteger(concurrency) || concurrency < 1) throw refuse("map", `concurrency must be a positive integer, got ${String(concurrency)}`);
+      const version = versionOf("map", options);
+      return (async function* () {
+        // One client for the whole map (a default one is closed when the map ends or is left).
+        const { client, close } = await openClient(options);
+        try {
+          yield* mapOrdered(inputs, concurrency, (input) => call(client, input, version), { ...(bound !== undefined && { bound }) });
+        } finally {
+          await close();
+        }
+      })();
     },
     put: async (input: unknown, options: CallOptions = {}) => {
-      if (kind !== "taskqueue") throw new TypeError(`${WRAPPER[kind]}("${name}").put(): put is for task queues made with taskQueue()`);
-      const put = await withClient(options, (client) => client.putTask(name, input, options.version ? { version: options.version } : {}));
-      // The handle opens a client per call when the one that put it came from the environment.
+      if (kind !== "taskqueue") throw refuse("put", "put is for task queues made with taskQueue()");
+      const version = versionOf("put", options);
+      const v = version !== undefined ? { version } : {};
+      const put = await withClient(options, (client) => retryWhileQueueFull(() =>
+        undeployed.call(client, version, () => client.putTask(name, input, v), (stubId) => client.putTask({ stubId }, input))));
+      // The handle opens a client per call when the one that put it was a default one.
       return options.client ? put : new TaskHandle(put.id, (fn) => withClient(options, fn));
     },
   };
