@@ -142,7 +142,7 @@ export async function buildImage(imageId: string, specInput: unknown, o: BuildOp
     layers.push(meta);
     await mkdir(merged);
     // A read-only overlay of all layers is the image as containers will see it (whiteouts applied).
-    await run(["mount", "-t", "overlay", "overlay", "-o", `lowerdir=${[...layers].reverse().join(":")}`, merged]);
+    await run(["mount", "-t", "overlay", "overlay", "-o", `lowerdir=${[...layers].reverse().join(":")},ro,nosuid,nodev`, merged]);
     mounted = true;
     o.log("packing (squashfs, zstd)");
     const packed = await packRootfs(merged, join(dir, "image.sqfs"));

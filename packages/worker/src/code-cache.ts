@@ -2,17 +2,72 @@
  * Code bundles on the worker: fetched from the gateway by content hash on first use, checked
  * against that hash, unpacked once into `<dir>/<hash>` (atomically: a crash leaves no half-unpacked
  * dir), and mounted read-only into every container of the workloads that use them.
+ *
+ * A bundle is tenant input. The gateway checked it on upload, but the worker does not rely on that
+ * (a bundle stored before a fix to that check is still served): it reads the headers itself with
+ * the same strict reader and models every entry against the target before tar runs, then runs tar
+ * confined to the target (as root; see images/confined-tar.ts) on exactly the checked bytes.
  */
 import { createHash } from "node:crypto";
-import { createWriteStream, existsSync } from "node:fs";
-import { mkdir, readdir, rename, rm } from "node:fs/promises";
+import { createReadStream, createWriteStream, existsSync } from "node:fs";
+import { mkdir, open, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { Transform } from "node:stream";
+import { Transform, Writable, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { createGunzip } from "node:zlib";
 import { request } from "undici";
 import { API_PREFIX } from "@beta9/protocol";
 import type { GatewayEndpoint } from "./gateway-http.js";
-import { run } from "./images/exec.js";
+import { CONFINED_TARGET, startConfinedTar, TarCut } from "./images/confined-tar.js";
+import { start } from "./images/exec.js";
+import { LayerRefusedError, planLayer } from "./images/layer-policy.js";
+import { TarFormatError, TarLister } from "./images/tar-list.js";
+
+export class BundleRefusedError extends Error {
+  override name = "BundleRefusedError";
+}
+
+/** The archive's bytes as a plain tar: bundles may be gzip-compressed. */
+async function tarStreams(archive: string): Promise<Readable[]> {
+  const handle = await open(archive, "r");
+  const magic = Buffer.alloc(2);
+  try {
+    await handle.read(magic, 0, 2, 0);
+  } finally {
+    await handle.close();
+  }
+  const file = createReadStream(archive, { highWaterMark: 1 << 20 });
+  return magic[0] === 0x1f && magic[1] === 0x8b ? [file, createGunzip({ chunkSize: 256 << 10 })] : [file];
+}
+
+/**
+ * Checks `archive` entry by entry against the empty directory `dir`, then extracts it there.
+ * Throws {@link BundleRefusedError} naming the entry and the reason.
+ */
+export async function unpackBundle(archive: string, dir: string): Promise<void> {
+  const lister = new TarLister();
+  try {
+    await pipeline([...(await tarStreams(archive)), lister, new Writable({ write: (_c, _e, done) => done() })]);
+    for (const entry of lister.entries) {
+      if (entry.type === "fifo") throw new LayerRefusedError(entry.name, "is a FIFO; bundles hold files, directories and links");
+    }
+    planLayer(dir, lister.entries, { whiteouts: false });
+  } catch (err) {
+    if (err instanceof LayerRefusedError) throw new BundleRefusedError(`code bundle refused: entry ${JSON.stringify(err.entry)} ${err.reason}`);
+    if (err instanceof TarFormatError) throw new BundleRefusedError(`code bundle refused: ${err.message}`);
+    throw err;
+  }
+  const args = ["-x", "-f", "-", "--no-same-owner", "--no-same-permissions", "--warning=no-unknown-keyword", "--warning=no-timestamp"];
+  // Without root there is no mount namespace to confine tar in; such a worker also runs the
+  // bundle's code as unisolated processes of its own user, which can do no less than tar could.
+  const tar = process.getuid?.() === 0 ? await startConfinedTar(dir, [...args, "-C", CONFINED_TARGET]) : start(["tar", ...args, "-C", dir]);
+  try {
+    await Promise.all([pipeline([...(await tarStreams(archive)), new TarCut(lister.archiveEnd), tar.stdin]), tar.done]);
+  } catch (err) {
+    tar.kill();
+    throw await tar.done.then(() => err, (tarErr: unknown) => tarErr);
+  }
+}
 
 export class CodeCache {
   private readonly inFlight = new Map<string, Promise<string>>();
@@ -49,8 +104,7 @@ export class CodeCache {
       const actual = digest.digest("hex");
       if (actual !== hash) throw new Error(`code bundle ${hash}: received bytes hash to ${actual}`);
       await mkdir(tmp);
-      // The gateway checked the archive on upload (relative paths, no escaping links, no devices).
-      await run(["tar", "-xf", archive, "-C", tmp, "--no-same-owner", "--no-same-permissions"]);
+      await unpackBundle(archive, tmp);
       await rename(tmp, target);
       return target;
     } finally {

@@ -66,3 +66,36 @@ test("checkEntryPath normalizes harmless paths", () => {
   assert.equal(checkEntryPath("./a//b/"), "a/b/");
   assert.throws(() => checkEntryPath("a\0b"), BundleError);
 });
+
+/** The finding's shapes and a size field tar reads differently from a plain octal reading. */
+const readAsTarDoes: [string, Buffer, RegExp][] = [
+  ["a pax global header naming a path (tar applies it to every later entry)",
+    makeTar([{ name: "pax_global_header", type: "g", data: paxData({ path: "../../evil" }) }, { name: "harmless", data: "x" }]), /global header sets "path"/],
+  ["two pax headers for one entry (tar keeps only the last)",
+    makeTar([{ name: "p1", type: "x", data: paxData({ path: "innocent" }) }, { name: "p2", type: "x", data: paxData({ mtime: "1" }) }, { name: "../evil", data: "x" }]), /two pax extended headers/],
+  ["a size with a leading NUL that hides a header from a plain octal reading", leadingNulDesync(), /"\.\."/],
+];
+
+/** "lead" holds 512 bytes for tar (the decoy's header), so tar's next entry is "../evil". */
+function leadingNulDesync(): Buffer {
+  const tar = makeTar([{ name: "lead" }, { name: "decoy", data: Buffer.alloc(512) }]);
+  const evil = makeTar([{ name: "../evil" }]).subarray(0, 512);
+  const lead = Buffer.from(tar.subarray(0, 512));
+  lead.write("\x0000000001000\0", 124, "latin1");
+  lead.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const b of lead) sum += b;
+  lead.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, "latin1");
+  return Buffer.concat([lead, tar.subarray(512, 1024), evil, Buffer.alloc(1024)]);
+}
+
+for (const [what, bytes, reason] of readAsTarDoes) {
+  test(`rejected: ${what}`, async () => {
+    await assert.rejects(checkBundleFile(file(bytes)), (err: unknown) => err instanceof BundleError && reason.test(err.message));
+  });
+}
+
+test("a pax global header carrying only a comment (git archive) is accepted", async () => {
+  const bytes = makeTar([{ name: "pax_global_header", type: "g", data: paxData({ comment: "0123abcd" }) }, { name: "a.ts", data: "x" }]);
+  assert.equal((await checkBundleFile(file(bytes))).files, 1);
+});

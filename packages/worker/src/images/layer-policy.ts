@@ -3,14 +3,17 @@
  * its whiteouts delete, which lower paths its entries replace, and whether any entry would write
  * outside the rootfs. Paths are resolved the way the kernel will resolve them when tar writes,
  * through symlinks already on disk or earlier in the same layer; a path that only resolves by
- * leaving the rootfs (an absolute symlink, a `..` above the root) is refused.
+ * leaving the rootfs (an absolute symlink, a `..` above the root) is refused, and so are device
+ * nodes and the shapes where tar would do something other than what is modelled here (entries
+ * under a `.wh.*` directory, which tar's exclude skips; a directory over a symlink made earlier in
+ * the same layer, which tar keeps and follows).
  */
 import { lstatSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import type { TarEntry } from "./tar-list.js";
 
 export class LayerRefusedError extends Error {
-  constructor(entry: string, reason: string) {
+  constructor(readonly entry: string, readonly reason: string) {
     super(`layer refused: entry "${entry}" ${reason}`);
     this.name = "LayerRefusedError";
   }
@@ -169,19 +172,43 @@ function planEntry(view: LayerView, entry: TarEntry, plan: LayerPlan): void {
   // A lower symlink, or a lower node whose dir-ness differs, is removed first: tar then never
   // follows a lower symlink, and a file can replace a directory (Docker's semantics). Same-type
   // files need nothing: tar unlinks and recreates them itself.
+  const added = view.hasAdded(path) ? view.state(path) : undefined;
+  if (entry.type === "dir" && added?.kind === "symlink") {
+    throw new LayerRefusedError(entry.name, `is a directory over the symlink ${path} made earlier in this layer (tar would keep the symlink)`);
+  }
   const lower = view.lowerState(path);
   const conflict = lower.kind === "symlink" || (lower.kind !== "missing" && (lower.kind === "dir") !== (entry.type === "dir"));
   if (!view.hasAdded(path) && conflict) plan.removals.push(path);
   view.add(path, state);
 }
 
+export interface PlanOptions {
+  /**
+   * Layers (the default) treat `.wh.*` names as whiteouts, which tar is told to skip. Code
+   * bundles have none: every entry is extracted as it is.
+   */
+  whiteouts?: boolean;
+}
+
+function refuseUnmodelled(entry: TarEntry, whiteouts: boolean): void {
+  if (entry.type === "char-device" || entry.type === "block-device") {
+    throw new LayerRefusedError(entry.name, `is a ${entry.type === "char-device" ? "character" : "block"} device node; images and bundles may not carry device nodes`);
+  }
+  // tar's --exclude=.wh.* matches any component, so it would skip an entry we would model.
+  if (whiteouts && memberComponents(entry.name).slice(0, -1).some((p) => p.startsWith(WHITEOUT_PREFIX))) {
+    throw new LayerRefusedError(entry.name, `has a "${WHITEOUT_PREFIX}" directory in its path`);
+  }
+}
+
 /** Checks every entry of one layer against the rootfs as it is now; throws LayerRefusedError. */
-export function planLayer(root: string, entries: TarEntry[]): LayerPlan {
+export function planLayer(root: string, entries: TarEntry[], options: PlanOptions = {}): LayerPlan {
+  const whiteouts = options.whiteouts ?? true;
   const view = new LayerView(root);
   const plan: LayerPlan = { removals: [], emptied: [], entries: entries.length };
-  planWhiteouts(view, entries, plan);
+  for (const entry of entries) refuseUnmodelled(entry, whiteouts);
+  if (whiteouts) planWhiteouts(view, entries, plan);
   for (const entry of entries) {
-    if (!basename(memberComponents(entry.name)).startsWith(WHITEOUT_PREFIX)) planEntry(view, entry, plan);
+    if (!whiteouts || !basename(memberComponents(entry.name)).startsWith(WHITEOUT_PREFIX)) planEntry(view, entry, plan);
   }
   return plan;
 }

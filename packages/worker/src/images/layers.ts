@@ -6,20 +6,22 @@
  * diff_id. {@link planLayer} then checks every entry and works out the whiteouts; we delete what
  * they name ourselves, and GNU tar extracts the stream again with whiteout entries excluded,
  * keeping numeric owners, modes and file capabilities (security.capability only: trusted.*
- * xattrs would let a layer steer the overlayfs that uses the image).
+ * xattrs would let a layer steer the overlayfs that uses the image). tar gets exactly the bytes
+ * that were checked (up to the end marker the check stopped at) and runs confined to the rootfs
+ * ({@link startConfinedTar}), so a name the check misread still cannot land outside it.
  * A refused layer changes nothing; a failure during extraction can leave the rootfs half-applied,
  * so build into a scratch directory and discard it on error.
  */
 import { spawn } from "node:child_process";
 import { createReadStream } from "node:fs";
-import { mkdir, open, readdir, rm, stat } from "node:fs/promises";
+import { lstat, mkdir, open, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Writable, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import { DigestMismatchError, HashingCounter } from "./digest.js";
-import { start } from "./exec.js";
-import { planLayer, type LayerPlan } from "./layer-policy.js";
+import { CONFINED_TARGET, startConfinedTar, TarCut } from "./confined-tar.js";
+import { LayerRefusedError, planLayer, type LayerPlan } from "./layer-policy.js";
 import { TarLister } from "./tar-list.js";
 
 export { LayerRefusedError } from "./layer-policy.js";
@@ -82,17 +84,33 @@ function decompressor(path: string, compression: Compression): Decompressor {
   return { streams: [child.stdout], done, kill: () => child.kill("SIGKILL") };
 }
 
+/**
+ * Refuses a removal whose parent directories are not all real directories on disk: the plan says
+ * they are, and rm would follow a symlink there (nothing else writes the rootfs meanwhile).
+ */
+async function assertRealParents(root: string, path: string): Promise<void> {
+  const parts = path.split("/");
+  for (let i = 1; i < parts.length; i++) {
+    const st = await lstat(join(root, ...parts.slice(0, i))).catch(() => undefined);
+    if (st && !st.isDirectory()) throw new LayerRefusedError(path, `would be removed through ${parts.slice(0, i).join("/")}, which is not a directory`);
+  }
+}
+
 /** Deletes what whiteouts and type changes require; paths are already resolved and checked. */
 async function applyRemovals(root: string, plan: LayerPlan): Promise<void> {
   for (const dir of plan.emptied) {
+    await assertRealParents(root, `${dir}/x`); // the dir itself too
     const abs = join(root, dir);
     const children = await readdir(abs).catch(() => [] as string[]);
     for (const child of children) await rm(join(abs, child), { recursive: true, force: true });
   }
-  for (const path of plan.removals) await rm(join(root, path), { recursive: true, force: true });
+  for (const path of plan.removals) {
+    await assertRealParents(root, path);
+    await rm(join(root, path), { recursive: true, force: true });
+  }
 }
 
-const TAR_EXTRACT = ["tar", "-x", "-f", "-", "--numeric-owner", "--same-owner", "-p", "--xattrs",
+const TAR_EXTRACT = ["-x", "-f", "-", "--numeric-owner", "--same-owner", "-p", "--xattrs",
   "--xattrs-include=security.capability", "--exclude=.wh.*", "--warning=no-unknown-keyword", "--warning=no-timestamp"];
 
 /** Decompresses the layer through `sinks`; returns the uncompressed digest and size. */
@@ -122,10 +140,10 @@ export async function applyLayer(root: string, layer: LayerSource): Promise<Appl
   if (layer.diffId && layer.diffId !== diffId) throw new DigestMismatchError(`uncompressed layer ${layer.path}`, layer.diffId, diffId);
   const plan = planLayer(root, lister.entries);
   await applyRemovals(root, plan);
-  const tar = start([...TAR_EXTRACT, "-C", root]);
+  const tar = await startConfinedTar(root, [...TAR_EXTRACT, "-C", CONFINED_TARGET]);
   let extracted: HashingCounter;
   try {
-    extracted = await streamLayer(layer.path, compression, [tar.stdin], tar.done);
+    extracted = await streamLayer(layer.path, compression, [new TarCut(lister.archiveEnd), tar.stdin], tar.done);
   } catch (err) {
     tar.kill();
     // tar's own complaint says more than the EPIPE its early exit causes upstream.

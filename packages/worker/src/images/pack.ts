@@ -48,8 +48,9 @@ export async function packRootfs(rootfs: string, out: string, options: PackOptio
 export async function mountPacked(file: string, mountPoint: string): Promise<string> {
   await mkdir(mountPoint, { recursive: true });
   if (await isMountPoint(mountPoint)) throw new Error(`${mountPoint} is already a mount point`);
-  // util-linux attaches the loop device with autoclear, so unmounting frees it too.
-  await run(["mount", "-t", "squashfs", "-o", "loop,ro", file, mountPoint]);
+  // util-linux attaches the loop device with autoclear, so unmounting frees it too. nosuid,nodev:
+  // on the host, a setuid binary or device node inside an image must stay inert.
+  await run(["mount", "-t", "squashfs", "-o", "loop,ro,nosuid,nodev", file, mountPoint]);
   return mountPoint;
 }
 
