@@ -185,7 +185,7 @@ export class Client {
     return items(await this.request("GET", "/object", { query: { ...options } }));
   }
 
-  createStub(body: CreateStubBody): Promise<{ stub: Stub; created: boolean }> {
+  createStub(body: CreateStubBody): Promise<{ stub: Stub; created: boolean; warnings?: string[] }> {
     return this.request("POST", "/stub", { body });
   }
   async listStubs(options: ListOptions = {}): Promise<Stub[]> {

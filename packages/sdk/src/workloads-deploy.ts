@@ -36,6 +36,8 @@ export interface PrepareOptions {
 
 export interface PreparedStub {
   stub: Stub;
+  /** What will keep it from running now (e.g. a GPU no connected worker has); it deploys all the same. */
+  warnings: string[];
   kind: string;
   codeUploaded: boolean;
   codeHash: string;
@@ -46,6 +48,7 @@ export interface PreparedStub {
 
 export interface DeployResult {
   deployment: Deployment;
+  warnings: string[];
   /** Name and version, as `workload.deploy()` answers them. */
   name: string;
   version: number;
@@ -85,11 +88,16 @@ export function exportRef(workload: DeployableWorkload, source: WorkloadSource):
 
 /** The stub for `code`: same config and image as the workload, this bundle. */
 export async function stubFor(client: Client, workload: DeployableWorkload, code: CodeBundle, imageId: string, variant: "deployment" | "serve"): Promise<Stub> {
-  const { stub } = await client.createStub({
+  return (await createStubFor(client, workload, code, imageId, variant)).stub;
+}
+
+/** stubFor, with what the gateway warns about (e.g. a GPU no connected worker has). */
+async function createStubFor(client: Client, workload: DeployableWorkload, code: CodeBundle, imageId: string, variant: "deployment" | "serve") {
+  const { stub, warnings } = await client.createStub({
     name: workload.name, type: `${workload.kind}/${variant}`, objectId: code.sha256,
     config: { ...workload.config, imageId, handler: code.handler },
   });
-  return stub;
+  return { stub, warnings: warnings ?? [] };
 }
 
 /** Builds the image, uploads the code when new, and gets or creates the stub. */
@@ -100,8 +108,8 @@ export async function prepareWorkloadStub(
   const imageId = options.imageId ?? (await buildImage(client, spec as ImageSpec, options.onLog));
   const code = options.bundle ? await options.bundle() : await bundleCode(source.file, exportRef(workload, source));
   const codeUploaded = await uploadCode(client, code);
-  const stub = await stubFor(client, workload, code, imageId, variant);
-  return { stub, kind: workload.kind, codeUploaded, codeHash: code.sha256, imageId, inputs: code.inputs };
+  const { stub, warnings } = await createStubFor(client, workload, code, imageId, variant);
+  return { stub, warnings, kind: workload.kind, codeUploaded, codeHash: code.sha256, imageId, inputs: code.inputs };
 }
 
 /** Everything `beta9 deploy` does: a new version of the named deployment. */
@@ -113,7 +121,7 @@ export async function deployWorkload(
   const route = prepared.kind === "endpoint" ? "endpoint" : prepared.kind === "taskqueue" ? "taskqueue" : prepared.kind === "function" ? "function" : "schedule";
   const url = route === "schedule" ? "" : `${client.gateway}/${route}/${deployment.name}/v${deployment.version}`;
   return {
-    deployment, name: deployment.name, version: deployment.version, url,
+    deployment, warnings: prepared.warnings, name: deployment.name, version: deployment.version, url,
     codeUploaded: prepared.codeUploaded, codeHash: prepared.codeHash, imageId: prepared.imageId, kind: prepared.kind,
   };
 }

@@ -67,6 +67,7 @@ export function registerDeploy(program: Command): void {
     .action((target: string, opts: { name?: string; json?: boolean; quiet?: boolean }, cmd: Command) =>
       withClient(cmd, async (client) => {
         const r = await deployTarget(client, target, opts);
+        for (const w of r.warnings) process.stderr.write(`${color.yellow("warning:")} ${w}\n`);
         if (opts.json) return printJson({ ...r.deployment, url: r.url });
         print(`${color.green("deployed")} ${r.deployment.name} v${r.deployment.version} (${r.kind}; code ${r.codeHash.slice(0, 12)}${r.codeUploaded ? ", uploaded" : ", unchanged"}; image ${r.imageId.slice(0, 12)})`);
         if (r.url) print(`invoke: curl -X POST ${r.url} -H "Authorization: Bearer $BETA9_TOKEN" -H "Content-Type: application/json" -d '{}'`);

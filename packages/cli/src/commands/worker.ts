@@ -1,7 +1,7 @@
 /** `beta9 worker`: run containers for a gateway on this machine (dials out; needs no inbound port). */
 import { resolve, join } from "node:path";
 import { homedir } from "node:os";
-import { Option, type Command } from "commander";
+import { InvalidArgumentError, Option, type Command } from "commander";
 import { CliError, EXIT } from "../errors.js";
 import { color, note, print } from "../output.js";
 
@@ -15,6 +15,16 @@ interface WorkerCliOptions {
   subnet?: string;
   id?: string;
   logLevel?: string;
+  gpus?: { type: string; count: number }[];
+}
+
+/** "A10G:1,T4:2" → [{ type: "A10G", count: 1 }, …] */
+function gpuList(value: string): { type: string; count: number }[] {
+  return value.split(",").map((part) => {
+    const m = /^([A-Za-z0-9._-]{1,32}):([1-9][0-9]?)$/.exec(part.trim());
+    if (!m) throw new InvalidArgumentError(`"${part}" is not TYPE:COUNT (e.g. A10G:1)`);
+    return { type: m[1]!, count: Number(m[2]) };
+  });
 }
 
 export function registerWorker(program: Command): void {
@@ -30,6 +40,7 @@ export function registerWorker(program: Command): void {
     .option("--subnet <cidr>", "container subnet (default 10.219.0.0/24)")
     .option("--id <id>", "worker id (default: hostname plus a random suffix)")
     .option("--log-level <level>", "log level (trace, debug, info, warn, error)")
+    .option("--gpus <list>", "GPUs to offer instead of those detected, TYPE:COUNT,… (a pool whose devices this worker cannot see; containers get no device nodes)", gpuList)
     .action(async (opts: WorkerCliOptions) => {
       const gatewayUrl = opts.gateway ?? process.env.BETA9_GATEWAY;
       const token = opts.token ?? process.env.BETA9_TOKEN;
@@ -40,6 +51,7 @@ export function registerWorker(program: Command): void {
         gatewayUrl, token, logger, runtime: opts.runtime, name: opts.name, pool: opts.pool,
         stateDir: resolve(opts.stateDir ?? join(homedir(), ".beta9", "worker")),
         ...(opts.subnet !== undefined && { subnet: opts.subnet }), ...(opts.id !== undefined && { workerId: opts.id }),
+        ...(opts.gpus !== undefined && { capacity: { gpus: opts.gpus } }),
       });
       print(`worker ${started.worker.id} (${started.runtime.name}) dialling ${gatewayUrl}`);
       void started.connected.then(() => print(color.green("connected")));

@@ -13,7 +13,14 @@ type IdParams = Static<typeof IdParamsSchema>;
 /** The app a stub belongs to when the client names none. */
 export const DEFAULT_APP = "default";
 
-export function stubRoutes(app: FastifyInstance, { store }: GatewayContext): void {
+const StubCreated = Type.Object({
+  stub: StubSchema,
+  created: Type.Boolean(),
+  warnings: Type.Array(Type.String(), { description: "what will keep it from running now, e.g. a GPU no connected worker has" }),
+});
+
+export function stubRoutes(app: FastifyInstance, ctx: GatewayContext): void {
+  const { store } = ctx;
   app.get<{ Querystring: ListQuery }>(`${API_PREFIX}/app`, {
     config: { access: "read" },
     schema: { tags: ["app"], summary: "List apps", querystring: ListQuerySchema, response: responses({ 200: Items(AppSchema) }) },
@@ -31,7 +38,7 @@ export function stubRoutes(app: FastifyInstance, { store }: GatewayContext): voi
       summary: "Get or create a stub from a validated config",
       description: "Units are normalized (cpu to millicores, memory to MiB, GPU names to canonical names) before hashing, so equal configs reuse one stub.",
       body: CreateStubBodySchema,
-      response: responses({ 200: Type.Object({ stub: StubSchema, created: Type.Boolean() }), 201: Type.Object({ stub: StubSchema, created: Type.Boolean() }) }),
+      response: responses({ 200: StubCreated, 201: StubCreated }),
     },
   }, async (request, reply) => {
     const { workspaceId } = request.auth;
@@ -52,7 +59,12 @@ export function stubRoutes(app: FastifyInstance, { store }: GatewayContext): voi
       workspaceId, appId: appRow.id, name: body.name, type: body.type as StubType, objectId: body.objectId ?? null,
       config, configHash: hashStubConfig(config),
     });
-    return reply.code(result.created ? 201 : 200).send(result);
+    // A workload no connected worker could ever run still deploys (a worker may join later), with a warning.
+    const reason = kind === "sandbox" ? undefined : ctx.scheduler.neverFits({
+      cpuMillicores: config.cpuMillicores, memoryMiB: config.memoryMiB, gpu: config.gpu, gpuCount: config.gpuCount, pool: config.pool, workspaceId,
+    });
+    const warnings = reason ? [`${body.name}: ${reason}; calls answer 503 CAPACITY_UNAVAILABLE until such a worker connects`] : [];
+    return reply.code(result.created ? 201 : 200).send({ ...result, warnings });
   });
 
   app.get<{ Querystring: ListQuery }>(`${API_PREFIX}/stub`, {

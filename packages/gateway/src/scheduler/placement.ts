@@ -68,3 +68,27 @@ function explain(candidates: readonly PlacementCandidate[], demand: Demand): str
     .sort((a, b) => b.cpu - a.cpu || b.mem - a.mem)[0]!;
   return `no worker has room for ${want}; the largest free slot is ${largest.cpu}m CPU, ${largest.mem} MiB`;
 }
+
+/**
+ * Why no connected worker could ever run `demand`, even with nothing else on it; undefined when one
+ * could, or when no eligible worker is connected yet (one may be joining: the normal wait covers it).
+ * Names what is missing (a GPU type, or size), so a caller gets a clear answer instead of a timeout.
+ */
+export function neverFits(candidates: readonly PlacementCandidate[], demand: Demand): string | undefined {
+  const usable = candidates.filter((c) => eligible(c, demand));
+  if (usable.length === 0) return undefined;
+  const empty = usable.map((c) => ({ ...c, reserved: { cpuMillicores: 0, memoryMiB: 0, gpus: {} } }));
+  if (place(empty, demand).workerId !== null) return undefined;
+  if (demand.gpuCount > 0) {
+    const any = demand.gpu.includes("any");
+    const fits = usable.some((c) => c.capacity.gpus.some((g) => (any || demand.gpu.includes(g.type)) && g.count >= demand.gpuCount));
+    if (!fits) {
+      const have = [...new Set(usable.flatMap((c) => c.capacity.gpus.map((g) => `${g.count}× ${g.type}`)))];
+      return `no connected worker has ${demand.gpuCount}× ${demand.gpu.join(" or ")} GPU${demand.pool ? ` in pool ${demand.pool}` : ""} ` +
+        `(connected workers have ${have.length > 0 ? have.join(", ") : "no GPUs"})`;
+    }
+  }
+  const largest = usable.map((c) => c.capacity).sort((a, b) => b.cpuMillicores - a.cpuMillicores || b.memoryMiB - a.memoryMiB)[0]!;
+  return `no connected worker is large enough for ${demand.cpuMillicores}m CPU and ${demand.memoryMiB} MiB` +
+    `${demand.gpuCount > 0 ? ` with ${demand.gpuCount}× ${demand.gpu.join(" or ")}` : ""}; the largest has ${largest.cpuMillicores}m CPU, ${largest.memoryMiB} MiB`;
+}

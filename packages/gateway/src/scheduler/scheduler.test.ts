@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import { after, describe, test } from "node:test";
 import type { ContainerRequest, GatewayMessage, WorkerCapacity } from "@beta9/protocol";
 import { ContainerRegistry } from "./containers.js";
-import { place, type PlacementCandidate } from "./placement.js";
+import { neverFits, place, type PlacementCandidate } from "./placement.js";
 import { Scheduler, type ConnectedWorker } from "./scheduler.js";
 
 const schedulers: Scheduler[] = [];
@@ -68,6 +68,14 @@ describe("placement", () => {
     assert.equal(r.workerId, null);
     assert.match((r as { reason: string }).reason, /largest free slot is 4000m CPU, 8192 MiB/);
     assert.match((place([], demand) as { reason: string }).reason, /no worker is connected/);
+  });
+
+  test("neverFits names a GPU type no connected worker has, but not a worker that is merely busy", () => {
+    const ws = [cand("t4", 3900, [{ type: "T4", count: 1 }]), cand("cpu", 0)];
+    assert.match(neverFits(ws, { ...demand, gpu: ["A10G"], gpuCount: 1 }) ?? "", /no connected worker has 1× A10G GPU \(connected workers have 1× T4\)/);
+    assert.equal(neverFits(ws, { ...demand, gpu: ["T4"], gpuCount: 1 }), undefined, "busy now, but it fits an empty t4");
+    assert.match(neverFits(ws, { ...demand, cpuMillicores: 16000 }) ?? "", /large enough for 16000m CPU.*largest has 4000m CPU/);
+    assert.equal(neverFits([], { ...demand, gpu: ["A10G"], gpuCount: 1 }), undefined, "no worker yet: one may be joining");
   });
 
   test("a machine's worker takes only its own workspace's containers; other workers take any", () => {

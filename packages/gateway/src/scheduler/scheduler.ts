@@ -9,7 +9,7 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import type { ContainerRequest, ContainerStateReport, GatewayMessage, WorkerCapacity } from "@beta9/protocol";
 import type { ContainerRecord, ContainerRegistry } from "./containers.js";
-import { place, type PlacementCandidate } from "./placement.js";
+import { neverFits, place, type Demand, type PlacementCandidate } from "./placement.js";
 
 export interface ConnectedWorker {
   id: string;
@@ -184,6 +184,11 @@ export class Scheduler {
       if (r.gpuType) reserved.gpus[r.gpuType] = (reserved.gpus[r.gpuType] ?? 0) + r.request.gpuCount;
     }
     return reserved;
+  }
+
+  /** Why no connected worker could ever run this demand (see placement.neverFits), or undefined. */
+  neverFits(demand: Demand): string | undefined {
+    return neverFits(this.candidates(), demand);
   }
 
   private candidates(): PlacementCandidate[] {

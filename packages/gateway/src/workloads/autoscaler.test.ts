@@ -37,3 +37,24 @@ test("containers that die before they answer: after three in a row the waiting r
   });
   assert.equal(scheduler.containers.list().filter((c) => c.state !== "EXITED").length, 0, "no fourth container");
 });
+
+test("a GPU no connected worker has: the waiting request fails with CAPACITY_UNAVAILABLE naming it, instead of a 120 s timeout", async (t) => {
+  const scheduler = new Scheduler(new ContainerRegistry(), { backlogTimeoutMs: 60_000 });
+  const autoscaler = new Autoscaler({ scheduler, acquireTimeoutMs: 60_000, capacityGraceMs: 50 });
+  t.after(() => {
+    autoscaler.close();
+    scheduler.close();
+  });
+  scheduler.connect({
+    id: "cpu-only", hostname: "cpu-only", pool: "default", runtime: "runc", isolates: true,
+    capacity: { cpuMillicores: 4000, memoryMiB: 8192, gpus: [] },
+    connected: true, cordoned: false, lastSeenAt: Date.now(), send: () => undefined, close: () => undefined,
+  }, []);
+  const s = stub();
+  const gpuStub = { ...s, config: { ...s.config, gpu: ["A10G"], gpuCount: 1 } } as Stub;
+  await assert.rejects(autoscaler.acquire(gpuStub), (err: Error & { code?: string; statusCode?: number }) => {
+    assert.equal(err.code, "CAPACITY_UNAVAILABLE");
+    assert.match(err.message, /crashy: no connected worker has 1× A10G GPU \(connected workers have no GPUs\)/);
+    return true;
+  });
+});

@@ -63,6 +63,11 @@ export interface AutoscalerOptions {
   logger?: Logger;
   /** How long a request waits for a container before a 503 (default 120 s: covers image fetch). */
   acquireTimeoutMs?: number;
+  /**
+   * How long a request waits before it fails with CAPACITY_UNAVAILABLE when no connected worker
+   * could ever run the stub's containers (a GPU type nobody has; default 5 s, for workers joining).
+   */
+  capacityGraceMs?: number;
   /** How often idle containers are checked against keep-warm (default 1 s). */
   reapIntervalMs?: number;
 }
@@ -114,7 +119,26 @@ export class Autoscaler {
       };
       pool.waiters.push(waiter);
       this.scale(pool);
+      this.failIfNeverFits(pool, waiter);
     });
+  }
+
+  /** After the grace period, a waiter whose stub no connected worker could ever run gets the reason. */
+  private failIfNeverFits(pool: StubPool, waiter: Waiter): void {
+    const { config } = pool.stub;
+    const check = setTimeout(() => {
+      const at = pool.waiters.indexOf(waiter);
+      if (at === -1) return;
+      const reason = this.o.scheduler.neverFits({
+        cpuMillicores: config.cpuMillicores, memoryMiB: config.memoryMiB, gpu: config.gpu, gpuCount: config.gpuCount,
+        pool: config.pool, workspaceId: pool.stub.workspaceId,
+      });
+      if (reason === undefined) return;
+      pool.waiters.splice(at, 1);
+      clearTimeout(waiter.timer);
+      waiter.reject(new Beta9Error("CAPACITY_UNAVAILABLE", { reason: `${pool.stub.name}: ${reason}` }));
+    }, this.o.capacityGraceMs ?? 5_000);
+    check.unref();
   }
 
   /** A free slot on a ready container right now, or undefined (no waiting, no scaling; waiters go first). */
