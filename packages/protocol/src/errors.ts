@@ -47,6 +47,8 @@ export const errorCatalogue = {
     message: "Image {id} is {status}; wait for its build to finish (beta9 image list) or build it again",
   },
   HANDLER_ERROR: { status: 500, message: "The handler failed: {reason}" },
+  TASK_TIMEOUT: { status: 504, message: "{name} ran past its timeout of {timeout} s (task {id}); raise the workload's timeout or make the handler faster" },
+  TASK_CANCELLED: { status: 409, message: "Task {id} of {name} was cancelled before it finished" },
   INPUT_INVALID: { status: 422, message: "{reason}" },
   UPSTREAM_FAILED: { status: 502, message: "The container could not answer: {reason}" },
   DEPLOYMENT_STOPPED: { status: 409, message: "Deployment {name} v{version} is stopped; start it with beta9 deployment start {id}" },

@@ -14,13 +14,14 @@ from .client import ApiError, Client
 from .image import Image, ImageError
 from .options import OptionError, QueueDepthAutoscaler, TaskPolicy, Volume
 from .runner.invoker import Context
-from .sandbox import Sandbox, SandboxInstance
+from .sandbox import RunCodeResult, Sandbox, SandboxError, SandboxFileInfo, SandboxInstance, SandboxProcess, SandboxProcessInfo
 from .tasks import TaskFailedError, TaskHandle
 
 __version__ = "0.2.0"
 
 __all__ = [
     "ApiError", "Client", "Context", "DeployResult", "Endpoint", "Function", "Image", "ImageError", "OptionError",
-    "QueueDepthAutoscaler", "Sandbox", "SandboxInstance", "Schedule", "ServeHandle", "TaskFailedError", "TaskHandle",
+    "QueueDepthAutoscaler", "RunCodeResult", "Sandbox", "SandboxError", "SandboxFileInfo", "SandboxInstance", "SandboxProcess",
+    "SandboxProcessInfo", "Schedule", "ServeHandle", "TaskFailedError", "TaskHandle",
     "TaskPolicy", "TaskQueue", "Volume", "Workload", "endpoint", "function", "schedule", "schema", "task_queue",
 ]

@@ -44,6 +44,8 @@ class DeployResult:
     url: str
     stub_id: str
     deployment: dict[str, Any]
+    #: What will keep it from running now (e.g. a GPU no connected worker has); it deployed all the same.
+    warnings: list[str]
 
 
 class ServeHandle:
@@ -158,11 +160,12 @@ class Workload:
 
     def deploy(self, name: str | None = None, on_log: Callable[[str], None] | None = None) -> DeployResult:
         """Builds the image, uploads the code when new, and publishes the next version."""
-        stub = self._prepare("deployment", on_log)["stub"]
+        prepared = self._prepare("deployment", on_log)
+        stub = prepared["stub"]
         deployment = self.client.create_deployment(stub["id"], name)
         route = _ROUTES.get(self.kind)
         url = f"{self.client.gateway}/{route}/{deployment['name']}/v{deployment['version']}" if route else ""
-        return DeployResult(deployment["name"], deployment["version"], url, stub["id"], deployment)
+        return DeployResult(deployment["name"], deployment["version"], url, stub["id"], deployment, prepared["warnings"])
 
     def serve(self, on_log: Callable[[str], None] | None = None) -> ServeHandle:
         """Runs this code on one container outside any deployment, at a stable URL, until ``stop()``."""

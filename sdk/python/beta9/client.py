@@ -200,7 +200,8 @@ class Client:
         return self.events(f"/image/{urllib.parse.quote(image_id)}/logs?follow=true")
 
     def create_stub(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self.request("POST", "/stub", body)["stub"]
+        """Gets or creates a stub: ``{"stub", "created", "warnings"}``."""
+        return self.request("POST", "/stub", body)
 
     def create_deployment(self, stub_id: str, name: str | None = None) -> dict[str, Any]:
         return self.request("POST", "/deployment", {"stubId": stub_id, **({"name": name} if name else {})})

@@ -3,6 +3,7 @@ when the hash is new), and get or create its stub. ``workload.deploy()``, ``.ser
 an undeployed workload and the CLI's ``beta9 deploy app.py:fn`` all come through here."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,11 +38,14 @@ def prepare_stub(client: Client, workload: Any, file: Path, attr: str, variant: 
     if not client.has_object(code.sha256):
         client.put_object(code.sha256, code.data)
         uploaded = True
-    stub = client.create_stub({
+    created = client.create_stub({
         "name": workload.name, "type": f"{workload.kind}/{variant}", "objectId": code.sha256,
         "config": {**workload.stub_config(), "imageId": image_id, "handler": code.handler},
     })
-    return {"stub": stub, "image_id": image_id, "code_sha256": code.sha256, "code_uploaded": uploaded}
+    warnings = [str(w) for w in created.get("warnings") or []]
+    for w in warnings:
+        sys.stderr.write(f"warning: {w}\n")
+    return {"stub": created["stub"], "warnings": warnings, "image_id": image_id, "code_sha256": code.sha256, "code_uploaded": uploaded}
 
 
 def is_deployed(client: Client, name: str, kind: str) -> bool:

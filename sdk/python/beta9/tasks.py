@@ -32,6 +32,10 @@ class TaskHandle:
         """The whole task record: status, retries, result or error, timings."""
         return self._client.get_task(self.id)
 
+    def wait(self) -> dict[str, Any]:
+        """Waits for the task to end (complete, fail, time out, be cancelled) and returns its record."""
+        return self._client.wait_task(self.id)
+
     def result(self, wait: bool = True) -> Any:
         """The handler's result; waits for the task to end unless ``wait=False`` (then None while it runs)."""
         task = self._client.wait_task(self.id) if wait else self._client.get_task(self.id)

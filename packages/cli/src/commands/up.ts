@@ -2,6 +2,7 @@
  * `beta9 up` (everything a single machine needs, and a saved context for it) and `beta9 gateway`
  * (the control plane alone, for a server that workers on other machines join).
  */
+import { createHash } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Client } from "beta9";
@@ -154,11 +155,23 @@ async function deploySample(url: string, token: string): Promise<void> {
   }
 }
 
+/**
+ * The host-visible names and subnet of the local worker. The default data dir's worker is "local"
+ * on 10.219.0.0/24; another data dir (a second platform on the same host, a test) gets its own,
+ * derived from the path, so neither reaps or routes over the other's bridge and containers.
+ */
+export function localWorkerIdentity(dataDir: string): { name: string; subnet: string } {
+  if (dataDir === resolve(join(homedir(), ".beta9", "data"))) return { name: "local", subnet: "10.219.0.0/24" };
+  const digest = createHash("sha256").update(dataDir).digest();
+  return { name: `u${digest.toString("hex").slice(0, 7)}`, subnet: `10.218.${digest[4]}.0/24` };
+}
+
 /** The worker of `beta9 up`: in this process, state under the data dir, the runtime picked or asked for. */
 async function startLocalWorker(url: string, token: string, dataDir: string, opts: ServeOptions) {
   const [{ startWorker }, { pino }] = await Promise.all([import("@beta9/worker"), import("pino")]);
   const logger = pino({ level: opts.logLevel ?? process.env.BETA9_LOG_LEVEL ?? "info" }, pino.destination({ fd: 2, sync: false }));
-  const started = await startWorker({ gatewayUrl: url, token, stateDir: join(dataDir, "worker"), logger, runtime: opts.runtime ?? "auto", name: "local", workerId: "local" }).catch(
+  const { name, subnet } = localWorkerIdentity(dataDir);
+  const started = await startWorker({ gatewayUrl: url, token, stateDir: join(dataDir, "worker"), logger, runtime: opts.runtime ?? "auto", name, subnet, workerId: "local" }).catch(
     (err: unknown) => {
       throw new CliError("WORKER_START_FAILED", `cannot start the local worker: ${err instanceof Error ? err.message : String(err)}`);
     },

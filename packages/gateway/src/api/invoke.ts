@@ -46,6 +46,10 @@ async function invoke(stub: Stub, autoscaler: Autoscaler, request: FastifyReques
         body: JSON.stringify({ input: request.body ?? null }), headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
       });
     } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") {
+        throw new Beta9Error("TASK_TIMEOUT", { name: stub.name, timeout: stub.config.taskPolicy.timeout, id: taskId });
+      }
       throw new Beta9Error("UPSTREAM_FAILED", { reason: (err as Error).message });
     }
     const text = await res.body.text();

@@ -54,6 +54,8 @@ export async function callFunction({ dispatcher }: Pick<GatewayContext, "dispatc
   if (final === undefined) return reply;
   reply.header(TASK_ID_HEADER, task.id);
   if (final.status === "COMPLETE") return reply.type("application/json").send(JSON.stringify(final.result ?? null));
+  if (final.status === "TIMEOUT") throw new Beta9Error("TASK_TIMEOUT", { name: stub.name, timeout: stub.config.taskPolicy.timeout, id: task.id });
+  if (final.status === "CANCELLED") throw new Beta9Error("TASK_CANCELLED", { name: stub.name, id: task.id });
   throw new Beta9Error("HANDLER_ERROR", { reason: `task ${task.id} ended ${final.status}: ${final.error ?? "no detail"}` });
 }
 

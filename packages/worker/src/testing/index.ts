@@ -1,6 +1,6 @@
 /** Test helpers other packages' integration tests use (`@beta9/worker/testing`). Not part of the runtime. */
 export { startRegistry, makeTar, freePort, type TestRegistry, type TarSpec } from "../images/testing.js";
-export { captureHostState, type HostState } from "./host-state.js";
+export { captureHostState, ownedBy, type HostState } from "./host-state.js";
 export { waitForHttp200, httpGet } from "./http.js";
 export { RegistryClient } from "../images/registry.js";
 export { MediaType } from "../images/oci.js";

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { test } from "node:test";
+import { after, test } from "node:test";
 import { captureHostState, ownedBy } from "../../testing/host-state.js";
 import { waitGone } from "../../testing/processes.js";
 import { createHostRootfs } from "../../testing/rootfs.js";
@@ -19,13 +19,20 @@ import { tryRun } from "../exec.js";
 
 const skipReason = runcSkipReason();
 const CHILD_SCRIPT = fileURLToPath(new URL("../../testing/runc-crash-child.js", import.meta.url));
+/** Stand-in workers still alive are killed when the tests end, whatever happened. */
+const children = new Set<ReturnType<typeof spawn>>();
+after(() => children.forEach((c) => c.exitCode === null && c.signalCode === null && c.kill("SIGKILL")));
 
 /** Starts the stand-in worker and waits for the line it prints once its container runs. */
 async function startCrashingWorker(args: string[]): Promise<{ child: ReturnType<typeof spawn>; id: string; pid: number }> {
-  const child = spawn(process.execPath, [CHILD_SCRIPT, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  // Its stderr is collected, not inherited: a stand-in left running must not hold the runner's pipe.
+  const child = spawn(process.execPath, [CHILD_SCRIPT, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  children.add(child);
+  let stderr = "";
+  child.stderr!.on("data", (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4096)));
   const firstLine = await new Promise<string>((resolve, reject) => {
     createInterface({ input: child.stdout! }).once("line", resolve);
-    child.once("exit", (code) => reject(new Error(`the worker exited (${code}) before its container started`)));
+    child.once("exit", (code) => reject(new Error(`the worker exited (${code}) before its container started: ${stderr}`)));
   });
   const { id, pid } = JSON.parse(firstLine) as { id: string; pid: number };
   return { child, id, pid };

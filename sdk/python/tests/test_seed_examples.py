@@ -1,0 +1,110 @@
+"""The seed document's Python examples, run exactly as written (``from beam import …``), against a
+real gateway and runc workers. The sandbox example lives in test_sandbox.py.
+"""
+from __future__ import annotations
+
+import json
+import textwrap
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from conftest import Platform, wait_until, write
+
+ENDPOINT_EXAMPLE = textwrap.dedent('''\
+    from beam import Image, endpoint
+    from beam import QueueDepthAutoscaler
+
+    @endpoint(
+        image=Image(python_version="python3.11"),
+        gpu="A10G",
+        cpu=2,
+        memory="16Gi",
+        autoscaler=QueueDepthAutoscaler(max_containers=5, tasks_per_container=30)
+    )
+    def handler():
+        return {"label": "cat", "confidence": 0.97}
+''')
+
+TASK_QUEUE_EXAMPLE = textwrap.dedent('''\
+    from beam import Image, TaskPolicy, schema, task_queue
+
+
+    class Input(schema.Schema):
+        image_url = schema.String()
+
+
+    @task_queue(
+        name="image-processor",
+        image=Image(python_version="python3.11"),
+        cpu=1,
+        memory=1024,
+        inputs=Input,
+        task_policy=TaskPolicy(max_retries=3),
+    )
+    def my_background_task(input: Input, *, context):
+        image_url = input.image_url
+        print(f"Processing image: {image_url}")
+        return {"image_url": image_url}
+
+
+    if __name__ == "__main__":
+        # Invoke a background task from your app (without deploying it)
+        my_background_task.put(image_url="https://example.com/image.jpg")
+
+        # You can also deploy this behind a versioned endpoint with:
+        # beam deploy app.py:my_background_task --name image-processor
+''')
+
+
+def post(platform: Platform, path: str, body: Any, timeout: float = 300) -> tuple[int, Any]:
+    req = urllib.request.Request(f"{platform.gateway}{path}", data=json.dumps(body).encode(), method="POST",
+                                 headers={"authorization": f"Bearer {platform.token}", "content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as res:
+            return res.status, json.loads(res.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+def tasks(platform: Platform) -> list[dict[str, Any]]:
+    return json.loads(platform.cli("task", "list", "--json", "--limit", "200").stdout)
+
+
+def test_endpoint_example_warns_and_answers_503_until_a_worker_with_an_a10g_joins(platform: Platform, app_dir: Path) -> None:
+    write(app_dir, "app.py", ENDPOINT_EXAMPLE)
+    deployed = platform.cli("deploy", "app.py:handler", cwd=app_dir)
+    # The only worker has no GPU: the deploy succeeds, says why it cannot run yet, and calls fail fast.
+    assert "warning:" in deployed.stderr + deployed.stdout
+    assert "A10G" in deployed.stderr + deployed.stdout
+    status, body = post(platform, "/endpoint/handler", {})
+    assert status == 503, body
+    assert body["error"]["code"] == "CAPACITY_UNAVAILABLE"
+    assert "A10G" in body["error"]["message"]
+
+    # A pool that declares an A10G (its devices are not visible here; the handler does not use them).
+    platform.start_worker("pytgpu", "10.219.78.0/24", "--gpus", "A10G:1")
+    status, body = post(platform, "/endpoint/handler", {})
+    assert (status, body) == (200, {"label": "cat", "confidence": 0.97})
+
+
+def test_task_queue_example_put_without_deploying_then_deploy_by_name(platform: Platform, app_dir: Path) -> None:
+    write(app_dir, "app.py", TASK_QUEUE_EXAMPLE)
+    before = {t["id"] for t in tasks(platform)}
+    ran = platform.python("app.py", cwd=app_dir)
+    assert ran.returncode == 0, ran.stderr
+    new = wait_until("the task put by app.py", lambda: [t for t in tasks(platform) if t["id"] not in before])
+    assert len(new) == 1
+    done = wait_until("the task to finish", lambda: (lambda t: t if t["status"] in ("COMPLETE", "ERROR", "TIMEOUT") else None)(
+        platform.client.get_task(new[0]["id"])), timeout=300)
+    assert done["status"] == "COMPLETE", done
+    assert done["result"] == {"image_url": "https://example.com/image.jpg"}
+
+    # The comment's command, with our CLI's name.
+    deployed = platform.cli("deploy", "app.py:my_background_task", "--name", "image-processor", cwd=app_dir)
+    assert "image-processor" in deployed.stdout
+    status, body = post(platform, "/taskqueue/image-processor", {"image_url": "https://example.com/b.jpg"})
+    assert status == 200, body
+    result = platform.client.wait_task(body["task_id"])
+    assert result["status"] == "COMPLETE" and result["result"] == {"image_url": "https://example.com/b.jpg"}
