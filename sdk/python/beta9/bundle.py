@@ -75,8 +75,9 @@ def _ignored(rel: str, is_dir: bool, patterns: list[tuple[bool, str]]) -> bool:
     return verdict
 
 
-def collect(root: Path, max_bytes: int = MAX_BUNDLE_BYTES) -> list[Path]:
-    """Files under ``root`` to bundle, sorted; raises BundleError past ``max_bytes``."""
+def collect(root: Path, max_bytes: int | None = None) -> list[Path]:
+    """Files under ``root`` to bundle, sorted; raises BundleError past ``max_bytes`` (MAX_BUNDLE_BYTES)."""
+    max_bytes = MAX_BUNDLE_BYTES if max_bytes is None else max_bytes
     patterns = _patterns(root)
     files: list[Path] = []
     total = 0

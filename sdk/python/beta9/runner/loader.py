@@ -6,6 +6,7 @@ its ``if __name__ == "__main__":`` block does not run. The CLI's ``describe`` lo
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import sys
 import traceback
@@ -40,6 +41,42 @@ def module_name(relative_file: str) -> str:
     return ".".join(parts)
 
 
+def _shadowed(root: Path, top: str) -> bool:
+    """True when ``top`` already names a module from elsewhere (``types``, ``queue``, ``json``…), so
+    importing the user's file by name would silently return that module instead."""
+    if top in sys.builtin_module_names:
+        return True
+    existing = sys.modules.get(top)
+    if existing is None:
+        return top in sys.stdlib_module_names
+    origin = getattr(existing, "__file__", None)
+    try:
+        return origin is None or not Path(origin).resolve().is_relative_to(root)
+    except OSError:
+        return True
+
+
+def _import(root: Path, file: str, name: str) -> Any:
+    if not _shadowed(root, name.split(".")[0]):
+        return importlib.import_module(name)
+    if "." in name:
+        top = name.split(".")[0]
+        raise LoadError("HANDLER_INVALID", f"{top}/: the package name {top!r} is also a standard module; rename the directory")
+    # A top-level file named like a standard module (types.py, queue.py): load it from its path under
+    # a private name, as `python3 types.py` would run it, leaving the standard module in place.
+    private = f"_beta9_user_{name}"
+    spec = importlib.util.spec_from_file_location(private, root / file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[private] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(private, None)
+        raise
+    return module
+
+
 def _where(err: BaseException, root: Path) -> str:
     """file:line of the deepest frame inside the user's code, for one-line errors."""
     best = ""
@@ -64,7 +101,7 @@ def load(code_dir: str | Path, ref: str) -> Workload:
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     try:
-        module = importlib.import_module(name)
+        module = _import(root, file, name)
     except SyntaxError as err:
         where = f"{Path(err.filename or file).name}:{err.lineno}" if err.lineno else file
         try:
