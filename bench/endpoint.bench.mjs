@@ -20,7 +20,7 @@ import { pino } from "pino";
 import { request } from "undici";
 import { startGateway } from "@beta9/gateway";
 import { ensureRunnerBundle, runcUnavailableReason, startWorker } from "@beta9/worker";
-import { fmt, median, prepareFloorHost } from "./lib.mjs";
+import { fmt, gatewayClient, median, prepareFloorHost } from "./lib.mjs";
 
 const ZERO_ROUNDS = Math.max(8, Number(process.env.BENCH_ZERO_ROUNDS ?? 10));
 const LOAD_ROUNDS = Math.max(3, Number(process.env.BENCH_ROUNDS ?? 3));
@@ -62,7 +62,7 @@ function beta9(args, env) {
 }
 
 /** POSTs `body` until the answer is 200 (503 while the runner loads, refused before it listens). */
-async function firstInvoke(url, deadlineMs = 15_000) {
+export async function firstInvoke(url, deadlineMs = 15_000) {
   const end = performance.now() + deadlineMs;
   for (;;) {
     try {
@@ -86,7 +86,7 @@ const FLOOR = { bridge: "b9epfl0", netnsPrefix: "b9epfl-", vethPrefix: "b9epv", 
 const HIERARCHIES = ["memory", "cpu", "cpuacct", "pids", "freezer", "devices", "blkio", "cpuset", "systemd", "unified"];
 
 /** Removes what a killed earlier run's floor left: containers, mounts under `dir`, netns, veths, bridge, cgroups. */
-function reapFloor(dir) {
+export function reapFloor(dir) {
   const runcRoot = join(dir, "runc-root");
   if (existsSync(runcRoot)) {
     let ids = [];
@@ -111,8 +111,11 @@ function reapFloor(dir) {
   }
 }
 
-/** The floor: the same rootfs, runner, code, limits and network shape, started by hand. */
-function makeFloor(dir, { rootfs, runnerDir, codeDir, handler }) {
+/**
+ * The floor: the same rootfs, runner, code, limits and network shape, started by hand. `command`
+ * and `env` replace the Node runner's (the Python bench runs `python3 -m beta9.runner`).
+ */
+export function makeFloor(dir, { rootfs, runnerDir, codeDir, handler, command, env = [], cpu = CPU, memoryMiB = MEMORY_MIB }) {
   const { bridge, cgroupParent } = FLOOR;
   const { runcRoot, template } = prepareFloorHost(dir, bridge, "10.219.254.1/24");
   const live = new Set();
@@ -143,15 +146,15 @@ function makeFloor(dir, { rootfs, runnerDir, codeDir, handler }) {
       sh("mount", ["-t", "overlay", "overlay", "-o", `lowerdir=${rootfs},upperdir=${join(b, "upper")},workdir=${join(b, "work")}`, join(b, "rootfs")]);
       const config = structuredClone(template);
       config.process.terminal = false;
-      config.process.args = ["/beta9/lib/ld-linux-x86-64.so.2", "--library-path", "/beta9/lib", "/beta9/bin/node", "/beta9/runner/main.js"];
+      config.process.args = command ?? ["/beta9/lib/ld-linux-x86-64.so.2", "--library-path", "/beta9/lib", "/beta9/bin/node", "/beta9/runner/main.js"];
       config.process.env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "PORT=8000",
-        "BETA9_CODE_DIR=/app", `BETA9_HANDLER=${handler}`, "BETA9_CONCURRENCY=1"];
+        "BETA9_CODE_DIR=/app", `BETA9_HANDLER=${handler}`, "BETA9_CONCURRENCY=1", ...env];
       config.root = { path: "rootfs", readonly: false };
       config.mounts.push({ destination: "/beta9", type: "bind", source: runnerDir, options: ["rbind", "ro", "nosuid", "nodev"] });
       config.mounts.push({ destination: "/app", type: "bind", source: codeDir, options: ["rbind", "ro", "nosuid", "nodev"] });
       config.linux.namespaces = config.linux.namespaces.map((x) => (x.type === "network" ? { type: "network", path: `/var/run/netns/${ns}` } : x));
       config.linux.cgroupsPath = `/${cgroupParent}/${id}`;
-      config.linux.resources = { ...config.linux.resources, memory: { limit: MEMORY_MIB * 1024 * 1024 }, cpu: { period: 100000, quota: CPU * 100000 } };
+      config.linux.resources = { ...config.linux.resources, memory: { limit: memoryMiB * 1024 * 1024 }, cpu: { period: 100000, quota: Math.round(cpu * 100000) } };
       writeFileSync(join(b, "config.json"), JSON.stringify(config));
       // Detached, the container inherits runc's stdout: the runner's "runner ready" line there says
       // when to send the one /invoke (polling for it instead makes the floor ~10 ms slower here).
@@ -179,7 +182,7 @@ function makeFloor(dir, { rootfs, runnerDir, codeDir, handler }) {
 }
 
 /** One load round in a child process; throws on any non-2xx or error. */
-async function loadRound({ url, headers, body, connections, duration }) {
+export async function loadRound({ url, headers, body, connections, duration }) {
   const child = spawn(process.execPath, [here("./servers/post-load.mjs"), JSON.stringify({ url, headers, body, connections, duration })],
     { stdio: ["ignore", "pipe", "inherit"] });
   const line = await new Promise((resolve, reject) => {
@@ -210,17 +213,12 @@ export async function run() {
   let gateway;
   let worker;
   let floor;
-  let api;
+  let gw;
   try {
     gateway = await startGateway({ dataDir: join(dir, "gw"), port: 0, logLevel: "warn" });
     const key = gateway.bootstrap.token.key;
-    const auth = { authorization: `Bearer ${key}`, "content-type": "application/json" };
-    api = async (method, path, body) => {
-      const res = await request(`${gateway.url}${path}`, { method, headers: auth, ...(body && { body: JSON.stringify(body) }) });
-      const text = await res.body.text();
-      if (res.statusCode >= 300) throw new Error(`${method} ${path}: ${res.statusCode} ${text}`);
-      return JSON.parse(text);
-    };
+    gw = gatewayClient(gateway.url, key);
+    const { auth, api, active, waitZero, call } = gw;
     worker = await startWorker({
       gatewayUrl: gateway.url, token: await gateway.localWorkerToken(), stateDir: workerDir, logger: pino({ level: "warn" }),
       runtime: "runc", name: "b9ep", subnet: "10.219.253.0/24", workerId: "bench-endpoint",
@@ -235,18 +233,6 @@ export async function run() {
       if (deployed.code !== 0) throw new Error(`beta9 deploy ${exportName} failed (${deployed.code}): ${deployed.stderr}`);
       stubs[exportName] = JSON.parse(deployed.stdout).stubId;
     }
-    const active = async (stubId) => (await api("GET", "/api/v1/container?active=true")).items.filter((c) => stubId === undefined || c.stubId === stubId);
-    const waitZero = async (stubId) => {
-      for (let i = 0; (await active(stubId)).length > 0; i++) {
-        if (i > 600) throw new Error(`containers of ${stubId} still active after 30 s`);
-        await sleep(50);
-      }
-    };
-    const call = async (name) => {
-      const res = await request(`${gateway.url}/endpoint/${name}`, { method: "POST", headers: auth, body: "{}" });
-      const text = await res.body.text();
-      if (res.statusCode !== 200 || JSON.parse(text).ok !== true) throw new Error(`POST /endpoint/${name}: ${res.statusCode} ${text}`);
-    };
     const subjectStart = async () => {
       await waitZero(stubs.zero);
       const wall = Date.now();
@@ -301,13 +287,7 @@ export async function run() {
     }
     if ((await active(stubs.warm)).length !== 1) throw new Error("the warm endpoint did not stay on one container");
   } finally {
-    if (api) {
-      try {
-        const left = await api("GET", "/api/v1/container?active=true");
-        await Promise.all(left.items.map((c) => api("POST", `/api/v1/container/${c.id}/stop`).catch(() => {})));
-        for (let i = 0; i < 300 && (await api("GET", "/api/v1/container?active=true")).items.length > 0; i++) await sleep(50);
-      } catch { /* the worker's close stops what is left */ }
-    }
+    await gw?.stopAll();
     floor?.close();
     await worker?.close(2000);
     await gateway?.close();

@@ -4,6 +4,7 @@
 import autocannon from "autocannon";
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
+import { request } from "undici";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 
@@ -60,4 +61,42 @@ export function prepareFloorHost(dir, bridge, address) {
   run(["ip", "addr", "add", address, "dev", bridge]);
   run(["ip", "link", "set", bridge, "up"]);
   return { runcRoot, template };
+}
+
+/**
+ * What the deployed-workload benches ask of a gateway, with an admin `key`: the API, the active
+ * containers of a stub, waiting for a stub to scale to zero, calling an endpoint that answers
+ * `{ ok: true }`, and stopping every container (cleanup).
+ */
+export function gatewayClient(gatewayUrl, key) {
+  const auth = { authorization: `Bearer ${key}`, "content-type": "application/json" };
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const api = async (method, path, body) => {
+    const res = await request(`${gatewayUrl}${path}`, { method, headers: auth, ...(body && { body: JSON.stringify(body) }) });
+    const text = await res.body.text();
+    if (res.statusCode >= 300) throw new Error(`${method} ${path}: ${res.statusCode} ${text}`);
+    return JSON.parse(text);
+  };
+  const active = async (stubId) => (await api("GET", "/api/v1/container?active=true")).items.filter((c) => stubId === undefined || c.stubId === stubId);
+  return {
+    auth, api, active,
+    async waitZero(stubId) {
+      for (let i = 0; (await active(stubId)).length > 0; i++) {
+        if (i > 600) throw new Error(`containers of ${stubId} still active after 30 s`);
+        await sleep(50);
+      }
+    },
+    async call(name) {
+      const res = await request(`${gatewayUrl}/endpoint/${name}`, { method: "POST", headers: auth, body: "{}" });
+      const text = await res.body.text();
+      if (res.statusCode !== 200 || JSON.parse(text).ok !== true) throw new Error(`POST /endpoint/${name}: ${res.statusCode} ${text}`);
+    },
+    async stopAll() {
+      try {
+        const left = await api("GET", "/api/v1/container?active=true");
+        await Promise.all(left.items.map((c) => api("POST", `/api/v1/container/${c.id}/stop`).catch(() => {})));
+        for (let i = 0; i < 300 && (await api("GET", "/api/v1/container?active=true")).items.length > 0; i++) await sleep(50);
+      } catch { /* the worker's close stops what is left */ }
+    },
+  };
 }

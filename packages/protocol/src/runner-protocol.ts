@@ -4,11 +4,12 @@
  * container never needs to reach the gateway): the open /invoke request is the task's heartbeat.
  *
  *   GET  /health            503 while loading or running onStart, then 200 { status: "ok" }
- *   POST /invoke            body { input }, header x-beta9-task-id
+ *   POST /invoke            body { input }, headers x-beta9-task-id and x-beta9-task-retries (failed
+ *                           attempts before this one; absent means 0)
  *                           → 200 { result } | 422 { error: { code: "INPUT_INVALID", message } }
  *                           | 500 { error: { code: "HANDLER_ERROR", message, stack? } }
  *                           | 503 { error: { code: "BUSY", … } } when all slots are taken
- *   POST /invoke-batch      body { tasks: [{ id, input }, …] } → 200 application/x-ndjson, one line
+ *   POST /invoke-batch      body { tasks: [{ id, input, retries? }, …] } → 200 application/x-ndjson, one line
  *                           { id, status, body } per task as it ends (status and body as /invoke
  *                           would answer it); the open request is each of its tasks' heartbeat
  *   POST /cancel/:taskId    aborts that invocation's ctx.signal → 204 (404 if unknown)
@@ -21,6 +22,7 @@
 export const RUNNER_PORT = 8000;
 export const CODE_MOUNT_PATH = "/app";
 export const TASK_ID_HEADER = "x-beta9-task-id";
+export const TASK_RETRIES_HEADER = "x-beta9-task-retries";
 
 /** The marker the SDK puts on every workload object; the runner and CLI look for it. */
 export const WORKLOAD_MARKER = "__beta9Workload";
@@ -43,6 +45,8 @@ export interface WorkloadDescriptor {
 export interface InvocationContext {
   taskId: string;
   containerId: string;
+  /** Attempts of this task that failed before this one (0 on the first attempt; always 0 for endpoints). */
+  retries: number;
   /** Aborted when the task is cancelled or times out. */
   signal: AbortSignal;
   /** What onStart returned, once per container. */

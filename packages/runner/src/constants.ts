@@ -8,6 +8,8 @@
 export const DEFAULT_PORT = 8000;
 /** Header carrying the task id of an invocation (protocol: TASK_ID_HEADER). */
 export const TASK_ID_HEADER = "x-beta9-task-id";
+/** Header carrying the failed attempts before this one (protocol: TASK_RETRIES_HEADER). */
+export const TASK_RETRIES_HEADER = "x-beta9-task-retries";
 /** Marker property on every workload object (protocol: WORKLOAD_MARKER). */
 export const WORKLOAD_MARKER = "__beta9Workload";
 /** Largest /invoke body accepted; larger ones get 413. */

@@ -14,6 +14,8 @@ export interface Reply {
 /** One invocation holding a slot; `end()` must be called exactly once when it is over. */
 export interface Invocation {
   readonly taskId: string;
+  /** Failed attempts of this task before this one. */
+  readonly retries: number;
   readonly controller: AbortController;
   end(): void;
 }
@@ -66,7 +68,7 @@ export class Invoker {
    * const invocation = invoker.begin("task-1");
    * if (invocation) try { reply = await invoker.run(invocation, input); } finally { invocation.end(); }
    */
-  begin(taskId: string): Invocation | undefined {
+  begin(taskId: string, retries = 0): Invocation | undefined {
     if (this.active >= this.options.concurrency) return undefined;
     this.active++;
     const controller = new AbortController();
@@ -82,7 +84,7 @@ export class Invoker {
       this.active--;
       if (this.active === 0) this.notifyIdle();
     };
-    return { taskId, controller, end };
+    return { taskId, retries, controller, end };
   }
 
   /** Validates `input` and calls the handler; never throws. */
@@ -100,6 +102,7 @@ export class Invoker {
     const ctx: InvocationContext = {
       taskId: invocation.taskId,
       containerId: this.options.containerId,
+      retries: invocation.retries,
       signal: invocation.controller.signal,
       onStartValue: this.options.onStartValue,
     };

@@ -24,7 +24,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const w = (name, handler, extra = {}) => ({ __beta9Workload: true, kind: "endpoint", name, config: {}, handler, ...extra });
 async function until(file) { while (!existsSync(join(dir, file))) await sleep(10); }
 
-export const echo = w("echo", (input, ctx) => ({ input, taskId: ctx.taskId, containerId: ctx.containerId }));
+export const echo = w("echo", (input, ctx) => ({ input, taskId: ctx.taskId, containerId: ctx.containerId, retries: ctx.retries }));
 export const nothing = w("nothing", () => undefined);
 export const fails = w("fails", () => { throw new Error("model exploded"); });
 export const gated = w("gated", (input, ctx) => ({ onStartValue: ctx.onStartValue }), {
@@ -179,7 +179,9 @@ describe("runner", () => {
     const runner = await spawnRunner("echo");
     await ready(runner);
     const res = await invoke(runner.port, { text: "hi" }, "task-42");
-    assert.deepEqual(res, { status: 200, body: { result: { input: { text: "hi" }, taskId: "task-42", containerId: "ctr-test" } } });
+    assert.deepEqual(res, { status: 200, body: { result: { input: { text: "hi" }, taskId: "task-42", containerId: "ctr-test", retries: 0 } } });
+    const retried = await post(runner.port, "/invoke", { input: 1 }, { "x-beta9-task-id": "task-43", "x-beta9-task-retries": "2" });
+    assert.equal(retried.body.result.retries, 2, "ctx.retries counts the failed attempts before this one");
     const generated = await invoke(runner.port, 7);
     assert.match(generated.body.result.taskId, /^[0-9a-f-]{36}$/);
   });

@@ -4,7 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { MAX_BODY_BYTES, TASK_ID_HEADER } from "./constants.js";
+import { MAX_BODY_BYTES, TASK_ID_HEADER, TASK_RETRIES_HEADER } from "./constants.js";
 import { BodyTooLargeError, readBody, sendError, sendJson } from "./http.js";
 import type { Invoker } from "./invoker.js";
 
@@ -50,11 +50,18 @@ function taskIdOf(req: IncomingMessage): string {
   return value && value.trim() !== "" ? value.trim() : randomUUID();
 }
 
+/** A retry count from the gateway: a small non-negative integer, else 0. */
+function retriesOf(value: unknown): number {
+  const n = typeof value === "string" ? Number(value) : value;
+  return typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= 1000 ? n : 0;
+}
+
 async function invoke(state: RunnerState, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const { invoker } = state;
   if (state.phase === "stopping") return sendError(res, 503, "SHUTTING_DOWN", "the runner is shutting down; send the task to another container");
   if (!invoker) return sendError(res, 503, "NOT_READY", "the workload is still loading; retry when GET /health answers 200");
-  const invocation = invoker.begin(taskIdOf(req));
+  const header = req.headers[TASK_RETRIES_HEADER];
+  const invocation = invoker.begin(taskIdOf(req), retriesOf(Array.isArray(header) ? header[0] : header));
   if (!invocation) {
     return sendError(res, 503, "BUSY", `all ${state.concurrency} invocation slot(s) of this container are taken`);
   }
@@ -125,8 +132,8 @@ async function invokeBatch(state: RunnerState, req: IncomingMessage, res: Server
     if (lines.length === 0) setImmediate(flush);
     lines.push(`{"id":${JSON.stringify(id)},"status":${reply.status},"body":${reply.json}}\n`);
   };
-  await Promise.all((tasks as { id: string; input?: unknown }[]).map(async ({ id, input }) => {
-    const invocation = invoker.begin(id);
+  await Promise.all((tasks as { id: string; input?: unknown; retries?: unknown }[]).map(async ({ id, input, retries }) => {
+    const invocation = invoker.begin(id, retriesOf(retries));
     if (!invocation) {
       answer(id, { status: 503, json: JSON.stringify({ error: { code: "BUSY", message: `all ${state.concurrency} invocation slot(s) of this container are taken` } }) });
       return;

@@ -5,7 +5,7 @@ import { endpoint, fn, Image, QueueDepthAutoscaler, schedule, schema, TaskPolicy
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 const ctx = (onStartValue: unknown = undefined): InvocationContext => ({
-  taskId: "t1", containerId: "c1", signal: new AbortController().signal, onStartValue,
+  taskId: "t1", containerId: "c1", retries: 0, signal: new AbortController().signal, onStartValue,
 });
 
 describe("workload wrappers", () => {

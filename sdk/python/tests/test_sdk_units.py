@@ -221,7 +221,7 @@ def handler(n: int, *, context):
         while not context.wait_cancelled(0.05):
             pass
         return "cancelled"
-    return {"double": n * 2, "on_start": context.on_start_value, "task": context.task_id}
+    return {"double": n * 2, "on_start": context.on_start_value, "task": context.task_id, "retries": context.retry_count}
 
 @endpoint(inputs=In)
 async def typed(data: In):
@@ -268,8 +268,8 @@ def test_runner_protocol(tmp_path: Path) -> None:
     write(tmp_path, "app.py", RUNNER_APP)
     proc, base = start_runner(tmp_path, "app.py:handler")
     try:
-        status, body = post(base + "/invoke", {"input": {"n": 21}}, {"x-beta9-task-id": "t1"})
-        assert status == 200 and json.loads(body)["result"] == {"double": 42, "on_start": {"loaded": True}, "task": "t1"}
+        status, body = post(base + "/invoke", {"input": {"n": 21}}, {"x-beta9-task-id": "t1", "x-beta9-task-retries": "2"})
+        assert status == 200 and json.loads(body)["result"] == {"double": 42, "on_start": {"loaded": True}, "task": "t1", "retries": 2}
         status, body = post(base + "/invoke", {"input": {"m": 1}}, {"x-beta9-task-id": "t2"})
         assert status == 422 and json.loads(body)["error"]["code"] == "INPUT_INVALID"
         status, body = post(base + "/invoke", {"input": {"n": -1}}, {"x-beta9-task-id": "t3"})
@@ -278,11 +278,12 @@ def test_runner_protocol(tmp_path: Path) -> None:
         assert "Traceback" in error.get("stack", "") and "app.py" in error["stack"]
         # A batch answers one line per task as each ends.
         req = urllib.request.Request(base + "/invoke-batch", method="POST", headers={"content-type": "application/json"},
-                                     data=json.dumps({"tasks": [{"id": f"b{i}", "input": {"n": i}} for i in range(5)]}).encode())
+                                     data=json.dumps({"tasks": [{"id": f"b{i}", "retries": i, "input": {"n": i}} for i in range(5)]}).encode())
         with urllib.request.urlopen(req, timeout=30) as res:
             lines = [json.loads(line) for line in res.read().decode().splitlines() if line.strip()]
         assert sorted(line["id"] for line in lines) == [f"b{i}" for i in range(5)]
-        assert all(line["status"] == 200 and line["body"]["result"]["double"] == int(line["id"][1:]) * 2 for line in lines)
+        assert all(line["status"] == 200 and line["body"]["result"]["double"] == int(line["id"][1:]) * 2
+                   and line["body"]["result"]["retries"] == int(line["id"][1:]) for line in lines)
         # Cancel reaches a running handler.
         answer: dict[str, Any] = {}
         t = threading.Thread(target=lambda: answer.update(r=post(base + "/invoke", {"input": {"n": 999}}, {"x-beta9-task-id": "slow"})))

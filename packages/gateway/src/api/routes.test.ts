@@ -218,6 +218,8 @@ describe("public invocation (access public)", () => {
     const viaToken = await gw.request("POST", "/function/open-fn", { body: { n: 3 } });
     assert.equal(viaToken.json().error.code, "QUEUE_FULL");
     await gw.request("POST", `/api/v1/task/${pending.id}/cancel`);
-    assert.equal((await first).statusCode, 500, "the first call answers once its task ends (cancelled here)");
+    const ended = await first;
+    assert.equal(ended.statusCode, 409, "the first call answers once its task ends (cancelled here)");
+    assert.equal(ended.json().error.code, "TASK_CANCELLED");
   });
 });

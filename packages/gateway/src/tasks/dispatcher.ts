@@ -243,7 +243,7 @@ export class TaskDispatcher {
     const tasks = this.o.store.tasks;
     try {
       const input = inputJson ?? JSON.stringify((await tasks.input(task.id)) ?? null);
-      const res = await this.runners.call(slot.runner, task.id, input, live.abort.signal);
+      const res = await this.runners.call(slot.runner, task.id, input, live.abort.signal, task.retries);
       answered?.();
       const body = res.body;
       if (res.statusCode === 200) await this.end(task, "COMPLETE", { result: body.result ?? null });

@@ -14,13 +14,15 @@ const body = (req: IncomingMessage) => new Promise<string>((resolve) => {
 });
 
 /** A runner that answers /invoke-batch (unless `batch` is false) and /invoke; "slow" tasks never end. */
-async function fakeRunner(batch: boolean): Promise<{ server: Server; pool: Pool; requests: { path: string; ids: string[] }[] }> {
+async function fakeRunner(batch: boolean): Promise<{ server: Server; pool: Pool; requests: { path: string; ids: string[] }[]; retries: Map<string, unknown> }> {
   const requests: { path: string; ids: string[] }[] = [];
+  const retries = new Map<string, unknown>();
   const server = createServer(async (req, res) => {
     const text = await body(req);
     if (req.url === "/invoke-batch" && batch) {
-      const tasks = (JSON.parse(text) as { tasks: { id: string; input: unknown }[] }).tasks;
+      const tasks = (JSON.parse(text) as { tasks: { id: string; input: unknown; retries?: unknown }[] }).tasks;
       requests.push({ path: req.url, ids: tasks.map((t) => t.id) });
+      for (const t of tasks) retries.set(t.id, t.retries);
       res.writeHead(200, { "content-type": "application/x-ndjson" });
       for (const t of tasks) {
         if (t.input === "slow") continue;
@@ -33,6 +35,7 @@ async function fakeRunner(batch: boolean): Promise<{ server: Server; pool: Pool;
     }
     if (req.url === "/invoke") {
       requests.push({ path: req.url, ids: [String(req.headers["x-beta9-task-id"])] });
+      retries.set(String(req.headers["x-beta9-task-id"]), req.headers["x-beta9-task-retries"]);
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ result: (JSON.parse(text) as { input: unknown }).input }));
       return;
@@ -41,7 +44,7 @@ async function fakeRunner(batch: boolean): Promise<{ server: Server; pool: Pool;
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const { port } = server.address() as { port: number };
-  return { server, pool: new Pool(`http://127.0.0.1:${port}`), requests };
+  return { server, pool: new Pool(`http://127.0.0.1:${port}`), requests, retries };
 }
 
 describe("runner batches", () => {
@@ -56,9 +59,10 @@ describe("runner batches", () => {
     const batches = new RunnerBatches();
     const signal = new AbortController().signal;
     const answers = await Promise.all([
-      batches.call(runner.pool, "a", '{"n":1}', signal), batches.call(runner.pool, "b", '"bad"', signal), batches.call(runner.pool, "c", "null", signal),
+      batches.call(runner.pool, "a", '{"n":1}', signal), batches.call(runner.pool, "b", '"bad"', signal, 2), batches.call(runner.pool, "c", "null", signal),
     ]);
     assert.deepEqual(runner.requests, [{ path: "/invoke-batch", ids: ["a", "b", "c"] }]);
+    assert.deepEqual([...runner.retries], [["a", 0], ["b", 2], ["c", 0]], "each task carries its failed attempts");
     assert.deepEqual(answers.map((a) => a.statusCode), [200, 422, 200]);
     assert.deepEqual(answers[0]!.body, { result: { n: 1 } });
     assert.equal(answers[1]!.body.error?.message, "bad input");
@@ -82,8 +86,9 @@ describe("runner batches", () => {
     closers.push(() => runner.pool.destroy(), () => new Promise((r) => runner.server.close(r)));
     const batches = new RunnerBatches();
     const signal = new AbortController().signal;
-    const answers = await Promise.all([batches.call(runner.pool, "a", "1", signal), batches.call(runner.pool, "b", "2", signal)]);
+    const answers = await Promise.all([batches.call(runner.pool, "a", "1", signal), batches.call(runner.pool, "b", "2", signal, 3)]);
     assert.deepEqual(answers.map((a) => a.body), [{ result: 1 }, { result: 2 }]);
+    assert.deepEqual([runner.retries.get("a"), runner.retries.get("b")], ["0", "3"], "the retry count rides in a header");
     assert.deepEqual(await Promise.all(["c", "d"].map(async (id, i) => (await batches.call(runner.pool, id, String(i), signal)).body)), [{ result: 0 }, { result: 1 }]);
     assert.deepEqual(runner.requests.map((r) => r.path), ["/invoke", "/invoke", "/invoke", "/invoke"], "after the 404, which it does not record");
   });

@@ -9,7 +9,7 @@
  * `POST /invoke` per task from then on.
  */
 import type { Pool } from "undici";
-import { TASK_ID_HEADER } from "@beta9/protocol";
+import { TASK_ID_HEADER, TASK_RETRIES_HEADER } from "@beta9/protocol";
 
 /** What the runner answered for one task (as /invoke would: status and parsed body). */
 export interface RunnerAnswer {
@@ -23,6 +23,7 @@ const BATCH_CHARS = 4 * 1024 * 1024;
 interface Item {
   taskId: string;
   inputJson: string;
+  retries: number;
   signal: AbortSignal;
   resolve: (answer: RunnerAnswer) => void;
   reject: (err: unknown) => void;
@@ -33,8 +34,8 @@ export class RunnerBatches {
   private readonly unbatched = new WeakSet<Pool>();
 
   /** Runs one task on the runner behind `runner`; rejects when the exchange fails or `signal` aborts. */
-  call(runner: Pool, taskId: string, inputJson: string, signal: AbortSignal): Promise<RunnerAnswer> {
-    if (this.unbatched.has(runner) || inputJson.length > BATCH_CHARS) return single(runner, taskId, inputJson, signal);
+  call(runner: Pool, taskId: string, inputJson: string, signal: AbortSignal, retries = 0): Promise<RunnerAnswer> {
+    if (this.unbatched.has(runner) || inputJson.length > BATCH_CHARS) return single(runner, taskId, inputJson, signal, retries);
     return new Promise<RunnerAnswer>((resolve, reject) => {
       let queue = this.queues.get(runner);
       if (!queue) {
@@ -51,13 +52,13 @@ export class RunnerBatches {
             for (let chars = 0; to < items.length && (to === from || chars + items[to]!.inputJson.length <= BATCH_CHARS); to++) chars += items[to]!.inputJson.length;
             if (to - from === 1) {
               const item = items[from]!;
-              single(runner, item.taskId, item.inputJson, item.signal).then(item.resolve, item.reject);
+              single(runner, item.taskId, item.inputJson, item.signal, item.retries).then(item.resolve, item.reject);
             } else void this.send(runner, items.slice(from, to));
             from = to;
           }
         });
       }
-      queue.push({ taskId, inputJson, signal, resolve, reject });
+      queue.push({ taskId, inputJson, retries, signal, resolve, reject });
     });
   }
 
@@ -87,7 +88,7 @@ export class RunnerBatches {
       item.resolve(answer);
     };
     try {
-      const body = `{"tasks":[${[...pending.values()].map((i) => `{"id":${JSON.stringify(i.taskId)},"input":${i.inputJson}}`).join(",")}]}`;
+      const body = `{"tasks":[${[...pending.values()].map((i) => `{"id":${JSON.stringify(i.taskId)},"retries":${i.retries},"input":${i.inputJson}}`).join(",")}]}`;
       const res = await runner.request({
         path: "/invoke-batch", method: "POST", headers: { "content-type": "application/json" }, body,
         signal: request.signal, headersTimeout: 0, bodyTimeout: 0,
@@ -98,7 +99,7 @@ export class RunnerBatches {
         this.unbatched.add(runner);
         for (const item of [...pending.values()]) {
           pending.delete(item.taskId);
-          single(runner, item.taskId, item.inputJson, item.signal).then(item.resolve, item.reject);
+          single(runner, item.taskId, item.inputJson, item.signal, item.retries).then(item.resolve, item.reject);
         }
         return;
       }
@@ -131,9 +132,10 @@ export class RunnerBatches {
 }
 
 /** One task, one `POST /invoke`. */
-async function single(runner: Pool, taskId: string, inputJson: string, signal: AbortSignal): Promise<RunnerAnswer> {
+async function single(runner: Pool, taskId: string, inputJson: string, signal: AbortSignal, retries: number): Promise<RunnerAnswer> {
   const res = await runner.request({
-    path: "/invoke", method: "POST", headers: { "content-type": "application/json", [TASK_ID_HEADER]: taskId },
+    path: "/invoke", method: "POST",
+    headers: { "content-type": "application/json", [TASK_ID_HEADER]: taskId, [TASK_RETRIES_HEADER]: String(retries) },
     body: `{"input":${inputJson}}`, signal, headersTimeout: 0, bodyTimeout: 0,
   });
   return { statusCode: res.statusCode, body: (await res.body.json().catch(() => ({}))) as RunnerAnswer["body"] };

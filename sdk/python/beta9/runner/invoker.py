@@ -19,8 +19,10 @@ from .loader import InputError, bind, output_of
 class Context:
     """What a handler's keyword-only ``context`` argument holds."""
 
-    def __init__(self, task_id: str, container_id: str, stub_id: str, on_start_value: Any) -> None:
+    def __init__(self, task_id: str, container_id: str, stub_id: str, on_start_value: Any, retry_count: int = 0) -> None:
         self.task_id = task_id
+        #: Attempts of this task that failed before this one (0 on the first; always 0 for endpoints).
+        self.retry_count = retry_count
         self.container_id = container_id
         self.stub_id = stub_id
         self.on_start_value = on_start_value
@@ -39,7 +41,8 @@ class Context:
         return self._cancelled.wait(timeout)
 
     def __repr__(self) -> str:
-        return f"Context(task_id={self.task_id!r}, container_id={self.container_id!r}, cancelled={self.cancelled})"
+        return (f"Context(task_id={self.task_id!r}, container_id={self.container_id!r}, retry_count={self.retry_count}, "
+                f"cancelled={self.cancelled})")
 
 
 def error_reply(status: int, code: str, message: str, **extra: Any) -> tuple[int, bytes]:
@@ -87,12 +90,12 @@ class Invoker:
                 self._loop = loop
             return self._loop
 
-    def begin(self, task_id: str) -> Invocation | None:
+    def begin(self, task_id: str, retry_count: int = 0) -> Invocation | None:
         with self._lock:
             if self.active >= self.concurrency:
                 return None
             self.active += 1
-            inv = Invocation(self, Context(task_id, self.container_id, self.stub_id, self.on_start_value))
+            inv = Invocation(self, Context(task_id, self.container_id, self.stub_id, self.on_start_value, retry_count))
             self._by_task.setdefault(task_id, set()).add(inv)
             return inv
 

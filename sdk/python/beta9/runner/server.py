@@ -24,6 +24,16 @@ from .invoker import Invocation, Invoker, error_reply
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 TASK_ID_HEADER = "x-beta9-task-id"
+TASK_RETRIES_HEADER = "x-beta9-task-retries"
+
+
+def retries_of(value: Any) -> int:
+    """A retry count from the gateway: a small non-negative integer, else 0."""
+    try:
+        n = int(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else 0
+    except ValueError:
+        return 0
+    return n if 0 <= n <= 1000 else 0
 
 
 class State:
@@ -131,7 +141,7 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             if not isinstance(body, dict):
                 return self._error(400, "INVALID_JSON", 'the body must be a JSON object like {"input": …}')
             task_id = (self.headers.get(TASK_ID_HEADER) or "").strip() or str(uuid.uuid4())
-            inv = invoker.begin(task_id)
+            inv = invoker.begin(task_id, retries_of(self.headers.get(TASK_RETRIES_HEADER)))
             if inv is None:
                 return self._error(503, "BUSY", f"all {state.concurrency} invocation slot(s) of this container are taken")
             done = threading.Event()
@@ -181,7 +191,7 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                         pass
 
             def one(task: dict[str, Any]) -> None:
-                inv = invoker.begin(task["id"])
+                inv = invoker.begin(task["id"], retries_of(task.get("retries")))
                 if inv is None:
                     return answer(task["id"], *error_reply(503, "BUSY", f"all {state.concurrency} invocation slot(s) of this container are taken"))
                 invocations.append(inv)
