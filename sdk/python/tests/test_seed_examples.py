@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from conftest import Platform, wait_until, write
+from conftest import SDK_ROOT, Platform, wait_until, write
 
 ENDPOINT_EXAMPLE = textwrap.dedent('''\
     from beam import Image, endpoint
@@ -108,3 +108,28 @@ def test_task_queue_example_put_without_deploying_then_deploy_by_name(platform: 
     assert status == 200, body
     result = platform.client.wait_task(body["task_id"])
     assert result["status"] == "COMPLETE" and result["result"] == {"image_url": "https://example.com/b.jpg"}
+
+
+EXAMPLES = SDK_ROOT.parents[1] / "examples" / "python"
+
+
+def test_the_example_files_are_the_seed_as_written() -> None:
+    assert ENDPOINT_EXAMPLE in (EXAMPLES / "inference.py").read_text()
+    assert TASK_QUEUE_EXAMPLE in (EXAMPLES / "app.py").read_text()
+    assert 'sandbox.process.run_code("print(\'I am running remotely\')")' in (EXAMPLES / "sandbox.py").read_text()
+
+
+def test_readme_quick_start(platform: Platform) -> None:
+    """The README's Python quick start, from the repository root as written there."""
+    repo = SDK_ROOT.parents[1]
+    deployed = platform.cli("deploy", "examples/python/hello.py:hello", cwd=repo)
+    assert "hello-py" in deployed.stdout
+    status, body = post(platform, "/endpoint/hello-py", {"name": "you"})
+    assert (status, body) == (200, {"message": "Hello, you!"})
+    ran = platform.cli("run", "examples/python/hello.py:hello", "--input", '{"name": "you"}', "-q", cwd=repo)
+    assert json.loads(ran.stdout) == {"message": "Hello, you!"}
+    # beta9 run on a task queue puts one task and prints its result.
+    queued = platform.cli("run", "examples/python/app.py:my_background_task", "--input", '{"image_url": "x.jpg"}', "-q", cwd=repo)
+    assert json.loads(queued.stdout) == {"image_url": "x.jpg"}
+    failed = platform.cli("run", "examples/python/app.py:my_background_task", "--input", '{"url": "x.jpg"}', "-q", cwd=repo, check=False)
+    assert failed.returncode != 0 and "image_url" in failed.stderr, failed.stderr

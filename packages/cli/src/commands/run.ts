@@ -1,4 +1,7 @@
-/** `beta9 run FILE:EXPORT --input JSON`: run a function once, remotely, without deploying it. */
+/**
+ * `beta9 run FILE:EXPORT --input JSON`: call a workload once, remotely, without deploying it: a
+ * function or endpoint answers with its result; a task queue's task is put and waited for.
+ */
 import { InvalidArgumentError, type Command } from "commander";
 import { ApiError } from "beta9";
 import { CliError, EXIT } from "../errors.js";
@@ -17,16 +20,23 @@ function json(value: string): unknown {
 export function registerRun(program: Command): void {
   program
     .command("run")
-    .description("run a function (fn) once on the platform and print its result, without deploying it")
-    .argument("<target>", "FILE:EXPORT of an fn(...)")
-    .option("--input <json>", "the function's input", json, null)
+    .description("call a function, endpoint or task queue once on the platform and print its result, without deploying it")
+    .argument("<target>", "FILE:EXPORT (TypeScript) or FILE.py:FUNCTION (Python) of a function, endpoint or task queue")
+    .option("--input <json>", "the workload's input, as JSON", json, null)
     .option("-q, --quiet", "do not print the image build log")
     .action((target: string, opts: { input: unknown; quiet?: boolean }, cmd: Command) =>
       withClient(cmd, async (client) => {
         const prepared = await prepareStub(client, target, "serve", opts.quiet === true);
-        if (prepared.kind !== "function") throw new CliError("NOT_A_FUNCTION", `${target} is a ${prepared.kind}; beta9 run runs functions made with fn()`, EXIT.usage);
+        const stubId = prepared.stub.id;
         try {
-          print(JSON.stringify(await client.callFunction({ stubId: prepared.stub.id }, opts.input)));
+          if (prepared.kind === "function") return print(JSON.stringify(await client.callFunction({ stubId }, opts.input)));
+          if (prepared.kind === "endpoint") return print(JSON.stringify(await client.callEndpoint({ stubId }, opts.input)));
+          if (prepared.kind === "taskqueue") {
+            const task = await client.waitForTask(await client.putTask({ stubId }, opts.input));
+            if (task.status !== "COMPLETE") throw new CliError("HANDLER_ERROR", `task ${task.id} ended ${task.status}: ${task.error ?? "no detail"}`);
+            return print(JSON.stringify(task.result ?? null));
+          }
+          throw new CliError("NOT_CALLABLE", `${target} is a ${prepared.kind}; it runs on its own cron once deployed (beta9 deploy ${target})`, EXIT.usage);
         } catch (err) {
           if (err instanceof ApiError && err.code === "HANDLER_ERROR") throw new CliError("HANDLER_ERROR", err.message);
           throw err;
