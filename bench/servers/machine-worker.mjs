@@ -12,7 +12,7 @@ const ws = new WebSocket(o.gatewayUrl.replace("http", "ws") + "/api/v1/worker/co
 const send = (m) => ws.send(JSON.stringify(m));
 const target = { host: "127.0.0.1", port: o.upstreamPort };
 ws.on("open", () => send({
-  type: "hello", workerId: "bench", hostname: "bench", pool: "default", runtime: "process", isolates: false,
+  type: "hello", workerId: "bench", hostname: "bench", pool: "default", runtime: "process", isolates: false, allowUnisolated: true,
   capacity: { cpuMillicores: 64_000, memoryMiB: 65_536, gpus: [] }, containers: [], version: "bench",
 }));
 ws.on("message", (data) => {

@@ -38,7 +38,7 @@ test("expired during an outage → re-registers and is ready again without a res
   const id = created.machine.id as string;
   const config = validateConfig({
     gateway: { host: "127.0.0.1", port: relay.port }, machine: { token: created.token }, pool: "default", keepaliveIntervalSeconds: 60,
-    metricsPort: 0, runtime: "process", stateDir: join(dir, "state"), logLevel: "silent",
+    metricsPort: 0, runtime: "process", allowUnisolated: true, stateDir: join(dir, "state"), logLevel: "silent",
   }, dir, "expiring");
   agent = new Agent({ config, logger: pino({ level: "silent" }), backoffMinMs: 100, backoffMaxMs: 500 });
   agent.start();

@@ -53,7 +53,7 @@ describe("agent against a real gateway", () => {
     machine = m;
     config = validateConfig({
       gateway: { host: "127.0.0.1", port }, machine: { token, hostname: "agent-under-test" }, pool: "default",
-      keepaliveIntervalSeconds: 1, metricsPort: 0, runtime: "process", stateDir: join(dir, "state"), logLevel: "silent",
+      keepaliveIntervalSeconds: 1, metricsPort: 0, runtime: "process", allowUnisolated: true, stateDir: join(dir, "state"), logLevel: "silent",
     }, dir, "agent-under-test");
     agent = new Agent({ config, logger: silent, backoffMinMs: 100, backoffMaxMs: 1000, workerName: "b9at" });
   });

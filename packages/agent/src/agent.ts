@@ -160,7 +160,7 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
     try {
       const started = await (this.o.startWorker ?? realStartWorker)({
         gatewayUrl: gatewayUrl(config), token: config.machine.token, stateDir: config.stateDir, logger: logger.child({ component: "worker" }),
-        runtime: config.runtime, pool: config.pool, workerId: this.machineId, devices, version: AGENT_VERSION,
+        runtime: config.runtime, allowUnisolated: config.allowUnisolated, pool: config.pool, workerId: this.machineId, devices, version: AGENT_VERSION,
         name: this.o.workerName ?? config.worker.name, subnet: config.worker.subnet,
       });
       started.worker.events.on("container", (info) => this.onContainer(info));

@@ -37,7 +37,7 @@ test("b9agent run --no-tui joins, serves /metrics, and SIGTERM stops its contain
   const metricsPort = await freePort();
   const init = spawn(process.execPath, [MAIN, "init", "--gateway", gateway.url.replace("http://", ""), "--token", created.body.token, "--pool", "default", "--metrics-port", String(metricsPort)], { env });
   assert.equal(await new Promise((r) => init.on("exit", r)), 0);
-  for (const [k, v] of [["runtime", "process"], ["keepaliveIntervalSeconds", "1"]]) {
+  for (const [k, v] of [["runtime", "process"], ["allowUnisolated", "true"], ["keepaliveIntervalSeconds", "1"]]) {
     const set = spawn(process.execPath, [MAIN, "config", "set", k!, v!], { env });
     assert.equal(await new Promise((r) => set.on("exit", r)), 0);
   }

@@ -17,6 +17,8 @@ export interface AgentConfig {
   metricsPort: number;
   metricsHost: string;
   runtime: "auto" | "runc" | "process";
+  /** Let the process runtime (no isolation) run containers here: trusted code only (see the worker's --allow-unisolated). */
+  allowUnisolated: boolean;
   /** Worker state (image cache, code, runtime dirs); default <home>/state. */
   stateDir: string;
   logLevel: (typeof LOG_LEVELS)[number];
@@ -83,6 +85,7 @@ export const CONFIG_KEYS = {
   metricsPort: (v: unknown) => int(v, "metricsPort", 0, 65_535),
   metricsHost: (v: unknown) => str(v, "metricsHost", HOST),
   runtime: (v: unknown) => oneOf(v, "runtime", RUNTIMES),
+  allowUnisolated: (v: unknown) => bool(v, "allowUnisolated"),
   stateDir: (v: unknown) => {
     const dir = str(v, "stateDir");
     if (!isAbsolute(dir)) throw new ConfigError("stateDir must be an absolute path");
@@ -119,7 +122,7 @@ function setPath(obj: Record<string, unknown>, key: string, value: unknown): voi
 export function defaults(home: string, hostname: string): Omit<AgentConfig, "gateway" | "machine" | "pool"> & { machine: { hostname: string; id: string } } {
   return {
     machine: { hostname, id: "" }, keepaliveIntervalSeconds: 60, metricsPort: DEFAULT_METRICS_PORT, metricsHost: "127.0.0.1",
-    runtime: "auto", stateDir: join(home, "state"), logLevel: "info", worker: { name: "agent", subnet: "10.219.64.0/24" },
+    runtime: "auto", allowUnisolated: false, stateDir: join(home, "state"), logLevel: "info", worker: { name: "agent", subnet: "10.219.64.0/24" },
   };
 }
 
@@ -141,6 +144,7 @@ export function validateConfig(raw: unknown, home: string, hostname: string): Ag
     metricsPort: value("metricsPort", d.metricsPort) as number,
     metricsHost: value("metricsHost", d.metricsHost) as string,
     runtime: value("runtime", d.runtime) as AgentConfig["runtime"],
+    allowUnisolated: value("allowUnisolated", d.allowUnisolated) as boolean,
     stateDir: value("stateDir", d.stateDir) as string,
     logLevel: value("logLevel", d.logLevel) as AgentConfig["logLevel"],
     worker: { name: value("worker.name", d.worker.name) as string, subnet: value("worker.subnet", d.worker.subnet) as string },
@@ -184,7 +188,7 @@ export function saveConfig(path: string, config: AgentConfig): void {
   const doc = {
     gateway: config.gateway, machine: config.machine, pool: config.pool,
     keepaliveIntervalSeconds: config.keepaliveIntervalSeconds, metricsPort: config.metricsPort, metricsHost: config.metricsHost,
-    runtime: config.runtime, stateDir: config.stateDir, logLevel: config.logLevel, worker: config.worker,
+    runtime: config.runtime, allowUnisolated: config.allowUnisolated, stateDir: config.stateDir, logLevel: config.logLevel, worker: config.worker,
   };
   writeFileSync(tmp, stringify(doc), { mode: 0o600 });
   chmodSync(tmp, 0o600);

@@ -40,7 +40,7 @@ test("a refused worker retries and joins once its machine registers", async (t) 
   const lines: string[] = [];
   const sink = new Writable({ write(chunk, _enc, done) { lines.push(String(chunk)); done(); } });
   const worker = await startWorker({
-    gatewayUrl: gateway.url, token, stateDir: join(dir, "worker"), logger: pino({ level: "info" }, sink), runtime: "process", workerId: machine.id,
+    gatewayUrl: gateway.url, token, stateDir: join(dir, "worker"), logger: pino({ level: "info" }, sink), runtime: "process", allowUnisolated: true, workerId: machine.id,
   });
   t.after(() => worker.close(1000));
   await waitFor("two refused handshakes", () => lines.filter((l) => l.includes("refused this worker")).length >= 2);

@@ -426,7 +426,7 @@ describe("sandboxes on the process runtime (no isolation; where runc cannot run)
     gw = await startGateway({ dataDir: join(pdir, "gw"), port: 0, logLevel: "silent" });
     w = await startWorker({
       gatewayUrl: gw.url, token: await gw.localWorkerToken(), stateDir: join(pdir, "worker"),
-      logger: pino({ level: "silent" }), runtime: "process", workerId: "sandbox-process", reachable: false,
+      logger: pino({ level: "silent" }), runtime: "process", allowUnisolated: true, workerId: "sandbox-process", reachable: false,
     });
     await w.connected;
     c = new Client({ gateway: gw.url, token: gw.bootstrap!.token.key });

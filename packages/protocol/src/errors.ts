@@ -71,7 +71,7 @@ export const errorCatalogue = {
   BAD_REQUEST: { status: 400, message: "{reason}" },
   INTERNAL: { status: 500, message: "Internal error (request id {requestId}); the gateway log has details" },
   UNAVAILABLE: { status: 503, message: "{reason}" },
-  CAPACITY_UNAVAILABLE: { status: 503, message: "{reason}; connect a worker that has it, or ask for less" },
+  CAPACITY_UNAVAILABLE: { status: 503, message: "{reason}" },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

@@ -102,6 +102,11 @@ export type WorkerMessage =
        * connection came from, never a loopback, link-local or unspecified one; others are tunnelled.
        */
       reachable?: boolean;
+      /**
+       * The operator lets this worker run containers although its runtime isolates nothing
+       * (`--allow-unisolated`). Without it, a worker with `isolates: false` takes no containers.
+       */
+      allowUnisolated?: boolean;
     }
   | TunnelFailedMessage
   | { type: "keepalive"; running: number }
@@ -151,6 +156,7 @@ export const WorkerMessageSchema = Type.Union([
     containers: Type.Array(Type.Object({ ...ContainerStateReportFields, request: ContainerRequestSchema }), { maxItems: 4096 }),
     version: Type.String({ maxLength: 128 }),
     reachable: Type.Optional(Type.Boolean()),
+    allowUnisolated: Type.Optional(Type.Boolean()),
   }),
   Type.Object({ type: Type.Literal("tunnel.failed"), streamId: Type.String({ maxLength: 128 }), message: Type.String({ maxLength: 65_536 }) }),
   Type.Object({ type: Type.Literal("keepalive"), running: Type.Integer({ minimum: 0 }) }),

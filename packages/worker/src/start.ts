@@ -31,6 +31,8 @@ export interface StartWorkerOptions {
   version?: string;
   /** See WorkerOptions.reachable: unset lets the gateway decide whether to tunnel. */
   reachable?: boolean;
+  /** See WorkerOptions.allowUnisolated. */
+  allowUnisolated?: boolean;
   /** Accelerators to offer; detected here (nvidia-smi, rocm-smi, sysfs, …) when not given. */
   devices?: DeviceGroup[];
 }
@@ -67,7 +69,12 @@ export async function startWorker(options: StartWorkerOptions): Promise<StartedW
     images, devices,
     ...(options.version !== undefined && { version: options.version }),
     ...(options.reachable !== undefined && { reachable: options.reachable }),
+    ...(options.allowUnisolated !== undefined && { allowUnisolated: options.allowUnisolated }),
   });
+  if (!runtime.isolates && options.allowUnisolated !== true) {
+    process.stderr.write("This worker takes no containers until it is restarted with --allow-unisolated (trusted code only), " +
+      "or runs runc as root (apt-get install runc).\n\n");
+  }
   const connected = worker.start();
   return {
     worker, runtime, connected,

@@ -51,6 +51,12 @@ export interface WorkerOptions {
    * decides (worker tokens: yes; machine tokens: no, and it tunnels over this worker's connection).
    */
   reachable?: boolean;
+  /**
+   * Run containers although the runtime isolates nothing (the process runtime): only for clusters
+   * whose every workload, sandbox and image author is trusted. Without it, the gateway places
+   * nothing on a non-isolating worker. Ignored by isolating runtimes.
+   */
+  allowUnisolated?: boolean;
   /** Detected accelerators (devices/detectDevices): capacity's GPUs and what GPU containers get. */
   devices?: DeviceGroup[];
 }
@@ -164,6 +170,7 @@ export class Worker {
       isolates: this.options.runtime.isolates, capacity: this.capacity, version: this.options.version ?? "0",
       containers: [...this.containers.values()].filter((c) => c.state.state !== "EXITED").map((c) => ({ ...c.state, request: c.request })),
       ...(this.options.reachable !== undefined && { reachable: this.options.reachable }),
+      ...(this.options.allowUnisolated === true && !this.options.runtime.isolates && { allowUnisolated: true }),
     }, true));
     ws.on("message", (data) => this.onMessage(JSON.parse(String(data)) as GatewayMessage));
     ws.on("unexpected-response", (_req, res) => {

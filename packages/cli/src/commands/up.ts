@@ -22,6 +22,7 @@ interface ServeOptions {
   logLevel?: string;
   runtime?: "auto" | "runc" | "process";
   worker?: boolean;
+  allowUnisolated?: boolean;
   workerTimeout: number;
   machineExpiry: number;
 }
@@ -54,6 +55,7 @@ export function registerServe(program: Command): void {
   )
     .addOption(new Option("--runtime <runtime>", "container runtime of the local worker").choices(["auto", "runc", "process"]).default("auto"))
     .option("--no-worker", "start the gateway only")
+    .option("--allow-unisolated", "let a local worker on the process runtime (no runc) run containers: trusted code only")
     .action((opts: ServeOptions) => serve(opts, true));
 
   withServeOptions(program.command("gateway").description("run only the gateway (control plane); saves no context")).action(
@@ -94,7 +96,7 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
   if (saveContext && opts.worker !== false) {
     const worker = await startLocalWorker(url, await gateway.localWorkerToken(), dataDir, opts);
     stops.push(() => worker.close());
-    workerStarted = worker.runtime.isolates;
+    workerStarted = worker.runtime.isolates || opts.allowUnisolated === true;
   }
 
   if (gateway.bootstrap) {
@@ -171,13 +173,15 @@ async function startLocalWorker(url: string, token: string, dataDir: string, opt
   const [{ startWorker }, { pino }] = await Promise.all([import("@beta9/worker"), import("pino")]);
   const logger = pino({ level: opts.logLevel ?? process.env.BETA9_LOG_LEVEL ?? "info" }, pino.destination({ fd: 2, sync: false }));
   const { name, subnet } = localWorkerIdentity(dataDir);
-  const started = await startWorker({ gatewayUrl: url, token, stateDir: join(dataDir, "worker"), logger, runtime: opts.runtime ?? "auto", name, subnet, workerId: "local" }).catch(
+  const started = await startWorker({ gatewayUrl: url, token, stateDir: join(dataDir, "worker"), logger, runtime: opts.runtime ?? "auto", name, subnet, workerId: "local",
+    ...(opts.allowUnisolated === true && { allowUnisolated: true }) }).catch(
     (err: unknown) => {
       throw new CliError("WORKER_START_FAILED", `cannot start the local worker: ${err instanceof Error ? err.message : String(err)}`);
     },
   );
   await started.connected;
-  print(`worker: local (${started.runtime.name}${started.runtime.isolates ? "" : ", NO isolation"})`);
+  const isolation = started.runtime.isolates ? "" : opts.allowUnisolated ? ", NO isolation: --allow-unisolated" : ", NO isolation: it takes no containers without --allow-unisolated";
+  print(`worker: local (${started.runtime.name}${isolation})`);
   return started;
 }
 

@@ -16,6 +16,7 @@ interface WorkerCliOptions {
   id?: string;
   logLevel?: string;
   gpus?: { type: string; count: number }[];
+  allowUnisolated?: boolean;
 }
 
 /** "A10G:1,T4:2" → [{ type: "A10G", count: 1 }, …] */
@@ -40,6 +41,7 @@ export function registerWorker(program: Command): void {
     .option("--subnet <cidr>", "container subnet (default 10.219.0.0/24)")
     .option("--id <id>", "worker id (default: hostname plus a random suffix)")
     .option("--log-level <level>", "log level (trace, debug, info, warn, error)")
+    .option("--allow-unisolated", "let the process runtime (no isolation) run containers here: only when every workload, sandbox and image author is trusted")
     .option("--gpus <list>", "GPUs to offer instead of those detected, TYPE:COUNT,… (a pool whose devices this worker cannot see; containers get no device nodes)", gpuList)
     .action(async (opts: WorkerCliOptions) => {
       const gatewayUrl = opts.gateway ?? process.env.BETA9_GATEWAY;
@@ -52,6 +54,7 @@ export function registerWorker(program: Command): void {
         stateDir: resolve(opts.stateDir ?? join(homedir(), ".beta9", "worker")),
         ...(opts.subnet !== undefined && { subnet: opts.subnet }), ...(opts.id !== undefined && { workerId: opts.id }),
         ...(opts.gpus !== undefined && { capacity: { gpus: opts.gpus } }),
+        ...(opts.allowUnisolated === true && { allowUnisolated: true }),
       });
       print(`worker ${started.worker.id} (${started.runtime.name}) dialling ${gatewayUrl}`);
       void started.connected.then(() => print(color.green("connected")));

@@ -50,9 +50,12 @@ export function containerRoutes(app: FastifyInstance, { scheduler, store }: Gate
       const image = found(await store.images.get(request.auth.workspaceId, body.imageId), "image", body.imageId);
       if (image.status !== "ready") throw new Beta9Error("IMAGE_NOT_READY", { id: image.id, status: image.status });
     }
+    const demand = { ...resources(body), pool: body.pool ?? null };
+    const never = scheduler.neverFits({ ...demand, workspaceId: request.auth.workspaceId });
+    if (never) throw new Beta9Error("CAPACITY_UNAVAILABLE", { reason: never });
     const record = scheduler.submit({
       containerId: randomUUID(), workspaceId: request.auth.workspaceId, stubId: null, imageId: body.imageId ?? null,
-      command: body.command, env: body.env ?? {}, ...resources(body), ports: body.ports ?? [], pool: body.pool ?? null,
+      command: body.command, env: body.env ?? {}, ...demand, ports: body.ports ?? [],
     });
     return reply.code(201).send(toContainer(record));
   });

@@ -105,13 +105,19 @@ export class ImageBuilds {
    * one (its owner could upload any bytes as the image).
    */
   private dispatch(job: BuildJob): void {
-    const workers = this.o.scheduler.listWorkers().filter((w) => w.connected && !w.cordoned && w.workspaceId === undefined)
-      .sort((a, b) => Number(b.isolates) - Number(a.isolates));
+    const cluster = this.o.scheduler.listWorkers().filter((w) => w.connected && !w.cordoned && w.workspaceId === undefined);
+    // A build runs the image author's commands: never as host processes unless the operator said so.
+    const workers = cluster.filter((w) => w.isolates || w.allowUnisolated === true).sort((a, b) => Number(b.isolates) - Number(a.isolates));
     const worker = workers[0];
     if (worker) {
       job.workerId = worker.id;
       this.append(job.imageId, [{ stream: "stdout", line: `building image ${job.imageId} on worker ${worker.id}`, at: Date.now() }]);
       worker.send({ type: "image.build", imageId: job.imageId, spec: job.spec });
+      return;
+    }
+    if (cluster.length > 0) {
+      void this.fail(job.imageId, `the connected workers (${cluster.map((w) => w.id).join(", ")}) run the process runtime, which isolates nothing, so they build no images: ` +
+        "install runc and run a worker as root (apt-get install runc), or, if every image author is trusted, restart one with --allow-unisolated");
       return;
     }
     if (Date.now() - job.startedAt > (this.o.workerWaitMs ?? 60_000)) {

@@ -59,6 +59,12 @@ export class SandboxManager {
   }
 
   async create(workspaceId: string, input: SandboxConfig): Promise<SandboxRecord> {
+    // Refused before anything is stored when no connected worker could ever run it (e.g. only
+    // workers that isolate nothing): a sandbox is for untrusted code.
+    const never = this.o.scheduler.neverFits({
+      cpuMillicores: input.cpuMillicores, memoryMiB: input.memoryMiB, gpu: [], gpuCount: 0, pool: input.pool, workspaceId,
+    });
+    if (never) throw new Beta9Error("CAPACITY_UNAVAILABLE", { reason: `sandbox: ${never}` });
     const config: SandboxConfig = { ...input, secret: randomBytes(24).toString("hex") };
     const id = randomUUID();
     const containerId = randomUUID();

@@ -11,6 +11,12 @@ export interface PlacementCandidate {
   /** Set for a machine's worker: it runs only this workspace's containers (the machine's owner's). */
   workspaceId?: string;
   schedulable: boolean;
+  /**
+   * False for a worker whose runtime isolates nothing (plain host processes) and whose operator did
+   * not opt in (`--allow-unisolated`): it takes no containers at all, since any of them could read
+   * the host's files and tokens. Undefined counts as true (a runc worker, or an opted-in pool).
+   */
+  mayRunUntrusted?: boolean;
   capacity: WorkerCapacity;
   /** What containers already placed there hold. */
   reserved: { cpuMillicores: number; memoryMiB: number; gpus: Record<string, number> };
@@ -18,9 +24,22 @@ export interface PlacementCandidate {
 
 export type Demand = Pick<ContainerRequest, "cpuMillicores" | "memoryMiB" | "gpu" | "gpuCount" | "pool"> & { workspaceId?: string };
 
-/** Whether the worker may run this demand at all (schedulable, pool, owner), capacity aside. */
-const eligible = (c: PlacementCandidate, demand: Demand): boolean =>
+/** Whether the worker may run this demand were it isolating (schedulable, pool, owner), capacity aside. */
+const reachable = (c: PlacementCandidate, demand: Demand): boolean =>
   c.schedulable && (demand.pool === null || c.pool === demand.pool) && (c.workspaceId === undefined || c.workspaceId === demand.workspaceId);
+
+/** Whether the worker may run this demand at all, capacity aside. */
+const eligible = (c: PlacementCandidate, demand: Demand): boolean => reachable(c, demand) && c.mayRunUntrusted !== false;
+
+/** The reason nothing may go to the workers that would otherwise take this demand, when it is isolation. */
+function unisolatedOnly(candidates: readonly PlacementCandidate[], demand: Demand): string | undefined {
+  const refused = candidates.filter((c) => reachable(c, demand) && c.mayRunUntrusted === false);
+  if (refused.length === 0 || candidates.some((c) => eligible(c, demand))) return undefined;
+  const names = refused.slice(0, 3).map((c) => c.workerId).join(", ") + (refused.length > 3 ? ` and ${refused.length - 3} more` : "");
+  return `the only worker${refused.length > 1 ? "s" : ""} that could run this (${names}) run${refused.length > 1 ? "" : "s"} the process runtime, ` +
+    "which isolates nothing, so it takes no containers: install runc and run the worker as root (apt-get install runc), " +
+    "or, if every workload and sandbox of this cluster is trusted, restart it with --allow-unisolated";
+}
 
 export type PlacementResult = { workerId: string; gpuType: string | null } | { workerId: null; reason: string };
 
@@ -61,6 +80,8 @@ function explain(candidates: readonly PlacementCandidate[], demand: Demand): str
     (demand.gpuCount > 0 ? `, ${demand.gpuCount}× ${demand.gpu.join("|")}` : "") + (demand.pool ? ` in pool ${demand.pool}` : "");
   const usable = candidates.filter((c) => eligible(c, demand));
   if (usable.length === 0) {
+    const unisolated = unisolatedOnly(candidates, demand);
+    if (unisolated) return unisolated;
     return candidates.length === 0 ? `no worker is connected (wanted ${want})` : `no schedulable worker${demand.pool ? ` in pool ${demand.pool}` : ""} (wanted ${want})`;
   }
   const largest = usable
@@ -72,11 +93,12 @@ function explain(candidates: readonly PlacementCandidate[], demand: Demand): str
 /**
  * Why no connected worker could ever run `demand`, even with nothing else on it; undefined when one
  * could, or when no eligible worker is connected yet (one may be joining: the normal wait covers it).
+ * Workers that isolate nothing and did not opt in count as a reason (they would never take it).
  * Names what is missing (a GPU type, or size), so a caller gets a clear answer instead of a timeout.
  */
 export function neverFits(candidates: readonly PlacementCandidate[], demand: Demand): string | undefined {
   const usable = candidates.filter((c) => eligible(c, demand));
-  if (usable.length === 0) return undefined;
+  if (usable.length === 0) return unisolatedOnly(candidates, demand);
   const empty = usable.map((c) => ({ ...c, reserved: { cpuMillicores: 0, memoryMiB: 0, gpus: {} } }));
   if (place(empty, demand).workerId !== null) return undefined;
   if (demand.gpuCount > 0) {
@@ -85,10 +107,11 @@ export function neverFits(candidates: readonly PlacementCandidate[], demand: Dem
     if (!fits) {
       const have = [...new Set(usable.flatMap((c) => c.capacity.gpus.map((g) => `${g.count}× ${g.type}`)))];
       return `no connected worker has ${demand.gpuCount}× ${demand.gpu.join(" or ")} GPU${demand.pool ? ` in pool ${demand.pool}` : ""} ` +
-        `(connected workers have ${have.length > 0 ? have.join(", ") : "no GPUs"})`;
+        `(connected workers have ${have.length > 0 ? have.join(", ") : "no GPUs"}); connect a worker that has it, or ask for less`;
     }
   }
   const largest = usable.map((c) => c.capacity).sort((a, b) => b.cpuMillicores - a.cpuMillicores || b.memoryMiB - a.memoryMiB)[0]!;
   return `no connected worker is large enough for ${demand.cpuMillicores}m CPU and ${demand.memoryMiB} MiB` +
-    `${demand.gpuCount > 0 ? ` with ${demand.gpuCount}× ${demand.gpu.join(" or ")}` : ""}; the largest has ${largest.cpuMillicores}m CPU, ${largest.memoryMiB} MiB`;
+    `${demand.gpuCount > 0 ? ` with ${demand.gpuCount}× ${demand.gpu.join(" or ")}` : ""}; the largest has ${largest.cpuMillicores}m CPU, ${largest.memoryMiB} MiB; ` +
+    "connect a larger worker, or ask for less";
 }

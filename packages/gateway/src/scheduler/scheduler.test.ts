@@ -19,7 +19,7 @@ function makeScheduler(options: ConstructorParameters<typeof Scheduler>[1] = {})
 function fakeWorker(id: string, capacity: Partial<WorkerCapacity>, extra: Partial<ConnectedWorker> = {}) {
   const sent: GatewayMessage[] = [];
   const worker: ConnectedWorker = {
-    id, hostname: id, pool: "default", runtime: "process", isolates: false,
+    id, hostname: id, pool: "default", runtime: "process", isolates: false, allowUnisolated: true,
     capacity: { cpuMillicores: 4000, memoryMiB: 8192, gpus: [], ...capacity },
     connected: true, cordoned: false, lastSeenAt: Date.now(), send: (m) => sent.push(m), close: () => undefined, ...extra,
   };
@@ -76,6 +76,17 @@ describe("placement", () => {
     assert.equal(neverFits(ws, { ...demand, gpu: ["T4"], gpuCount: 1 }), undefined, "busy now, but it fits an empty t4");
     assert.match(neverFits(ws, { ...demand, cpuMillicores: 16000 }) ?? "", /large enough for 16000m CPU.*largest has 4000m CPU/);
     assert.equal(neverFits([], { ...demand, gpu: ["A10G"], gpuCount: 1 }), undefined, "no worker yet: one may be joining");
+  });
+
+  test("a worker that isolates nothing takes no containers unless its operator opted in, and the reason says how to fix it", () => {
+    const bare = { ...cand("bare", 0), mayRunUntrusted: false };
+    const none = place([bare], demand);
+    assert.equal(none.workerId, null);
+    assert.match((none as { reason: string }).reason, /bare\) runs the process runtime, which isolates nothing.*apt-get install runc.*--allow-unisolated/);
+    assert.match(neverFits([bare], demand) ?? "", /--allow-unisolated/, "a call fails fast instead of waiting for capacity that never comes");
+    assert.equal(place([bare, cand("runc", 3000)], demand).workerId, "runc", "an isolating worker takes it even when fuller");
+    assert.equal(neverFits([bare, cand("runc", 3000)], demand), undefined);
+    assert.equal(place([{ ...bare, mayRunUntrusted: true }], demand).workerId, "bare", "opted in");
   });
 
   test("a machine's worker takes only its own workspace's containers; other workers take any", () => {

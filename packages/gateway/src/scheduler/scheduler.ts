@@ -19,6 +19,8 @@ export interface ConnectedWorker {
   workspaceId?: string;
   runtime: "runc" | "process";
   isolates: boolean;
+  /** The operator let this non-isolating worker run containers anyway (`--allow-unisolated`). */
+  allowUnisolated?: boolean;
   capacity: WorkerCapacity;
   connected: boolean;
   cordoned: boolean;
@@ -194,6 +196,7 @@ export class Scheduler {
   private candidates(): PlacementCandidate[] {
     return [...this.workers.values()].map((w) => ({
       workerId: w.id, pool: w.pool, schedulable: w.connected && !w.cordoned, capacity: w.capacity, reserved: this.reservedOn(w.id),
+      mayRunUntrusted: w.isolates || w.allowUnisolated === true,
       ...(w.workspaceId !== undefined && { workspaceId: w.workspaceId }),
     }));
   }

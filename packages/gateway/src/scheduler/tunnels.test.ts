@@ -75,7 +75,7 @@ class FakeMachineWorker {
       this.ws.once("error", reject);
     });
     this.send({
-      type: "hello", workerId: "claims-another-id", hostname: "fake", pool: "claims-another-pool", runtime: "process", isolates: false,
+      type: "hello", workerId: "claims-another-id", hostname: "fake", pool: "claims-another-pool", runtime: "process", isolates: false, allowUnisolated: true,
       capacity: { cpuMillicores: 4000, memoryMiB: 4096, gpus: [] }, containers: [], version: "test",
     });
     return until("welcome", () => this.messages.find((m): m is GatewayMessage & { type: "welcome" } => m.type === "welcome"));

@@ -61,7 +61,7 @@ test("hello, placement, state and logs flow through; silence drops the worker an
     }
     throw new Error(`no ${type} message`);
   };
-  send({ type: "hello", workerId: "w1", hostname: "h", pool: "default", runtime: "process", isolates: false, capacity: { cpuMillicores: 2000, memoryMiB: 2048, gpus: [] }, containers: [], version: "test" });
+  send({ type: "hello", workerId: "w1", hostname: "h", pool: "default", runtime: "process", isolates: false, allowUnisolated: true, capacity: { cpuMillicores: 2000, memoryMiB: 2048, gpus: [] }, containers: [], version: "test" });
   assert.equal((await next("welcome")).type, "welcome");
   const workers = (await api("GET", "/api/v1/worker")).json.items;
   assert.deepEqual(workers.map((w: { id: string; free: { cpuMillicores: number } }) => [w.id, w.free.cpuMillicores]), [["w1", 2000]]);

@@ -60,7 +60,7 @@ class RawWorker {
   }
 
   async hello(extra: Partial<WorkerMessage & { type: "hello" }> = {}): Promise<string> {
-    this.send({ type: "hello", workerId: "w", hostname: "h", pool: "default", runtime: "process", isolates: false, capacity: CAPACITY, containers: [], version: "test", ...extra });
+    this.send({ type: "hello", workerId: "w", hostname: "h", pool: "default", runtime: "process", isolates: false, allowUnisolated: true, capacity: CAPACITY, containers: [], version: "test", ...extra });
     const welcome = await this.next("welcome");
     return welcome.type === "welcome" ? welcome.workerId : "";
   }
@@ -94,7 +94,7 @@ const listeners = () => process.getActiveResourcesInfo().filter((r) => r === "TC
 test("a malformed message closes the worker's connection with 4003 and a clear error; the gateway keeps serving", async () => {
   const key = (await api("POST", "/api/v1/token", { type: "worker" })).json.key as string;
   const w = await new RawWorker(key).open();
-  w.send({ type: "hello", workerId: "bad", hostname: "h", pool: "default", runtime: "process", isolates: false, capacity: null, containers: [], version: "x" });
+  w.send({ type: "hello", workerId: "bad", hostname: "h", pool: "default", runtime: "process", isolates: false, allowUnisolated: true, capacity: null, containers: [], version: "x" });
   const error = await w.next("error");
   assert.equal(error.code, "BAD_REQUEST");
   assert.match(error.message, /hello.*capacity/);
