@@ -13,6 +13,7 @@ import {
   resolveContext,
   selectContext,
   setContext,
+  upContextName,
   writeConfig,
   type ConfigFile,
 } from "./config-file.js";
@@ -93,6 +94,15 @@ test("setContext adds, replaces, and selects the first context or when asked", (
   config = setContext(config, "b", { gateway: "http://b2", token: "t" }, true);
   assert.equal(config.current, "b");
   assert.deepEqual(config.contexts.b, { gateway: "http://b2", token: "t" });
+});
+
+test("beta9 up never overwrites a context that points at another gateway", () => {
+  const a = "http://127.0.0.1:1994";
+  const b = "http://127.0.0.1:1995";
+  assert.equal(upContextName({ contexts: {} }, a), "default");
+  assert.equal(upContextName({ contexts: { default: { gateway: a, token: "old" } } }, a), "default", "the same gateway: its new token replaces the old");
+  assert.equal(upContextName({ contexts: { default: { gateway: a, token: "t" } } }, b), "default-1995");
+  assert.equal(upContextName({ contexts: { default: { gateway: a }, "default-1995": { gateway: "http://10.0.0.1:1995" } } }, b), "default-1995-2");
 });
 
 test("select and delete of an unknown context are not-found errors", () => {

@@ -65,6 +65,20 @@ export function checkGatewayUrl(value: string): string {
   return value.replace(/\/+$/, "");
 }
 
+/**
+ * The context `beta9 up` saves a new gateway's admin token as: "default", unless "default" points
+ * at another gateway (its token would be lost for good: tokens are shown once), then
+ * "default-<port>" (or "-2", "-3"… after that).
+ */
+export function upContextName(config: ConfigFile, url: string): string {
+  const free = (name: string) => !(name in config.contexts) || config.contexts[name]!.gateway === url;
+  if (free(DEFAULT_CONTEXT)) return DEFAULT_CONTEXT;
+  const base = `${DEFAULT_CONTEXT}-${new URL(url).port || "80"}`;
+  let name = base;
+  for (let i = 2; !free(name); i++) name = `${base}-${i}`;
+  return name;
+}
+
 export function setContext(config: ConfigFile, name: string, context: Context, select: boolean): ConfigFile {
   const next: ConfigFile = { ...config, contexts: { ...config.contexts, [name]: context } };
   if (select || next.current === undefined) next.current = name;

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { formatTable, palette, shortTime } from "./output.js";
+import { cliCommand, formatTable, invokeLine, palette, shortTime } from "./output.js";
+import { containerExitStatus } from "./commands/container.js";
 
 test("colour only on a TTY with NO_COLOR unset", () => {
   assert.equal(palette({ isTTY: true }, {}).green("ok"), "\x1b[32mok\x1b[39m");
@@ -18,4 +19,19 @@ test("tables align on visible width and have no trailing spaces", () => {
 test("shortTime drops the T, fraction and Z", () => {
   assert.equal(shortTime("2025-01-31T14:05:09.123Z"), "2025-01-31 14:05:09");
   assert.equal(shortTime(null), "-");
+});
+
+test("printed invoke lines call the CLI back for the token; a path that needs quoting falls back to beta9", () => {
+  assert.equal(cliCommand({ BETA9_CLI: "/opt/beta9-ts/beta9" }), "/opt/beta9-ts/beta9");
+  assert.equal(cliCommand({ BETA9_CLI: "/tmp/my dir/beta9" }), "beta9");
+  assert.equal(cliCommand({}), "beta9");
+  assert.match(invokeLine("http://127.0.0.1:1994/endpoint/x/v1"), /-H "Authorization: Bearer \$\(\S+ config token\)"/);
+});
+
+test("container run exits as a shell would: the command's code, 127 not found, 137 out of memory", () => {
+  assert.equal(containerExitStatus({ reason: "exited", exitCode: 3 }), 3);
+  assert.equal(containerExitStatus({ reason: "exited", exitCode: 0 }), 0);
+  assert.equal(containerExitStatus({ reason: "failed", exitCode: null, message: 'exec: "nosuch": executable file not found in $PATH' }), 127);
+  assert.equal(containerExitStatus({ reason: "oom", exitCode: null }), 137);
+  assert.equal(containerExitStatus({ reason: "worker_lost", exitCode: null }), 1);
 });

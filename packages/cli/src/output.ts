@@ -69,3 +69,14 @@ export function shortTime(iso: string | null | undefined): string {
   if (!iso) return "-";
   return iso.replace("T", " ").replace(/\.\d+Z$|Z$/, "");
 }
+
+/** How to run this CLI again from a pasted command: ./beta9's absolute path, else `beta9` on PATH. */
+export function cliCommand(env = process.env): string {
+  const path = env.BETA9_CLI;
+  return path && /^[A-Za-z0-9/._-]+$/.test(path) ? path : "beta9";
+}
+
+/** A curl line that works when pasted: the token comes from the CLI's own context at paste time. */
+export function invokeLine(url: string, body = "{}"): string {
+  return `invoke: curl -X POST ${url} -H "Authorization: Bearer $(${cliCommand()} config token)" -H "Content-Type: application/json" -d '${body}'`;
+}

@@ -5,6 +5,7 @@
  */
 import type { Dispatcher } from "undici";
 import type { SandboxHttp } from "./sandbox-http.js";
+import { ApiError } from "./client-support.js";
 
 export interface ExitStatus {
   exitCode: number | null;
@@ -15,7 +16,7 @@ type Event =
   | { type: "start"; pid: number }
   | { type: "stdout" | "stderr"; data: string }
   | { type: "exit"; exitCode: number | null; signal: string | null }
-  | { type: "error"; message: string };
+  | { type: "error"; code?: string; message: string };
 
 /** One output stream: iterate it for lines, or `text()` for everything once the process ends. */
 export class OutputStream implements AsyncIterable<string> {
@@ -99,7 +100,8 @@ export class SandboxProcess {
     if (first.done) throw new Error(`exec ${what}: the sandbox closed the stream before the process started`);
     if (first.value.type === "error") {
       res.body.destroy();
-      throw new Error(first.value.message);
+      // 422 like the daemon's other refusals of a request; the code says which (COMMAND_NOT_FOUND…).
+      throw new ApiError(422, first.value.code ?? "START_FAILED", first.value.message);
     }
     if (first.value.type !== "start") throw new Error(`exec ${what}: unexpected first event ${first.value.type}`);
     return new SandboxProcess(first.value.pid, http, sandboxId, events);

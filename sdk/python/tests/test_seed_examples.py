@@ -4,6 +4,7 @@ real gateway and runc workers. The sandbox example lives in test_sandbox.py.
 from __future__ import annotations
 
 import json
+import subprocess
 import textwrap
 import urllib.error
 import urllib.request
@@ -122,8 +123,12 @@ def test_the_example_files_are_the_seed_as_written() -> None:
 def test_readme_quick_start(platform: Platform) -> None:
     """The README's Python quick start, from the repository root as written there."""
     repo = SDK_ROOT.parents[1]
-    deployed = platform.cli("deploy", "examples/python/hello.py:hello", cwd=repo)
+    deployed = platform.cli("deploy", "examples/python/hello.py:hello", cwd=repo, extra_env={"BETA9_CLI": str(repo / "beta9")})
     assert "hello-py" in deployed.stdout
+    # The printed invoke line works when pasted into a shell (its token comes from `beta9 config token`).
+    line = next(l for l in deployed.stdout.splitlines() if l.startswith("invoke: "))[len("invoke: "):]
+    pasted = subprocess.run(["bash", "-c", line + " -sS"], env=platform.env, capture_output=True, text=True, timeout=120)
+    assert json.loads(pasted.stdout) == {"message": "Hello, world!"}, (line, pasted.stdout, pasted.stderr)
     status, body = post(platform, "/endpoint/hello-py", {"name": "you"})
     assert (status, body) == (200, {"message": "Hello, you!"})
     ran = platform.cli("run", "examples/python/hello.py:hello", "--input", '{"name": "you"}', "-q", cwd=repo)

@@ -11,7 +11,9 @@ import {
   setContext,
   writeConfig,
 } from "../config-file.js";
+import { CliError, EXIT } from "../errors.js";
 import { color, note, print, printJson, printTable } from "../output.js";
+import { currentContext } from "../session.js";
 
 export function registerConfig(program: Command): void {
   const config = program.command("config").description("manage contexts: which gateway and token commands use");
@@ -38,6 +40,15 @@ export function registerConfig(program: Command): void {
       for (const variable of ["BETA9_GATEWAY", "BETA9_TOKEN"]) {
         if (process.env[variable]) note(color.yellow(`${variable} is set and overrides the selected context`));
       }
+    });
+
+  config
+    .command("token")
+    .description("print the token commands use (the current context's, or BETA9_TOKEN), for scripts: curl -H \"Authorization: Bearer $(beta9 config token)\"")
+    .action((_opts: unknown, cmd: Command) => {
+      const context = currentContext(cmd);
+      if (!context.token) throw new CliError("NO_TOKEN", "no token: the selected context has none and BETA9_TOKEN is unset (beta9 up saves one; beta9 config create NAME --gateway URL --token T)", EXIT.notFound);
+      process.stdout.write(`${context.token}\n`);
     });
 
   config

@@ -31,15 +31,28 @@ function printLine(line: LogLine): void {
   (line.stream === "stderr" ? process.stderr : process.stdout).write(`${line.line}\n`);
 }
 
-/** Prints a followed container's output; exits like the container did (0, or 1 when it failed). */
+/**
+ * The exit status of `container run`, as a shell would give it: the command's own code, 127 when
+ * the command could not be found, 128+9 when it was killed (or ran out of memory), else 1.
+ */
+export function containerExitStatus(c: { reason: string | null; exitCode: number | null; message?: string | null }): number {
+  if (c.reason === "exited" && c.exitCode !== null) return c.exitCode;
+  if (c.reason === "failed" && /not found|no such file|ENOENT/i.test(c.message ?? "")) return 127;
+  if (c.reason === "killed" || c.reason === "oom") return 137;
+  return 1;
+}
+
+/** Prints a followed container's output; exits like the container's command did. */
 async function follow(events: AsyncGenerator<ContainerEvent>): Promise<void> {
   for await (const event of events) {
     if (event.kind === "log") printLine(event.line);
     if (event.kind === "end") {
       const c = event.container;
-      if (c.reason !== "exited" || c.exitCode !== 0) {
-        process.stderr.write(color.dim(`container ${c.id} ended: ${c.reason}${c.exitCode === null ? "" : ` (exit code ${c.exitCode})`}${c.message ? `: ${c.message}` : ""}\n`));
-        throw new ReportedError(1);
+      const status = containerExitStatus(c);
+      if (status !== 0) {
+        const what = status === 127 ? "command not found" : `${c.reason}${c.exitCode === null ? "" : ` (exit code ${c.exitCode})`}`;
+        process.stderr.write(color.dim(`container ${c.id} ended: ${what}${c.message ? `: ${c.message}` : ""}\n`));
+        throw new ReportedError(status);
       }
     }
   }

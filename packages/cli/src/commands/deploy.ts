@@ -6,7 +6,7 @@ import { asCliError } from "../bundle.js";
 import { CliError, EXIT } from "../errors.js";
 import { loadExport, parseTarget } from "../load-export.js";
 import { isPythonTarget, loadPythonWorkload } from "../python.js";
-import { color, print, printJson } from "../output.js";
+import { color, invokeLine, print, printJson } from "../output.js";
 import { withClient } from "../session.js";
 
 export type { DeployResult, PreparedStub };
@@ -70,7 +70,7 @@ export function registerDeploy(program: Command): void {
         for (const w of r.warnings) process.stderr.write(`${color.yellow("warning:")} ${w}\n`);
         if (opts.json) return printJson({ ...r.deployment, url: r.url });
         print(`${color.green("deployed")} ${r.deployment.name} v${r.deployment.version} (${r.kind}; code ${r.codeHash.slice(0, 12)}${r.codeUploaded ? ", uploaded" : ", unchanged"}; image ${r.imageId.slice(0, 12)})`);
-        if (r.url) print(`invoke: curl -X POST ${r.url} -H "Authorization: Bearer $BETA9_TOKEN" -H "Content-Type: application/json" -d '{}'`);
+        if (r.url) print(invokeLine(r.url));
         else print("it runs on its schedule (UTC); its runs are tasks: beta9 task list");
       }),
     );

@@ -1,6 +1,6 @@
 /** `beta9 sandbox`: list sandboxes, run a command in one (output streamed), terminate them. */
 import type { Command } from "commander";
-import { Sandbox, type SandboxInfo } from "beta9";
+import { ApiError, Sandbox, type SandboxInfo } from "beta9";
 import { forEachId, withClient } from "../session.js";
 import { color, print, printJson, printTable, shortTime } from "../output.js";
 import { ReportedError } from "../errors.js";
@@ -47,7 +47,13 @@ export function registerSandbox(program: Command): void {
         const sb = await Sandbox.connect(id, { client });
         try {
           const [bin, ...args] = command;
-          const proc = await sb.process.exec(bin!, args, { ...(opts.cwd && { cwd: opts.cwd }) });
+          const proc = await sb.process.exec(bin!, args, { ...(opts.cwd && { cwd: opts.cwd }) }).catch((err: unknown) => {
+            if (err instanceof ApiError && (err.code === "COMMAND_NOT_FOUND" || err.code === "PERMISSION_DENIED")) {
+              process.stderr.write(`${err.message}\n`);
+              throw new ReportedError(err.code === "COMMAND_NOT_FOUND" ? 127 : 126);
+            }
+            throw err;
+          });
           // Ctrl-C ends the remote process, not just this client.
           const onSigint = () => void proc.kill("SIGINT").catch(() => {});
           process.on("SIGINT", onSigint);

@@ -8,7 +8,7 @@ import type { Command } from "commander";
 import { serveWorkload, type ServeEvent } from "beta9";
 import { asCliError } from "../bundle.js";
 import { CliError, EXIT } from "../errors.js";
-import { color, print } from "../output.js";
+import { color, invokeLine, print } from "../output.js";
 import { withClient } from "../session.js";
 import { loadWorkload } from "./deploy.js";
 
@@ -52,7 +52,7 @@ export function registerServe(program: Command): void {
         }).catch((err: unknown) => {
           throw asCliError(err);
         });
-        print(`invoke: curl -X POST ${handle.url} -H "Authorization: Bearer $BETA9_TOKEN" -H "Content-Type: application/json" -d '{}'`);
+        print(invokeLine(handle.url));
         const stop = () => void handle.stop();
         process.once("SIGINT", stop);
         process.once("SIGTERM", stop);

@@ -11,7 +11,7 @@ import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { DEFAULT_GATEWAY_PORT } from "@beta9/protocol";
-import { configDir, DEFAULT_CONTEXT, readConfig, setContext, writeConfig } from "../config-file.js";
+import { configDir, DEFAULT_CONTEXT, readConfig, setContext, upContextName, writeConfig } from "../config-file.js";
 import { CliError, formatError } from "../errors.js";
 import { color, note, print } from "../output.js";
 
@@ -103,12 +103,16 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
     const key = gateway.bootstrap.token.key;
     print(`created workspace ${gateway.bootstrap.workspace.name}; its admin token is shown only this once:`);
     print(`admin token: ${color.bold(key)}`);
-    const saveHint = `save it: beta9 config create ${DEFAULT_CONTEXT} --gateway ${url} --token ${key} --select`;
+    let saveHint = `save it: beta9 config create ${DEFAULT_CONTEXT} --gateway ${url} --token ${key} --select`;
     if (saveContext) {
       const dir = configDir();
       try {
-        writeConfig(dir, setContext(readConfig(dir), DEFAULT_CONTEXT, { gateway: url, token: key }, true));
-        print(color.dim(`saved as context "${DEFAULT_CONTEXT}" in ${dir} and selected it`));
+        const config = readConfig(dir);
+        const name = upContextName(config, url);
+        saveHint = `save it: beta9 config create ${name} --gateway ${url} --token ${key} --select`;
+        writeConfig(dir, setContext(config, name, { gateway: url, token: key }, true));
+        const kept = name === DEFAULT_CONTEXT ? "" : ` (context "${DEFAULT_CONTEXT}" points at ${config.contexts[DEFAULT_CONTEXT]!.gateway} and is kept)`;
+        print(color.dim(`saved as context "${name}" in ${dir} and selected it${kept}`));
       } catch (err) {
         // The gateway is fine and the token was printed: keep serving, say how to save it by hand.
         note(`${formatError(err)}\n${saveHint}`);

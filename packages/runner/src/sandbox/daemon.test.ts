@@ -103,8 +103,9 @@ describe("sandbox daemon processes", () => {
   test("a command that cannot start says why, then exits", async () => {
     const events = (await call("POST", "/exec", JSON.stringify({ cmd: "no-such-binary-here" }))).text.trim().split("\n").map((l) => JSON.parse(l));
     assert.equal(events[0].type, "error");
-    assert.match(events[0].message, /ENOENT/);
-    assert.equal(events.at(-1).type, "exit");
+    assert.equal(events[0].code, "COMMAND_NOT_FOUND");
+    assert.equal(events[0].message, "no-such-binary-here: command not found");
+    assert.deepEqual(events.at(-1), { type: "exit", exitCode: 127, signal: null }, "as a shell would answer it");
   });
 
   test("kill ends only that exec's process group; unknown pids are 404; bad input is 422", async () => {

@@ -59,7 +59,8 @@ type Event =
   | { type: "start"; pid: number }
   | { type: "stdout" | "stderr"; data: string }
   | { type: "exit"; exitCode: number | null; signal: string | null }
-  | { type: "error"; message: string };
+  /** The command could not start; `code` is COMMAND_NOT_FOUND (ENOENT), PERMISSION_DENIED (EACCES) or START_FAILED. */
+  | { type: "error"; code: string; message: string };
 
 /** Finished processes kept for `list` (oldest dropped first). */
 const KEEP_FINISHED = 200;
@@ -121,14 +122,19 @@ export class ProcessTable {
       child.stdout?.resume();
       child.stderr?.resume();
     });
-    const finish = (exitCode: number | null, signal: string | null, error?: string): void => {
+    const finish = (exitCode: number | null, signal: string | null, error?: { code: string; message: string }): void => {
       if (ended) return;
       ended = true;
-      if (error !== undefined) send({ type: "error", message: error });
+      if (error !== undefined) send({ type: "error", ...error });
       send({ type: "exit", exitCode, signal });
       res.end();
     };
-    child.once("error", (err) => finish(null, null, `cannot start ${request.cmd}: ${err.message}`));
+    child.once("error", (err: NodeJS.ErrnoException) => {
+      // As a shell would: 127 for a command that is not there, 126 for one that cannot run.
+      const [code, exitCode, what] = err.code === "ENOENT" ? ["COMMAND_NOT_FOUND", 127, "command not found"]
+        : err.code === "EACCES" ? ["PERMISSION_DENIED", 126, "permission denied"] : ["START_FAILED", 126, err.message];
+      finish(exitCode, null, { code, message: `${request.cmd}: ${what}` });
+    });
     if (child.pid === undefined) return;
     send({ type: "start", pid: child.pid });
     const streams = [child.stdout!, child.stderr!];
