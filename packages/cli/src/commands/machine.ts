@@ -1,7 +1,7 @@
 /** `beta9 machine`: external machines (b9agent) of the current workspace. */
 import type { Command } from "commander";
 import type { Machine, MachineCreateResponse } from "@beta9/protocol";
-import type { Client } from "beta9";
+import { ApiError, type Client } from "beta9";
 import { forEachId, withClient } from "../session.js";
 import { color, print, printJson, printTable, shortTime } from "../output.js";
 
@@ -32,11 +32,21 @@ export function registerMachine(program: Command): void {
   machine
     .command("create")
     .description("create a machine and its token (shown once), and print the b9agent line to run on it")
-    .requiredOption("--pool <name>", "the pool the machine serves (default, or one made with beta9 pool create)")
+    .requiredOption("--pool <name>", "the pool the machine serves; one that does not exist yet is created (admin token)")
     .option("--json", "print the machine and its token as JSON")
     .action((opts: { pool: string; json?: boolean }, command: Command) =>
       withClient(command, async (client, context) => {
-        const created = await client.request<MachineCreateResponse>("POST", "/machine", { body: { pool: opts.pool } });
+        const create = () => client.request<MachineCreateResponse>("POST", "/machine", { body: { pool: opts.pool } });
+        const created = await create().catch(async (err: unknown) => {
+          // As in beta9, naming a pool is enough: the first machine of a pool creates it.
+          if (!(err instanceof ApiError && err.code === "POOL_NOT_FOUND")) throw err;
+          await client.request("POST", "/pool", { body: { name: opts.pool } }).catch((poolErr: unknown) => {
+            throw poolErr instanceof ApiError && poolErr.status === 403
+              ? new ApiError(404, "POOL_NOT_FOUND", `${err.message}; an admin can create it: beta9 pool create ${opts.pool}`) : poolErr;
+          });
+          if (!opts.json) process.stderr.write(`created pool ${opts.pool}\n`);
+          return create();
+        });
         if (opts.json) return printJson(created);
         print(`created machine ${created.machine.id} in pool ${created.machine.pool} (state ${created.machine.state})`);
         print(`machine token (shown once, save it now): ${color.bold(created.token)}`);

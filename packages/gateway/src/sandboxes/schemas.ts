@@ -48,7 +48,7 @@ export const RunCodeBodySchema = Type.Object({
   code: Type.String({ maxLength: 512 * 1024 }),
   language: Type.Optional(Type.Union([Type.Literal("python"), Type.Literal("javascript"), Type.Literal("typescript")])),
   /** Seconds; past it the process is killed and the answer says `stopped: "timeout"`. */
-  timeout: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 86_400 })),
+  timeout: Type.Optional(Type.Number({ minimum: 0.001, maximum: 86_400, description: "seconds, more than 0" })),
   cwd: Type.Optional(PathSchema),
   env: Type.Optional(EnvSchema),
 }, { additionalProperties: false });
