@@ -9,6 +9,7 @@ import { registerSandbox } from "./commands/sandbox.js";
 import { registerWorker } from "./commands/worker.js";
 import { registerMachine } from "./commands/machine.js";
 import { registerPool } from "./commands/pool.js";
+import { registerSecret } from "./commands/secret.js";
 import { registerImage } from "./commands/image.js";
 import { registerDeploy } from "./commands/deploy.js";
 import { registerTask } from "./commands/task.js";
@@ -54,6 +55,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 auth/permission, 4 not found, 5 gateway un
   registerWorker(program);
   registerMachine(program);
   registerPool(program);
+  registerSecret(program);
 
   forEachCommand(program, (command) => {
     command.exitOverride().configureOutput({

@@ -6,6 +6,7 @@ import Fastify, { LogController, type FastifyInstance } from "fastify";
 import swagger from "@fastify/swagger";
 import type { Logger } from "pino";
 import { clusterRoutes } from "./api/cluster.js";
+import { secretRoutes } from "./api/secrets.js";
 import { containerRoutes } from "./api/containers.js";
 import { imageRoutes } from "./api/images.js";
 import { invokeRoutes } from "./api/invoke.js";
@@ -96,6 +97,7 @@ export async function buildGatewayApp(ctx: GatewayContext, logger: Logger | fals
   taskRoutes(app, ctx);
   serveRoutes(app, ctx);
   sandboxRoutes(app, ctx);
+  secretRoutes(app, ctx);
   await app.ready();
   return app;
 }

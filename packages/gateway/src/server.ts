@@ -2,6 +2,8 @@
  * `startGateway`: opens the data directory (SQLite store, object files), creates the first
  * workspace and admin token on an empty store, and serves the API.
  */
+import { Secrets } from "./secrets/secrets.js";
+import { loadVaultKey, Vault } from "./secrets/vault.js";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pino, type Logger } from "pino";
@@ -133,6 +135,9 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     const objects = new ObjectStore(join(options.dataDir, "objects"), options.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES);
     await objects.init();
     const bootstrap = await store.workspaces.bootstrap(BOOTSTRAP_WORKSPACE);
+    // The key lives beside the database but not in it (or comes from BETA9_SECRETS_KEY).
+    const secrets = new Secrets(store.secrets, new Vault(loadVaultKey(join(options.dataDir, "secrets.key"))));
+    await secrets.load();
     scheduler = new Scheduler(new ContainerRegistry(), {
       logger,
       ...(options.workerTimeoutMs !== undefined && { workerTimeoutMs: options.workerTimeoutMs }),
@@ -140,7 +145,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     });
     const builds = new ImageBuilds({ dir: join(options.dataDir, "images"), images: store.images, scheduler, logger });
     await builds.init();
-    autoscaler = new Autoscaler({ scheduler, logger });
+    autoscaler = new Autoscaler({ scheduler, logger, secretEnv: (workspaceId, names) => secrets.env(workspaceId, names) });
     dispatcher = new TaskDispatcher({ store, autoscaler, logger });
     machines = new MachineRegistry({
       store, scheduler, logger,
@@ -149,10 +154,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     });
     const openedMachines = machines.start();
     // Sandbox lifetimes live in the store: the reaper ends expired ones, after a restart too.
-    sandboxes = new SandboxManager({ store, scheduler, logger });
+    sandboxes = new SandboxManager({ store, scheduler, logger, secrets });
     const openedSandboxes = sandboxes;
     const app = await buildGatewayApp(
-      { store, objects, scheduler, builds, autoscaler, dispatcher, machines, sandboxes, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() },
+      { store, objects, scheduler, builds, autoscaler, dispatcher, machines, sandboxes, secrets, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() },
       logger,
     );
     const closeWorkerSockets = attachWorkerSocket({

@@ -76,6 +76,18 @@ export const CreateDeploymentBodySchema = Type.Object(
 );
 export type CreateDeploymentBody = Static<typeof CreateDeploymentBodySchema>;
 
+/** A secret's name is the environment variable it becomes. */
+export const SecretNameSchema = Type.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*$", minLength: 1, maxLength: 256 });
+export const MAX_SECRET_BYTES = 65_536;
+export const CreateSecretBodySchema = Type.Object(
+  { name: SecretNameSchema, value: Type.String({ maxLength: MAX_SECRET_BYTES }) },
+  { additionalProperties: false },
+);
+export type CreateSecretBody = Static<typeof CreateSecretBodySchema>;
+export const UpdateSecretBodySchema = Type.Object({ value: Type.String({ maxLength: MAX_SECRET_BYTES }) }, { additionalProperties: false });
+export type UpdateSecretBody = Static<typeof UpdateSecretBodySchema>;
+export const SecretParamsSchema = Type.Object({ name: SecretNameSchema });
+
 export const CreatePoolBodySchema = Type.Object(
   { name: NameSchema, description: Type.Optional(Type.String({ maxLength: 1024 })) },
   { additionalProperties: false },

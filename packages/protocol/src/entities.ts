@@ -116,6 +116,14 @@ export const TaskSchema = Type.Object({
 export type Task = Static<typeof TaskSchema>;
 export const TERMINAL_TASK_STATUSES: readonly TaskStatus[] = ["COMPLETE", "ERROR", "TIMEOUT", "CANCELLED", "EXPIRED"];
 
+/** A secret as every route shows it: its name and dates, never its value. */
+export const SecretSchema = Type.Object({
+  name: Type.String(),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+});
+export type Secret = Static<typeof SecretSchema>;
+
 export const PoolSchema = Type.Object({
   id: Type.String(),
   name: Type.String(),

@@ -16,6 +16,7 @@ import {
   type DeploymentListQuery,
   type Machine,
   type Pool as WorkerPool,
+  type Secret,
   type App,
   type Container,
   type Image as ImageInfo,
@@ -295,6 +296,20 @@ export class Client {
   cancelTask(task: string | { id: string }): Promise<Task> {
     const id = typeof task === "string" ? task : task.id;
     return this.request("POST", `/task/${encodeURIComponent(id)}/cancel`);
+  }
+
+  // Secrets: write-only; no call returns a value.
+  createSecret(name: string, value: string): Promise<Secret> {
+    return this.request("POST", "/secret", { body: { name, value } });
+  }
+  updateSecret(name: string, value: string): Promise<Secret> {
+    return this.request("PUT", `/secret/${encodeURIComponent(name)}`, { body: { value } });
+  }
+  async deleteSecret(name: string): Promise<void> {
+    await this.request("DELETE", `/secret/${encodeURIComponent(name)}`);
+  }
+  async listSecrets(): Promise<Secret[]> {
+    return items(await this.request("GET", "/secret"));
   }
 
   async listPools(): Promise<WorkerPool[]> {

@@ -38,6 +38,8 @@ export interface SandboxOptions {
   /** Lifetime in seconds (default 600; -1: until terminated). */
   keepWarmSeconds?: number;
   env?: Record<string, string>;
+  /** Names of workspace secrets (beta9 secret create) set as environment variables. */
+  secrets?: string[];
   /** Named volumes mounted read-write (kept on the worker; see Volume). */
   volumes?: Volume[];
   pool?: string;
@@ -105,6 +107,7 @@ export class Sandbox {
         ...(this.options.memory !== undefined && { memory: this.options.memory }),
         ...(this.options.keepWarmSeconds !== undefined && { keepWarmSeconds: this.options.keepWarmSeconds }),
         ...(this.options.env !== undefined && { env: this.options.env }),
+        ...(this.options.secrets !== undefined && { secrets: this.options.secrets }),
         ...(this.options.pool !== undefined && { pool: this.options.pool }),
         ...(this.options.volumes?.length && { volumes: this.options.volumes.map((v) => ({ name: v.name, mountPath: v.mountPath })) }),
       };

@@ -231,6 +231,19 @@ class Client:
     def end_serve_session(self, session_id: str) -> None:
         self.request("DELETE", f"/serve/{urllib.parse.quote(session_id)}")
 
+    # Secrets: write-only; no call returns a value.
+    def create_secret(self, name: str, value: str) -> dict[str, Any]:
+        return self.request("POST", "/secret", {"name": name, "value": value})
+
+    def update_secret(self, name: str, value: str) -> dict[str, Any]:
+        return self.request("PUT", f"/secret/{urllib.parse.quote(name)}", {"value": value})
+
+    def delete_secret(self, name: str) -> None:
+        self.request("DELETE", f"/secret/{urllib.parse.quote(name)}")
+
+    def list_secrets(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/secret")["items"])
+
 
 _default: Client | None = None
 _default_lock = threading.Lock()

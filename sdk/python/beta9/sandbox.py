@@ -650,7 +650,8 @@ class Sandbox:
     def __init__(self, image: Image | None | _DefaultImage = _DEFAULT_IMAGE, cpu: float | str | None = None,
                  memory: int | str | None = None, keep_warm_seconds: int | None = None,
                  env: dict[str, str] | None = None, volumes: list[Volume] | None = None, pool: str | None = None,
-                 client: Client | None = None, on_build_log: Callable[[str], None] | None = None) -> None:
+                 client: Client | None = None, on_build_log: Callable[[str], None] | None = None,
+                 secrets: list[str] | None = None) -> None:
         where = "Sandbox"
         if isinstance(image, _DefaultImage):
             image = Image()
@@ -660,7 +661,7 @@ class Sandbox:
             image.to_spec()  # an image that cannot be built fails here, by option name
         if volumes is not None and not isinstance(volumes, (list, tuple)):
             raise OptionError(f"{where}(volumes={volumes!r}): expected a list of Volume(name=…, mount_path=…)")
-        self.config = build_config(where, cpu=cpu, memory=memory, env=env, volumes=list(volumes) if volumes else None)
+        self.config = build_config(where, cpu=cpu, memory=memory, env=env, secrets=secrets, volumes=list(volumes) if volumes else None)
         mounts: list[str] = []
         for v in self.config.get("volumes", []):
             path = posixpath.normpath(v["mountPath"]).rstrip("/")

@@ -8,6 +8,7 @@ import type { Scheduler } from "../scheduler/scheduler.js";
 import type { Autoscaler } from "../workloads/autoscaler.js";
 import type { TaskDispatcher } from "../tasks/dispatcher.js";
 import type { MachineRegistry } from "../machines/registry.js";
+import type { Secrets } from "../secrets/secrets.js";
 import type { SandboxManager } from "../sandboxes/manager.js";
 import type { Page, Store } from "../store/types.js";
 
@@ -22,6 +23,8 @@ export interface GatewayContext {
   machines?: MachineRegistry;
   /** The server passes its manager (reaper, shut down on close); absent, the routes make their own. */
   sandboxes?: SandboxManager;
+  /** Workspace secrets; absent, the secret routes are not served and stubs may name none. */
+  secrets?: Secrets;
   version: string;
   schemaVersion: number;
   startedAt: number;

@@ -34,6 +34,7 @@ function config(body: CreateSandboxBody): SandboxConfig {
     cpuMillicores: body.cpu === undefined ? 1000 : resourceField("cpu", () => parseCpu(body.cpu)),
     memoryMiB: body.memory === undefined ? 1024 : resourceField("memory", () => parseMemory(body.memory)),
     env: body.env ?? {},
+    ...(body.secrets?.length && { secrets: [...new Set(body.secrets)] }),
     ttlSeconds: body.keepWarmSeconds ?? 600,
     pool: body.pool ?? null,
     exposed: [],

@@ -51,6 +51,10 @@ export function stubRoutes(app: FastifyInstance, ctx: GatewayContext): void {
       if (err instanceof StubConfigError) throw new Beta9Error("INVALID_CONFIG", { field: err.field, reason: err.reason });
       throw err;
     }
+    if (config.secrets.length > 0) {
+      if (!ctx.secrets) throw new Beta9Error("SECRET_NOT_FOUND", { name: config.secrets[0]! });
+      ctx.secrets.check(workspaceId, config.secrets);
+    }
     if (body.objectId !== undefined && !(await store.objects.get(workspaceId, body.objectId))) {
       throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "object", id: body.objectId });
     }

@@ -24,6 +24,8 @@ export interface SandboxManagerOptions {
   store: Store;
   scheduler: Scheduler;
   logger?: Logger;
+  /** Checks (throws SECRET_NOT_FOUND) and reads the values of named secrets. */
+  secrets?: { check(workspaceId: string, names: readonly string[]): void; env(workspaceId: string, names: readonly string[]): Record<string, string> };
   /** How often expiry is checked (default 1 s). */
   reapIntervalMs?: number;
   /** How long an operation waits for a sandbox to start (default 120 s: covers an image fetch). */
@@ -65,6 +67,11 @@ export class SandboxManager {
       cpuMillicores: input.cpuMillicores, memoryMiB: input.memoryMiB, gpu: [], gpuCount: 0, pool: input.pool, workspaceId,
     });
     if (never) throw new Beta9Error("CAPACITY_UNAVAILABLE", { reason: `sandbox: ${never}` });
+    const secretNames = input.secrets ?? [];
+    if (secretNames.length > 0) {
+      if (!this.o.secrets) throw new Beta9Error("SECRET_NOT_FOUND", { name: secretNames[0]! });
+      this.o.secrets.check(workspaceId, secretNames);
+    }
     const config: SandboxConfig = { ...input, secret: randomBytes(24).toString("hex") };
     const id = randomUUID();
     const containerId = randomUUID();
@@ -73,7 +80,7 @@ export class SandboxManager {
     this.live.set(containerId, { sandboxId: id, origin: null, ready: false, waiters: [], probing: false });
     this.o.scheduler.submit({
       containerId, workspaceId, stubId: null, imageId: config.imageId, command: ["sandbox"],
-      env: { ...config.env, [SANDBOX_ID_ENV]: id, [SANDBOX_SECRET_ENV]: config.secret! }, cpuMillicores: config.cpuMillicores, memoryMiB: config.memoryMiB,
+      env: { ...config.env, ...(secretNames.length > 0 && this.o.secrets?.env(workspaceId, secretNames)), [SANDBOX_ID_ENV]: id, [SANDBOX_SECRET_ENV]: config.secret! }, cpuMillicores: config.cpuMillicores, memoryMiB: config.memoryMiB,
       gpu: [], gpuCount: 0, ports: [SANDBOX_PORT], pool: config.pool, daemon: "sandbox",
       ...(config.volumes?.length && { volumes: config.volumes }),
     });

@@ -14,6 +14,8 @@ export const CreateSandboxBodySchema = Type.Object({
   cpu: Type.Optional(Type.Union([Type.Number(), Type.String({ maxLength: 32 })])),
   memory: Type.Optional(Type.Union([Type.Number(), Type.String({ maxLength: 32 })])),
   env: Type.Optional(EnvSchema),
+  /** Names of the workspace's secrets to set as environment variables. */
+  secrets: Type.Optional(Type.Array(Type.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*$", maxLength: 256 }), { maxItems: 256 })),
   keepWarmSeconds: Type.Optional(Ttl),
   pool: Type.Optional(NameSchema),
   volumes: Type.Optional(Type.Array(Type.Object({

@@ -203,6 +203,28 @@ export function runStoreConformance(backendName: string, open: () => Promise<Sto
         assert.deepEqual(await store.apps.list(a, ALL), [appA]);
       });
     });
+    describe("secrets", () => {
+      it("create, update, delete and list names and dates only, per workspace", async () => {
+        const [a, b] = [await workspace("a"), await workspace("b")];
+        const created = await store.secrets.create(a, "API_KEY", "sealed-1");
+        assert.deepEqual(Object.keys(created).sort(), ["createdAt", "name", "updatedAt"], "no value in the entity");
+        await rejectsWith(store.secrets.create(a, "API_KEY", "sealed-2"), "SECRET_EXISTS");
+        await store.secrets.create(b, "API_KEY", "sealed-b");
+        const updated = await store.secrets.update(a, "API_KEY", "sealed-3");
+        assert.equal(updated?.name, "API_KEY");
+        assert.ok(updated!.updatedAt >= created.updatedAt);
+        assert.equal(await store.secrets.update(a, "MISSING", "x"), undefined);
+        assert.deepEqual((await store.secrets.list(a, ALL)).map((s) => s.name), ["API_KEY"]);
+        assert.equal(await store.secrets.count(b), 1);
+        assert.deepEqual(await store.secrets.sealedAll(), [
+          { workspaceId: a, name: "API_KEY", sealed: "sealed-3" }, { workspaceId: b, name: "API_KEY", sealed: "sealed-b" },
+        ].sort((x, y) => x.workspaceId.localeCompare(y.workspaceId)));
+        assert.equal(await store.secrets.delete(a, "API_KEY"), true);
+        assert.equal(await store.secrets.delete(a, "API_KEY"), false);
+        assert.deepEqual(await store.secrets.list(a, ALL), []);
+        assert.equal(await store.secrets.count(b), 1, "another workspace's secret is untouched");
+      });
+    });
     describe("objects", () => {
       it("put is idempotent and get is per workspace", async () => {
         const [a, b] = [await workspace("a"), await workspace("b")];

@@ -8,7 +8,7 @@
  * atomic; conflicts throw `Beta9Error` with a catalogue code.
  */
 import type {
-  App, Image, Deployment, Machine, MachineMetrics, Pool, StoredObject, Stub, StubConfig, StubType, Task, Token, TokenType,
+  App, Image, Deployment, Machine, MachineMetrics, Pool, Secret, StoredObject, Stub, StubConfig, StubType, Task, Token, TokenType,
   TokenWithKey, Workspace,
 } from "@beta9/protocol";
 
@@ -135,6 +135,25 @@ export interface TaskRepo {
   stubsWithPending(): Promise<string[]>;
 }
 
+/** A secret's value, sealed (secrets/vault.ts): the store never sees plaintext. */
+export interface SealedSecret {
+  workspaceId: string;
+  name: string;
+  sealed: string;
+}
+
+export interface SecretRepo {
+  /** Throws SECRET_EXISTS when the name is taken in the workspace. */
+  create(workspaceId: string, name: string, sealed: string): Promise<Secret>;
+  /** Undefined when there is no such secret. */
+  update(workspaceId: string, name: string, sealed: string): Promise<Secret | undefined>;
+  delete(workspaceId: string, name: string): Promise<boolean>;
+  list(workspaceId: string, page: Page): Promise<Secret[]>;
+  count(workspaceId: string): Promise<number>;
+  /** Every sealed value of every workspace (loading the vault, rotating its key). */
+  sealedAll(): Promise<SealedSecret[]>;
+}
+
 export interface PoolRepo {
   create(name: string, description: string): Promise<Pool>;
   getByName(name: string): Promise<Pool | undefined>;
@@ -207,6 +226,8 @@ export interface SandboxConfig {
   cpuMillicores: number;
   memoryMiB: number;
   env: Record<string, string>;
+  /** Names of workspace secrets set in its environment (values are read when it starts, never stored here). */
+  secrets?: string[];
   /** Lifetime in seconds from creation (or from the last updateTtl); -1: until terminated. */
   ttlSeconds: number;
   pool: string | null;
@@ -261,6 +282,7 @@ export interface Store {
   readonly deployments: DeploymentRepo;
   readonly tasks: TaskRepo;
   readonly pools: PoolRepo;
+  readonly secrets: SecretRepo;
   readonly machines: MachineRepo;
   readonly images: ImageRepo;
   readonly schedules: ScheduleRepo;

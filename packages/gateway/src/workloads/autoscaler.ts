@@ -70,6 +70,8 @@ export interface AutoscalerOptions {
   capacityGraceMs?: number;
   /** How often idle containers are checked against keep-warm (default 1 s). */
   reapIntervalMs?: number;
+  /** The values of a stub's named secrets, as environment variables (read at each container start). */
+  secretEnv?: (workspaceId: string, names: readonly string[]) => Record<string, string>;
 }
 
 export class Autoscaler {
@@ -240,7 +242,8 @@ export class Autoscaler {
     const { stub } = pool;
     const record = this.o.scheduler.submit({
       containerId: randomUUID(), workspaceId: stub.workspaceId, stubId: stub.id, imageId: stub.config.imageId,
-      command: ["runner"], env: { ...stub.config.env, BETA9_STUB_ID: stub.id }, cpuMillicores: stub.config.cpuMillicores,
+      command: ["runner"], cpuMillicores: stub.config.cpuMillicores,
+      env: { ...stub.config.env, ...(stub.config.secrets.length > 0 && this.o.secretEnv?.(stub.workspaceId, stub.config.secrets)), BETA9_STUB_ID: stub.id },
       memoryMiB: stub.config.memoryMiB, gpu: stub.config.gpu, gpuCount: stub.config.gpuCount, ports: [RUNNER_PORT], pool: stub.config.pool,
       runner: { codeObjectId: stub.objectId!, handler: stub.config.handler!, concurrency: this.perContainer(pool) },
       ...(stub.config.volumes?.length && { volumes: stub.config.volumes }),

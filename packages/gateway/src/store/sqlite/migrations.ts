@@ -188,6 +188,20 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX machine_expiry ON machine(state, last_keepalive_at);
     `,
   },
+  {
+    version: 7,
+    name: "secrets",
+    sql: `
+      CREATE TABLE secret (
+        workspace_id TEXT NOT NULL REFERENCES workspace(id),
+        name TEXT NOT NULL,
+        sealed TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (workspace_id, name)
+      );
+    `,
+  },
 ];
 
 export class MigrationError extends Error {

@@ -18,7 +18,7 @@ export const TOKEN_PREFIX_LENGTH = 10;
 
 export function isUniqueViolation(err: unknown): boolean {
   return typeof err === "object" && err !== null && "code" in err &&
-    typeof err.code === "string" && err.code.startsWith("SQLITE_CONSTRAINT_UNIQUE");
+    typeof err.code === "string" && (err.code.startsWith("SQLITE_CONSTRAINT_UNIQUE") || err.code.startsWith("SQLITE_CONSTRAINT_PRIMARYKEY"));
 }
 
 export interface WorkspaceRow { id: string; name: string; created_at: string }

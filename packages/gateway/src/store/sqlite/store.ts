@@ -8,6 +8,7 @@ import { SqliteImageRepo } from "./images.js";
 import { migrate } from "./migrations.js";
 import { SqliteScheduleRepo } from "./schedules.js";
 import { SqliteSandboxRepo } from "./sandboxes.js";
+import { SqliteSecretRepo } from "./secrets.js";
 import { SqliteAppRepo, SqliteDeploymentRepo, SqliteObjectRepo, SqliteStubRepo } from "./workloads.js";
 
 export class SqliteStore implements Store {
@@ -23,6 +24,7 @@ export class SqliteStore implements Store {
   readonly images: SqliteImageRepo;
   readonly schedules: SqliteScheduleRepo;
   readonly sandboxes: SqliteSandboxRepo;
+  readonly secrets: SqliteSecretRepo;
   readonly schemaVersion: number;
 
   /** `path` is a file, or ":memory:" for tests that need no durability. */
@@ -56,6 +58,7 @@ export class SqliteStore implements Store {
     this.images = new SqliteImageRepo(db);
     this.schedules = new SqliteScheduleRepo(db);
     this.sandboxes = new SqliteSandboxRepo(db);
+    this.secrets = new SqliteSecretRepo(db);
   }
 
   /**
