@@ -83,8 +83,15 @@ describe("secret routes on a real gateway", () => {
       assert.ok(!readFileSync(join(data, file)).includes("sk-very-secret-value"), `${file} holds no plaintext`);
     }
 
-    // A restart opens them again with the same key.
+    // Another key does not open them: the gateway refuses to start rather than serve wrong values.
     await gw.close();
+    process.env.BETA9_SECRETS_KEY = "cd".repeat(32);
+    try {
+      await assert.rejects(startGateway({ dataDir: data, port: 0, logLevel: "silent" }), /does not open with this gateway's key/);
+    } finally {
+      delete process.env.BETA9_SECRETS_KEY;
+    }
+    // A restart with the right key opens them again.
     gw = await startGateway({ dataDir: data, port: 0, logLevel: "silent" });
     assert.equal((await call("POST", "/stub", { name: "uses-secret", type: "function/deployment", config: { secrets: ["API_KEY"] } })).status, 201);
     assert.equal((await call("DELETE", "/secret/API_KEY")).status, 204);
