@@ -142,7 +142,8 @@ const ContainerStateReportFields = {
   ports: Type.Optional(Type.Record(Type.String({ pattern: "^[0-9]{1,5}$" }), HostPortAddressSchema, { maxProperties: 256 })),
 };
 const LogLinesSchema = Type.Array(Type.Object({
-  stream: Type.Union([Type.Literal("stdout"), Type.Literal("stderr")]), line: Type.String(), at: Type.Number(),
+  // Workers send lines of at most 16 Ki characters (longer ones split); more is refused.
+  stream: Type.Union([Type.Literal("stdout"), Type.Literal("stderr")]), line: Type.String({ maxLength: 65_536 }), at: Type.Number(),
 }), { maxItems: 10_000 });
 export const WorkerMessageSchema = Type.Union([
   Type.Object({

@@ -1,5 +1,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { normalizeStubConfig, StubConfigInputSchema, type InvocationContext } from "@beta9/protocol";
 import { endpoint, fn, Image, QueueDepthAutoscaler, schedule, schema, TaskPolicy, taskQueue, type Workload } from "./index.js";
 
@@ -123,14 +126,20 @@ describe("workload wrappers", () => {
 describe("deploy() and serve() from code", () => {
   it("deploy() with no gateway configured says how to configure one; inside a container it does nothing", async () => {
     const w = endpoint({ name: "from-code" }, () => 1);
-    const saved = { gateway: process.env.BETA9_GATEWAY, handler: process.env.BETA9_HANDLER };
+    const saved = { gateway: process.env.BETA9_GATEWAY, handler: process.env.BETA9_HANDLER, config: process.env.BETA9_CONFIG_DIR };
     delete process.env.BETA9_GATEWAY;
+    // No saved CLI context either (a machine that ran `beta9 up` has one in ~/.beta9).
+    const emptyConfig = mkdtempSync(join(tmpdir(), "beta9-noconfig-"));
+    process.env.BETA9_CONFIG_DIR = emptyConfig;
     try {
       await assert.rejects(w.deploy(), /set BETA9_GATEWAY and BETA9_TOKEN/);
       process.env.BETA9_HANDLER = "main.js:x"; // what the runner sets in a container
       assert.deepEqual(await w.deploy(), { name: "from-code", version: 0, url: "" });
     } finally {
       if (saved.gateway !== undefined) process.env.BETA9_GATEWAY = saved.gateway;
+      if (saved.config === undefined) delete process.env.BETA9_CONFIG_DIR;
+      else process.env.BETA9_CONFIG_DIR = saved.config;
+      rmSync(emptyConfig, { recursive: true, force: true });
       if (saved.handler === undefined) delete process.env.BETA9_HANDLER;
       else process.env.BETA9_HANDLER = saved.handler;
     }

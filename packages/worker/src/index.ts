@@ -1,5 +1,5 @@
 export * from "./runtime/types.js";
-export { Worker, type WorkerOptions, type ImageProvider, type WorkerContainerInfo, type WorkerEvents } from "./worker.js";
+export { Worker, MAX_LOG_LINE_CHARS, splitLogLine, type WorkerOptions, type ImageProvider, type WorkerContainerInfo, type WorkerEvents } from "./worker.js";
 export * from "./devices/index.js";
 export { startWorker, type StartWorkerOptions, type StartedWorker } from "./start.js";
 export { selectRuntime, runcUnavailableReason, type RuntimePreference } from "./select-runtime.js";

@@ -84,6 +84,8 @@ interface LocalContainer {
   state: ContainerStateReport;
   handle?: ContainerHandle;
   pendingLines: LogLine[];
+  /** Characters in pendingLines: a batch is bounded by size too, not only by count. */
+  pendingChars?: number;
   flushTimer?: NodeJS.Timeout;
   createdAt: number;
   endedAt?: number;
@@ -102,6 +104,27 @@ async function imageEnv(lowerDir: string): Promise<Record<string, string>> {
 
 const LOG_FLUSH_MS = 20;
 const LOG_BATCH_LINES = 500;
+/**
+ * Longest log line sent as one; a longer one goes as several lines, nothing dropped. With
+ * LOG_BATCH_CHARS it keeps every message far below the gateway's 4 MiB limit (JSON escaping can
+ * grow a character to six bytes), so one container's output can never cut its worker's connection.
+ */
+export const MAX_LOG_LINE_CHARS = 16 * 1024;
+const LOG_BATCH_CHARS = 256 * 1024;
+
+/** `line` in pieces of at most `max` characters (a surrogate pair is never cut in two). */
+export function splitLogLine(line: string, max = MAX_LOG_LINE_CHARS): string[] {
+  if (line.length <= max) return [line];
+  const pieces: string[] = [];
+  for (let i = 0; i < line.length;) {
+    let end = Math.min(i + max, line.length);
+    const last = line.charCodeAt(end - 1);
+    if (end < line.length && last >= 0xd800 && last <= 0xdbff) end -= 1;
+    pieces.push(line.slice(i, end));
+    i = end;
+  }
+  return pieces;
+}
 const OUTBOX_LIMIT = 10_000;
 
 export class Worker {
@@ -302,8 +325,9 @@ export class Worker {
       if (lines.length > 0) this.send({ type: "image.logs", imageId, lines: lines.splice(0) });
     };
     const log = (line: string, stream: "stdout" | "stderr" = "stdout") => {
-      lines.push({ stream, line, at: Date.now() });
-      timer ??= setTimeout(flush, 50);
+      for (const piece of splitLogLine(line)) lines.push({ stream, line: piece, at: Date.now() });
+      if (lines.length >= LOG_BATCH_LINES) flush();
+      else timer ??= setTimeout(flush, 50);
     };
     const job = (async () => {
       let built: Awaited<ReturnType<typeof buildImage>> | undefined;
@@ -433,15 +457,20 @@ export class Worker {
   }
 
   private log(local: LocalContainer, line: LogLine): void {
-    this.events.emit("log", local.request.containerId, line);
-    local.pendingLines.push(line);
-    if (local.pendingLines.length >= LOG_BATCH_LINES) this.flushLogs(local);
-    else local.flushTimer ??= setTimeout(() => this.flushLogs(local), LOG_FLUSH_MS);
+    for (const piece of splitLogLine(line.line)) {
+      const part = piece === line.line ? line : { ...line, line: piece };
+      this.events.emit("log", local.request.containerId, part);
+      local.pendingLines.push(part);
+      local.pendingChars = (local.pendingChars ?? 0) + piece.length;
+      if (local.pendingLines.length >= LOG_BATCH_LINES || local.pendingChars >= LOG_BATCH_CHARS) this.flushLogs(local);
+    }
+    if (local.pendingLines.length > 0) local.flushTimer ??= setTimeout(() => this.flushLogs(local), LOG_FLUSH_MS);
   }
 
   private flushLogs(local: LocalContainer): void {
     clearTimeout(local.flushTimer);
     local.flushTimer = undefined;
+    local.pendingChars = 0;
     if (local.pendingLines.length === 0) return;
     this.send({ type: "container.logs", containerId: local.request.containerId, lines: local.pendingLines.splice(0) });
   }

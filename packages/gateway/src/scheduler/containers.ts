@@ -34,6 +34,8 @@ export type ContainerEvent =
 export interface ContainerRegistryOptions {
   /** Lines kept per container (oldest dropped first). */
   maxLogLines?: number;
+  /** Characters kept per container (oldest lines dropped first): bounds memory whatever the lines' length. */
+  maxLogChars?: number;
   /** Exited containers kept for `list` and `logs` (oldest dropped first). */
   maxExited?: number;
 }
@@ -43,13 +45,16 @@ const ORDER: Record<ContainerState, number> = { PENDING: 0, RUNNING: 1, STOPPING
 export class ContainerRegistry {
   private readonly records = new Map<string, ContainerRecord>();
   private readonly logs = new Map<string, LogLine[]>();
+  private readonly logChars = new Map<string, number>();
   private readonly events = new EventEmitter();
   private readonly exitedOrder: string[] = [];
   private readonly maxLogLines: number;
+  private readonly maxLogChars: number;
   private readonly maxExited: number;
 
   constructor(options: ContainerRegistryOptions = {}) {
     this.maxLogLines = options.maxLogLines ?? 5000;
+    this.maxLogChars = options.maxLogChars ?? 512 * 1024;
     this.maxExited = options.maxExited ?? 1000;
     this.events.setMaxListeners(0);
   }
@@ -105,7 +110,12 @@ export class ContainerRegistry {
     const history = this.logs.get(id);
     if (!history || lines.length === 0) return;
     history.push(...lines);
-    if (history.length > this.maxLogLines) history.splice(0, history.length - this.maxLogLines);
+    let chars = (this.logChars.get(id) ?? 0) + lines.reduce((n, l) => n + l.line.length, 0);
+    let drop = Math.max(0, history.length - this.maxLogLines);
+    for (let i = 0; i < drop; i++) chars -= history[i]!.line.length;
+    while (chars > this.maxLogChars && drop < history.length - 1) chars -= history[drop++]!.line.length;
+    if (drop > 0) history.splice(0, drop);
+    this.logChars.set(id, chars);
     this.events.emit(id, { kind: "logs", lines } satisfies ContainerEvent);
   }
 
@@ -125,6 +135,7 @@ export class ContainerRegistry {
       const old = this.exitedOrder.shift()!;
       this.records.delete(old);
       this.logs.delete(old);
+      this.logChars.delete(old);
     }
   }
 }

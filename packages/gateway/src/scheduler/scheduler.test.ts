@@ -41,6 +41,21 @@ const until = async (check: () => boolean, ms = 2000) => {
   }
 };
 
+describe("container log history", () => {
+  test("is bounded by characters as well as lines, dropping the oldest", () => {
+    const registry = new ContainerRegistry({ maxLogLines: 100, maxLogChars: 1000 });
+    const id = registry.create({ containerId: "c1" } as ContainerRequest).id;
+    const line = (s: string) => ({ stream: "stdout" as const, line: s, at: 0 });
+    registry.appendLogs(id, [line("a".repeat(400)), line("b".repeat(400))]);
+    registry.appendLogs(id, [line("c".repeat(400))]);
+    assert.deepEqual(registry.logHistory(id).map((l) => l.line[0]), ["b", "c"], "1,200 characters > 1,000: the oldest goes");
+    registry.appendLogs(id, Array.from({ length: 150 }, () => line("d")));
+    assert.equal(registry.logHistory(id).length, 100);
+    registry.appendLogs(id, [line("e".repeat(5000))]);
+    assert.deepEqual(registry.logHistory(id).map((l) => l.line[0]), ["e"], "one line over the bound is kept alone");
+  });
+});
+
 describe("placement", () => {
   const cand = (id: string, cpuUsed: number, gpus: WorkerCapacity["gpus"] = [], pool = "default"): PlacementCandidate => ({
     workerId: id, pool, schedulable: true, capacity: { cpuMillicores: 4000, memoryMiB: 8192, gpus },
