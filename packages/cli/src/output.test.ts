@@ -35,3 +35,11 @@ test("container run exits as a shell would: the command's code, 127 not found, 1
   assert.equal(containerExitStatus({ reason: "oom", exitCode: null }), 137);
   assert.equal(containerExitStatus({ reason: "worker_lost", exitCode: null }), 1);
 });
+
+test("logs on a terminal read as lines: time, level, message, then fields (errors by message)", async () => {
+  const { prettyLogLine } = await import("./log-format.js");
+  const plain = palette({ isTTY: false }, {});
+  const line = prettyLogLine(JSON.stringify({ level: 40, time: Date.UTC(2026, 0, 1, 12, 4, 5), pid: 1, hostname: "h", msg: "scaling up", stub: "hello", err: { message: "boom", stack: "at x" } }), plain);
+  assert.match(line, /^\d\d:\d\d:\d\d WARN  scaling up  stub=hello err="boom"$/);
+  assert.equal(prettyLogLine("not json", plain), "not json");
+});

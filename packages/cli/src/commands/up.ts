@@ -11,6 +11,7 @@ import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { DEFAULT_GATEWAY_PORT } from "@beta9/protocol";
+import type { LogFormat } from "../log-format.js";
 import { configDir, DEFAULT_CONTEXT, readConfig, setContext, upContextName, writeConfig } from "../config-file.js";
 import { CliError, formatError } from "../errors.js";
 import { color, note, print } from "../output.js";
@@ -20,6 +21,7 @@ interface ServeOptions {
   port: number;
   dataDir?: string;
   logLevel?: string;
+  logFormat?: LogFormat;
   runtime?: "auto" | "runc" | "process";
   worker?: boolean;
   allowUnisolated?: boolean;
@@ -45,6 +47,7 @@ function withServeOptions(command: Command): Command {
     .option("--port <port>", "port to listen on", port, DEFAULT_GATEWAY_PORT)
     .option("--data-dir <dir>", "where the database and objects live (default: $BETA9_DATA_DIR or ~/.beta9/data)")
     .option("--log-level <level>", "gateway log level (trace, debug, info, warn, error)")
+    .addOption(new Option("--log-format <format>", "logs as readable lines (pretty: the default on a terminal) or JSON").choices(["auto", "json", "pretty"]).default("auto"))
     .option("--worker-timeout <seconds>", "drop a worker (and lose its containers) after this long without a keepalive", seconds, 60)
     .option("--machine-expiry <seconds>", "expire an external machine (b9agent) after this long without a keepalive", seconds, 300);
 }
@@ -82,7 +85,9 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
   // Listening before the start: a signal during start-up then means "stop once started", not a kill
   // that could interrupt a database migration.
   const signal = nextSignal();
-  const gateway = await startGateway({ host: opts.host, port: opts.port, dataDir, logLevel: opts.logLevel, workerTimeoutMs: opts.workerTimeout * 1000, machineExpirySeconds: opts.machineExpiry }).catch(
+  const level = opts.logLevel ?? process.env.BETA9_LOG_LEVEL ?? "info";
+  const { cliLogger } = await import("../log-format.js"); // pino loads only for commands that run the platform
+  const gateway = await startGateway({ host: opts.host, port: opts.port, dataDir, logger: cliLogger(level, opts.logFormat), workerTimeoutMs: opts.workerTimeout * 1000, machineExpirySeconds: opts.machineExpiry }).catch(
     (err: unknown) => {
       const reason = err instanceof Error ? err.message : String(err);
       throw new CliError("GATEWAY_START_FAILED", `cannot start the gateway on ${opts.host}:${opts.port} with data in ${dataDir}: ${reason}`);
@@ -174,8 +179,8 @@ export function localWorkerIdentity(dataDir: string): { name: string; subnet: st
 
 /** The worker of `beta9 up`: in this process, state under the data dir, the runtime picked or asked for. */
 async function startLocalWorker(url: string, token: string, dataDir: string, opts: ServeOptions) {
-  const [{ startWorker }, { pino }] = await Promise.all([import("@beta9/worker"), import("pino")]);
-  const logger = pino({ level: opts.logLevel ?? process.env.BETA9_LOG_LEVEL ?? "info" }, pino.destination({ fd: 2, sync: false }));
+  const [{ startWorker }, { cliLogger }] = await Promise.all([import("@beta9/worker"), import("../log-format.js")]);
+  const logger = cliLogger(opts.logLevel ?? process.env.BETA9_LOG_LEVEL ?? "info", opts.logFormat);
   const { name, subnet } = localWorkerIdentity(dataDir);
   const started = await startWorker({ gatewayUrl: url, token, stateDir: join(dataDir, "worker"), logger, runtime: opts.runtime ?? "auto", name, subnet, workerId: "local",
     ...(opts.allowUnisolated === true && { allowUnisolated: true }) }).catch(

@@ -17,6 +17,7 @@ interface WorkerCliOptions {
   logLevel?: string;
   gpus?: { type: string; count: number }[];
   allowUnisolated?: boolean;
+  logFormat?: "auto" | "json" | "pretty";
 }
 
 /** "A10G:1,T4:2" → [{ type: "A10G", count: 1 }, …] */
@@ -41,14 +42,15 @@ export function registerWorker(program: Command): void {
     .option("--subnet <cidr>", "container subnet (default 10.219.0.0/24)")
     .option("--id <id>", "worker id (default: hostname plus a random suffix)")
     .option("--log-level <level>", "log level (trace, debug, info, warn, error)")
+    .addOption(new Option("--log-format <format>", "logs as readable lines (pretty: the default on a terminal) or JSON").choices(["auto", "json", "pretty"]).default("auto"))
     .option("--allow-unisolated", "let the process runtime (no isolation) run containers here: only when every workload, sandbox and image author is trusted")
     .option("--gpus <list>", "GPUs to offer instead of those detected, TYPE:COUNT,… (a pool whose devices this worker cannot see; containers get no device nodes)", gpuList)
     .action(async (opts: WorkerCliOptions) => {
       const gatewayUrl = opts.gateway ?? process.env.BETA9_GATEWAY;
       const token = opts.token ?? process.env.BETA9_TOKEN;
       if (!gatewayUrl || !token) throw new CliError("USAGE", "--gateway and --token (or BETA9_GATEWAY and BETA9_TOKEN) are required", EXIT.usage);
-      const [{ startWorker }, { pino }] = await Promise.all([import("@beta9/worker"), import("pino")]);
-      const logger = pino({ level: opts.logLevel ?? process.env.BETA9_LOG_LEVEL ?? "info" }, pino.destination({ fd: 2, sync: false }));
+      const [{ startWorker }, { cliLogger }] = await Promise.all([import("@beta9/worker"), import("../log-format.js")]);
+      const logger = cliLogger(opts.logLevel ?? process.env.BETA9_LOG_LEVEL ?? "info", opts.logFormat);
       const started = await startWorker({
         gatewayUrl, token, logger, runtime: opts.runtime, name: opts.name, pool: opts.pool,
         stateDir: resolve(opts.stateDir ?? join(homedir(), ".beta9", "worker")),
