@@ -227,6 +227,13 @@ def handler(n: int, *, context):
 async def typed(data: In):
     await asyncio.sleep(0.01)
     return data.n + 1
+
+class Out(schema.Schema):
+    label = schema.String()
+
+@endpoint(outputs=Out)
+def labelled(kind: str):
+    return {"label": "cat"} if kind == "good" else {"label": 3}
 '''
 
 
@@ -305,6 +312,19 @@ def test_runner_async_handler_with_schema(tmp_path: Path) -> None:
         assert status == 200 and json.loads(body)["result"] == 2
         status, body = post(base + "/invoke", {"input": {"n": "one"}})
         assert status == 422 and json.loads(body)["error"]["message"].startswith("n:")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_runner_checks_results_against_outputs(tmp_path: Path) -> None:
+    write(tmp_path, "app.py", RUNNER_APP)
+    proc, base = start_runner(tmp_path, "app.py:labelled")
+    try:
+        assert post(base + "/invoke", {"input": {"kind": "good"}}) == (200, b'{"result":{"label":"cat"}}')
+        status, body = post(base + "/invoke", {"input": {"kind": "bad"}})
+        error = json.loads(body)["error"]
+        assert status == 500 and error["code"] == "HANDLER_ERROR" and "outputs=Out" in error["message"] and "label" in error["message"]
     finally:
         proc.terminate()
         proc.wait(30)

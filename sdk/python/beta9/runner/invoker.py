@@ -148,7 +148,8 @@ class Invoker:
         try:
             return 200, json.dumps({"result": output_of(workload, result)}, separators=(",", ":"), allow_nan=False).encode()
         except (TypeError, ValueError) as err:
-            return error_reply(500, "HANDLER_ERROR", f"the handler's result is not JSON-serializable: {err}")
+            what = str(err) if str(err).startswith("the result does not match") else f"the handler's result is not JSON-serializable: {err}"
+            return error_reply(500, "HANDLER_ERROR", what)
 
     def _await(self, inv: Invocation, awaitable: Any) -> Any:
         async def main() -> Any:

@@ -155,6 +155,14 @@ def bind(workload: Workload, payload: Any, context: Any) -> tuple[tuple[Any, ...
 
 
 def output_of(workload: Workload, result: Any) -> Any:
+    """The JSON result; with ``outputs=`` it must match that schema (ValueError naming the field)."""
+    if workload.outputs is not None:
+        if isinstance(result, workload.outputs):
+            return result.to_dict()
+        try:
+            return workload.outputs.from_dict(result.to_dict() if isinstance(result, Schema) else result).to_dict()
+        except SchemaError as err:
+            raise ValueError(f"the result does not match outputs={workload.outputs.__name__}: {err}") from None
     if isinstance(result, Schema):
         return result.to_dict()
     return result
