@@ -233,12 +233,12 @@ describe("against a gateway started by `beta9 up`", { skip: gatewayBuilt ? false
     assert.deepEqual(json<Deployment[]>(await beta9(["deployment", "list", "--json", "--name", "web"], env)).map((d) => d.id), [deployment.id]);
     assert.deepEqual(json<Deployment[]>(await beta9(["deployment", "list", "--json", "--name", "other"], env)), []);
 
-    const stopped = await beta9(["deployment", "stop", deployment.id], env);
+    const stopped = await beta9(["deployment", "stop", "web"], env); // by name: its latest version
     assert.equal(stopped.code, 0, stopped.stderr);
     assert.match(stopped.stdout, /^stopped web v1 /);
     assert.equal(json<Deployment[]>(await beta9(["deployment", "list", "--json", "--active"], env)).length, 0);
     assert.equal(json<Deployment[]>(await beta9(["deployment", "list", "--json", "--inactive"], env)).length, 1);
-    assert.equal((await beta9(["deployment", "start", deployment.id], env)).code, 0);
+    assert.equal((await beta9(["deployment", "start", "web/v1"], env)).code, 0);
     assert.equal(json<Deployment[]>(await beta9(["deployment", "list", "--json", "--active", "--limit", "1"], env)).length, 1);
 
     const deleted = await beta9(["deployment", "delete", "no-such-deployment", deployment.id], env);

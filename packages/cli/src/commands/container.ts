@@ -2,6 +2,7 @@
 import { InvalidArgumentError, type Command } from "commander";
 import type { Container, ContainerEvent, LogLine } from "beta9";
 import { forEachId, withClient } from "../session.js";
+import { resolveRef } from "../resolve.js";
 import { color, print, printJson, printTable, shortTime } from "../output.js";
 import { ReportedError } from "../errors.js";
 
@@ -106,18 +107,22 @@ export function registerContainer(program: Command): void {
   container
     .command("stop")
     .description("stop containers (SIGTERM, then SIGKILL after a grace period)")
-    .argument("<id...>", "container ids (see beta9 container list)")
+    .argument("<id...>", "container ids or unique starts of them (see beta9 container list)")
     .action((ids: string[], _opts: unknown, cmd: Command) =>
-      withClient(cmd, (client) => forEachId(ids, async (id) => print(`stopping ${(await client.stopContainer(id)).id}`))),
+      withClient(cmd, (client) => forEachId(ids, async (ref) => {
+        const id = await resolveRef("container", ref, () => client.listContainers());
+        print(`stopping ${(await client.stopContainer(id)).id}`);
+      })),
     );
 
   container
     .command("logs")
     .description("print a container's output (stdout to stdout, stderr to stderr)")
-    .argument("<id>", "container id")
+    .argument("<id>", "container id, or a unique start of it")
     .option("-f, --follow", "keep printing new lines until the container exits")
-    .action((id: string, opts: { follow?: boolean }, cmd: Command) =>
+    .action((ref: string, opts: { follow?: boolean }, cmd: Command) =>
       withClient(cmd, async (client) => {
+        const id = await resolveRef("container", ref, () => client.listContainers());
         if (opts.follow) return follow(client.followContainer(id));
         for (const line of await client.containerLogs(id)) printLine(line);
       }),

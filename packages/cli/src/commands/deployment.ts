@@ -2,6 +2,7 @@
 import { InvalidArgumentError, Option, type Command } from "commander";
 import type { Deployment } from "beta9";
 import { forEachId, withClient } from "../session.js";
+import { resolveRef } from "../resolve.js";
 import { color, print, printJson, printTable, shortTime } from "../output.js";
 
 function positiveInt(value: string): number {
@@ -52,10 +53,12 @@ export function registerDeployment(program: Command): void {
     deployment
       .command(verb)
       .description(`${verb} deployments`)
-      .argument("<id...>", "deployment ids (see beta9 deployment list)")
+      .argument("<ref...>", "deployments: ids, unique starts of ids, names (the latest version) or NAME/vN (see beta9 deployment list)")
       .action((ids: string[], _opts: unknown, command: Command) =>
         withClient(command, (client) =>
-          forEachId(ids, async (id) => {
+          forEachId(ids, async (ref) => {
+            const id = await resolveRef("deployment", ref, async () => (await client.listDeployments({ limit: 1000 }))
+              .map((d) => ({ ...d, names: [d.name, `${d.name}/v${d.version}`] })), (named) => named.sort((a, b) => b.version - a.version)[0]);
             const result = await client[call](id);
             print(`${past} ${result ? describe(result) : id}`);
           }),

@@ -1,9 +1,12 @@
 /** `beta9 sandbox`: list sandboxes, run a command in one (output streamed), terminate them. */
 import type { Command } from "commander";
-import { ApiError, Sandbox, type SandboxInfo } from "beta9";
+import { ApiError, Sandbox, type Client, type SandboxInfo } from "beta9";
 import { forEachId, withClient } from "../session.js";
 import { color, print, printJson, printTable, shortTime } from "../output.js";
 import { ReportedError } from "../errors.js";
+import { resolveRef } from "../resolve.js";
+
+const sandboxes = async (client: Client) => (await client.request<{ items: SandboxInfo[] }>("GET", "/sandbox", { query: { limit: "1000" } })).items;
 
 function stateText(s: SandboxInfo): string {
   if (s.state === "RUNNING") return color.green(s.state);
@@ -39,12 +42,12 @@ export function registerSandbox(program: Command): void {
   sandbox
     .command("exec")
     .description("run a command in a sandbox, streaming its output; exits with its exit code")
-    .argument("<id>", "sandbox id (see beta9 sandbox list)")
+    .argument("<id>", "sandbox id, or a unique start of it (see beta9 sandbox list)")
     .argument("<command...>", "the command and its arguments (put -- before it)")
     .option("--cwd <dir>", "working directory in the sandbox (default /workspace)")
     .action((id: string, command: string[], opts: { cwd?: string }, cmd: Command) =>
       withClient(cmd, async (client) => {
-        const sb = await Sandbox.connect(id, { client });
+        const sb = await Sandbox.connect(await resolveRef("sandbox", id, () => sandboxes(client)), { client });
         try {
           const [bin, ...args] = command;
           const proc = await sb.process.exec(bin!, args, { ...(opts.cwd && { cwd: opts.cwd }) }).catch((err: unknown) => {
@@ -77,9 +80,10 @@ export function registerSandbox(program: Command): void {
   sandbox
     .command("terminate")
     .description("end sandboxes and everything running in them")
-    .argument("<id...>", "sandbox ids (see beta9 sandbox list)")
+    .argument("<id...>", "sandbox ids or unique starts of them (see beta9 sandbox list)")
     .action((ids: string[], _opts: unknown, cmd: Command) =>
-      withClient(cmd, (client) => forEachId(ids, async (id) => {
+      withClient(cmd, (client) => forEachId(ids, async (ref) => {
+        const id = await resolveRef("sandbox", ref, () => sandboxes(client));
         const s = await client.request<SandboxInfo>("POST", `/sandbox/${encodeURIComponent(id)}/terminate`);
         print(`terminated ${s.id}`);
       })),

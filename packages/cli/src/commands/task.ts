@@ -2,6 +2,7 @@
 import type { Command } from "commander";
 import type { Task } from "beta9";
 import { forEachId, withClient } from "../session.js";
+import { resolveRef } from "../resolve.js";
 import { color, print, printJson, printTable, shortTime } from "../output.js";
 
 function statusText(t: Task): string {
@@ -45,11 +46,11 @@ export function registerTask(program: Command): void {
   task
     .command("get")
     .description("print one task with its result or error")
-    .argument("<id>", "task id")
+    .argument("<id>", "task id, or a unique start of it")
     .option("--json", "print it as JSON")
-    .action((id: string, opts: { json?: boolean }, cmd: Command) =>
+    .action((ref: string, opts: { json?: boolean }, cmd: Command) =>
       withClient(cmd, async (client) => {
-        const t = await client.getTask(id);
+        const t = await client.getTask(await resolveRef("task", ref, () => client.listTasks({ limit: 1000 })));
         if (opts.json) return printJson(t);
         print(`${t.id}  ${statusText(t)}  retries ${t.retries}/${t.maxRetries}`);
         if (t.status === "RETRY" && t.nextAttemptAt) print(`next attempt ${shortTime(t.nextAttemptAt)}`);
@@ -62,8 +63,11 @@ export function registerTask(program: Command): void {
   task
     .command("cancel")
     .description("cancel pending or running tasks (a running handler sees its signal abort)")
-    .argument("<id...>", "task ids")
+    .argument("<id...>", "task ids or unique starts of them")
     .action((ids: string[], _opts: unknown, cmd: Command) =>
-      withClient(cmd, (client) => forEachId(ids, async (id) => print(`${id} ${statusText(await client.cancelTask(id))}`))),
+      withClient(cmd, (client) => forEachId(ids, async (ref) => {
+        const id = await resolveRef("task", ref, () => client.listTasks({ limit: 1000 }));
+        print(`${id} ${statusText(await client.cancelTask(id))}`);
+      })),
     );
 }
