@@ -57,6 +57,18 @@ describe("workspaces and tokens", () => {
     assert.equal(dup.json().error.code, "NAME_TAKEN");
   });
 
+  test("a stub cannot name an image only another workspace asked for (404, as for containers and sandboxes)", async () => {
+    const imageId = "ab".repeat(16);
+    const mine = (await gw.request("GET", "/api/v1/workspace/current")).json().id as string;
+    await gw.store.images.request(mine, imageId, { base: { kind: "scratch" }, steps: [], env: {} });
+    const other = (await gw.request("POST", "/api/v1/workspace", { body: { name: "image-thief" } })).json().token.key as string;
+    const stolen = await gw.request("POST", "/api/v1/stub", { key: other, body: { name: "thief", type: "endpoint/deployment", config: { imageId } } });
+    assert.equal(stolen.statusCode, 404);
+    assert.equal(stolen.json().error.code, "RESOURCE_NOT_FOUND");
+    const own = await gw.request("POST", "/api/v1/stub", { body: { name: "owner", type: "endpoint/deployment", config: { imageId } } });
+    assert.equal(own.statusCode, 201, own.body);
+  });
+
   test("tokens: keys shown once, minting rules, revocation, the last admin", async () => {
     const created = await gw.request("POST", "/api/v1/token", { body: { type: "workspace", name: "ci" } });
     assert.equal(created.statusCode, 201);

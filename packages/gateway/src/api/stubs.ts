@@ -51,6 +51,11 @@ export function stubRoutes(app: FastifyInstance, ctx: GatewayContext): void {
       if (err instanceof StubConfigError) throw new Beta9Error("INVALID_CONFIG", { field: err.field, reason: err.reason });
       throw err;
     }
+    // An image is usable by the workspaces that asked for it (built or joined a build), as for
+    // containers and sandboxes: an image id seen elsewhere is not a key to another tenant's image.
+    if (config.imageId !== null && !(await store.images.get(workspaceId, config.imageId))) {
+      throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "image", id: config.imageId });
+    }
     if (config.secrets.length > 0) {
       if (!ctx.secrets) throw new Beta9Error("SECRET_NOT_FOUND", { name: config.secrets[0]! });
       ctx.secrets.check(workspaceId, config.secrets);
