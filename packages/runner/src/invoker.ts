@@ -109,6 +109,8 @@ export class Invoker {
     try {
       return resultReply(await workload.handler(input, ctx));
     } catch (err) {
+      // The container's log gets the stack too, so `beta9 container logs` shows where it failed.
+      process.stderr.write(`task ${invocation.taskId} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
       return handlerErrorReply(err);
     }
   }

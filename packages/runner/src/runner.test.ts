@@ -210,11 +210,12 @@ describe("runner", () => {
     const fails = await spawnRunner("fails");
     await Promise.all([ready(nothing), ready(fails)]);
     assert.deepEqual(await invoke(nothing.port, 1), { status: 200, body: { result: null } });
-    const res = await invoke(fails.port, 1);
+    const res = await invoke(fails.port, 1, "task-7");
     assert.equal(res.status, 500);
     assert.equal(res.body.error.code, "HANDLER_ERROR");
     assert.equal(res.body.error.message, "model exploded");
     assert.match(res.body.error.stack, /workloads\.mjs/);
+    await waitFor("the stack in the container log", async () => (/task task-7 failed: Error: model exploded\n\s+at .*workloads\.mjs/.test(fails.stderr()) ? true : undefined));
   });
 
   it("runs a batch (/invoke-batch): one NDJSON line per task with what /invoke would answer; BUSY past its slots", async () => {
