@@ -25,6 +25,7 @@ interface ServeOptions {
   runtime?: "auto" | "runc" | "process";
   worker?: boolean;
   allowUnisolated?: boolean;
+  install?: boolean;
   workerTimeout: number;
   machineExpiry: number;
 }
@@ -59,6 +60,7 @@ export function registerServe(program: Command): void {
     .addOption(new Option("--runtime <runtime>", "container runtime of the local worker").choices(["auto", "runc", "process"]).default("auto"))
     .option("--no-worker", "start the gateway only")
     .option("--allow-unisolated", "let a local worker on the process runtime (no runc) run containers: trusted code only")
+    .option("--no-install", "do not install missing OS packages (runc, iproute2, …); as root on Debian or Ubuntu, up installs them")
     .action((opts: ServeOptions) => serve(opts, true));
 
   withServeOptions(program.command("gateway").description("run only the gateway (control plane); saves no context")).action(
@@ -80,6 +82,11 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
   const dataDir = resolve(opts.dataDir ?? (process.env.BETA9_DATA_DIR || join(homedir(), ".beta9", "data")));
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
 
+  // Only the runc runtime isolates: without its OS packages the local worker would take no containers.
+  if (saveContext && opts.worker !== false && opts.runtime !== "process") {
+    const { ensureOsPackages, realOsPackageEnv } = await import("../os-packages.js");
+    await ensureOsPackages(realOsPackageEnv((line) => note(color.dim(line))), opts.install !== false);
+  }
   // Loaded here, not at the top, so that client commands never load the server's dependencies.
   const { startGateway } = await import("@beta9/gateway");
   // Listening before the start: a signal during start-up then means "stop once started", not a kill
