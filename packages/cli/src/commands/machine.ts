@@ -44,7 +44,7 @@ export function registerMachine(program: Command): void {
             throw poolErr instanceof ApiError && poolErr.status === 403
               ? new ApiError(404, "POOL_NOT_FOUND", `${err.message}; an admin can create it: beta9 pool create ${opts.pool}`) : poolErr;
           });
-          if (!opts.json) process.stderr.write(`created pool ${opts.pool}\n`);
+          process.stderr.write(`created pool ${opts.pool}\n`); // stderr: --json output stays parseable
           return create();
         });
         if (opts.json) return printJson(created);
