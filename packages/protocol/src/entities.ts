@@ -96,6 +96,9 @@ export const DeploymentSchema = Type.Object({
 });
 export type Deployment = Static<typeof DeploymentSchema>;
 
+/** How a task's `error` starts when its runner refused the input (422): a function call answers 422 INPUT_INVALID. */
+export const INPUT_INVALID_TASK_ERROR = "input invalid: ";
+
 export const TaskSchema = Type.Object({
   id: Type.String(),
   workspaceId: Type.String(),

@@ -1,7 +1,7 @@
 /** Task queues: put tasks, read them, cancel them, and follow them over SSE until they end. */
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
-import { API_PREFIX, Beta9Error, IdParamsSchema, TASK_ID_HEADER, TaskSchema, type Stub, type Task } from "@beta9/protocol";
+import { API_PREFIX, Beta9Error, IdParamsSchema, INPUT_INVALID_TASK_ERROR, TASK_ID_HEADER, TaskSchema, type Stub, type Task } from "@beta9/protocol";
 import { isTerminal } from "../tasks/dispatcher.js";
 import { found, parseVersion, resolveDeployedStub, responses, type GatewayContext } from "./common.js";
 import { streamEvents } from "./sse.js";
@@ -56,6 +56,8 @@ export async function callFunction({ dispatcher }: Pick<GatewayContext, "dispatc
   if (final.status === "COMPLETE") return reply.type("application/json").send(JSON.stringify(final.result ?? null));
   if (final.status === "TIMEOUT") throw new Beta9Error("TASK_TIMEOUT", { name: stub.name, timeout: stub.config.taskPolicy.timeout, id: task.id });
   if (final.status === "CANCELLED") throw new Beta9Error("TASK_CANCELLED", { name: stub.name, id: task.id });
+  // As an endpoint answers a bad input: 422 naming the field, not a handler error.
+  if (final.error?.startsWith(INPUT_INVALID_TASK_ERROR)) throw new Beta9Error("INPUT_INVALID", { reason: final.error.slice(INPUT_INVALID_TASK_ERROR.length) });
   throw new Beta9Error("HANDLER_ERROR", { reason: `task ${task.id} ended ${final.status}: ${final.error ?? "no detail"}` });
 }
 

@@ -15,7 +15,7 @@
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import { request } from "undici";
-import { TERMINAL_TASK_STATUSES, type Stub, type Task } from "@beta9/protocol";
+import { INPUT_INVALID_TASK_ERROR, TERMINAL_TASK_STATUSES, type Stub, type Task } from "@beta9/protocol";
 import type { ClaimedTask, Store } from "../store/types.js";
 import type { Autoscaler, Slot } from "../workloads/autoscaler.js";
 import { sendCallback } from "./callback.js";
@@ -247,7 +247,7 @@ export class TaskDispatcher {
       answered?.();
       const body = res.body;
       if (res.statusCode === 200) await this.end(task, "COMPLETE", { result: body.result ?? null });
-      else if (res.statusCode === 422) await this.end(task, "ERROR", { error: body.error?.message ?? "invalid input" });
+      else if (res.statusCode === 422) await this.end(task, "ERROR", { error: INPUT_INVALID_TASK_ERROR + (body.error?.message ?? "the handler refused it") });
       else await this.failed(stub, task, body.error?.message ?? `the runner answered ${res.statusCode}`);
     } catch (err) {
       if (live.cancelled) return; // already CANCELLED
