@@ -58,3 +58,22 @@ test("a GPU no connected worker has: the waiting request fails with CAPACITY_UNA
     return true;
   });
 });
+
+test("requests waiting for a container are bounded per stub (maxPendingTasks): one more is 429 QUEUE_FULL, not another held body", async (t) => {
+  const scheduler = new Scheduler(new ContainerRegistry(), { backlogTimeoutMs: 60_000 });
+  const autoscaler = new Autoscaler({ scheduler, acquireTimeoutMs: 60_000 });
+  t.after(() => {
+    autoscaler.close();
+    scheduler.close();
+  });
+  const s = stub();
+  const bounded = { ...s, config: { ...s.config, maxPendingTasks: 2 } } as Stub;
+  const waiting = [autoscaler.acquire(bounded), autoscaler.acquire(bounded)];
+  for (const w of waiting) w.catch(() => undefined); // they end when the autoscaler closes
+  await assert.rejects(autoscaler.acquire(bounded), (err: Error & { code?: string; status?: number; details?: unknown }) => {
+    assert.equal(err.code, "QUEUE_FULL");
+    assert.equal(err.status, 429);
+    assert.deepEqual(err.details, { count: 2, limit: 2 });
+    return true;
+  });
+});

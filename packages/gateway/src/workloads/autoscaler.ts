@@ -110,6 +110,12 @@ export class Autoscaler {
     const pool = this.poolOf(stub);
     const slot = this.freeSlot(pool);
     if (slot) return Promise.resolve(slot);
+    // Each waiter holds its request (and body, up to 32 MiB): bounded per stub, like a queue.
+    const limit = stub.config.maxPendingTasks;
+    if (pool.waiters.length >= limit) {
+      const count = pool.waiters.length;
+      return Promise.reject(new Beta9Error("QUEUE_FULL", { name: stub.name, count, limit }, { count, limit }));
+    }
     return new Promise<Slot>((resolve, reject) => {
       const timeoutMs = this.o.acquireTimeoutMs ?? 120_000;
       const waiter: Waiter = {
