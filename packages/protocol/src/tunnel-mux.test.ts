@@ -109,3 +109,27 @@ test("a lost link destroys every socket of the mux", async () => {
   assert.equal(one.client.destroyed, true);
   one.server.close();
 });
+
+test("a peer that ignores PAUSE loses the channel once MAX_CHANNEL_BUFFER is queued, instead of filling memory", async () => {
+  const sink = await socketPair((s) => s.pause()); // never reads
+  const sent: Buffer[] = [];
+  const b = new TunnelMux({ send: (data, done) => { sent.push(data); done(); } });
+  b.bind(1, sink.client);
+  const frame = (type: number, channel: number, payload: Buffer) => {
+    const header = Buffer.alloc(9);
+    header[0] = type;
+    header.writeUInt32BE(channel, 1);
+    header.writeUInt32BE(payload.length, 5);
+    return Buffer.concat([header, payload]);
+  };
+  const chunk = Buffer.alloc(1 << 20, 1);
+  const closed = new Promise((r) => sink.client.once("close", r));
+  for (let i = 0; i < 64 && b.size > 0; i++) b.receive(frame(2, 1, chunk)); // DATA, never slowing down
+  await closed;
+  assert.equal(b.size, 0, "the channel is gone");
+  assert.ok(sink.client.destroyed);
+  await sleep(10);
+  const types = sent.flatMap((m) => { const out: number[] = []; for (let at = 0; at + 9 <= m.length; at += 9 + m.readUInt32BE(at + 5)) out.push(m[at]!); return out; });
+  assert.ok(types.includes(5) && types.includes(4), `PAUSE, then CLOSE were sent: ${types.join(",")}`);
+  sink.server.close();
+});

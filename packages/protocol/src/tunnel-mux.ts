@@ -11,6 +11,8 @@
  * Cleanup: a socket's EOF is END (the peer ends its socket: bytes already queued are still
  * written), a closed socket is CLOSE (the peer ends its socket and forgets the channel); either way
  * the peer's socket is destroyed 5 s later if it lingers. A lost WebSocket destroys every socket.
+ * A peer that keeps sending on a channel it was asked to PAUSE, past MAX_CHANNEL_BUFFER bytes queued
+ * on that channel's socket, loses the channel (CLOSE): memory stays bounded whatever the peer does.
  */
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
@@ -29,6 +31,8 @@ const LOW_WATER = 256 << 10;
 /** A batch this large goes at once (the gateway takes messages up to 4 MiB). */
 const MAX_BATCH_BYTES = 1 << 20;
 const LINGER_MS = 5000;
+/** Bytes a channel's socket may hold unwritten after PAUSE was sent; past it the channel is closed. */
+export const MAX_CHANNEL_BUFFER = 8 << 20;
 
 interface Channel {
   socket: Socket;
@@ -114,6 +118,13 @@ export class TunnelMux {
       if (!ch) continue; // already closed here: what was in flight is dropped
       switch (type) {
         case DATA:
+          if (ch.pausedPeer && ch.socket.writableLength + payload.length > MAX_CHANNEL_BUFFER) {
+            // The peer ignores PAUSE: drop the channel rather than buffer without bound.
+            this.channels.delete(channel);
+            this.frame(CLOSE, channel);
+            ch.socket.destroy();
+            break;
+          }
           if (!ch.socket.write(payload) && !ch.pausedPeer) {
             ch.pausedPeer = true;
             this.frame(PAUSE, channel);
