@@ -213,6 +213,10 @@ export class Client {
   stopDeployment(id: string): Promise<Deployment> {
     return this.request("POST", `/deployment/${encodeURIComponent(id)}/stop`);
   }
+  /** Replaces the deployment's containers: running ones finish their work and stop, new ones start. */
+  restartDeployment(id: string): Promise<Deployment> {
+    return this.request("POST", `/deployment/${encodeURIComponent(id)}/restart`);
+  }
   startDeployment(id: string): Promise<Deployment> {
     return this.request("POST", `/deployment/${encodeURIComponent(id)}/start`);
   }

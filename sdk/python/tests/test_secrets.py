@@ -69,3 +69,26 @@ def test_a_missing_secret_is_refused_before_anything_runs_and_a_sandbox_gets_its
     assert ran.stdout.strip().splitlines()[-1] == "sandbox-value"
     platform.cli("secret", "delete", "PYT_SANDBOX_KEY")
     assert "PYT_SANDBOX_KEY" not in platform.cli("secret", "list").stdout
+
+
+def test_deployment_restart_rolls_a_changed_secret_into_warm_containers(platform: Platform, app_dir: Path) -> None:
+    platform.cli("secret", "create", "PYT_ROLLED", "--value", "before")
+    write(app_dir, "app.py", textwrap.dedent('''\
+        import os
+        from beta9 import endpoint
+
+
+        @endpoint(name="rolled", cpu=0.25, memory=128, keep_warm_seconds=600, secrets=["PYT_ROLLED"])
+        def rolled():
+            return os.environ.get("PYT_ROLLED")
+    '''))
+    platform.cli("deploy", "app.py:rolled", cwd=app_dir)
+
+    def call() -> str:
+        return platform.client.invoke("/endpoint/rolled", {})
+    assert call() == "before"
+    platform.cli("secret", "update", "PYT_ROLLED", "--value", "after")
+    assert call() == "before", "a warm container keeps the value it started with"
+    restarted = platform.cli("deployment", "restart", "rolled")
+    assert "restarting rolled v1" in restarted.stdout
+    assert call() == "after", "the next call runs on a new container with the new value"

@@ -49,7 +49,7 @@ export function registerDeployment(program: Command): void {
       }),
     );
 
-  const batch = (verb: string, past: string, call: "stopDeployment" | "startDeployment" | "deleteDeployment") =>
+  const batch = (verb: string, past: string, call: "stopDeployment" | "startDeployment" | "deleteDeployment" | "restartDeployment") =>
     deployment
       .command(verb)
       .description(`${verb} deployments`)
@@ -67,4 +67,5 @@ export function registerDeployment(program: Command): void {
   batch("stop", "stopped", "stopDeployment");
   batch("start", "started", "startDeployment");
   batch("delete", "deleted", "deleteDeployment");
+  batch("restart", "restarting", "restartDeployment");
 }

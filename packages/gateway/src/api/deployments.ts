@@ -2,7 +2,7 @@
 import type { FastifyInstance } from "fastify";
 import type { Static } from "@sinclair/typebox";
 import {
-  API_PREFIX, CreateDeploymentBodySchema, DeploymentListQuerySchema, DeploymentSchema, IdParamsSchema,
+  API_PREFIX, Beta9Error, CreateDeploymentBodySchema, DeploymentListQuerySchema, DeploymentSchema, IdParamsSchema,
   type CreateDeploymentBody, type DeploymentListQuery,
 } from "@beta9/protocol";
 import { found, Items, responses, toPage, type GatewayContext } from "./common.js";
@@ -59,6 +59,20 @@ export function deploymentRoutes(app: FastifyInstance, { store, autoscaler }: Ga
       return deployment;
     });
   }
+
+  app.post<{ Params: IdParams }>(`${API_PREFIX}/deployment/:id/restart`, {
+    config: { access: "write" },
+    schema: {
+      tags: ["deployment"], summary: "Replace the deployment's containers (e.g. after a secret changed): running ones finish their work and stop, new ones start",
+      params: IdParamsSchema, response: responses({ 200: DeploymentSchema }),
+    },
+  }, async (request) => {
+    const { id } = request.params;
+    const deployment = found(await store.deployments.get(request.auth.workspaceId, id), "deployment", id);
+    if (!deployment.active) throw new Beta9Error("DEPLOYMENT_STOPPED", { name: deployment.name, version: deployment.version, id });
+    autoscaler.restart(deployment.stubId);
+    return deployment;
+  });
 
   app.delete<{ Params: IdParams }>(`${API_PREFIX}/deployment/:id`, {
     config: { access: "write" },

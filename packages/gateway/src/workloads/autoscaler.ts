@@ -178,6 +178,26 @@ export class Autoscaler {
     }
   }
 
+  /**
+   * Replaces the stub's containers (new secret values, a fresh start): the running ones take no
+   * new work and stop once idle; new ones start as demand (or minContainers) asks, with the stub's
+   * current environment.
+   */
+  restart(stubId: string): number {
+    const pool = this.pools.get(stubId);
+    if (!pool) return 0;
+    let replaced = 0;
+    for (const c of pool.containers.values()) {
+      if (c.draining) continue;
+      c.ready = false;
+      c.draining = true;
+      replaced += 1;
+      if (c.inflight === 0) this.o.scheduler.stop(c.id);
+    }
+    this.scale(pool);
+    return replaced;
+  }
+
   close(): void {
     clearInterval(this.reaper);
     for (const pool of this.pools.values()) {
@@ -238,10 +258,13 @@ export class Autoscaler {
   /** Starts containers up to what queue depth asks for. */
   private scale(pool: StubPool): void {
     const { autoscaler } = pool.stub.config;
-    const inflight = [...pool.containers.values()].reduce((n, c) => n + c.inflight, 0);
+    // Draining containers (stopping after a restart or stop) finish their own work and are not counted.
+    const inflight = [...pool.containers.values()].reduce((n, c) => n + (c.draining ? 0 : c.inflight), 0);
     const demand = inflight + pool.waiters.length;
     const desired = pool.pinned ? 1 : Math.min(autoscaler.maxContainers, Math.max(autoscaler.minContainers, Math.ceil(demand / autoscaler.tasksPerContainer)));
-    for (let n = pool.containers.size; n < desired; n++) this.startContainer(pool);
+    let current = 0;
+    for (const c of pool.containers.values()) if (!c.draining) current += 1;
+    for (let n = current; n < desired; n++) this.startContainer(pool);
   }
 
   private startContainer(pool: StubPool): void {
