@@ -7,6 +7,9 @@ import swagger from "@fastify/swagger";
 import type { Logger } from "pino";
 import { clusterRoutes } from "./api/cluster.js";
 import { secretRoutes } from "./api/secrets.js";
+import { Secrets } from "./secrets/secrets.js";
+import { Vault } from "./secrets/vault.js";
+import { randomBytes } from "node:crypto";
 import { containerRoutes } from "./api/containers.js";
 import { imageRoutes } from "./api/images.js";
 import { invokeRoutes } from "./api/invoke.js";
@@ -40,7 +43,9 @@ declare module "fastify" {
   }
 }
 
-export async function buildGatewayApp(ctx: GatewayContext, logger: Logger | false = false): Promise<FastifyInstance> {
+export async function buildGatewayApp(given: GatewayContext, logger: Logger | false = false): Promise<FastifyInstance> {
+  // startGateway passes secrets under the data dir's key; an app built without (tests) gets a key of its own.
+  const ctx: GatewayContext = given.secrets ? given : { ...given, secrets: new Secrets(given.store.secrets, new Vault(randomBytes(32))) };
   // Typed as the default instance: route modules need not carry pino's generic logger type.
   const app: FastifyInstance = Fastify({
     ...(logger === false ? { logger: false } : { loggerInstance: logger }),

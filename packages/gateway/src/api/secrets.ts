@@ -11,7 +11,7 @@ type SecretParams = Static<typeof SecretParamsSchema>;
 
 export function secretRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   const { secrets } = ctx;
-  if (!secrets) return;
+  if (!secrets) throw new Error("secretRoutes needs ctx.secrets (buildGatewayApp provides it)");
   app.get<{ Querystring: Static<typeof ListQuerySchema> }>(`${API_PREFIX}/secret`, {
     config: { access: "read" },
     schema: { tags: ["secret"], summary: "List the workspace's secrets: names and dates, never values", querystring: ListQuerySchema, response: responses({ 200: Items(SecretSchema) }) },
