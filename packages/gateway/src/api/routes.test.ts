@@ -80,6 +80,17 @@ describe("workspaces and tokens", () => {
     assert.equal(own.statusCode, 201, own.body);
   });
 
+  test("a callbackUrl on loopback, link-local or a private address is refused at deploy time", async () => {
+    for (const url of ["http://127.0.0.1:9/hook", "http://169.254.169.254/latest/meta-data", "http://[::1]/x", "http://localhost:8080/", "http://10.0.0.5/cb"]) {
+      const res = await gw.request("POST", "/api/v1/stub", { body: { name: "cb", type: "taskqueue/deployment", config: { callbackUrl: url } } });
+      assert.equal(res.statusCode, 422, url);
+      assert.equal(res.json().error.code, "INVALID_CONFIG");
+      assert.match(res.json().error.message, /callbackUrl.*public addresses only/);
+    }
+    const ok = await gw.request("POST", "/api/v1/stub", { body: { name: "cb", type: "taskqueue/deployment", config: { callbackUrl: "https://example.com/cb" } } });
+    assert.equal(ok.statusCode, 201, ok.body);
+  });
+
   test("tokens: keys shown once, minting rules, revocation, the last admin", async () => {
     const created = await gw.request("POST", "/api/v1/token", { body: { type: "workspace", name: "ci" } });
     assert.equal(created.statusCode, 201);

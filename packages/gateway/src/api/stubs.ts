@@ -1,4 +1,6 @@
 /** Apps and stubs: a stub is one configured workload, reused while its config is unchanged. */
+import { isIP } from "node:net";
+import { isPrivateAddress } from "../tasks/outbound.js";
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
 import {
@@ -55,6 +57,12 @@ export function stubRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     // containers and sandboxes: an image id seen elsewhere is not a key to another tenant's image.
     if (config.imageId !== null && !(await store.images.get(workspaceId, config.imageId))) {
       throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "image", id: config.imageId });
+    }
+    if (config.callbackUrl && process.env.BETA9_ALLOW_PRIVATE_CALLBACKS !== "1") {
+      const host = new URL(config.callbackUrl).hostname.replace(/^\[|\]$/g, "");
+      if (host === "localhost" || host.endsWith(".localhost") || (isIP(host) !== 0 && isPrivateAddress(host))) {
+        throw new Beta9Error("INVALID_CONFIG", { field: "callbackUrl", reason: `${host} is a loopback, link-local or private address; callbacks go to public addresses only (an operator can allow private ones with BETA9_ALLOW_PRIVATE_CALLBACKS=1)` });
+      }
     }
     if (config.secrets.length > 0) {
       if (!ctx.secrets) throw new Beta9Error("SECRET_NOT_FOUND", { name: config.secrets[0]! });

@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net";
 import { test } from "node:test";
 import type { Task } from "@beta9/protocol";
 import { sendCallback } from "./callback.js";
+import { isPrivateAddress } from "./outbound.js";
 
 const task: Task = {
   id: "t1", workspaceId: "w", stubId: "s", status: "COMPLETE", retries: 0, maxRetries: 0, containerId: null, error: null,
@@ -27,7 +28,7 @@ test("a callback carries the task and a signature the receiver can check with th
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   try {
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
-    assert.equal(await sendCallback(url, "secret-key", task), true);
+    assert.equal(await sendCallback(url, "secret-key", task, undefined, true), true, "the operator allowed private targets");
     assert.equal(received.length, 2, "the 503 was retried");
     const { headers, body } = received[1]!;
     assert.deepEqual(JSON.parse(body), { task_id: "t1", status: "COMPLETE", data: { label: "cat" }, error: null });
@@ -38,4 +39,26 @@ test("a callback carries the task and a signature the receiver can check with th
   } finally {
     server.close();
   }
+});
+
+test("callbacks never reach loopback, link-local or private addresses unless the operator allows them", async () => {
+  let hits = 0;
+  const server = createServer((_req, res) => {
+    hits += 1;
+    res.end();
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  try {
+    const port = (server.address() as AddressInfo).port;
+    for (const host of ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]"]) {
+      assert.equal(await sendCallback(`http://${host}:${port}/hook`, "k", task, undefined, false), false, host);
+    }
+    assert.equal(hits, 0, "nothing was sent");
+  } finally {
+    server.close();
+  }
+  for (const a of ["127.0.0.1", "10.1.2.3", "172.20.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:10.0.0.1", "not-an-ip"]) {
+    assert.equal(isPrivateAddress(a), true, a);
+  }
+  for (const a of ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8"]) assert.equal(isPrivateAddress(a), false, a);
 });
