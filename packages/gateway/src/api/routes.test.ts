@@ -80,6 +80,15 @@ describe("workspaces and tokens", () => {
     assert.equal(own.statusCode, 201, own.body);
   });
 
+  test("a restricted token sees a stub's env names, never their values", async () => {
+    const stub = (await gw.request("POST", "/api/v1/stub", { body: { name: "envy", type: "endpoint/deployment", config: { env: { API_KEY: "sk-123" } } } })).json().stub;
+    const restricted = (await gw.request("POST", "/api/v1/token", { body: { type: "restricted" } })).json().key as string;
+    const seen = await gw.request("GET", `/api/v1/stub/${stub.id}`, { key: restricted });
+    assert.deepEqual(seen.json().config.env, { API_KEY: "(hidden)" });
+    assert.ok(!(await gw.request("GET", "/api/v1/stub", { key: restricted })).body.includes("sk-123"));
+    assert.deepEqual((await gw.request("GET", `/api/v1/stub/${stub.id}`)).json().config.env, { API_KEY: "sk-123" }, "an admin sees it");
+  });
+
   test("a callbackUrl on loopback, link-local or a private address is refused at deploy time", async () => {
     for (const url of ["http://127.0.0.1:9/hook", "http://169.254.169.254/latest/meta-data", "http://[::1]/x", "http://localhost:8080/", "http://10.0.0.5/cb"]) {
       const res = await gw.request("POST", "/api/v1/stub", { body: { name: "cb", type: "taskqueue/deployment", config: { callbackUrl: url } } });

@@ -5,7 +5,7 @@ import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
 import {
   API_PREFIX, AppSchema, Beta9Error, CreateStubBodySchema, IdParamsSchema, ListQuerySchema, StubConfigError, StubSchema,
-  hashStubConfig, normalizeStubConfig, type CreateStubBody, type StubKind, type StubType,
+  hashStubConfig, normalizeStubConfig, type CreateStubBody, type Stub, type StubKind, type StubType,
 } from "@beta9/protocol";
 import { found, Items, responses, toPage, type GatewayContext } from "./common.js";
 
@@ -20,6 +20,13 @@ const StubCreated = Type.Object({
   created: Type.Boolean(),
   warnings: Type.Array(Type.String(), { description: "what will keep it from running now, e.g. a GPU no connected worker has" }),
 });
+
+/** A restricted token (clients that only call endpoints) sees env names, never their values. */
+function forReader(stub: Stub, type: string): Stub {
+  if (type === "admin" || type === "workspace") return stub;
+  const env = Object.fromEntries(Object.keys(stub.config.env).map((k) => [k, "(hidden)"]));
+  return { ...stub, config: { ...stub.config, env } };
+}
 
 export function stubRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   const { store } = ctx;
@@ -87,10 +94,10 @@ export function stubRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   app.get<{ Querystring: ListQuery }>(`${API_PREFIX}/stub`, {
     config: { access: "read" },
     schema: { tags: ["stub"], summary: "List stubs", querystring: ListQuerySchema, response: responses({ 200: Items(StubSchema) }) },
-  }, async (request) => ({ items: await store.stubs.list(request.auth.workspaceId, toPage(request.query)) }));
+  }, async (request) => ({ items: (await store.stubs.list(request.auth.workspaceId, toPage(request.query))).map((s) => forReader(s, request.auth.type)) }));
 
   app.get<{ Params: IdParams }>(`${API_PREFIX}/stub/:id`, {
     config: { access: "read" },
-    schema: { tags: ["stub"], summary: "Get a stub", params: IdParamsSchema, response: responses({ 200: StubSchema }) },
-  }, async (request) => found(await store.stubs.get(request.auth.workspaceId, request.params.id), "stub", request.params.id));
+    schema: { tags: ["stub"], summary: "Get a stub (env values only for admin and workspace tokens)", params: IdParamsSchema, response: responses({ 200: StubSchema }) },
+  }, async (request) => forReader(found(await store.stubs.get(request.auth.workspaceId, request.params.id), "stub", request.params.id), request.auth.type));
 }
