@@ -5,6 +5,7 @@
 import Fastify, { LogController, type FastifyInstance } from "fastify";
 import swagger from "@fastify/swagger";
 import type { Logger } from "pino";
+import { Beta9Error } from "@beta9/protocol";
 import { clusterRoutes } from "./api/cluster.js";
 import { secretRoutes } from "./api/secrets.js";
 import { Secrets } from "./secrets/secrets.js";
@@ -43,7 +44,12 @@ declare module "fastify" {
   }
 }
 
-export async function buildGatewayApp(given: GatewayContext, logger: Logger | false = false): Promise<FastifyInstance> {
+/** Default time a client has to send a whole request (headers and body); the handler's own time is not counted. */
+export const REQUEST_TIMEOUT_MS = 600_000;
+
+export async function buildGatewayApp(
+  given: GatewayContext, logger: Logger | false = false, options: { requestTimeoutMs?: number; connectionsCheckingIntervalMs?: number } = {},
+): Promise<FastifyInstance> {
   // startGateway passes secrets under the data dir's key; an app built without (tests) gets a key of its own.
   const ctx: GatewayContext = given.secrets ? given : { ...given, secrets: new Secrets(given.store.secrets, new Vault(randomBytes(32))) };
   // Typed as the default instance: route modules need not carry pino's generic logger type.
@@ -54,12 +60,42 @@ export async function buildGatewayApp(given: GatewayContext, logger: Logger | fa
     bodyLimit: JSON_BODY_LIMIT,
     requestIdHeader: "x-request-id",
     return503OnClosing: true,
+    // A client that trickles its request (slow-loris) loses it: sockets are not held forever.
+    requestTimeout: options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,
+    http: { connectionsCheckingInterval: options.connectionsCheckingIntervalMs ?? 30_000 },
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
+      if (!socket.writable) return;
+      const timedOut = err.code === "ERR_HTTP_REQUEST_TIMEOUT";
+      const body = JSON.stringify(timedOut
+        ? new Beta9Error("REQUEST_TIMEOUT", { seconds: Math.round((options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS) / 1000) }).toBody()
+        : new Beta9Error("BAD_REQUEST", { reason: `the request could not be parsed (${err.code ?? err.message}); send valid HTTP/1.1` }).toBody());
+      socket.end(`HTTP/1.1 ${timedOut ? "408 Request Timeout" : "400 Bad Request"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    },
     exposeHeadRoutes: false, // HEAD only where it means something (objects)
     ajv: {
       // Strict input: "2" is not 2, unknown properties are errors, nothing is silently dropped.
       customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false },
     },
   }) as unknown as FastifyInstance;
+
+  // Node's requestTimeout covers a request until it reaches the handler; a body still trickling in
+  // after that is bounded here, on the same clock.
+  const bodyTimeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+  app.addHook("onRequest", (request, _reply, done) => {
+    const raw = request.raw;
+    if (raw.complete) return done();
+    const timer = setTimeout(() => {
+      if (raw.complete || raw.socket.destroyed) return;
+      const body = JSON.stringify(new Beta9Error("REQUEST_TIMEOUT", { seconds: Math.round(bodyTimeoutMs / 1000) }).toBody());
+      raw.socket.end(`HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      raw.socket.destroySoon();
+    }, bodyTimeoutMs);
+    timer.unref();
+    const clear = () => clearTimeout(timer);
+    raw.once("end", clear);
+    raw.once("close", clear);
+    done();
+  });
 
   const routeCatalogue: RouteEntry[] = [];
   app.decorate("routeCatalogue", routeCatalogue);

@@ -55,6 +55,7 @@ export const errorCatalogue = {
   QUEUE_FULL: { status: 429, message: "{name} has {count} tasks pending or running (maxPendingTasks {limit}); retry later" },
   NAME_TAKEN: { status: 409, message: "A {kind} named {name} already exists" },
   CONFLICT: { status: 409, message: "{reason}" },
+  REQUEST_TIMEOUT: { status: 408, message: "The request was not received in full within {seconds} s; send it faster or in smaller parts" },
   SECRET_NOT_FOUND: { status: 404, message: "No secret {name} in this workspace; create it with `beta9 secret create {name}`" },
   SECRET_EXISTS: { status: 409, message: "Secret {name} already exists; change its value with `beta9 secret update {name}`" },
   SECRETS_FULL: { status: 429, message: "This workspace holds {limit} secrets, the most it may; delete some first" },

@@ -25,7 +25,9 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-export async function createTestGateway(options: { maxObjectBytes?: number; backlogTimeoutMs?: number } = {}): Promise<TestGateway> {
+export async function createTestGateway(
+  options: { maxObjectBytes?: number; backlogTimeoutMs?: number; requestTimeoutMs?: number; connectionsCheckingIntervalMs?: number } = {},
+): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), "beta9-gw-test-"));
   const store = new SqliteStore(join(dir, "gateway.db"));
   const objects = new ObjectStore(join(dir, "objects"), options.maxObjectBytes ?? 1024 * 1024);
@@ -37,7 +39,10 @@ export async function createTestGateway(options: { maxObjectBytes?: number; back
   await builds.init();
   const autoscaler = new Autoscaler({ scheduler, acquireTimeoutMs: 500 });
   const dispatcher = new TaskDispatcher({ store, autoscaler });
-  const app = await buildGatewayApp({ store, objects, scheduler, builds, autoscaler, dispatcher, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() });
+  const app = await buildGatewayApp({ store, objects, scheduler, builds, autoscaler, dispatcher, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() }, false, {
+    ...(options.requestTimeoutMs !== undefined && { requestTimeoutMs: options.requestTimeoutMs }),
+    ...(options.connectionsCheckingIntervalMs !== undefined && { connectionsCheckingIntervalMs: options.connectionsCheckingIntervalMs }),
+  });
   const adminKey = boot.token.key;
   return {
     app, scheduler, builds, store, dir, adminKey, workspaceId: boot.workspace.id,
