@@ -25,6 +25,7 @@ import { objectRoutes } from "./api/objects.js";
 import { stubRoutes } from "./api/stubs.js";
 import { workspaceRoutes } from "./api/workspaces.js";
 import { registerAuth } from "./auth/access.js";
+import { closeStreamsOf } from "./api/sse.js";
 import { registerErrorHandlers } from "./http-errors.js";
 import { registerMetrics } from "./metrics.js";
 
@@ -124,6 +125,8 @@ export async function buildGatewayApp(
     body === "" ? done(null, undefined) : parseJson(request, body as string, done),
   );
   registerAuth(app, ctx.store.tokens);
+  const stopRevocations = ctx.store.tokens.onRevoked(closeStreamsOf);
+  app.addHook("onClose", async () => stopRevocations());
   const metrics = registerMetrics(app);
   healthRoutes(app, ctx);
   workspaceRoutes(app, ctx);

@@ -3,6 +3,14 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 
 export type Emit = (event: string, data: unknown) => void;
 
+/** Open streams by the token that opened them: a revoked token's streams end at once. */
+const openStreams = new Map<string, Set<() => void>>();
+
+/** Ends every event stream opened with this token (it was revoked). */
+export function closeStreamsOf(tokenId: string): void {
+  for (const close of [...(openStreams.get(tokenId) ?? [])]) close();
+}
+
 /**
  * Takes over the reply as a text/event-stream. `start` subscribes and replays history through
  * `emit`, calls `end(final)` when the followed thing is over, and returns its unsubscribe. A
@@ -36,6 +44,20 @@ export function streamEvents(
     out.end();
   };
   request.raw.on("close", close);
+  const tokenId = (request as { auth?: { id: string } }).auth?.id;
+  if (tokenId !== undefined) {
+    const mine = openStreams.get(tokenId) ?? new Set();
+    openStreams.set(tokenId, mine);
+    const revoked = () => {
+      close();
+      out.destroy();
+    };
+    mine.add(revoked);
+    request.raw.on("close", () => {
+      mine.delete(revoked);
+      if (mine.size === 0 && openStreams.get(tokenId) === mine) openStreams.delete(tokenId);
+    });
+  }
   unsubscribe = start(emit, end);
   if (ended) unsubscribe();
 }

@@ -86,3 +86,34 @@ test("hello, placement, state and logs flow through; silence drops the worker an
   assert.deepEqual([lost.state, lost.reason], ["EXITED", "worker_lost"]);
   assert.deepEqual((await api("GET", "/api/v1/worker")).json.items, []);
 });
+
+test("revoking a token closes its live sockets at once: a worker connection and an event stream", async () => {
+  const worker = (await api("POST", "/api/v1/token", { type: "worker" })).json as { id: string; key: string };
+  const ws = new WebSocket(wsUrl(), { headers: { authorization: `Bearer ${worker.key}` } });
+  await new Promise((r) => ws.once("open", r));
+  ws.send(JSON.stringify({ type: "hello", workerId: "revoked-w", hostname: "h", pool: "default", runtime: "runc", isolates: true, capacity: { cpuMillicores: 1000, memoryMiB: 1024, gpus: [] }, containers: [], version: "test" } satisfies WorkerMessage));
+  await new Promise((r) => ws.once("message", r)); // welcome
+  const closed = new Promise<number>((r) => ws.once("close", (code) => r(code)));
+
+  const reader = (await api("POST", "/api/v1/token", { type: "workspace" })).json as { id: string; key: string };
+  const container = (await api("POST", "/api/v1/container", { command: ["sleep", "60"] })).json as { id: string };
+  const res = await fetch(`${gw.url}/api/v1/container/${container.id}/logs?follow=true`, { headers: { authorization: `Bearer ${reader.key}` } });
+  assert.equal(res.status, 200);
+  const body = res.body!.getReader();
+  const ended = (async () => {
+    try {
+      while (!(await body.read()).done) { /* events until the stream ends */ }
+      return "ended";
+    } catch {
+      return "ended";
+    }
+  })();
+
+  // The stream first, while its container is still alive on the connected worker: only the revocation can end it.
+  assert.equal((await api("DELETE", `/api/v1/token/${reader.id}`)).status, 200);
+  assert.equal(await ended, "ended", "the follow stream of the revoked token ended");
+  assert.equal(ws.readyState, WebSocket.OPEN, "another token's socket is untouched");
+  assert.equal((await api("DELETE", `/api/v1/token/${worker.id}`)).status, 200);
+  assert.equal(await closed, 4003, "the worker's socket closed with 'token revoked'");
+  await api("POST", `/api/v1/container/${container.id}/stop`);
+});

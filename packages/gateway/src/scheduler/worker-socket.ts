@@ -79,6 +79,12 @@ export function attachWorkerSocket(options: WorkerSocketOptions): () => void {
   });
   const onLost = (workerId: string) => tunnels.releaseWorker(workerId);
   options.scheduler.events.on("worker_lost", onLost);
+  // A revoked token's worker connection and tunnels close at once, not at their next reconnect.
+  const tokenOf = new WeakMap<WebSocket, string>();
+  const stopRevocations = tokens.onRevoked((tokenId) => {
+    for (const ws of wss.clients) if (tokenOf.get(ws) === tokenId) ws.close(4003, "token revoked");
+    for (const ws of tunnelWss.clients) if (tokenOf.get(ws) === tokenId) ws.terminate();
+  });
 
   server.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     const path = new URL(request.url ?? "/", "http://x").pathname;
@@ -97,7 +103,10 @@ export function attachWorkerSocket(options: WorkerSocketOptions): () => void {
       }
       if (streamId !== undefined) {
         if (!tunnels.expects(streamId, auth.id)) return refuse(socket, new Beta9Error("RESOURCE_NOT_FOUND", { kind: "tunnel stream", id: streamId }));
-        tunnelWss.handleUpgrade(request, socket, head, (ws) => tunnels.attach(streamId, ws, auth.id));
+        tunnelWss.handleUpgrade(request, socket, head, (ws) => {
+          tokenOf.set(ws, auth.id);
+          tunnels.attach(streamId, ws, auth.id);
+        });
         return;
       }
       let machine: MachineWorkerIdentity | undefined;
@@ -108,13 +117,17 @@ export function attachWorkerSocket(options: WorkerSocketOptions): () => void {
         if (resolved instanceof Beta9Error) return refuse(socket, resolved);
         machine = resolved;
       }
-      wss.handleUpgrade(request, socket, head, (ws) => serveWorker(ws, { auth, machine, remoteAddress: request.socket.remoteAddress }, options, tunnels));
+      wss.handleUpgrade(request, socket, head, (ws) => {
+        tokenOf.set(ws, auth.id);
+        serveWorker(ws, { auth, machine, remoteAddress: request.socket.remoteAddress }, options, tunnels);
+      });
     })().catch((err: unknown) => {
       logger.error({ err }, "worker upgrade failed");
       socket.destroy();
     });
   });
   return () => {
+    stopRevocations();
     unsubscribe();
     options.scheduler.events.off("worker_lost", onLost);
     for (const ws of wss.clients) ws.close(1001, "gateway shutting down");

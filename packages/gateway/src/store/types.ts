@@ -43,6 +43,8 @@ export interface TokenRepo {
   list(workspaceId: string, page: Page): Promise<Token[]>;
   /** Idempotent; refuses (CONFLICT) to revoke the last active admin token of the cluster. */
   revoke(workspaceId: string, id: string): Promise<Token | undefined>;
+  /** Calls `listener` with each token id revoked from now on (open sockets of that token are closed); returns the unsubscribe. */
+  onRevoked(listener: (tokenId: string) => void): () => void;
 }
 
 export interface AppRepo {

@@ -1,6 +1,7 @@
 /** Workspaces and tokens on SQLite. */
 import type Database from "better-sqlite3";
 import { randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
 import { Beta9Error, type TokenType, type TokenWithKey, type Workspace } from "@beta9/protocol";
 import type { AuthenticatedToken, Page, TokenRepo, WorkspaceRepo } from "../types.js";
 import { BoundedMap } from "./read-cache.js";
@@ -18,6 +19,7 @@ export class SqliteTokenRepo implements TokenRepo {
   private readonly listStmt;
   private readonly revokeStmt;
   private readonly activeAdmins;
+  private readonly revocations = new EventEmitter();
   /** Presented key → token: skips hashing and the query on every request after the first. */
   private readonly authCache = new BoundedMap<string, AuthenticatedToken>(10_000);
 
@@ -67,6 +69,12 @@ export class SqliteTokenRepo implements TokenRepo {
     return (this.listStmt.all(workspaceId, page.limit, page.offset) as TokenRow[]).map(toToken);
   }
 
+  /** Calls `listener` with each token id revoked from now on; returns the unsubscribe function. */
+  onRevoked(listener: (tokenId: string) => void): () => void {
+    this.revocations.on("revoked", listener);
+    return () => this.revocations.off("revoked", listener);
+  }
+
   async revoke(workspaceId: string, id: string) {
     return this.db.transaction(() => {
       const row = this.byId.get(workspaceId, id) as TokenRow | undefined;
@@ -76,8 +84,9 @@ export class SqliteTokenRepo implements TokenRepo {
           reason: "this is the last active admin token; create another admin token before revoking it",
         });
       }
-      this.revokeStmt.run(now(), workspaceId, id);
+      const changed = this.revokeStmt.run(now(), workspaceId, id).changes > 0;
       this.authCache.clear(); // revocations are rare; forgetting every key is simplest and safe
+      if (changed) queueMicrotask(() => this.revocations.emit("revoked", id));
       return toToken(this.byId.get(workspaceId, id) as TokenRow);
     })();
   }
