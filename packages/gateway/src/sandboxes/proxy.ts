@@ -56,23 +56,35 @@ export function relay(reply: FastifyReply, res: Dispatcher.ResponseData): Fastif
   return reply.send(res.body);
 }
 
-/** Request headers a sandbox's own server gets: the client's, without our token and hop headers. */
+/**
+ * Exposed ports are served from the API's own origin, so nothing a sandbox's server sends may act
+ * on that origin: no cookies either way, no service worker scope, and the page runs as an opaque
+ * origin (CSP sandbox without allow-same-origin): its scripts cannot read the origin's storage or
+ * call the API with the browser's credentials.
+ */
+const ORIGIN_BOUND_RESPONSE = new Set(["set-cookie", "set-cookie2", "service-worker-allowed", "clear-site-data"]);
+export const EXPOSED_PORT_CSP = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads";
+
+/** Request headers a sandbox's own server gets: the client's, without our token, cookies and hop headers. */
 export function forwardedHeaders(headers: IncomingHttpHeaders, client: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || name === "authorization") continue;
+    if (value === undefined || HOP_BY_HOP.has(name) || name === "authorization" || name === "cookie") continue;
     out[name] = Array.isArray(value) ? value.join(", ") : value;
   }
   out["x-forwarded-for"] = client;
   return out;
 }
 
-/** Relays every response header of an exposed port but the hop-by-hop ones. */
+/** Relays an exposed port's response headers but the hop-by-hop and origin-bound ones, under the sandboxing CSP. */
 export function relayAll(reply: FastifyReply, res: Dispatcher.ResponseData): FastifyReply {
   reply.code(res.statusCode);
+  const csp: string[] = [];
   for (const [name, value] of Object.entries(res.headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name)) continue;
-    reply.header(name, value);
+    if (value === undefined || HOP_BY_HOP.has(name) || ORIGIN_BOUND_RESPONSE.has(name)) continue;
+    if (name === "content-security-policy") csp.push(...(Array.isArray(value) ? value : [value])); // kept; ours is added (policies intersect)
+    else reply.header(name, value);
   }
+  reply.header("content-security-policy", [...csp, EXPOSED_PORT_CSP]);
   return reply.send(res.body);
 }
