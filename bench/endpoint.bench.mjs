@@ -20,7 +20,7 @@ import { pino } from "pino";
 import { request } from "undici";
 import { startGateway } from "@beta9/gateway";
 import { ensureRunnerBundle, runcUnavailableReason, startWorker } from "@beta9/worker";
-import { fmt, gatewayClient, median, prepareFloorHost } from "./lib.mjs";
+import { fmt, gatewayClient, median, prepareFloorHost, runnerSecret } from "./lib.mjs";
 
 const ZERO_ROUNDS = Math.max(8, Number(process.env.BENCH_ZERO_ROUNDS ?? 10));
 const LOAD_ROUNDS = Math.max(3, Number(process.env.BENCH_ROUNDS ?? 3));
@@ -62,12 +62,12 @@ function beta9(args, env) {
 }
 
 /** POSTs `body` until the answer is 200 (503 while the runner loads, refused before it listens). */
-export async function firstInvoke(url, deadlineMs = 15_000) {
+export async function firstInvoke(url, deadlineMs = 15_000, headers = {}) {
   const end = performance.now() + deadlineMs;
   for (;;) {
     try {
       const res = await request(url, {
-        method: "POST", headers: { "content-type": "application/json" }, body: '{"input":{}}', headersTimeout: 2000, bodyTimeout: 2000,
+        method: "POST", headers: { "content-type": "application/json", ...headers }, body: '{"input":{}}', headersTimeout: 2000, bodyTimeout: 2000,
       });
       const text = await res.body.text();
       if (res.statusCode === 200) {
@@ -274,11 +274,12 @@ export async function run() {
     await call(NAME.warm);
     const [warmContainer] = await active(stubs.warm);
     const addr = (await api("GET", `/api/v1/container/${warmContainer.id}`)).ports["8000"];
+    const direct = { "content-type": "application/json", authorization: `Bearer ${runnerSecret(workerDir, warmContainer.id)}` };
     const target = {
-      direct: { url: `http://${addr.host}:${addr.port}/invoke`, headers: { "content-type": "application/json" }, body: '{"input":{}}' },
+      direct: { url: `http://${addr.host}:${addr.port}/invoke`, headers: direct, body: '{"input":{}}' },
       gateway: { url: `${gateway.url}/endpoint/${NAME.warm}`, headers: auth, body: "{}" },
     };
-    await firstInvoke(target.direct.url);
+    await firstInvoke(target.direct.url, 15_000, { authorization: direct.authorization });
     for (const name of ["direct", "gateway"]) await loadRound({ ...target[name], connections: 10, duration: 2 }); // JIT, pools
     for (let i = 0; i < LOAD_ROUNDS; i++) {
       for (const c of CONCURRENCY) {

@@ -100,3 +100,14 @@ export function gatewayClient(gatewayUrl, key) {
     },
   };
 }
+
+/**
+ * The secret a worker gave a runc container's runner (BETA9_RUNNER_SECRET, in its OCI config):
+ * what the gateway shows the runner, needed to call the runner directly as a floor.
+ */
+export function runnerSecret(workerDir, containerId) {
+  const config = JSON.parse(readFileSync(join(workerDir, "runc", "containers", containerId, "config.json"), "utf8"));
+  const entry = config.process.env.find((e) => e.startsWith("BETA9_RUNNER_SECRET="));
+  if (!entry) throw new Error(`container ${containerId} has no runner secret in its config`);
+  return entry.slice("BETA9_RUNNER_SECRET=".length);
+}

@@ -18,7 +18,7 @@ import { pino } from "pino";
 import { startGateway } from "@beta9/gateway";
 import { ensureRunnerBundle, runcUnavailableReason, startWorker } from "@beta9/worker";
 import { firstInvoke, loadRound, makeFloor, reapFloor } from "./endpoint.bench.mjs";
-import { fmt, gatewayClient, median } from "./lib.mjs";
+import { fmt, gatewayClient, median, runnerSecret } from "./lib.mjs";
 
 const ZERO_ROUNDS = Math.max(5, Number(process.env.BENCH_ZERO_ROUNDS ?? 8));
 const LOAD_ROUNDS = Math.max(3, Number(process.env.BENCH_ROUNDS ?? 3));
@@ -152,11 +152,12 @@ export async function run() {
     await call("pywarm");
     const [warmContainer] = await active(stubs.warm);
     const addr = (await api("GET", `/api/v1/container/${warmContainer.id}`)).ports["8000"];
+    const direct = { "content-type": "application/json", authorization: `Bearer ${runnerSecret(workerDir, warmContainer.id)}` };
     const target = {
-      direct: { url: `http://${addr.host}:${addr.port}/invoke`, headers: { "content-type": "application/json" }, body: '{"input":{}}' },
+      direct: { url: `http://${addr.host}:${addr.port}/invoke`, headers: direct, body: '{"input":{}}' },
       gateway: { url: `${gateway.url}/endpoint/pywarm`, headers: auth, body: "{}" },
     };
-    await firstInvoke(target.direct.url);
+    await firstInvoke(target.direct.url, 15_000, { authorization: direct.authorization });
     for (const name of ["direct", "gateway"]) await loadRound({ ...target[name], connections: 10, duration: 2 });
     for (let i = 0; i < LOAD_ROUNDS; i++) {
       for (const c of CONCURRENCY) {

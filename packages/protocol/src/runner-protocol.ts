@@ -16,13 +16,18 @@
  *
  * Environment the worker gives the runner: PORT, BETA9_HANDLER ("relative/file.js:exportName",
  * relative to BETA9_CODE_DIR), BETA9_CODE_DIR (the unpacked bundle, read-only), BETA9_CONCURRENCY
- * (parallel invocations), BETA9_CONTAINER_ID, BETA9_STUB_ID.
+ * (parallel invocations), BETA9_CONTAINER_ID, BETA9_STUB_ID, BETA9_RUNNER_SECRET (see RUNNER_SECRET_ENV).
  */
 
 export const RUNNER_PORT = 8000;
 export const CODE_MOUNT_PATH = "/app";
 export const TASK_ID_HEADER = "x-beta9-task-id";
 export const TASK_RETRIES_HEADER = "x-beta9-task-retries";
+/**
+ * The per-container secret the gateway shows the runner (`authorization: Bearer <it>`) on every
+ * call but /health: another container on the same bridge cannot invoke or cancel this one's work.
+ */
+export const RUNNER_SECRET_ENV = "BETA9_RUNNER_SECRET";
 
 /** The marker the SDK puts on every workload object; the runner and CLI look for it. */
 export const WORKLOAD_MARKER = "__beta9Workload";

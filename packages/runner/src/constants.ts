@@ -10,6 +10,8 @@ export const DEFAULT_PORT = 8000;
 export const TASK_ID_HEADER = "x-beta9-task-id";
 /** Header carrying the failed attempts before this one (protocol: TASK_RETRIES_HEADER). */
 export const TASK_RETRIES_HEADER = "x-beta9-task-retries";
+/** The gateway's per-container secret, required on every call but /health (protocol: RUNNER_SECRET_ENV). */
+export const RUNNER_SECRET_ENV = "BETA9_RUNNER_SECRET";
 /** Marker property on every workload object (protocol: WORKLOAD_MARKER). */
 export const WORKLOAD_MARKER = "__beta9Workload";
 /** Largest /invoke body accepted; larger ones get 413. */

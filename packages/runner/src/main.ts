@@ -9,6 +9,7 @@
  */
 import { once } from "node:events";
 import type { Server } from "node:net";
+import { RUNNER_SECRET_ENV } from "./constants.js";
 import { readRunnerEnv, RunnerEnvError, type RunnerEnv } from "./env.js";
 import { Invoker } from "./invoker.js";
 import { loadWorkload, LoadError, runOnStart } from "./load.js";
@@ -91,6 +92,7 @@ async function main(): Promise<void> {
     containerId: env.containerId,
     startedAt: Date.now(),
     concurrency: env.concurrency,
+    ...(process.env[RUNNER_SECRET_ENV] ? { secret: process.env[RUNNER_SECRET_ENV] } : {}),
   };
   // User code may leave a promise rejection unhandled; log it rather than lose the container.
   process.on("unhandledRejection", (reason) => {

@@ -186,6 +186,19 @@ describe("runner", () => {
     assert.match(generated.body.result.taskId, /^[0-9a-f-]{36}$/);
   });
 
+  it("with BETA9_RUNNER_SECRET, every route but /health answers only its gateway's bearer (401 otherwise)", async () => {
+    const runner = await spawnRunner("echo", { BETA9_RUNNER_SECRET: "s3cret" });
+    await ready(runner);
+    assert.equal((await invoke(runner.port, 1)).status, 401, "no bearer");
+    const wrong = await post(runner.port, "/invoke", { input: 1 }, { authorization: "Bearer nope" });
+    assert.deepEqual([wrong.status, wrong.body.error.code], [401, "AUTH_TOKEN_INVALID"]);
+    assert.equal((await post(runner.port, "/cancel/t1", undefined, { authorization: "Bearer nope" })).status, 401);
+    assert.equal((await post(runner.port, "/invoke-batch", { tasks: [] }, { authorization: "Bearer nope" })).status, 401);
+    const right = await post(runner.port, "/invoke", { input: 1 }, { authorization: "Bearer s3cret" });
+    assert.equal(right.status, 200);
+    assert.equal((await get(runner.port, "/health")).status, 200, "health stays open");
+  });
+
   it("answers 400 for malformed JSON, 413 for an oversized body, 404 for unknown routes", async () => {
     const runner = await spawnRunner("echo");
     await ready(runner);

@@ -2,7 +2,7 @@
  * The runner's HTTP surface (runner-protocol.ts): GET /health, POST /invoke, POST /cancel/:taskId.
  * Answers nothing per request on stdout: the container's log belongs to the user's code.
  */
-import { randomUUID } from "node:crypto";
+import { randomUUID, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { MAX_BODY_BYTES, TASK_ID_HEADER, TASK_RETRIES_HEADER } from "./constants.js";
 import { BodyTooLargeError, readBody, sendError, sendJson } from "./http.js";
@@ -18,6 +18,16 @@ export interface RunnerState {
   containerId: string;
   startedAt: number;
   concurrency: number;
+  /** The gateway's per-container secret (BETA9_RUNNER_SECRET); when set, every route but /health needs it. */
+  secret?: string;
+}
+
+/** Whether the request shows `Bearer <secret>` (constant time); always true without a secret. */
+function authorized(state: RunnerState, req: IncomingMessage): boolean {
+  if (!state.secret) return true;
+  const given = Buffer.from(req.headers.authorization ?? "");
+  const wanted = Buffer.from(`Bearer ${state.secret}`);
+  return given.length === wanted.length && timingSafeEqual(given, wanted);
 }
 
 function health(state: RunnerState, res: ServerResponse): void {
@@ -165,6 +175,7 @@ function route(state: RunnerState, req: IncomingMessage, res: ServerResponse): v
   const path = new URL(req.url ?? "/", "http://runner").pathname;
   const method = req.method ?? "GET";
   if (path === "/health") return method === "GET" || method === "HEAD" ? health(state, res) : notAllowed(res, method, path, "GET");
+  if (!authorized(state, req)) return sendError(res, 401, "AUTH_TOKEN_INVALID", "this runner answers its gateway only");
   if (path === "/invoke") return method === "POST" ? invoke(state, req, res) : notAllowed(res, method, path, "POST");
   if (path === "/invoke-batch") return method === "POST" ? invokeBatch(state, req, res) : notAllowed(res, method, path, "POST");
   const cancelMatch = /^\/cancel\/([^/]+)$/.exec(path);

@@ -304,6 +304,21 @@ def test_runner_protocol(tmp_path: Path) -> None:
         proc.wait(30)
 
 
+def test_runner_requires_its_gateway_secret_when_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "app.py", RUNNER_APP)
+    monkeypatch.setenv("BETA9_RUNNER_SECRET", "s3cret")
+    proc, base = start_runner(tmp_path, "app.py:handler")
+    try:
+        assert post(base + "/invoke", {"input": {"n": 1}})[0] == 401
+        status, body = post(base + "/invoke", {"input": {"n": 1}}, {"authorization": "Bearer nope"})
+        assert status == 401 and json.loads(body)["error"]["code"] == "AUTH_TOKEN_INVALID"
+        assert post(base + "/cancel/x", {}, {"authorization": "Bearer nope"})[0] == 401
+        assert post(base + "/invoke", {"input": {"n": 1}}, {"authorization": "Bearer s3cret"})[0] == 200
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def test_runner_async_handler_with_schema(tmp_path: Path) -> None:
     write(tmp_path, "app.py", RUNNER_APP)
     proc, base = start_runner(tmp_path, "app.py:typed")

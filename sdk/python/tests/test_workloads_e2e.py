@@ -208,3 +208,31 @@ def test_ten_megabytes_of_logs_do_not_stall_a_handler_and_a_segfault_fails_only_
     ''')
     assert out["chatty"] == "ok"
     assert out["crashed"] not in ("returned", "") and out["after"] == "alive"
+
+
+def test_another_container_cannot_drive_a_runner_directly(platform: Platform, app_dir: Path) -> None:
+    """Containers share the worker's bridge; a runner answers only the gateway (its per-container secret)."""
+    write(app_dir, "app.py", APP)
+    platform.cli("deploy", "app.py:greet", cwd=app_dir)
+    assert call(platform, "/endpoint/greet", {"name": "a", "times": 1})[0] == 200
+    stub_containers = [c for c in platform.client.request("GET", "/container", query={"active": "true"})["items"]
+                       if c["stubId"] and c["state"] == "RUNNING" and "8000" in c["ports"]]
+    target = next(c for c in stub_containers if platform.client.request("GET", f"/stub/{c['stubId']}")["name"] == "greet")
+    host = target["ports"]["8000"]["host"]
+    probe = ("import urllib.request, urllib.error\n"
+             f"req = urllib.request.Request('http://{host}:8000/invoke', data=b'{{\"input\": {{\"name\": \"x\", \"times\": 1}}}}', "
+             "headers={'content-type': 'application/json'})\n"
+             "try:\n    print(urllib.request.urlopen(req, timeout=10).status)\n"
+             "except urllib.error.HTTPError as e:\n    print(e.code)\n"
+             "except urllib.error.URLError:\n    print('unreachable')\n")
+    # From a neighbour container: the bridge isolates its ports, and the runner wants its secret anyway.
+    ran = platform.cli("container", "run", "--", "python3", "-c", probe, timeout=300)
+    assert ran.stdout.strip().splitlines()[-1] in ("401", "unreachable"), ran.stdout + ran.stderr
+    # From the worker's host, which does reach it: without the gateway's secret the runner refuses.
+    req = urllib.request.Request(f"http://{host}:8000/invoke", data=b'{"input": {"name": "x", "times": 1}}',
+                                 headers={"content-type": "application/json"}, method="POST")
+    try:
+        status = urllib.request.urlopen(req, timeout=10).status
+    except urllib.error.HTTPError as err:
+        status = err.code
+    assert status == 401

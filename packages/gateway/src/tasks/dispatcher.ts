@@ -14,7 +14,6 @@
  */
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
-import { request } from "undici";
 import { INPUT_INVALID_TASK_ERROR, TERMINAL_TASK_STATUSES, type Stub, type Task } from "@beta9/protocol";
 import type { ClaimedTask, Store } from "../store/types.js";
 import type { Autoscaler, Slot } from "../workloads/autoscaler.js";
@@ -136,7 +135,7 @@ export class TaskDispatcher {
     if (live) {
       live.cancelled = true;
       // Tell the runner (its handler sees ctx.signal abort), then drop our end of the request.
-      await request(`${live.slot.origin}/cancel/${task.id}`, { method: "POST" }).then((r) => r.body.dump(), () => undefined);
+      await live.slot.runner.request({ path: `/cancel/${encodeURIComponent(task.id)}`, method: "POST" }).then((r) => r.body.dump(), () => undefined);
       live.abort.abort();
     }
     if (ended) await this.emit(task.id);
@@ -254,7 +253,7 @@ export class TaskDispatcher {
       if (live.lost !== undefined) {
         await this.failed(stub, task, `the container was lost (${live.lost}) during the attempt`);
       } else if (live.abort.signal.aborted && String(live.abort.signal.reason).includes("timeout")) {
-        await request(`${slot.origin}/cancel/${task.id}`, { method: "POST" }).then((r) => r.body.dump(), () => undefined);
+        await slot.runner.request({ path: `/cancel/${encodeURIComponent(task.id)}`, method: "POST" }).then((r) => r.body.dump(), () => undefined);
         await this.end(task, "TIMEOUT", { error: `ran longer than its timeout of ${stub.config.taskPolicy.timeout} s` });
       } else {
         // The container or its worker went away mid-attempt.

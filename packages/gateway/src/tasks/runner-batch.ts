@@ -8,7 +8,7 @@
  * a large input, is a plain `POST /invoke`; a runner without the batch route (404) gets one
  * `POST /invoke` per task from then on.
  */
-import type { Pool } from "undici";
+import type { Dispatcher } from "undici";
 import { TASK_ID_HEADER, TASK_RETRIES_HEADER } from "@beta9/protocol";
 
 /** What the runner answered for one task (as /invoke would: status and parsed body). */
@@ -30,11 +30,11 @@ interface Item {
 }
 
 export class RunnerBatches {
-  private readonly queues = new Map<Pool, Item[]>();
-  private readonly unbatched = new WeakSet<Pool>();
+  private readonly queues = new Map<Dispatcher, Item[]>();
+  private readonly unbatched = new WeakSet<Dispatcher>();
 
   /** Runs one task on the runner behind `runner`; rejects when the exchange fails or `signal` aborts. */
-  call(runner: Pool, taskId: string, inputJson: string, signal: AbortSignal, retries = 0): Promise<RunnerAnswer> {
+  call(runner: Dispatcher, taskId: string, inputJson: string, signal: AbortSignal, retries = 0): Promise<RunnerAnswer> {
     if (this.unbatched.has(runner) || inputJson.length > BATCH_CHARS) return single(runner, taskId, inputJson, signal, retries);
     return new Promise<RunnerAnswer>((resolve, reject) => {
       let queue = this.queues.get(runner);
@@ -62,7 +62,7 @@ export class RunnerBatches {
     });
   }
 
-  private async send(runner: Pool, items: Item[]): Promise<void> {
+  private async send(runner: Dispatcher, items: Item[]): Promise<void> {
     const pending = new Map<string, Item>();
     const request = new AbortController();
     const listeners: (() => void)[] = [];
@@ -132,7 +132,7 @@ export class RunnerBatches {
 }
 
 /** One task, one `POST /invoke`. */
-async function single(runner: Pool, taskId: string, inputJson: string, signal: AbortSignal, retries: number): Promise<RunnerAnswer> {
+async function single(runner: Dispatcher, taskId: string, inputJson: string, signal: AbortSignal, retries: number): Promise<RunnerAnswer> {
   const res = await runner.request({
     path: "/invoke", method: "POST",
     headers: { "content-type": "application/json", [TASK_ID_HEADER]: taskId, [TASK_RETRIES_HEADER]: String(retries) },

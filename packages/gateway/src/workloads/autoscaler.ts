@@ -9,26 +9,28 @@
  * invocation in flight never is.
  */
 import type { Logger } from "pino";
-import { Pool, request } from "undici";
-import { Beta9Error, RUNNER_PORT, type Stub } from "@beta9/protocol";
+import { Pool, request, type Dispatcher } from "undici";
+import { Beta9Error, RUNNER_PORT, RUNNER_SECRET_ENV, type Stub } from "@beta9/protocol";
 import type { ContainerRecord } from "../scheduler/containers.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 
 export interface Slot {
   containerId: string;
   stubId: string;
   /** http://host:port of the runner. */
   origin: string;
-  /** Kept-alive connections to that runner, shared by every invocation on the container. */
-  runner: Pool;
+  /** Kept-alive connections to that runner (each request carries the container's secret), shared by every invocation. */
+  runner: Dispatcher;
   release(): void;
 }
 
 interface PoolContainer {
   id: string;
+  /** Shown to the runner on every call (RUNNER_SECRET_ENV): other containers cannot drive it. */
+  secret: string;
   origin: string | null;
-  runner?: Pool;
+  runner?: Dispatcher;
   ready: boolean;
   inflight: number;
   lastUsedAt: number;
@@ -269,15 +271,19 @@ export class Autoscaler {
 
   private startContainer(pool: StubPool): void {
     const { stub } = pool;
+    const secret = randomBytes(24).toString("hex");
     const record = this.o.scheduler.submit({
       containerId: randomUUID(), workspaceId: stub.workspaceId, stubId: stub.id, imageId: stub.config.imageId,
       command: ["runner"], cpuMillicores: stub.config.cpuMillicores,
-      env: { ...stub.config.env, ...(stub.config.secrets.length > 0 && this.o.secretEnv?.(stub.workspaceId, stub.config.secrets)), BETA9_STUB_ID: stub.id },
+      env: {
+        ...stub.config.env, ...(stub.config.secrets.length > 0 && this.o.secretEnv?.(stub.workspaceId, stub.config.secrets)),
+        BETA9_STUB_ID: stub.id, [RUNNER_SECRET_ENV]: secret,
+      },
       memoryMiB: stub.config.memoryMiB, gpu: stub.config.gpu, gpuCount: stub.config.gpuCount, ports: [RUNNER_PORT], pool: stub.config.pool,
       runner: { codeObjectId: stub.objectId!, handler: stub.config.handler!, concurrency: this.perContainer(pool) },
       ...(stub.config.volumes?.length && { volumes: stub.config.volumes }),
     });
-    pool.containers.set(record.id, { id: record.id, origin: null, ready: false, inflight: 0, lastUsedAt: Date.now() });
+    pool.containers.set(record.id, { id: record.id, secret, origin: null, ready: false, inflight: 0, lastUsedAt: Date.now() });
     this.o.logger?.info({ stub: stub.name, containerId: record.id }, "scaling up");
   }
 
@@ -313,7 +319,9 @@ export class Autoscaler {
     const address = record.ports[String(RUNNER_PORT)];
     if (record.state === "RUNNING" && address && entry.origin === null) {
       entry.origin = `http://${address.host}:${address.port}`;
-      entry.runner = new Pool(entry.origin, { connections: Math.max(4, this.perContainer(pool) * 2), keepAliveTimeout: 60_000 });
+      const authorization = `Bearer ${entry.secret}`;
+      entry.runner = new Pool(entry.origin, { connections: Math.max(4, this.perContainer(pool) * 2), keepAliveTimeout: 60_000 })
+        .compose((dispatch) => (opts, handler) => dispatch({ ...opts, headers: { ...(opts.headers as Record<string, string>), authorization } }, handler));
       void this.waitHealthy(pool, entry);
     }
   }

@@ -37,7 +37,7 @@ def main() -> None:
     port = _int_env("PORT", 8000, 1, 65535)
     concurrency = _int_env("BETA9_CONCURRENCY", 1, 1, 10_000)
     grace = _int_env("BETA9_GRACE_MS", 25_000, 0, 3_600_000) / 1000
-    state = State(os.environ.get("BETA9_CONTAINER_ID", ""), concurrency)
+    state = State(os.environ.get("BETA9_CONTAINER_ID", ""), concurrency, os.environ.get("BETA9_RUNNER_SECRET", ""))
     server = RunnerServer(("0.0.0.0", port), make_handler(state))
     threading.Thread(target=server.serve_forever, name="beta9-http", daemon=True).start()
 

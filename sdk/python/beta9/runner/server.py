@@ -9,6 +9,7 @@ A thread per connection; a closed connection cancels the invocations it carried 
 """
 from __future__ import annotations
 
+import hmac
 import json
 import select
 import socket
@@ -37,7 +38,9 @@ def retries_of(value: Any) -> int:
 
 
 class State:
-    def __init__(self, container_id: str, concurrency: int) -> None:
+    def __init__(self, container_id: str, concurrency: int, secret: str = "") -> None:
+        #: The gateway's per-container secret (BETA9_RUNNER_SECRET): when set, every route but /health needs it.
+        self.secret = secret
         self.phase = "starting"
         self.invoker: Invoker | None = None
         self.container_id = container_id
@@ -121,6 +124,9 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             path = urllib.parse.urlsplit(self.path).path
+            if state.secret and not hmac.compare_digest((self.headers.get("authorization") or "").encode(), f"Bearer {state.secret}".encode()):
+                self.close_connection = True  # its body is not read: the connection ends with the answer
+                return self._error(401, "AUTH_TOKEN_INVALID", "this runner answers its gateway only")
             if path == "/invoke":
                 return self._invoke()
             if path == "/invoke-batch":
