@@ -156,7 +156,7 @@ def test_schema_inputs_are_checked_and_errors_name_the_field(platform: Platform,
     platform.cli("deploy", "app.py:square", cwd=app_dir)
     assert call(platform, "/function/square", {"x": 3}) == (200, 9)
     status, body = call(platform, "/function/square", {"y": 3})
-    assert status == 422 and body["error"]["code"] == "INPUT_INVALID" and "y" in body["error"]["message"], body
+    assert status == 422 and body["error"]["code"] == "INPUT_INVALID" and "'x'" in body["error"]["message"], body
 
 
 def test_retries_rerun_a_failed_task_and_stop_after_the_limit(platform: Platform, app_dir: Path) -> None:

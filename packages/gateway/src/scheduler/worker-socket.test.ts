@@ -114,6 +114,6 @@ test("revoking a token closes its live sockets at once: a worker connection and 
   assert.equal(await ended, "ended", "the follow stream of the revoked token ended");
   assert.equal(ws.readyState, WebSocket.OPEN, "another token's socket is untouched");
   assert.equal((await api("DELETE", `/api/v1/token/${worker.id}`)).status, 200);
-  assert.equal(await closed, 4003, "the worker's socket closed with 'token revoked'");
+  assert.equal(await closed, 4002, "the worker's socket closed with 'token revoked'");
   await api("POST", `/api/v1/container/${container.id}/stop`);
 });
