@@ -65,12 +65,17 @@ export async function buildGatewayApp(
     requestTimeout: options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,
     http: { connectionsCheckingInterval: options.connectionsCheckingIntervalMs ?? 30_000 },
     clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
-      if (!socket.writable) return;
+      // Answer only a connection that has been sent nothing yet (never inside another response), then close it for good.
+      if (!socket.writable || socket.bytesWritten > 0) {
+        socket.destroy();
+        return;
+      }
       const timedOut = err.code === "ERR_HTTP_REQUEST_TIMEOUT";
       const body = JSON.stringify(timedOut
         ? new Beta9Error("REQUEST_TIMEOUT", { seconds: Math.round((options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS) / 1000) }).toBody()
         : new Beta9Error("BAD_REQUEST", { reason: `the request could not be parsed (${err.code ?? err.message}); send valid HTTP/1.1` }).toBody());
       socket.end(`HTTP/1.1 ${timedOut ? "408 Request Timeout" : "400 Bad Request"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      socket.destroySoon(); // the socket is half-open: ending our side alone would let the client hold it
     },
     exposeHeadRoutes: false, // HEAD only where it means something (objects)
     ajv: {
@@ -82,11 +87,15 @@ export async function buildGatewayApp(
   // Node's requestTimeout covers a request until it reaches the handler; a body still trickling in
   // after that is bounded here, on the same clock.
   const bodyTimeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
-  app.addHook("onRequest", (request, _reply, done) => {
+  app.addHook("onRequest", (request, reply, done) => {
     const raw = request.raw;
     if (raw.complete) return done();
     const timer = setTimeout(() => {
       if (raw.complete || raw.socket.destroyed) return;
+      if (reply.raw.headersSent) {
+        raw.socket.destroy(); // answered already (an early refusal): only the trickling body remains
+        return;
+      }
       const body = JSON.stringify(new Beta9Error("REQUEST_TIMEOUT", { seconds: Math.round(bodyTimeoutMs / 1000) }).toBody());
       raw.socket.end(`HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
       raw.socket.destroySoon();

@@ -318,16 +318,22 @@ export class Worker {
     const existing = this.builds.get(imageId);
     if (existing) return existing;
     const lines: LogLine[] = [];
+    let chars = 0;
     let timer: NodeJS.Timeout | undefined;
     const flush = () => {
       clearTimeout(timer);
       timer = undefined;
+      chars = 0;
       if (lines.length > 0) this.send({ type: "image.logs", imageId, lines: lines.splice(0) });
     };
+    // Bounded by count and size, as container logs: a build step's output cannot outgrow a message.
     const log = (line: string, stream: "stdout" | "stderr" = "stdout") => {
-      for (const piece of splitLogLine(line)) lines.push({ stream, line: piece, at: Date.now() });
-      if (lines.length >= LOG_BATCH_LINES) flush();
-      else timer ??= setTimeout(flush, 50);
+      for (const piece of splitLogLine(line)) {
+        lines.push({ stream, line: piece, at: Date.now() });
+        chars += piece.length;
+        if (lines.length >= LOG_BATCH_LINES || chars >= LOG_BATCH_CHARS) flush();
+      }
+      if (lines.length > 0) timer ??= setTimeout(flush, 50);
     };
     const job = (async () => {
       let built: Awaited<ReturnType<typeof buildImage>> | undefined;

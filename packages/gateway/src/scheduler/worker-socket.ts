@@ -82,7 +82,11 @@ export function attachWorkerSocket(options: WorkerSocketOptions): () => void {
   // A revoked token's worker connection and tunnels close at once, not at their next reconnect.
   const tokenOf = new WeakMap<WebSocket, string>();
   const stopRevocations = tokens.onRevoked((tokenId) => {
-    for (const ws of wss.clients) if (tokenOf.get(ws) === tokenId) ws.close(4002, "token revoked");
+    for (const ws of wss.clients) {
+      if (tokenOf.get(ws) !== tokenId) continue;
+      ws.close(4002, "token revoked");
+      setTimeout(() => ws.terminate(), 2000).unref(); // a peer that ignores the close handshake is cut anyway
+    }
     for (const ws of tunnelWss.clients) if (tokenOf.get(ws) === tokenId) ws.terminate();
   });
 

@@ -18,6 +18,9 @@ describe("vault", () => {
     assert.throws(() => vault.open("ws2", "API_KEY", sealed), "copied to another workspace");
     assert.throws(() => vault.open("ws1", "OTHER", sealed), "copied to another name");
     assert.throws(() => new Vault(randomBytes(32)).open("ws1", "API_KEY", sealed), "another key");
+    const raw = Buffer.from(sealed.slice(3), "base64");
+    const shortTag = `v1:${Buffer.concat([raw.subarray(0, 12 + 4), raw.subarray(28)]).toString("base64")}`;
+    assert.throws(() => vault.open("ws1", "API_KEY", shortTag), "a truncated tag is refused, not checked on 4 bytes");
   });
 
   test("the key file is made once with mode 0600; BETA9_SECRETS_KEY must be 32 bytes", () => {

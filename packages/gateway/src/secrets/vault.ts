@@ -54,7 +54,8 @@ export class Vault {
   open(workspaceId: string, name: string, sealed: string): string {
     if (!sealed.startsWith("v1:")) throw new VaultKeyError(`secret ${name}: unknown sealed format`);
     const raw = Buffer.from(sealed.slice(3), "base64");
-    const decipher = createDecipheriv("aes-256-gcm", this.key, raw.subarray(0, IV_BYTES));
+    if (raw.length < IV_BYTES + TAG_BYTES) throw new VaultKeyError(`secret ${name}: sealed value too short`);
+    const decipher = createDecipheriv("aes-256-gcm", this.key, raw.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES });
     decipher.setAAD(Buffer.from(`${workspaceId}\0${name}`));
     decipher.setAuthTag(raw.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
     return Buffer.concat([decipher.update(raw.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]).toString("utf8");
