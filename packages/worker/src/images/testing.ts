@@ -87,7 +87,9 @@ export interface TestRegistry {
 async function waitReady(url: string, child: ChildProcess, log: () => string): Promise<void> {
   for (let i = 0; i < 200; i++) {
     if (child.exitCode !== null) throw new Error(`docker-registry exited: ${log()}`);
-    const ok = await request(url).then(async (r) => (await r.body.dump(), r.statusCode === 200 || r.statusCode === 401), () => false);
+    // The registry itself (it names its API version), not whatever else may hold the port.
+    const ok = await request(url).then(async (r) => (await r.body.dump(), (r.statusCode === 200 || r.statusCode === 401) &&
+      r.headers["docker-distribution-api-version"] !== undefined), () => false);
     if (ok) return;
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -97,8 +99,9 @@ async function waitReady(url: string, child: ChildProcess, log: () => string): P
 /** Starts `docker-registry serve` on 127.0.0.1 with its own storage; `auth` puts it behind token auth. */
 export async function startRegistry(options: { auth?: boolean } = {}): Promise<TestRegistry> {
   const dir = await tempDir("registry");
-  const port = await freePort();
+  // The token server first: its listen(0) must not be handed the port picked for the registry.
   const token = options.auth ? await startTokenServer(dir.path) : undefined;
+  const port = await freePort();
   const config = [
     "version: 0.1",
     "log:\n  level: error\n  accesslog:\n    disabled: true",
