@@ -89,7 +89,10 @@ export async function buildGatewayApp(
   const bodyTimeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   app.addHook("onRequest", (request, reply, done) => {
     const raw = request.raw;
-    if (raw.complete) return done();
+    // Only requests with a body to wait for get a timer (not the hot GETs).
+    const length = raw.headers["content-length"];
+    const hasBody = raw.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
+    if (!hasBody || raw.complete) return done();
     const timer = setTimeout(() => {
       if (raw.complete || raw.socket.destroyed) return;
       if (reply.raw.headersSent) {
