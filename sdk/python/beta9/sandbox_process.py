@@ -1,46 +1,25 @@
 """``sandbox.process``: run code, start commands and stream their output, list and kill them."""
 from __future__ import annotations
 
-import builtins
 import http.client
 import json
-import os
-import posixpath
-import re
 import signal as _signal
 import threading
-import urllib.parse
-from dataclasses import dataclass
-from pathlib import Path
-from types import TracebackType
-from typing import Any, BinaryIO, Callable, Iterator, Literal
+from typing import Any, Iterator
 
-from .client import API_PREFIX, ApiError, Client, _error_from, default_client
-from .deploy import build_image
-from .image import Image
-from .options import OptionError, Volume, build_config
+from .options import OptionError
 from .sandbox_support import (
     ExecResult,
     Language,
-    MAX_TTL_SECONDS,
     RunCodeResult,
     SandboxError,
-    SandboxFileInfo,
     SandboxProcessInfo,
     Signal,
-    _CHUNK,
-    _DEFAULT_IMAGE,
-    _DefaultImage,
-    _ENV,
     _Http,
     _LANGUAGES,
-    _NAME,
-    _RESERVED_MOUNT_PATHS,
-    _SIGNALS,
     _check_env,
     _check_path,
     _check_signal,
-    _check_ttl,
     _quote,
 )
 

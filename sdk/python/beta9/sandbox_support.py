@@ -1,24 +1,16 @@
 """What the sandbox modules share: limits, option checks, result types and the HTTP helper."""
 from __future__ import annotations
 
-import builtins
 import http.client
 import json
 import os
-import posixpath
 import re
-import signal as _signal
-import threading
 import urllib.parse
 from dataclasses import dataclass
-from pathlib import Path
-from types import TracebackType
-from typing import Any, BinaryIO, Callable, Iterator, Literal
+from typing import Any, BinaryIO, Literal
 
-from .client import API_PREFIX, ApiError, Client, _error_from, default_client
-from .deploy import build_image
-from .image import Image
-from .options import OptionError, Volume, build_config
+from .client import API_PREFIX, ApiError, Client, _error_from
+from .options import OptionError
 
 MAX_TTL_SECONDS = 7 * 24 * 3600
 _LANGUAGES = ("python", "javascript", "typescript")
