@@ -17,6 +17,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +121,17 @@ class Platform:
         """Runs ``python3 ARGS`` as a user would, with the SDK importable and the platform in the env."""
         return subprocess.run([sys.executable, *args], env={**self.env, **(extra_env or {})}, capture_output=True, text=True,
                               timeout=timeout, cwd=cwd)
+
+    def post(self, target: str, body: Any, timeout: float = 300) -> tuple[int, Any]:
+        """POSTs JSON to a gateway path (or a full URL) with the admin token: (status, parsed body), errors included."""
+        url = target if target.startswith("http") else f"{self.gateway}{target}"
+        req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"authorization": f"Bearer {self.token}", "content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as res:
+                return res.status, json.loads(res.read() or b"null")
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
 
     def start_worker(self, name: str, subnet: str, *extra: str) -> Process:
         """Starts one more runc worker (its own bridge and subnet); it is stopped at the end."""

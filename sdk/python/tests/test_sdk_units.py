@@ -3,6 +3,7 @@ describe contract the CLI relies on, code bundles, configuration, and the Python
 served on a loopback port and spoken to with the runner protocol."""
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -16,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -271,10 +272,20 @@ def start_runner(code: Path, handler: str, concurrency: int = 4) -> tuple[subpro
     return proc, base
 
 
+@contextlib.contextmanager
+def running_runner(code: Path, handler: str, concurrency: int = 4) -> Iterator[str]:
+    """The runner serving ``handler`` on a loopback port (its base URL), stopped on exit."""
+    proc, base = start_runner(code, handler, concurrency)
+    try:
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def test_runner_protocol(tmp_path: Path) -> None:
     write(tmp_path, "app.py", RUNNER_APP)
-    proc, base = start_runner(tmp_path, "app.py:handler")
-    try:
+    with running_runner(tmp_path, "app.py:handler") as base:
         status, body = post(base + "/invoke", {"input": {"n": 21}}, {"x-beta9-task-id": "t1", "x-beta9-task-retries": "2"})
         assert status == 200 and json.loads(body)["result"] == {"double": 42, "on_start": {"loaded": True}, "task": "t1", "retries": 2}
         status, body = post(base + "/invoke", {"input": {"m": 1}}, {"x-beta9-task-id": "t2"})
@@ -299,47 +310,32 @@ def test_runner_protocol(tmp_path: Path) -> None:
         t.join(30)
         assert answer["r"][0] == 200 and json.loads(answer["r"][1])["result"] == "cancelled"
         assert post(base + "/cancel/unknown", {})[0] == 404
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def test_runner_requires_its_gateway_secret_when_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path, "app.py", RUNNER_APP)
     monkeypatch.setenv("BETA9_RUNNER_SECRET", "s3cret")
-    proc, base = start_runner(tmp_path, "app.py:handler")
-    try:
+    with running_runner(tmp_path, "app.py:handler") as base:
         assert post(base + "/invoke", {"input": {"n": 1}})[0] == 401
         status, body = post(base + "/invoke", {"input": {"n": 1}}, {"authorization": "Bearer nope"})
         assert status == 401 and json.loads(body)["error"]["code"] == "AUTH_TOKEN_INVALID"
         assert post(base + "/cancel/x", {}, {"authorization": "Bearer nope"})[0] == 401
         assert post(base + "/invoke", {"input": {"n": 1}}, {"authorization": "Bearer s3cret"})[0] == 200
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def test_runner_async_handler_with_schema(tmp_path: Path) -> None:
     write(tmp_path, "app.py", RUNNER_APP)
-    proc, base = start_runner(tmp_path, "app.py:typed")
-    try:
+    with running_runner(tmp_path, "app.py:typed") as base:
         status, body = post(base + "/invoke", {"input": {"n": 1}})
         assert status == 200 and json.loads(body)["result"] == 2
         status, body = post(base + "/invoke", {"input": {"n": "one"}})
         assert status == 422 and json.loads(body)["error"]["message"].startswith("n:")
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def test_runner_checks_results_against_outputs(tmp_path: Path) -> None:
     write(tmp_path, "app.py", RUNNER_APP)
-    proc, base = start_runner(tmp_path, "app.py:labelled")
-    try:
+    with running_runner(tmp_path, "app.py:labelled") as base:
         assert post(base + "/invoke", {"input": {"kind": "good"}}) == (200, b'{"result":{"label":"cat"}}')
         status, body = post(base + "/invoke", {"input": {"kind": "bad"}})
         error = json.loads(body)["error"]
         assert status == 500 and error["code"] == "HANDLER_ERROR" and "outputs=Out" in error["message"] and "label" in error["message"]
-    finally:
-        proc.terminate()
-        proc.wait(30)

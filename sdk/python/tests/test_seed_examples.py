@@ -59,14 +59,6 @@ TASK_QUEUE_EXAMPLE = textwrap.dedent('''\
 ''')
 
 
-def post(platform: Platform, path: str, body: Any, timeout: float = 300) -> tuple[int, Any]:
-    req = urllib.request.Request(f"{platform.gateway}{path}", data=json.dumps(body).encode(), method="POST",
-                                 headers={"authorization": f"Bearer {platform.token}", "content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as res:
-            return res.status, json.loads(res.read() or b"null")
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"null")
 
 
 def tasks(platform: Platform) -> list[dict[str, Any]]:
@@ -79,14 +71,14 @@ def test_endpoint_example_warns_and_answers_503_until_a_worker_with_an_a10g_join
     # The only worker has no GPU: the deploy succeeds, says why it cannot run yet, and calls fail fast.
     assert "warning:" in deployed.stderr + deployed.stdout
     assert "A10G" in deployed.stderr + deployed.stdout
-    status, body = post(platform, "/endpoint/handler", {})
+    status, body = platform.post("/endpoint/handler", {})
     assert status == 503, body
     assert body["error"]["code"] == "CAPACITY_UNAVAILABLE"
     assert "A10G" in body["error"]["message"]
 
     # A pool that declares an A10G (its devices are not visible here; the handler does not use them).
     platform.start_worker("pytgpu", "10.219.78.0/24", "--gpus", "A10G:1")
-    status, body = post(platform, "/endpoint/handler", {})
+    status, body = platform.post("/endpoint/handler", {})
     assert (status, body) == (200, {"label": "cat", "confidence": 0.97})
 
 
@@ -105,7 +97,7 @@ def test_task_queue_example_put_without_deploying_then_deploy_by_name(platform: 
     # The comment's command, with our CLI's name.
     deployed = platform.cli("deploy", "app.py:my_background_task", "--name", "image-processor", cwd=app_dir)
     assert "image-processor" in deployed.stdout
-    status, body = post(platform, "/taskqueue/image-processor", {"image_url": "https://example.com/b.jpg"})
+    status, body = platform.post("/taskqueue/image-processor", {"image_url": "https://example.com/b.jpg"})
     assert status == 200, body
     result = platform.client.wait_task(body["task_id"])
     assert result["status"] == "COMPLETE" and result["result"] == {"image_url": "https://example.com/b.jpg"}
@@ -129,7 +121,7 @@ def test_readme_quick_start(platform: Platform) -> None:
     line = next(l for l in deployed.stdout.splitlines() if l.startswith("invoke: "))[len("invoke: "):]
     pasted = subprocess.run(["bash", "-c", line + " -sS"], env=platform.env, capture_output=True, text=True, timeout=120)
     assert json.loads(pasted.stdout) == {"message": "Hello, world!"}, (line, pasted.stdout, pasted.stderr)
-    status, body = post(platform, "/endpoint/hello-py", {"name": "you"})
+    status, body = platform.post("/endpoint/hello-py", {"name": "you"})
     assert (status, body) == (200, {"message": "Hello, you!"})
     ran = platform.cli("run", "examples/python/hello.py:hello", "--input", '{"name": "you"}', "-q", cwd=repo)
     assert json.loads(ran.stdout) == {"message": "Hello, you!"}

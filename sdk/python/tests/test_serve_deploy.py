@@ -32,14 +32,6 @@ APP = textwrap.dedent('''\
 ''')
 
 
-def post(platform: Platform, url: str, body: Any) -> tuple[int, Any]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"authorization": f"Bearer {platform.token}", "content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as res:
-            return res.status, json.loads(res.read() or b"null")
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"null")
 
 
 def test_cli_serve_hot_reloads_on_save_and_ends_with_ctrl_c(platform: Platform, app_dir: Path) -> None:
@@ -59,13 +51,13 @@ def test_cli_serve_hot_reloads_on_save_and_ends_with_ctrl_c(platform: Platform, 
             m = re.search(r"curl -X POST (\S+)", line)
             url = m.group(1) if m else ""
         assert url, "".join(lines)
-        status, body = wait_until("the served code", lambda: (lambda r: r if r[0] == 200 else None)(post(platform, url, {"name": "a"})))
+        status, body = wait_until("the served code", lambda: (lambda r: r if r[0] == 200 else None)(platform.post(url, {"name": "a"})))
         assert body == {"text": "VERSION one a"}
         app.write_text(APP.replace("VERSION one", "VERSION two"))
-        wait_until("the saved code to answer", lambda: post(platform, url, {"name": "b"}) == (200, {"text": "VERSION two b"}), timeout=180)
+        wait_until("the saved code to answer", lambda: platform.post(url, {"name": "b"}) == (200, {"text": "VERSION two b"}), timeout=180)
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(60) == 0, "".join(lines)
-        assert post(platform, url, {})[0] == 404, "the session ends with the command"
+        assert platform.post(url, {})[0] == 404, "the session ends with the command"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -89,7 +81,7 @@ def test_sdk_serve_and_deploy(platform: Platform, app_dir: Path) -> None:
     out = json.loads(ran.stdout.strip().splitlines()[-1])
     assert out["served"] == {"text": "VERSION one s"} and out["remote"] == {"text": "VERSION one r"}
     assert out["name"] == "greeter" and out["version"] >= 1
-    assert post(platform, out["url"], {"name": "u"}) == (200, {"text": "VERSION one u"})
+    assert platform.post(out["url"], {"name": "u"}) == (200, {"text": "VERSION one u"})
 
 
 def test_a_handler_out_of_memory_fails_its_call_and_the_next_call_runs(platform: Platform, app_dir: Path) -> None:

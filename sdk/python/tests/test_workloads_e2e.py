@@ -107,14 +107,6 @@ def run_script(platform: Platform, app_dir: Path, body: str) -> Any:
     return json.loads(ran.stdout.strip().splitlines()[-1])
 
 
-def call(platform: Platform, path: str, body: Any) -> tuple[int, Any]:
-    req = urllib.request.Request(f"{platform.gateway}{path}", data=json.dumps(body).encode(), method="POST",
-                                 headers={"authorization": f"Bearer {platform.token}", "content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=300) as res:
-            return res.status, json.loads(res.read() or b"null")
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"null")
 
 
 def test_remote_and_map_without_deploying_keep_order_sync_and_async(platform: Platform, app_dir: Path) -> None:
@@ -134,7 +126,7 @@ def test_remote_and_map_without_deploying_keep_order_sync_and_async(platform: Pl
 def test_on_start_runs_once_per_container_and_its_value_reaches_the_handler(platform: Platform, app_dir: Path) -> None:
     write(app_dir, "app.py", APP)
     platform.cli("deploy", "app.py:model", cwd=app_dir)
-    answers = [call(platform, "/endpoint/model", {}) for _ in range(5)]
+    answers = [platform.post("/endpoint/model", {}) for _ in range(5)]
     assert all(status == 200 for status, _ in answers), answers
     values = [body for _, body in answers]
     assert {json.dumps(b["value"], sort_keys=True) for b in values} == {json.dumps(values[0]["value"], sort_keys=True)}
@@ -146,16 +138,16 @@ def test_on_start_runs_once_per_container_and_its_value_reaches_the_handler(plat
 def test_schema_inputs_are_checked_and_errors_name_the_field(platform: Platform, app_dir: Path) -> None:
     write(app_dir, "app.py", APP)
     platform.cli("deploy", "app.py:greet", cwd=app_dir)
-    assert call(platform, "/endpoint/greet", {"name": "ada", "times": 2}) == (200, {"text": "hi ada hi ada"})
-    status, body = call(platform, "/endpoint/greet", {"name": "ada", "times": "two"})
+    assert platform.post("/endpoint/greet", {"name": "ada", "times": 2}) == (200, {"text": "hi ada hi ada"})
+    status, body = platform.post("/endpoint/greet", {"name": "ada", "times": "two"})
     assert status == 422 and body["error"]["code"] == "INPUT_INVALID", body
     assert "times" in body["error"]["message"]
-    status, body = call(platform, "/endpoint/greet", {"times": 1})
+    status, body = platform.post("/endpoint/greet", {"times": 1})
     assert status == 422 and "name" in body["error"]["message"], body
     # A function answers a bad input the same way (its task ends ERROR, the call 422).
     platform.cli("deploy", "app.py:square", cwd=app_dir)
-    assert call(platform, "/function/square", {"x": 3}) == (200, 9)
-    status, body = call(platform, "/function/square", {"y": 3})
+    assert platform.post("/function/square", {"x": 3}) == (200, 9)
+    status, body = platform.post("/function/square", {"y": 3})
     assert status == 422 and body["error"]["code"] == "INPUT_INVALID" and "'x'" in body["error"]["message"], body
 
 
@@ -214,7 +206,7 @@ def test_another_container_cannot_drive_a_runner_directly(platform: Platform, ap
     """Containers share the worker's bridge; a runner answers only the gateway (its per-container secret)."""
     write(app_dir, "app.py", APP)
     platform.cli("deploy", "app.py:greet", cwd=app_dir)
-    assert call(platform, "/endpoint/greet", {"name": "a", "times": 1})[0] == 200
+    assert platform.post("/endpoint/greet", {"name": "a", "times": 1})[0] == 200
     stub_containers = [c for c in platform.client.request("GET", "/container", query={"active": "true"})["items"]
                        if c["stubId"] and c["state"] == "RUNNING" and "8000" in c["ports"]]
     target = next(c for c in stub_containers if platform.client.request("GET", f"/stub/{c['stubId']}")["name"] == "greet")

@@ -1,6 +1,6 @@
 /** The autoscaler against the real scheduler and container registry, with container exits reported by hand. */
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import { hashStubConfig, normalizeStubConfig, type Stub } from "@beta9/protocol";
 import { ContainerRegistry } from "../scheduler/containers.js";
 import { Scheduler } from "../scheduler/scheduler.js";
@@ -14,13 +14,19 @@ function stub(): Stub {
   } as Stub;
 }
 
-test("containers that die before they answer: after three in a row the waiting request fails naming the last exit, instead of a restart loop", async (t) => {
+/** A real scheduler and autoscaler, closed when the test ends. */
+function setup(t: TestContext, options: { capacityGraceMs?: number } = {}) {
   const scheduler = new Scheduler(new ContainerRegistry(), { backlogTimeoutMs: 60_000 });
-  const autoscaler = new Autoscaler({ scheduler, acquireTimeoutMs: 60_000 });
+  const autoscaler = new Autoscaler({ scheduler, acquireTimeoutMs: 60_000, ...options });
   t.after(() => {
     autoscaler.close();
     scheduler.close();
   });
+  return { scheduler, autoscaler };
+}
+
+test("containers that die before they answer: after three in a row the waiting request fails naming the last exit, instead of a restart loop", async (t) => {
+  const { scheduler, autoscaler } = setup(t);
   const s = stub();
   const waiting = autoscaler.acquire(s);
   const started: string[] = [];
@@ -39,12 +45,7 @@ test("containers that die before they answer: after three in a row the waiting r
 });
 
 test("a GPU no connected worker has: the waiting request fails with CAPACITY_UNAVAILABLE naming it, instead of a 120 s timeout", async (t) => {
-  const scheduler = new Scheduler(new ContainerRegistry(), { backlogTimeoutMs: 60_000 });
-  const autoscaler = new Autoscaler({ scheduler, acquireTimeoutMs: 60_000, capacityGraceMs: 50 });
-  t.after(() => {
-    autoscaler.close();
-    scheduler.close();
-  });
+  const { scheduler, autoscaler } = setup(t, { capacityGraceMs: 50 });
   scheduler.connect({
     id: "cpu-only", hostname: "cpu-only", pool: "default", runtime: "runc", isolates: true,
     capacity: { cpuMillicores: 4000, memoryMiB: 8192, gpus: [] },
@@ -60,12 +61,7 @@ test("a GPU no connected worker has: the waiting request fails with CAPACITY_UNA
 });
 
 test("requests waiting for a container are bounded per stub (maxPendingTasks): one more is 429 QUEUE_FULL, not another held body", async (t) => {
-  const scheduler = new Scheduler(new ContainerRegistry(), { backlogTimeoutMs: 60_000 });
-  const autoscaler = new Autoscaler({ scheduler, acquireTimeoutMs: 60_000 });
-  t.after(() => {
-    autoscaler.close();
-    scheduler.close();
-  });
+  const { scheduler, autoscaler } = setup(t);
   const s = stub();
   const bounded = { ...s, config: { ...s.config, maxPendingTasks: 2 } } as Stub;
   const waiting = [autoscaler.acquire(bounded), autoscaler.acquire(bounded)];
