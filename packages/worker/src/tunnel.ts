@@ -38,7 +38,8 @@ function dial(target: HostPortAddress): Promise<Socket> {
       socket.pause(); // nothing is read until the gateway's end is there to take it
       resolve(socket);
     });
-    socket.once("error", (err) => {
+    // `on`, not `once`: an error after the dial (before the socket is piped) must not go unhandled.
+    socket.on("error", (err) => {
       clearTimeout(timer);
       reject(err);
     });
@@ -61,7 +62,7 @@ function openStream(url: URL, token: string): Promise<{ ws: WebSocket; stream: D
     };
     ws.once("open", () => resolve({ ws, stream }));
     ws.once("unexpected-response", (_req, res) => fail(new Error(`the gateway refused the tunnel (HTTP ${res.statusCode})`)));
-    stream.once("error", fail);
+    stream.on("error", fail); // every error, not only the first: a second one would crash the worker
   });
 }
 
