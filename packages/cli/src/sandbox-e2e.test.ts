@@ -15,7 +15,8 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
-import { request as httpRequest } from "node:http";
+import { createServer, request as httpRequest } from "node:http";
+import type { AddressInfo } from "node:net";
 import { Client, Image, Sandbox, Volume, type SandboxInstance } from "beta9";
 import { startGateway, type RunningGateway } from "@beta9/gateway";
 import { runcUnavailableReason, startWorker, type StartedWorker } from "@beta9/worker";
@@ -328,6 +329,41 @@ except OSError:
       assert.equal(direct.status, 401);
       const env = await sb.process.run("sh", ["-c", "env"]);
       assert.doesNotMatch(env.stdout, /BETA9_SANDBOX_SECRET/, "the daemon's secret is not handed to the sandbox's processes");
+    });
+
+    test("egress: a sandbox reaches no port of the worker's host; blockNetwork and allowList are kept and shown; bad lists are refused", async () => {
+      const server = createServer((_q, r) => r.end("host"));
+      await new Promise<void>((resolve) => server.listen(0, "0.0.0.0", resolve));
+      try {
+        const port = (server.address() as AddressInfo).port;
+        const connect = (host: string) => `
+import socket
+s = socket.socket(); s.settimeout(3)
+try:
+    s.connect(("${host}", ${port})); print("reached")
+except OSError as e:
+    print("blocked")
+`;
+        assert.equal((await sb.process.runCode(connect("10.219.242.1"))).result, "blocked", "the bridge address of the host");
+        // A tenant's allowList cannot open what the operator did not: the host stays closed.
+        const listed = await create({ allowList: [`10.219.242.1/32:${port}`] });
+        assert.equal((await listed.process.runCode(connect("10.219.242.1"))).result, "blocked");
+        assert.deepEqual((await listed.status()).allowList, [`10.219.242.1/32:${port}`]);
+        const blocked = await create({ blockNetwork: true });
+        assert.equal((await blocked.status()).blockNetwork, true);
+        assert.equal((await blocked.process.runCode("print(1 + 1)")).result, "2", "the gateway still reaches a sandbox with no network");
+      } finally {
+        server.close();
+      }
+      assert.throws(() => new Sandbox({ blockNetwork: true, allowList: [] }), /mutually exclusive/);
+      const res = await fetch(`${gateway.url}/api/v1/sandbox`, {
+        method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify({ allowList: ["10.1.2.3/8"] }),
+      });
+      assert.equal(res.status, 422);
+      const { error } = (await res.json()) as { error: { code: string; message: string } };
+      assert.equal(error.code, "INVALID_CONFIG");
+      assert.match(error.message, /did you mean 10\.0\.0\.0\/8/);
     });
 
     test("no kernel modules, mounts, namespaces or network changes: capabilities dropped, seccomp on", async () => {

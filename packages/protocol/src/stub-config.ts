@@ -8,6 +8,7 @@ import { posix } from "node:path";
 import { Type, type Static } from "@sinclair/typebox";
 import { normalizeGpu, parseCpu, parseMemory, ResourceParseError } from "./resources.js";
 import type { StubKind } from "./entities.js";
+import { AllowListSchema, egressPolicy, EgressPolicySchema, EgressRuleError } from "./egress.js";
 
 const EnvName = Type.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*$", maxLength: 256 });
 const ResourceName = Type.String({ pattern: "^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$" });
@@ -73,6 +74,10 @@ export const StubConfigInputSchema = Type.Object(
     pool: Type.Optional(ResourceName),
     ports: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65_535 }), { maxItems: 32 })),
     volumes: Type.Optional(Type.Array(VolumeMountSchema, { maxItems: 16 })),
+    /** No network at all (mutually exclusive with allowList). */
+    blockNetwork: Type.Optional(Type.Boolean()),
+    /** Egress only to these IPv4 CIDRs ("CIDR", "CIDR:PORT", "CIDR:LOW-HIGH"), plus DNS. */
+    allowList: Type.Optional(AllowListSchema),
   },
   { additionalProperties: false },
 );
@@ -107,6 +112,8 @@ export const StubConfigSchema = Type.Object({
   ports: Type.Array(Type.Integer()),
   /** Absent when none, so configs without volumes keep their hash. */
   volumes: Type.Optional(Type.Array(Type.Object({ name: Type.String(), mountPath: Type.String() }))),
+  /** Absent for the default policy (so older configs keep their hash). */
+  egress: Type.Optional(EgressPolicySchema),
 });
 export type StubConfig = Static<typeof StubConfigSchema>;
 
@@ -134,7 +141,7 @@ function field<T>(name: string, parse: () => T): T {
   try {
     return parse();
   } catch (err) {
-    if (err instanceof ResourceParseError) throw new StubConfigError(name, err.message);
+    if (err instanceof ResourceParseError || err instanceof EgressRuleError) throw new StubConfigError(name, err.message);
     throw err;
   }
 }
@@ -178,6 +185,7 @@ export function normalizeStubConfig(kind: StubKind, input: StubConfigInput): Stu
     return { name: v.name, mountPath };
   });
   if (new Set(volumes.map((v) => v.mountPath)).size !== volumes.length) throw new StubConfigError("volumes", "two volumes share a mountPath");
+  const egress = field("allowList", () => egressPolicy(input.blockNetwork, input.allowList));
   if (kind === "endpoint" && input.taskPolicy?.timeout === -1) {
     throw new StubConfigError("taskPolicy.timeout", "endpoints need a timeout; -1 is only for queues and functions");
   }
@@ -212,6 +220,7 @@ export function normalizeStubConfig(kind: StubKind, input: StubConfigInput): Stu
     pool: input.pool ?? null,
     ports: [...new Set(input.ports ?? [])].sort((a, b) => a - b),
     ...(volumes.length > 0 && { volumes }),
+    ...(egress && { egress }),
   };
 }
 

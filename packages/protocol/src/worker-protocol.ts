@@ -4,6 +4,7 @@
  * worker needs no inbound port; everything (placements, state, logs) travels on this connection.
  */
 import { Type, type Static } from "@sinclair/typebox";
+import { EgressPolicySchema } from "./egress.js";
 import type { TunnelFailedMessage, TunnelOpenMessage } from "./machine-protocol.js";
 
 export const WORKER_CONNECT_PATH = "/api/v1/worker/connect";
@@ -58,6 +59,8 @@ export const ContainerRequestSchema = Type.Object({
    * that outlive the container (kept per worker; not replicated across machines).
    */
   volumes: Type.Optional(Type.Array(Type.Object({ name: Type.String({ pattern: "^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$" }), mountPath: Type.String() }))),
+  /** Egress narrower than the worker's default (see egress.ts); absent: the default. */
+  egress: Type.Optional(EgressPolicySchema),
 });
 export type ContainerRequest = Static<typeof ContainerRequestSchema>;
 

@@ -17,7 +17,7 @@ import { Image } from "./image.js";
 import { SandboxHttp } from "./sandbox-http.js";
 import { Volume } from "./sandbox-volume.js";
 import { SandboxProcess, type ExitStatus } from "./sandbox-process.js";
-import type { ProcessInfo, FileInfo } from "@beta9/protocol";
+import { egressPolicy, type ProcessInfo, type FileInfo } from "@beta9/protocol";
 
 export type { ProcessInfo, FileInfo };
 
@@ -43,6 +43,13 @@ export interface SandboxOptions {
   /** Named volumes mounted read-write (kept on the worker; see Volume). */
   volumes?: Volume[];
   pool?: string;
+  /** No network at all (mutually exclusive with allowList). */
+  blockNetwork?: boolean;
+  /**
+   * Egress only to these IPv4 destinations, plus DNS: "CIDR", "CIDR:PORT" or "CIDR:LOW-HIGH".
+   * Private and host addresses also need the worker's operator to allow them (`--egress-allow`).
+   */
+  allowList?: string[];
   /** Default: one from BETA9_GATEWAY and BETA9_TOKEN. */
   client?: Client;
   /** Image build progress lines (a first build takes about a minute). */
@@ -64,6 +71,9 @@ export interface SandboxInfo {
   workerId: string | null;
   exposed: { port: number; public: boolean; url: string }[];
   volumes: { name: string; mountPath: string }[];
+  blockNetwork: boolean;
+  /** null: the default egress policy. */
+  allowList: string[] | null;
   createdAt: string;
   endedAt: string | null;
 }
@@ -94,6 +104,11 @@ export class Sandbox {
     for (const v of options.volumes ?? []) {
       if (!(v instanceof Volume)) throw new TypeError("volumes must be Volume objects: new Volume({ name, mountPath })");
     }
+    try {
+      egressPolicy(options.blockNetwork, options.allowList);
+    } catch (err) {
+      throw new TypeError(`Sandbox: ${(err as Error).message}`);
+    }
   }
 
   /** Builds the image if needed (once per spec), starts the sandbox, and resolves once it runs. */
@@ -110,6 +125,8 @@ export class Sandbox {
         ...(this.options.secrets !== undefined && { secrets: this.options.secrets }),
         ...(this.options.pool !== undefined && { pool: this.options.pool }),
         ...(this.options.volumes?.length && { volumes: this.options.volumes.map((v) => ({ name: v.name, mountPath: v.mountPath })) }),
+        ...(this.options.blockNetwork !== undefined && { blockNetwork: this.options.blockNetwork }),
+        ...(this.options.allowList !== undefined && { allowList: this.options.allowList }),
       };
       const created = await http.json<SandboxInfo>("POST", "/sandbox", { json: body });
       const instance = new SandboxInstance(created.id, http);

@@ -123,6 +123,13 @@ export interface BaseOptions {
   autoscaler?: QueueDepthAutoscaler | QueueDepthAutoscalerOptions;
   /** Pin to a worker pool. */
   pool?: string;
+  /** No network at all for its containers (mutually exclusive with allowList). */
+  blockNetwork?: boolean;
+  /**
+   * Egress only to these IPv4 destinations, plus DNS: "CIDR", "CIDR:PORT" or "CIDR:LOW-HIGH".
+   * Private and host addresses also need the worker's operator to allow them (`--egress-allow`).
+   */
+  allowList?: string[];
 }
 
 export interface WorkloadOptions<S = unknown, I extends AnySchema | undefined = AnySchema | undefined> extends BaseOptions {
@@ -190,7 +197,7 @@ export interface WorkloadFactory<Extra = object> {
 
 const CONFIG_KEYS = [
   "cpu", "memory", "gpu", "gpuCount", "workers", "concurrentRequests", "keepWarmSeconds", "maxPendingTasks",
-  "callbackUrl", "secrets", "env", "authorized", "pool", "when",
+  "callbackUrl", "secrets", "env", "authorized", "pool", "when", "blockNetwork", "allowList",
 ] as const;
 const OPTION_KEYS = [...CONFIG_KEYS, "name", "image", "taskPolicy", "autoscaler", "onStart", "inputs"];
 const NAME = new RegExp(NameSchema.pattern ?? "^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$");

@@ -34,6 +34,8 @@ export interface RuntimeSelection {
   /** [a-z0-9]{1,8}: prefixes the runtime's host objects (bridge, netns, cgroups). */
   name: string;
   subnet?: string;
+  /** See RuncRuntimeOptions.egressAllow. */
+  egressAllow?: string[];
 }
 
 export function selectRuntime(preference: RuntimePreference, selection: RuntimeSelection, logger: Logger): Runtime {
@@ -50,5 +52,6 @@ export function selectRuntime(preference: RuntimePreference, selection: RuntimeS
     name: selection.name,
     runcPath: findExecutable("runc")!,
     ...(selection.subnet !== undefined && { subnet: selection.subnet }),
+    ...(selection.egressAllow?.length && { egressAllow: selection.egressAllow }),
   });
 }

@@ -23,6 +23,8 @@ export interface StartWorkerOptions {
   /** Prefix of the runtime's host objects; distinct per worker on one machine (default "w"). */
   name?: string;
   subnet?: string;
+  /** Destinations containers may reach although the default egress policy denies them (see RuncRuntimeOptions.egressAllow). */
+  egressAllow?: string[];
   pool?: string;
   workerId?: string;
   capacity?: Partial<WorkerCapacity>;
@@ -49,6 +51,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<StartedW
   mkdirSync(join(options.stateDir, "process"), { recursive: true, mode: 0o700 });
   const runtime = selectRuntime(options.runtime ?? "auto", {
     stateDir: options.stateDir, name: options.name ?? "w", ...(options.subnet !== undefined && { subnet: options.subnet }),
+    ...(options.egressAllow?.length && { egressAllow: options.egressAllow }),
   }, options.logger);
   const reaped = await runtime.reap();
   if (Object.values(reaped).some((n) => n > 0)) options.logger.warn({ reaped }, "removed what a previous worker left behind");

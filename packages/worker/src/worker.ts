@@ -459,6 +459,7 @@ export class Worker {
         ...(hostRootfs ? [HOST_USR_MOUNT] : []),
         ...(this.options.runner && this.options.runtime.isolates ? [{ source: this.options.runner.dir, destination: RUNNER_MOUNT_PATH, readOnly: true }] : []),
       ],
+      ...(request.egress && { egress: request.egress }),
     };
   }
 

@@ -34,6 +34,7 @@ from .sandbox_support import (
     _Http,
     _NAME,
     _RESERVED_MOUNT_PATHS,
+    _check_network,
     _check_ttl,
     _quote,
 )
@@ -108,7 +109,9 @@ class Sandbox:
     ``image`` defaults to ``Image()`` (Debian with python3, built once and cached); ``image=None``
     runs on the worker's own root filesystem. ``cpu``: cores or "500m" (default 1); ``memory``: MiB
     or "2Gi" (default 1024); ``keep_warm_seconds``: lifetime (default 600, -1 until terminated);
-    ``volumes``: named volumes mounted read-write, kept on the worker. Options are checked here,
+    ``volumes``: named volumes mounted read-write, kept on the worker; ``block_network``: no network
+    at all; ``allow_list``: egress only to these IPv4 CIDRs ("CIDR", "CIDR:PORT", "CIDR:LOW-HIGH")
+    plus DNS (by default a sandbox reaches the internet but nothing private). Options are checked here,
     before anything is sent, and a bad one raises an OptionError that names it.
     """
 
@@ -116,7 +119,8 @@ class Sandbox:
                  memory: int | str | None = None, keep_warm_seconds: int | None = None,
                  env: dict[str, str] | None = None, volumes: list[Volume] | None = None, pool: str | None = None,
                  client: Client | None = None, on_build_log: Callable[[str], None] | None = None,
-                 secrets: list[str] | None = None) -> None:
+                 secrets: list[str] | None = None, block_network: bool = False,
+                 allow_list: list[str] | None = None) -> None:
         where = "Sandbox"
         if isinstance(image, _DefaultImage):
             image = Image()
@@ -140,6 +144,7 @@ class Sandbox:
             mounts.append(path)
         if len(mounts) > 16:
             raise OptionError(f"{where}(volumes=...): at most 16 volumes, got {len(mounts)}")
+        self.config.update(_check_network(where, block_network, allow_list))
         if keep_warm_seconds is not None:
             self.config["keepWarmSeconds"] = _check_ttl(where, "keep_warm_seconds", keep_warm_seconds)
         if pool is not None:

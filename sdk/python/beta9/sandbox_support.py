@@ -192,3 +192,24 @@ class ExecResult:
     stderr: str
     exit_code: int
     signal: str | None
+
+
+_EGRESS_RULE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}(/\d{1,2})?(:\d{1,5}(-\d{1,5})?)?$")
+
+
+def _check_network(where: str, block_network: Any, allow_list: Any) -> dict[str, Any]:
+    """``block_network`` / ``allow_list`` → the create body's fields (the gateway checks each CIDR fully)."""
+    if not isinstance(block_network, bool):
+        raise OptionError(f"{where}(block_network={block_network!r}): expected True or False")
+    if allow_list is None:
+        return {"blockNetwork": True} if block_network else {}
+    if block_network:
+        raise OptionError(f"{where}(block_network=True, allow_list=...): they are mutually exclusive; "
+                          "block_network allows nothing, allow_list only what it lists")
+    if not isinstance(allow_list, (list, tuple)) or len(allow_list) > 64:
+        raise OptionError(f"{where}(allow_list={allow_list!r}): expected a list of at most 64 IPv4 CIDRs")
+    for entry in allow_list:
+        if not isinstance(entry, str) or not _EGRESS_RULE.match(entry):
+            raise OptionError(f"{where}(allow_list=[{entry!r}]): expected an IPv4 CIDR with an optional port or range, "
+                              "e.g. '203.0.113.0/24', '203.0.113.7:443' or '0.0.0.0/0:8000-8100'")
+    return {"allowList": list(allow_list)}

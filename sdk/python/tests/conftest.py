@@ -163,7 +163,9 @@ def platform() -> Iterator[Platform]:
         token = gateway.wait_for(r"^admin token: (\S+)").group(1)
         env.update(BETA9_GATEWAY=url, BETA9_TOKEN=token)
         platform = Platform(url, token, work, Client(url, token), env, [gateway])
-        platform.start_worker("pyt", "10.219.77.0/24")
+        # The operator opens the host's bridge address to this worker's containers: the test package
+        # index (test_image_packages) listens there; everything else private stays closed.
+        platform.start_worker("pyt", "10.219.77.0/24", "--egress-allow", "10.219.77.1/32")
         yield platform
     finally:
         for process in reversed(platform.processes if platform else [gateway]):

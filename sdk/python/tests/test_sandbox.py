@@ -6,10 +6,12 @@ Every sandbox a test creates is terminated, pass or fail. Network: loopback only
 from __future__ import annotations
 
 import hashlib
+import http.server
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -283,6 +285,37 @@ def test_sandbox_context_manager_terminates(sandbox_platform: Any) -> None:
     assert sb.status()["state"] == "TERMINATED"
 
 
+def test_sandbox_egress_block_network_and_allow_list(platform: Any, make_sandbox: Callable[..., SandboxInstance],
+                                                     sandbox: SandboxInstance) -> None:
+    # conftest's worker lets its containers reach the host's bridge address (--egress-allow 10.219.77.1/32);
+    # a sandbox's own policy can only narrow that.
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        probe = ("import socket\ns = socket.socket(); s.settimeout(3)\n"
+                 f"try:\n    s.connect(('10.219.77.1', {port})); print('reached')\nexcept OSError:\n    print('blocked')\n")
+        assert sandbox.process.run_code(probe).result == "reached", "the operator's allowance applies by default"
+        small: dict[str, Any] = {"image": Image(), "cpu": "100m", "memory": 256}
+        blocked = make_sandbox(**small, block_network=True)
+        assert blocked.process.run_code(probe).result == "blocked"
+        assert blocked.status()["blockNetwork"] is True
+        blocked.terminate()
+        other_port = make_sandbox(**small, allow_list=[f"10.219.77.1/32:{port + 1 if port < 65535 else 1}"])
+        assert other_port.process.run_code(probe).result == "blocked"
+        other_port.terminate()
+        listed = make_sandbox(**small, allow_list=[f"10.219.77.1:{port}"])
+        assert listed.process.run_code(probe).result == "reached"
+        assert listed.status()["allowList"] == [f"10.219.77.1/32:{port}"]
+        listed.terminate()
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(ApiError) as err:
+        make_sandbox(image=Image(), allow_list=["10.1.2.3/8"])
+    assert err.value.code == "INVALID_CONFIG" and "did you mean 10.0.0.0/8" in str(err.value)
+
+
 # -- options (no platform needed) ------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("options", "named"), [
@@ -303,6 +336,10 @@ def test_sandbox_context_manager_terminates(sandbox_platform: Any) -> None:
     ({"image": Image(python_version="python3.12")}, "python_version="),
     ({"pool": "Not A Pool"}, "pool="),
     ({"client": "http://127.0.0.1:1994"}, "client="),
+    ({"block_network": "yes"}, "block_network="),
+    ({"allow_list": "10.0.0.0/8"}, "allow_list="),
+    ({"allow_list": ["example.com"]}, "allow_list="),
+    ({"block_network": True, "allow_list": []}, "mutually exclusive"),
 ])
 def test_sandbox_bad_options_name_the_option(options: dict[str, Any], named: str) -> None:
     with pytest.raises(ValueError) as err:

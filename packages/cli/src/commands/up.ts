@@ -7,6 +7,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Client } from "beta9";
 import { deployTarget } from "./deploy.js";
+import { egressEntry } from "./worker.js";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { InvalidArgumentError, Option, type Command } from "commander";
@@ -25,6 +26,7 @@ interface ServeOptions {
   runtime?: "auto" | "runc" | "process";
   worker?: boolean;
   allowUnisolated?: boolean;
+  egressAllow?: string[];
   install?: boolean;
   workerTimeout: number;
   machineExpiry: number;
@@ -60,6 +62,7 @@ export function registerServe(program: Command): void {
     .addOption(new Option("--runtime <runtime>", "container runtime of the local worker").choices(["auto", "runc", "process"]).default("auto"))
     .option("--no-worker", "start the gateway only")
     .option("--allow-unisolated", "let a local worker on the process runtime (no runc) run containers: trusted code only")
+    .option("--egress-allow <cidr[:port]>", "let every local container reach this private/host destination, which the default egress policy denies (repeatable)", egressEntry)
     .option("--no-install", "do not install missing OS packages (runc, iproute2, …); as root on Debian or Ubuntu, up installs them")
     .action((opts: ServeOptions) => serve(opts, true));
 
@@ -190,7 +193,7 @@ async function startLocalWorker(url: string, token: string, dataDir: string, opt
   const logger = cliLogger(opts.logLevel ?? process.env.BETA9_LOG_LEVEL ?? "info", opts.logFormat);
   const { name, subnet } = localWorkerIdentity(dataDir);
   const started = await startWorker({ gatewayUrl: url, token, stateDir: join(dataDir, "worker"), logger, runtime: opts.runtime ?? "auto", name, subnet, workerId: "local",
-    ...(opts.allowUnisolated === true && { allowUnisolated: true }) }).catch(
+    ...(opts.allowUnisolated === true && { allowUnisolated: true }), ...(opts.egressAllow?.length && { egressAllow: opts.egressAllow }) }).catch(
     (err: unknown) => {
       throw new CliError("WORKER_START_FAILED", `cannot start the local worker: ${err instanceof Error ? err.message : String(err)}`);
     },

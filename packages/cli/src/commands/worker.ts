@@ -2,6 +2,7 @@
 import { resolve, join } from "node:path";
 import { homedir } from "node:os";
 import { InvalidArgumentError, Option, type Command } from "commander";
+import { parseEgressRule } from "@beta9/protocol";
 import { CliError, EXIT } from "../errors.js";
 import { color, note, print } from "../output.js";
 
@@ -17,6 +18,7 @@ interface WorkerCliOptions {
   logLevel?: string;
   gpus?: { type: string; count: number }[];
   allowUnisolated?: boolean;
+  egressAllow?: string[];
   logFormat?: "auto" | "json" | "pretty";
 }
 
@@ -27,6 +29,16 @@ function gpuList(value: string): { type: string; count: number }[] {
     if (!m) throw new InvalidArgumentError(`"${part}" is not TYPE:COUNT (e.g. A10G:1)`);
     return { type: m[1]!, count: Number(m[2]) };
   });
+}
+
+/** One --egress-allow entry, checked with the parser the worker applies (repeatable: collects). */
+export function egressEntry(value: string, previous: string[] | undefined): string[] {
+  try {
+    parseEgressRule(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  return [...(previous ?? []), value];
 }
 
 export function registerWorker(program: Command): void {
@@ -44,6 +56,7 @@ export function registerWorker(program: Command): void {
     .option("--log-level <level>", "log level (trace, debug, info, warn, error)")
     .addOption(new Option("--log-format <format>", "logs as readable lines (pretty: the default on a terminal) or JSON").choices(["auto", "json", "pretty"]).default("auto"))
     .option("--allow-unisolated", "let the process runtime (no isolation) run containers here: only when every workload, sandbox and image author is trusted")
+    .option("--egress-allow <cidr[:port]>", "let every container reach this private/host destination, which the default egress policy denies (repeatable), e.g. 192.168.1.20/32:3128", egressEntry)
     .option("--gpus <list>", "GPUs to offer instead of those detected, TYPE:COUNT,… (a pool whose devices this worker cannot see; containers get no device nodes)", gpuList)
     .action(async (opts: WorkerCliOptions) => {
       const gatewayUrl = opts.gateway ?? process.env.BETA9_GATEWAY;
@@ -57,6 +70,7 @@ export function registerWorker(program: Command): void {
         ...(opts.subnet !== undefined && { subnet: opts.subnet }), ...(opts.id !== undefined && { workerId: opts.id }),
         ...(opts.gpus !== undefined && { capacity: { gpus: opts.gpus } }),
         ...(opts.allowUnisolated === true && { allowUnisolated: true }),
+        ...(opts.egressAllow?.length && { egressAllow: opts.egressAllow }),
       });
       print(`worker ${started.worker.id} (${started.runtime.name}) dialling ${gatewayUrl}`);
       void started.connected.then(() => print(color.green("connected")));

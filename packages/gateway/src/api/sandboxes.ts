@@ -6,7 +6,7 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Readable } from "node:stream";
 import type { Static } from "@sinclair/typebox";
-import { API_PREFIX, Beta9Error, parseCpu, parseMemory, volumeMountPath } from "@beta9/protocol";
+import { API_PREFIX, Beta9Error, egressPolicy, EgressRuleError, parseCpu, parseMemory, volumeMountPath } from "@beta9/protocol";
 import { SandboxManager } from "../sandboxes/manager.js";
 import { forward, relay } from "../sandboxes/proxy.js";
 import { exposedPortRoutes, exposedUrl } from "../sandboxes/ports.js";
@@ -39,7 +39,18 @@ function config(body: CreateSandboxBody): SandboxConfig {
     pool: body.pool ?? null,
     exposed: [],
     ...(body.volumes?.length && { volumes: body.volumes.map((v) => ({ name: v.name, mountPath: mountPath(v.mountPath) })) }),
+    ...egressField(body),
   };
+}
+
+function egressField(body: CreateSandboxBody): Pick<SandboxConfig, "egress"> {
+  try {
+    const egress = egressPolicy(body.blockNetwork, body.allowList);
+    return egress ? { egress } : {};
+  } catch (err) {
+    if (err instanceof EgressRuleError) throw new Beta9Error("INVALID_CONFIG", { field: "allowList", reason: err.message });
+    throw err;
+  }
 }
 
 /** Where a volume may go: an absolute path that hides nothing the sandbox needs to work. */
@@ -59,6 +70,7 @@ export function sandboxRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     workerId: sandboxes.container(r)?.workerId ?? null,
     exposed: r.config.exposed.map((e) => ({ ...e, url: exposedUrl(base, r.id, e.port) })),
     volumes: r.config.volumes ?? [],
+    blockNetwork: r.config.egress?.block === true, allowList: r.config.egress?.allow ?? null,
     createdAt: r.createdAt, endedAt: r.endedAt,
   });
   const load = async (request: FastifyRequest<{ Params: Params }>) =>

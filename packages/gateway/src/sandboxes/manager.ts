@@ -83,6 +83,7 @@ export class SandboxManager {
       env: { ...config.env, ...(secretNames.length > 0 && this.o.secrets?.env(workspaceId, secretNames)), [SANDBOX_ID_ENV]: id, [SANDBOX_SECRET_ENV]: config.secret! }, cpuMillicores: config.cpuMillicores, memoryMiB: config.memoryMiB,
       gpu: [], gpuCount: 0, ports: [SANDBOX_PORT], pool: config.pool, daemon: "sandbox",
       ...(config.volumes?.length && { volumes: config.volumes }),
+      ...(config.egress && { egress: config.egress }),
     });
     this.o.logger?.info({ sandboxId: id, containerId, expiresAt }, "sandbox created");
     return record;

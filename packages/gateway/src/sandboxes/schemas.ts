@@ -1,6 +1,6 @@
 /** Request and response schemas of the sandbox routes (validated strictly, documented in OpenAPI). */
 import { Type, type Static } from "@sinclair/typebox";
-import { NameSchema } from "@beta9/protocol";
+import { AllowListSchema, NameSchema } from "@beta9/protocol";
 
 const EnvSchema = Type.Record(Type.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*$", maxLength: 256 }), Type.String({ maxLength: 65_536 }));
 const PathSchema = Type.String({ minLength: 1, maxLength: 4096 });
@@ -22,6 +22,10 @@ export const CreateSandboxBodySchema = Type.Object({
     name: NameSchema,
     mountPath: Type.String({ pattern: "^/", maxLength: 1024 }),
   }, { additionalProperties: false }), { maxItems: 16 })),
+  /** No network at all; mutually exclusive with allowList. */
+  blockNetwork: Type.Optional(Type.Boolean()),
+  /** Egress only to these IPv4 CIDRs ("CIDR", "CIDR:PORT", "CIDR:LOW-HIGH"), plus DNS. */
+  allowList: Type.Optional(AllowListSchema),
 }, { additionalProperties: false });
 export type CreateSandboxBody = Static<typeof CreateSandboxBodySchema>;
 
@@ -83,6 +87,9 @@ export const SandboxSchema = Type.Object({
   workerId: Type.Union([Type.String(), Type.Null()]),
   exposed: Type.Array(Type.Object({ port: Type.Integer(), public: Type.Boolean(), url: Type.String() })),
   volumes: Type.Array(Type.Object({ name: Type.String(), mountPath: Type.String() })),
+  blockNetwork: Type.Boolean(),
+  /** null: the default egress policy. */
+  allowList: Type.Union([Type.Array(Type.String()), Type.Null()]),
   createdAt: Type.String(),
   endedAt: Type.Union([Type.String(), Type.Null()]),
 });

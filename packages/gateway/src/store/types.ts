@@ -8,7 +8,7 @@
  * atomic; conflicts throw `Beta9Error` with a catalogue code.
  */
 import type {
-  App, Image, Deployment, Machine, MachineMetrics, Pool, Secret, StoredObject, Stub, StubConfig, StubType, Task, Token, TokenType,
+  App, EgressPolicy, Image, Deployment, Machine, MachineMetrics, Pool, Secret, StoredObject, Stub, StubConfig, StubType, Task, Token, TokenType,
   TokenWithKey, Workspace,
 } from "@beta9/protocol";
 
@@ -242,6 +242,8 @@ export interface SandboxConfig {
   secret?: string;
   /** Named volumes of the workspace, mounted read-write (a directory per worker). */
   volumes?: { name: string; mountPath: string }[];
+  /** Egress narrower than the default (blockNetwork / allowList); absent: the default. */
+  egress?: EgressPolicy;
 }
 
 export interface SandboxRecord {

@@ -282,6 +282,7 @@ export class Autoscaler {
       memoryMiB: stub.config.memoryMiB, gpu: stub.config.gpu, gpuCount: stub.config.gpuCount, ports: [RUNNER_PORT], pool: stub.config.pool,
       runner: { codeObjectId: stub.objectId!, handler: stub.config.handler!, concurrency: this.perContainer(pool) },
       ...(stub.config.volumes?.length && { volumes: stub.config.volumes }),
+      ...(stub.config.egress && { egress: stub.config.egress }),
     });
     pool.containers.set(record.id, { id: record.id, secret, origin: null, ready: false, inflight: 0, lastUsedAt: Date.now() });
     this.o.logger?.info({ stub: stub.name, containerId: record.id }, "scaling up");

@@ -1,3 +1,5 @@
+import type { EgressPolicy } from "@beta9/protocol";
+
 /**
  * The container runtime contract. Two implementations: `runc` (Linux, root: real isolation) and
  * `process` (plain child processes: no isolation, for macOS/MPS and machines without runc). Both
@@ -41,6 +43,12 @@ export interface ContainerSpec {
   devices?: string[];
   /** "bridge" (default): own network namespace with an address on the worker's bridge and NAT egress. */
   network?: "bridge" | "none";
+  /**
+   * Narrower egress than the runtime's default policy (see runc/egress.ts): `block` allows
+   * nothing, `allow` only the listed destinations plus DNS. The `process` runtime cannot filter
+   * and refuses a spec that sets it.
+   */
+  egress?: EgressPolicy;
 }
 
 export interface Mount {
@@ -96,6 +104,8 @@ export interface ReapReport {
   netns: number;
   veths: number;
   cgroups: number;
+  /** Per-container egress chains (runc/egress.ts). */
+  egressChains: number;
 }
 
 export interface Runtime {

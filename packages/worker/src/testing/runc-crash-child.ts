@@ -22,6 +22,8 @@ const handle = await runtime.start(
     cpuMillicores: 500,
     memoryMiB: 64,
     ports: [8000],
+    // A policy of its own, so the test sees per-container egress chains outlive the worker.
+    egress: { block: true },
   },
   () => {},
 );

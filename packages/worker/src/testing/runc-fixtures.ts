@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { listCgroupHierarchies, controllerDir, existingDirs } from "../runtime/runc/cgroups.js";
 import { RuntimeNames } from "../runtime/runc/names.js";
 import { mountPointsUnder } from "../runtime/runc/overlay.js";
-import { RuncRuntime } from "../runtime/runc/runc-runtime.js";
+import { RuncRuntime, type RuncRuntimeOptions } from "../runtime/runc/runc-runtime.js";
 
 /** Why the runc tests cannot run here, or undefined when they can (root + runc + ip + iptables). */
 export function runcSkipReason(): string | undefined {
@@ -35,11 +35,15 @@ export interface TestRuntime {
  * A runtime with a unique name and a random /24 in 10.219.0.0/16, so concurrent test runs on one
  * machine do not collide (DEFAULT_SUBNET's 10.219.0.0/24 stays free for a real worker).
  */
-export function makeTestRuntime(label: string, stateRoot: string): TestRuntime {
+export function makeTestRuntime(
+  label: string,
+  stateRoot: string,
+  options: (subnet: string) => Pick<RuncRuntimeOptions, "egressAllow"> = () => ({}),
+): TestRuntime {
   const name = `${label}${randomBytes(3).toString("hex")}`.slice(0, 8);
   const stateDir = mkdtempSync(join(stateRoot, `${name}-`));
   const subnet = `10.219.${randomInt(100, 250)}.0/24`;
-  return { runtime: new RuncRuntime({ stateDir, name, subnet }), names: new RuntimeNames(name, stateDir), stateDir, name, subnet };
+  return { runtime: new RuncRuntime({ stateDir, name, subnet, ...options(subnet) }), names: new RuntimeNames(name, stateDir), stateDir, name, subnet };
 }
 
 export function makeStateRoot(): string {

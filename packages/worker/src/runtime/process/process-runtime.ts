@@ -45,6 +45,7 @@ export class ProcessRuntime implements Runtime {
   async start(spec: ContainerSpec, onLog: LogSink): Promise<ContainerHandle> {
     if (this.closing) throw new Error(`cannot start container ${spec.id}: the runtime is closing`);
     if (spec.command.length === 0) throw new Error(`cannot start container ${spec.id}: command is empty`);
+    if (spec.egress) throw new Error(`cannot start container ${spec.id}: blockNetwork and allowList need the runc runtime (the process runtime cannot filter a process's network)`);
     if (this.containers.has(spec.id)) throw new Error(`cannot start container ${spec.id}: a container with this id is running`);
     const container = new ProcessContainer(spec, guardSink(onLog), () => {
       if (this.containers.get(spec.id) === container) this.containers.delete(spec.id);
@@ -60,7 +61,7 @@ export class ProcessRuntime implements Runtime {
 
   /** A crashed worker's process groups are unknowable (no state is kept); nothing to reap. */
   async reap(): Promise<ReapReport> {
-    return { containers: 0, mounts: 0, netns: 0, veths: 0, cgroups: 0 };
+    return { containers: 0, mounts: 0, netns: 0, veths: 0, cgroups: 0, egressChains: 0 };
   }
 
   async close(graceMs?: number): Promise<void> {

@@ -104,7 +104,7 @@ export class RuncContainer implements ContainerHandle {
     const bridged = this.spec.network !== "none";
     const etc = { hosts: join(this.dir, "hosts"), hostname: join(this.dir, "hostname") };
     const steps = await Promise.allSettled([
-      bridged ? this.ctx.network.attach(this.id).then((network) => (this.network = network)) : Promise.resolve(),
+      bridged ? this.ctx.network.attach(this.id, this.spec.egress).then((network) => (this.network = network)) : Promise.resolve(),
       mountOverlay(this.spec.lowerDirs, overlayDirs(this.dir, this.spec.upperDir)).then(() => (this.mounted = true)),
       writeFile(etc.hostname, `${this.id}\n`),
     ]);

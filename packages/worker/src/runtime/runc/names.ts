@@ -65,6 +65,29 @@ export class RuntimeNames {
     return this.vethPrefix + randomBytes(8).toString("hex").slice(0, room);
   }
 
+  /** Filter chains of the egress policy (egress.ts); iptables chain names are at most 28 chars. */
+  get forwardChain(): string {
+    return `B9-${this.name.toUpperCase()}-FWD`;
+  }
+
+  get inputChain(): string {
+    return `B9-${this.name.toUpperCase()}-IN`;
+  }
+
+  get containersChain(): string {
+    return `B9-${this.name.toUpperCase()}-CTR`;
+  }
+
+  /** Prefix of the per-container chains: the prefix plus the container's IPv4 address in 8 hex digits. */
+  get containerChainPrefix(): string {
+    return `B9-${this.name.toUpperCase()}-`;
+  }
+
+  containerChain(ip: string): string {
+    const value = ip.split(".").reduce((acc, octet) => acc * 256 + Number(octet), 0);
+    return this.containerChainPrefix + value.toString(16).toUpperCase().padStart(8, "0");
+  }
+
   /** The nat chain that MASQUERADEs the subnet's egress; iptables chain names are at most 28 chars. */
   get postroutingChain(): string {
     return `B9-${this.name.toUpperCase()}-POST`;

@@ -4,7 +4,9 @@
  * and a default route via the bridge. Built with `ip netns add` + two `ip -batch` runs (the fast
  * path measured in the feasibility notes, ~6.5 ms).
  */
+import type { EgressPolicy } from "@beta9/protocol";
 import { tryRun, run } from "../exec.js";
+import { addContainerPolicy, hasOwnPolicy, installEgress, removeContainerPolicy, removeEgress, type EgressConfig } from "./egress.js";
 import { enableForwarding, restoreForwarding } from "./forwarding.js";
 import { installMasquerade, removeMasquerade } from "./iptables.js";
 import type { RuntimeNames } from "./names.js";
@@ -16,20 +18,25 @@ export interface ContainerNetwork {
   netns: string;
   veth: string;
   ip: string;
+  /** Whether this container has a chain of its own in the egress policy. */
+  ownPolicy?: boolean;
 }
 
 export class BridgeNetwork {
   readonly subnet: Subnet;
   private readonly pool: AddressPool;
   private bridgeReady: Promise<void> | undefined;
+  private readonly egress: EgressConfig;
 
   constructor(
     private readonly names: RuntimeNames,
     subnetCidr: string,
     readonly bridge: string,
+    egress: Pick<EgressConfig, "operatorAllow" | "nameservers">,
   ) {
     this.subnet = parseSubnet(subnetCidr);
     this.pool = new AddressPool(this.subnet);
+    this.egress = { names, bridge, ...egress };
   }
 
   /** Creates the bridge, NAT chain and forwarding once per runtime instance; concurrent callers share the work. */
@@ -47,6 +54,8 @@ export class BridgeNetwork {
     if (added.code !== 0 && !added.stderr.includes("File exists")) throw new Error(`cannot create bridge ${this.bridge}: ${added.stderr.trim()}`);
     const gatewayCidr = `${this.subnet.gateway}/${this.subnet.prefix}`;
     await run("ip", ["-batch", "-"], { input: `addr replace ${gatewayCidr} dev ${this.bridge}\nlink set ${this.bridge} up\n` });
+    // The filter goes in before forwarding is on: no container traffic ever passes unfiltered.
+    await installEgress(this.egress);
     enableForwarding(this.bridge);
     await installMasquerade(this.names.postroutingChain, this.subnet.cidr, this.bridge);
   }
@@ -63,7 +72,7 @@ export class BridgeNetwork {
   }
 
   /** netns + veth + address + default route for one container. On failure, removes what it made. */
-  async attach(id: string): Promise<ContainerNetwork> {
+  async attach(id: string, policy?: EgressPolicy): Promise<ContainerNetwork> {
     await this.ensureBridge();
     const network: ContainerNetwork = { netns: this.names.netns(id), veth: this.names.newVeth(), ip: this.pool.allocate() };
     try {
@@ -82,6 +91,11 @@ export class BridgeNetwork {
         "link set lo up",
         `route add default via ${this.subnet.gateway}`,
       ];
+      // The policy is in place before the container's first process exists.
+      if (hasOwnPolicy(policy)) {
+        network.ownPolicy = true;
+        await addContainerPolicy(this.egress, network.ip, policy);
+      }
       await run("ip", ["-n", network.netns, "-batch", "-"], { input: inside.join("\n") + "\n" });
       return network;
     } catch (error) {
@@ -97,6 +111,8 @@ export class BridgeNetwork {
   async detach(network: ContainerNetwork): Promise<void> {
     await deleteVeths([network.veth]);
     await deleteNetns([network.netns]);
+    // After the netns is gone, so the address is never reused while the old policy still applies to it.
+    if (network.ownPolicy) await removeContainerPolicy(this.egress, network.ip);
     this.pool.release(network.ip);
   }
 
@@ -106,6 +122,7 @@ export class BridgeNetwork {
     restoreForwarding(this.bridge);
     await tryRun("ip", ["link", "del", this.bridge]);
     await removeMasquerade(this.names.postroutingChain);
+    await removeEgress(this.egress);
   }
 }
 

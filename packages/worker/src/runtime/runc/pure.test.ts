@@ -1,7 +1,12 @@
 /** Unit tests of the runc runtime's pure parts (no root needed). */
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
+import { parseEgressRule } from "@beta9/protocol";
 import { buildConfig, CONTAINER_CAPABILITIES } from "./bundle.js";
+import { baseChainsScript, containerPolicyScript, hostNameservers } from "./egress.js";
 import { RuntimeNames } from "./names.js";
 import { macForIp } from "./network.js";
 import { lowerdirOption } from "./overlay.js";
@@ -93,4 +98,30 @@ test("seccomp: the deny list covers the brief, clone only with namespace flags, 
   for (const allowed of [0, 8, 0x20000, 0x20008, 0xffffffff]) assert.equal(denied("personality", allowed), false, `personality ${allowed.toString(16)}`);
   for (const refused of [0x0040000, 0x0400000, 1, 0x80000000, 0xfffffffe]) assert.equal(denied("personality", refused), true, `personality ${refused.toString(16)}`);
   assert.equal(denied("read", 0), false);
+});
+
+test("egress: chain names fit iptables' 28 characters; scripts allow DNS and the operator's list, then refuse private ranges", () => {
+  const names = new RuntimeNames("abcdefgh", "/state");
+  assert.equal(names.containerChain("10.219.0.5"), "B9-ABCDEFGH-0ADB0005");
+  for (const chain of [names.forwardChain, names.inputChain, names.containersChain, names.containerChain("255.255.255.255")]) {
+    assert.ok(chain.length <= 28, chain);
+  }
+  const dir = mkdtempSync(join(tmpdir(), "b9-resolv-"));
+  writeFileSync(join(dir, "resolv.conf"), "# comment\nnameserver 127.0.0.53\nnameserver 10.255.255.53\nnameserver fd00::1\nnameserver 10.255.255.53\n");
+  const nameservers = hostNameservers(join(dir, "resolv.conf"));
+  rmSync(dir, { recursive: true });
+  assert.deepEqual(nameservers, ["10.255.255.53"], "loopback and IPv6 resolvers are useless inside a container");
+  const config = { names, bridge: "b9br-abcdefgh", operatorAllow: [parseEgressRule("192.168.1.20:3128")], nameservers };
+  const base = baseChainsScript(config).split("\n");
+  const fwd = base.filter((line) => line.startsWith(`-A ${names.forwardChain} `));
+  const at = (needle: string): number => fwd.findIndex((line) => line.includes(needle));
+  assert.ok(at("--ctstate RELATED,ESTABLISHED -j ACCEPT") === 0, "replies first");
+  assert.ok(at(`-j ${names.containersChain}`) < at("-d 192.168.1.20/32 -p tcp -m tcp --dport 3128 -j ACCEPT"), "a container's own policy before the operator's allowances");
+  assert.ok(at("-d 10.255.255.53/32 -p udp -m udp --dport 53 -j ACCEPT") < at("-d 10.0.0.0/8 -j REJECT"), "DNS before the private ranges");
+  assert.equal(fwd.at(-1), `-A ${names.forwardChain} -j ACCEPT`);
+  const own = containerPolicyScript(config, "10.219.0.5", { allow: ["203.0.113.0/24"] });
+  assert.match(own, /-A B9-ABCDEFGH-0ADB0005 -d 203\.0\.113\.0\/24 -j RETURN\n/);
+  assert.match(own, /-A B9-ABCDEFGH-0ADB0005 -j REJECT --reject-with icmp-admin-prohibited\n-A B9-ABCDEFGH-CTR -s 10\.219\.0\.5\/32 -j B9-ABCDEFGH-0ADB0005\n/);
+  // The worker parses a request's list again with the gateway's parser: a forged entry never reaches iptables.
+  assert.throws(() => containerPolicyScript(config, "10.219.0.5", { allow: ["0.0.0.0/0 -j ACCEPT"] }), /IPv4 CIDR/);
 });

@@ -10,6 +10,7 @@ import { tryRun } from "../exec.js";
 import type { ReapReport } from "../types.js";
 import { countCgroupDirs, removeCgroupTree, removeEmptyCgroupAncestors, type CgroupHierarchy } from "./cgroups.js";
 import type { RuntimeNames } from "./names.js";
+import { reapContainerPolicies } from "./egress.js";
 import { deleteNetns, deleteVeths, listNetns, listVeths } from "./network.js";
 import { mountPointsUnder, unmount } from "./overlay.js";
 
@@ -30,11 +31,12 @@ export async function reapLeftovers(ctx: ReapContext): Promise<ReapReport> {
   await deleteVeths(veths);
   const netns = await listNetns(ctx.names.netnsPrefix);
   await deleteNetns(netns);
+  const egressChains = await reapContainerPolicies(ctx.names);
   await removeCgroupTree(ctx.hierarchies, ctx.cgroupParent);
   removeEmptyCgroupAncestors(ctx.hierarchies, ctx.cgroupParent);
   const cgroups = cgroupsBefore - countCgroupDirs(ctx.hierarchies, ctx.cgroupParent);
   reapContainerDirs(ctx.names.containersDir);
-  return { containers, mounts, netns: netns.length, veths: veths.length, cgroups };
+  return { containers, mounts, netns: netns.length, veths: veths.length, cgroups, egressChains };
 }
 
 async function reapRuncContainers(ctx: ReapContext): Promise<number> {

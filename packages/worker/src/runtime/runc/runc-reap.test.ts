@@ -58,6 +58,11 @@ test("kill -9 of a worker mid-run: reap() on the same stateDir/name removes ever
     worker.child.kill("SIGKILL");
     await new Promise((resolve) => worker.child.once("exit", resolve));
     assert.equal(mountPointsUnder(names.containersDir).length, 1, "the crashed worker left its overlay mounted");
+    // The egress policy is kernel state: the orphaned container stays filtered after its worker died.
+    const rules = (await tryRun("iptables", ["-w", "-S"])).stdout;
+    assert.match(rules, new RegExp(`^-A ${names.containersChain} -s 10\\.219\\.\\d+\\.\\d+/32 -j ${names.containerChainPrefix}[0-9A-F]{8}$`, "m"));
+    assert.match(rules, new RegExp(`^-A ${names.containerChainPrefix}[0-9A-F]{8} -j REJECT --reject-with icmp-admin-prohibited$`, "m"), "its blockNetwork chain is still there");
+    assert.match(rules, new RegExp(`^-A FORWARD -i b9br-${name} -j ${names.forwardChain}$`, "m"));
 
     runtime = new RuncRuntime({ stateDir, name, subnet });
     const report = await runtime.reap();
@@ -66,6 +71,8 @@ test("kill -9 of a worker mid-run: reap() on the same stateDir/name removes ever
     assert.equal(report.netns, 1);
     assert.equal(report.veths, 1);
     assert.ok(report.cgroups >= 1, JSON.stringify(report));
+    assert.equal(report.egressChains, 1);
+    assert.doesNotMatch((await tryRun("iptables", ["-w", "-S"])).stdout, new RegExp(`^-N ${names.containerChainPrefix}[0-9A-F]{8}$`, "m"));
 
     for (const pid of containerPids) assert.ok(await waitGone(pid), `container process ${pid} is gone`);
     assert.ok(!readFileSync("/proc/mounts", "utf8").includes(stateDir), "no mount under the state dir");

@@ -14,6 +14,7 @@ import type { ContainerHandle, ContainerSpec, LogSink, ReapReport, Runtime } fro
 import { canLimitSwap, listCgroupHierarchies, removeEmptyCgroupAncestors } from "./cgroups.js";
 import { RuncContainer, type RuncContext } from "./container.js";
 import { CONTAINER_ID_PATTERN, RuntimeNames } from "./names.js";
+import { hostNameservers, parseOperatorAllow } from "./egress.js";
 import { BridgeNetwork } from "./network.js";
 import { reapLeftovers } from "./reap.js";
 
@@ -29,6 +30,11 @@ export interface RuncRuntimeOptions {
   /** Absolute cgroup path containers go under (default /beta9/<name>). */
   cgroupParent?: string;
   runcPath?: string;
+  /**
+   * Destinations every container may reach although the default egress policy denies them
+   * (private ranges, this machine): "CIDR", "CIDR:PORT" or "CIDR:LOW-HIGH". Default: none.
+   */
+  egressAllow?: string[];
 }
 
 export const DEFAULT_SUBNET = "10.219.0.0/24";
@@ -55,7 +61,9 @@ export class RuncRuntime implements Runtime {
     this.ctx = {
       names,
       runcPath: options.runcPath ?? "runc",
-      network: new BridgeNetwork(names, options.subnet ?? DEFAULT_SUBNET, bridge),
+      network: new BridgeNetwork(names, options.subnet ?? DEFAULT_SUBNET, bridge, {
+        operatorAllow: parseOperatorAllow(options.egressAllow), nameservers: hostNameservers(),
+      }),
       hierarchies,
       cgroupParent,
       limitSwap: canLimitSwap(hierarchies),
