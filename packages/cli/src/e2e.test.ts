@@ -57,6 +57,8 @@ async function buildReady(spec: Parameters<Client["buildImage"]>[0]) {
 
 describe("containers end to end (gateway + runc worker + CLI)", { skip }, () => {
   before(async () => {
+    // The test registry listens on loopback: this worker's operator allows private registries.
+    process.env.BETA9_ALLOW_PRIVATE_REGISTRIES = "1";
     gateway = await startGateway({ dataDir: join(dir, "gw"), port: 0, logLevel: "silent", workerTimeoutMs: 3000 });
     key = gateway.bootstrap!.token.key;
     worker = await startWorker({
@@ -85,7 +87,7 @@ describe("containers end to end (gateway + runc worker + CLI)", { skip }, () => 
     writeFileSync(blob, gzipSync(layer));
     const config = Buffer.from(JSON.stringify({ architecture: "amd64", os: "linux", config: { Env: ["GREETING=an OCI image"] }, rootfs: { type: "layers", diff_ids: [sha256Digest(layer)] } }));
     const ref = `${registry.host}/e2e/app:v1`;
-    const registryClient = new RegistryClient();
+    const registryClient = new RegistryClient({ allowPrivate: true });
     await registryClient.push(ref, { config, layers: [{ path: blob, mediaType: MediaType.ociLayerGzip }] });
     await registryClient.close();
 

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
-import { createServer, request as httpRequest } from "node:http";
+import { createServer, request as httpRequest, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Client, Image, Sandbox, Volume, type SandboxInstance } from "beta9";
 import { startGateway, type RunningGateway } from "@beta9/gateway";
@@ -233,6 +233,15 @@ describe("sandboxes end to end (gateway + runc worker + SDK + CLI)", { skip }, (
     }
     const read = await rawRequest(base, `${base.pathname}..%2F..%2Ffs%2Ffile%3Fpath%3D%2Fetc%2Fhostname`, "GET");
     assert.equal(read.status, 404, `got ${read.status} ${read.body}`);
+    // The port's own origin, <id>-<port>.<host> (wildcard DNS in production; the Host header here):
+    // every path is the port's (the API is not served there), and no sandboxing CSP is needed.
+    const ownHost = `${sb.id}-8080.sandboxes.test:${base.port}`;
+    const own = await rawRequest(base, "/index.html", "GET", undefined, { host: ownHost });
+    assert.equal(own.status, 200);
+    assert.equal(own.body, "<h1>from the sandbox</h1>");
+    assert.equal(own.headers["content-security-policy"], undefined);
+    assert.match(String((await rawRequest(base, `${base.pathname}index.html`, "GET")).headers["content-security-policy"]), /sandbox allow-scripts/, "the path form runs sandboxed");
+    assert.equal((await rawRequest(base, "/api/v1/health", "GET", undefined, { host: ownHost })).status, 404, "python's 404, not the API's health");
     await server.kill();
   });
 
@@ -513,13 +522,13 @@ describe("sandboxes on the process runtime (no isolation; where runc cannot run)
 });
 
 /** One request with the path sent exactly as given (fetch and URL would resolve dot segments). */
-function rawRequest(base: URL, path: string, method: string, body?: string): Promise<{ status: number; body: string }> {
+function rawRequest(base: URL, path: string, method: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: base.hostname, port: base.port, path, method, agent: false, headers: body ? { "content-type": "application/json" } : {} }, (res) => {
+    const req = httpRequest({ host: base.hostname, port: base.port, path, method, agent: false, headers: { ...(body && { "content-type": "application/json" }), ...headers } }, (res) => {
       let text = "";
       res.setEncoding("utf8");
       res.on("data", (chunk: string) => (text += chunk));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text.slice(0, 300) }));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text.slice(0, 300), headers: res.headers }));
     });
     req.on("error", reject);
     req.end(body);

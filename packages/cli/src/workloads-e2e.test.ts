@@ -255,6 +255,57 @@ describe("workloads end to end (gateway + runc workers + CLI)", { skip }, () => 
     }
   });
 
+  test("a worker killed with -9 and restarted resumes its queue at once: same id from its state dir, reconciled, no wait for the worker timeout", async () => {
+    // A gateway that would wait 10 minutes for a silent worker: only reconciliation can finish this test in time.
+    const patient = await startGateway({ dataDir: join(dir, "gw-patient"), port: 0, logLevel: "silent", workerTimeoutMs: 600_000 });
+    const patientKey = patient.bootstrap!.token.key;
+    const patientClient = new Client({ gateway: patient.url, token: patientKey });
+    const token = (await patientClient.createToken({ type: "worker" })).key;
+    const args = ["worker", "--gateway", patient.url, "--token", token, "--state-dir", join(dir, "worker-restart"), "--name", "wlrst",
+      "--subnet", "10.223.45.0/24", "--pool", "default", "--runtime", "runc", "--log-level", "error"];
+    const connectedIds = async () => (await patientClient.listWorkers()).filter((w) => w.connected).map((w) => w.id);
+    const start = async () => {
+      const w = beta9({ url: patient.url, key: patientKey }, args);
+      await until("the worker connected", async () => ((await connectedIds()).length === 1 ? true : undefined), 60_000, w.out);
+      return w;
+    };
+    let w = await start();
+    try {
+      const [firstId] = await connectedIds();
+      const root = project("resume-app", {
+        "app.ts": `
+          import { taskQueue, Image, TaskPolicy } from ${JSON.stringify(sdk)};
+          export const resumer = taskQueue(
+            { name: "resumer", image: Image.scratch(), cpu: 0.25, memory: "128Mi", taskPolicy: new TaskPolicy({ maxRetries: 2, timeout: 120 }) },
+            async (input: { until: number }) => {
+              await new Promise((r) => setTimeout(r, Math.max(0, input.until - Date.now())));
+              return { done: true };
+            },
+          );
+        `,
+      });
+      const deployed = beta9({ url: patient.url, key: patientKey }, ["deploy", join(root, "app.ts") + ":resumer", "-q"]);
+      assert.equal(await deployed.exited, 0, deployed.out());
+      const task = await patientClient.putTask("resumer", { until: Date.now() + 4_000 });
+      await until("the first attempt running", async () => ((await task.status()).status === "RUNNING" ? true : undefined));
+      w.child.kill("SIGKILL");
+      await w.exited;
+      w = await start();
+      assert.deepEqual(await connectedIds(), [firstId], "the restarted worker kept its id");
+      assert.equal((await patientClient.listWorkers()).length, 1, "no second worker record");
+      const final = await until("the retry COMPLETE", async () => {
+        const t = await task.status();
+        return t.status === "COMPLETE" ? t : undefined;
+      }, 90_000);
+      assert.equal(final.retries, 1);
+    } finally {
+      w.child.kill("SIGTERM");
+      await w.exited;
+      await patientClient.close();
+      await patient.close();
+    }
+  });
+
   test("put on a queue that is not deployed says to deploy it first", async () => {
     await assert.rejects(client.putTask("never-deployed", {}), (err: Error & { code?: string }) => {
       assert.equal(err.code, "WORKLOAD_NOT_DEPLOYED");

@@ -32,6 +32,18 @@ function describeValidation(location: string, errors: AjvError[]): ErrorParams {
   return { location, path, reason };
 }
 
+/**
+ * A write that failed for want of space: the OS's ENOSPC/EDQUOT (object and image files) or
+ * SQLite's SQLITE_FULL (the store), also when wrapped as another error's cause.
+ */
+export function isStorageFull(err: unknown): boolean {
+  for (let e = err, depth = 0; e && typeof e === "object" && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (code === "ENOSPC" || code === "EDQUOT" || code === "SQLITE_FULL") return true;
+  }
+  return false;
+}
+
 /** Maps a fastify or unknown error to a catalogue code; unknown errors become INTERNAL. */
 export function toBeta9Error(err: FastifyError, request: FastifyRequest): Beta9Error {
   if (err instanceof Beta9Error) return err;
@@ -51,6 +63,7 @@ export function toBeta9Error(err: FastifyError, request: FastifyRequest): Beta9E
   };
   const mapped = err.code ? byFastifyCode[err.code] : undefined;
   if (mapped) return new Beta9Error(mapped[0], mapped[1]);
+  if (isStorageFull(err)) return new Beta9Error("STORAGE_FULL");
   if (err instanceof SyntaxError && err.statusCode === 400) return new Beta9Error("INVALID_JSON", { reason: err.message });
   if (typeof err.statusCode === "number" && err.statusCode >= 400 && err.statusCode < 500) {
     return new Beta9Error("BAD_REQUEST", { reason: err.message });

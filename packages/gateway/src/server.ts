@@ -2,6 +2,7 @@
  * `startGateway`: opens the data directory (SQLite store, object files), creates the first
  * workspace and admin token on an empty store, and serves the API.
  */
+import { resolveQuotas, type WorkspaceQuotas } from "./quotas.js";
 import { Secrets } from "./secrets/secrets.js";
 import { loadVaultKey, Vault } from "./secrets/vault.js";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -39,6 +40,13 @@ export interface GatewayOptions {
   machineExpirySeconds?: number;
   /** The keepalive interval machines are told to use (default 60 s, at most a third of the expiry). */
   machineKeepaliveSeconds?: number;
+  /**
+   * Host name under which exposed sandbox ports get origins of their own, `<id>-<port>.<sandboxHost>`
+   * (a wildcard DNS name for the gateway, with its port if not 80/443). Default: BETA9_SANDBOX_HOST; unset, path URLs.
+   */
+  sandboxHost?: string;
+  /** Per-workspace limits; unset ones come from BETA9_QUOTA_* or DEFAULT_QUOTAS (quotas.ts). */
+  quotas?: Partial<WorkspaceQuotas>;
   logger?: Logger;
 }
 
@@ -138,12 +146,14 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     // The key lives beside the database but not in it (or comes from BETA9_SECRETS_KEY).
     const secrets = new Secrets(store.secrets, new Vault(loadVaultKey(join(options.dataDir, "secrets.key"))));
     await secrets.load();
+    const quotas = resolveQuotas(options.quotas);
+    const sandboxHost = options.sandboxHost ?? process.env.BETA9_SANDBOX_HOST;
     scheduler = new Scheduler(new ContainerRegistry(), {
-      logger,
+      logger, quotas,
       ...(options.workerTimeoutMs !== undefined && { workerTimeoutMs: options.workerTimeoutMs }),
       ...(options.backlogTimeoutMs !== undefined && { backlogTimeoutMs: options.backlogTimeoutMs }),
     });
-    const builds = new ImageBuilds({ dir: join(options.dataDir, "images"), images: store.images, scheduler, logger });
+    const builds = new ImageBuilds({ dir: join(options.dataDir, "images"), images: store.images, scheduler, logger, quotas });
     await builds.init();
     autoscaler = new Autoscaler({ scheduler, logger, secretEnv: (workspaceId, names) => secrets.env(workspaceId, names) });
     dispatcher = new TaskDispatcher({ store, autoscaler, logger });
@@ -154,10 +164,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     });
     const openedMachines = machines.start();
     // Sandbox lifetimes live in the store: the reaper ends expired ones, after a restart too.
-    sandboxes = new SandboxManager({ store, scheduler, logger, secrets });
+    sandboxes = new SandboxManager({ store, scheduler, logger, secrets, quotas });
     const openedSandboxes = sandboxes;
     const app = await buildGatewayApp(
-      { store, objects, scheduler, builds, autoscaler, dispatcher, machines, sandboxes, secrets, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() },
+      { store, objects, scheduler, builds, autoscaler, dispatcher, machines, sandboxes, secrets, quotas, ...(sandboxHost && { sandboxHost }), version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() },
       logger,
     );
     const closeWorkerSockets = attachWorkerSocket({

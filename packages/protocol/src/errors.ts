@@ -76,6 +76,11 @@ export const errorCatalogue = {
   INTERNAL: { status: 500, message: "Internal error (request id {requestId}); the gateway log has details" },
   UNAVAILABLE: { status: 503, message: "{reason}" },
   CAPACITY_UNAVAILABLE: { status: 503, message: "{reason}" },
+  QUOTA_EXCEEDED: { status: 429, message: "This workspace has {count} {kind}, the most it may have ({limit}); {hint}" },
+  STORAGE_FULL: {
+    status: 507,
+    message: "The gateway's data disk is full, so nothing was changed; reads still work. An operator must free space in the data dir's disk or grow it",
+  },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

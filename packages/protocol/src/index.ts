@@ -3,6 +3,7 @@ export * from "./resources.js";
 export * from "./entities.js";
 export * from "./stub-config.js";
 export * from "./egress.js";
+export * from "./private-address.js";
 export * from "./api.js";
 export * from "./worker-protocol.js";
 export * from "./machine-protocol.js";

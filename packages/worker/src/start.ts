@@ -2,7 +2,9 @@
  * Starts a worker the way `beta9 worker` and `beta9 up` do: pick the runtime, reap what a
  * crashed predecessor left in the same state dir, prepare the runner bundle, and dial the gateway.
  */
-import { mkdirSync } from "node:fs";
+import { randomUUID } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import type { WorkerCapacity } from "@beta9/protocol";
@@ -67,7 +69,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<StartedW
   const worker = new Worker({
     gatewayUrl: options.gatewayUrl, token: options.token, runtime, runner, stateDir: options.stateDir, logger: options.logger,
     ...(options.pool !== undefined && { pool: options.pool }),
-    ...(options.workerId !== undefined && { workerId: options.workerId }),
+    workerId: options.workerId ?? persistentWorkerId(options.stateDir),
     ...(options.capacity !== undefined && { capacity: options.capacity }),
     images, devices,
     ...(options.version !== undefined && { version: options.version }),
@@ -87,4 +89,23 @@ export async function startWorker(options: StartWorkerOptions): Promise<StartedW
       await cache.close();
     },
   };
+}
+
+/**
+ * The id a worker started without one keeps across restarts (kept in its state dir): a worker
+ * killed with -9 and started again is then the same worker to the gateway, which reconciles its
+ * containers at once (those it no longer runs are lost, their work rescheduled) instead of waiting
+ * for the old id's worker timeout while its dead containers still count against maxContainers.
+ */
+export function persistentWorkerId(stateDir: string): string {
+  const file = join(stateDir, "worker-id");
+  try {
+    const kept = readFileSync(file, "utf8").trim();
+    if (/^[A-Za-z0-9._-]{1,128}$/.test(kept)) return kept;
+  } catch {
+    // first start on this state dir
+  }
+  const id = `${hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 100)}-${randomUUID().slice(0, 8)}`;
+  writeFileSync(file, `${id}\n`, { mode: 0o600 });
+  return id;
 }

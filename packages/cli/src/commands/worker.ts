@@ -52,7 +52,7 @@ export function registerWorker(program: Command): void {
     .addOption(new Option("--runtime <runtime>", "container runtime").choices(["auto", "runc", "process"]).default("auto"))
     .option("--name <name>", "prefix of this worker's bridge, netns and cgroups; distinct per worker on one machine", "w")
     .option("--subnet <cidr>", "container subnet (default 10.219.0.0/24)")
-    .option("--id <id>", "worker id (default: hostname plus a random suffix)")
+    .option("--id <id>", "worker id (default: hostname plus a random suffix, kept in the state dir so that a restarted worker is the same one)")
     .option("--log-level <level>", "log level (trace, debug, info, warn, error)")
     .addOption(new Option("--log-format <format>", "logs as readable lines (pretty: the default on a terminal) or JSON").choices(["auto", "json", "pretty"]).default("auto"))
     .option("--allow-unisolated", "let the process runtime (no isolation) run containers here: only when every workload, sandbox and image author is trusted")

@@ -1,4 +1,5 @@
 /** Small pieces every route module uses: the shared context, paging, 404s, response schemas. */
+import type { WorkspaceQuotas } from "../quotas.js";
 import type {} from "@fastify/swagger"; // route schemas carry OpenAPI fields (tags, summary, hide)
 import { Type, type TSchema } from "@sinclair/typebox";
 import { Beta9Error, errorCatalogue, ResourceParseError, type Stub } from "@beta9/protocol";
@@ -25,6 +26,10 @@ export interface GatewayContext {
   sandboxes?: SandboxManager;
   /** Workspace secrets; absent, the secret routes are not served and stubs may name none. */
   secrets?: Secrets;
+  /** Exposed ports get `<id>-<port>.<sandboxHost>` URLs (wildcard DNS to the gateway); unset: path URLs. */
+  sandboxHost?: string;
+  /** Per-workspace limits (default DEFAULT_QUOTAS). */
+  quotas?: WorkspaceQuotas;
   version: string;
   schemaVersion: number;
   startedAt: number;

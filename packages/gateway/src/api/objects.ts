@@ -1,4 +1,5 @@
 /** Content-addressed code bundles: HEAD to skip what exists, PUT to upload, GET to fetch. */
+import { checkQuota, DEFAULT_QUOTAS } from "../quotas.js";
 import type { FastifyInstance } from "fastify";
 import type { Readable } from "node:stream";
 import type { Static } from "@sinclair/typebox";
@@ -63,7 +64,19 @@ export function objectRoutes(app: FastifyInstance, ctx: GatewayContext): void {
         request.body.resume();
         return reply.code(200).send(existing);
       }
+      const quotas = ctx.quotas ?? DEFAULT_QUOTAS;
+      const held = await store.objects.totalBytes(workspaceId);
+      if (!existing) {
+        try {
+          checkQuota(quotas, "objectBytes", held, Number.isFinite(declared) ? declared : 1);
+        } catch (err) {
+          request.body.resume();
+          throw err;
+        }
+      }
       const { size } = await objects.write(hash, request.body);
+      // A body sent without a length is checked once its size is known (its file is shared by hash, not removed).
+      if (!existing) checkQuota(quotas, "objectBytes", await store.objects.totalBytes(workspaceId), size);
       const { object, created } = await store.objects.put(workspaceId, hash, size);
       return reply.code(created ? 201 : 200).send(object);
     });

@@ -62,13 +62,13 @@ function mountPath(raw: string): string {
 
 export function sandboxRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   const { store, scheduler } = ctx;
-  const sandboxes = ctx.sandboxes ?? new SandboxManager({ store, scheduler });
+  const sandboxes = ctx.sandboxes ?? new SandboxManager({ store, scheduler, ...(ctx.quotas && { quotas: ctx.quotas }) });
 
   const toSandbox = (r: SandboxRecord, base: string) => ({
     id: r.id, workspaceId: r.workspaceId, containerId: r.containerId, state: r.state, reason: r.reason, imageId: r.config.imageId,
     cpuMillicores: r.config.cpuMillicores, memoryMiB: r.config.memoryMiB, ttlSeconds: r.config.ttlSeconds, expiresAt: r.expiresAt,
     workerId: sandboxes.container(r)?.workerId ?? null,
-    exposed: r.config.exposed.map((e) => ({ ...e, url: exposedUrl(base, r.id, e.port) })),
+    exposed: r.config.exposed.map((e) => ({ ...e, url: exposedUrl(base, r.id, e.port, ctx.sandboxHost) })),
     volumes: r.config.volumes ?? [],
     blockNetwork: r.config.egress?.block === true, allowList: r.config.egress?.allow ?? null,
     createdAt: r.createdAt, endedAt: r.endedAt,
@@ -141,7 +141,7 @@ export function sandboxRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     const { port } = request.body;
     const exposed = [...record.config.exposed.filter((e) => e.port !== port), { port, public: request.body.public ?? false }].sort((a, b) => a.port - b.port);
     await store.sandboxes.setConfig(record.id, { ...record.config, exposed });
-    return { port, public: request.body.public ?? false, url: exposedUrl(baseUrl(request), record.id, port) };
+    return { port, public: request.body.public ?? false, url: exposedUrl(baseUrl(request), record.id, port, ctx.sandboxHost) };
   });
 
   app.post<{ Params: Params; Body: Static<typeof ExecBodySchema> }>(`${S}/:id/exec`, {

@@ -4,6 +4,7 @@
  * that asked for the same image id waits on that one build. Packed images live in
  * `<dataDir>/images/<id>.sqfs`, verified by sha256 on upload; workers fetch them on first use.
  */
+import { checkQuota, DEFAULT_QUOTAS, type WorkspaceQuotas } from "../quotas.js";
 import { EventEmitter } from "node:events";
 import { createReadStream, type ReadStream } from "node:fs";
 import { mkdir, readdir, rm } from "node:fs/promises";
@@ -19,6 +20,8 @@ export type BuildEvent = { kind: "logs"; lines: LogLine[] } | { kind: "end"; ima
 
 interface BuildJob {
   imageId: string;
+  /** The workspace whose request started it (its build quota). */
+  workspaceId: string;
   spec: unknown;
   workerId: string | null;
   logs: LogLine[];
@@ -36,6 +39,8 @@ export interface ImageBuildsOptions {
   /** A build running longer than this fails (default 1 h). */
   buildTimeoutMs?: number;
   maxImageBytes?: number;
+  /** Per-workspace limits (default DEFAULT_QUOTAS): builds running at once. */
+  quotas?: WorkspaceQuotas;
 }
 
 const MAX_BUILD_LOG_LINES = 10_000;
@@ -71,8 +76,14 @@ export class ImageBuilds {
 
   /** Records the request and starts a build unless one runs or the image is ready. */
   async request(workspaceId: string, id: string, spec: unknown): Promise<Image> {
+    const running = [...this.jobs.values()].filter((j) => j.workspaceId === workspaceId).length;
+    // Past the quota only a request that starts no build (the image is ready or building) passes.
+    if (running >= (this.o.quotas ?? DEFAULT_QUOTAS).builds) {
+      const known = await this.o.images.getAny(id);
+      if (!known || known.status === "failed") checkQuota(this.o.quotas ?? DEFAULT_QUOTAS, "builds", running);
+    }
     const { image, build } = await this.o.images.request(workspaceId, id, spec);
-    if (build) this.start(id, spec);
+    if (build) this.start(workspaceId, id, spec);
     return image;
   }
 
@@ -90,8 +101,8 @@ export class ImageBuilds {
     return () => this.events.off(id, listener);
   }
 
-  private start(imageId: string, spec: unknown): void {
-    const job: BuildJob = { imageId, spec, workerId: null, logs: [], startedAt: Date.now() };
+  private start(workspaceId: string, imageId: string, spec: unknown): void {
+    const job: BuildJob = { imageId, workspaceId, spec, workerId: null, logs: [], startedAt: Date.now() };
     this.jobs.set(imageId, job);
     job.timer = setTimeout(() => void this.fail(imageId, `the build did not finish within ${Math.round((this.o.buildTimeoutMs ?? 3_600_000) / 1000)} s`),
       this.o.buildTimeoutMs ?? 3_600_000);

@@ -7,6 +7,7 @@
  * daemon's /health is polled and the sandbox becomes RUNNING. A container that reappears (a
  * worker reconnecting after a gateway restart) for a sandbox that has ended is stopped then.
  */
+import { checkQuota, DEFAULT_QUOTAS, type WorkspaceQuotas } from "../quotas.js";
 import { randomBytes, randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { request } from "undici";
@@ -26,6 +27,8 @@ export interface SandboxManagerOptions {
   logger?: Logger;
   /** Checks (throws SECRET_NOT_FOUND) and reads the values of named secrets. */
   secrets?: { check(workspaceId: string, names: readonly string[]): void; env(workspaceId: string, names: readonly string[]): Record<string, string> };
+  /** Per-workspace limits (default DEFAULT_QUOTAS): live sandboxes here, containers in the scheduler. */
+  quotas?: WorkspaceQuotas;
   /** How often expiry is checked (default 1 s). */
   reapIntervalMs?: number;
   /** How long an operation waits for a sandbox to start (default 120 s: covers an image fetch). */
@@ -67,6 +70,10 @@ export class SandboxManager {
       cpuMillicores: input.cpuMillicores, memoryMiB: input.memoryMiB, gpu: [], gpuCount: 0, pool: input.pool, workspaceId,
     });
     if (never) throw new Beta9Error("CAPACITY_UNAVAILABLE", { reason: `sandbox: ${never}` });
+    const quotas = this.o.quotas ?? DEFAULT_QUOTAS;
+    const live = await this.o.store.sandboxes.list(workspaceId, { active: true, limit: quotas.sandboxes + 1, offset: 0 });
+    checkQuota(quotas, "sandboxes", live.length);
+    checkQuota(quotas, "containers", this.o.scheduler.containers.active(workspaceId));
     const secretNames = input.secrets ?? [];
     if (secretNames.length > 0) {
       if (!this.o.secrets) throw new Beta9Error("SECRET_NOT_FOUND", { name: secretNames[0]! });

@@ -3,8 +3,14 @@
  * method. Authorised like every route (a read token of the sandbox's workspace), unless the port
  * was exposed as public. An unknown sandbox or a port it does not expose is a 404 that says
  * nothing more. HTTP only (no WebSocket upgrade yet).
+ *
+ * Each exposed port also has an origin of its own, `<sandbox id>-<port>.<sandbox host>` (the
+ * operator points a wildcard DNS name at the gateway and sets BETA9_SANDBOX_HOST): there the
+ * port's cookies and service workers are its own, so they pass. On the API's origin (the path
+ * form) they are stripped and the page runs sandboxed (CSP), so no port can act as the API's origin.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { IncomingMessage } from "node:http";
 import type { Readable } from "node:stream";
 import { Beta9Error, DAEMON_PROXY_PATH, PROXY_PATH_HEADER, PROXY_PORT_HEADER } from "@beta9/protocol";
 import { bearerKey } from "../auth/access.js";
@@ -21,7 +27,28 @@ export function portPath(rawUrl: string): string {
   return `${match?.[1] ?? "/"}${match?.[2] ?? ""}`;
 }
 
-export const exposedUrl = (base: string, sandboxId: string, port: number): string => `${base}/sandbox/${sandboxId}/port/${port}/`;
+/** The port's URL: on its own origin when the gateway has a sandbox host, else under the API's. */
+export function exposedUrl(base: string, sandboxId: string, port: number, sandboxHost?: string): string {
+  if (sandboxHost) return `${new URL(base).protocol}//${sandboxId}-${port}.${sandboxHost}/`;
+  return `${base}/sandbox/${sandboxId}/port/${port}/`;
+}
+
+const SANDBOX_HOST = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-([0-9]{1,5})\./i;
+const HOST_ROUTED = Symbol("beta9.sandboxHostRouted");
+
+/**
+ * Fastify's rewriteUrl: a request whose Host is `<sandbox id>-<port>.…` is that port's, whatever
+ * its path (the API is not served on such a host), on the port's own origin.
+ */
+export function rewriteSandboxHost(req: IncomingMessage): string {
+  const url = req.url ?? "/";
+  const match = SANDBOX_HOST.exec(req.headers.host ?? "");
+  if (!match) return url;
+  (req as IncomingMessage & { [HOST_ROUTED]?: boolean })[HOST_ROUTED] = true;
+  return `/sandbox/${match[1]!.toLowerCase()}/port/${match[2]}${url.startsWith("/") ? url : `/${url}`}`;
+}
+
+const hostRouted = (request: FastifyRequest): boolean => (request.raw as IncomingMessage & { [HOST_ROUTED]?: boolean })[HOST_ROUTED] === true;
 
 const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"] as const;
 type PortParams = { id: string; port: string; "*"?: string };
@@ -49,12 +76,16 @@ export function exposedPortRoutes(app: FastifyInstance, { store, sandboxes }: { 
     const hasBody = request.method !== "GET" && request.method !== "DELETE" && request.body !== undefined;
     // The port and the caller's path travel in headers to the daemon's fixed /proxy route, never in
     // its URL: a path like /../../exec must not resolve to the daemon's own API.
+    const ownOrigin = hostRouted(request);
     const res = await forward({ url: `${origin}${DAEMON_PROXY_PATH}`, secret: record.config.secret }, {
       method: request.method as (typeof METHODS)[number],
-      headers: { ...forwardedHeaders(request.headers, request.ip), [PROXY_PORT_HEADER]: String(port), [PROXY_PATH_HEADER]: portPath(request.url) },
+      headers: {
+        ...forwardedHeaders(request.headers, request.ip, { keepCookies: ownOrigin }),
+        [PROXY_PORT_HEADER]: String(port), [PROXY_PATH_HEADER]: portPath(request.url),
+      },
       body: hasBody ? (request.body as Readable) : null,
     });
-    return relayAll(reply, res);
+    return relayAll(reply, res, { ownOrigin });
   };
 
   app.register(async (scope) => {

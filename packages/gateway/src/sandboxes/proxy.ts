@@ -66,25 +66,33 @@ const ORIGIN_BOUND_RESPONSE = new Set(["set-cookie", "set-cookie2", "service-wor
 export const EXPOSED_PORT_CSP = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads";
 
 /** Request headers a sandbox's own server gets: the client's, without our token, cookies and hop headers. */
-export function forwardedHeaders(headers: IncomingHttpHeaders, client: string): Record<string, string> {
+export function forwardedHeaders(headers: IncomingHttpHeaders, client: string, o: { keepCookies?: boolean } = {}): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || name === "authorization" || name === "cookie") continue;
+    if (value === undefined || HOP_BY_HOP.has(name) || name === "authorization" || (name === "cookie" && !o.keepCookies)) continue;
     out[name] = Array.isArray(value) ? value.join(", ") : value;
   }
   out["x-forwarded-for"] = client;
   return out;
 }
 
-/** Relays an exposed port's response headers but the hop-by-hop and origin-bound ones, under the sandboxing CSP. */
-export function relayAll(reply: FastifyReply, res: Dispatcher.ResponseData): FastifyReply {
+/**
+ * Relays an exposed port's response headers but the hop-by-hop ones; on the API's origin also
+ * without the origin-bound ones and under the sandboxing CSP (`ownOrigin`: the port's own host).
+ */
+export function relayAll(reply: FastifyReply, res: Dispatcher.ResponseData, o: { ownOrigin?: boolean } = {}): FastifyReply {
   reply.code(res.statusCode);
   const csp: string[] = [];
   for (const [name, value] of Object.entries(res.headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || ORIGIN_BOUND_RESPONSE.has(name)) continue;
+    if (value === undefined || HOP_BY_HOP.has(name)) continue;
+    if (o.ownOrigin) {
+      reply.header(name, value);
+      continue;
+    }
+    if (ORIGIN_BOUND_RESPONSE.has(name)) continue;
     if (name === "content-security-policy") csp.push(...(Array.isArray(value) ? value : [value])); // kept; ours is added (policies intersect)
     else reply.header(name, value);
   }
-  reply.header("content-security-policy", [...csp, EXPOSED_PORT_CSP]);
+  if (!o.ownOrigin) reply.header("content-security-policy", [...csp, EXPOSED_PORT_CSP]);
   return reply.send(res.body);
 }

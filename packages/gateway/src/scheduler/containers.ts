@@ -48,6 +48,8 @@ export class ContainerRegistry {
   private readonly logChars = new Map<string, number>();
   private readonly events = new EventEmitter();
   private readonly exitedOrder: string[] = [];
+  /** Containers not yet EXITED, per workspace (quotas read it on every submit). */
+  private readonly activeByWorkspace = new Map<string, number>();
   private readonly maxLogLines: number;
   private readonly maxLogChars: number;
   private readonly maxExited: number;
@@ -66,7 +68,13 @@ export class ContainerRegistry {
     };
     this.records.set(record.id, record);
     this.logs.set(record.id, []);
+    if (state !== "EXITED") this.activeByWorkspace.set(record.workspaceId, this.active(record.workspaceId) + 1);
     return record;
+  }
+
+  /** How many of the workspace's containers have not exited. */
+  active(workspaceId: string): number {
+    return this.activeByWorkspace.get(workspaceId) ?? 0;
   }
 
   get(id: string): ContainerRecord | undefined {
@@ -95,6 +103,9 @@ export class ContainerRegistry {
     if (report.state === "RUNNING" && record.startedAt === null) record.startedAt = Date.now();
     record.state = report.state;
     if (report.state === "EXITED") {
+      const left = this.active(record.workspaceId) - 1;
+      if (left > 0) this.activeByWorkspace.set(record.workspaceId, left);
+      else this.activeByWorkspace.delete(record.workspaceId);
       record.exitCode = report.exitCode ?? null;
       record.reason = report.reason ?? "exited";
       record.message = report.message ?? null;

@@ -5,6 +5,7 @@
  * capacity is never oversubscribed. A request that fits nowhere waits in a backlog that retries
  * with backoff (and at once when capacity appears) and fails with the reason after a bound.
  */
+import { checkQuota, DEFAULT_QUOTAS, type WorkspaceQuotas } from "../quotas.js";
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import type { ContainerRequest, ContainerStateReport, GatewayMessage, WorkerCapacity } from "@beta9/protocol";
@@ -36,6 +37,8 @@ export interface SchedulerOptions {
   backlogTimeoutMs?: number;
   /** First retry delay of a backlogged request; doubles up to 5 s (default 100 ms). */
   backlogRetryMs?: number;
+  /** Per-workspace limits; `containers` is checked on every submit (default DEFAULT_QUOTAS). */
+  quotas?: WorkspaceQuotas;
   logger?: Logger;
 }
 
@@ -66,7 +69,9 @@ export class Scheduler {
   }
 
   /** Accepts a request: placed now if something fits, else backlogged. */
+  /** Throws QUOTA_EXCEEDED (nothing recorded) when the workspace already runs its most containers. */
   submit(request: ContainerRequest): ContainerRecord {
+    checkQuota(this.options.quotas ?? DEFAULT_QUOTAS, "containers", this.containers.active(request.workspaceId));
     const record = this.containers.create(request);
     if (!this.tryPlace(record)) {
       this.backlog.set(record.id, { id: record.id, since: Date.now(), attempts: 0, nextAt: Date.now() + this.backlogRetryMs, lastReason: "" });

@@ -91,9 +91,9 @@ export function runTaskConformance(backendName: string, open: () => Promise<Stor
       assert.deepEqual(expired.map((e) => e.id), [stale.id]);
       assert.equal((await store.tasks.get(ws, stale.id))?.status, "EXPIRED");
       assert.equal((await store.tasks.claimNext(stubId, "c"))?.id, running.id);
-      assert.equal(await store.tasks.requeueRunning(), 1);
+      assert.deepEqual(await store.tasks.requeueRunning(), [{ id: running.id, stubId, status: "RETRY" }]);
       const requeued = await store.tasks.get(ws, running.id);
-      assert.deepEqual([requeued?.status, requeued?.retries], ["RETRY", 0], "cut off by a stop: tried again, not counted");
+      assert.deepEqual([requeued?.status, requeued?.retries], ["RETRY", 1], "cut off by a stop: tried again, and counted (at least once)");
       assert.equal((await store.tasks.claimNext(stubId, "c"))?.id, running.id);
       await store.tasks.requeueRunning();
       assert.deepEqual(await store.tasks.stubsWithPending(), [stubId]);

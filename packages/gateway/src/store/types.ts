@@ -58,6 +58,8 @@ export interface ObjectRepo {
   /** Records that the workspace holds the object; idempotent. */
   put(workspaceId: string, hash: string, size: number): Promise<{ object: StoredObject; created: boolean }>;
   list(workspaceId: string, page: Page): Promise<StoredObject[]>;
+  /** The bytes of every object the workspace holds (its storage quota). */
+  totalBytes(workspaceId: string): Promise<number>;
 }
 
 export interface NewStub {
@@ -131,8 +133,11 @@ export interface TaskRepo {
   retry(id: string, error: string, delayMs: number): Promise<boolean>;
   /** PENDING tasks past their TTL → EXPIRED (a RETRY task already started: its TTL is spent); returns their ids. */
   expireDue(): Promise<{ id: string; stubId: string }[]>;
-  /** At start-up: attempts that were running when the gateway stopped become RETRY, due now, not counted. */
-  requeueRunning(): Promise<number>;
+  /**
+   * At start-up: attempts that were running when the gateway stopped are counted (retries + 1)
+   * and become RETRY, due now, or ERROR when that exceeds their maxRetries.
+   */
+  requeueRunning(): Promise<{ id: string; stubId: string; status: "RETRY" | "ERROR" }[]>;
   /** Stub ids with PENDING or RETRY tasks (to resume dispatch after a restart). */
   stubsWithPending(): Promise<string[]>;
 }

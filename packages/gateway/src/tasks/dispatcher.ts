@@ -1,7 +1,7 @@
 /**
  * The task dispatcher: durable tasks for task queues. A task accepted with 200 is a row in the
  * store before the answer goes out, so neither a gateway restart nor a worker's death loses it:
- * attempts that were running when the gateway stopped are RETRY at start (not counted), and an attempt
+ * attempts that were running when the gateway stopped are RETRY at start (counted: at least once), and an attempt
  * whose container dies (the open /invoke or /invoke-batch request fails) is retried.
  *
  * Each attempt: take a slot from the autoscaler (starting containers as the queue deepens), claim
@@ -81,8 +81,15 @@ export class TaskDispatcher {
 
   /** Re-queues attempts cut off by the last stop and resumes every queue. */
   async recover(): Promise<void> {
-    const requeued = await this.o.store.tasks.requeueRunning();
-    if (requeued > 0) this.o.logger?.warn({ requeued }, "tasks that were running when the gateway stopped are queued again");
+    const cutOff = await this.o.store.tasks.requeueRunning();
+    const ended = cutOff.filter((t) => t.status === "ERROR");
+    if (cutOff.length > 0) {
+      this.o.logger?.warn({ retried: cutOff.length - ended.length, ended: ended.length }, "tasks that were running when the gateway stopped are retried (or ended, past their maxRetries)");
+    }
+    for (const t of ended) {
+      const stub = await this.o.store.stubs.getAny(t.stubId);
+      if (stub) this.background(this.emit(t.id, stub), "callback");
+    }
     for (const stubId of await this.o.store.tasks.stubsWithPending()) {
       this.depth.set(stubId, await this.o.store.tasks.inflight(stubId));
       const stub = await this.o.store.stubs.getAny(stubId);

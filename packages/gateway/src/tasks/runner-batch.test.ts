@@ -110,7 +110,7 @@ describe("runner batches", () => {
 });
 
 describe("a task started at its put (written RUNNING)", () => {
-  it("is never claimed again, and after a gateway stop it is RETRY (not counted) and claimable", async () => {
+  it("is never claimed again; after a gateway stop it is RETRY (counted) and claimable, and past maxRetries ERROR", async () => {
     const store = new SqliteStore(":memory:");
     try {
       const ws = (await store.workspaces.create("direct", "workspace")).workspace.id;
@@ -124,9 +124,15 @@ describe("a task started at its put (written RUNNING)", () => {
       assert.equal(await store.tasks.claimNext(stubId, "c2"), undefined, "already running");
       assert.equal(await store.tasks.inflight(stubId), 1);
       assert.deepEqual(await store.tasks.expireDue(), [], "started: its ttl no longer applies");
-      assert.equal(await store.tasks.requeueRunning(), 1);
+      assert.deepEqual(await store.tasks.requeueRunning(), [{ id: task.id, stubId, status: "RETRY" }]);
       const again = await store.tasks.claimNext(stubId, "c2");
-      assert.deepEqual([again?.id, again?.status, again?.retries, again?.inputJson], [task.id, "RUNNING", 0, '{"n":1}']);
+      assert.deepEqual([again?.id, again?.status, again?.retries, again?.inputJson], [task.id, "RUNNING", 1, '{"n":1}'], "the cut-off attempt counts");
+      // Its one retry is spent: a second gateway stop during the attempt ends it.
+      assert.deepEqual(await store.tasks.requeueRunning(), [{ id: task.id, stubId, status: "ERROR" }]);
+      const ended = await store.tasks.get(ws, task.id);
+      assert.deepEqual([ended?.status, ended?.retries, ended?.endedAt !== null], ["ERROR", 2, true]);
+      assert.match(ended?.error ?? "", /gateway stopped during the attempt, and the task policy allows no more retries/);
+      assert.equal(await store.tasks.inflight(stubId), 0);
     } finally {
       await store.close();
     }

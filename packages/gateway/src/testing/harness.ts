@@ -1,4 +1,5 @@
 /** A gateway app on a real SQLite file in a temp dir, driven without a socket (`app.inject`). */
+import { resolveQuotas, type WorkspaceQuotas } from "../quotas.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,20 +27,27 @@ export interface TestGateway {
 }
 
 export async function createTestGateway(
-  options: { maxObjectBytes?: number; backlogTimeoutMs?: number; requestTimeoutMs?: number; connectionsCheckingIntervalMs?: number } = {},
+  options: {
+    maxObjectBytes?: number; backlogTimeoutMs?: number; requestTimeoutMs?: number; connectionsCheckingIntervalMs?: number;
+    /** The data dir (kept at close); default: a temp dir, removed at close. */
+    dir?: string;
+    /** Per-workspace limits (unset: DEFAULT_QUOTAS; the environment is not read). */
+    quotas?: Partial<WorkspaceQuotas>;
+  } = {},
 ): Promise<TestGateway> {
-  const dir = mkdtempSync(join(tmpdir(), "beta9-gw-test-"));
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), "beta9-gw-test-"));
   const store = new SqliteStore(join(dir, "gateway.db"));
   const objects = new ObjectStore(join(dir, "objects"), options.maxObjectBytes ?? 1024 * 1024);
   await objects.init();
   const boot = await store.workspaces.bootstrap("default");
   if (!boot) throw new Error("bootstrap did not run on an empty store");
-  const scheduler = new Scheduler(new ContainerRegistry(), { backlogTimeoutMs: options.backlogTimeoutMs ?? 60_000 });
-  const builds = new ImageBuilds({ dir: join(dir, "images"), images: store.images, scheduler, workerWaitMs: 200 });
+  const quotas = resolveQuotas(options.quotas, {});
+  const scheduler = new Scheduler(new ContainerRegistry(), { backlogTimeoutMs: options.backlogTimeoutMs ?? 60_000, quotas });
+  const builds = new ImageBuilds({ dir: join(dir, "images"), images: store.images, scheduler, workerWaitMs: 200, quotas });
   await builds.init();
   const autoscaler = new Autoscaler({ scheduler, acquireTimeoutMs: 500 });
   const dispatcher = new TaskDispatcher({ store, autoscaler });
-  const app = await buildGatewayApp({ store, objects, scheduler, builds, autoscaler, dispatcher, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() }, false, {
+  const app = await buildGatewayApp({ store, objects, scheduler, builds, autoscaler, dispatcher, quotas, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() }, false, {
     ...(options.requestTimeoutMs !== undefined && { requestTimeoutMs: options.requestTimeoutMs }),
     ...(options.connectionsCheckingIntervalMs !== undefined && { connectionsCheckingIntervalMs: options.connectionsCheckingIntervalMs }),
   });
@@ -63,7 +71,7 @@ export async function createTestGateway(
       autoscaler.close();
       scheduler.close();
       await store.close();
-      rmSync(dir, { recursive: true, force: true });
+      if (options.dir === undefined) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -55,6 +55,8 @@ interface StubPool {
   /** Containers in a row that exited before they ever answered, and why the last one did. */
   crashes: number;
   lastCrash?: string;
+  /** The workspace's container quota refused the last scale-up: why, to tell waiters that time out. */
+  quotaBlocked?: string;
 }
 
 /** After this many containers in a row die before answering, waiting requests fail instead of restarting forever. */
@@ -124,6 +126,7 @@ export class Autoscaler {
         resolve, reject,
         timer: setTimeout(() => {
           pool.waiters.splice(pool.waiters.indexOf(waiter), 1);
+          if (pool.quotaBlocked && pool.containers.size === 0) return reject(new Beta9Error("UNAVAILABLE", { reason: `no container of ${stub.name} could start within ${Math.round(timeoutMs / 1000)} s: ${pool.quotaBlocked}` }));
           reject(new Beta9Error("UNAVAILABLE", { reason: `no container of ${stub.name} became ready within ${Math.round(timeoutMs / 1000)} s; see beta9 container list --all` }));
         }, timeoutMs),
       };
@@ -266,13 +269,31 @@ export class Autoscaler {
     const desired = pool.pinned ? 1 : Math.min(autoscaler.maxContainers, Math.max(autoscaler.minContainers, Math.ceil(demand / autoscaler.tasksPerContainer)));
     let current = 0;
     for (const c of pool.containers.values()) if (!c.draining) current += 1;
-    for (let n = current; n < desired; n++) this.startContainer(pool);
+    for (let n = current; n < desired; n++) if (!this.startContainer(pool)) break;
   }
 
-  private startContainer(pool: StubPool): void {
+  /** Returns false when the workspace's container quota refused it (the pool retries on the reaper's tick). */
+  private startContainer(pool: StubPool): boolean {
     const { stub } = pool;
     const secret = randomBytes(24).toString("hex");
-    const record = this.o.scheduler.submit({
+    let record: ContainerRecord;
+    try {
+      record = this.submit(pool, secret);
+    } catch (err) {
+      if (!(err instanceof Beta9Error) || err.code !== "QUOTA_EXCEEDED") throw err;
+      if (!pool.quotaBlocked) this.o.logger?.warn({ stub: stub.name, workspaceId: stub.workspaceId }, err.message);
+      pool.quotaBlocked = err.message;
+      return false;
+    }
+    pool.quotaBlocked = undefined;
+    pool.containers.set(record.id, { id: record.id, secret, origin: null, ready: false, inflight: 0, lastUsedAt: Date.now() });
+    this.o.logger?.info({ stub: stub.name, containerId: record.id }, "scaling up");
+    return true;
+  }
+
+  private submit(pool: StubPool, secret: string): ContainerRecord {
+    const { stub } = pool;
+    return this.o.scheduler.submit({
       containerId: randomUUID(), workspaceId: stub.workspaceId, stubId: stub.id, imageId: stub.config.imageId,
       command: ["runner"], cpuMillicores: stub.config.cpuMillicores,
       env: {
@@ -284,8 +305,6 @@ export class Autoscaler {
       ...(stub.config.volumes?.length && { volumes: stub.config.volumes }),
       ...(stub.config.egress && { egress: stub.config.egress }),
     });
-    pool.containers.set(record.id, { id: record.id, secret, origin: null, ready: false, inflight: 0, lastUsedAt: Date.now() });
-    this.o.logger?.info({ stub: stub.name, containerId: record.id }, "scaling up");
   }
 
   private onContainerState(record: ContainerRecord): void {
@@ -347,6 +366,8 @@ export class Autoscaler {
 
   private scaleDownIdle(): void {
     const now = Date.now();
+    // Pools the quota held back try again as the workspace's other containers end.
+    for (const pool of this.pools.values()) if (pool.quotaBlocked && pool.waiters.length > 0) this.scale(pool);
     for (const pool of this.pools.values()) {
       const { keepWarmSeconds, autoscaler } = pool.stub.config;
       if (keepWarmSeconds < 0 || pool.pinned) continue;

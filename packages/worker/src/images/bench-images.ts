@@ -23,7 +23,7 @@ const time = async <T>(fn: () => Promise<T>): Promise<[T, number]> => {
 async function main(): Promise<void> {
   const work = await tempDir("bench");
   const registry = await startRegistry();
-  const client = new RegistryClient();
+  const client = new RegistryClient({ allowPrivate: true });
   try {
     const cacheDir = process.argv[2] ?? join(work.path, "base-cache");
     const [base, buildMs] = await time(() => ensureBaseImage({ cacheDir }));

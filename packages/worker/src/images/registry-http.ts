@@ -4,12 +4,38 @@
  * to object storage) without leaking the token to another host, and maps failures to errors that
  * name the image.
  */
-import { isIP } from "node:net";
+import { lookup } from "node:dns";
+import { isIP, type LookupFunction } from "node:net";
 import type { Readable } from "node:stream";
 import { Agent, request, type Dispatcher } from "undici";
+import { isPrivateAddress } from "@beta9/protocol";
 
 export type ResponseData = Dispatcher.ResponseData;
-export type RegistryErrorCode = "NOT_FOUND" | "UNAUTHORIZED" | "DENIED" | "HTTP" | "INSECURE" | "NETWORK";
+export type RegistryErrorCode = "NOT_FOUND" | "UNAUTHORIZED" | "DENIED" | "HTTP" | "INSECURE" | "NETWORK" | "PRIVATE_ADDRESS";
+
+export const ALLOW_PRIVATE_REGISTRIES_ENV = "BETA9_ALLOW_PRIVATE_REGISTRIES";
+
+function privateRefusal(host: string, address: string): RegistryError {
+  return new RegistryError("PRIVATE_ADDRESS", `${host} is ${address}, a loopback, link-local or private address; images are pulled from public registries only (an operator can allow private ones with ${ALLOW_PRIVATE_REGISTRIES_ENV}=1 in the worker's environment)`);
+}
+
+/**
+ * The lookup every registry connection makes: the address is checked where it is resolved, and
+ * the socket connects to exactly that address, so a DNS answer cannot change between the check
+ * and the connect (rebinding). Redirects (blob storage) and token realms go through it too.
+ */
+function checkedLookup(allowPrivate: boolean): LookupFunction {
+  return ((hostname: string, options: { all?: boolean }, callback: (err: Error | null, address?: unknown, family?: number) => void) => {
+    lookup(hostname, { ...options, all: true }, (err, addresses) => {
+      if (err) return callback(err);
+      const refused = allowPrivate ? undefined : addresses.find((a) => isPrivateAddress(a.address));
+      if (refused) return callback(privateRefusal(hostname, refused.address));
+      if (options?.all) return callback(null, addresses);
+      const first = addresses[0];
+      return first ? callback(null, first.address, first.family) : callback(new Error(`${hostname} has no address`));
+    });
+  }) as unknown as LookupFunction;
+}
 
 export class RegistryError extends Error {
   constructor(
@@ -75,8 +101,19 @@ export interface SendOptions {
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 export class RegistryTransport {
-  private readonly agent = new Agent({ connections: 16, headersTimeout: 60_000, bodyTimeout: 120_000 });
+  private readonly agent: Agent;
   private readonly tokens = new Map<string, string>();
+
+  /** `allowPrivate`: the operator lets pulls reach loopback, link-local and private addresses. */
+  constructor(private readonly allowPrivate = process.env[ALLOW_PRIVATE_REGISTRIES_ENV] === "1") {
+    this.agent = new Agent({ connections: 16, headersTimeout: 60_000, bodyTimeout: 120_000, connect: { lookup: checkedLookup(allowPrivate) } });
+  }
+
+  /** An address literal is never looked up, so it is checked here. */
+  private checkLiteral(url: URL): void {
+    const host = url.hostname.replace(/^\[|\]$/g, "");
+    if (!this.allowPrivate && isIP(host) !== 0 && isPrivateAddress(host)) throw privateRefusal(url.host, host);
+  }
 
   async send(registry: string, options: SendOptions): Promise<ResponseData> {
     let url = new URL(options.url, registryOrigin(registry));
@@ -84,6 +121,7 @@ export class RegistryTransport {
     let authorized = false;
     for (let hop = 0; hop < 8; hop++) {
       checkScheme(url);
+      this.checkLiteral(url);
       const sameHost = url.host === registry;
       const token = sameHost ? this.tokens.get(tokenKey) : undefined;
       const res = await this.raw(url, options, token);
@@ -112,6 +150,8 @@ export class RegistryTransport {
     try {
       return await request(url, { method: options.method, headers, body: options.body?.() ?? null, dispatcher: this.agent });
     } catch (err) {
+      const refused = findCause(err, (e): e is RegistryError => e instanceof RegistryError);
+      if (refused) throw new RegistryError(refused.code, `${options.what}: ${refused.message}`);
       throw new RegistryError("NETWORK", `${options.what}: cannot reach ${url.host}: ${(err as Error).message}`);
     }
   }
@@ -124,9 +164,12 @@ export class RegistryTransport {
     }
     const realm = new URL(params.realm);
     checkScheme(realm);
+    this.checkLiteral(realm);
     if (params.service) realm.searchParams.set("service", params.service);
     realm.searchParams.set("scope", params.scope ?? options.scope);
     const res = await request(realm, { method: "GET", dispatcher: this.agent, headers: { "user-agent": "beta9-ts" } }).catch((err: Error) => {
+      const refused = findCause(err, (e): e is RegistryError => e instanceof RegistryError);
+      if (refused) throw new RegistryError(refused.code, `${options.what}: the token service: ${refused.message}`);
       throw new RegistryError("NETWORK", `${options.what}: cannot reach the token service ${realm.host}: ${err.message}`);
     });
     if (res.statusCode !== 200) {
@@ -158,4 +201,9 @@ export class RegistryTransport {
   async close(): Promise<void> {
     await this.agent.close();
   }
+}
+
+function findCause<T>(err: unknown, match: (e: unknown) => e is T): T | undefined {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) if (match(e)) return e;
+  return undefined;
 }

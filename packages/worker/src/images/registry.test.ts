@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { request } from "undici";
+import { parseImageRef } from "@beta9/protocol";
 import { DigestMismatchError, sha256Digest, sha256File } from "./digest.js";
 import { applyLayers } from "./layers.js";
 import { isMountPoint } from "./mounts.js";
@@ -26,7 +27,7 @@ const BULK = 24 * 1024 * 1024;
 before(async () => {
   work = await tempDir("registry-test");
   registry = await startRegistry();
-  client = new RegistryClient();
+  client = new RegistryClient({ allowPrivate: true });
   image = await buildTestImage(work.path, "main", BULK);
   pushedDigest = (await client.push(`${registry.host}/team/app:v1`, image)).digest;
 });
@@ -126,13 +127,13 @@ describe("registry client against docker-registry", () => {
       ],
     }));
     const indexDigest = await putManifest(client.transport, { registry: registry.host, repository: "team/multi" }, "latest", index, MediaType.ociIndex);
-    const amdClient = new RegistryClient({ platform: { os: "linux", architecture: "amd64" } });
+    const amdClient = new RegistryClient({ platform: { os: "linux", architecture: "amd64" }, allowPrivate: true });
     const amd = await amdClient.resolve(ref);
     assert.equal(amd.digest, amdDigest);
     assert.equal(amd.indexDigest, indexDigest);
-    const armClient = new RegistryClient({ platform: { os: "linux", architecture: "arm64" } });
+    const armClient = new RegistryClient({ platform: { os: "linux", architecture: "arm64" }, allowPrivate: true });
     assert.equal((await armClient.resolve(ref)).digest, armDigest);
-    const s390 = new RegistryClient({ platform: { os: "linux", architecture: "s390x" } });
+    const s390 = new RegistryClient({ platform: { os: "linux", architecture: "s390x" }, allowPrivate: true });
     await assert.rejects(s390.resolve(ref), (err: unknown) => err instanceof ManifestError && /linux\/arm64, linux\/amd64/.test(err.message));
     await Promise.all([amdClient.close(), armClient.close(), s390.close()]);
   });
@@ -174,6 +175,31 @@ describe("registry client against docker-registry", () => {
       server.close();
     }
   });
+
+  it("refuses loopback and private registries unless the operator allows them, by address and by a name that resolves there, before connecting", async () => {
+    let hits = 0;
+    const server = createServer((_req, res) => {
+      hits++;
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as AddressInfo).port;
+    const strict = new RegistryClient({ allowPrivate: false });
+    const open = new RegistryClient({ allowPrivate: true });
+    const refused = (err: unknown) => err instanceof RegistryError && err.code === "PRIVATE_ADDRESS" && /BETA9_ALLOW_PRIVATE_REGISTRIES=1/.test(err.message);
+    try {
+      await assert.rejects(strict.pull(parseImageRef(`127.0.0.1:${port}/team/app:v1`), join(work.path, "strict-1")), refused);
+      await assert.rejects(strict.pull(parseImageRef(`localhost:${port}/team/app:v1`), join(work.path, "strict-2")), refused, "a name that resolves to loopback");
+      await assert.rejects(strict.pull(parseImageRef("169.254.169.254/latest/meta:v1"), join(work.path, "strict-3")), refused, "cloud metadata, refused without a packet");
+      assert.equal(hits, 0, "nothing reached the server");
+      await assert.rejects(open.pull(parseImageRef(`localhost:${port}/team/app:v1`), join(work.path, "open-1")), (err: unknown) => err instanceof RegistryError && err.code === "NOT_FOUND");
+      assert.ok(hits > 0, "allowed, it connects");
+    } finally {
+      await strict.close();
+      await open.close();
+      server.close();
+    }
+  });
 });
 
 describe("registry behind token auth", () => {
@@ -186,8 +212,8 @@ describe("registry behind token auth", () => {
     await unauth.body.dump();
     assert.equal(unauth.statusCode, 401);
     const small = await buildTestImage(work.path, "auth");
-    const authClient = new RegistryClient();
-    const pullClient = new RegistryClient(); // a fresh client holds no token yet
+    const authClient = new RegistryClient({ allowPrivate: true });
+    const pullClient = new RegistryClient({ allowPrivate: true }); // a fresh client holds no token yet
     try {
       const { digest } = await authClient.push(`${secured.host}/team/app:v1`, small);
       const pulled = await pullClient.pull(`${secured.host}/team/app:v1`, join(work.path, "blobs-auth"));

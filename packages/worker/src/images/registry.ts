@@ -58,6 +58,11 @@ export interface RegistryClientOptions {
   platform?: Platform;
   /** Blobs downloaded or uploaded at once (default 3). */
   concurrency?: number;
+  /**
+   * Let pulls reach loopback, link-local and private addresses (a registry on the LAN, a test
+   * registry). Default: BETA9_ALLOW_PRIVATE_REGISTRIES=1 in the environment, else refused.
+   */
+  allowPrivate?: boolean;
 }
 
 export function toRef(ref: string | ImageRef): ImageRef {
@@ -80,11 +85,12 @@ async function readLimited(res: ResponseData, limit: number, what: string): Prom
 }
 
 export class RegistryClient {
-  readonly transport = new RegistryTransport();
+  readonly transport: RegistryTransport;
   private readonly platform: Platform;
   private readonly concurrency: number;
 
   constructor(options: RegistryClientOptions = {}) {
+    this.transport = new RegistryTransport(options.allowPrivate);
     this.platform = options.platform ?? hostPlatform();
     this.concurrency = options.concurrency ?? 3;
   }

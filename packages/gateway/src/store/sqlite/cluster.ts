@@ -32,6 +32,7 @@ export class SqliteTaskRepo implements TaskRepo {
   private readonly dueExpired;
   private readonly expireStmt;
   private readonly requeue;
+  private readonly requeueExhausted;
   private readonly pendingStubs;
   // Group commits for the queue's hot writes (see write-batch.ts).
   private readonly creates: WriteBatch<NewTaskRow, void>;
@@ -74,11 +75,17 @@ export class SqliteTaskRepo implements TaskRepo {
     this.expireStmt = db.prepare(
       `UPDATE task SET status = 'EXPIRED', error = 'waited longer than its ttl', ended_at = ? WHERE id = ? AND status = 'PENDING'`,
     );
-    // An attempt cut off by a gateway stop is tried again (RETRY, so its TTL no longer applies),
-    // without counting against maxRetries: the handler did not fail.
+    // An attempt cut off by a gateway stop counts as an attempt, as one cut off by a worker's
+    // death does: the handler may have run (delivery is at least once, and retry_count tells the
+    // handler so). Within maxRetries it is RETRY, due now (its TTL no longer applies); past it, ERROR.
+    this.requeueExhausted = db.prepare(
+      `UPDATE task SET status = 'ERROR', retries = retries + 1, container_id = NULL, ended_at = ?,
+       error = 'the gateway stopped during the attempt, and the task policy allows no more retries'
+       WHERE status = 'RUNNING' AND retries + 1 > max_retries RETURNING id, stub_id`,
+    );
     this.requeue = db.prepare(
-      `UPDATE task SET status = 'RETRY', container_id = NULL, next_attempt_at = ?,
-       error = 'the gateway stopped during the attempt' WHERE status = 'RUNNING'`,
+      `UPDATE task SET status = 'RETRY', retries = retries + 1, container_id = NULL, next_attempt_at = ?,
+       error = 'the gateway stopped during the attempt' WHERE status = 'RUNNING' RETURNING id, stub_id`,
     );
     // Data written before RETRY existed kept waiting retries as PENDING with a next attempt time.
     this.legacyRetries = db.prepare(`UPDATE task SET status = 'RETRY' WHERE status = 'PENDING' AND next_attempt_at IS NOT NULL`);
@@ -161,8 +168,13 @@ export class SqliteTaskRepo implements TaskRepo {
   }
 
   async requeueRunning() {
-    this.legacyRetries.run();
-    return this.requeue.run(now()).changes;
+    return this.db.transaction(() => {
+      this.legacyRetries.run();
+      const ts = now();
+      const rows = (status: "ERROR" | "RETRY", stmt: Database.Statement) =>
+        (stmt.all(ts) as { id: string; stub_id: string }[]).map((r) => ({ id: r.id, stubId: r.stub_id, status }));
+      return [...rows("ERROR", this.requeueExhausted), ...rows("RETRY", this.requeue)];
+    })();
   }
 
   async stubsWithPending() {

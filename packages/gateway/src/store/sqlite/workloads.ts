@@ -46,9 +46,11 @@ export class SqliteObjectRepo implements ObjectRepo {
   private readonly getStmt;
   private readonly insert;
   private readonly listStmt;
+  private readonly bytesStmt;
 
   constructor(db: Database.Database) {
     this.getStmt = db.prepare(`SELECT hash, size, created_at FROM object WHERE workspace_id = ? AND hash = ?`);
+    this.bytesStmt = db.prepare(`SELECT COALESCE(SUM(size), 0) AS bytes FROM object WHERE workspace_id = ?`);
     this.insert = db.prepare(
       `INSERT INTO object (workspace_id, hash, size, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
     );
@@ -69,6 +71,10 @@ export class SqliteObjectRepo implements ObjectRepo {
 
   async list(workspaceId: string, page: Page) {
     return (this.listStmt.all(workspaceId, page.limit, page.offset) as ObjectRow[]).map(toObject);
+  }
+
+  async totalBytes(workspaceId: string) {
+    return (this.bytesStmt.get(workspaceId) as { bytes: number }).bytes;
   }
 }
 

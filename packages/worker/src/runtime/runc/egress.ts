@@ -14,7 +14,7 @@
  * worker, and the next worker re-declares them before it starts a container.
  */
 import { readFileSync, writeFileSync } from "node:fs";
-import { cidrContains, ipv4ToInt, parseEgressRule, type EgressPolicy, type EgressRule } from "@beta9/protocol";
+import { cidrContains, ipv4ToInt, parseEgressRule, PRIVATE_IPV4_RANGES, type EgressPolicy, type EgressRule } from "@beta9/protocol";
 import { run, tryRun } from "../exec.js";
 import type { RuntimeNames } from "./names.js";
 
@@ -25,11 +25,8 @@ import type { RuntimeNames } from "./names.js";
  */
 const REFUSE = "REJECT --reject-with icmp-admin-prohibited";
 
-/** Where containers never go unless the operator allows it (RFC 6890 special-purpose IPv4). */
-export const DENIED_RANGES = [
-  "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24",
-  "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-];
+/** Where containers never go unless the operator allows it: the ranges the gateway's callbacks refuse too. */
+export const DENIED_RANGES = PRIVATE_IPV4_RANGES;
 
 export interface EgressConfig {
   names: RuntimeNames;

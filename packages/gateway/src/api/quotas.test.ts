@@ -1,0 +1,95 @@
+/**
+ * Per-workspace quotas through the routes: past a limit, 429 QUOTA_EXCEEDED with a message that
+ * says what to do, nothing stored; another workspace is not affected; room comes back as work ends.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { after, before, test } from "node:test";
+import { resolveQuotas } from "../quotas.js";
+import { createTestGateway, type TestGateway } from "../testing/harness.js";
+
+let gw: TestGateway;
+let otherKey: string;
+before(async () => {
+  gw = await createTestGateway({ quotas: { containers: 3, sandboxes: 1, builds: 1, objectBytes: 2048 }, maxObjectBytes: 1 << 20 });
+  otherKey = (await gw.request("POST", "/api/v1/workspace", { body: { name: "other" } })).json().token.key;
+});
+after(() => gw.close());
+
+const quotaError = (res: { statusCode: number; json(): { error: { code: string; message: string } } }, kind: RegExp) => {
+  assert.equal(res.statusCode, 429);
+  assert.equal(res.json().error.code, "QUOTA_EXCEEDED");
+  assert.match(res.json().error.message, kind);
+};
+
+test("containers: the workspace's limit counts containers not yet exited; one more is 429 and nothing is submitted", async () => {
+  const run = (key?: string) => gw.request("POST", "/api/v1/container", { body: { command: ["sleep", "60"] }, ...(key && { key }) });
+  const first = await run();
+  assert.equal(first.statusCode, 201, first.body);
+  assert.equal((await run()).statusCode, 201);
+  const sandbox = await gw.request("POST", "/api/v1/sandbox", { body: {} });
+  assert.equal(sandbox.statusCode, 201, "a sandbox is a container too");
+  const before = gw.scheduler.containers.active(gw.workspaceId);
+  quotaError(await run(), /has 3 containers running or starting, the most it may have \(3\); stop some/);
+  quotaError(await gw.request("POST", "/api/v1/sandbox", { body: {} }), /live sandboxes|containers/);
+  assert.equal(gw.scheduler.containers.active(gw.workspaceId), before, "nothing was submitted");
+  assert.equal((await run(otherKey)).statusCode, 201, "another workspace has its own limit");
+  assert.equal((await gw.request("POST", `/api/v1/container/${first.json().id}/stop`)).statusCode, 200);
+  assert.equal((await run()).statusCode, 201, "a stopped container frees its place");
+});
+
+test("sandboxes: one live sandbox at most here; terminating it makes room", async () => {
+  const listed = (await gw.request("GET", "/api/v1/sandbox?active=true")).json().items as { id: string }[];
+  assert.equal(listed.length, 1);
+  for (const c of gw.scheduler.containers.list({ workspaceId: gw.workspaceId, active: true })) {
+    if (c.request.daemon !== "sandbox") gw.scheduler.stop(c.id);
+  }
+  quotaError(await gw.request("POST", "/api/v1/sandbox", { body: {} }), /has 1 live sandboxes, the most it may have \(1\); terminate some/);
+  assert.equal((await gw.request("POST", `/api/v1/sandbox/${listed[0]!.id}/terminate`)).statusCode, 200);
+  assert.equal((await gw.request("POST", "/api/v1/sandbox", { body: {} })).statusCode, 201);
+});
+
+test("objects: the bytes a workspace stores are bounded; an upload past it is 429 and nothing is stored", async () => {
+  const upload = (body: Buffer) => gw.request("PUT", `/api/v1/object/${createHash("sha256").update(body).digest("hex")}`, {
+    body, headers: { "content-type": "application/octet-stream" },
+  });
+  const tar = (name: string, size: number): Buffer => {
+    const header = Buffer.alloc(512);
+    header.write(name, 0);
+    header.write("0000644\0", 100);
+    header.write("0000000\0", 108);
+    header.write("0000000\0", 116);
+    header.write(`${size.toString(8).padStart(11, "0")}\0`, 124);
+    header.write("00000000000\0", 136);
+    header.write("0", 156);
+    header.write("ustar\0", 257);
+    header.write("00", 263);
+    header.fill(" ", 148, 156);
+    let sum = 0;
+    for (const byte of header) sum += byte;
+    header.write(`${sum.toString(8).padStart(6, "0")}\0 `, 148);
+    return Buffer.concat([header, Buffer.alloc(Math.ceil(size / 512) * 512, 97), Buffer.alloc(1024)]);
+  };
+  const small = await upload(tar("a.txt", 10));
+  assert.equal(small.statusCode, 201, small.body);
+  const big = tar("b.txt", 600);
+  const refused = await upload(big);
+  quotaError(refused, /bytes of stored objects, the most it may have \(2048\)/);
+  const hash = createHash("sha256").update(big).digest("hex");
+  assert.equal((await gw.request("HEAD", `/api/v1/object/${hash}`)).statusCode, 404);
+});
+
+test("builds: past the running-builds limit a new image is 429; one already building or ready is not refused", async () => {
+  const build = (command: string) => gw.request("POST", "/api/v1/image/build", { body: { spec: { base: { kind: "scratch" }, steps: [{ kind: "shell", command }], env: {} } } });
+  const first = await build("echo one");
+  assert.ok([200, 201, 202].includes(first.statusCode), first.body);
+  quotaError(await build("echo two"), /image builds running, the most it may have \(1\)/);
+  assert.ok([200, 201, 202].includes((await build("echo one")).statusCode), "the same image again starts no build");
+});
+
+test("quotas come from defaults, then BETA9_QUOTA_*, then options; a malformed value is refused at start", () => {
+  assert.deepEqual(resolveQuotas({}, {}), { containers: 200, sandboxes: 50, builds: 16, objectBytes: 20 * 1024 ** 3 });
+  assert.equal(resolveQuotas({}, { BETA9_QUOTA_CONTAINERS: "7" }).containers, 7);
+  assert.equal(resolveQuotas({ containers: 9 }, { BETA9_QUOTA_CONTAINERS: "7" }).containers, 9);
+  assert.throws(() => resolveQuotas({}, { BETA9_QUOTA_SANDBOXES: "lots" }), /BETA9_QUOTA_SANDBOXES=lots: expected a whole number/);
+});

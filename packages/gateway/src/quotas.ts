@@ -1,0 +1,55 @@
+/**
+ * Per-workspace quotas: what one tenant may hold at once, so that no workspace can take every
+ * container slot, build slot or byte of the gateway's disk from the others. Limits are the
+ * operator's (gateway options, or BETA9_QUOTA_* in its environment) and apply to every workspace.
+ * A request past a limit is answered 429 QUOTA_EXCEEDED and changes nothing.
+ */
+import { Beta9Error } from "@beta9/protocol";
+
+export interface WorkspaceQuotas {
+  /** Containers not yet exited (workload containers and sandboxes alike). */
+  containers: number;
+  /** Sandboxes not yet terminated. */
+  sandboxes: number;
+  /** Image builds running at once. */
+  builds: number;
+  /** Bytes of stored objects (code bundles). */
+  objectBytes: number;
+}
+
+export const DEFAULT_QUOTAS: WorkspaceQuotas = { containers: 200, sandboxes: 50, builds: 16, objectBytes: 20 * 1024 ** 3 };
+
+const ENV: Record<keyof WorkspaceQuotas, string> = {
+  containers: "BETA9_QUOTA_CONTAINERS", sandboxes: "BETA9_QUOTA_SANDBOXES", builds: "BETA9_QUOTA_BUILDS", objectBytes: "BETA9_QUOTA_OBJECT_BYTES",
+};
+
+/** Defaults, then the environment, then explicit options; a malformed value is an error at start. */
+export function resolveQuotas(options: Partial<WorkspaceQuotas> = {}, env: NodeJS.ProcessEnv = process.env): WorkspaceQuotas {
+  const quotas = { ...DEFAULT_QUOTAS };
+  for (const key of Object.keys(ENV) as (keyof WorkspaceQuotas)[]) {
+    const text = env[ENV[key]];
+    if (text !== undefined && text !== "") {
+      if (!/^[0-9]{1,15}$/.test(text)) throw new Error(`${ENV[key]}=${text}: expected a whole number`);
+      quotas[key] = Number(text);
+    }
+    if (options[key] !== undefined) quotas[key] = options[key]!;
+  }
+  return quotas;
+}
+
+const HINTS: Record<keyof WorkspaceQuotas, string> = {
+  containers: "stop some (beta9 container list, beta9 deployment stop) or lower maxContainers",
+  sandboxes: "terminate some (beta9 sandbox list)",
+  builds: "wait for a build to finish, then ask again",
+  objectBytes: "an operator can raise BETA9_QUOTA_OBJECT_BYTES",
+};
+
+const KINDS: Record<keyof WorkspaceQuotas, string> = {
+  containers: "containers running or starting", sandboxes: "live sandboxes", builds: "image builds running", objectBytes: "bytes of stored objects",
+};
+
+/** Throws QUOTA_EXCEEDED when `count` more `kind` would pass the limit (`adding`: the amount asked for). */
+export function checkQuota(quotas: WorkspaceQuotas, kind: keyof WorkspaceQuotas, count: number, adding = 1): void {
+  const limit = quotas[kind];
+  if (count + adding > limit) throw new Beta9Error("QUOTA_EXCEEDED", { count, kind: KINDS[kind], limit, hint: HINTS[kind] });
+}
