@@ -92,7 +92,7 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
 
   constructor(private readonly o: AgentOptions) {
     super();
-    this.client = new GatewayClient(gatewayUrl(o.config), o.config.machine.token);
+    this.client = new GatewayClient(gatewayUrl(o.config), o.config.machine.token, undefined, o.config.gateway.tlsCa);
     this.sampler = new SystemSampler(o.config.stateDir);
     this.backoff = new Backoff({ minMs: o.backoffMinMs ?? 1000, maxMs: o.backoffMaxMs ?? 30_000 });
     this.machineId = o.config.machine.id;
@@ -162,6 +162,7 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
         gatewayUrl: gatewayUrl(config), token: config.machine.token, stateDir: config.stateDir, logger: logger.child({ component: "worker" }),
         runtime: config.runtime, allowUnisolated: config.allowUnisolated, pool: config.pool, workerId: this.machineId, devices, version: AGENT_VERSION,
         name: this.o.workerName ?? config.worker.name, subnet: config.worker.subnet,
+        ...(config.gateway.tlsCa && { tlsCa: config.gateway.tlsCa }),
       });
       started.worker.events.on("container", (info) => this.onContainer(info));
       started.worker.events.on("log", (id, line) => this.onLog(id, line));

@@ -9,7 +9,11 @@ import { parse, stringify } from "yaml";
 import { parseSubnet, RUNTIME_NAME_PATTERN } from "@beta9/worker";
 
 export interface AgentConfig {
-  gateway: { host: string; port: number; tls: boolean };
+  /**
+   * `tlsCa`: the gateway's own certificate (PEM), pinned by `b9agent init --tls-fingerprint`; the
+   * only one trusted for it. Without it an https:// gateway needs a certificate the system trusts.
+   */
+  gateway: { host: string; port: number; tls: boolean; tlsCa?: string };
   machine: { id: string; token: string; hostname: string };
   pool: string;
   keepaliveIntervalSeconds: number;
@@ -137,7 +141,10 @@ export function validateConfig(raw: unknown, home: string, hostname: string): Ag
     return CONFIG_KEYS[key](v === undefined || v === null ? fallback : v);
   };
   return {
-    gateway: { host: value("gateway.host") as string, port: value("gateway.port") as number, tls: value("gateway.tls", false) as boolean },
+    gateway: {
+      host: value("gateway.host") as string, port: value("gateway.port") as number, tls: value("gateway.tls", false) as boolean,
+      ...tlsCaField(getPath(raw, "gateway.tlsCa")),
+    },
     machine: { id: value("machine.id", d.machine.id) as string, token: value("machine.token") as string, hostname: value("machine.hostname", d.machine.hostname) as string },
     pool: value("pool") as string,
     keepaliveIntervalSeconds: value("keepaliveIntervalSeconds", d.keepaliveIntervalSeconds) as number,
@@ -149,6 +156,13 @@ export function validateConfig(raw: unknown, home: string, hostname: string): Ag
     logLevel: value("logLevel", d.logLevel) as AgentConfig["logLevel"],
     worker: { name: value("worker.name", d.worker.name) as string, subnet: value("worker.subnet", d.worker.subnet) as string },
   };
+}
+
+/** gateway.tlsCa: a PEM certificate (only with gateway.tls), or absent. */
+function tlsCaField(value: unknown): { tlsCa?: string } {
+  if (value === undefined || value === null) return {};
+  if (typeof value !== "string" || !value.includes("-----BEGIN CERTIFICATE-----")) throw new ConfigError("gateway.tlsCa must be a PEM certificate (b9agent init --tls-fingerprint writes it)");
+  return { tlsCa: value };
 }
 
 /** "host:port", "[::1]:1994" or "https://host:port" → gateway fields. */

@@ -1,7 +1,7 @@
 /** The agent's two HTTP calls to the gateway, authenticated by the machine token. */
-import { request } from "undici";
+import { Agent, request, type Dispatcher } from "undici";
 import {
-  MACHINE_KEEPALIVE_PATH, MACHINE_REGISTER_PATH, type MachineKeepaliveBody, type MachineKeepaliveResponse, type MachineRegisterBody,
+  MACHINE_KEEPALIVE_PATH, MACHINE_REGISTER_PATH, pinnedTlsOptions, type MachineKeepaliveBody, type MachineKeepaliveResponse, type MachineRegisterBody,
   type MachineRegisterResponse,
 } from "@beta9/protocol";
 
@@ -23,7 +23,12 @@ export class GatewayCallError extends Error {
 }
 
 export class GatewayClient {
-  constructor(private readonly baseUrl: string, private readonly token: string, private readonly timeoutMs = 10_000) {}
+  private readonly dispatcher: Dispatcher | undefined;
+
+  /** `tlsCa`: the gateway's pinned certificate (PEM), the only one trusted for it. */
+  constructor(private readonly baseUrl: string, private readonly token: string, private readonly timeoutMs = 10_000, tlsCa?: string) {
+    this.dispatcher = tlsCa ? new Agent({ connect: pinnedTlsOptions(tlsCa) }) : undefined;
+  }
 
   /** `signal` aborts a call in flight (shutdown must not wait out the request timeout). */
   register(body: MachineRegisterBody, signal?: AbortSignal): Promise<MachineRegisterResponse> {
@@ -44,6 +49,7 @@ export class GatewayClient {
         headersTimeout: this.timeoutMs,
         bodyTimeout: this.timeoutMs,
         ...(signal && { signal }),
+        ...(this.dispatcher && { dispatcher: this.dispatcher }),
       });
     } catch (err) {
       const e = err as NodeJS.ErrnoException;

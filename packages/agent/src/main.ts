@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** The `b9agent` command. Exit codes: 0 ok, 1 runtime failure, 2 usage or config error. */
+import { fetchPinnedCertificate } from "./tls-pin.js";
 import { realpathSync } from "node:fs";
 import { hostname } from "node:os";
 import { writeFileSync } from "node:fs";
@@ -115,15 +116,21 @@ export function buildProgram(): Command {
     .option("--machine-id <id>", "the machine id (learned at registration when omitted)")
     .option("--hostname <name>", "the name reported to the gateway", hostname())
     .option("--metrics-port <port>", "Prometheus port on 127.0.0.1 (0: off)")
+    .option("--tls-fingerprint <sha256>", "pin the gateway's certificate (https:// gateways with a self-signed one): the fingerprint `beta9 machine create` printed")
     .option("--force", "overwrite an existing config")
-    .action((opts: { gateway: string; token: string; pool: string; machineId?: string; hostname: string; metricsPort?: string; force?: boolean }) => {
+    .action(async (opts: { gateway: string; token: string; pool: string; machineId?: string; hostname: string; metricsPort?: string; force?: boolean; tlsFingerprint?: string }) => {
       const path = configPath();
       try {
         const existing = (() => { try { return loadConfig(path, agentHome(), hostname()); } catch { return undefined; } })();
         if (existing && !opts.force) fail(`${path} already exists; pass --force to overwrite it, or use \`b9agent config set\``, 2);
         const d = defaults(agentHome(), hostname());
+        const gateway = parseGatewayAddress(opts.gateway);
+        if (opts.tlsFingerprint !== undefined) {
+          if (!gateway.tls) fail(`--tls-fingerprint needs an https:// gateway: --gateway https://${opts.gateway.replace(/^https?:\/\//, "")}`, 2);
+          gateway.tlsCa = await fetchPinnedCertificate(gateway.host, gateway.port, opts.tlsFingerprint).catch((err: Error) => fail(err.message, 1));
+        }
         const config = validateConfig({
-          ...d, gateway: parseGatewayAddress(opts.gateway), machine: { id: opts.machineId ?? "", token: opts.token, hostname: opts.hostname },
+          ...d, gateway, machine: { id: opts.machineId ?? "", token: opts.token, hostname: opts.hostname },
           pool: opts.pool, ...(opts.metricsPort !== undefined && { metricsPort: opts.metricsPort }),
         }, agentHome(), hostname());
         saveConfig(path, config);

@@ -132,6 +132,14 @@ test("BETA9_GATEWAY and BETA9_TOKEN override the selected context field by field
   assert.throws(() => resolveContext(two, { BETA9_GATEWAY: "ftp://x" }), (err: CliError) => err.exitCode === EXIT.usage);
 });
 
+test("a context's TLS certificate is used for its own gateway only; BETA9_TLS_CA names one for any", () => {
+  const pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+  const config = { current: "tls", contexts: { tls: { gateway: "https://10.0.0.5:1994", token: "b9_t", tlsCa: pem } } };
+  assert.equal(resolveContext(config, {}).tlsCa, pem);
+  assert.equal(resolveContext(config, { BETA9_GATEWAY: "https://other:1994" }).tlsCa, undefined, "not sent to another gateway's check");
+  assert.equal(resolveContext(config, { BETA9_GATEWAY: "https://other:1994", BETA9_TLS_CA: pem }).tlsCa, pem);
+});
+
 test("maskToken shows a recognisable prefix and suffix only", () => {
   const token = "b9_M40WJDyAzngIBXTVCb903Ec1Tyo3NIcF";
   const masked = maskToken(token);

@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { DEFAULT_GATEWAY_PORT } from "@beta9/protocol";
-import { ConfigFileError, configDir, configPath, readConfig as readConfigFile, type ConfigContext as Context, type ConfigFile } from "beta9";
+import { ConfigFileError, configDir, configPath, readConfig as readConfigFile, tlsCaFromEnv, type ConfigContext as Context, type ConfigFile } from "beta9";
 import { CliError, EXIT } from "./errors.js";
 
 // Where the file is and how it reads are the SDK's (its default client reads the same file).
@@ -117,6 +117,8 @@ export interface ResolvedContext {
   name: string | undefined;
   gateway: string;
   token: string | undefined;
+  /** The gateway's certificate (PEM) to trust: BETA9_TLS_CA, else the context's. */
+  tlsCa?: string;
 }
 
 /**
@@ -127,10 +129,14 @@ export interface ResolvedContext {
 export function resolveContext(config: ConfigFile, env: Env, contextName?: string): ResolvedContext {
   const name = contextName ?? config.current;
   const context = name === undefined ? undefined : contextName !== undefined ? requireContext(config, name) : config.contexts[name];
+  const gateway = env.BETA9_GATEWAY ? checkGatewayUrl(env.BETA9_GATEWAY) : (context?.gateway ?? DEFAULT_GATEWAY);
+  // A context's certificate is for its own gateway, not for another one named in the environment.
+  const tlsCa = tlsCaFromEnv(env) ?? (context?.gateway === gateway ? context.tlsCa : undefined);
   return {
     name: context ? name : undefined,
-    gateway: env.BETA9_GATEWAY ? checkGatewayUrl(env.BETA9_GATEWAY) : (context?.gateway ?? DEFAULT_GATEWAY),
+    gateway,
     token: env.BETA9_TOKEN || context?.token,
+    ...(tlsCa !== undefined && { tlsCa }),
   };
 }
 

@@ -14,7 +14,7 @@ export function currentContext(command: Command): ResolvedContext {
 /** Runs `fn` with a client for the selected context and always closes its connections. */
 export async function withClient<T>(command: Command, fn: (client: Client, context: ResolvedContext) => Promise<T>): Promise<T> {
   const context = currentContext(command);
-  const client = new Client({ gateway: context.gateway, token: context.token });
+  const client = new Client({ gateway: context.gateway, token: context.token, ...(context.tlsCa && { tlsCa: context.tlsCa }) });
   try {
     return await fn(client, context);
   } finally {

@@ -50,12 +50,14 @@ declare module "fastify" {
 export const REQUEST_TIMEOUT_MS = 600_000;
 
 export async function buildGatewayApp(
-  given: GatewayContext, logger: Logger | false = false, options: { requestTimeoutMs?: number; connectionsCheckingIntervalMs?: number } = {},
+  given: GatewayContext, logger: Logger | false = false,
+  options: { requestTimeoutMs?: number; connectionsCheckingIntervalMs?: number; https?: { cert: string; key: string } } = {},
 ): Promise<FastifyInstance> {
   // startGateway passes secrets under the data dir's key; an app built without (tests) gets a key of its own.
   const ctx: GatewayContext = given.secrets ? given : { ...given, secrets: new Secrets(given.store.secrets, new Vault(randomBytes(32))) };
   // Typed as the default instance: route modules need not carry pino's generic logger type.
   const app: FastifyInstance = Fastify({
+    ...(options.https && { https: options.https }),
     ...(logger === false ? { logger: false } : { loggerInstance: logger }),
     // Per-request log lines cost throughput; errors are logged by the error handler instead.
     logController: new LogController({ disableRequestLogging: true }),

@@ -4,3 +4,4 @@ export { SqliteStore } from "./store/sqlite/store.js";
 export { ObjectStore } from "./objects/object-store.js";
 export type * from "./store/types.js";
 export { VERSION } from "./version.js";
+export { certificateFingerprint, ensureSelfSignedCertificate, localNames, readTlsFiles, type TlsFiles } from "./tls.js";

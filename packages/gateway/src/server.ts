@@ -40,6 +40,8 @@ export interface GatewayOptions {
   machineExpirySeconds?: number;
   /** The keepalive interval machines are told to use (default 60 s, at most a third of the expiry). */
   machineKeepaliveSeconds?: number;
+  /** Serve HTTPS with this PEM pair (see tls.ts for the self-signed one `beta9 up --tls` makes). */
+  tls?: { cert: string; key: string };
   /**
    * Host name under which exposed sandbox ports get origins of their own, `<id>-<port>.<sandboxHost>`
    * (a wildcard DNS name for the gateway, with its port if not 80/443). Default: BETA9_SANDBOX_HOST; unset, path URLs.
@@ -169,6 +171,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     const app = await buildGatewayApp(
       { store, objects, scheduler, builds, autoscaler, dispatcher, machines, sandboxes, secrets, quotas, ...(sandboxHost && { sandboxHost }), version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() },
       logger,
+      { ...(options.tls && { https: options.tls }) },
     );
     const closeWorkerSockets = attachWorkerSocket({
       server: app.server, tokens: store.tokens, scheduler, builds, logger,
@@ -191,7 +194,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     const cron = new CronRunner({ store, logger, put: (stub, at) => openedDispatcher.put(stub, { scheduledAt: at.toISOString() }) }).start();
     let closed = false;
     return {
-      url: `http://${urlHost}:${port}`,
+      url: `${options.tls ? "https" : "http"}://${urlHost}:${port}`,
       port,
       ...(bootstrap && { bootstrap }),
       localWorkerToken: () => localWorkerToken(opened, options.dataDir),

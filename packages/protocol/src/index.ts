@@ -11,3 +11,4 @@ export * from "./image-spec.js";
 export * from "./runner-protocol.js";
 export * from "./sandbox-protocol.js";
 export * from "./tunnel-mux.js";
+export * from "./tls-pin.js";

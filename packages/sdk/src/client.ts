@@ -8,6 +8,7 @@ import { ApiError, items, notDeployed, queryString, toApiError, type ServeSessio
 import { TaskHandle } from "./remote.js";
 import {
   API_PREFIX,
+  pinnedTlsOptions,
   type CreateDeploymentBody,
   type CreatePoolBody,
   type CreateStubBody,
@@ -36,6 +37,11 @@ export interface ClientOptions {
   /** Base URL of the gateway, e.g. http://127.0.0.1:1994 (a path prefix is kept). */
   gateway: string;
   token?: string;
+  /**
+   * PEM of the certificate to trust for this gateway (instead of the system's CAs): the
+   * self-signed one `beta9 up --tls` makes; `beta9 config create --tls-ca` saves it in a context.
+   */
+  tlsCa?: string;
 }
 
 export type Query = Record<string, string | number | boolean | undefined>;
@@ -67,6 +73,7 @@ interface RawResponse {
 export class Client {
   readonly gateway: string;
   readonly token: string | undefined;
+  readonly tlsCa: string | undefined;
   private readonly pool: Pool;
   private readonly basePath: string;
 
@@ -83,7 +90,8 @@ export class Client {
     this.gateway = options.gateway.replace(/\/+$/, "");
     this.token = options.token;
     this.basePath = url.pathname.replace(/\/+$/, "");
-    this.pool = new Pool(url.origin);
+    this.tlsCa = options.tlsCa;
+    this.pool = new Pool(url.origin, gatewayPoolOptions(options.tlsCa));
   }
 
   async close(): Promise<void> {
@@ -427,3 +435,8 @@ export type ContainerEvent =
 
 
 export { ApiError, type ServeSession };
+
+/** undici options for a connection to the gateway: its own certificate trusted when given. */
+export function gatewayPoolOptions(tlsCa: string | undefined, extra: Pool.Options = {}): Pool.Options {
+  return tlsCa ? { ...extra, connect: pinnedTlsOptions(tlsCa) } : extra;
+}

@@ -12,6 +12,8 @@ import { formatErrorMessage } from "@beta9/protocol";
 export interface Context {
   gateway: string;
   token?: string;
+  /** PEM of the gateway's certificate, trusted for this gateway alone (a self-signed one from `beta9 up --tls`). */
+  tlsCa?: string;
 }
 
 export interface ConfigFile {
@@ -71,10 +73,11 @@ function validate(value: unknown, path: string): ConfigFile {
   const out: ConfigFile = { contexts: {} };
   if (current !== undefined) out.current = current;
   for (const [name, ctx] of Object.entries((contexts ?? {}) as Record<string, unknown>)) {
-    const { gateway, token } = (ctx ?? {}) as { gateway?: unknown; token?: unknown };
+    const { gateway, token, tlsCa } = (ctx ?? {}) as { gateway?: unknown; token?: unknown; tlsCa?: unknown };
     if (typeof gateway !== "string") throw bad(`context ${name} needs a "gateway" string`);
     if (token !== undefined && typeof token !== "string") throw bad(`context ${name}: "token" must be a string`);
-    out.contexts[name] = token === undefined ? { gateway } : { gateway, token };
+    if (tlsCa !== undefined && (typeof tlsCa !== "string" || !tlsCa.includes("BEGIN CERTIFICATE"))) throw bad(`context ${name}: "tlsCa" must be a PEM certificate`);
+    out.contexts[name] = { gateway, ...(token !== undefined && { token }), ...(tlsCa !== undefined && { tlsCa: tlsCa as string }) };
   }
   return out;
 }
@@ -84,14 +87,28 @@ function validate(value: unknown, path: string): ConfigFile {
  * to the CLI's current context (what `beta9 up` or `beta9 config select` left selected).
  * Undefined when neither names a gateway.
  */
-export function defaultClientOptions(env: Env = process.env): { gateway: string; token?: string } | undefined {
+export function defaultClientOptions(env: Env = process.env): { gateway: string; token?: string; tlsCa?: string } | undefined {
   // The file is read only when the environment leaves something to fill: CI needs no file.
   const file = env.BETA9_GATEWAY && env.BETA9_TOKEN ? undefined : readConfig(configDir(env));
   const context = file?.current === undefined ? undefined : file.contexts[file.current];
   const gateway = env.BETA9_GATEWAY || context?.gateway;
   if (!gateway) return undefined;
   const token = env.BETA9_TOKEN || context?.token;
-  return token ? { gateway, token } : { gateway };
+  // A context's certificate belongs to its gateway: not to another one named in the environment.
+  const tlsCa = tlsCaFromEnv(env) ?? (context && context.gateway === gateway ? context.tlsCa : undefined);
+  return { gateway, ...(token && { token }), ...(tlsCa && { tlsCa }) };
+}
+
+/** BETA9_TLS_CA: the path of a PEM certificate to trust for the gateway (the PEM itself is taken too). */
+export function tlsCaFromEnv(env: Env = process.env): string | undefined {
+  const value = env.BETA9_TLS_CA;
+  if (!value) return undefined;
+  if (value.includes("BEGIN CERTIFICATE")) return value;
+  try {
+    return readFileSync(value, "utf8");
+  } catch (err) {
+    throw new ConfigFileError("CONFIG_UNREADABLE", value, `BETA9_TLS_CA: ${(err as Error).message}`);
+  }
 }
 
 export const NO_CLIENT_CONFIGURED =

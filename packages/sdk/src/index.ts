@@ -1,7 +1,7 @@
 export { Client, ApiError } from "./client.js";
 export type { ClientOptions, RequestOptions, Query, Health, ListOptions, ContainerEvent, ServeSession } from "./client.js";
 export { TaskHandle, TaskFailedError } from "./remote.js";
-export { configDir, configPath, readConfig, defaultClientOptions, ConfigFileError } from "./config-file.js";
+export { configDir, configPath, readConfig, defaultClientOptions, tlsCaFromEnv, ConfigFileError } from "./config-file.js";
 export type { ConfigFile, Context as ConfigContext } from "./config-file.js";
 export { bundleCode, BundleError, type CodeBundle, type ExportRef } from "./workloads-bundle.js";
 export { buildImage, deployWorkload, prepareWorkloadStub, ImageBuildError } from "./workloads-deploy.js";

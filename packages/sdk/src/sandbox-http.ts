@@ -4,11 +4,12 @@
  */
 import { Pool, type Dispatcher } from "undici";
 import { API_PREFIX } from "@beta9/protocol";
-import { ApiError, type Client } from "./client.js";
+import { ApiError, gatewayPoolOptions, type Client } from "./client.js";
 
 export interface Connection {
   gateway: string;
   token: string | undefined;
+  tlsCa?: string | undefined;
 }
 
 export class SandboxHttp {
@@ -18,11 +19,11 @@ export class SandboxHttp {
   constructor(readonly connection: Connection) {
     const url = new URL(connection.gateway);
     this.basePath = url.pathname.replace(/\/+$/, "");
-    this.pool = new Pool(url.origin, { keepAliveTimeout: 10_000 });
+    this.pool = new Pool(url.origin, gatewayPoolOptions(connection.tlsCa, { keepAliveTimeout: 10_000 }));
   }
 
   static from(client: Client): SandboxHttp {
-    return new SandboxHttp({ gateway: client.gateway, token: client.token });
+    return new SandboxHttp({ gateway: client.gateway, token: client.token, tlsCa: client.tlsCa });
   }
 
   async close(): Promise<void> {

@@ -14,6 +14,7 @@ import { stat as statLocal } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
 import { Client } from "./client.js";
 import { Image } from "./image.js";
+import { tlsCaFromEnv } from "./config-file.js";
 import { SandboxHttp } from "./sandbox-http.js";
 import { Volume } from "./sandbox-volume.js";
 import { SandboxProcess, type ExitStatus } from "./sandbox-process.js";
@@ -96,7 +97,7 @@ function connection(options: ClientSource): SandboxHttp {
   if (options.client) return SandboxHttp.from(options.client);
   const gateway = process.env.BETA9_GATEWAY;
   if (!gateway) throw new Error("set BETA9_GATEWAY and BETA9_TOKEN, or pass { client: new Client({ gateway, token }) }");
-  return new SandboxHttp({ gateway, token: process.env.BETA9_TOKEN });
+  return new SandboxHttp({ gateway, token: process.env.BETA9_TOKEN, tlsCa: tlsCaFromEnv() });
 }
 
 export class Sandbox {

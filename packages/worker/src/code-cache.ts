@@ -97,7 +97,9 @@ export class CodeCache {
     const tmp = `${target}.tmp-${process.pid}`;
     const archive = `${tmp}.tar`;
     try {
-      const res = await request(`${this.gateway.url}${API_PREFIX}/worker/object/${hash}`, { headers: { authorization: `Bearer ${this.gateway.token}` } });
+      const res = await request(`${this.gateway.url}${API_PREFIX}/worker/object/${hash}`, {
+        headers: { authorization: `Bearer ${this.gateway.token}` }, ...(this.gateway.dispatcher && { dispatcher: this.gateway.dispatcher }),
+      });
       if (res.statusCode !== 200) throw new Error(`fetching code bundle ${hash}: the gateway answered ${res.statusCode}: ${(await res.body.text()).slice(0, 300)}`);
       const digest = createHash("sha256");
       await pipeline(res.body, new Transform({ transform(c: Buffer, _e, cb) { digest.update(c); cb(null, c); } }), createWriteStream(archive));

@@ -4,12 +4,19 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { rm, stat } from "node:fs/promises";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { request } from "undici";
-import { API_PREFIX } from "@beta9/protocol";
+import { Agent, request, type Dispatcher } from "undici";
+import { API_PREFIX, pinnedTlsOptions } from "@beta9/protocol";
 
 export interface GatewayEndpoint {
   url: string;
   token: string;
+  /** Connections to a gateway with a certificate of its own (`tlsCa`); unset: the global dispatcher. */
+  dispatcher?: Dispatcher;
+}
+
+/** A dispatcher that trusts the gateway's own certificate (PEM), or undefined for the system's CAs. */
+export function gatewayDispatcher(tlsCa: string | undefined): Dispatcher | undefined {
+  return tlsCa ? new Agent({ connect: pinnedTlsOptions(tlsCa) }) : undefined;
 }
 
 async function failure(what: string, statusCode: number, body: { text(): Promise<string> }): Promise<Error> {
@@ -20,7 +27,7 @@ async function failure(what: string, statusCode: number, body: { text(): Promise
 /** Downloads image `id` to `dest`, refusing bytes whose sha256 differs from the gateway's header. */
 export async function fetchImage(gateway: GatewayEndpoint, id: string, dest: string): Promise<void> {
   const res = await request(`${gateway.url}${API_PREFIX}/image/${id}/blob`, {
-    headers: { authorization: `Bearer ${gateway.token}` }, bodyTimeout: 0,
+    headers: { authorization: `Bearer ${gateway.token}` }, bodyTimeout: 0, ...(gateway.dispatcher && { dispatcher: gateway.dispatcher }),
   });
   if (res.statusCode !== 200) throw await failure(`fetching image ${id}`, res.statusCode, res.body);
   const expected = String(res.headers["x-beta9-sha256"] ?? "");
@@ -53,6 +60,7 @@ export async function uploadImage(gateway: GatewayEndpoint, id: string, path: st
     body: createReadStream(path),
     bodyTimeout: 0,
     headersTimeout: 0,
+    ...(gateway.dispatcher && { dispatcher: gateway.dispatcher }),
   });
   if (res.statusCode !== 200) throw await failure(`uploading image ${id}`, res.statusCode, res.body);
   await res.body.dump();

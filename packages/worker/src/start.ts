@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import type { WorkerCapacity } from "@beta9/protocol";
 import { ensureRunnerBundle } from "./runner-bundle.js";
-import { fetchImage } from "./gateway-http.js";
+import { fetchImage, gatewayDispatcher } from "./gateway-http.js";
 import { ImageCache } from "./images/index.js";
 import { selectRuntime, type RuntimePreference } from "./select-runtime.js";
 import type { Runtime } from "./runtime/types.js";
@@ -19,6 +19,8 @@ import { detectDevices, type DeviceGroup } from "./devices/index.js";
 export interface StartWorkerOptions {
   gatewayUrl: string;
   token: string;
+  /** The gateway's own certificate (PEM) to trust on its https:// URL. */
+  tlsCa?: string;
   stateDir: string;
   logger: Logger;
   runtime?: RuntimePreference;
@@ -58,16 +60,18 @@ export async function startWorker(options: StartWorkerOptions): Promise<StartedW
   const reaped = await runtime.reap();
   if (Object.values(reaped).some((n) => n > 0)) options.logger.warn({ reaped }, "removed what a previous worker left behind");
   const runner = ensureRunnerBundle(options.stateDir);
+  const dispatcher = gatewayDispatcher(options.tlsCa);
+  const gateway = { url: options.gatewayUrl, token: options.token, ...(dispatcher && { dispatcher }) };
   const cache = new ImageCache({
     dir: join(options.stateDir, "image-cache"),
     maxBytes: options.imageCacheBytes ?? 20 * 1024 ** 3,
-    fetch: (id, dest) => fetchImage({ url: options.gatewayUrl, token: options.token }, id, dest),
+    fetch: (id, dest) => fetchImage(gateway, id, dest),
   });
   const images: ImageProvider = { acquire: (id) => cache.acquire(id) };
   const devices = options.devices ?? await detectDevices({ warn: (message) => options.logger.warn(message) });
   if (devices.length > 0) options.logger.info({ gpus: devices.map((g) => `${g.count}x ${g.type}`) }, "accelerators detected");
   const worker = new Worker({
-    gatewayUrl: options.gatewayUrl, token: options.token, runtime, runner, stateDir: options.stateDir, logger: options.logger,
+    gatewayUrl: options.gatewayUrl, token: options.token, ...(options.tlsCa && { tlsCa: options.tlsCa }), runtime, runner, stateDir: options.stateDir, logger: options.logger,
     ...(options.pool !== undefined && { pool: options.pool }),
     workerId: options.workerId ?? persistentWorkerId(options.stateDir),
     ...(options.capacity !== undefined && { capacity: options.capacity }),

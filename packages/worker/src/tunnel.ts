@@ -9,7 +9,7 @@ import { connect, type Socket } from "node:net";
 import type { Logger } from "pino";
 import type { Duplex } from "node:stream";
 import WebSocket, { createWebSocketStream } from "ws";
-import { spliceTunnel, TUNNEL_MUX_STREAM, TunnelMux, WORKER_TUNNEL_PATH, type HostPortAddress } from "@beta9/protocol";
+import { pinnedTlsOptions, spliceTunnel, TUNNEL_MUX_STREAM, TunnelMux, WORKER_TUNNEL_PATH, type HostPortAddress } from "@beta9/protocol";
 
 const DIAL_TIMEOUT_MS = 10_000;
 /** After a gateway refused the multiplexed socket, per-stream sockets for this long before asking again. */
@@ -20,6 +20,8 @@ const MUX_PING_MS = 15_000;
 export interface TunnelTarget {
   gatewayUrl: string;
   token: string;
+  /** The gateway's own certificate (PEM) to trust, when it has one. */
+  tlsCa?: string;
   streamId: string;
   /** Where the worker reaches the container port. */
   target: HostPortAddress;
@@ -51,8 +53,8 @@ function dial(target: HostPortAddress): Promise<Socket> {
  * bytes in the same packet as the upgrade answer, and ws emits them as soon as it opens; a stream
  * made after awaiting "open" would miss them (ws's stream itself waits for "open" to write).
  */
-function openStream(url: URL, token: string): Promise<{ ws: WebSocket; stream: Duplex }> {
-  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, handshakeTimeout: DIAL_TIMEOUT_MS });
+function openStream(url: URL, token: string, tlsCa: string | undefined): Promise<{ ws: WebSocket; stream: Duplex }> {
+  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, handshakeTimeout: DIAL_TIMEOUT_MS, ...(tlsCa && pinnedTlsOptions(tlsCa)) });
   const stream = createWebSocketStream(ws);
   return new Promise((resolve, reject) => {
     const fail = (err: Error) => {
@@ -81,14 +83,14 @@ interface Mux {
 const muxes = new Map<string, { mux: Promise<Mux | undefined>; retryAt?: number }>();
 
 /** The multiplexed tunnel socket to this gateway, opened on first use and again after it is lost. */
-function muxFor(gatewayUrl: string, token: string): Promise<Mux | undefined> {
+function muxFor(gatewayUrl: string, token: string, tlsCa: string | undefined): Promise<Mux | undefined> {
   const key = `${gatewayUrl} ${token}`;
   const known = muxes.get(key);
   if (known && (known.retryAt === undefined || Date.now() < known.retryAt)) return known.mux;
   const entry: { mux: Promise<Mux | undefined>; retryAt?: number } = { mux: Promise.resolve(undefined) };
   entry.mux = new Promise((resolve, reject) => {
     const ws = new WebSocket(tunnelUrl(gatewayUrl, TUNNEL_MUX_STREAM), {
-      headers: { authorization: `Bearer ${token}` }, handshakeTimeout: DIAL_TIMEOUT_MS, perMessageDeflate: false,
+      headers: { authorization: `Bearer ${token}` }, handshakeTimeout: DIAL_TIMEOUT_MS, perMessageDeflate: false, ...(tlsCa && pinnedTlsOptions(tlsCa)),
       // Masking guards browsers' shared proxies; a zero mask skips the per-byte XOR (still valid framing).
       generateMask: (mask: Buffer) => mask.fill(0),
     });
@@ -127,11 +129,11 @@ function muxFor(gatewayUrl: string, token: string): Promise<Mux | undefined> {
 }
 
 /** Opens one tunnel stream; rejects (with a message for `tunnel.failed`) if either end cannot be reached. */
-export async function openTunnel({ gatewayUrl, token, streamId, target, logger }: TunnelTarget): Promise<void> {
+export async function openTunnel({ gatewayUrl, token, tlsCa, streamId, target, logger }: TunnelTarget): Promise<void> {
   const socket = await dial(target);
   let muxed: Mux | undefined;
   try {
-    muxed = await muxFor(gatewayUrl, token);
+    muxed = await muxFor(gatewayUrl, token, tlsCa);
   } catch (err) {
     socket.destroy();
     throw err;
@@ -145,7 +147,7 @@ export async function openTunnel({ gatewayUrl, token, streamId, target, logger }
   }
   let stream: Duplex;
   try {
-    ({ stream } = await openStream(tunnelUrl(gatewayUrl, streamId), token));
+    ({ stream } = await openStream(tunnelUrl(gatewayUrl, streamId), token, tlsCa));
   } catch (err) {
     socket.destroy();
     throw err;

@@ -12,7 +12,7 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import WebSocket from "ws";
 import {
-  CODE_MOUNT_PATH, WORKER_CONNECT_PATH, type ContainerRequest, type ContainerStateReport, type GatewayMessage, type LogLine,
+  CODE_MOUNT_PATH, pinnedTlsOptions, WORKER_CONNECT_PATH, type ContainerRequest, type ContainerStateReport, type GatewayMessage, type LogLine,
   type WorkerCapacity, type WorkerMessage,
 } from "@beta9/protocol";
 import { detectCapacity } from "./capacity.js";
@@ -20,7 +20,7 @@ import { HOST_USR_MOUNT, ensureHostRootfs } from "./host-rootfs.js";
 import { RUNNER_MOUNT_PATH, type RunnerBundle } from "./runner-bundle.js";
 import { buildImage } from "./build.js";
 import { CodeCache } from "./code-cache.js";
-import { sha256OfFile, uploadImage } from "./gateway-http.js";
+import { gatewayDispatcher, sha256OfFile, uploadImage, type GatewayEndpoint } from "./gateway-http.js";
 import { openTunnel } from "./tunnel.js";
 import type { ContainerHandle, ContainerSpec, Runtime } from "./runtime/types.js";
 import { DeviceAllocator } from "./devices/allocator.js";
@@ -34,6 +34,8 @@ export interface ImageProvider {
 export interface WorkerOptions {
   gatewayUrl: string;
   token: string;
+  /** The gateway's own certificate (PEM) to trust on its https:// and wss:// URLs (`beta9 up --tls`). */
+  tlsCa?: string;
   runtime: Runtime;
   stateDir: string;
   logger: Logger;
@@ -144,11 +146,14 @@ export class Worker {
   /** For observers in the same process; the gateway learns the same through the WebSocket. */
   readonly events = new EventEmitter<WorkerEvents>();
 
+  private readonly gateway: GatewayEndpoint;
+
   constructor(private readonly options: WorkerOptions) {
     this.id = options.workerId ?? `${hostname()}-${randomUUID().slice(0, 8)}`;
     this.capacity = detectCapacity(options.capacity, options.devices);
     this.gpus = new DeviceAllocator(options.devices ?? []);
-    this.code = new CodeCache(join(options.stateDir, "code"), { url: options.gatewayUrl, token: options.token });
+    this.gateway = { url: options.gatewayUrl, token: options.token, ...(options.tlsCa && { dispatcher: gatewayDispatcher(options.tlsCa)! }) };
+    this.code = new CodeCache(join(options.stateDir, "code"), this.gateway);
     let resolve!: () => void;
     const promise = new Promise<void>((r) => (resolve = r));
     this.connectedOnce = { resolve, promise };
@@ -186,7 +191,9 @@ export class Worker {
     if (this.closing) return;
     const url = new URL(WORKER_CONNECT_PATH, this.options.gatewayUrl);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${this.options.token}` }, handshakeTimeout: 10_000 });
+    const ws = new WebSocket(url, {
+      headers: { authorization: `Bearer ${this.options.token}` }, handshakeTimeout: 10_000, ...(this.options.tlsCa && pinnedTlsOptions(this.options.tlsCa)),
+    });
     this.ws = ws;
     ws.on("open", () => this.send({
       type: "hello", workerId: this.id, hostname: hostname(), pool: this.options.pool ?? "default", runtime: this.options.runtime.name,
@@ -342,7 +349,7 @@ export class Worker {
           runtime: this.options.runtime, workDir: join(this.options.stateDir, "builds"), baseCacheDir: join(this.options.stateDir, "base-images"), log,
         });
         log("uploading to the gateway");
-        await uploadImage({ url: this.options.gatewayUrl, token: this.options.token }, imageId, built.path, await sha256OfFile(built.path));
+        await uploadImage(this.gateway, imageId, built.path, await sha256OfFile(built.path));
         flush();
         this.send({ type: "image.result", imageId, ok: true });
       } catch (err) {
@@ -372,7 +379,10 @@ export class Worker {
       this.send({ type: "tunnel.failed", streamId, message: `container ${containerId} has no port ${port} here` });
       return;
     }
-    openTunnel({ gatewayUrl: this.options.gatewayUrl, token: this.options.token, streamId, target, logger: this.options.logger })
+    openTunnel({
+      gatewayUrl: this.options.gatewayUrl, token: this.options.token, streamId, target, logger: this.options.logger,
+      ...(this.options.tlsCa && { tlsCa: this.options.tlsCa }),
+    })
       .catch((err: unknown) => this.send({ type: "tunnel.failed", streamId, message: (err as Error).message }));
   }
 

@@ -23,6 +23,21 @@ class Settings:
     gateway: str
     token: str | None
     source: str
+    #: PEM of the gateway's own certificate, the only one trusted for it (``beta9 up --tls``).
+    tls_ca: str | None = None
+
+
+def tls_ca_from_env(env: dict[str, str]) -> str | None:
+    """BETA9_TLS_CA: the path of the gateway's PEM certificate (the PEM itself is taken too)."""
+    value = env.get("BETA9_TLS_CA")
+    if not value:
+        return None
+    if "BEGIN CERTIFICATE" in value:
+        return value
+    try:
+        return Path(value).read_text("utf-8")
+    except OSError as err:
+        raise ConfigError(f"BETA9_TLS_CA: cannot read {value}: {err}") from err
 
 
 def config_path(env: dict[str, str] | None = None) -> Path:
@@ -65,13 +80,15 @@ def resolve(gateway: str | None = None, token: str | None = None, context: str |
         gateway = env.get("BETA9_GATEWAY") or None
     if token is None and not context:
         token = env.get("BETA9_TOKEN") or None
+    env_ca = tls_ca_from_env(env)
     if gateway is not None and token is not None:
-        return Settings(gateway.rstrip("/"), token, "arguments/environment")
+        return Settings(gateway.rstrip("/"), token, "arguments/environment", env_ca)
     path = config_path(env)
     found = _current_context(path, context)
     if found is not None:
         name, ctx = found
-        # A gateway named explicitly that differs from the context's keeps its own (absent) token.
+        # A gateway named explicitly that differs from the context's keeps its own (absent) token and certificate.
         if gateway is None or gateway.rstrip("/") == ctx["gateway"].rstrip("/"):
-            return Settings(ctx["gateway"].rstrip("/"), token or ctx.get("token"), f"context {name} in {path}")
-    return Settings((gateway or DEFAULT_GATEWAY).rstrip("/"), token, "environment" if gateway else "default")
+            ca = ctx.get("tlsCa") if isinstance(ctx.get("tlsCa"), str) else None
+            return Settings(ctx["gateway"].rstrip("/"), token or ctx.get("token"), f"context {name} in {path}", env_ca or ca)
+    return Settings((gateway or DEFAULT_GATEWAY).rstrip("/"), token, "environment" if gateway else "default", env_ca)

@@ -123,8 +123,7 @@ class _Http:
         full = f"{self.base}{API_PREFIX}{path}"
         if query:
             full += "?" + urllib.parse.urlencode(query)
-        cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-        conn = cls(self.host, self.port, timeout=timeout, blocksize=_CHUNK)
+        conn = self.client.new_connection(timeout, blocksize=_CHUNK)
         headers = {"accept": "application/json, application/x-ndjson, application/octet-stream"}
         if self.client.token:
             headers["authorization"] = f"Bearer {self.client.token}"

@@ -1,4 +1,6 @@
 /** `beta9 config`: the named contexts (gateway URL + token) in the config file. */
+import { X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import {
   checkContextName,
@@ -57,14 +59,16 @@ export function registerConfig(program: Command): void {
     .argument("<name>", "context name")
     .requiredOption("--gateway <url>", "gateway base URL, e.g. http://127.0.0.1:1994")
     .requiredOption("--token <token>", "API token for that gateway")
+    .option("--tls-ca <file>", "trust this PEM certificate for the gateway (its self-signed one: the gateway's data dir, tls/gateway.crt)")
     .option("--select", "make it the current context")
-    .action((name: string, opts: { gateway: string; token: string; select?: boolean }) => {
+    .action((name: string, opts: { gateway: string; token: string; select?: boolean; tlsCa?: string }) => {
       checkContextName(name);
       const gateway = checkGatewayUrl(opts.gateway);
+      const tlsCa = opts.tlsCa === undefined ? undefined : readCertificate(opts.tlsCa);
       const dir = configDir();
       const file = readConfig(dir);
       const existed = name in file.contexts;
-      const next = setContext(file, name, { gateway, token: opts.token }, opts.select === true);
+      const next = setContext(file, name, { gateway, token: opts.token, ...(tlsCa && { tlsCa }) }, opts.select === true);
       writeConfig(dir, next);
       print(`${existed ? "replaced" : "created"} context ${name}${next.current === name ? " (current)" : ""}`);
     });
@@ -89,4 +93,16 @@ export function registerConfig(program: Command): void {
       writeConfig(dir, deleteContext(file, name));
       print(`deleted context ${name}${file.current === name ? "; no context is selected now (beta9 config select NAME)" : ""}`);
     });
+}
+
+/** A PEM certificate file, checked to parse. */
+export function readCertificate(path: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(path, "utf8");
+    new X509Certificate(pem);
+  } catch (err) {
+    throw new CliError("INVALID_ARGUMENT", `--tls-ca ${path}: not a readable PEM certificate (${(err as Error).message})`, EXIT.usage);
+  }
+  return pem;
 }

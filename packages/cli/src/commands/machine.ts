@@ -1,4 +1,5 @@
 /** `beta9 machine`: external machines (b9agent) of the current workspace. */
+import { X509Certificate } from "node:crypto";
 import type { Command } from "commander";
 import type { Machine, MachineCreateResponse } from "@beta9/protocol";
 import { ApiError, type Client } from "beta9";
@@ -51,7 +52,10 @@ export function registerMachine(program: Command): void {
         print(`created machine ${created.machine.id} in pool ${created.machine.pool} (state ${created.machine.state})`);
         print(`machine token (shown once, save it now): ${color.bold(created.token)}`);
         print("on the machine, run:");
-        print(`  b9agent init --gateway ${context.gateway} --token ${created.token} --pool ${created.machine.pool} && b9agent`);
+        // Over TLS the agent pins the gateway's certificate by this fingerprint (checked on its first connection).
+        const pin = context.tlsCa ? ` --tls-fingerprint ${new X509Certificate(context.tlsCa).fingerprint256}` : "";
+        if (pin) print(`gateway certificate (SHA-256):${pin.replace(" --tls-fingerprint", "")}`);
+        print(`  b9agent init --gateway ${context.gateway} --token ${created.token} --pool ${created.machine.pool}${pin} && b9agent`);
       }),
     );
 

@@ -16,8 +16,9 @@ import type { LogFormat } from "../log-format.js";
 import { configDir, DEFAULT_CONTEXT, readConfig, setContext, upContextName, writeConfig } from "../config-file.js";
 import { CliError, formatError } from "../errors.js";
 import { color, note, print } from "../output.js";
+import { gatewayTls, withTlsOptions, type TlsCliOptions } from "./up-tls.js";
 
-interface ServeOptions {
+interface ServeOptions extends TlsCliOptions {
   host: string;
   port: number;
   dataDir?: string;
@@ -45,7 +46,7 @@ function port(value: string): number {
 }
 
 function withServeOptions(command: Command): Command {
-  return command
+  command
     .option("--host <host>", "address to listen on (0.0.0.0 for every interface)", "127.0.0.1")
     .option("--port <port>", "port to listen on", port, DEFAULT_GATEWAY_PORT)
     .option("--data-dir <dir>", "where the database and objects live (default: $BETA9_DATA_DIR or ~/.beta9/data)")
@@ -53,6 +54,7 @@ function withServeOptions(command: Command): Command {
     .addOption(new Option("--log-format <format>", "logs as readable lines (pretty: the default on a terminal) or JSON").choices(["auto", "json", "pretty"]).default("auto"))
     .option("--worker-timeout <seconds>", "drop a worker (and lose its containers) after this long without a keepalive", seconds, 60)
     .option("--machine-expiry <seconds>", "expire an external machine (b9agent) after this long without a keepalive", seconds, 300);
+  return withTlsOptions(command);
 }
 
 export function registerServe(program: Command): void {
@@ -76,9 +78,9 @@ function isWildcard(host: string): boolean {
 }
 
 /** The URL a client on this machine uses: a wildcard listen address is not a destination. */
-function localUrl(host: string, boundPort: number): string {
+function localUrl(host: string, boundPort: number, https = false): string {
   const reachable = isWildcard(host) ? "127.0.0.1" : host;
-  return `http://${reachable.includes(":") ? `[${reachable}]` : reachable}:${boundPort}`;
+  return `${https ? "https" : "http"}://${reachable.includes(":") ? `[${reachable}]` : reachable}:${boundPort}`;
 }
 
 async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
@@ -97,7 +99,11 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
   const signal = nextSignal();
   const level = opts.logLevel ?? process.env.BETA9_LOG_LEVEL ?? "info";
   const { cliLogger } = await import("../log-format.js"); // pino loads only for commands that run the platform
-  const gateway = await startGateway({ host: opts.host, port: opts.port, dataDir, logger: cliLogger(level, opts.logFormat), workerTimeoutMs: opts.workerTimeout * 1000, machineExpirySeconds: opts.machineExpiry }).catch(
+  const tls = await gatewayTls(opts, dataDir);
+  const gateway = await startGateway({
+    host: opts.host, port: opts.port, dataDir, logger: cliLogger(level, opts.logFormat), workerTimeoutMs: opts.workerTimeout * 1000,
+    machineExpirySeconds: opts.machineExpiry, ...(tls && { tls: tls.tls }),
+  }).catch(
     (err: unknown) => {
       const reason = err instanceof Error ? err.message : String(err);
       throw new CliError("GATEWAY_START_FAILED", `cannot start the gateway on ${opts.host}:${opts.port} with data in ${dataDir}: ${reason}`);
@@ -105,11 +111,12 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
   );
   // Stopped in reverse order of starting: whatever joins the gateway goes before the gateway.
   const stops: Array<() => Promise<void>> = [() => gateway.close()];
-  const url = localUrl(opts.host, gateway.port);
+  const url = localUrl(opts.host, gateway.port, tls !== undefined);
+  const tlsCa = tls?.tls.cert;
 
   let workerStarted = false;
   if (saveContext && opts.worker !== false) {
-    const worker = await startLocalWorker(url, await gateway.localWorkerToken(), dataDir, opts);
+    const worker = await startLocalWorker(url, await gateway.localWorkerToken(), dataDir, opts, tlsCa);
     stops.push(() => worker.close());
     workerStarted = worker.runtime.isolates || opts.allowUnisolated === true;
   }
@@ -118,14 +125,15 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
     const key = gateway.bootstrap.token.key;
     print(`created workspace ${gateway.bootstrap.workspace.name}; its admin token is shown only this once:`);
     print(`admin token: ${color.bold(key)}`);
-    let saveHint = `save it: beta9 config create ${DEFAULT_CONTEXT} --gateway ${url} --token ${key} --select`;
+    const caFlag = tls ? ` --tls-ca ${tls.certPath}` : "";
+    let saveHint = `save it: beta9 config create ${DEFAULT_CONTEXT} --gateway ${url} --token ${key}${caFlag} --select`;
     if (saveContext) {
       const dir = configDir();
       try {
         const config = readConfig(dir);
         const name = upContextName(config, url);
-        saveHint = `save it: beta9 config create ${name} --gateway ${url} --token ${key} --select`;
-        writeConfig(dir, setContext(config, name, { gateway: url, token: key }, true));
+        saveHint = `save it: beta9 config create ${name} --gateway ${url} --token ${key}${caFlag} --select`;
+        writeConfig(dir, setContext(config, name, { gateway: url, token: key, ...(tlsCa && { tlsCa }) }, true));
         const kept = name === DEFAULT_CONTEXT ? "" : ` (context "${DEFAULT_CONTEXT}" points at ${config.contexts[DEFAULT_CONTEXT]!.gateway} and is kept)`;
         print(color.dim(`saved as context "${name}" in ${dir} and selected it${kept}`));
       } catch (err) {
@@ -137,7 +145,8 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
     }
   }
   print(`gateway: ${url}${isWildcard(opts.host) ? ` (listening on every interface, port ${gateway.port})` : ""}`);
-  if (gateway.bootstrap && workerStarted) await deploySample(url, gateway.bootstrap.token.key);
+  if (tls) print(`TLS certificate ${tls.certPath}, SHA-256 ${tls.fingerprint}`);
+  if (gateway.bootstrap && workerStarted) await deploySample(url, gateway.bootstrap.token.key, tls?.certPath, tlsCa);
   // performance.now() counts from process start, so this includes Node's own start-up.
   print(color.green(`ready in ${Math.round(performance.now())} ms`));
 
@@ -155,20 +164,17 @@ function sampleApp(): string | undefined {
  * First start only: deploys the sample endpoint and calls it once (a scale-from-zero cold start),
  * so a new user sees the whole path work. A failure is reported, never fatal.
  */
-async function deploySample(url: string, token: string): Promise<void> {
+async function deploySample(url: string, token: string, certPath?: string, tlsCa?: string): Promise<void> {
   const file = sampleApp();
   if (!file) return;
-  const client = new Client({ gateway: url, token });
+  const client = new Client({ gateway: url, token, ...(tlsCa && { tlsCa }) });
   try {
     const deployed = await deployTarget(client, `${file}:hello`, { quiet: true });
     const started = performance.now();
-    const res = await fetch(`${url}/endpoint/hello`, {
-      method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: '{"name":"beta9"}',
-    });
-    const body = await res.text();
-    if (!res.ok) throw new Error(`the sample answered ${res.status}: ${body}`);
+    const body = JSON.stringify(await client.callEndpoint("hello", { name: "beta9" }));
     print(`sample app: hello v${deployed.deployment.version} answered ${body} (cold start ${Math.round(performance.now() - started)} ms)`);
-    print(color.dim(`try: curl -X POST ${url}/endpoint/hello -H "Authorization: Bearer ${token}" -H "Content-Type: application/json" -d '{"name":"you"}'`));
+    const cacert = certPath ? ` --cacert ${certPath}` : "";
+    print(color.dim(`try: curl${cacert} -X POST ${url}/endpoint/hello -H "Authorization: Bearer ${token}" -H "Content-Type: application/json" -d '{"name":"you"}'`));
   } catch (err) {
     note(`the sample app did not deploy: ${formatError(err)}`);
   } finally {
@@ -188,12 +194,13 @@ export function localWorkerIdentity(dataDir: string): { name: string; subnet: st
 }
 
 /** The worker of `beta9 up`: in this process, state under the data dir, the runtime picked or asked for. */
-async function startLocalWorker(url: string, token: string, dataDir: string, opts: ServeOptions) {
+async function startLocalWorker(url: string, token: string, dataDir: string, opts: ServeOptions, tlsCa?: string) {
   const [{ startWorker }, { cliLogger }] = await Promise.all([import("@beta9/worker"), import("../log-format.js")]);
   const logger = cliLogger(opts.logLevel ?? process.env.BETA9_LOG_LEVEL ?? "info", opts.logFormat);
   const { name, subnet } = localWorkerIdentity(dataDir);
   const started = await startWorker({ gatewayUrl: url, token, stateDir: join(dataDir, "worker"), logger, runtime: opts.runtime ?? "auto", name, subnet, workerId: "local",
-    ...(opts.allowUnisolated === true && { allowUnisolated: true }), ...(opts.egressAllow?.length && { egressAllow: opts.egressAllow }) }).catch(
+    ...(opts.allowUnisolated === true && { allowUnisolated: true }), ...(opts.egressAllow?.length && { egressAllow: opts.egressAllow }),
+    ...(tlsCa && { tlsCa }) }).catch(
     (err: unknown) => {
       throw new CliError("WORKER_START_FAILED", `cannot start the local worker: ${err instanceof Error ? err.message : String(err)}`);
     },

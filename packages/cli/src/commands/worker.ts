@@ -3,7 +3,9 @@ import { resolve, join } from "node:path";
 import { homedir } from "node:os";
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { parseEgressRule } from "@beta9/protocol";
+import { tlsCaFromEnv } from "beta9";
 import { CliError, EXIT } from "../errors.js";
+import { readCertificate } from "./config.js";
 import { color, note, print } from "../output.js";
 
 interface WorkerCliOptions {
@@ -19,6 +21,7 @@ interface WorkerCliOptions {
   gpus?: { type: string; count: number }[];
   allowUnisolated?: boolean;
   egressAllow?: string[];
+  tlsCa?: string;
   logFormat?: "auto" | "json" | "pretty";
 }
 
@@ -57,11 +60,13 @@ export function registerWorker(program: Command): void {
     .addOption(new Option("--log-format <format>", "logs as readable lines (pretty: the default on a terminal) or JSON").choices(["auto", "json", "pretty"]).default("auto"))
     .option("--allow-unisolated", "let the process runtime (no isolation) run containers here: only when every workload, sandbox and image author is trusted")
     .option("--egress-allow <cidr[:port]>", "let every container reach this private/host destination, which the default egress policy denies (repeatable), e.g. 192.168.1.20/32:3128", egressEntry)
+    .option("--tls-ca <file>", "trust this PEM certificate for an https:// gateway (its self-signed one; default: $BETA9_TLS_CA)")
     .option("--gpus <list>", "GPUs to offer instead of those detected, TYPE:COUNT,… (a pool whose devices this worker cannot see; containers get no device nodes)", gpuList)
     .action(async (opts: WorkerCliOptions) => {
       const gatewayUrl = opts.gateway ?? process.env.BETA9_GATEWAY;
       const token = opts.token ?? process.env.BETA9_TOKEN;
       if (!gatewayUrl || !token) throw new CliError("USAGE", "--gateway and --token (or BETA9_GATEWAY and BETA9_TOKEN) are required", EXIT.usage);
+      const tlsCa = opts.tlsCa !== undefined ? readCertificate(opts.tlsCa) : tlsCaFromEnv();
       const [{ startWorker }, { cliLogger }] = await Promise.all([import("@beta9/worker"), import("../log-format.js")]);
       const logger = cliLogger(opts.logLevel ?? process.env.BETA9_LOG_LEVEL ?? "info", opts.logFormat);
       const started = await startWorker({
@@ -71,6 +76,7 @@ export function registerWorker(program: Command): void {
         ...(opts.gpus !== undefined && { capacity: { gpus: opts.gpus } }),
         ...(opts.allowUnisolated === true && { allowUnisolated: true }),
         ...(opts.egressAllow?.length && { egressAllow: opts.egressAllow }),
+        ...(tlsCa && { tlsCa }),
       });
       print(`worker ${started.worker.id} (${started.runtime.name}) dialling ${gatewayUrl}`);
       void started.connected.then(() => print(color.green("connected")));
