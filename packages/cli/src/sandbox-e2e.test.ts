@@ -27,6 +27,7 @@ const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "beta9-sandbox-e2e-"));
 const cache = process.env.BETA9_TEST_CACHE ?? "/var/tmp/beta9-test-cache";
 const WORKER_NAME = "sbx";
+const SANDBOX_HOST = "sandboxes.test";
 let gateway: RunningGateway;
 let worker: StartedWorker;
 let client: Client;
@@ -83,7 +84,7 @@ describe("sandboxes end to end (gateway + runc worker + SDK + CLI)", { skip }, (
     mkdirSync(join(cache, "base-images"), { recursive: true });
     mkdirSync(join(dir, "worker"), { recursive: true });
     symlinkSync(join(cache, "base-images"), join(dir, "worker", "base-images"));
-    gateway = await startGateway({ dataDir: join(dir, "gw"), port: 0, logLevel: "silent", workerTimeoutMs: 3000 });
+    gateway = await startGateway({ dataDir: join(dir, "gw"), port: 0, logLevel: "silent", workerTimeoutMs: 3000, sandboxHost: SANDBOX_HOST });
     key = gateway.bootstrap!.token.key;
     worker = await startWorker({
       gatewayUrl: gateway.url, token: await gateway.localWorkerToken(), stateDir: join(dir, "worker"),
@@ -209,39 +210,49 @@ describe("sandboxes end to end (gateway + runc worker + SDK + CLI)", { skip }, (
     }
   });
 
-  test("an exposed port serves HTTP through the gateway: with a token, or without one when public", async () => {
+  test("an exposed port serves HTTP through the gateway on its own origin (<id>-<port>.<sandbox host>) and under the API's path form", async () => {
     await sb.fs.writeText("site/index.html", "<h1>from the sandbox</h1>");
     // Bound to localhost only: the daemon forwards inside the sandbox, so this still works.
     const server = await sb.process.exec("python3", ["-m", "http.server", "8080", "--bind", "127.0.0.1", "--directory", "/workspace/site"]);
+    const gw = new URL(gateway.url);
+    // The gateway has a sandbox host (its wildcard DNS name in production): URLs name the port's own host,
+    // which this test reaches by sending that Host header to the gateway's address.
+    const get = (url: string, o: { method?: string; body?: string; headers?: Record<string, string> } = {}) => {
+      const u = new URL(url);
+      return rawRequest(gw, `${u.pathname}${u.search}`, o.method ?? "GET", o.body, { host: u.host, ...o.headers });
+    };
     const url = await sb.exposePort(8080);
+    assert.equal(url, `http://${sb.id}-8080.${SANDBOX_HOST}/`);
     const page = await until("the server", async () => {
-      const res = await fetch(url, { headers: { authorization: `Bearer ${key}` } });
-      return res.status === 200 ? res.text() : undefined;
+      const res = await get(url, { headers: { authorization: `Bearer ${key}` } });
+      return res.status === 200 ? res.body : undefined;
     });
     assert.equal(page, "<h1>from the sandbox</h1>");
-    assert.equal((await fetch(url)).status, 401);
+    assert.equal((await get(url)).status, 401);
     const publicUrl = await sb.exposePort(8080, { public: true });
-    assert.equal(await (await fetch(`${publicUrl}index.html`)).text(), "<h1>from the sandbox</h1>");
-    assert.equal((await fetch(url.replace("/8080/", "/8081/"))).status, 404, "a port not exposed is not reachable");
-    const post = await fetch(`${publicUrl}index.html?x=1`, { method: "POST", body: "ignored" });
-    assert.equal(post.status, 501, "python's server refuses POST itself: methods and bodies pass through");
-    // Dot segments, raw or encoded, go to the sandbox's server as paths; they never reach the daemon's API.
-    const base = new URL(publicUrl);
-    for (const rest of ["../../exec", "%2e%2e/%2e%2e/exec", "..%2F..%2Fexec", "%2E%2E%2F%2E%2E%2Fexec"]) {
-      const exec = await rawRequest(base, `${base.pathname}${rest}`, "POST", JSON.stringify({ cmd: "id" }));
-      assert.equal(exec.status, 501, `POST ${rest} must reach python's server, which refuses POST; got ${exec.status} ${exec.body}`);
-    }
-    const read = await rawRequest(base, `${base.pathname}..%2F..%2Ffs%2Ffile%3Fpath%3D%2Fetc%2Fhostname`, "GET");
-    assert.equal(read.status, 404, `got ${read.status} ${read.body}`);
-    // The port's own origin, <id>-<port>.<host> (wildcard DNS in production; the Host header here):
-    // every path is the port's (the API is not served there), and no sandboxing CSP is needed.
-    const ownHost = `${sb.id}-8080.sandboxes.test:${base.port}`;
-    const own = await rawRequest(base, "/index.html", "GET", undefined, { host: ownHost });
-    assert.equal(own.status, 200);
+    const own = await get(`${publicUrl}index.html`);
     assert.equal(own.body, "<h1>from the sandbox</h1>");
-    assert.equal(own.headers["content-security-policy"], undefined);
-    assert.match(String((await rawRequest(base, `${base.pathname}index.html`, "GET")).headers["content-security-policy"]), /sandbox allow-scripts/, "the path form runs sandboxed");
-    assert.equal((await rawRequest(base, "/api/v1/health", "GET", undefined, { host: ownHost })).status, 404, "python's 404, not the API's health");
+    assert.equal(own.headers["content-security-policy"], undefined, "its own origin: no sandboxing needed");
+    assert.equal((await get(`${publicUrl}api/v1/health`)).status, 404, "every path there is the port's (python's 404), never the API's");
+    assert.equal((await get(url.replace("-8080.", "-8081."))).status, 404, "a port not exposed is not reachable");
+    const post = await get(`${publicUrl}index.html?x=1`, { method: "POST", body: "ignored" });
+    assert.equal(post.status, 501, "python's server refuses POST itself: methods and bodies pass through");
+    // The path form on the API's own origin: sandboxed by CSP.
+    const pathForm = `${gateway.url}/sandbox/${sb.id}/port/8080/`;
+    const sandboxed = await fetch(`${pathForm}index.html`);
+    assert.equal(await sandboxed.text(), "<h1>from the sandbox</h1>");
+    assert.match(String(sandboxed.headers.get("content-security-policy")), /sandbox allow-scripts/);
+    // Dot segments, raw or encoded, go to the sandbox's server as paths; they never reach the daemon's API.
+    const base = new URL(pathForm);
+    for (const prefix of [base.pathname, "/"]) {
+      const host = prefix === "/" ? new URL(publicUrl).host : gw.host;
+      for (const rest of ["../../exec", "%2e%2e/%2e%2e/exec", "..%2F..%2Fexec", "%2E%2E%2F%2E%2E%2Fexec"]) {
+        const exec = await rawRequest(gw, `${prefix}${rest}`, "POST", JSON.stringify({ cmd: "id" }), { host });
+        assert.equal(exec.status, 501, `POST ${prefix}${rest} must reach python's server, which refuses POST; got ${exec.status} ${exec.body}`);
+      }
+      const read = await rawRequest(gw, `${prefix}..%2F..%2Ffs%2Ffile%3Fpath%3D%2Fetc%2Fhostname`, "GET", undefined, { host });
+      assert.equal(read.status, 404, `got ${read.status} ${read.body}`);
+    }
     await server.kill();
   });
 
@@ -449,7 +460,7 @@ print("cap_sys_module", (caps >> 16) & 1, "cap_sys_admin", (caps >> 21) & 1, "ca
     await sb.fs.writeText("before-restart.txt", "kept");
     const port = gateway.port;
     await gateway.close();
-    gateway = await startGateway({ dataDir: join(dir, "gw"), port, logLevel: "silent", workerTimeoutMs: 3000 });
+    gateway = await startGateway({ dataDir: join(dir, "gw"), port, logLevel: "silent", workerTimeoutMs: 3000, sandboxHost: SANDBOX_HOST });
     await until("the worker to reconnect", async () => ((await client.listWorkers()).some((w) => w.id === "sandbox-e2e" && w.connected) ? true : undefined));
     const again = await Sandbox.connect(sb.id, { client });
     assert.equal(await again.fs.readText("before-restart.txt"), "kept");

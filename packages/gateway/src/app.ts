@@ -2,7 +2,7 @@
  * Builds the gateway's HTTP application from its parts. No socket here: tests call
  * `app.inject()` on the result, and `server.ts` binds it to a port.
  */
-import { rewriteSandboxHost } from "./sandboxes/ports.js";
+import { sandboxHostRewriter } from "./sandboxes/ports.js";
 import Fastify, { LogController, type FastifyInstance } from "fastify";
 import swagger from "@fastify/swagger";
 import type { Logger } from "pino";
@@ -80,8 +80,8 @@ export async function buildGatewayApp(
       socket.end(`HTTP/1.1 ${timedOut ? "408 Request Timeout" : "400 Bad Request"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
       socket.destroySoon(); // the socket is half-open: ending our side alone would let the client hold it
     },
-    // `<sandbox id>-<port>.<host>`: an exposed port on its own origin (sandboxes/ports.ts).
-    rewriteUrl: rewriteSandboxHost,
+    // `<sandbox id>-<port>.<sandbox host>`: an exposed port on its own origin (sandboxes/ports.ts).
+    ...(given.sandboxHost && { rewriteUrl: sandboxHostRewriter(given.sandboxHost) }),
     exposeHeadRoutes: false, // HEAD only where it means something (objects)
     ajv: {
       // Strict input: "2" is not 2, unknown properties are errors, nothing is silently dropped.

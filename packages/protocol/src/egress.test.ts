@@ -25,6 +25,9 @@ test("egress rules: each bad entry is refused with what to fix", () => {
     ["example.com", /IPv6|IPv4 CIDR/],
     ["1.2.3.4:80:90", /IPv4 CIDR/],
     ["1.2.3.4/8 -j ACCEPT", /IPv4 CIDR/],
+    ["010.0.0.1", /IPv4 CIDR/],
+    ["1.2.3.4:0443", /IPv4 CIDR/],
+    ["1.2.3.0/024", /IPv4 CIDR/],
   ];
   for (const [text, reason] of refused) assert.throws(() => parseEgressRule(text), (err: unknown) => err instanceof EgressRuleError && reason.test(err.message), text);
 });

@@ -37,7 +37,10 @@ export class EgressRuleError extends Error {
   }
 }
 
-const RULE = /^(\d{1,3}(?:\.\d{1,3}){3})(?:\/(\d{1,2}))?(?::(\d{1,5})(?:-(\d{1,5}))?)?$/;
+// No leading zeros anywhere: iptables reads "010.0.0.1" and ":0443" as octal (8.0.0.1, port 291).
+const NUM = "(?:0|[1-9]\\d{0,4})";
+const OCTET = "(?:0|[1-9]\\d{0,2})";
+const RULE = new RegExp(`^(${OCTET}(?:\\.${OCTET}){3})(?:\\/(${NUM}))?(?::(${NUM})(?:-(${NUM}))?)?$`);
 
 export function ipv4ToInt(address: string): number | undefined {
   const octets = address.split(".").map(Number);

@@ -110,6 +110,8 @@ export type WorkerMessage =
        * (`--allow-unisolated`). Without it, a worker with `isolates: false` takes no containers.
        */
       allowUnisolated?: boolean;
+      /** This worker enforces per-container egress policies (blockNetwork, allowList); others get none of them. */
+      filtersEgress?: boolean;
     }
   | TunnelFailedMessage
   | { type: "keepalive"; running: number }
@@ -161,6 +163,7 @@ export const WorkerMessageSchema = Type.Union([
     version: Type.String({ maxLength: 128 }),
     reachable: Type.Optional(Type.Boolean()),
     allowUnisolated: Type.Optional(Type.Boolean()),
+    filtersEgress: Type.Optional(Type.Boolean()),
   }),
   Type.Object({ type: Type.Literal("tunnel.failed"), streamId: Type.String({ maxLength: 128 }), message: Type.String({ maxLength: 65_536 }) }),
   Type.Object({ type: Type.Literal("keepalive"), running: Type.Integer({ minimum: 0 }) }),

@@ -1,25 +1,14 @@
 /** Picks the container runtime for this machine: runc where it can isolate, else plain processes (said loudly). */
-import { accessSync, constants } from "node:fs";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import type { Logger } from "pino";
+import { findExecutable } from "./runtime/exec.js";
 import { PROCESS_RUNTIME_WARNING, ProcessRuntime } from "./runtime/process/process-runtime.js";
 import { RuncRuntime } from "./runtime/runc/runc-runtime.js";
 import type { Runtime } from "./runtime/types.js";
 
 export type RuntimePreference = "auto" | "runc" | "process";
 
-export function findExecutable(name: string, extraDirs = ["/usr/sbin", "/usr/local/sbin", "/sbin"]): string | undefined {
-  for (const dir of [...(process.env.PATH ?? "").split(delimiter), ...extraDirs]) {
-    if (!dir) continue;
-    try {
-      accessSync(join(dir, name), constants.X_OK);
-      return join(dir, name);
-    } catch {
-      // keep looking
-    }
-  }
-  return undefined;
-}
+export { findExecutable };
 
 /** Why runc cannot be used here, or undefined when it can. */
 export function runcUnavailableReason(): string | undefined {

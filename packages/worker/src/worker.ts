@@ -201,6 +201,8 @@ export class Worker {
       containers: [...this.containers.values()].filter((c) => c.state.state !== "EXITED").map((c) => ({ ...c.state, request: c.request })),
       ...(this.options.reachable !== undefined && { reachable: this.options.reachable }),
       ...(this.options.allowUnisolated === true && !this.options.runtime.isolates && { allowUnisolated: true }),
+      // runc filters each container's egress (runtime/runc/egress.ts); the process runtime cannot.
+      ...(this.options.runtime.isolates && { filtersEgress: true }),
     }, true));
     ws.on("message", (data) => this.onMessage(JSON.parse(String(data)) as GatewayMessage));
     ws.on("unexpected-response", (_req, res) => {

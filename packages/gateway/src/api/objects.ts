@@ -64,19 +64,20 @@ export function objectRoutes(app: FastifyInstance, ctx: GatewayContext): void {
         request.body.resume();
         return reply.code(200).send(existing);
       }
-      const quotas = ctx.quotas ?? DEFAULT_QUOTAS;
-      const held = await store.objects.totalBytes(workspaceId);
+      // The quota is checked against the declared length, which the body cannot exceed (HTTP framing).
       if (!existing) {
+        if (!Number.isFinite(declared)) {
+          request.body.resume();
+          throw new Beta9Error("BAD_REQUEST", { reason: "send the object with a Content-Length header" });
+        }
         try {
-          checkQuota(quotas, "objectBytes", held, Number.isFinite(declared) ? declared : 1);
+          checkQuota(ctx.quotas ?? DEFAULT_QUOTAS, "objectBytes", await store.objects.totalBytes(workspaceId), declared);
         } catch (err) {
           request.body.resume();
           throw err;
         }
       }
       const { size } = await objects.write(hash, request.body);
-      // A body sent without a length is checked once its size is known (its file is shared by hash, not removed).
-      if (!existing) checkQuota(quotas, "objectBytes", await store.objects.totalBytes(workspaceId), size);
       const { object, created } = await store.objects.put(workspaceId, hash, size);
       return reply.code(created ? 201 : 200).send(object);
     });

@@ -22,6 +22,8 @@ interface BuildJob {
   imageId: string;
   /** The workspace whose request started it (its build quota). */
   workspaceId: string;
+  /** Ended (kept a while for its logs): no longer counts against the build quota. */
+  done?: boolean;
   spec: unknown;
   workerId: string | null;
   logs: LogLine[];
@@ -76,7 +78,7 @@ export class ImageBuilds {
 
   /** Records the request and starts a build unless one runs or the image is ready. */
   async request(workspaceId: string, id: string, spec: unknown): Promise<Image> {
-    const running = [...this.jobs.values()].filter((j) => j.workspaceId === workspaceId).length;
+    const running = [...this.jobs.values()].filter((j) => j.workspaceId === workspaceId && !j.done).length;
     // Past the quota only a request that starts no build (the image is ready or building) passes.
     if (running >= (this.o.quotas ?? DEFAULT_QUOTAS).builds) {
       const known = await this.o.images.getAny(id);
@@ -173,6 +175,7 @@ export class ImageBuilds {
   private finish(image: Image): void {
     const job = this.jobs.get(image.id);
     if (job?.timer) clearTimeout(job.timer);
+    if (job) job.done = true;
     this.events.emit(image.id, { kind: "end", image } satisfies BuildEvent);
     // Keep the log a while for late readers, then forget the job.
     setTimeout(() => this.jobs.get(image.id) === job && this.jobs.delete(image.id), 10 * 60_000).unref();

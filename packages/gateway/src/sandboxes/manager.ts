@@ -68,6 +68,7 @@ export class SandboxManager {
     // workers that isolate nothing): a sandbox is for untrusted code.
     const never = this.o.scheduler.neverFits({
       cpuMillicores: input.cpuMillicores, memoryMiB: input.memoryMiB, gpu: [], gpuCount: 0, pool: input.pool, workspaceId,
+      ...(input.egress && { egress: input.egress }),
     });
     if (never) throw new Beta9Error("CAPACITY_UNAVAILABLE", { reason: `sandbox: ${never}` });
     const quotas = this.o.quotas ?? DEFAULT_QUOTAS;

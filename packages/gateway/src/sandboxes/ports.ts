@@ -33,19 +33,28 @@ export function exposedUrl(base: string, sandboxId: string, port: number, sandbo
   return `${base}/sandbox/${sandboxId}/port/${port}/`;
 }
 
-const SANDBOX_HOST = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-([0-9]{1,5})\./i;
+const SANDBOX_LABEL = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-([0-9]{1,5})$/;
 const HOST_ROUTED = Symbol("beta9.sandboxHostRouted");
 
+/** "Name:port" or "[v6]:port" → the lower-case name alone. */
+const hostname = (host: string): string => host.toLowerCase().replace(/:\d+$/, "").replace(/\.$/, "");
+
 /**
- * Fastify's rewriteUrl: a request whose Host is `<sandbox id>-<port>.…` is that port's, whatever
- * its path (the API is not served on such a host), on the port's own origin.
+ * Fastify's rewriteUrl for a gateway with a sandbox host: a request whose Host is exactly
+ * `<sandbox id>-<port>.<sandboxHost>` (ports aside) is that port's, whatever its path (the API is
+ * not served there), on the port's own origin. Any other Host is the API's.
  */
-export function rewriteSandboxHost(req: IncomingMessage): string {
-  const url = req.url ?? "/";
-  const match = SANDBOX_HOST.exec(req.headers.host ?? "");
-  if (!match) return url;
-  (req as IncomingMessage & { [HOST_ROUTED]?: boolean })[HOST_ROUTED] = true;
-  return `/sandbox/${match[1]!.toLowerCase()}/port/${match[2]}${url.startsWith("/") ? url : `/${url}`}`;
+export function sandboxHostRewriter(sandboxHost: string): (req: IncomingMessage) => string {
+  const suffix = `.${hostname(sandboxHost)}`;
+  return (req) => {
+    const url = req.url ?? "/";
+    const host = hostname(req.headers.host ?? "");
+    if (!host.endsWith(suffix)) return url;
+    const match = SANDBOX_LABEL.exec(host.slice(0, -suffix.length));
+    if (!match) return url;
+    (req as IncomingMessage & { [HOST_ROUTED]?: boolean })[HOST_ROUTED] = true;
+    return `/sandbox/${match[1]}/port/${match[2]}${url.startsWith("/") ? url : `/${url}`}`;
+  };
 }
 
 const hostRouted = (request: FastifyRequest): boolean => (request.raw as IncomingMessage & { [HOST_ROUTED]?: boolean })[HOST_ROUTED] === true;

@@ -5,8 +5,8 @@ import { test } from "node:test";
 import Fastify from "fastify";
 import type { Dispatcher } from "undici";
 import type { IncomingMessage } from "node:http";
-import { exposedUrl, rewriteSandboxHost } from "./ports.js";
-import { EXPOSED_PORT_CSP, forwardedHeaders, relayAll } from "./proxy.js";
+import { exposedUrl, sandboxHostRewriter } from "./ports.js";
+import { EXPOSED_PORT_CSP, forwardedHeaders, hostOnlyCookie, relayAll } from "./proxy.js";
 
 test("the sandbox's server never gets the caller's token or cookies", () => {
   const out = forwardedHeaders({ authorization: "Bearer b9_x", cookie: "session=1", accept: "text/html", connection: "keep-alive" }, "10.0.0.9");
@@ -37,18 +37,21 @@ test("responses lose cookies and service-worker scope and run sandboxed (opaque 
 test("a port's own origin (<id>-<port>.<host>): every path is the port's, cookies and service workers are its own, no sandboxing CSP", async (t) => {
   const id = "0f8fad5b-d9cb-469f-a165-70867728950e";
   const req = (host: string | undefined, url: string) => ({ url, headers: host === undefined ? {} : { host } }) as unknown as IncomingMessage;
-  assert.equal(rewriteSandboxHost(req(`${id}-8080.sandboxes.example.com`, "/api/v1/health?x=1")), `/sandbox/${id}/port/8080/api/v1/health?x=1`);
-  assert.equal(rewriteSandboxHost(req(`${id.toUpperCase()}-3000.localhost:1994`, "/")), `/sandbox/${id}/port/3000/`);
-  for (const host of ["127.0.0.1:1994", "localhost", `x${id}-8080.example.com`, `${id}.example.com`, `${id}-8080`, undefined]) {
-    assert.equal(rewriteSandboxHost(req(host, "/api/v1/health")), "/api/v1/health", String(host));
+  const rewrite = sandboxHostRewriter("sandboxes.example.com:8443");
+  assert.equal(rewrite(req(`${id}-8080.sandboxes.example.com`, "/api/v1/health?x=1")), `/sandbox/${id}/port/8080/api/v1/health?x=1`);
+  assert.equal(rewrite(req(`${id.toUpperCase()}-3000.Sandboxes.Example.com:8443`, "/")), `/sandbox/${id}/port/3000/`);
+  for (const host of ["127.0.0.1:1994", "sandboxes.example.com", `x${id}-8080.sandboxes.example.com`, `${id}.sandboxes.example.com`,
+    `${id}-8080.evil.example`, `${id}-8080.sandboxes.example.com.evil.example`, `a.${id}-8080.sandboxes.example.com`, undefined]) {
+    assert.equal(rewrite(req(host, "/api/v1/health")), "/api/v1/health", String(host));
   }
+  assert.equal(hostOnlyCookie("sid=1; Domain=sandboxes.example.com; Path=/; HttpOnly"), "sid=1; Path=/; HttpOnly");
   assert.deepEqual(forwardedHeaders({ authorization: "Bearer b9_x", cookie: "s=1" }, "10.0.0.9", { keepCookies: true }), { cookie: "s=1", "x-forwarded-for": "10.0.0.9" });
   assert.equal(exposedUrl("http://127.0.0.1:1994", id, 8080), `http://127.0.0.1:1994/sandbox/${id}/port/8080/`);
   assert.equal(exposedUrl("https://gw.example.com", id, 8080, "sbx.example.com"), `https://${id}-8080.sbx.example.com/`);
   const app = Fastify();
   t.after(() => app.close());
   app.get("/", (_req, reply) => relayAll(reply, {
-    statusCode: 200, headers: { "set-cookie": ["sid=1; Path=/"], "service-worker-allowed": "/", connection: "close" }, body: Readable.from(["ok"]),
+    statusCode: 200, headers: { "set-cookie": ["sid=1; Domain=example.com; Path=/"], "service-worker-allowed": "/", connection: "close" }, body: Readable.from(["ok"]),
   } as unknown as Dispatcher.ResponseData, { ownOrigin: true }));
   const res = await app.inject({ method: "GET", url: "/" });
   assert.deepEqual(res.headers["set-cookie"], ["sid=1; Path=/"]);

@@ -86,7 +86,8 @@ export function relayAll(reply: FastifyReply, res: Dispatcher.ResponseData, o: {
   for (const [name, value] of Object.entries(res.headers)) {
     if (value === undefined || HOP_BY_HOP.has(name)) continue;
     if (o.ownOrigin) {
-      reply.header(name, value);
+      // Cookies stay on the port's own host: a Domain attribute would reach every sandbox (and more) under the sandbox host.
+      reply.header(name, name === "set-cookie" ? [value].flat().map(hostOnlyCookie) : value);
       continue;
     }
     if (ORIGIN_BOUND_RESPONSE.has(name)) continue;
@@ -95,4 +96,9 @@ export function relayAll(reply: FastifyReply, res: Dispatcher.ResponseData, o: {
   }
   if (!o.ownOrigin) reply.header("content-security-policy", [...csp, EXPOSED_PORT_CSP]);
   return reply.send(res.body);
+}
+
+/** A Set-Cookie value without its Domain attribute: the cookie is then the setting host's alone. */
+export function hostOnlyCookie(cookie: string): string {
+  return cookie.split(";").filter((part) => !/^\s*domain\s*=/i.test(part)).join(";");
 }

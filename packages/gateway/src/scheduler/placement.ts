@@ -17,24 +17,33 @@ export interface PlacementCandidate {
    * the host's files and tokens. Undefined counts as true (a runc worker, or an opted-in pool).
    */
   mayRunUntrusted?: boolean;
+  /** The worker enforces per-container egress policies; a demand with one goes nowhere else (it would run unfiltered). */
+  filtersEgress?: boolean;
   capacity: WorkerCapacity;
   /** What containers already placed there hold. */
   reserved: { cpuMillicores: number; memoryMiB: number; gpus: Record<string, number> };
 }
 
-export type Demand = Pick<ContainerRequest, "cpuMillicores" | "memoryMiB" | "gpu" | "gpuCount" | "pool"> & { workspaceId?: string };
+export type Demand = Pick<ContainerRequest, "cpuMillicores" | "memoryMiB" | "gpu" | "gpuCount" | "pool"> & Partial<Pick<ContainerRequest, "egress">> & { workspaceId?: string };
 
 /** Whether the worker may run this demand were it isolating (schedulable, pool, owner), capacity aside. */
 const reachable = (c: PlacementCandidate, demand: Demand): boolean =>
   c.schedulable && (demand.pool === null || c.pool === demand.pool) && (c.workspaceId === undefined || c.workspaceId === demand.workspaceId);
 
 /** Whether the worker may run this demand at all, capacity aside. */
-const eligible = (c: PlacementCandidate, demand: Demand): boolean => reachable(c, demand) && c.mayRunUntrusted !== false;
+const eligible = (c: PlacementCandidate, demand: Demand): boolean =>
+  reachable(c, demand) && c.mayRunUntrusted !== false && (demand.egress === undefined || c.filtersEgress === true);
 
 /** The reason nothing may go to the workers that would otherwise take this demand, when it is isolation. */
 function unisolatedOnly(candidates: readonly PlacementCandidate[], demand: Demand): string | undefined {
+  if (candidates.some((c) => eligible(c, demand))) return undefined;
+  const unfiltered = candidates.filter((c) => reachable(c, demand) && c.mayRunUntrusted !== false && c.filtersEgress !== true);
+  if (demand.egress !== undefined && unfiltered.length > 0) {
+    return `blockNetwork/allowList need a worker that enforces them, and ${unfiltered.map((c) => c.workerId).slice(0, 3).join(", ")} ` +
+      "cannot (an older worker, or the process runtime): upgrade the worker, or leave the network policy out";
+  }
   const refused = candidates.filter((c) => reachable(c, demand) && c.mayRunUntrusted === false);
-  if (refused.length === 0 || candidates.some((c) => eligible(c, demand))) return undefined;
+  if (refused.length === 0) return undefined;
   const names = refused.slice(0, 3).map((c) => c.workerId).join(", ") + (refused.length > 3 ? ` and ${refused.length - 3} more` : "");
   return `the only worker${refused.length > 1 ? "s" : ""} that could run this (${names}) run${refused.length > 1 ? "" : "s"} the process runtime, ` +
     "which isolates nothing, so it takes no containers: install runc and run the worker as root (apt-get install runc), " +

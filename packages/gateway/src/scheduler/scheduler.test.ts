@@ -104,6 +104,18 @@ describe("placement", () => {
     assert.equal(place([{ ...bare, mayRunUntrusted: true }], demand).workerId, "bare", "opted in");
   });
 
+  test("a container with its own network policy goes only to a worker that enforces it, and says so when none does", () => {
+    const old = cand("old", 0);
+    const filtering = { ...cand("new", 3000), filtersEgress: true };
+    const blocked = { ...demand, egress: { block: true } };
+    assert.equal(place([old, filtering], blocked).workerId, "new", "never to a worker that would run it unfiltered");
+    const none = place([old], blocked);
+    assert.equal(none.workerId, null);
+    assert.match((none as { reason: string }).reason, /blockNetwork\/allowList need a worker that enforces them, and old cannot/);
+    assert.match(neverFits([old], blocked) ?? "", /upgrade the worker/);
+    assert.equal(place([old], demand).workerId, "old", "no policy: any worker");
+  });
+
   test("a machine's worker takes only its own workspace's containers; other workers take any", () => {
     const machine = { ...cand("machine", 0), workspaceId: "ws-a" };
     assert.equal(place([machine], { ...demand, workspaceId: "ws-a" }).workerId, "machine");

@@ -22,6 +22,8 @@ export interface ConnectedWorker {
   isolates: boolean;
   /** The operator let this non-isolating worker run containers anyway (`--allow-unisolated`). */
   allowUnisolated?: boolean;
+  /** The worker enforces blockNetwork/allowList (its hello said so). */
+  filtersEgress?: boolean;
   capacity: WorkerCapacity;
   connected: boolean;
   cordoned: boolean;
@@ -201,7 +203,7 @@ export class Scheduler {
   private candidates(): PlacementCandidate[] {
     return [...this.workers.values()].map((w) => ({
       workerId: w.id, pool: w.pool, schedulable: w.connected && !w.cordoned, capacity: w.capacity, reserved: this.reservedOn(w.id),
-      mayRunUntrusted: w.isolates || w.allowUnisolated === true,
+      mayRunUntrusted: w.isolates || w.allowUnisolated === true, filtersEgress: w.filtersEgress === true,
       ...(w.workspaceId !== undefined && { workspaceId: w.workspaceId }),
     }));
   }

@@ -174,7 +174,8 @@ function serveWorker(ws: WebSocket, conn: Connection, options: WorkerSocketOptio
       worker = {
         id, hostname: message.hostname, pool: machine?.pool ?? message.pool, runtime: message.runtime,
         ...(machine && { workspaceId: machine.workspaceId }),
-        isolates: message.isolates, allowUnisolated: message.allowUnisolated === true, capacity: message.capacity, connected: true,
+        isolates: message.isolates, allowUnisolated: message.allowUnisolated === true, filtersEgress: message.filtersEgress === true,
+        capacity: message.capacity, connected: true,
         cordoned: machine ? machine.cordoned || machine.draining : false, lastSeenAt: Date.now(),
         send, close: (reason) => ws.close(4002, reason.slice(0, 120)),
       };

@@ -367,7 +367,7 @@ export class Autoscaler {
   private scaleDownIdle(): void {
     const now = Date.now();
     // Pools the quota held back try again as the workspace's other containers end.
-    for (const pool of this.pools.values()) if (pool.quotaBlocked && pool.waiters.length > 0) this.scale(pool);
+    for (const pool of this.pools.values()) if (pool.quotaBlocked) this.scale(pool);
     for (const pool of this.pools.values()) {
       const { keepWarmSeconds, autoscaler } = pool.stub.config;
       if (keepWarmSeconds < 0 || pool.pinned) continue;

@@ -3,6 +3,8 @@
  * (runc, ip, iptables, mount). Output is collected in full: these tools print little.
  */
 import { spawn } from "node:child_process";
+import { accessSync, constants } from "node:fs";
+import { delimiter, join } from "node:path";
 
 export interface CommandResult {
   code: number | null;
@@ -61,4 +63,18 @@ export async function run(file: string, args: readonly string[], options: Comman
   const result = await tryRun(file, args, options);
   if (result.code !== 0) throw new CommandError([file, ...args].join(" "), result);
   return result.stdout;
+}
+
+/** The path of an executable on PATH (or in the sbin dirs a non-login shell may lack), if any. */
+export function findExecutable(name: string, extraDirs = ["/usr/sbin", "/usr/local/sbin", "/sbin"]): string | undefined {
+  for (const dir of [...(process.env.PATH ?? "").split(delimiter), ...extraDirs]) {
+    if (!dir) continue;
+    try {
+      accessSync(join(dir, name), constants.X_OK);
+      return join(dir, name);
+    } catch {
+      // keep looking
+    }
+  }
+  return undefined;
 }

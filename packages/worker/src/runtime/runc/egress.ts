@@ -13,7 +13,7 @@
  * on the bridge, so nothing v6 reaches the host. The rules are kernel state: they outlive a crashed
  * worker, and the next worker re-declares them before it starts a container.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { cidrContains, ipv4ToInt, parseEgressRule, PRIVATE_IPV4_RANGES, type EgressPolicy, type EgressRule } from "@beta9/protocol";
 import { run, tryRun } from "../exec.js";
 import type { RuntimeNames } from "./names.js";
@@ -61,26 +61,33 @@ function dnsLines(chain: string, nameservers: string[], target: string): string[
   return nameservers.flatMap((ns) => ruleLines(chain, { cidr: `${ns}/32`, ports: [53, 53] }, target));
 }
 
-/** iptables-restore input (with --noflush) that (re)declares and fills the three base chains. */
-export function baseChainsScript(c: EgressConfig): string {
+/**
+ * iptables-restore input (with --noflush) that (re)declares and fills the base chains. The
+ * containers' chain is declared (so flushed) only when it does not exist yet: filling the base
+ * chains again after a firewall reload must not drop the containers' own policies.
+ */
+export function baseChainsScript(c: EgressConfig, o: { declareContainers?: boolean } = {}): string {
   const { forwardChain: fwd, inputChain: inp, containersChain: ctr } = c.names;
   const established = "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT";
   const allowed = (chain: string): string[] => [
     ...c.operatorAllow.flatMap((rule) => ruleLines(chain, rule, "ACCEPT")),
     ...dnsLines(chain, c.nameservers, "ACCEPT"),
   ];
+  // Every packet a container sends meets its own chain first, established or not: a connection
+  // tracked for a previous holder of its address must not carry a blockNetwork container out.
   return [
     "*filter",
-    `:${fwd} - [0:0]`, `:${inp} - [0:0]`, `:${ctr} - [0:0]`,
-    `-A ${fwd} ${established}`,
-    // New connections into the containers from anywhere else (a LAN route, another bridge).
+    `:${fwd} - [0:0]`, `:${inp} - [0:0]`, ...(o.declareContainers === false ? [] : [`:${ctr} - [0:0]`]),
+    // Into a container: replies only; new connections from anywhere else (a LAN route, another bridge) are dropped.
+    `-A ${fwd} -o ${c.bridge} ${established}`,
     `-A ${fwd} -o ${c.bridge} -j DROP`,
     `-A ${fwd} -j ${ctr}`,
+    `-A ${fwd} ${established}`,
     ...allowed(fwd),
     ...DENIED_RANGES.map((range) => `-A ${fwd} -d ${range} -j ${REFUSE}`),
     `-A ${fwd} -j ACCEPT`,
-    `-A ${inp} ${established}`,
     `-A ${inp} -j ${ctr}`,
+    `-A ${inp} ${established}`,
     ...allowed(inp),
     `-A ${inp} -j ${REFUSE}`,
     "COMMIT",
@@ -91,9 +98,13 @@ export function baseChainsScript(c: EgressConfig): string {
 /** iptables-restore input (with --noflush) that gives one container its own policy. */
 export function containerPolicyScript(c: EgressConfig, ip: string, policy: EgressPolicy): string {
   const chain = c.names.containerChain(ip);
+  // Replies to connections opened towards the container (the gateway reaching its runner or daemon)
+  // pass; anything the container itself originates, an old tracked flow of its address included, is judged.
+  const replies = `-A ${chain} -m conntrack --ctstate RELATED,ESTABLISHED --ctdir REPLY -j RETURN`;
   const own = policy.block
-    ? [`-A ${chain} -j ${REFUSE}`]
+    ? [replies, `-A ${chain} -j ${REFUSE}`]
     : [
+        replies,
         ...(policy.allow ?? []).map(parseEgressRule).flatMap((rule) => ruleLines(chain, rule, "RETURN")),
         ...dnsLines(chain, c.nameservers, "RETURN"),
         `-A ${chain} -j ${REFUSE}`,
@@ -114,7 +125,8 @@ const JUMPS = (c: EgressConfig): string[][] => [
 
 /** Declares the chains (flushing leftovers), then puts our jumps first in FORWARD and INPUT. */
 export async function installEgress(c: EgressConfig): Promise<void> {
-  await run("iptables-restore", ["-w", "--noflush"], { input: baseChainsScript(c) });
+  const containersChainExists = (await tryRun("iptables", ["-w", "-S", c.names.containersChain])).code === 0;
+  await run("iptables-restore", ["-w", "--noflush"], { input: baseChainsScript(c, { declareContainers: !containersChainExists }) });
   for (const [chain, ...rule] of JUMPS(c)) {
     const present = await tryRun("iptables", ["-w", "-C", chain!, ...rule]);
     if (present.code !== 0) await run("iptables", ["-w", "-I", chain!, "1", ...rule]);
@@ -122,17 +134,37 @@ export async function installEgress(c: EgressConfig): Promise<void> {
   disableIpv6(c.bridge);
 }
 
-/** IPv6 off on the bridge: the host then neither answers nor routes any v6 a container sends. */
+/**
+ * IPv6 off on the bridge: the host then neither answers nor routes any v6 a container sends. Fails
+ * closed: where IPv6 exists but cannot be turned off, the bridge is not used (no v6 filter stands in).
+ */
 export function disableIpv6(iface: string): void {
-  try {
-    writeFileSync(`/proc/sys/net/ipv6/conf/${iface}/disable_ipv6`, "1");
-  } catch {
-    // no IPv6 in this kernel or namespace: nothing to disable
+  if (!existsSync("/proc/sys/net/ipv6")) return; // no IPv6 in this kernel or namespace: nothing to reach
+  const path = `/proc/sys/net/ipv6/conf/${iface}/disable_ipv6`;
+  writeFileSync(path, "1");
+  if (readFileSync(path, "utf8").trim() !== "1") throw new Error(`cannot turn IPv6 off on ${iface} (${path}): containers would reach the host over IPv6`);
+}
+
+/** Whether our jumps are still first-class citizens of FORWARD and INPUT (a firewall reload may have flushed them). */
+export async function egressInstalled(c: EgressConfig): Promise<boolean> {
+  for (const [chain, ...rule] of JUMPS(c)) {
+    if ((await tryRun("iptables", ["-w", "-C", chain!, ...rule])).code !== 0) return false;
   }
+  return true;
 }
 
 export async function addContainerPolicy(c: EgressConfig, ip: string, policy: EgressPolicy): Promise<void> {
   await run("iptables-restore", ["-w", "--noflush"], { input: containerPolicyScript(c, ip, policy) });
+}
+
+/**
+ * Forgets the connections tracked for a container's address (the `conntrack` tool, when the host has
+ * it), so that nothing of one container's flows (NAT mappings included) outlives it for the next
+ * holder of the address. Its chain already refuses them; this drops what would still come in.
+ */
+export async function forgetConnections(ip: string): Promise<void> {
+  await tryRun("conntrack", ["-D", "-s", ip]);
+  await tryRun("conntrack", ["-D", "-d", ip]);
 }
 
 export async function removeContainerPolicy(c: EgressConfig, ip: string): Promise<void> {

@@ -5,8 +5,13 @@
  * path measured in the feasibility notes, ~6.5 ms).
  */
 import type { EgressPolicy } from "@beta9/protocol";
-import { tryRun, run } from "../exec.js";
-import { addContainerPolicy, hasOwnPolicy, installEgress, removeContainerPolicy, removeEgress, type EgressConfig } from "./egress.js";
+import { findExecutable, tryRun, run } from "../exec.js";
+import {
+  addContainerPolicy, egressInstalled, forgetConnections, hasOwnPolicy, installEgress, removeContainerPolicy, removeEgress, type EgressConfig,
+} from "./egress.js";
+
+/** How often the filter's jumps are checked for (a host firewall reload flushes FORWARD and INPUT). */
+const EGRESS_CHECK_MS = 5_000;
 import { enableForwarding, restoreForwarding } from "./forwarding.js";
 import { installMasquerade, removeMasquerade } from "./iptables.js";
 import type { RuntimeNames } from "./names.js";
@@ -27,6 +32,9 @@ export class BridgeNetwork {
   private readonly pool: AddressPool;
   private bridgeReady: Promise<void> | undefined;
   private readonly egress: EgressConfig;
+  /** Whether the host has the conntrack tool (a container's tracked flows are then dropped with it). */
+  private readonly conntrack: boolean;
+  private egressCheck: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly names: RuntimeNames,
@@ -37,6 +45,7 @@ export class BridgeNetwork {
     this.subnet = parseSubnet(subnetCidr);
     this.pool = new AddressPool(this.subnet);
     this.egress = { names, bridge, ...egress };
+    this.conntrack = findExecutable("conntrack") !== undefined;
   }
 
   /** Creates the bridge, NAT chain and forwarding once per runtime instance; concurrent callers share the work. */
@@ -58,6 +67,22 @@ export class BridgeNetwork {
     await installEgress(this.egress);
     enableForwarding(this.bridge);
     await installMasquerade(this.names.postroutingChain, this.subnet.cidr, this.bridge);
+    this.watchEgress();
+  }
+
+  /** Puts the filter back when something (ufw reload, firewalld, a restore) removed our jumps. */
+  private watchEgress(): void {
+    clearInterval(this.egressCheck);
+    let checking = false;
+    this.egressCheck = setInterval(() => {
+      if (checking) return;
+      checking = true;
+      void egressInstalled(this.egress)
+        .then((ok) => (ok ? undefined : installEgress(this.egress)))
+        .catch(() => undefined)
+        .finally(() => (checking = false));
+    }, EGRESS_CHECK_MS);
+    this.egressCheck.unref();
   }
 
   /** Two bridges with one subnet would break routing for both; fail clearly instead. */
@@ -113,12 +138,14 @@ export class BridgeNetwork {
     await deleteNetns([network.netns]);
     // After the netns is gone, so the address is never reused while the old policy still applies to it.
     if (network.ownPolicy) await removeContainerPolicy(this.egress, network.ip);
+    if (this.conntrack) await forgetConnections(network.ip);
     this.pool.release(network.ip);
   }
 
   /** Removes the bridge and our NAT chain, and restores ip_forward if it was the last beta9 bridge. */
   async removeBridge(): Promise<void> {
     this.bridgeReady = undefined;
+    clearInterval(this.egressCheck);
     restoreForwarding(this.bridge);
     await tryRun("ip", ["link", "del", this.bridge]);
     await removeMasquerade(this.names.postroutingChain);

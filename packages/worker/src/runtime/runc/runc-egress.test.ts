@@ -5,7 +5,7 @@
  * ranges, the internet) are asserted by reading the installed chains.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -139,6 +139,27 @@ if (skipReason) {
       assert.deepEqual(await probe(allowing, "ega-block", urls, { block: true }), ["blocked", "blocked"]);
     });
 
+    test("a firewall reload that flushes our jumps is undone, and running containers keep their own policies", async () => {
+      const handle = await allowing.runtime.start(spec(allowing, "ega-reload", ["sleep", "60"], { egress: { block: true } }), () => {});
+      try {
+        const jump = ["FORWARD", "-i", `b9br-${allowing.name}`, "-j", allowing.names.forwardChain];
+        iptables("-D", ...jump); // what `ufw reload` or `iptables -F` would do
+        const deadline = Date.now() + 30_000;
+        while (spawnSync("iptables", ["-w", "-C", ...jump]).status !== 0) {
+          assert.ok(Date.now() < deadline, "the jump came back");
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        assert.match(iptables("-S", allowing.names.containersChain), new RegExp(`-j ${allowing.names.containerChainPrefix}[0-9A-F]{8}`), "the container's policy survived");
+        // Every packet a container sends meets its own chain before any "established" shortcut.
+        const fwd = iptables("-S", allowing.names.forwardChain).trim().split("\n");
+        const ctr = fwd.findIndex((l) => l.endsWith(`-j ${allowing.names.containersChain}`));
+        const established = fwd.findIndex((l) => l.includes("ESTABLISHED") && !l.includes(" -o "));
+        assert.ok(ctr > 0 && ctr < established, fwd.join("\n"));
+      } finally {
+        await handle.stop(500);
+      }
+    });
+
     test("a container's own chain exists while it runs and is gone after it", async () => {
       const handle = await allowing.runtime.start(spec(allowing, "ega-chain", ["sleep", "30"], { egress: { allow: ["198.51.100.7/32:8000-8100"] } }), () => {});
       try {
@@ -149,6 +170,7 @@ if (skipReason) {
         assert.ok(own.includes(`-d 198.51.100.7/32 -p tcp -m tcp --dport 8000:8100 -j RETURN`), own);
         assert.ok(own.includes(`-d 198.51.100.7/32 -p udp -m udp --dport 8000:8100 -j RETURN`), own);
         assert.ok(own.trim().endsWith(`-A ${chain[2]} -j REJECT --reject-with icmp-admin-prohibited`), own);
+        assert.ok(own.includes(`-A ${chain[2]} -m conntrack --ctstate RELATED,ESTABLISHED --ctdir REPLY -j RETURN`), "replies to the host pass; its own old flows do not");
       } finally {
         await handle.stop(500);
       }
