@@ -2,7 +2,8 @@
 // Runs every compiled test file (`*.test.js` beside the code in packages/*/dist) with node:test,
 // then the Python SDK's tests (sdk/python/tests) with Debian's pytest when it is installed.
 // Extra arguments go to node --test, e.g. `npm test -- --test-name-pattern=deployment`;
-// BETA9_TEST_PYTHON=0 skips the Python tests, BETA9_TEST_NODE=0 the node ones.
+// BETA9_TEST_PYTHON=0 skips the Python tests, BETA9_TEST_NODE=0 the node ones. `--group=security`
+// runs only the security group (scripts/security-tests.mjs).
 //
 // Each suite runs in a process group of its own, with its output passed through this process.
 // When it has printed its summary (or exited), the group is killed: a process a failed test left
@@ -11,6 +12,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { SECURITY_NODE_TESTS, SECURITY_PYTHON_TESTS } from "./security-tests.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const SUITE_LIMIT_MS = 70 * 60_000;
@@ -102,9 +104,20 @@ function pythonForPytest() {
 }
 
 let status = 0;
-const extra = process.argv.slice(2);
+const group = process.argv.find((a) => a.startsWith("--group="))?.slice("--group=".length);
+if (group !== undefined && group !== "security") {
+  console.error(`unknown test group ${group}; known: security`);
+  process.exit(2);
+}
+const extra = process.argv.slice(2).filter((a) => !a.startsWith("--group="));
 if (process.env.BETA9_TEST_NODE !== "0") {
-  const files = testFiles();
+  const all = testFiles();
+  const missing = group ? SECURITY_NODE_TESTS.filter((f) => !all.includes(f)) : [];
+  if (missing.length > 0) {
+    console.error(`the security group names test files that do not exist: ${missing.join(", ")}`);
+    process.exit(1);
+  }
+  const files = group ? SECURITY_NODE_TESTS : all;
   if (files.length === 0) {
     console.error("no test files found under packages/*/dist; run `npm run build` first");
     process.exit(1);
@@ -118,7 +131,8 @@ if (process.env.BETA9_TEST_PYTHON !== "0" && extra.length === 0 && existsSync(jo
   if (python === undefined) {
     console.error("python tests: pytest is not installed (Debian: apt install python3-pytest); skipped");
   } else {
-    const code = await runSuite("pytest", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "sdk/python/tests"], () => undefined);
+    const targets = group ? SECURITY_PYTHON_TESTS : ["sdk/python/tests"];
+    const code = await runSuite("pytest", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", ...targets], () => undefined);
     // 5: no tests collected (never expected here).
     status ||= code;
   }

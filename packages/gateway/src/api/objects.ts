@@ -64,20 +64,26 @@ export function objectRoutes(app: FastifyInstance, ctx: GatewayContext): void {
         request.body.resume();
         return reply.code(200).send(existing);
       }
-      // The quota is checked against the declared length, which the body cannot exceed (HTTP framing).
+      // Quota: a declared length is checked up front; a streamed body (no length) is cut off where
+      // the workspace's room ends, as at the size limit. Either way nothing past the quota is kept.
+      const quotas = ctx.quotas ?? DEFAULT_QUOTAS;
+      const held = existing ? 0 : await store.objects.totalBytes(workspaceId);
       if (!existing) {
-        if (!Number.isFinite(declared)) {
-          request.body.resume();
-          throw new Beta9Error("BAD_REQUEST", { reason: "send the object with a Content-Length header" });
-        }
         try {
-          checkQuota(ctx.quotas ?? DEFAULT_QUOTAS, "objectBytes", await store.objects.totalBytes(workspaceId), declared);
+          checkQuota(quotas, "objectBytes", held, Number.isFinite(declared) ? declared : 0);
         } catch (err) {
           request.body.resume();
           throw err;
         }
       }
-      const { size } = await objects.write(hash, request.body);
+      const room = existing ? objects.maxBytes : Math.min(objects.maxBytes, quotas.objectBytes - held);
+      let size: number;
+      try {
+        ({ size } = await objects.write(hash, request.body, room));
+      } catch (err) {
+        if (room < objects.maxBytes && err instanceof Beta9Error && err.code === "OBJECT_TOO_LARGE") checkQuota(quotas, "objectBytes", held, room + 1);
+        throw err;
+      }
       const { object, created } = await store.objects.put(workspaceId, hash, size);
       return reply.code(created ? 201 : 200).send(object);
     });

@@ -4,6 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { request as httpRequest } from "node:http";
 import { after, before, test } from "node:test";
 import { resolveQuotas } from "../quotas.js";
 import { createTestGateway, type TestGateway } from "../testing/harness.js";
@@ -76,6 +79,25 @@ test("objects: the bytes a workspace stores are bounded; an upload past it is 42
   const refused = await upload(big);
   quotaError(refused, /bytes of stored objects, the most it may have \(2048\)/);
   const hash = createHash("sha256").update(big).digest("hex");
+  assert.equal((await gw.request("HEAD", `/api/v1/object/${hash}`)).statusCode, 404);
+  // Streamed without a length: cut off where the workspace's room ends, nothing kept.
+  await gw.app.listen({ host: "127.0.0.1", port: 0 });
+  const { port } = gw.app.server.address() as { port: number };
+  const streamed = await new Promise<{ statusCode: number; body: string }>((resolve, reject) => {
+    const req = httpRequest({ host: "127.0.0.1", port, method: "PUT", path: `/api/v1/object/${hash}`, headers: {
+      authorization: `Bearer ${gw.adminKey}`, "content-type": "application/octet-stream", "transfer-encoding": "chunked",
+    } }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => (body += c));
+      res.on("end", () => resolve({ statusCode: res.statusCode ?? 0, body }));
+    });
+    req.on("error", reject);
+    req.write(big.subarray(0, 1024));
+    req.end(big.subarray(1024));
+  });
+  quotaError({ statusCode: streamed.statusCode, json: () => JSON.parse(streamed.body) }, /bytes of stored objects/);
+  assert.deepEqual(readdirSync(join(gw.dir, "objects", "tmp")), [], "no temp file left");
   assert.equal((await gw.request("HEAD", `/api/v1/object/${hash}`)).statusCode, 404);
 });
 

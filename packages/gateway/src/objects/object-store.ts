@@ -42,10 +42,11 @@ export class ObjectStore {
    * Streams `body` into the store under `expectedHash`. Throws OBJECT_TOO_LARGE,
    * OBJECT_HASH_MISMATCH or BUNDLE_INVALID; on any failure the temp file is removed.
    */
-  async write(expectedHash: string, body: Readable): Promise<{ size: number }> {
+  /** `maxBytes`: a lower limit for this write (a workspace's remaining quota); never above the store's. */
+  async write(expectedHash: string, body: Readable, maxBytes = this.maxBytes): Promise<{ size: number }> {
     await mkdir(join(this.dir, expectedHash.slice(0, 2)), { recursive: true });
     return writeVerified(body, {
-      tmpDir: this.tmpDir, target: this.pathOf(expectedHash), sha256: expectedHash, maxBytes: this.maxBytes,
+      tmpDir: this.tmpDir, target: this.pathOf(expectedHash), sha256: expectedHash, maxBytes: Math.min(maxBytes, this.maxBytes),
       validate: async (tmp) => {
         try {
           await checkBundleFile(tmp);

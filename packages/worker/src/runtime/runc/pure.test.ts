@@ -11,6 +11,7 @@ import { RuntimeNames } from "./names.js";
 import { macForIp } from "./network.js";
 import { lowerdirOption } from "./overlay.js";
 import { defaultSeccompProfile, DENIED_SYSCALLS } from "./seccomp.js";
+import { ALLOWED_SYSCALLS } from "./seccomp-allowed.js";
 import { AddressPool, parseSubnet } from "./subnet.js";
 
 test("names: every host object carries the runtime name; veths fit in 15 chars; prefixes never overlap", () => {
@@ -78,14 +79,32 @@ test("config.json: limits, cgroup path, hostname, minimal capabilities, no_new_p
   assert.deepEqual(usr.options, ["rbind", "ro", "nosuid", "nodev"]);
 });
 
-/** Evaluates the profile's rules for one syscall the way libseccomp would: any matching rule denies. */
+/**
+ * Evaluates the profile for one syscall: a matching ERRNO rule denies, else a matching ALLOW rule
+ * allows, else the default (ERRNO). The profile's rules for one syscall never overlap, so the order
+ * libseccomp would pick between them does not matter.
+ */
 function denied(name: string, arg0: number): boolean {
-  return defaultSeccompProfile("x64").syscalls.some(
+  const matching = defaultSeccompProfile("x64").syscalls.filter(
     (rule) =>
       rule.names.includes(name) &&
       (!rule.args || rule.args.some((cond) => (Number(BigInt(arg0) & BigInt(cond.value)) === cond.valueTwo))),
   );
+  if (matching.some((rule) => rule.action === "SCMP_ACT_ERRNO")) return true;
+  return !matching.some((rule) => rule.action === "SCMP_ACT_ALLOW");
 }
+
+test("seccomp: an allow-list; what programs use passes, a syscall it does not name (a newer one) gets ENOSYS", () => {
+  const profile = defaultSeccompProfile("x64");
+  assert.deepEqual([profile.defaultAction, profile.defaultErrnoRet], ["SCMP_ACT_ERRNO", 38]);
+  for (const name of ["read", "write", "openat", "getdents64", "statx", "rseq", "close_range", "faccessat2", "epoll_pwait2", "getrandom", "memfd_create", "socket", "execve", "wait4", "futex", "mmap", "mprotect"]) {
+    assert.equal(denied(name, 0), false, name);
+  }
+  for (const name of ["cachestat", "fchmodat2", "made_up_syscall", "io_uring_setup", "clone3"]) assert.equal(denied(name, 0), true, name);
+  const allowed = new Set(ALLOWED_SYSCALLS);
+  assert.deepEqual(DENIED_SYSCALLS.filter((name) => allowed.has(name)), [], "nothing both allowed and denied");
+  assert.ok(!allowed.has("clone") && !allowed.has("personality"), "those two are allowed only with their argument checks");
+});
 
 test("seccomp: the deny list covers the brief, clone only with namespace flags, personality only non-default", () => {
   for (const name of ["mount", "umount2", "pivot_root", "kexec_load", "init_module", "finit_module", "delete_module", "bpf", "perf_event_open", "unshare", "setns", "swapon", "reboot", "keyctl", "add_key", "request_key", "open_by_handle_at", "userfaultfd", "clock_settime", "settimeofday", "acct", "quotactl", "iopl", "ioperm", "syslog", "fsopen", "fsmount", "fspick", "move_mount", "open_tree", "mount_setattr", "ptrace", "process_vm_readv", "process_vm_writev"]) {

@@ -2,7 +2,7 @@
  * The `runc` Runtime: real isolation on Linux as root. Each container is a foreground
  * `runc run --keep` child (see launch.ts for why not conmon) over an overlayfs root, in its own
  * netns on a per-runtime bridge, under an absolute cgroup path, with a minimal capability set,
- * no_new_privs and a seccomp deny list.
+ * no_new_privs and a seccomp allow-list.
  *
  * Everything host-visible carries the runtime's `name` (see names.ts), so several runtimes can
  * share a machine and reap()/close() only touch their own.

@@ -1,12 +1,15 @@
 /**
- * The default seccomp profile (OCI `linux.seccomp`): allow by default, return EPERM for the
- * syscalls a workload never needs and that widen the kernel attack surface (mounts, modules, BPF,
- * namespaces, keyrings, clock setting, tracing other processes …). Capabilities already block most
- * of them for root-in-container; the filter is the second wall, and it also closes what
- * capabilities do not (unshare/clone into a new user namespace, userfaultfd, perf_event_open).
+ * The default seccomp profile (OCI `linux.seccomp`), an allow-list: the syscalls of
+ * seccomp-allowed.ts pass; the ones a workload never needs and that widen the kernel attack
+ * surface (mounts, modules, BPF, namespaces, keyrings, clock setting, tracing other processes …)
+ * get EPERM; any other, a syscall newer than the list included, gets ENOSYS (libc then falls back).
+ * Capabilities already block most of the denied ones for root-in-container; the filter is the
+ * second wall, and it also closes what capabilities do not (unshare/clone into a new user
+ * namespace, userfaultfd, perf_event_open).
  *
  * runc ignores names libseccomp does not know for an architecture, so one list serves all.
  */
+import { ALLOWED_SYSCALLS } from "./seccomp-allowed.js";
 
 const EPERM = 1;
 const ENOSYS = 38;
@@ -55,18 +58,19 @@ interface SeccompArg {
   op: "SCMP_CMP_MASKED_EQ";
 }
 
-interface SeccompRule {
-  names: string[];
-  action: "SCMP_ACT_ERRNO";
-  errnoRet: number;
-  args?: SeccompArg[];
-}
+type SeccompRule =
+  | { names: string[]; action: "SCMP_ACT_ERRNO"; errnoRet: number; args?: SeccompArg[] }
+  | { names: string[]; action: "SCMP_ACT_ALLOW"; args?: SeccompArg[] };
 
 export interface SeccompProfile {
-  defaultAction: "SCMP_ACT_ALLOW";
+  defaultAction: "SCMP_ACT_ERRNO";
+  defaultErrnoRet: number;
   architectures: string[];
   syscalls: SeccompRule[];
 }
+
+/** The personality values a normal program passes (PER_LINUX, PER_LINUX32, UNAME26, both), and the query. */
+const PERSONALITY_ALLOWED = [0, 0x00000008, 0x00020000, 0x00020008, 0xffffffff];
 
 /** `(arg & mask) == expected`. Several conditions on the same arg index are OR'ed by runc (one rule each). */
 function maskedEq(mask: number, expected: number): SeccompArg {
@@ -95,16 +99,22 @@ function architecturesFor(arch: string): string[] {
 }
 
 export function defaultSeccompProfile(arch: string = process.arch): SeccompProfile {
+  const namespaceFlags = CLONE_NAMESPACE_FLAGS.reduce((all, flag) => all | flag, 0);
   return {
-    defaultAction: "SCMP_ACT_ALLOW",
+    defaultAction: "SCMP_ACT_ERRNO",
+    defaultErrnoRet: ENOSYS,
     architectures: architecturesFor(arch),
     syscalls: [
+      { names: [...ALLOWED_SYSCALLS], action: "SCMP_ACT_ALLOW" },
       { names: [...DENIED_SYSCALLS], action: "SCMP_ACT_ERRNO", errnoRet: EPERM },
+      // Plain fork and thread creation pass; a clone that creates a namespace is refused.
+      { names: ["clone"], action: "SCMP_ACT_ALLOW", args: [maskedEq(namespaceFlags, 0)] },
       { names: ["clone"], action: "SCMP_ACT_ERRNO", errnoRet: EPERM, args: CLONE_NAMESPACE_FLAGS.map((flag) => maskedEq(flag, flag)) },
       // clone3 passes its flags in a struct seccomp cannot inspect; ENOSYS makes libc fall back to clone.
       { names: ["clone3"], action: "SCMP_ACT_ERRNO", errnoRet: ENOSYS },
       // io_uring bypasses the filter for the operations it performs; ENOSYS makes libuv & co. fall back.
       { names: ["io_uring_setup", "io_uring_enter", "io_uring_register"], action: "SCMP_ACT_ERRNO", errnoRet: ENOSYS },
+      { names: ["personality"], action: "SCMP_ACT_ALLOW", args: PERSONALITY_ALLOWED.map((value) => maskedEq(0xffffffff, value)) },
       { names: ["personality"], action: "SCMP_ACT_ERRNO", errnoRet: EPERM, args: personalityDenyConditions() },
     ],
   };
