@@ -57,13 +57,12 @@ async function buildReady(spec: Parameters<Client["buildImage"]>[0]) {
 
 describe("containers end to end (gateway + runc worker + CLI)", { skip }, () => {
   before(async () => {
-    // The test registry listens on loopback: this worker's operator allows private registries.
-    process.env.BETA9_ALLOW_PRIVATE_REGISTRIES = "1";
     gateway = await startGateway({ dataDir: join(dir, "gw"), port: 0, logLevel: "silent", workerTimeoutMs: 3000 });
     key = gateway.bootstrap!.token.key;
     worker = await startWorker({
       gatewayUrl: gateway.url, token: await gateway.localWorkerToken(), stateDir: join(dir, "worker"),
       logger: pino({ level: "silent" }), runtime: "runc", name: "e2e", subnet: "10.219.240.0/24", workerId: "e2e",
+      allowPrivateRegistries: true, // the test registry listens on loopback
     });
     await worker.connected;
     client = new Client({ gateway: gateway.url, token: key });

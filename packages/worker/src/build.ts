@@ -19,6 +19,8 @@ export interface BuildOptions {
   /** Where the default base image is kept between builds. */
   baseCacheDir: string;
   log: (line: string, stream?: "stdout" | "stderr") => void;
+  /** Base images may come from loopback, link-local or private registries (default: BETA9_ALLOW_PRIVATE_REGISTRIES=1). */
+  allowPrivateRegistries?: boolean;
 }
 
 export interface BuiltImage {
@@ -79,7 +81,7 @@ async function prepareBase(spec: ImageSpec, dir: string, o: BuildOptions): Promi
     return { rootfs: base.rootfs, env: { PATH: DEFAULT_PATH } };
   }
   o.log(`base: pulling ${spec.base.ref}`);
-  const pulled = await new RegistryClient().pull(parseImageRef(spec.base.ref), join(dir, "blobs"));
+  const pulled = await new RegistryClient({ ...(o.allowPrivateRegistries !== undefined && { allowPrivate: o.allowPrivateRegistries }) }).pull(parseImageRef(spec.base.ref), join(dir, "blobs"));
   const rootfs = join(dir, "base");
   const stats = await applyLayers(rootfs, pulled.layers.map((l, i) => ({
     path: l.path, mediaType: l.mediaType, ...(pulled.config.rootfs?.diff_ids[i] && { diffId: pulled.config.rootfs.diff_ids[i] }),

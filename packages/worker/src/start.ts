@@ -37,6 +37,8 @@ export interface StartWorkerOptions {
   version?: string;
   /** See WorkerOptions.reachable: unset lets the gateway decide whether to tunnel. */
   reachable?: boolean;
+  /** See WorkerOptions.allowPrivateRegistries. */
+  allowPrivateRegistries?: boolean;
   /** See WorkerOptions.allowUnisolated. */
   allowUnisolated?: boolean;
   /** Accelerators to offer; detected here (nvidia-smi, rocm-smi, sysfs, …) when not given. */
@@ -79,6 +81,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<StartedW
     ...(options.version !== undefined && { version: options.version }),
     ...(options.reachable !== undefined && { reachable: options.reachable }),
     ...(options.allowUnisolated !== undefined && { allowUnisolated: options.allowUnisolated }),
+    ...(options.allowPrivateRegistries !== undefined && { allowPrivateRegistries: options.allowPrivateRegistries }),
   });
   if (!runtime.isolates && options.allowUnisolated !== true) {
     process.stderr.write("This worker takes no containers until it is restarted with --allow-unisolated (trusted code only), " +

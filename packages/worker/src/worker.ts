@@ -59,6 +59,8 @@ export interface WorkerOptions {
    * nothing on a non-isolating worker. Ignored by isolating runtimes.
    */
   allowUnisolated?: boolean;
+  /** Image builds may pull from loopback, link-local or private registries (default: BETA9_ALLOW_PRIVATE_REGISTRIES=1). */
+  allowPrivateRegistries?: boolean;
   /** Detected accelerators (devices/detectDevices): capacity's GPUs and what GPU containers get. */
   devices?: DeviceGroup[];
 }
@@ -349,6 +351,7 @@ export class Worker {
       try {
         built = await buildImage(imageId, spec, {
           runtime: this.options.runtime, workDir: join(this.options.stateDir, "builds"), baseCacheDir: join(this.options.stateDir, "base-images"), log,
+          ...(this.options.allowPrivateRegistries !== undefined && { allowPrivateRegistries: this.options.allowPrivateRegistries }),
         });
         log("uploading to the gateway");
         await uploadImage(this.gateway, imageId, built.path, await sha256OfFile(built.path));
