@@ -163,8 +163,8 @@ export async function addContainerPolicy(c: EgressConfig, ip: string, policy: Eg
  * holder of the address. Its chain already refuses them; this drops what would still come in.
  */
 export async function forgetConnections(ip: string): Promise<void> {
+  // Flows the container originated (its NAT mappings among them); flows towards it end with the host's sockets.
   await tryRun("conntrack", ["-D", "-s", ip]);
-  await tryRun("conntrack", ["-D", "-d", ip]);
 }
 
 export async function removeContainerPolicy(c: EgressConfig, ip: string): Promise<void> {

@@ -135,10 +135,10 @@ export class BridgeNetwork {
    */
   async detach(network: ContainerNetwork): Promise<void> {
     await deleteVeths([network.veth]);
-    await deleteNetns([network.netns]);
+    // The container's processes are gone: its tracked flows are forgotten while its netns goes.
+    await Promise.all([deleteNetns([network.netns]), this.conntrack ? forgetConnections(network.ip) : undefined]);
     // After the netns is gone, so the address is never reused while the old policy still applies to it.
     if (network.ownPolicy) await removeContainerPolicy(this.egress, network.ip);
-    if (this.conntrack) await forgetConnections(network.ip);
     this.pool.release(network.ip);
   }
 
