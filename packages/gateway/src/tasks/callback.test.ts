@@ -57,7 +57,7 @@ test("callbacks never reach loopback, link-local or private addresses unless the
   } finally {
     server.close();
   }
-  for (const a of ["127.0.0.1", "10.1.2.3", "172.20.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:10.0.0.1", "::7f00:1", "64:ff9b:1::a00:1", "not-an-ip"]) {
+  for (const a of ["127.0.0.1", "10.1.2.3", "172.20.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:10.0.0.1", "::7f00:1", "64:ff9b:1::a00:1", "2002:a9fe:a9fe::1", "2001:0:4136:e378::1", "100::1", "168.63.129.16", "not-an-ip"]) {
     assert.equal(isPrivateAddress(a), true, a);
   }
   for (const a of ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8"]) assert.equal(isPrivateAddress(a), false, a);
