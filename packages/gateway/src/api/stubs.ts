@@ -1,11 +1,10 @@
 /** Apps and stubs: a stub is one configured workload, reused while its config is unchanged. */
 import { isIP } from "node:net";
-import { isPrivateAddress } from "../tasks/outbound.js";
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
 import {
   API_PREFIX, AppSchema, Beta9Error, CreateStubBodySchema, IdParamsSchema, ListQuerySchema, StubConfigError, StubSchema,
-  hashStubConfig, normalizeStubConfig, type CreateStubBody, type Stub, type StubKind, type StubType,
+  hashStubConfig, isPrivateAddress, normalizeStubConfig, type CreateStubBody, type Stub, type StubKind, type StubType,
 } from "@beta9/protocol";
 import { found, Items, responses, toPage, type GatewayContext } from "./common.js";
 

@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 import { test } from "node:test";
 import type { Task } from "@beta9/protocol";
 import { sendCallback } from "./callback.js";
-import { isPrivateAddress } from "./outbound.js";
+import { isPrivateAddress } from "@beta9/protocol";
 
 const task: Task = {
   id: "t1", workspaceId: "w", stubId: "s", status: "COMPLETE", retries: 0, maxRetries: 0, containerId: null, error: null,

@@ -10,8 +10,6 @@ import { isIP, type LookupFunction } from "node:net";
 import { isPrivateAddress } from "@beta9/protocol";
 import { Agent } from "undici";
 
-export { isPrivateAddress };
-
 export class OutboundRefused extends Error {
   override name = "OutboundRefused";
 }

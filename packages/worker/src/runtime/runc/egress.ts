@@ -214,8 +214,3 @@ export async function removeEgress(c: EgressConfig): Promise<boolean> {
   for (const chain of [c.names.forwardChain, c.names.inputChain, c.names.containersChain]) await tryRun("iptables", ["-w", "-X", chain]);
   return existed;
 }
-
-/** The operator's `egressAllow` entries, parsed with the same code as tenants' allow lists. */
-export function parseOperatorAllow(entries: readonly string[] | undefined): EgressRule[] {
-  return (entries ?? []).map((entry) => parseEgressRule(entry));
-}

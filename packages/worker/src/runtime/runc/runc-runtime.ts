@@ -14,7 +14,8 @@ import type { ContainerHandle, ContainerSpec, LogSink, ReapReport, Runtime } fro
 import { canLimitSwap, listCgroupHierarchies, removeEmptyCgroupAncestors } from "./cgroups.js";
 import { RuncContainer, type RuncContext } from "./container.js";
 import { CONTAINER_ID_PATTERN, RuntimeNames } from "./names.js";
-import { hostNameservers, parseOperatorAllow } from "./egress.js";
+import { parseEgressRule } from "@beta9/protocol";
+import { hostNameservers } from "./egress.js";
 import { BridgeNetwork } from "./network.js";
 import { reapLeftovers } from "./reap.js";
 
@@ -62,7 +63,7 @@ export class RuncRuntime implements Runtime {
       names,
       runcPath: options.runcPath ?? "runc",
       network: new BridgeNetwork(names, options.subnet ?? DEFAULT_SUBNET, bridge, {
-        operatorAllow: parseOperatorAllow(options.egressAllow), nameservers: hostNameservers(),
+        operatorAllow: (options.egressAllow ?? []).map((entry) => parseEgressRule(entry)), nameservers: hostNameservers(),
       }),
       hierarchies,
       cgroupParent,
