@@ -1,5 +1,5 @@
 // The sample app `beta9 up` deploys on its first start. Try it:
-//   curl -X POST http://127.0.0.1:1994/endpoint/hello -H "Authorization: Bearer $TOKEN" \
+//   curl -X POST http://127.0.0.1:1994/endpoint/hello -H "Authorization: Bearer $(./beta9 config token)" \
 //        -H "Content-Type: application/json" -d '{"name":"beta9"}'
 import { endpoint, Image, schema } from "beta9";
 

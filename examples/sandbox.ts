@@ -1,5 +1,5 @@
 // The seed's sandbox example, in TypeScript:
-//   BETA9_GATEWAY=http://127.0.0.1:1994 BETA9_TOKEN=… node --import tsx examples/sandbox.ts
+//   node --import tsx examples/sandbox.ts     (the gateway and token: BETA9_GATEWAY / BETA9_TOKEN, else the CLI's context)
 import { Image, Sandbox } from "beta9";
 
 const sandbox = await new Sandbox({ image: new Image() }).create();

@@ -1,13 +1,13 @@
 // The seed's background task queue: resilient tasks with retries, in TypeScript.
 //   ./beta9 deploy examples/task-queue.ts:processImage
-//   node --import tsx examples/put-task.ts          (or POST /taskqueue/image-processor)
+//   node --import tsx examples/put-task.ts          (or POST /taskqueue/ts-image-processor)
 import { Image, schema, TaskPolicy, taskQueue } from "beta9";
 
 export const processImage = taskQueue(
   {
-    name: "image-processor",
+    name: "ts-image-processor",
     image: Image.scratch(), // plain TypeScript needs nothing but the runner's own node
-    cpu: 1,
+    cpu: 0.5,  // the seed asks for 1; half leaves room for the README's other examples on a 2-CPU machine
     memory: 1024,
     inputs: schema.object({ imageUrl: schema.string() }),
     taskPolicy: new TaskPolicy({ maxRetries: 3 }),

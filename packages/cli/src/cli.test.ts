@@ -10,7 +10,8 @@ import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Client, type Deployment, type Token, type TokenWithKey, type Workspace } from "beta9";
+import { createHash } from "node:crypto";
+import { Client, type Container, type Deployment, type Task, type Token, type TokenWithKey, type Workspace } from "beta9";
 import { buildProgram, commandPath, forEachCommand } from "./program.js";
 
 const MAIN = fileURLToPath(new URL("./main.js", import.meta.url));
@@ -293,6 +294,33 @@ describe("against a gateway started by `beta9 up`", { skip: gatewayBuilt ? false
     assert.equal((await beta9(["config", "delete", "broken"], env)).code, 0);
     assertFails(await beta9(["config", "delete", "broken"], env), 4, "CONTEXT_NOT_FOUND");
     assert.deepEqual(json<unknown[]>(await beta9(["config", "list", "--json"], env)).length, 1);
+  });
+
+  test("task and container lists name the workload; task get says what a pending task waits for", async () => {
+    const client = new Client({ gateway: `http://127.0.0.1:${port}`, token: adminToken });
+    const bundle = Buffer.alloc(1024); // an empty tar: enough for a container that is never placed (no worker here)
+    const hash = createHash("sha256").update(bundle).digest("hex");
+    await client.putObject(hash, bundle);
+    const { stub } = await client.createStub({ name: "thumbnails", type: "taskqueue/deployment", objectId: hash, config: { handler: "app.js:x" } });
+    const { id } = await client.putTask({ stubId: stub.id }, {});
+    for (let i = 0; i < 500 && !(await client.getTask(id)).waiting; i++) await new Promise((r) => setTimeout(r, 20));
+    await client.close();
+
+    const got = await beta9(["task", "get", id], env);
+    assert.equal(got.code, 0, got.stderr);
+    assert.match(got.stdout, /^workload thumbnails \(stub /m);
+    assert.match(got.stdout, /^waiting for capacity: no worker connected \(since /m);
+    assert.equal(json<Task>(await beta9(["task", "get", id, "--json"], env)).waiting?.constraints[0], "no_worker");
+
+    const tasks = await beta9(["task", "list"], env);
+    assert.match(tasks.stdout, /^ID\s+NAME\s+STATUS/);
+    assert.match(tasks.stdout, new RegExp(`^${id}\\s+thumbnails\\s+PENDING`, "m"));
+    assert.equal(json<Task[]>(await beta9(["task", "list", "--json"], env)).find((t) => t.id === id)?.stubName, "thumbnails");
+    const containers = await beta9(["container", "list"], env);
+    assert.match(containers.stdout, /^ID\s+NAME\s+STATE/);
+    assert.match(containers.stdout, /^\S+\s+thumbnails\s+PENDING/m);
+    assert.deepEqual(json<Container[]>(await beta9(["container", "list", "--json"], env)).map((c) => c.stubName), ["thumbnails"]);
+    assert.equal((await beta9(["task", "cancel", id], env)).code, 0);
   });
 
   test("SIGTERM stops it cleanly; a restart keeps the data and prints no new token", async () => {

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -183,9 +183,11 @@ describe("containers end to end (gateway + runc worker + CLI)", { skip }, () => 
     assert.deepEqual([(await second.json() as { doubled: number }).doubled, (await third.json() as { doubled: number }).doubled], [2, 4]);
     const failed = await call({ n: -1 });
     assert.equal(failed.status, 500);
-    const error = (await failed.json()) as { error: { code: string; message: string } };
+    const error = (await failed.json()) as { error: { code: string; message: string; details?: { stack?: string } } };
     assert.equal(error.error.code, "HANDLER_ERROR");
     assert.match(error.error.message, /n must not be negative/);
+    // The bundle's source map: the stack names the user's TypeScript file and the line that threw.
+    assert.match(error.error.details?.stack ?? "", /endpoint-app\.ts:3:\d+/, JSON.stringify(error));
     assert.equal((await running()).length, 1, "one container served all of it");
     for (let i = 0; i < 400 && (await running()).length > 0; i++) await new Promise((r) => setTimeout(r, 25));
     assert.equal((await running()).length, 0, "idle past keep-warm: scaled to zero");
@@ -255,7 +257,7 @@ describe("containers end to end (gateway + runc worker + CLI)", { skip }, () => 
     assert.equal((await client.listContainers({ active: true })).filter((c) => c.stubId === classifier.stubId).length, 0);
     const queue = await beta9(["deploy", join(examples, "task-queue.ts") + ":processImage", "-q"]);
     assert.equal(queue.code, 0, queue.stderr);
-    const taskId = await client.putTask("image-processor", { imageUrl: "https://example.com/image.jpg" });
+    const taskId = await client.putTask("ts-image-processor", { imageUrl: "https://example.com/image.jpg" });
     const task = await client.waitForTask(taskId);
     assert.deepEqual([task.status, task.result], ["COMPLETE", { imageUrl: "https://example.com/image.jpg" }]);
     const ran = await beta9(["run", join(examples, "function.ts") + ":square", "--input", '{"n": 12}', "-q"]);
@@ -274,7 +276,7 @@ describe("containers end to end (gateway + runc worker + CLI)", { skip }, () => 
     const badRun = await beta9(["run", join(examples, "function.ts") + ":square", "--input", '{"n": "x"}', "-q"]);
     assert.equal(badRun.code, 1);
     assert.match(badRun.stderr, /input.n: expected a number/);
-    await assert.rejects(client.putTask("image-processor", { imageUrl: 42 }).then((id) => client.waitForTask(id)).then((t) => {
+    await assert.rejects(client.putTask("ts-image-processor", { imageUrl: 42 }).then((id) => client.waitForTask(id)).then((t) => {
       if (t.status === "ERROR") throw new Error(t.error ?? "");
       return t;
     }), /input.imageUrl: expected a string/);
@@ -315,7 +317,12 @@ describe("containers end to end (gateway + runc worker + CLI)", { skip }, () => 
   });
 });
 
-test("`beta9 up` on a fresh data dir starts gateway and worker, deploys the sample app and shows it answering", { skip }, async () => {
+test("`beta9 up` on a fresh data dir starts gateway and worker, deploys the sample app, shows it answering, then prepares the default image", { skip }, async () => {
+  // The debootstrap base comes from the tests' shared cache (built there once), as sandbox-e2e's does.
+  const cache = join(process.env.BETA9_TEST_CACHE ?? "/var/tmp/beta9-test-cache", "base-images");
+  mkdirSync(cache, { recursive: true });
+  mkdirSync(join(dir, "up-data", "worker"), { recursive: true });
+  symlinkSync(cache, join(dir, "up-data", "worker", "base-images"));
   const up = spawn(process.execPath, [cli, "up", "--port", "0", "--data-dir", join(dir, "up-data"), "--log-level", "error"], {
     env: { ...process.env, BETA9_CONFIG_DIR: join(dir, "up-cfg"), NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"],
   });
@@ -326,6 +333,9 @@ test("`beta9 up` on a fresh data dir starts gateway and worker, deploys the samp
     for (let i = 0; i < 1200 && !/ready in \d+ ms/.test(out); i++) await new Promise((r) => setTimeout(r, 50));
     assert.match(out, /worker: local \(runc\)/);
     assert.match(out, /sample app: hello v1 answered \{"message":"Hello, beta9!"\}/, out);
+    assert.match(out, /default image \(Debian bookworm \+ python3\): preparing in the background/, out);
+    for (let i = 0; i < 6000 && !/default image: (ready|not prepared)/.test(out); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.match(out, /default image: ready in \d+ s \([0-9a-f]{12}\)/, out);
   } finally {
     const exited = new Promise((r) => up.once("exit", r));
     up.kill("SIGINT");

@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { CliError, EXIT } from "./errors.js";
+import { resolveSdkFor } from "./sdk-fallback.js";
 
 export function parseTarget(target: string): { file: string; name: string } {
   const colon = target.lastIndexOf(":");
@@ -20,6 +21,7 @@ export function parseTarget(target: string): { file: string; name: string } {
 export async function loadExport(target: string): Promise<unknown> {
   const { file, name } = parseTarget(target);
   if (!existsSync(file)) throw new CliError("FILE_NOT_FOUND", `${file} does not exist`, EXIT.notFound);
+  resolveSdkFor(file);
   const { tsImport } = await import("tsx/esm/api");
   let module: Record<string, unknown>;
   try {

@@ -2,6 +2,7 @@
  * Output helpers: JSON for scripts, aligned plain tables for people, and colour only where a
  * person is looking (stdout is a TTY and NO_COLOR is unset), so piped output never carries escapes.
  */
+import { exampleInput, type InputSchema } from "@beta9/protocol";
 
 export interface Palette {
   bold(text: string): string;
@@ -76,7 +77,12 @@ export function cliCommand(env = process.env): string {
   return path && /^[A-Za-z0-9/._-]+$/.test(path) ? path : "beta9";
 }
 
-/** A curl line that works when pasted: the token comes from the CLI's own context at paste time. */
-export function invokeLine(url: string, body = "{}"): string {
+/**
+ * A curl line that works when pasted: the token comes from the CLI's own context at paste time,
+ * and the body is an input built from the workload's schema (every field filled), so it passes.
+ */
+export function invokeLine(url: string, inputs?: InputSchema): string {
+  // A single quote inside '…' cannot be escaped in sh: close, escape, reopen.
+  const body = (inputs ? JSON.stringify(exampleInput(inputs)) : "{}").replace(/'/g, `'\\''`);
   return `invoke: curl -X POST ${url} -H "Authorization: Bearer $(${cliCommand()} config token)" -H "Content-Type: application/json" -d '${body}'`;
 }

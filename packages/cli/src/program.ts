@@ -12,6 +12,7 @@ import { registerPool } from "./commands/pool.js";
 import { registerSecret } from "./commands/secret.js";
 import { registerImage } from "./commands/image.js";
 import { registerDeploy } from "./commands/deploy.js";
+import { registerInit } from "./commands/init.js";
 import { registerTask } from "./commands/task.js";
 import { registerRun } from "./commands/run.js";
 import { registerServe as registerServeCommand } from "./commands/serve.js";
@@ -47,6 +48,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 auth/permission, 4 not found, 5 gateway un
   registerDeployment(program);
   registerContainer(program);
   registerSandbox(program);
+  registerInit(program);
   registerDeploy(program);
   registerTask(program);
   registerRun(program);

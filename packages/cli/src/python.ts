@@ -6,7 +6,7 @@
  * build, upload, stub, deployment, serve sessions) is the same path TypeScript workloads take.
  */
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,8 +27,13 @@ export interface PythonDescription {
   files: string[];
 }
 
-/** The SDK the CLI ships (sdk/python in this repository), put first on PYTHONPATH. */
-export const PYTHON_SDK_DIR = fileURLToPath(new URL("../../../sdk/python", import.meta.url));
+/**
+ * The SDK the CLI ships, put first on PYTHONPATH: python/ beside the CLI in the packed beta9
+ * package (scripts/pack.mjs), else sdk/python of the source checkout this CLI runs from.
+ */
+export const PYTHON_SDK_DIR = [new URL("../python", import.meta.url), new URL("../../../sdk/python", import.meta.url)]
+  .map((url) => fileURLToPath(url))
+  .find((dir) => existsSync(join(dir, "beta9", "__main__.py"))) ?? fileURLToPath(new URL("../../../sdk/python", import.meta.url));
 
 export function isPythonTarget(target: string): boolean {
   return target.slice(0, target.lastIndexOf(":") > 0 ? target.lastIndexOf(":") : undefined).endsWith(".py");

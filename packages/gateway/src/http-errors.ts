@@ -21,7 +21,8 @@ function describeValidation(location: string, errors: AjvError[]): ErrorParams {
   if (first.keyword === "additionalProperties") {
     reason = `has an unknown property "${String(first.params.additionalProperty)}"; remove it or check its spelling`;
   } else if (first.keyword === "required") {
-    return { location, path: `.${String(first.params.missingProperty)}`, reason: "is required" };
+    // The missing field's full place (body.config.autoscaler.type), not only its name.
+    return { location, path: `${path}.${String(first.params.missingProperty)}`, reason: "is required" };
   } else if (first.keyword === "enum") {
     reason = `must be one of: ${(first.params.allowedValues as unknown[]).join(", ")}`;
   } else if (anyOf) {

@@ -99,10 +99,30 @@ export type Deployment = Static<typeof DeploymentSchema>;
 /** How a task's `error` starts when its runner refused the input (422): a function call answers 422 INPUT_INVALID. */
 export const INPUT_INVALID_TASK_ERROR = "input invalid: ";
 
+/**
+ * Why a container waits to be placed: what no connected worker has free, with the figures. The
+ * scheduler keeps the latest per stub while its containers wait (scheduler/placement.ts).
+ */
+export const CapacityWaitSchema = Type.Object({
+  message: Type.String({ description: 'e.g. "waiting for capacity: needs 1000m CPU, 250m free on 1 worker"' }),
+  constraints: Type.Array(StringEnum(["no_worker", "unusable", "cpu", "memory", "gpu"] as const), {
+    description: "what is short: no worker (none connected or schedulable), unusable (none may run it), or the resources none has free",
+  }),
+  workers: Type.Integer({ description: "connected workers that could run it were there room" }),
+  needs: Type.Object({ cpuMillicores: Type.Integer(), memoryMiB: Type.Integer(), gpu: Type.Array(Type.String()), gpuCount: Type.Integer() }),
+  free: Type.Object({
+    cpuMillicores: Type.Integer(), memoryMiB: Type.Integer(), gpus: Type.Integer({ description: "of the wanted types" }),
+  }, { description: "the most free on any one of those workers (each figure on its own)" }),
+  since: Timestamp,
+});
+export type CapacityWait = Static<typeof CapacityWaitSchema>;
+
 export const TaskSchema = Type.Object({
   id: Type.String(),
   workspaceId: Type.String(),
   stubId: Type.String(),
+  /** The stub's (workload's) name, joined in by the store's reads. */
+  stubName: Type.Optional(Type.String()),
   status: StringEnum(TASK_STATUSES),
   retries: Type.Integer({ description: "attempts that failed and were retried" }),
   maxRetries: Type.Integer(),
@@ -115,6 +135,8 @@ export const TaskSchema = Type.Object({
   expiresAt: Nullable(Timestamp),
   /** While RETRY: when the next attempt may start. */
   nextAttemptAt: Nullable(Timestamp),
+  /** Set by `GET /task/:id` while the task waits and its stub's containers wait for capacity. */
+  waiting: Type.Optional(CapacityWaitSchema),
 });
 export type Task = Static<typeof TaskSchema>;
 export const TERMINAL_TASK_STATUSES: readonly TaskStatus[] = ["COMPLETE", "ERROR", "TIMEOUT", "CANCELLED", "EXPIRED"];
@@ -172,6 +194,8 @@ export const ContainerSchema = Type.Object({
   id: Type.String(),
   workspaceId: Type.String(),
   stubId: Nullable(Type.String()),
+  /** The stub's (workload's) name, in list and get answers. */
+  stubName: Type.Optional(Type.String()),
   imageId: Nullable(Type.String()),
   workerId: Nullable(Type.String()),
   state: StringEnum(["PENDING", "RUNNING", "STOPPING", "EXITED"] as const),

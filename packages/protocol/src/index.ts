@@ -4,6 +4,7 @@ export * from "./entities.js";
 export * from "./stub-config.js";
 export * from "./egress.js";
 export * from "./private-address.js";
+export * from "./input-schema.js";
 export * from "./api.js";
 export * from "./worker-protocol.js";
 export * from "./machine-protocol.js";

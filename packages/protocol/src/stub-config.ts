@@ -9,6 +9,7 @@ import { Type, type Static } from "@sinclair/typebox";
 import { normalizeGpu, parseCpu, parseMemory, ResourceParseError } from "./resources.js";
 import type { StubKind } from "./entities.js";
 import { AllowListSchema, egressPolicy, EgressPolicySchema, EgressRuleError } from "./egress.js";
+import { inputSchemaProblem, InputSchemaSchema, type InputSchema } from "./input-schema.js";
 
 const EnvName = Type.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*$", maxLength: 256 });
 const ResourceName = Type.String({ pattern: "^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$" });
@@ -78,6 +79,10 @@ export const StubConfigInputSchema = Type.Object(
     blockNetwork: Type.Optional(Type.Boolean()),
     /** Egress only to these IPv4 CIDRs ("CIDR", "CIDR:PORT", "CIDR:LOW-HIGH"), plus DNS. */
     allowList: Type.Optional(AllowListSchema),
+    /** The input's schema (what the SDKs emit): a bad input is refused with 422 before it runs. */
+    inputs: Type.Optional(InputSchemaSchema),
+    /** An endpoint that is a web app (`webApp()`): any method and path under its URL reach its fetch handler. */
+    webApp: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );
@@ -114,6 +119,10 @@ export const StubConfigSchema = Type.Object({
   volumes: Type.Optional(Type.Array(Type.Object({ name: Type.String(), mountPath: Type.String() }))),
   /** Absent for the default policy (so older configs keep their hash). */
   egress: Type.Optional(EgressPolicySchema),
+  /** Absent when the workload declares none. */
+  inputs: Type.Optional(Type.Unsafe<InputSchema>({})),
+  /** Present (true) only for web apps, so other configs keep their hash. */
+  webApp: Type.Optional(Type.Literal(true)),
 });
 export type StubConfig = Static<typeof StubConfigSchema>;
 
@@ -186,6 +195,15 @@ export function normalizeStubConfig(kind: StubKind, input: StubConfigInput): Stu
   });
   if (new Set(volumes.map((v) => v.mountPath)).size !== volumes.length) throw new StubConfigError("volumes", "two volumes share a mountPath");
   const egress = field("allowList", () => egressPolicy(input.blockNetwork, input.allowList));
+  if (input.inputs !== undefined) {
+    if (kind === "schedule" || kind === "sandbox") throw new StubConfigError("inputs", "only endpoints, task queues and functions take an input");
+    const problem = inputSchemaProblem(input.inputs);
+    if (problem) throw new StubConfigError("inputs", problem);
+  }
+  if (input.webApp === true) {
+    if (kind !== "endpoint") throw new StubConfigError("webApp", "only endpoints can be web apps");
+    if (input.inputs !== undefined) throw new StubConfigError("inputs", "a web app takes HTTP requests, not a JSON input; check requests in the app");
+  }
   if (kind === "endpoint" && input.taskPolicy?.timeout === -1) {
     throw new StubConfigError("taskPolicy.timeout", "endpoints need a timeout; -1 is only for queues and functions");
   }
@@ -221,6 +239,8 @@ export function normalizeStubConfig(kind: StubKind, input: StubConfigInput): Stu
     ports: [...new Set(input.ports ?? [])].sort((a, b) => a - b),
     ...(volumes.length > 0 && { volumes }),
     ...(egress && { egress }),
+    ...(input.inputs !== undefined && { inputs: input.inputs as InputSchema }),
+    ...(input.webApp === true && { webApp: true as const }),
   };
 }
 

@@ -65,6 +65,8 @@ export async function loadWorkload(codeDir: string, ref: HandlerRef): Promise<Wo
   }
   let module: Record<string, unknown>;
   try {
+    // Bundles carry a source map (main.js.map): stacks then name the user's file and line.
+    process.setSourceMapsEnabled(true);
     module = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
   } catch (err) {
     throw new LoadError(`cannot load ${where}: importing ${path} failed:\n${errorText(err)}`);

@@ -6,6 +6,7 @@
 import { Pool, type Dispatcher } from "undici";
 import { ApiError, items, notDeployed, queryString, toApiError, type ServeSession } from "./client-support.js";
 import { TaskHandle } from "./remote.js";
+import { defaultClientOptions, NO_CLIENT_CONFIGURED } from "./config-file.js";
 import {
   API_PREFIX,
   pinnedTlsOptions,
@@ -77,7 +78,13 @@ export class Client {
   private readonly pool: Pool;
   private readonly basePath: string;
 
-  constructor(options: ClientOptions) {
+  /**
+   * `new Client()` takes BETA9_GATEWAY / BETA9_TOKEN, else the CLI's current context (what
+   * `beta9 up` saves), as workloads' `.remote()` does; or give `{ gateway, token }`.
+   */
+  constructor(given?: ClientOptions) {
+    const options = given ?? defaultClientOptions();
+    if (!options) throw new Error(NO_CLIENT_CONFIGURED);
     let url: URL;
     try {
       url = new URL(options.gateway);

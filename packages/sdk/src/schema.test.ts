@@ -50,3 +50,23 @@ describe("schema", () => {
     assert.ok(missing);
   });
 });
+
+it("the gateway's check of toJSONSchema() words every problem as validate() does", async () => {
+  const { checkInput, exampleInput } = await import("@beta9/protocol");
+  const shapes = [
+    schema.object({ text: schema.string(), n: schema.number().optional(), tags: schema.array(schema.string()), "odd key": schema.integer().optional() }),
+    schema.object({ nested: schema.object({ ok: schema.boolean(), any: schema.json() }), list: schema.array(schema.array(schema.integer())).optional() }),
+    schema.array(schema.number()),
+    schema.string(),
+  ];
+  const values: unknown[] = [
+    null, 3, "3", [], {}, { text: "a", tags: [] }, { text: 1, tags: [] }, { text: "a", tags: ["x", 2] }, { text: "a", tags: [], n: "1" },
+    { text: "a", tags: [], "odd key": 1.5 }, { text: "a", tags: [], extra: { deep: true } }, { nested: { ok: true } }, { nested: { ok: true, any: null } },
+    { nested: { ok: "yes", any: 1 } }, { nested: { ok: false, any: [] }, list: [[1], [2, 2.5]] }, [1, 2, "x"], [1.5, 2], "a".repeat(100),
+  ];
+  for (const s of shapes) {
+    const json = s.toJSONSchema();
+    for (const v of values) assert.equal(checkInput(json, v), s.validate(v), `${JSON.stringify(json)} against ${JSON.stringify(v)}`);
+    assert.equal(s.validate(exampleInput(json)), undefined, `the printed example fits ${JSON.stringify(json)}`);
+  }
+});

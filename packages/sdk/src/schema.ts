@@ -9,6 +9,7 @@
  * type Input = schema.Infer<typeof Input>;          // { text: string; n?: number | undefined }
  * Input.validate({ text: "hi", n: "3" });           // 'input.n: expected a number, got "3"'
  */
+import { describeValue, fieldPath, type InputSchema } from "@beta9/protocol";
 
 /** The base of every schema; `T` is the type of the values it accepts. */
 export abstract class Schema<T> {
@@ -21,6 +22,15 @@ export abstract class Schema<T> {
 
   /** The problem at `path` (and below), or undefined when `value` fits. */
   protected abstract check(value: unknown, path: string): string | undefined;
+
+  /**
+   * The schema as JSON Schema (the subset the gateway checks): sent with the workload's config,
+   * so the gateway refuses a bad input with 422 before a task exists or a container wakes.
+   *
+   * @example
+   * schema.object({ n: schema.number() }).toJSONSchema(); // { type: "object", properties: { n: { type: "number" } }, required: ["n"] }
+   */
+  abstract toJSONSchema(): InputSchema;
 
   /**
    * Returns the first problem as `"<path>: expected …, got …"`, or undefined when `value` fits.
@@ -59,21 +69,8 @@ export type Infer<S extends Schema<unknown>> = S["__type"];
 /** Any schema; the constraint for generic parameters. */
 export type AnySchema = Schema<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-/**
- * Describes a received value for messages: strings quoted (and cut), numbers as they are, else
- * the kind of value.
- *
- * @example
- * describe("3"); // '"3"'
- */
-export function describe(value: unknown): string {
-  if (value === undefined) return "nothing";
-  if (value === null) return "null";
-  if (typeof value === "string") return value.length > 40 ? `${JSON.stringify(value.slice(0, 40))}…` : JSON.stringify(value);
-  if (typeof value === "number" || typeof value === "boolean") return String(value);
-  if (Array.isArray(value)) return "an array";
-  return typeof value === "object" ? "an object" : `a ${typeof value}`;
-}
+/** How a received value is named in messages (shared with the gateway's check of the same schema). */
+export const describe = describeValue;
 
 function mismatch(path: string, expected: string, value: unknown): string {
   return `${path}: expected ${expected}, got ${describe(value)}`;
@@ -90,11 +87,17 @@ class OptionalSchema<T> extends Schema<T | undefined> {
   protected check(value: unknown, path: string): string | undefined {
     return value === undefined ? undefined : this.inner.validate(value, path);
   }
+  toJSONSchema(): InputSchema {
+    return this.inner.toJSONSchema();
+  }
 }
 
 class PrimitiveSchema<T> extends Schema<T> {
-  constructor(readonly expected: string, private readonly test: (value: unknown) => boolean) {
+  constructor(readonly expected: string, private readonly test: (value: unknown) => boolean, private readonly json: InputSchema) {
     super();
+  }
+  toJSONSchema(): InputSchema {
+    return { ...this.json };
   }
   protected check(value: unknown, path: string): string | undefined {
     return this.test(value) ? undefined : mismatch(path, this.expected, value);
@@ -106,6 +109,9 @@ class ArraySchema<T> extends Schema<T[]> {
   constructor(private readonly items: Schema<T>) {
     super();
     this.expected = `an array of ${items.expected}`;
+  }
+  toJSONSchema(): InputSchema {
+    return { type: "array", items: this.items.toJSONSchema() };
   }
   protected check(value: unknown, path: string): string | undefined {
     if (!Array.isArray(value)) return mismatch(path, this.expected, value);
@@ -129,13 +135,20 @@ export type InferShape<S extends Shape> = Simplify<
   { [K in RequiredKeys<S>]: Infer<S[K]> } & { [K in OptionalKeys<S>]?: Infer<S[K]> }
 >;
 
-const fieldKey = (path: string, key: string): string =>
-  /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`;
+const fieldKey = fieldPath;
 
 class ObjectSchema<S extends Shape> extends Schema<InferShape<S>> {
   readonly expected = "an object";
   constructor(readonly shape: S) {
     super();
+  }
+  toJSONSchema(): InputSchema {
+    const entries = Object.entries(this.shape);
+    return {
+      type: "object",
+      properties: Object.fromEntries(entries.map(([k, v]) => [k, v.toJSONSchema()])),
+      required: entries.filter(([, v]) => !v.isOptional).map(([k]) => k),
+    };
   }
   protected check(value: unknown, path: string): string | undefined {
     if (typeof value !== "object" || value === null || Array.isArray(value)) return mismatch(path, this.expected, value);
@@ -158,7 +171,7 @@ class ObjectSchema<S extends Shape> extends Schema<InferShape<S>> {
  * schema.string().validate(3); // "input: expected a string, got 3"
  */
 export function string(): Schema<string> {
-  return new PrimitiveSchema<string>("a string", (v) => typeof v === "string");
+  return new PrimitiveSchema<string>("a string", (v) => typeof v === "string", { type: "string" });
 }
 
 /**
@@ -168,7 +181,7 @@ export function string(): Schema<string> {
  * schema.number().validate(1.5); // undefined
  */
 export function number(): Schema<number> {
-  return new PrimitiveSchema<number>("a number", (v) => typeof v === "number" && Number.isFinite(v));
+  return new PrimitiveSchema<number>("a number", (v) => typeof v === "number" && Number.isFinite(v), { type: "number" });
 }
 
 /**
@@ -178,7 +191,7 @@ export function number(): Schema<number> {
  * schema.integer().validate(1.5); // "input: expected an integer, got 1.5"
  */
 export function integer(): Schema<number> {
-  return new PrimitiveSchema<number>("an integer", (v) => typeof v === "number" && Number.isInteger(v));
+  return new PrimitiveSchema<number>("an integer", (v) => typeof v === "number" && Number.isInteger(v), { type: "integer" });
 }
 
 /**
@@ -188,7 +201,7 @@ export function integer(): Schema<number> {
  * schema.boolean().validate("yes"); // 'input: expected a boolean, got "yes"'
  */
 export function boolean(): Schema<boolean> {
-  return new PrimitiveSchema<boolean>("a boolean", (v) => typeof v === "boolean");
+  return new PrimitiveSchema<boolean>("a boolean", (v) => typeof v === "boolean", { type: "boolean" });
 }
 
 /**
@@ -198,7 +211,7 @@ export function boolean(): Schema<boolean> {
  * schema.object({ extra: schema.json() });
  */
 export function json(): Schema<unknown> {
-  return new PrimitiveSchema<unknown>("a JSON value", (v) => v !== undefined);
+  return new PrimitiveSchema<unknown>("a JSON value", (v) => v !== undefined, {});
 }
 
 /**

@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { basename, dirname, join, resolve, sep } from "node:path";
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { WORKLOAD_MARKER } from "@beta9/protocol";
@@ -47,6 +47,25 @@ const OWN_PACKAGES = (() => {
   }
 })();
 
+/**
+ * `import "beta9"` from a project that has no beta9 installed (a file run with a checkout's CLI,
+ * or outside any project) bundles this SDK, the one deploying it, instead of failing to resolve.
+ * The CLI loads such files the same way (packages/cli sdk-fallback.ts).
+ */
+const ownSdkFallback: import("esbuild").Plugin = {
+  name: "beta9-own-sdk",
+  setup(build) {
+    const retry = Symbol("beta9-own-sdk");
+    build.onResolve({ filter: /^beta9$/ }, async (args) => {
+      if (args.pluginData === retry) return undefined;
+      const found = await build.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: retry });
+      // Resolves from the project: esbuild's own resolution goes on as if this plugin were not here.
+      if (found.errors.length === 0) return undefined;
+      return { path: fileURLToPath(new URL("./index.js", import.meta.url)) };
+    });
+  },
+};
+
 /** The bundle's own export when the workload is found by kind and name. */
 const FOUND_EXPORT = "__beta9Found";
 
@@ -78,7 +97,9 @@ export const ${FOUND_EXPORT} = found;
     try {
       ({ metafile } = await build({
         ...entry, outfile: join(dir, "main.js"), bundle: true, platform: "node", format: "esm", target: "node20",
-        logLevel: "silent", legalComments: "none", metafile: true,
+        logLevel: "silent", legalComments: "none", metafile: true, plugins: [ownSdkFallback],
+        // A map without the sources' text, so a handler's stack names the user's file and line.
+        sourcemap: "linked", sourcesContent: false,
         // CommonJS dependencies inside an ES module bundle still call require().
         banner: { js: 'import { createRequire as __beta9CreateRequire } from "node:module"; const require = __beta9CreateRequire(import.meta.url);' },
       }));
@@ -86,8 +107,9 @@ export const ${FOUND_EXPORT} = found;
       throw new BundleError(`cannot bundle ${file}: ${(err as Error).message}`);
     }
     writeFileSync(join(dir, "package.json"), '{ "type": "module" }\n');
+    relativeSourceMap(join(dir, "main.js.map"), dir, dirname(file));
     // Fixed order, owners and times: the same code gives the same bytes and the same hash.
-    execFileSync("tar", ["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "-cf", join(dir, "code.tar"), "-C", dir, "main.js", "package.json"]);
+    execFileSync("tar", ["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "-cf", join(dir, "code.tar"), "-C", dir, "main.js", "main.js.map", "package.json"]);
     const bytes = gzipSync(readFileSync(join(dir, "code.tar")), { level: 6 });
     const inputs = Object.keys(metafile?.inputs ?? {})
       .filter((p) => !p.includes("node_modules/") && !p.startsWith("<") && !p.includes(":"))
@@ -100,4 +122,15 @@ export const ${FOUND_EXPORT} = found;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * esbuild names sources relative to the temporary build dir; rename them relative to the
+ * workload's own directory, so stacks read `app.ts:12` in the container and the bundle's bytes
+ * (its hash) do not depend on where it was built.
+ */
+function relativeSourceMap(mapFile: string, buildDir: string, projectDir: string): void {
+  const map = JSON.parse(readFileSync(mapFile, "utf8")) as { sources?: string[] };
+  map.sources = (map.sources ?? []).map((s) => relative(projectDir, resolve(buildDir, s)).split(sep).join("/"));
+  writeFileSync(mapFile, JSON.stringify(map));
 }

@@ -245,7 +245,10 @@ function define(kind: WorkloadKind, options: WorkloadOptions & { when?: string }
   const inputs = options.inputs;
   if (inputs !== undefined && typeof inputs?.validate !== "function") throw new TypeError(`${named}: inputs must be a schema, e.g. schema.object({ … })`);
   const definedIn = callerFile();
-  const config = toConfig(options);
+  // The gateway checks the input against the same schema, so a bad one is a 422 before anything runs.
+  const config = inputs !== undefined && kind !== "schedule" && typeof inputs.toJSONSchema === "function"
+    ? (Object.freeze({ ...toConfig(options), inputs: inputs.toJSONSchema() }) as StubConfigInput)
+    : toConfig(options);
   const undeployed = new UndeployedStubs(() => self, definedIn);
   const self: Workload = Object.freeze({
     [WORKLOAD_MARKER]: true as const,

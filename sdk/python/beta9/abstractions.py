@@ -149,7 +149,11 @@ class Workload:
         return Path(file).resolve(), self.func.__name__
 
     def stub_config(self) -> dict[str, Any]:
-        return dict(self.config)
+        config = dict(self.config)
+        # The gateway checks inputs against the same schema, so a bad one is a 422 before anything runs.
+        if self.inputs is not None and self.kind != "schedule":
+            config["inputs"] = self.inputs.json_schema()
+        return config
 
     # -- deploy, serve, temporary stubs ---------------------------------------------------------
 

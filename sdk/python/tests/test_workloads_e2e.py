@@ -56,6 +56,11 @@ APP = textwrap.dedent('''\
         return {"text": " ".join([f"hi {input.name}"] * input.times)}
 
 
+    @task_queue(cpu=0.25, memory=256, inputs=Greeting)
+    def greet_later(input: Greeting):
+        return input.name * input.times
+
+
     @task_queue(cpu=0.25, memory=256, retries=2)
     def flaky(mode, *, context):
         if mode == "always":
@@ -149,6 +154,18 @@ def test_schema_inputs_are_checked_and_errors_name_the_field(platform: Platform,
     assert platform.post("/function/square", {"x": 3}) == (200, 9)
     status, body = platform.post("/function/square", {"y": 3})
     assert status == 422 and body["error"]["code"] == "INPUT_INVALID" and "'x'" in body["error"]["message"], body
+    # A task queue with a schema: the gateway refuses the bad input before any task exists.
+    platform.cli("deploy", "app.py:greet_later", cwd=app_dir)
+    def task_ids() -> set[str]:
+        return {t["id"] for t in json.loads(platform.cli("task", "list", "--json", "--limit", "1000").stdout)}
+    before = task_ids()
+    status, body = platform.post("/taskqueue/greet_later", {"name": "ada", "times": "2", "x": 1})
+    assert status == 422 and body["error"]["message"] == 'input.times: expected an integer, got "2"', body
+    status, body = platform.post("/taskqueue/greet_later", {"name": "ada", "times": 2, "x": 1})
+    assert status == 422 and body["error"]["message"].startswith("input.x: unknown field"), body
+    assert task_ids() == before, "a refused input made no task"
+    status, body = platform.post("/taskqueue/greet_later", {"name": "ada", "times": 2})
+    assert status == 200 and body["task_id"], body
 
 
 def test_retries_rerun_a_failed_task_and_stop_after_the_limit(platform: Platform, app_dir: Path) -> None:

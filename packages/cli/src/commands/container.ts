@@ -82,7 +82,7 @@ export function registerContainer(program: Command): void {
         });
         if (opts.json) return printJson(created);
         if (opts.detach) return print(created.id);
-        process.stderr.write(color.dim(`container ${created.id}${created.message ? ` (waiting: ${created.message})` : ""}\n`));
+        process.stderr.write(color.dim(`container ${created.id}${created.message ? ` (${created.message})` : ""}\n`));
         await follow(client.followContainer(created.id));
       }),
     );
@@ -97,8 +97,8 @@ export function registerContainer(program: Command): void {
         const list = await client.listContainers(opts.all ? {} : { active: true });
         if (opts.json) return printJson(list);
         printTable(
-          ["ID", "STATE", "WORKER", "CPU", "MEMORY", "COMMAND", "CREATED"],
-          list.map((c) => [c.id, stateText(c), c.workerId ?? "-", `${c.cpuMillicores}m`, `${c.memoryMiB}Mi`, c.command.join(" ").slice(0, 40), shortTime(c.createdAt)]),
+          ["ID", "NAME", "STATE", "WORKER", "CPU", "MEMORY", "COMMAND", "CREATED"],
+          list.map((c) => [c.id, c.stubName ?? "-", stateText(c), c.workerId ?? "-", `${c.cpuMillicores}m`, `${c.memoryMiB}Mi`, c.command.join(" ").slice(0, 40), shortTime(c.createdAt)]),
           opts.all ? "no containers" : "no running containers (--all shows exited ones)",
         );
       }),

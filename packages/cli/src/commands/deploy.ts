@@ -1,6 +1,6 @@
 /** `beta9 deploy FILE:EXPORT`: bundle, upload (when new), build the image, create the stub, deploy a version. */
 import type { Command } from "commander";
-import { isWorkload, type WorkloadDescriptor } from "@beta9/protocol";
+import { isWorkload, type InputSchema, type WorkloadDescriptor } from "@beta9/protocol";
 import { deployWorkload, prepareWorkloadStub, type Client, type CodeBundle, type DeployResult, type PreparedStub, type StubConfigInput } from "beta9";
 import { asCliError } from "../bundle.js";
 import { CliError, EXIT } from "../errors.js";
@@ -48,12 +48,16 @@ export async function prepareStub(client: Client, target: string, variant: "depl
 }
 
 /** Everything `beta9 deploy` does, callable by other commands (beta9 up deploys its sample app). */
-export async function deployTarget(client: Client, target: string, options: { name?: string; quiet?: boolean } = {}): Promise<DeployResult> {
+export async function deployTarget(client: Client, target: string, options: { name?: string; quiet?: boolean } = {}): Promise<DeployResult & { inputs?: InputSchema }> {
   const { workload, source, bundle } = await loadWorkload(target);
   const onLog = buildLog(options.quiet === true);
-  return deployWorkload(client, workload, source, { ...(onLog && { onLog }), ...(bundle && { bundle }), ...(options.name !== undefined && { name: options.name }) }).catch((err: unknown) => {
-    throw asCliError(err);
-  });
+  const inputs = workload.config.inputs;
+  return deployWorkload(client, workload, source, { ...(onLog && { onLog }), ...(bundle && { bundle }), ...(options.name !== undefined && { name: options.name }) }).then(
+    (r) => ({ ...r, ...(inputs && { inputs: inputs as InputSchema }) }),
+    (err: unknown) => {
+      throw asCliError(err);
+    },
+  );
 }
 
 export function registerDeploy(program: Command): void {
@@ -70,7 +74,7 @@ export function registerDeploy(program: Command): void {
         for (const w of r.warnings) process.stderr.write(`${color.yellow("warning:")} ${w}\n`);
         if (opts.json) return printJson({ ...r.deployment, url: r.url });
         print(`${color.green("deployed")} ${r.deployment.name} v${r.deployment.version} (${r.kind}; code ${r.codeHash.slice(0, 12)}${r.codeUploaded ? ", uploaded" : ", unchanged"}; image ${r.imageId.slice(0, 12)})`);
-        if (r.url) print(invokeLine(r.url));
+        if (r.url) print(invokeLine(r.url, r.inputs));
         else print("it runs on its schedule (UTC); its runs are tasks: beta9 task list");
       }),
     );

@@ -5,6 +5,7 @@
  * the gateway ends the session when its heartbeats stop.
  */
 import type { Command } from "commander";
+import type { InputSchema } from "@beta9/protocol";
 import { serveWorkload, type ServeEvent } from "beta9";
 import { asCliError } from "../bundle.js";
 import { CliError, EXIT } from "../errors.js";
@@ -52,7 +53,7 @@ export function registerServe(program: Command): void {
         }).catch((err: unknown) => {
           throw asCliError(err);
         });
-        print(invokeLine(handle.url));
+        print(invokeLine(handle.url, workload.config.inputs as InputSchema | undefined));
         const stop = () => void handle.stop();
         process.once("SIGINT", stop);
         process.once("SIGTERM", stop);

@@ -33,9 +33,9 @@ export function registerTask(program: Command): void {
         const list = await client.listTasks({ limit: Number(opts.limit) });
         if (opts.json) return printJson(list);
         printTable(
-          ["ID", "STATUS", "RETRIES", "STUB", "CREATED", "ENDED", "ERROR"],
+          ["ID", "NAME", "STATUS", "RETRIES", "CREATED", "ENDED", "ERROR"],
           list.map((t) => [
-            t.id, statusText(t), `${t.retries}/${t.maxRetries}`, t.stubId, shortTime(t.createdAt),
+            t.id, t.stubName ?? t.stubId, statusText(t), `${t.retries}/${t.maxRetries}`, shortTime(t.createdAt),
             t.status === "RETRY" ? `next ${shortTime(t.nextAttemptAt)}` : shortTime(t.endedAt), (t.error ?? "").slice(0, 60),
           ]),
           "no tasks",
@@ -53,6 +53,9 @@ export function registerTask(program: Command): void {
         const t = await client.getTask(await resolveRef("task", ref, () => client.listTasks({ limit: 1000 })));
         if (opts.json) return printJson(t);
         print(`${t.id}  ${statusText(t)}  retries ${t.retries}/${t.maxRetries}`);
+        print(`workload ${t.stubName ?? "?"} (stub ${t.stubId})`);
+        // Its containers cannot be placed: say what for, with the figures, instead of a silent PENDING.
+        if (t.waiting) print(`${color.yellow(t.waiting.message)} (since ${shortTime(t.waiting.since)})`);
         if (t.status === "RETRY" && t.nextAttemptAt) print(`next attempt ${shortTime(t.nextAttemptAt)}`);
         print(`created ${shortTime(t.createdAt)}  started ${shortTime(t.startedAt)}  ended ${shortTime(t.endedAt)}`);
         if (t.error) print(`error: ${t.error}`);

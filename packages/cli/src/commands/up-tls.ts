@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import { Option, type Command } from "commander";
 import { CliError } from "../errors.js";
+import { importPlatform } from "../platform.js";
 
 export interface TlsCliOptions {
   tls?: boolean;
@@ -39,7 +40,7 @@ export async function gatewayTls(opts: TlsCliOptions, dataDir: string): Promise<
   if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
     throw new CliError("INVALID_ARGUMENT", "--tls-cert and --tls-key go together: give both, or neither to use a made certificate");
   }
-  const { certificateFingerprint, ensureSelfSignedCertificate, localNames, readTlsFiles } = await import("@beta9/gateway");
+  const { certificateFingerprint, ensureSelfSignedCertificate, localNames, readTlsFiles } = await importPlatform("@beta9/gateway", "up --tls");
   const files = opts.tlsCert && opts.tlsKey
     ? { cert: opts.tlsCert, key: opts.tlsKey }
     : ensureSelfSignedCertificate(join(dataDir, "tls"), [...localNames(), ...(opts.tlsHost ?? [])]);

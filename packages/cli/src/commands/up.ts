@@ -15,8 +15,10 @@ import { DEFAULT_GATEWAY_PORT } from "@beta9/protocol";
 import type { LogFormat } from "../log-format.js";
 import { configDir, DEFAULT_CONTEXT, readConfig, setContext, upContextName, writeConfig } from "../config-file.js";
 import { CliError, formatError } from "../errors.js";
+import { importPlatform } from "../platform.js";
 import { color, note, print } from "../output.js";
 import { gatewayTls, withTlsOptions, type TlsCliOptions } from "./up-tls.js";
+import { prepareDefaultImage } from "./up-image.js";
 
 interface ServeOptions extends TlsCliOptions {
   host: string;
@@ -29,6 +31,8 @@ interface ServeOptions extends TlsCliOptions {
   allowUnisolated?: boolean;
   egressAllow?: string[];
   install?: boolean;
+  /** false: do not build the default image in the background after the first start. */
+  prepareImage?: boolean;
   workerTimeout: number;
   machineExpiry: number;
 }
@@ -66,6 +70,7 @@ export function registerServe(program: Command): void {
     .option("--allow-unisolated", "let a local worker on the process runtime (no runc) run containers: trusted code only")
     .option("--egress-allow <cidr[:port]>", "let every local container reach this private/host destination, which the default egress policy denies (repeatable)", egressEntry)
     .option("--no-install", "do not install missing OS packages (runc, iproute2, …); as root on Debian or Ubuntu, up installs them")
+    .option("--no-prepare-image", "do not build the default image (Debian + python3) in the background after the first start")
     .action((opts: ServeOptions) => serve(opts, true));
 
   withServeOptions(program.command("gateway").description("run only the gateway (control plane); saves no context")).action(
@@ -86,14 +91,15 @@ function localUrl(host: string, boundPort: number, https = false): string {
 async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
   const dataDir = resolve(opts.dataDir ?? (process.env.BETA9_DATA_DIR || join(homedir(), ".beta9", "data")));
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // Loaded here, not at the top, so that client commands never load the server's dependencies;
+  // before the OS packages, so that a beta9 without the platform installs nothing.
+  const { startGateway } = await importPlatform("@beta9/gateway", saveContext ? "up" : "gateway");
 
   // Only the runc runtime isolates: without its OS packages the local worker would take no containers.
   if (saveContext && opts.worker !== false && opts.runtime !== "process") {
     const { ensureOsPackages, realOsPackageEnv } = await import("../os-packages.js");
     await ensureOsPackages(realOsPackageEnv((line) => note(color.dim(line))), opts.install !== false);
   }
-  // Loaded here, not at the top, so that client commands never load the server's dependencies.
-  const { startGateway } = await import("@beta9/gateway");
   // Listening before the start: a signal during start-up then means "stop once started", not a kill
   // that could interrupt a database migration.
   const signal = nextSignal();
@@ -149,6 +155,9 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
   if (gateway.bootstrap && workerStarted) await deploySample(url, gateway.bootstrap.token.key, tls?.certPath, tlsCa);
   // performance.now() counts from process start, so this includes Node's own start-up.
   print(color.green(`ready in ${Math.round(performance.now())} ms`));
+  if (gateway.bootstrap && workerStarted && opts.prepareImage !== false) {
+    void prepareDefaultImage({ url, token: gateway.bootstrap.token.key, ...(tlsCa && { tlsCa }) });
+  }
 
   note(`${await signal}: shutting down (send it again to force)`);
   for (const stop of stops.reverse()) await stop();
@@ -195,7 +204,8 @@ export function localWorkerIdentity(dataDir: string): { name: string; subnet: st
 
 /** The worker of `beta9 up`: in this process, state under the data dir, the runtime picked or asked for. */
 async function startLocalWorker(url: string, token: string, dataDir: string, opts: ServeOptions, tlsCa?: string) {
-  const [{ startWorker }, { cliLogger }] = await Promise.all([import("@beta9/worker"), import("../log-format.js")]);
+  const { startWorker } = await importPlatform("@beta9/worker", "up");
+  const { cliLogger } = await import("../log-format.js");
   const logger = cliLogger(opts.logLevel ?? process.env.BETA9_LOG_LEVEL ?? "info", opts.logFormat);
   const { name, subnet } = localWorkerIdentity(dataDir);
   const started = await startWorker({ gatewayUrl: url, token, stateDir: join(dataDir, "worker"), logger, runtime: opts.runtime ?? "auto", name, subnet, workerId: "local",

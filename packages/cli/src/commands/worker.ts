@@ -5,6 +5,7 @@ import { InvalidArgumentError, Option, type Command } from "commander";
 import { parseEgressRule } from "@beta9/protocol";
 import { tlsCaFromEnv } from "beta9";
 import { CliError, EXIT } from "../errors.js";
+import { importPlatform } from "../platform.js";
 import { readCertificate } from "./config.js";
 import { color, note, print } from "../output.js";
 
@@ -67,7 +68,8 @@ export function registerWorker(program: Command): void {
       const token = opts.token ?? process.env.BETA9_TOKEN;
       if (!gatewayUrl || !token) throw new CliError("USAGE", "--gateway and --token (or BETA9_GATEWAY and BETA9_TOKEN) are required", EXIT.usage);
       const tlsCa = opts.tlsCa !== undefined ? readCertificate(opts.tlsCa) : tlsCaFromEnv();
-      const [{ startWorker }, { cliLogger }] = await Promise.all([import("@beta9/worker"), import("../log-format.js")]);
+      const { startWorker } = await importPlatform("@beta9/worker", "worker");
+      const { cliLogger } = await import("../log-format.js");
       const logger = cliLogger(opts.logLevel ?? process.env.BETA9_LOG_LEVEL ?? "info", opts.logFormat);
       const started = await startWorker({
         gatewayUrl, token, logger, runtime: opts.runtime, name: opts.name, pool: opts.pool,

@@ -10,7 +10,7 @@ import { found, Items, responses, toPage, type GatewayContext } from "./common.j
 type ListQuery = Static<typeof ListQuerySchema>;
 type IdParams = Static<typeof IdParamsSchema>;
 
-export function clusterRoutes(app: FastifyInstance, { store }: GatewayContext): void {
+export function clusterRoutes(app: FastifyInstance, { store, scheduler }: GatewayContext): void {
   app.get<{ Querystring: ListQuery }>(`${API_PREFIX}/task`, {
     config: { access: "read" },
     schema: { tags: ["task"], summary: "List tasks, newest first", querystring: ListQuerySchema, response: responses({ 200: Items(TaskSchema) }) },
@@ -18,8 +18,14 @@ export function clusterRoutes(app: FastifyInstance, { store }: GatewayContext): 
 
   app.get<{ Params: IdParams }>(`${API_PREFIX}/task/:id`, {
     config: { access: "read" },
-    schema: { tags: ["task"], summary: "Get a task", params: IdParamsSchema, response: responses({ 200: TaskSchema }) },
-  }, async (request) => found(await store.tasks.get(request.auth.workspaceId, request.params.id), "task", request.params.id));
+    schema: { tags: ["task"], summary: "Get a task (while it waits for a container that cannot be placed: `waiting`, why)", params: IdParamsSchema, response: responses({ 200: TaskSchema }) },
+  }, async (request) => {
+    const task = found(await store.tasks.get(request.auth.workspaceId, request.params.id), "task", request.params.id);
+    // A task waiting for its attempt (not for a retry's backoff) waits for the stub's containers; say why they are not placed.
+    const due = task.status === "PENDING" || (task.status === "RETRY" && (task.nextAttemptAt === null || Date.parse(task.nextAttemptAt) <= Date.now()));
+    const waiting = due ? scheduler.waiting(task.stubId) : undefined;
+    return waiting ? { ...task, waiting } : task;
+  });
 
   app.get<{ Querystring: ListQuery }>(`${API_PREFIX}/pool`, {
     config: { access: "read" },

@@ -2,7 +2,7 @@
 import type { WorkspaceQuotas } from "../quotas.js";
 import type {} from "@fastify/swagger"; // route schemas carry OpenAPI fields (tags, summary, hide)
 import { Type, type TSchema } from "@sinclair/typebox";
-import { Beta9Error, errorCatalogue, ResourceParseError, type Stub } from "@beta9/protocol";
+import { Beta9Error, checkInput, errorCatalogue, ResourceParseError, type Stub } from "@beta9/protocol";
 import type { ObjectStore } from "../objects/object-store.js";
 import type { ImageBuilds } from "../images/image-builds.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
@@ -95,4 +95,18 @@ export function resourceField<T>(name: string, parse: () => T): T {
     if (err instanceof ResourceParseError) throw new Beta9Error("INVALID_CONFIG", { field: name, reason: err.message });
     throw err;
   }
+}
+
+/**
+ * A call's input, checked against the workload's declared schema before any task exists or any
+ * container wakes: 422 INPUT_INVALID naming the field. An empty body is `{}` for an object schema
+ * (both runners treat a call with no arguments that way), else null.
+ */
+export function checkedInput(stub: Stub, body: unknown): unknown {
+  const schema = stub.config.inputs;
+  if (schema === undefined) return body ?? null;
+  const input = body === undefined && schema.type === "object" ? {} : (body ?? null);
+  const problem = checkInput(schema, input);
+  if (problem !== undefined) throw new Beta9Error("INPUT_INVALID", { reason: problem });
+  return input;
 }

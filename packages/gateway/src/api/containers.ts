@@ -23,6 +23,11 @@ export function toContainer(r: ContainerRecord): Container {
   };
 }
 
+const withName = (c: Container, names: Map<string, string>): Container => {
+  const stubName = c.stubId === null ? undefined : names.get(c.stubId);
+  return stubName === undefined ? c : { ...c, stubName };
+};
+
 function toWorkerInfo(w: ReturnType<Scheduler["listWorkers"]>[number]) {
   return {
     id: w.id, hostname: w.hostname, pool: w.pool, runtime: w.runtime, isolates: w.isolates, connected: w.connected, cordoned: w.cordoned,
@@ -66,13 +71,18 @@ export function containerRoutes(app: FastifyInstance, { scheduler, store }: Gate
   }, async (request) => {
     const active = request.query.active === undefined ? undefined : request.query.active === "true";
     const items = scheduler.containers.list({ workspaceId: request.auth.workspaceId, ...(active !== undefined && { active }) });
-    return { items: items.sort((a, b) => b.createdAt - a.createdAt).map(toContainer) };
+    // The workloads' names, in one read for the whole list.
+    const names = await store.stubs.names(request.auth.workspaceId, items.flatMap((r) => (r.stubId === null ? [] : [r.stubId])));
+    return { items: items.sort((a, b) => b.createdAt - a.createdAt).map((r) => withName(toContainer(r), names)) };
   });
 
   app.get<{ Params: IdParams }>(`${API_PREFIX}/container/:id`, {
     config: { access: "read" },
     schema: { tags: ["container"], summary: "Get a container", params: IdParamsSchema, response: responses({ 200: ContainerSchema }) },
-  }, async (request) => toContainer(found(scheduler.containers.getInWorkspace(request.auth.workspaceId, request.params.id), "container", request.params.id)));
+  }, async (request) => {
+    const record = found(scheduler.containers.getInWorkspace(request.auth.workspaceId, request.params.id), "container", request.params.id);
+    return withName(toContainer(record), await store.stubs.names(request.auth.workspaceId, record.stubId === null ? [] : [record.stubId]));
+  });
 
   app.post<{ Params: IdParams }>(`${API_PREFIX}/container/:id/stop`, {
     config: { access: "write" },

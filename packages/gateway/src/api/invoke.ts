@@ -10,15 +10,18 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { randomUUID } from "node:crypto";
 import { Beta9Error, TASK_ID_HEADER, type Stub } from "@beta9/protocol";
 import type { Autoscaler } from "../workloads/autoscaler.js";
-import { found, parseVersion, resolveDeployedStub, type GatewayContext } from "./common.js";
+import { checkedInput, found, parseVersion, resolveDeployedStub, type GatewayContext } from "./common.js";
 import { callFunction, putTask } from "./tasks.js";
 
 /** Inputs up to 32 MiB (model prompts, small images as base64). */
 const INVOKE_BODY_LIMIT = 32 * 1024 * 1024;
 
 interface RunnerError {
-  error?: { code?: string; message?: string };
+  error?: { code?: string; message?: string; stack?: unknown };
 }
+
+/** A handler's stack (both runners send it) as far as a caller gets it: bounded, text only. */
+const MAX_STACK_CHARS = 16 * 1024;
 
 /**
  * The result inside the runner's `{"result":…}` answer, as JSON text. The runner writes exactly
@@ -31,10 +34,11 @@ function resultOf(text: string): string {
   return JSON.stringify((JSON.parse(text) as { result?: unknown }).result ?? null);
 }
 
-async function invoke(stub: Stub, autoscaler: Autoscaler, request: FastifyRequest, reply: FastifyReply) {
+async function invoke(stub: Stub, autoscaler: Autoscaler, request: FastifyRequest, reply: FastifyReply, options: { stack: boolean } = { stack: true }) {
   if (!stub.type.startsWith("endpoint/")) {
     throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}, not an endpoint; call it through its own route` });
   }
+  const input = checkedInput(stub, request.body);
   const slot = await autoscaler.acquire(stub);
   const taskId = randomUUID();
   try {
@@ -43,7 +47,7 @@ async function invoke(stub: Stub, autoscaler: Autoscaler, request: FastifyReques
     try {
       res = await slot.runner.request({
         path: "/invoke", method: "POST", headers: { "content-type": "application/json", [TASK_ID_HEADER]: taskId },
-        body: JSON.stringify({ input: request.body ?? null }), headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
+        body: JSON.stringify({ input }), headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
       });
     } catch (err) {
       const code = (err as { code?: string }).code;
@@ -64,7 +68,13 @@ async function invoke(stub: Stub, autoscaler: Autoscaler, request: FastifyReques
     })();
     const message = body.error?.message ?? text.slice(0, 500);
     if (res.statusCode === 422) throw new Beta9Error("INPUT_INVALID", { reason: message });
-    if (res.statusCode === 500) throw new Beta9Error("HANDLER_ERROR", { reason: message });
+    if (res.statusCode === 500) {
+      // The stack says where it failed (the user's file and line, via the bundle's source map);
+      // anonymous callers of a public workload get the message only.
+      const stack = body.error?.stack;
+      const details = options.stack && typeof stack === "string" ? { stack: stack.slice(0, MAX_STACK_CHARS) } : undefined;
+      throw new Beta9Error("HANDLER_ERROR", { reason: message }, details);
+    }
     throw new Beta9Error("UPSTREAM_FAILED", { reason: `the runner answered ${res.statusCode}: ${message}` });
   } finally {
     slot.release();
@@ -72,8 +82,8 @@ async function invoke(stub: Stub, autoscaler: Autoscaler, request: FastifyReques
 }
 
 /** Any workload's stub, whatever its kind: what `/public/:stubId` and serve sessions call. */
-export async function invokeAny(ctx: GatewayContext, stub: Stub, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
-  if (stub.type.startsWith("endpoint/")) return invoke(stub, ctx.autoscaler, request, reply);
+export async function invokeAny(ctx: GatewayContext, stub: Stub, request: FastifyRequest, reply: FastifyReply, options: { stack: boolean } = { stack: true }): Promise<unknown> {
+  if (stub.type.startsWith("endpoint/")) return invoke(stub, ctx.autoscaler, request, reply, options);
   if (stub.type.startsWith("taskqueue/")) return putTask(ctx, stub, request.body);
   if (stub.type.startsWith("function/")) return callFunction(ctx, stub, request.body, reply);
   throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}: it runs on its schedule and takes no calls` });
@@ -109,5 +119,5 @@ export function invokeRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   app.post<{ Params: { stubId: string } }>("/public/:stubId", {
     config: { access: "public" }, bodyLimit: INVOKE_BODY_LIMIT,
     schema: { tags: ["invoke"], summary: "Call a deployed workload whose stub has authorized: false, without a token", security: [] },
-  }, async (request, reply) => invokeAny(ctx, await resolvePublicStub(store, request.params.stubId), request, reply));
+  }, async (request, reply) => invokeAny(ctx, await resolvePublicStub(store, request.params.stubId), request, reply, { stack: false }));
 }

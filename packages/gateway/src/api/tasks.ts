@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
 import { API_PREFIX, Beta9Error, IdParamsSchema, INPUT_INVALID_TASK_ERROR, TASK_ID_HEADER, TaskSchema, type Stub, type Task } from "@beta9/protocol";
 import { isTerminal } from "../tasks/dispatcher.js";
-import { found, parseVersion, resolveDeployedStub, responses, type GatewayContext } from "./common.js";
+import { checkedInput, found, parseVersion, resolveDeployedStub, responses, type GatewayContext } from "./common.js";
 import { streamEvents } from "./sse.js";
 
 type IdParams = Static<typeof IdParamsSchema>;
@@ -14,8 +14,9 @@ export async function putTask({ dispatcher }: Pick<GatewayContext, "dispatcher">
   if (!stub.type.startsWith("taskqueue/")) {
     throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}, not a task queue; call it through its own route` });
   }
+  const checked = checkedInput(stub, input);
   refuseWhenFull(dispatcher, stub);
-  const task = await dispatcher.put(stub, input ?? null);
+  const task = await dispatcher.put(stub, checked);
   return { task_id: task.id };
 }
 
@@ -35,8 +36,9 @@ export async function callFunction({ dispatcher }: Pick<GatewayContext, "dispatc
   if (!stub.type.startsWith("function/")) {
     throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}, not a function; call it through its own route` });
   }
+  const checked = checkedInput(stub, input);
   refuseWhenFull(dispatcher, stub);
-  const task = await dispatcher.put(stub, input ?? null);
+  const task = await dispatcher.put(stub, checked);
   // The task is durable and runs to its end either way; a caller that leaves stops waiting for it.
   const final = await new Promise<Task | undefined>((resolve) => {
     const done = (t: Task | undefined) => {

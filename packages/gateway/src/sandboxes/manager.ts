@@ -92,7 +92,7 @@ export class SandboxManager {
       gpu: [], gpuCount: 0, ports: [SANDBOX_PORT], pool: config.pool, daemon: "sandbox",
       ...(config.volumes?.length && { volumes: config.volumes }),
       ...(config.egress && { egress: config.egress }),
-    });
+    }, `sandbox ${id}`);
     this.o.logger?.info({ sandboxId: id, containerId, expiresAt }, "sandbox created");
     return record;
   }

@@ -3,7 +3,7 @@
  * exhaustively. Best fit: among the workers that can take the request, the one left with the
  * least free CPU (then memory) afterwards. Busy workers fill up first and idle ones drain to zero.
  */
-import type { ContainerRequest, WorkerCapacity } from "@beta9/protocol";
+import type { CapacityWait, ContainerRequest, WorkerCapacity } from "@beta9/protocol";
 
 export interface PlacementCandidate {
   workerId: string;
@@ -50,7 +50,7 @@ function unisolatedOnly(candidates: readonly PlacementCandidate[], demand: Deman
     "or, if every workload and sandbox of this cluster is trusted, restart it with --allow-unisolated";
 }
 
-export type PlacementResult = { workerId: string; gpuType: string | null } | { workerId: null; reason: string };
+export type PlacementResult = { workerId: string; gpuType: string | null } | { workerId: null; reason: string; shortfall: CapacityShortfall };
 
 function freeGpus(c: PlacementCandidate, type: string): number {
   const total = c.capacity.gpus.filter((g) => g.type === type).reduce((n, g) => n + g.count, 0);
@@ -80,23 +80,73 @@ export function place(candidates: readonly PlacementCandidate[], demand: Demand)
     if (better) best = { c, gpuType, cpuLeft, memLeft, gpuRank };
   }
   if (best) return { workerId: best.c.workerId, gpuType: best.gpuType };
-  return { workerId: null, reason: explain(candidates, demand) };
+  const shortfall = capacityShortfall(candidates, demand);
+  return { workerId: null, reason: shortfall.reason, shortfall };
 }
 
-/** Says why nothing fits, naming the largest free slot, so users know what to change. */
-function explain(candidates: readonly PlacementCandidate[], demand: Demand): string {
-  const want = `${demand.cpuMillicores}m CPU, ${demand.memoryMiB} MiB` +
-    (demand.gpuCount > 0 ? `, ${demand.gpuCount}× ${demand.gpu.join("|")}` : "") + (demand.pool ? ` in pool ${demand.pool}` : "");
+/** Why a demand waits, as the scheduler keeps it and callers see it (CapacityWait, less when it began). */
+export type CapacityShortfall = Omit<CapacityWait, "message" | "since"> & {
+  /** The figures in words, e.g. "needs 1000m CPU, 250m free on 1 worker". */
+  reason: string;
+};
+
+/** What the worker has free for this demand; GPUs: the most of one wanted type. */
+function freeFor(c: PlacementCandidate, demand: Demand): CapacityShortfall["free"] {
+  const types = demand.gpuCount === 0 ? [] : demand.gpu.includes("any") ? c.capacity.gpus.map((g) => g.type) : demand.gpu;
+  return {
+    cpuMillicores: Math.max(0, c.capacity.cpuMillicores - c.reserved.cpuMillicores),
+    memoryMiB: Math.max(0, c.capacity.memoryMiB - c.reserved.memoryMiB),
+    gpus: Math.max(0, ...types.map((t) => freeGpus(c, t))),
+  };
+}
+
+function short(free: CapacityShortfall["free"], demand: Demand): ("cpu" | "memory" | "gpu")[] {
+  const out: ("cpu" | "memory" | "gpu")[] = [];
+  if (free.cpuMillicores < demand.cpuMillicores) out.push("cpu");
+  if (free.memoryMiB < demand.memoryMiB) out.push("memory");
+  if (demand.gpuCount > 0 && free.gpus < demand.gpuCount) out.push("gpu");
+  return out;
+}
+
+/**
+ * Why nothing fits now, with figures, so users know what to wait for or change: which resource no
+ * worker has enough of free (the most any one has, and on how many workers), or that no worker
+ * could take it at all. Pure over the workers' snapshots, like place().
+ */
+export function capacityShortfall(candidates: readonly PlacementCandidate[], demand: Demand): CapacityShortfall {
+  const needs = { cpuMillicores: demand.cpuMillicores, memoryMiB: demand.memoryMiB, gpu: demand.gpu, gpuCount: demand.gpuCount };
   const usable = candidates.filter((c) => eligible(c, demand));
+  const where = demand.pool ? ` in pool ${demand.pool}` : "";
   if (usable.length === 0) {
+    const free = { cpuMillicores: 0, memoryMiB: 0, gpus: 0 };
     const unisolated = unisolatedOnly(candidates, demand);
-    if (unisolated) return unisolated;
-    return candidates.length === 0 ? `no worker is connected (wanted ${want})` : `no schedulable worker${demand.pool ? ` in pool ${demand.pool}` : ""} (wanted ${want})`;
+    if (unisolated) return { constraints: ["unusable"], workers: 0, needs, free, reason: unisolated };
+    const reason = candidates.length === 0 ? `no worker connected${where}` :
+      `no schedulable worker${where} (${candidates.length} connected, but cordoned, in another pool or another workspace's machine)`;
+    return { constraints: ["no_worker"], workers: 0, needs, free, reason };
   }
-  const largest = usable
-    .map((c) => ({ cpu: c.capacity.cpuMillicores - c.reserved.cpuMillicores, mem: c.capacity.memoryMiB - c.reserved.memoryMiB }))
-    .sort((a, b) => b.cpu - a.cpu || b.mem - a.mem)[0]!;
-  return `no worker has room for ${want}; the largest free slot is ${largest.cpu}m CPU, ${largest.mem} MiB`;
+  const frees = usable.map((c) => freeFor(c, demand));
+  const most = {
+    cpuMillicores: Math.max(...frees.map((f) => f.cpuMillicores)),
+    memoryMiB: Math.max(...frees.map((f) => f.memoryMiB)),
+    gpus: Math.max(...frees.map((f) => f.gpus)),
+  };
+  const n = usable.length;
+  const on = (amount: string) => (n === 1 ? `${amount} free on 1 worker${where}` : `at most ${amount} free on any of ${n} workers${where}`);
+  const gpuWant = `${demand.gpuCount}× ${demand.gpu.join("|")} GPU`;
+  const lacking = short(most, demand);
+  if (lacking.length > 0) {
+    const parts = lacking.map((r) => r === "cpu" ? `needs ${demand.cpuMillicores}m CPU, ${on(`${most.cpuMillicores}m`)}` :
+      r === "memory" ? `needs ${demand.memoryMiB} MiB memory, ${on(`${most.memoryMiB} MiB`)}` : `needs ${gpuWant}, ${on(String(most.gpus))}`);
+    return { constraints: lacking, workers: n, needs, free: most, reason: parts.join("; ") };
+  }
+  // Each resource is free somewhere, never all on one worker: name what the closest one lacks.
+  const closest = frees.map((f) => short(f, demand)).sort((a, b) => a.length - b.length)[0]!;
+  const want = `${demand.cpuMillicores}m CPU, ${demand.memoryMiB} MiB memory${demand.gpuCount > 0 ? `, ${gpuWant}` : ""}`;
+  return {
+    constraints: closest, workers: n, needs, free: most,
+    reason: `needs ${want} on one worker; none of ${n} workers${where} has all of it free`,
+  };
 }
 
 /**
@@ -119,8 +169,17 @@ export function neverFits(candidates: readonly PlacementCandidate[], demand: Dem
         `(connected workers have ${have.length > 0 ? have.join(", ") : "no GPUs"}); connect a worker that has it, or ask for less`;
     }
   }
-  const largest = usable.map((c) => c.capacity).sort((a, b) => b.cpuMillicores - a.cpuMillicores || b.memoryMiB - a.memoryMiB)[0]!;
-  return `no connected worker is large enough for ${demand.cpuMillicores}m CPU and ${demand.memoryMiB} MiB` +
-    `${demand.gpuCount > 0 ? ` with ${demand.gpuCount}× ${demand.gpu.join(" or ")}` : ""}; the largest has ${largest.cpuMillicores}m CPU, ${largest.memoryMiB} MiB; ` +
-    "connect a larger worker, or ask for less";
+  // Name the resource larger than every worker's whole capacity ("needs 8000m CPU; the largest connected worker has 2000m").
+  const cpu = Math.max(...usable.map((c) => c.capacity.cpuMillicores));
+  const mem = Math.max(...usable.map((c) => c.capacity.memoryMiB));
+  const worker = `the largest connected worker${demand.pool ? ` in pool ${demand.pool}` : ""}`;
+  const advice = "connect a larger worker, or ask for less";
+  if (demand.cpuMillicores > cpu && demand.memoryMiB > mem) {
+    return `needs ${demand.cpuMillicores}m CPU and ${demand.memoryMiB} MiB memory; ${worker} has ${cpu}m CPU, ${mem} MiB; ${advice}`;
+  }
+  if (demand.cpuMillicores > cpu) return `needs ${demand.cpuMillicores}m CPU; ${worker} has ${cpu}m; ${advice}`;
+  if (demand.memoryMiB > mem) return `needs ${demand.memoryMiB} MiB memory; ${worker} has ${mem} MiB; ${advice}`;
+  return `needs ${demand.cpuMillicores}m CPU and ${demand.memoryMiB} MiB` +
+    `${demand.gpuCount > 0 ? ` with ${demand.gpuCount}× ${demand.gpu.join(" or ")}` : ""} on one worker, and no connected worker has all of it ` +
+    `(the most: ${cpu}m CPU, ${mem} MiB); ${advice}`;
 }

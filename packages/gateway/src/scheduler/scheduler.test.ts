@@ -4,7 +4,9 @@ import { randomUUID } from "node:crypto";
 import { after, describe, test } from "node:test";
 import type { ContainerRequest, GatewayMessage, WorkerCapacity } from "@beta9/protocol";
 import { ContainerRegistry } from "./containers.js";
-import { neverFits, place, type PlacementCandidate } from "./placement.js";
+import { Writable } from "node:stream";
+import { pino } from "pino";
+import { capacityShortfall, neverFits, place, type PlacementCandidate } from "./placement.js";
 import { Scheduler, type ConnectedWorker } from "./scheduler.js";
 
 const schedulers: Scheduler[] = [];
@@ -76,20 +78,46 @@ describe("placement", () => {
     assert.equal(none.workerId, null);
   });
 
-  test("pools and cordons; the reason names the largest free slot", () => {
+  test("pools and cordons; the reason names what is short, with the figures", () => {
     const ws = [cand("a", 0, [], "gpu"), { ...cand("b", 3500), schedulable: false }];
     assert.equal(place(ws, { ...demand, pool: "gpu" }).workerId, "a");
     const r = place(ws, { ...demand, cpuMillicores: 8000 });
     assert.equal(r.workerId, null);
-    assert.match((r as { reason: string }).reason, /largest free slot is 4000m CPU, 8192 MiB/);
-    assert.match((place([], demand) as { reason: string }).reason, /no worker is connected/);
+    assert.equal((r as { reason: string }).reason, "needs 8000m CPU, 4000m free on 1 worker");
+    assert.equal((place([], demand) as { reason: string }).reason, "no worker connected");
+    assert.match((place(ws, { ...demand, pool: "other" }) as { reason: string }).reason, /^no schedulable worker in pool other \(2 connected/);
+  });
+
+  test("capacityShortfall: what no worker has free, how much the best one has, on how many workers", () => {
+    const one = capacityShortfall([cand("w", 3750)], demand);
+    assert.deepEqual(one, {
+      constraints: ["cpu"], workers: 1, reason: "needs 1000m CPU, 250m free on 1 worker",
+      needs: { cpuMillicores: 1000, memoryMiB: 512, gpu: [], gpuCount: 0 }, free: { cpuMillicores: 250, memoryMiB: 8192, gpus: 0 },
+    });
+    assert.equal(capacityShortfall([cand("a", 3750), cand("b", 3900)], demand).reason, "needs 1000m CPU, at most 250m free on any of 2 workers");
+    const memory = capacityShortfall([cand("w", 0)], { ...demand, memoryMiB: 16384 });
+    assert.deepEqual([memory.constraints, memory.reason], [["memory"], "needs 16384 MiB memory, 8192 MiB free on 1 worker"]);
+    const gpu = capacityShortfall([{ ...cand("g", 0, [{ type: "T4", count: 1 }]), reserved: { cpuMillicores: 0, memoryMiB: 0, gpus: { T4: 1 } } }], { ...demand, gpu: ["T4"], gpuCount: 1 });
+    assert.deepEqual([gpu.constraints, gpu.reason, gpu.free.gpus], [["gpu"], "needs 1× T4 GPU, 0 free on 1 worker", 0]);
+    const both = capacityShortfall([cand("w", 3500)], { ...demand, memoryMiB: 10000, pool: "default" });
+    assert.deepEqual(both.constraints, ["cpu", "memory"]);
+    assert.equal(both.reason, "needs 1000m CPU, 500m free on 1 worker in pool default; needs 10000 MiB memory, 8192 MiB free on 1 worker in pool default");
+    // CPU free on one worker, memory on the other: neither alone is short, together they are.
+    const split = [cand("cpu-free", 0), { ...cand("mem-free", 3500), reserved: { cpuMillicores: 3500, memoryMiB: 0, gpus: {} } }];
+    split[0]!.reserved.memoryMiB = 8000;
+    const apart = capacityShortfall(split, { ...demand, memoryMiB: 1024 });
+    assert.equal(apart.reason, "needs 1000m CPU, 1024 MiB memory on one worker; none of 2 workers has all of it free");
+    assert.equal(apart.constraints.length, 1);
+    assert.deepEqual(capacityShortfall([], demand).constraints, ["no_worker"]);
+    assert.deepEqual(capacityShortfall([{ ...cand("bare", 0), mayRunUntrusted: false }], demand).constraints, ["unusable"]);
   });
 
   test("neverFits names a GPU type no connected worker has, but not a worker that is merely busy", () => {
     const ws = [cand("t4", 3900, [{ type: "T4", count: 1 }]), cand("cpu", 0)];
     assert.match(neverFits(ws, { ...demand, gpu: ["A10G"], gpuCount: 1 }) ?? "", /no connected worker has 1× A10G GPU \(connected workers have 1× T4\)/);
     assert.equal(neverFits(ws, { ...demand, gpu: ["T4"], gpuCount: 1 }), undefined, "busy now, but it fits an empty t4");
-    assert.match(neverFits(ws, { ...demand, cpuMillicores: 16000 }) ?? "", /large enough for 16000m CPU.*largest has 4000m CPU/);
+    assert.match(neverFits(ws, { ...demand, cpuMillicores: 16000 }) ?? "", /^needs 16000m CPU; the largest connected worker has 4000m; /);
+    assert.match(neverFits(ws, { ...demand, memoryMiB: 65536 }) ?? "", /^needs 65536 MiB memory; the largest connected worker has 8192 MiB; /);
     assert.equal(neverFits([], { ...demand, gpu: ["A10G"], gpuCount: 1 }), undefined, "no worker yet: one may be joining");
   });
 
@@ -145,7 +173,34 @@ describe("scheduler", () => {
     const r = s.submit(request({ cpuMillicores: 2000 }));
     await until(() => r.state === "EXITED");
     assert.equal(r.reason, "unschedulable");
-    assert.match(r.message ?? "", /largest free slot is 1000m CPU/);
+    assert.match(r.message ?? "", /^not placed within 0 s: needs 2000m CPU, 1000m free on 1 worker$/);
+  });
+
+  test("a stub waiting for capacity: the reason is kept for it, logged once however often it is retried, and cleared when placed", () => {
+    const lines: { level: number; msg: string }[] = [];
+    const sink = new Writable({ write(chunk: Buffer, _e, done) { lines.push(JSON.parse(String(chunk))); done(); } });
+    const s = makeScheduler({ backlogRetryMs: 60_000, logger: pino({ level: "info" }, sink) });
+    const w = fakeWorker("w", { cpuMillicores: 1500 });
+    s.connect(w.worker, []);
+    const busy = s.submit(request({ cpuMillicores: 1000 }));
+    assert.equal(s.waiting("stub-a"), undefined);
+    const a1 = s.submit(request({ stubId: "stub-a" }), "resize");
+    s.submit(request({ stubId: "stub-a" }), "resize");
+    for (let i = 0; i < 3; i++) s.setCordoned("w", false); // each retries the backlog at once
+    const wait = s.waiting("stub-a")!;
+    assert.equal(wait.message, "waiting for capacity: needs 1000m CPU, 500m free on 1 worker");
+    assert.deepEqual([wait.constraints, wait.free.cpuMillicores, wait.workers], [["cpu"], 500, 1]);
+    assert.equal(a1.message, wait.message, "the container says so too");
+    const warned = lines.filter((l) => l.level === 40).map((l) => l.msg);
+    assert.deepEqual(warned, ["resize: waiting for capacity: needs 1000m CPU, 500m free on 1 worker"]);
+    s.report("w", { containerId: busy.id, state: "EXITED", exitCode: 0, reason: "exited" });
+    assert.equal(a1.workerId, "w");
+    assert.ok(s.waiting("stub-a"), "its second container still waits");
+    assert.ok(!lines.some((l) => l.msg.includes("capacity found")));
+    s.stop(a1.id);
+    s.report("w", { containerId: a1.id, state: "EXITED", exitCode: 0, reason: "stopped" });
+    assert.equal(s.waiting("stub-a"), undefined);
+    assert.ok(lines.some((l) => l.msg === "resize: capacity found, placed"));
   });
 
   test("a worker joining drains the backlog at once", async () => {

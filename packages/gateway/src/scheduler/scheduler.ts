@@ -8,9 +8,18 @@
 import { checkQuota, DEFAULT_QUOTAS, type WorkspaceQuotas } from "../quotas.js";
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
-import type { ContainerRequest, ContainerStateReport, GatewayMessage, WorkerCapacity } from "@beta9/protocol";
+import type { CapacityWait, ContainerRequest, ContainerStateReport, GatewayMessage, WorkerCapacity } from "@beta9/protocol";
 import type { ContainerRecord, ContainerRegistry } from "./containers.js";
-import { neverFits, place, type Demand, type PlacementCandidate } from "./placement.js";
+import { capacityShortfall, neverFits, place, type CapacityShortfall, type Demand, type PlacementCandidate } from "./placement.js";
+import { reclaimPlan, without, type IdleContainer } from "./reclaim.js";
+
+/** Who owns containers kept only warm (the autoscaler): which may stop early, and how to stop one. */
+export interface Reclaimer {
+  /** Containers idle only to stay warm, each with when it last served. */
+  idle(): { id: string; lastUsedAt: number }[];
+  /** Stops it (no new work may land on it). */
+  stop(id: string): void;
+}
 
 export interface ConnectedWorker {
   id: string;
@@ -46,11 +55,21 @@ export interface SchedulerOptions {
 
 interface BacklogEntry {
   id: string;
+  /** What waits: the stub (its containers wait as one), else the container itself. */
+  key: string;
+  /** Names it in the log (the stub's name). */
+  label: string;
   since: number;
   attempts: number;
   nextAt: number;
-  lastReason: string;
+  /** Why it was not placed at the last try. */
+  shortfall: CapacityShortfall;
 }
+
+const waitOf = (shortfall: CapacityShortfall, since: number): CapacityWait => {
+  const { reason, ...figures } = shortfall;
+  return { message: `waiting for capacity: ${reason}`, ...figures, since: new Date(since).toISOString() };
+};
 
 export class Scheduler {
   readonly events = new EventEmitter();
@@ -61,6 +80,9 @@ export class Scheduler {
   private readonly backlogRetryMs: number;
   private timer: NodeJS.Timeout | undefined;
   private sweeper: NodeJS.Timeout;
+  private reclaimer: Reclaimer | undefined;
+  /** Idle containers asked to stop to make room; until they exit, their room counts as free. */
+  private readonly reclaiming = new Set<string>();
 
   constructor(readonly containers: ContainerRegistry, private readonly options: SchedulerOptions = {}) {
     this.workerTimeoutMs = options.workerTimeoutMs ?? 60_000;
@@ -70,16 +92,88 @@ export class Scheduler {
     this.sweeper.unref();
   }
 
-  /** Accepts a request: placed now if something fits, else backlogged. */
-  /** Throws QUOTA_EXCEEDED (nothing recorded) when the workspace already runs its most containers. */
-  submit(request: ContainerRequest): ContainerRecord {
+  /**
+   * Accepts a request: placed now if something fits, else backlogged. `label` names it in the log
+   * (a stub's name). Throws QUOTA_EXCEEDED (nothing recorded) when the workspace already runs its
+   * most containers.
+   */
+  submit(request: ContainerRequest, label?: string): ContainerRecord {
     checkQuota(this.options.quotas ?? DEFAULT_QUOTAS, "containers", this.containers.active(request.workspaceId));
     const record = this.containers.create(request);
-    if (!this.tryPlace(record)) {
-      this.backlog.set(record.id, { id: record.id, since: Date.now(), attempts: 0, nextAt: Date.now() + this.backlogRetryMs, lastReason: "" });
+    const shortfall = this.tryPlace(record);
+    if (shortfall) {
+      const key = request.stubId ?? record.id;
+      const entry: BacklogEntry = {
+        id: record.id, key, label: label ?? (request.stubId ? `stub ${request.stubId}` : `container ${record.id}`),
+        since: Date.now(), attempts: 0, nextAt: Date.now() + this.backlogRetryMs, shortfall,
+      };
+      // Logged once when the stub starts waiting, not at every retry nor for each of its containers.
+      if (!this.isWaiting(key)) {
+        const { reason: _, ...figures } = shortfall;
+        this.options.logger?.warn({ containerId: record.id, stubId: request.stubId, ...figures }, `${entry.label}: ${waitOf(shortfall, entry.since).message}`);
+      }
+      this.backlog.set(record.id, entry);
+      this.reclaimFor(record, entry.label);
       this.armTimer();
     }
     return record;
+  }
+
+  /** Lets waiting containers stop idle keep-warm ones early (the autoscaler registers itself). */
+  setReclaimer(reclaimer: Reclaimer): void {
+    this.reclaimer = reclaimer;
+  }
+
+  /**
+   * Stops the fewest idle keep-warm containers that make room for `record` on one worker, if any
+   * do: work that waits beats containers that only wait for work. Those already stopping count as
+   * free, so each wait reclaims once.
+   */
+  private reclaimFor(record: ContainerRecord, label: string): void {
+    if (!this.reclaimer) return;
+    const active = (id: string) => {
+      const r = this.containers.get(id);
+      return r && r.state !== "EXITED" && r.workerId ? r : undefined;
+    };
+    for (const id of this.reclaiming) if (!active(id)) this.reclaiming.delete(id);
+    const asIdle = (id: string, lastUsedAt: number): IdleContainer | undefined => {
+      const r = active(id);
+      return r && { id, workerId: r.workerId!, cpuMillicores: r.request.cpuMillicores, memoryMiB: r.request.memoryMiB, gpuType: r.gpuType, gpuCount: r.request.gpuCount, lastUsedAt };
+    };
+    const stopping = [...this.reclaiming].map((id) => asIdle(id, 0)).filter((i): i is IdleContainer => i !== undefined);
+    const candidates = this.candidates().map((c) => ({ ...c, reserved: without(c.reserved, stopping.filter((s) => s.workerId === c.workerId)) }));
+    // Room that is already being freed suffices: nothing more to stop.
+    if (place(candidates, record.request).workerId !== null) return;
+    const idle = this.reclaimer.idle()
+      .filter((i) => !this.reclaiming.has(i.id))
+      .map((i) => asIdle(i.id, i.lastUsedAt))
+      .filter((i): i is IdleContainer => i !== undefined);
+    const plan = reclaimPlan(candidates, idle, record.request);
+    if (!plan) return;
+    this.options.logger?.info({ containerId: record.id, stopping: plan }, `${label}: stopping ${plan.length} idle warm container${plan.length > 1 ? "s" : ""} early to make room`);
+    for (const id of plan) {
+      this.reclaiming.add(id);
+      this.reclaimer.stop(id);
+    }
+  }
+
+  /**
+   * Why the stub's containers wait to be placed, with current figures; undefined when none waits.
+   * `since` is when the longest-waiting one began.
+   */
+  waiting(stubId: string): CapacityWait | undefined {
+    let oldest: BacklogEntry | undefined;
+    for (const e of this.backlog.values()) if (e.key === stubId && (!oldest || e.since < oldest.since)) oldest = e;
+    if (!oldest) return undefined;
+    const record = this.containers.get(oldest.id);
+    // Figures as of now (other containers may have taken room since the last try); the last try's if it would fit now (it is about to be placed).
+    const now = record ? capacityShortfall(this.candidates(), record.request) : oldest.shortfall;
+    return waitOf(now.constraints.length > 0 ? now : oldest.shortfall, oldest.since);
+  }
+
+  private isWaiting(key: string): boolean {
+    for (const e of this.backlog.values()) if (e.key === key) return true;
+    return false;
   }
 
   stop(id: string, graceMs?: number): void {
@@ -208,13 +302,14 @@ export class Scheduler {
     }));
   }
 
-  private tryPlace(record: ContainerRecord): boolean {
+  /** Places the container if something fits; else why not (also kept as its message). */
+  private tryPlace(record: ContainerRecord): CapacityShortfall | undefined {
     const result = place(this.candidates(), record.request);
     if (result.workerId === null) {
       const entry = this.backlog.get(record.id);
-      if (entry) entry.lastReason = result.reason;
-      else record.message = result.reason;
-      return false;
+      if (entry) entry.shortfall = result.shortfall;
+      record.message = `waiting for capacity: ${result.reason}`;
+      return result.shortfall;
     }
     // The worker maps the chosen GPU type to device nodes; the workload can read it too.
     if (result.gpuType) record.request.env.BETA9_GPU_TYPE = result.gpuType;
@@ -223,7 +318,7 @@ export class Scheduler {
     record.message = null;
     this.workers.get(result.workerId)!.send({ type: "container.run", request: record.request });
     this.events.emit("placed", record.id, result.workerId);
-    return true;
+    return undefined;
   }
 
   private drainBacklog(): void {
@@ -241,13 +336,15 @@ export class Scheduler {
         this.backlog.delete(entry.id);
         continue;
       }
-      if (this.tryPlace(record)) {
+      if (!this.tryPlace(record)) {
         this.backlog.delete(entry.id);
+        if (!this.isWaiting(entry.key)) this.options.logger?.info({ containerId: entry.id, waitedMs: now - entry.since }, `${entry.label}: capacity found, placed`);
       } else if (now - entry.since >= this.backlogTimeoutMs) {
         this.backlog.delete(entry.id);
         this.containers.apply({ containerId: entry.id, state: "EXITED", reason: "unschedulable", exitCode: null,
-          message: `not placed within ${Math.round(this.backlogTimeoutMs / 1000)} s: ${entry.lastReason}` });
+          message: `not placed within ${Math.round(this.backlogTimeoutMs / 1000)} s: ${entry.shortfall.reason}` });
       } else {
+        this.reclaimFor(record, entry.label);
         entry.attempts += 1;
         entry.nextAt = now + Math.min(5000, this.backlogRetryMs * 2 ** entry.attempts);
       }

@@ -273,6 +273,12 @@ export function runStoreConformance(backendName: string, open: () => Promise<Sto
         assert.equal((await stub(ws)).id, base.id);
         assert.equal((await store.stubs.list(ws, ALL)).length, 7);
       });
+      it("names gives the workspace's stubs' names by id, in one read; others' and unknown ids are left out", async () => {
+        const [a, b] = [await workspace("a"), await workspace("b")];
+        const [x, y, foreign] = [await stub(a, { name: "x" }), await stub(a, { name: "y" }), await stub(b, { name: "z" })];
+        assert.deepEqual(await store.stubs.names(a, [x.id, y.id, x.id, foreign.id, "no-such-stub"]), new Map([[x.id, "x"], [y.id, "y"]]));
+        assert.deepEqual(await store.stubs.names(a, []), new Map());
+      });
       it("the config round-trips and stubs are isolated per workspace", async () => {
         const [a, b] = [await workspace("a"), await workspace("b")];
         const input: StubConfigInput = {
@@ -392,7 +398,9 @@ export function runStoreConformance(backendName: string, open: () => Promise<Sto
         has(task, {
           status: "PENDING", retries: 0, stubId: s.id, workspaceId: ws, containerId: null, error: null, startedAt: null, endedAt: null,
         });
-        assert.deepEqual(await store.tasks.get(ws, task.id), task);
+        // Reads users see name the workload beside its id (joined in, one query for a whole list).
+        assert.deepEqual(await store.tasks.get(ws, task.id), { ...task, stubName: s.name });
+        assert.deepEqual((await store.tasks.list(ws, ALL)).map((t) => [t.id, t.stubName]), [[task.id, s.name]]);
       });
       it("create for an unknown or foreign stub is RESOURCE_NOT_FOUND", async () => {
         const [a, b] = [await deployable("a"), await deployable("b")];

@@ -79,6 +79,8 @@ export interface StubRepo {
   /** Any workspace's stub: for the dispatcher resuming work after a restart. */
   getAny(id: string): Promise<Stub | undefined>;
   list(workspaceId: string, page: Page): Promise<Stub[]>;
+  /** The names of the workspace's stubs among `ids`, in one read (lists show them beside ids). */
+  names(workspaceId: string, ids: readonly string[]): Promise<Map<string, string>>;
 }
 
 export interface DeploymentFilter extends Page {

@@ -52,6 +52,8 @@ export class TaskDispatcher {
    * lock); recover() loads it at start. A shared-store backend must count in the store instead.
    */
   private readonly depth = new Map<string, number>();
+  /** Why the stub's last attempt got no container: logged when it changes, not at every retry. */
+  private readonly noContainer = new Map<string, string>();
   private readonly sweeper: NodeJS.Timeout;
   private readonly stopWatching: () => void;
   private closed = false;
@@ -172,10 +174,13 @@ export class TaskDispatcher {
       slot = await this.o.autoscaler.acquire(stub);
     } catch (err) {
       this.ended(stub.id, false);
-      this.o.logger?.warn({ stub: stub.name, err: (err as Error).message }, "no container for queued tasks yet");
+      const why = (err as Error).message;
+      if (this.noContainer.get(stub.id) !== why) this.o.logger?.warn({ stub: stub.name, err: why }, "no container for queued tasks yet");
+      this.noContainer.set(stub.id, why);
       if (!this.closed) setTimeout(() => this.background(this.pump(stub), "pump"), 1000).unref();
       return;
     }
+    this.noContainer.delete(stub.id);
     const claimed = await this.o.store.tasks.claimNext(stub.id, slot.containerId).catch(() => undefined);
     if (!claimed) {
       slot.release();

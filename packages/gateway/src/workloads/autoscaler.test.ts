@@ -15,7 +15,7 @@ function stub(): Stub {
 }
 
 /** A real scheduler and autoscaler, closed when the test ends. */
-function setup(t: TestContext, options: { capacityGraceMs?: number } = {}) {
+function setup(t: TestContext, options: { capacityGraceMs?: number; acquireTimeoutMs?: number } = {}) {
   const scheduler = new Scheduler(new ContainerRegistry(), { backlogTimeoutMs: 60_000 });
   const autoscaler = new Autoscaler({ scheduler, acquireTimeoutMs: 60_000, ...options });
   t.after(() => {
@@ -70,6 +70,26 @@ test("requests waiting for a container are bounded per stub (maxPendingTasks): o
     assert.equal(err.code, "QUEUE_FULL");
     assert.equal(err.status, 429);
     assert.deepEqual(err.details, { count: 2, limit: 2 });
+    return true;
+  });
+});
+
+test("a request whose container waits for capacity ends 503 naming what it waits for, with the figures", async (t) => {
+  const { scheduler, autoscaler } = setup(t, { acquireTimeoutMs: 100 });
+  scheduler.connect({
+    id: "busy", hostname: "busy", pool: "default", runtime: "runc", isolates: true,
+    capacity: { cpuMillicores: 1500, memoryMiB: 8192, gpus: [] },
+    connected: true, cordoned: false, lastSeenAt: Date.now(), send: () => undefined, close: () => undefined,
+  }, []);
+  // Another workload holds 1000m of the worker's 1500m: the stub's 1000m container cannot be placed yet.
+  scheduler.submit({
+    containerId: "other", workspaceId: "ws", stubId: null, imageId: null, command: ["sleep", "60"], env: {},
+    cpuMillicores: 1000, memoryMiB: 512, gpu: [], gpuCount: 0, ports: [], pool: null,
+  });
+  await assert.rejects(autoscaler.acquire(stub()), (err: Error & { code?: string; status?: number }) => {
+    assert.equal(err.code, "UNAVAILABLE");
+    assert.equal(err.status, 503);
+    assert.match(err.message, /no container of crashy could start within 0 s: waiting for capacity: needs 1000m CPU, 500m free on 1 worker/);
     return true;
   });
 });

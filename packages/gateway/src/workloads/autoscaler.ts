@@ -89,6 +89,36 @@ export class Autoscaler {
     o.scheduler.containers.subscribe("*", (e) => {
       if (e.kind === "state") this.onContainerState(e.container);
     });
+    o.scheduler.setReclaimer({ idle: () => this.idleWarm(), stop: (id) => this.stopEarly(id) });
+  }
+
+  /**
+   * Containers that only wait for work: ready, nothing in flight, nobody waiting for their stub,
+   * above minContainers, of a stub that may scale down (not pinned, keep-warm not forever).
+   */
+  private idleWarm(): { id: string; lastUsedAt: number }[] {
+    const out: { id: string; lastUsedAt: number }[] = [];
+    for (const pool of this.pools.values()) {
+      const { keepWarmSeconds, autoscaler } = pool.stub.config;
+      if (keepWarmSeconds < 0 || pool.pinned || pool.waiters.length > 0) continue;
+      const idle = [...pool.containers.values()].filter((c) => c.ready && c.inflight === 0 && !c.draining).sort((a, b) => a.lastUsedAt - b.lastUsedAt);
+      const spare = pool.containers.size - autoscaler.minContainers;
+      for (const c of idle.slice(0, Math.max(0, spare))) out.push({ id: c.id, lastUsedAt: c.lastUsedAt });
+    }
+    return out;
+  }
+
+  /** Stops an idle container before its keep-warm ends, because other work waits for its room. */
+  private stopEarly(id: string): void {
+    for (const pool of this.pools.values()) {
+      const c = pool.containers.get(id);
+      if (!c || !c.ready || c.inflight > 0) continue;
+      c.ready = false; // no new invocation lands on it while it stops
+      this.o.logger?.info({ stub: pool.stub.name, containerId: id }, "stopping early: other work waits for its room");
+      // Not inside the scheduler's placement pass that asked for it.
+      queueMicrotask(() => this.o.scheduler.stop(id));
+      return;
+    }
   }
 
   /**
@@ -127,6 +157,9 @@ export class Autoscaler {
         timer: setTimeout(() => {
           pool.waiters.splice(pool.waiters.indexOf(waiter), 1);
           if (pool.quotaBlocked && pool.containers.size === 0) return reject(new Beta9Error("UNAVAILABLE", { reason: `no container of ${stub.name} could start within ${Math.round(timeoutMs / 1000)} s: ${pool.quotaBlocked}` }));
+          // Its containers still wait to be placed: the caller learns what for, with the figures.
+          const wait = this.o.scheduler.waiting(stub.id);
+          if (wait) return reject(new Beta9Error("UNAVAILABLE", { reason: `no container of ${stub.name} could start within ${Math.round(timeoutMs / 1000)} s: ${wait.message}` }));
           reject(new Beta9Error("UNAVAILABLE", { reason: `no container of ${stub.name} became ready within ${Math.round(timeoutMs / 1000)} s; see beta9 container list --all` }));
         }, timeoutMs),
       };
@@ -304,7 +337,7 @@ export class Autoscaler {
       runner: { codeObjectId: stub.objectId!, handler: stub.config.handler!, concurrency: this.perContainer(pool) },
       ...(stub.config.volumes?.length && { volumes: stub.config.volumes }),
       ...(stub.config.egress && { egress: stub.config.egress }),
-    });
+    }, stub.name);
   }
 
   private onContainerState(record: ContainerRecord): void {

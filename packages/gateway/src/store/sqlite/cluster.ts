@@ -16,6 +16,9 @@ type FinishStatus = "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED" | "EXPIRED";
 
 const TASK_COLUMNS = `id, workspace_id, stub_id, status, retries, max_retries, container_id, error, result, created_at,
   started_at, ended_at, expires_at, next_attempt_at`;
+/** The columns with the stub's name joined in (reads users see: get and list show which workload). */
+const TASK_WITH_STUB_NAME = `${TASK_COLUMNS.split(",").map((c) => `task.${c.trim()}`).join(", ")}, stub.name AS stub_name
+  FROM task LEFT JOIN stub ON stub.id = task.stub_id`;
 
 export class SqliteTaskRepo implements TaskRepo {
   private readonly stubExists;
@@ -50,9 +53,9 @@ export class SqliteTaskRepo implements TaskRepo {
       `INSERT INTO task (id, workspace_id, stub_id, status, retries, created_at, started_at, container_id, input, max_retries, timeout_s, expires_at)
        VALUES (?, ?, ?, 'RUNNING', 0, ?, ?, ?, ?, ?, ?, ?)`,
     );
-    this.byId = db.prepare(`SELECT ${TASK_COLUMNS} FROM task WHERE workspace_id = ? AND id = ?`);
+    this.byId = db.prepare(`SELECT ${TASK_WITH_STUB_NAME} WHERE task.workspace_id = ? AND task.id = ?`);
     this.anyById = db.prepare(`SELECT ${TASK_COLUMNS} FROM task WHERE id = ?`);
-    this.listStmt = db.prepare(`SELECT ${TASK_COLUMNS} FROM task WHERE workspace_id = ? ORDER BY created_at DESC, id LIMIT ? OFFSET ?`);
+    this.listStmt = db.prepare(`SELECT ${TASK_WITH_STUB_NAME} WHERE task.workspace_id = ? ORDER BY task.created_at DESC, task.id LIMIT ? OFFSET ?`);
     this.inputStmt = db.prepare(`SELECT input FROM task WHERE id = ?`);
     // One statement per claim: the oldest due retry (older than any pending task), else the oldest
     // pending task, moved to RUNNING and handed back with its input. Each probe walks the

@@ -61,12 +61,15 @@ export interface TaskRow {
   id: string; workspace_id: string; stub_id: string; status: string; retries: number; max_retries: number; container_id: string | null;
   error: string | null; result: string | null; created_at: string; started_at: string | null; ended_at: string | null; expires_at: string | null;
   next_attempt_at: string | null;
+  /** Joined in by the reads users see. */
+  stub_name?: string | null;
 }
 export const toTask = (r: TaskRow): Task => ({
   id: r.id, workspaceId: r.workspace_id, stubId: r.stub_id, status: r.status as TaskStatus, retries: r.retries, maxRetries: r.max_retries,
   containerId: r.container_id, error: r.error, result: r.result === null ? null : JSON.parse(r.result), createdAt: r.created_at,
   startedAt: r.started_at, endedAt: r.ended_at, expiresAt: r.expires_at,
   nextAttemptAt: r.status === "RETRY" ? r.next_attempt_at : null,
+  ...(typeof r.stub_name === "string" && { stubName: r.stub_name }),
 });
 
 export interface PoolRow { id: string; name: string; description: string; created_at: string }

@@ -85,8 +85,11 @@ export class SqliteStubRepo implements StubRepo {
   private readonly anyById;
   private readonly insert;
   private readonly listStmt;
+  private readonly namesStmt;
 
   constructor(private readonly db: Database.Database) {
+    // `+workspace_id`: look the ids up by primary key (the planner would otherwise walk every stub of the workspace).
+    this.namesStmt = db.prepare(`SELECT id, name FROM stub WHERE +workspace_id = ? AND id IN (SELECT value FROM json_each(?))`);
     this.find = db.prepare(
       `SELECT * FROM stub WHERE workspace_id = ? AND app_id = ? AND name = ? AND type = ?
          AND object_id IS ? AND config_hash = ?`,
@@ -131,6 +134,12 @@ export class SqliteStubRepo implements StubRepo {
 
   async list(workspaceId: string, page: Page) {
     return (this.listStmt.all(workspaceId, page.limit, page.offset) as StubRow[]).map(toStub);
+  }
+
+  async names(workspaceId: string, ids: readonly string[]) {
+    if (ids.length === 0) return new Map<string, string>();
+    const rows = this.namesStmt.all(workspaceId, JSON.stringify([...new Set(ids)])) as { id: string; name: string }[];
+    return new Map(rows.map((r) => [r.id, r.name]));
   }
 }
 
