@@ -1,4 +1,4 @@
-// An image described in code: `beta9 image build examples/image.ts:image`.
+// An image described in code: `./beta9 image build examples/image.ts:image`.
 import { Image } from "beta9";
 
 export const image = new Image()

@@ -211,10 +211,21 @@ describe("against a gateway started by `beta9 up`", { skip: gatewayBuilt ? false
     assert.ok(!JSON.stringify(listed).includes(created.key), "list never shows a key");
     assert.equal(json<Token[]>(await beta9(["token", "list", "--json"], { ...env, BETA9_TOKEN: created.key })).length, listed.length);
 
-    const revoked = await beta9(["token", "revoke", created.id], env);
+    const revoked = await beta9(["token", "revoke", "ci"], env); // by its name
     assert.equal(revoked.code, 0, revoked.stderr);
     assert.ok(revoked.stdout.includes(created.id));
     assertFails(await beta9(["token", "list"], { ...env, BETA9_TOKEN: created.key }), 3, "AUTH_TOKEN_INVALID");
+    const spare = json<TokenWithKey>(await beta9(["token", "create", "--json"], env));
+    assert.equal((await beta9(["token", "revoke", spare.id.slice(0, 8)], env)).code, 0, "by a unique start of its id");
+    assertFails(await beta9(["token", "revoke", "no-such-token"], env), 4, "RESOURCE_NOT_FOUND");
+  });
+
+  test("machines by a start of their id", async () => {
+    const created = json<{ machine: { id: string } }>(await beta9(["machine", "create", "--pool", "edge", "--json"], env));
+    const cordoned = await beta9(["machine", "cordon", created.machine.id.slice(0, 6)], env);
+    assert.equal(cordoned.code, 0, cordoned.stderr);
+    assert.match(cordoned.stdout, new RegExp(`machine ${created.machine.id} cordoned`));
+    assert.equal((await beta9(["machine", "delete", created.machine.id.slice(0, 6)], env)).code, 0);
   });
 
   test("a bad token exits 3; an unknown deployment exits 4", async () => {

@@ -71,10 +71,14 @@ export function shortTime(iso: string | null | undefined): string {
   return iso.replace("T", " ").replace(/\.\d+Z$|Z$/, "");
 }
 
-/** How to run this CLI again from a pasted command: ./beta9's absolute path, else `beta9` on PATH. */
-export function cliCommand(env = process.env): string {
+/**
+ * How to run this CLI again from a pasted command: ./beta9's absolute path; `npx beta9` when it
+ * runs from a project's node_modules (it is not on PATH there); else `beta9` on PATH.
+ */
+export function cliCommand(env = process.env, script = process.argv[1] ?? ""): string {
   const path = env.BETA9_CLI;
-  return path && /^[A-Za-z0-9/._-]+$/.test(path) ? path : "beta9";
+  if (path && /^[A-Za-z0-9/._-]+$/.test(path)) return path;
+  return /[/\\]node_modules[/\\]/.test(script) ? "npx beta9" : "beta9";
 }
 
 /**

@@ -13,7 +13,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -32,8 +32,10 @@ const SKIPPED: Array<[RegExp, string]> = [
 
 export interface ReadmeLine {
   line: string;
-  /** 1-based line number in the README, for messages. */
+  /** 1-based line number in the file, for messages. */
   at: number;
+  /** The file, when not the README. */
+  file?: string;
 }
 
 /** The commands of the README's ```sh blocks: continuations joined, blank and comment-only lines dropped. */
@@ -59,6 +61,33 @@ export function readmeCommands(text: string): ReadmeLine[] {
   return out;
 }
 
+/**
+ * The commands an example's header comment tells the reader to run (`//` or `#` lines before the
+ * code): from `./beta9`, `python3 examples/…`, `node --import tsx` or `curl` to the end of the
+ * line or a parenthesised aside, continuations joined, also inside backticks.
+ */
+export function headerCommands(text: string, file: string): ReadmeLine[] {
+  const out: ReadmeLine[] = [];
+  const lines = text.split("\n");
+  let pending: ReadmeLine | undefined;
+  for (let i = 0; i < lines.length && /^(\/\/|#)/.test(lines[i]!); i++) {
+    const comment = lines[i]!.replace(/^(\/\/|#)\s?/, "");
+    if (pending) {
+      pending.line = `${pending.line} ${comment.trim()}`.replace(/\s*\\$/, "");
+      if (!comment.trimEnd().endsWith("\\")) (out.push(pending), (pending = undefined));
+      continue;
+    }
+    for (const quoted of comment.matchAll(/`((?:\.\/beta9|python3|node --import tsx|curl) [^`]+)`/g)) out.push({ line: quoted[1]!, at: i + 1, file });
+    if (comment.includes("`")) continue;
+    const start = comment.search(/\.\/beta9 |python3 examples\/|node --import tsx |curl /);
+    if (start < 0) continue;
+    const command = comment.slice(start).replace(/\s+\((?!['"]).*$/, "").trimEnd();
+    if (command.endsWith("\\")) pending = { line: command.slice(0, -1).trimEnd(), at: i + 1, file };
+    else out.push({ line: command, at: i + 1, file });
+  }
+  return out;
+}
+
 const ID = /\b([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{16,64})\b/;
 
 function portFree(port: number): Promise<boolean> {
@@ -78,6 +107,13 @@ after(async () => {
     await exited;
   }
   rmSync(home, { recursive: true, force: true });
+});
+
+test("an example's header commands: plain, continued, in backticks, minus asides", () => {
+  const text = "// Try:\n//   curl -X POST http://x/a \\\n//        -d '{}'\n// Run `./beta9 run a.ts:b --input '{\"n\": 1}'`, or\n//   node --import tsx a.ts     (an aside)\n# Run: python3 examples/a.py (puts a task)\nimport x;\n// ./beta9 not-a-header\n";
+  assert.deepEqual(headerCommands(text, "a.ts").map((c) => c.line), [
+    "curl -X POST http://x/a -d '{}'", "./beta9 run a.ts:b --input '{\"n\": 1}'", "node --import tsx a.ts", "python3 examples/a.py",
+  ]);
 });
 
 test("the README's parser joins continuations and drops comments", () => {
@@ -102,18 +138,26 @@ test("a newcomer pastes every sh block of the README, in order, and each command
   spawnSync("bash", ["-c", `export -p > ${envFile}; pwd > ${cwdFile}`], { env: baseEnv, cwd: root });
   const walked: string[] = [];
 
-  const commands = readmeCommands(readFileSync(join(root, "README.md"), "utf8"));
-  for (const [pattern, why] of SKIPPED) assert.ok(commands.some((c) => pattern.test(c.line)), `SKIPPED lists ${pattern} (${why}), which no README line matches`);
+  const readme = readmeCommands(readFileSync(join(root, "README.md"), "utf8"));
+  // Then what each example's header says to run, as a reader of that file would.
+  const exampleFiles = [
+    ...readdirSync(join(root, "examples")).filter((f) => f.endsWith(".ts")).map((f) => `examples/${f}`),
+    ...readdirSync(join(root, "examples", "python")).filter((f) => f.endsWith(".py")).map((f) => `examples/python/${f}`),
+  ].sort();
+  const commands = [...readme, ...exampleFiles.flatMap((f) => headerCommands(readFileSync(join(root, f), "utf8"), f))];
+  assert.ok(commands.length > readme.length + 10, "the examples' headers name their commands");
+  for (const [pattern, why] of SKIPPED) assert.ok(readme.some((c) => pattern.test(c.line)), `SKIPPED lists ${pattern} (${why}), which no README line matches`);
   let lastId: string | undefined;
   let upOutput = "";
-  for (const { line, at } of commands) {
+  for (const { line, at: lineNo, file } of commands) {
+    const at = `${file ?? "README.md"}:${lineNo}`;
     if (SKIPPED.some(([p]) => p.test(line))) continue;
     if (/^\.\/beta9 up\b/.test(line)) {
       platform = spawn("bash", ["-c", `. ${envFile}; cd "$(cat ${cwdFile})"; exec ${line}`], { env: baseEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] });
       platform.stdout!.on("data", (c: Buffer) => (upOutput += c.toString()));
       platform.stderr!.on("data", (c: Buffer) => (upOutput += c.toString()));
       for (let i = 0; i < 6000 && !/ready in \d+ ms/.test(upOutput) && platform.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
-      assert.match(upOutput, /ready in \d+ ms/, `README line ${at}: ${line}\n${upOutput}`);
+      assert.match(upOutput, /ready in \d+ ms/, `${at}: ${line}\n${upOutput}`);
       assert.match(upOutput, /sample app: hello v1 answered/, upOutput);
       // What up printed to try is a command too: it must work when pasted.
       const tryLine = /^try: (curl .*)$/m.exec(upOutput)?.[1];
@@ -123,13 +167,15 @@ test("a newcomer pastes every sh block of the README, in order, and each command
       assert.match(tried.stdout, /Hello, you!/);
       continue;
     }
-    const pasted = lastId ? line.replaceAll("<id>", lastId) : line;
-    assert.ok(!/<[a-z]+>/.test(pasted), `README line ${at}: ${line} has a placeholder the walk cannot fill`);
+    const filled = lastId ? line.replaceAll("<id>", lastId) : line;
+    // A curl from a header fails on an HTTP error, as its reader would notice.
+    const pasted = file && filled.startsWith("curl ") ? `${filled} --fail-with-body -sS` : filled;
+    assert.ok(!/<[a-z]+>/.test(pasted), `${at}: ${line} has a placeholder the walk cannot fill`);
     const started = performance.now();
     const ran = spawnSync("bash", ["-c", `. ${envFile}; cd "$(cat ${cwdFile})"; set -o pipefail; ${pasted}\nstatus=$?; export -p > ${envFile}; pwd > ${cwdFile}; exit $status`], {
       env: baseEnv, input: "a-value-from-stdin\n", encoding: "utf8", timeout: 10 * 60_000, maxBuffer: 64 * 1024 * 1024,
     });
-    const shown = `README line ${at}\n$ ${pasted}\n(exit ${ran.status}${ran.signal ? `, ${ran.signal}` : ""}, ${Math.round(performance.now() - started)} ms)\n${ran.stdout}${ran.stderr}`;
+    const shown = `${at}\n$ ${pasted}\n(exit ${ran.status}${ran.signal ? `, ${ran.signal}` : ""}, ${Math.round(performance.now() - started)} ms)\n${ran.stdout}${ran.stderr}`;
     assert.equal(ran.status, 0, shown);
     walked.push(`${Math.round(performance.now() - started)} ms  ${line}`);
     lastId = ID.exec(ran.stdout)?.[1] ?? lastId;

@@ -69,15 +69,18 @@ export function registerContainer(program: Command): void {
     .option("--cpu <cores>", "CPU cores, e.g. 0.5 or 1500m", "1")
     .option("--memory <size>", "memory, e.g. 512Mi or 2Gi", "512Mi")
     .option("--gpu <type>", "a GPU type, e.g. A10G")
-    .option("--image <id>", "a built image id (default: the worker's host image)")
+    .option("--image <id>", "a built image id, or a unique start of it (default: the worker's host image)")
     .option("--port <port>", "a port the command listens on (repeatable)", portList)
     .option("-e, --env <KEY=VALUE>", "an environment variable (repeatable)", envPair)
     .option("-d, --detach", "print the container id and return instead of following its output")
     .option("--json", "print the container as JSON (implies --detach)")
     .action((command: string[], opts: { cpu: string; memory: string; gpu?: string; image?: string; port?: number[]; env?: Record<string, string>; detach?: boolean; json?: boolean }, cmd: Command) =>
       withClient(cmd, async (client) => {
+        // Image ids are content hashes: a full one goes as is, a start of one is looked up.
+        const imageId = opts.image === undefined || /^[0-9a-f]{64}$/.test(opts.image) ? opts.image
+          : await resolveRef("image", opts.image, async () => (await client.listImages({ limit: 1000 })).map((i) => ({ id: i.id })));
         const created = await client.runContainer({
-          command, cpu: opts.cpu, memory: opts.memory, ...(opts.gpu && { gpu: opts.gpu }), ...(opts.image && { imageId: opts.image }),
+          command, cpu: opts.cpu, memory: opts.memory, ...(opts.gpu && { gpu: opts.gpu }), ...(imageId && { imageId }),
           ...(opts.port && { ports: opts.port }), ...(opts.env && { env: opts.env }),
         });
         if (opts.json) return printJson(created);

@@ -4,6 +4,7 @@ import type { Command } from "commander";
 import type { Machine, MachineCreateResponse } from "@beta9/protocol";
 import { ApiError, type Client } from "beta9";
 import { forEachId, withClient } from "../session.js";
+import { resolveRef } from "../resolve.js";
 import { color, print, printJson, printTable, shortTime } from "../output.js";
 
 const enc = encodeURIComponent;
@@ -21,6 +22,10 @@ function gpuCell(m: Machine): string {
 }
 
 const percent = (value: number | undefined) => (value === undefined ? "-" : `${Math.round(value)}%`);
+
+/** A machine by id, a unique start of its id, or its hostname. */
+const machineId = (client: Client, ref: string) =>
+  resolveRef("machine", ref, async () => (await listMachines(client)).map((m) => ({ id: m.id, names: m.hostname ? [m.hostname] : [] })));
 
 export async function listMachines(client: Client, pool?: string): Promise<Machine[]> {
   const page = await client.request<{ items: Machine[] }>("GET", "/machine", { query: { pool } });
@@ -84,9 +89,10 @@ export function registerMachine(program: Command): void {
   machine
     .command("delete")
     .description("delete machines: revokes their tokens and disconnects their workers (their work is rescheduled)")
-    .argument("<ids...>", "machine ids (see beta9 machine list)")
+    .argument("<ids...>", "machine ids, unique starts of them, or hostnames (see beta9 machine list)")
     .action((ids: string[], _opts: unknown, command: Command) =>
-      withClient(command, (client) => forEachId(ids, async (id) => {
+      withClient(command, (client) => forEachId(ids, async (ref) => {
+        const id = await machineId(client, ref);
         await client.request<Machine>("DELETE", `/machine/${enc(id)}`);
         print(`deleted machine ${id}`);
       })),
@@ -96,9 +102,10 @@ export function registerMachine(program: Command): void {
     machine
       .command(action)
       .description(action === "cordon" ? "stop placing new containers on machines (running ones stay)" : "let machines take new containers again (ends a drain)")
-      .argument("<ids...>", "machine ids")
+      .argument("<ids...>", "machine ids, unique starts of them, or hostnames")
       .action((ids: string[], _opts: unknown, command: Command) =>
-        withClient(command, (client) => forEachId(ids, async (id) => {
+        withClient(command, (client) => forEachId(ids, async (ref) => {
+          const id = await machineId(client, ref);
           await client.request<Machine>("POST", `/machine/${enc(id)}/${action}`);
           print(`machine ${id} ${says}`);
         })),
@@ -108,9 +115,10 @@ export function registerMachine(program: Command): void {
   machine
     .command("drain")
     .description("cordon machines and stop their containers gracefully so their work moves to other machines")
-    .argument("<ids...>", "machine ids")
+    .argument("<ids...>", "machine ids, unique starts of them, or hostnames")
     .action((ids: string[], _opts: unknown, command: Command) =>
-      withClient(command, (client) => forEachId(ids, async (id) => {
+      withClient(command, (client) => forEachId(ids, async (ref) => {
+        const id = await machineId(client, ref);
         const { stopped } = await client.request<{ machine: Machine; stopped: number }>("POST", `/machine/${enc(id)}/drain`);
         print(`machine ${id} draining: ${stopped} container${stopped === 1 ? "" : "s"} stopping`);
       })),

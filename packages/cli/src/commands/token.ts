@@ -2,6 +2,7 @@
 import { Option, type Command } from "commander";
 import { TOKEN_TYPES, type TokenType } from "@beta9/protocol";
 import { withClient } from "../session.js";
+import { resolveRef } from "../resolve.js";
 import { color, print, printJson, printTable, shortTime } from "../output.js";
 
 export function registerToken(program: Command): void {
@@ -48,9 +49,10 @@ export function registerToken(program: Command): void {
   token
     .command("revoke")
     .description("revoke a token; requests with it fail from now on")
-    .argument("<id>", "token id (see beta9 token list)")
-    .action((id: string, _opts: unknown, command: Command) =>
+    .argument("<id>", "token id, a unique start of it, or its name (see beta9 token list)")
+    .action((ref: string, _opts: unknown, command: Command) =>
       withClient(command, async (client) => {
+        const id = await resolveRef("token", ref, async () => (await client.listTokens({ limit: 1000 })).map((t) => ({ id: t.id, names: t.name ? [t.name] : [] })));
         const revoked = await client.revokeToken(id);
         print(`revoked token ${revoked.id}`);
       }),
