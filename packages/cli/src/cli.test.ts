@@ -220,6 +220,16 @@ describe("against a gateway started by `beta9 up`", { skip: gatewayBuilt ? false
     assertFails(await beta9(["token", "revoke", "no-such-token"], env), 4, "RESOURCE_NOT_FOUND");
   });
 
+  test("run without --input, or with one its schema refuses, is a usage error naming an input that fits", async () => {
+    const square = fileURLToPath(new URL("../../../examples/function.ts", import.meta.url)) + ":square";
+    const missing = await beta9(["run", square], env);
+    assertFails(missing, 2, "USAGE");
+    assert.match(missing.stderr, /needs an input \(input\.n: required \(expected a number\)\): add --input '\{"n":1\}'/);
+    const wrong = await beta9(["run", square, "--input", '{"n": "x"}'], env);
+    assertFails(wrong, 2, "INPUT_INVALID");
+    assert.match(wrong.stderr, /input\.n: expected a number, got "x"; e\.g\. --input '\{"n":1\}'/);
+  });
+
   test("machines by a start of their id", async () => {
     const created = json<{ machine: { id: string } }>(await beta9(["machine", "create", "--pool", "edge", "--json"], env));
     const cordoned = await beta9(["machine", "cordon", created.machine.id.slice(0, 6)], env);

@@ -274,7 +274,7 @@ describe("containers end to end (gateway + runc worker + CLI)", { skip }, () => 
     for await (const r of square.map([1, 2, 3, 4, 5].map((n) => ({ n })), { client, concurrency: 3 })) squares.push(r.square);
     assert.deepEqual(squares, [1, 4, 9, 16, 25]);
     const badRun = await beta9(["run", join(examples, "function.ts") + ":square", "--input", '{"n": "x"}', "-q"]);
-    assert.equal(badRun.code, 1);
+    assert.equal(badRun.code, 2, "a bad --input is a usage error, found before anything is built");
     assert.match(badRun.stderr, /input.n: expected a number/);
     await assert.rejects(client.putTask("ts-image-processor", { imageUrl: 42 }).then((id) => client.waitForTask(id)).then((t) => {
       if (t.status === "ERROR") throw new Error(t.error ?? "");

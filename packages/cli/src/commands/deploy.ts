@@ -6,7 +6,7 @@ import { asCliError } from "../bundle.js";
 import { CliError, EXIT } from "../errors.js";
 import { loadExport, parseTarget } from "../load-export.js";
 import { isPythonTarget, loadPythonWorkload } from "../python.js";
-import { color, invokeLine, print, printJson } from "../output.js";
+import { cliCommand, color, invokeLine, print, printJson } from "../output.js";
 import { withClient } from "../session.js";
 
 export type { DeployResult, PreparedStub };
@@ -39,8 +39,8 @@ export async function loadWorkload(target: string): Promise<TargetWorkload> {
 const buildLog = (quiet: boolean) => (quiet ? undefined : (line: string) => process.stderr.write(`${color.dim("image:")} ${line}\n`));
 
 /** Loads the workload, builds its image, uploads its code when new, and gets or creates its stub. */
-export async function prepareStub(client: Client, target: string, variant: "deployment" | "serve", quiet: boolean): Promise<PreparedStub> {
-  const { workload, source, bundle } = await loadWorkload(target);
+export async function prepareStub(client: Client, target: string | TargetWorkload, variant: "deployment" | "serve", quiet: boolean): Promise<PreparedStub> {
+  const { workload, source, bundle } = typeof target === "string" ? await loadWorkload(target) : target;
   const onLog = buildLog(quiet);
   return prepareWorkloadStub(client, workload, source, variant, { ...(onLog && { onLog }), ...(bundle && { bundle }) }).catch((err: unknown) => {
     throw asCliError(err);
@@ -74,7 +74,9 @@ export function registerDeploy(program: Command): void {
         for (const w of r.warnings) process.stderr.write(`${color.yellow("warning:")} ${w}\n`);
         if (opts.json) return printJson({ ...r.deployment, url: r.url });
         print(`${color.green("deployed")} ${r.deployment.name} v${r.deployment.version} (${r.kind}; code ${r.codeHash.slice(0, 12)}${r.codeUploaded ? ", uploaded" : ", unchanged"}; image ${r.imageId.slice(0, 12)})`);
-        if (r.url) print(invokeLine(r.url, r.inputs));
+        // A web app (its URL ends in a slash) answers any method and path below its URL.
+        if (r.url.endsWith("/")) print(`open: curl ${r.url} -H "Authorization: Bearer $(${cliCommand()} config token)"`);
+        else if (r.url) print(invokeLine(r.url, r.inputs));
         else print("it runs on its schedule (UTC); its runs are tasks: beta9 task list");
       }),
     );

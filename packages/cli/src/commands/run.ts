@@ -3,11 +3,24 @@
  * function or endpoint answers with its result; a task queue's task is put and waited for.
  */
 import { InvalidArgumentError, type Command } from "commander";
+import { checkInput, exampleInput, type InputSchema } from "@beta9/protocol";
 import { ApiError } from "beta9";
 import { CliError, EXIT } from "../errors.js";
 import { print } from "../output.js";
 import { withClient } from "../session.js";
-import { prepareStub } from "./deploy.js";
+import { loadWorkload, prepareStub } from "./deploy.js";
+
+/**
+ * No --input: `{}` when the workload's schema takes it (every field optional), null when it
+ * declares none; a usage error, with an input that fits, when it needs fields.
+ */
+function defaultInput(target: string, schema: InputSchema | undefined): unknown {
+  if (schema === undefined) return null;
+  const empty = schema.type === "object" ? {} : null;
+  const problem = checkInput(schema, empty);
+  if (problem === undefined) return empty;
+  throw new CliError("USAGE", `${target} needs an input (${problem}): add --input '${JSON.stringify(exampleInput(schema))}'`, EXIT.usage);
+}
 
 function json(value: string): unknown {
   try {
@@ -22,17 +35,23 @@ export function registerRun(program: Command): void {
     .command("run")
     .description("call a function, endpoint or task queue once on the platform and print its result, without deploying it")
     .argument("<target>", "FILE:EXPORT (TypeScript) or FILE.py:FUNCTION (Python) of a function, endpoint or task queue")
-    .option("--input <json>", "the workload's input, as JSON", json, null)
+    .option("--input <json>", "the workload's input, as JSON (default: {} when its schema needs no field)", json)
     .option("-q, --quiet", "do not print the image build log")
     .action((target: string, opts: { input: unknown; quiet?: boolean }, cmd: Command) =>
       withClient(cmd, async (client) => {
-        const prepared = await prepareStub(client, target, "serve", opts.quiet === true);
+        const loaded = await loadWorkload(target);
+        const schema = loaded.workload.config.inputs as InputSchema | undefined;
+        const input = opts.input !== undefined ? opts.input : defaultInput(target, schema);
+        // Checked here as the gateway would, before any image is built or code uploaded.
+        const problem = schema && opts.input !== undefined ? checkInput(schema, input) : undefined;
+        if (problem) throw new CliError("INPUT_INVALID", `${problem}; e.g. --input '${JSON.stringify(exampleInput(schema!))}'`, EXIT.usage);
+        const prepared = await prepareStub(client, loaded, "serve", opts.quiet === true);
         const stubId = prepared.stub.id;
         try {
-          if (prepared.kind === "function") return print(JSON.stringify(await client.callFunction({ stubId }, opts.input)));
-          if (prepared.kind === "endpoint") return print(JSON.stringify(await client.callEndpoint({ stubId }, opts.input)));
+          if (prepared.kind === "function") return print(JSON.stringify(await client.callFunction({ stubId }, input)));
+          if (prepared.kind === "endpoint") return print(JSON.stringify(await client.callEndpoint({ stubId }, input)));
           if (prepared.kind === "taskqueue") {
-            const task = await client.waitForTask(await client.putTask({ stubId }, opts.input));
+            const task = await client.waitForTask(await client.putTask({ stubId }, input));
             if (task.status !== "COMPLETE") throw new CliError("HANDLER_ERROR", `task ${task.id} ended ${task.status}: ${task.error ?? "no detail"}`);
             return print(JSON.stringify(task.result ?? null));
           }
