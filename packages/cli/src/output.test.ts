@@ -25,8 +25,9 @@ test("printed invoke lines call the CLI back for the token; a path that needs qu
   assert.equal(cliCommand({ BETA9_CLI: "/opt/beta9-ts/beta9" }), "/opt/beta9-ts/beta9");
   assert.equal(cliCommand({ BETA9_CLI: "/tmp/my dir/beta9" }, "/usr/local/bin/beta9"), "beta9");
   assert.equal(cliCommand({}, "/usr/local/bin/beta9"), "beta9");
-  // Installed in a project (npm install beta9): not on PATH, but npx finds it there.
-  assert.equal(cliCommand({}, "/home/me/my-app/node_modules/.bin/beta9"), "npx beta9");
+  // Installed in a project (npm install beta9): not on PATH; its absolute path works from anywhere.
+  assert.equal(cliCommand({}, "/home/me/my-app/node_modules/.bin/beta9"), "/home/me/my-app/node_modules/.bin/beta9");
+  assert.equal(cliCommand({}, "/home/me/my app/node_modules/.bin/beta9"), "npx beta9");
   assert.match(invokeLine("http://127.0.0.1:1994/endpoint/x/v1"), /-H "Authorization: Bearer \$\(\S+ config token\)"/);
 });
 

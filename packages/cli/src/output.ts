@@ -2,6 +2,7 @@
  * Output helpers: JSON for scripts, aligned plain tables for people, and colour only where a
  * person is looking (stdout is a TTY and NO_COLOR is unset), so piped output never carries escapes.
  */
+import { isAbsolute } from "node:path";
 import { exampleInput, type InputSchema } from "@beta9/protocol";
 
 export interface Palette {
@@ -72,13 +73,16 @@ export function shortTime(iso: string | null | undefined): string {
 }
 
 /**
- * How to run this CLI again from a pasted command: ./beta9's absolute path; `npx beta9` when it
- * runs from a project's node_modules (it is not on PATH there); else `beta9` on PATH.
+ * How to run this CLI again from a pasted command, whatever the directory it is pasted in:
+ * ./beta9's absolute path; when it runs from a project's node_modules (not on PATH), that
+ * script's absolute path (`npx beta9` if the path needs quoting); else `beta9` on PATH.
  */
 export function cliCommand(env = process.env, script = process.argv[1] ?? ""): string {
+  const shellSafe = (p: string) => /^[A-Za-z0-9/._-]+$/.test(p);
   const path = env.BETA9_CLI;
-  if (path && /^[A-Za-z0-9/._-]+$/.test(path)) return path;
-  return /[/\\]node_modules[/\\]/.test(script) ? "npx beta9" : "beta9";
+  if (path && shellSafe(path)) return path;
+  if (!/[/\\]node_modules[/\\]/.test(script)) return "beta9";
+  return isAbsolute(script) && shellSafe(script) ? script : "npx beta9";
 }
 
 /**
