@@ -7,7 +7,7 @@
 // Long steps say they are still going; a failure says what failed and what to do, without a
 // stack trace.
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, existsSync, statSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -49,6 +49,14 @@ if (!existsSync(marker) || statSync(marker).mtimeMs < statSync(lock).mtimeMs) {
     } else {
       say(`npm needs ${missing.join(", ")} to compile better-sqlite3; install them (${process.getuid?.() === 0 ? "" : "sudo "}${command}) if the next step fails`);
     }
+  }
+  // node-gyp downloads Node's headers unless told where they are: offline, or with only the npm
+  // registry reachable, that fails. Use the system's when they match this node and nothing is set.
+  if (!process.env.npm_config_nodedir && spawnSync("npm", ["config", "get", "nodedir"], { encoding: "utf8" }).stdout.trim() in { "": 1, undefined: 1, null: 1 }) {
+    const header = "/usr/include/node/node_version.h";
+    const text = existsSync(header) ? readFileSync(header, "utf8") : "";
+    const version = ["MAJOR", "MINOR", "PATCH"].map((part) => new RegExp(`#define NODE_${part}_VERSION (\\d+)`).exec(text)?.[1]).join(".");
+    if (version === process.versions.node) process.env.npm_config_nodedir = "/usr";
   }
   say("installing dependencies (npm ci; the first run compiles better-sqlite3, about a minute)");
   await step("npm ci", "npm", ["ci", "--no-audit", "--no-fund"], "Check that the npm registry is reachable and make, g++ and python3 are installed, then run the command again.");
