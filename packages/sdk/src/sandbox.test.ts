@@ -1,5 +1,8 @@
 /** The SDK's sandbox pieces that need no gateway: output streams and argument checks. */
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, test } from "node:test";
 import { OutputStream } from "./sandbox-process.js";
 import { Sandbox, Volume } from "./sandbox.js";
@@ -55,14 +58,37 @@ describe("Sandbox options", () => {
     assert.doesNotThrow(() => new Sandbox({ volumes: [new Volume({ name: "data", mountPath: "/data" })] }));
   });
 
-  test("without a client or BETA9_GATEWAY, create() says what to set", async () => {
-    const saved = process.env.BETA9_GATEWAY;
+  test("without a client, BETA9_GATEWAY or a CLI context, create() says what to set", async () => {
+    const saved = { gateway: process.env.BETA9_GATEWAY, dir: process.env.BETA9_CONFIG_DIR };
     delete process.env.BETA9_GATEWAY;
+    process.env.BETA9_CONFIG_DIR = mkdtempSync(join(tmpdir(), "beta9-no-context-"));
     try {
-      await assert.rejects(new Sandbox().create(), /BETA9_GATEWAY/);
+      await assert.rejects(new Sandbox().create(), /no gateway configured: run `beta9 up`.*BETA9_GATEWAY/);
       await assert.rejects(Sandbox.connect("x"), /BETA9_GATEWAY/);
     } finally {
-      if (saved !== undefined) process.env.BETA9_GATEWAY = saved;
+      rmSync(process.env.BETA9_CONFIG_DIR, { recursive: true, force: true });
+      if (saved.gateway !== undefined) process.env.BETA9_GATEWAY = saved.gateway;
+      if (saved.dir !== undefined) process.env.BETA9_CONFIG_DIR = saved.dir;
+      else delete process.env.BETA9_CONFIG_DIR;
+    }
+  });
+
+  test("with only the CLI's context (what beta9 up saves), it goes to that gateway", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "beta9-context-"));
+    const saved = { gateway: process.env.BETA9_GATEWAY, token: process.env.BETA9_TOKEN, dir: process.env.BETA9_CONFIG_DIR };
+    delete process.env.BETA9_GATEWAY;
+    delete process.env.BETA9_TOKEN;
+    process.env.BETA9_CONFIG_DIR = dir;
+    // Port 9 on loopback: nothing listens, so the error names the context's gateway.
+    writeFileSync(join(dir, "config.json"), JSON.stringify({ current: "default", contexts: { default: { gateway: "http://127.0.0.1:9", token: "b9_x" } } }));
+    try {
+      await assert.rejects(Sandbox.connect("x"), /cannot reach the gateway at http:\/\/127\.0\.0\.1:9/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      for (const [key, value] of [["BETA9_GATEWAY", saved.gateway], ["BETA9_TOKEN", saved.token], ["BETA9_CONFIG_DIR", saved.dir]] as const) {
+        if (value !== undefined) process.env[key] = value;
+        else delete process.env[key];
+      }
     }
   });
 });

@@ -14,7 +14,7 @@ import { stat as statLocal } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
 import { Client } from "./client.js";
 import { Image } from "./image.js";
-import { tlsCaFromEnv } from "./config-file.js";
+import { defaultClientOptions, NO_CLIENT_CONFIGURED } from "./config-file.js";
 import { SandboxHttp } from "./sandbox-http.js";
 import { Volume } from "./sandbox-volume.js";
 import { SandboxProcess, type ExitStatus } from "./sandbox-process.js";
@@ -93,11 +93,12 @@ export interface RunCodeResult {
 
 type ClientSource = { client?: Client };
 
+/** The given client's, else BETA9_GATEWAY / BETA9_TOKEN, else the CLI's current context (as `new Client()`). */
 function connection(options: ClientSource): SandboxHttp {
   if (options.client) return SandboxHttp.from(options.client);
-  const gateway = process.env.BETA9_GATEWAY;
-  if (!gateway) throw new Error("set BETA9_GATEWAY and BETA9_TOKEN, or pass { client: new Client({ gateway, token }) }");
-  return new SandboxHttp({ gateway, token: process.env.BETA9_TOKEN, tlsCa: tlsCaFromEnv() });
+  const config = defaultClientOptions();
+  if (!config) throw new Error(NO_CLIENT_CONFIGURED);
+  return new SandboxHttp({ gateway: config.gateway, token: config.token, tlsCa: config.tlsCa });
 }
 
 export class Sandbox {
