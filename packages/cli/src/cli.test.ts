@@ -230,6 +230,17 @@ describe("against a gateway started by `beta9 up`", { skip: gatewayBuilt ? false
     assert.match(wrong.stderr, /input\.n: expected a number, got "x"; e\.g\. --input '\{"n":1\}'/);
   });
 
+  test("sandbox terminate --all ends every sandbox that has not ended; neither ids nor --all is a usage error", async () => {
+    const client = new Client({ gateway: `http://127.0.0.1:${port}`, token: adminToken });
+    const made = [await client.request<{ id: string }>("POST", "/sandbox", { body: {} }), await client.request<{ id: string }>("POST", "/sandbox", { body: {} })];
+    await client.close();
+    const ended = await beta9(["sandbox", "terminate", "--all"], env);
+    assert.equal(ended.code, 0, ended.stderr);
+    for (const s of made) assert.match(ended.stdout, new RegExp(`terminated ${s.id}`));
+    assert.match((await beta9(["sandbox", "terminate", "--all"], env)).stdout, /no sandbox is running/);
+    assertFails(await beta9(["sandbox", "terminate"], env), 2, "USAGE");
+  });
+
   test("machines by a start of their id", async () => {
     const created = json<{ machine: { id: string } }>(await beta9(["machine", "create", "--pool", "edge", "--json"], env));
     const cordoned = await beta9(["machine", "cordon", created.machine.id.slice(0, 6)], env);

@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { ApiError, Sandbox, type Client, type SandboxInfo } from "beta9";
 import { forEachId, withClient } from "../session.js";
 import { color, print, printJson, printTable, shortTime } from "../output.js";
-import { ReportedError } from "../errors.js";
+import { CliError, EXIT, ReportedError } from "../errors.js";
 import { resolveRef } from "../resolve.js";
 
 const sandboxes = async (client: Client) => (await client.request<{ items: SandboxInfo[] }>("GET", "/sandbox", { query: { limit: "1000" } })).items;
@@ -80,12 +80,18 @@ export function registerSandbox(program: Command): void {
   sandbox
     .command("terminate")
     .description("end sandboxes and everything running in them")
-    .argument("<id...>", "sandbox ids or unique starts of them (see beta9 sandbox list)")
-    .action((ids: string[], _opts: unknown, cmd: Command) =>
-      withClient(cmd, (client) => forEachId(ids, async (ref) => {
-        const id = await resolveRef("sandbox", ref, () => sandboxes(client));
-        const s = await client.request<SandboxInfo>("POST", `/sandbox/${encodeURIComponent(id)}/terminate`);
-        print(`terminated ${s.id}`);
-      })),
+    .argument("[id...]", "sandbox ids or unique starts of them (see beta9 sandbox list)")
+    .option("--all", "every sandbox of the workspace that has not ended")
+    .action((ids: string[], opts: { all?: boolean }, cmd: Command) =>
+      withClient(cmd, async (client) => {
+        if (Boolean(opts.all) === ids.length > 0) throw new CliError("USAGE", "give sandbox ids, or --all (not both)", EXIT.usage);
+        const refs = opts.all ? (await sandboxes(client)).filter((s) => s.state !== "TERMINATED").map((s) => s.id) : ids;
+        if (opts.all && refs.length === 0) return print("no sandbox is running");
+        return forEachId(refs, async (ref) => {
+          const id = await resolveRef("sandbox", ref, () => sandboxes(client));
+          const s = await client.request<SandboxInfo>("POST", `/sandbox/${encodeURIComponent(id)}/terminate`);
+          print(`terminated ${s.id}`);
+        });
+      }),
     );
 }
