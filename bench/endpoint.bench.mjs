@@ -29,6 +29,10 @@ const CONCURRENCY = [1, 10];
 const NAME = { zero: "b9zero", warm: "b9warm" };
 const CPU = 1;
 const MEMORY_MIB = 256;
+/** Scale from zero is measured at these CPU sizes too (functions default to 0.125), each against a floor of the same quota. */
+const SMALL_SIZES = [0.25, 0.125];
+const zeroName = (cpu) => (cpu === CPU ? NAME.zero : `${NAME.zero}-${Math.round(cpu * 1000)}`);
+const zeroExport = (cpu) => (cpu === CPU ? "zero" : `zero${Math.round(cpu * 1000)}`);
 
 const here = (p) => fileURLToPath(new URL(p, import.meta.url));
 const cliMain = here("../packages/cli/dist/main.js");
@@ -45,6 +49,10 @@ export const zero = {
   __beta9Workload: true, kind: "endpoint", name: ${JSON.stringify(NAME.zero)}, handler: ok, image,
   config: { cpu: ${CPU}, memory: "${MEMORY_MIB}Mi", keepWarmSeconds: 1 },
 };
+${SMALL_SIZES.map((cpu) => `export const ${zeroExport(cpu)} = {
+  __beta9Workload: true, kind: "endpoint", name: ${JSON.stringify(zeroName(cpu))}, handler: ok, image,
+  config: { cpu: ${cpu}, memory: "${MEMORY_MIB}Mi", keepWarmSeconds: 1 },
+};`).join("\n")}
 export const warm = {
   __beta9Workload: true, kind: "endpoint", name: ${JSON.stringify(NAME.warm)}, handler: ok, image,
   config: {
@@ -121,7 +129,8 @@ export function makeFloor(dir, { rootfs, runnerDir, codeDir, handler, command, e
   const live = new Set();
   let n = 0;
   return {
-    async start() {
+    /** `cpu` overrides the floor's quota for this start (the small sizes). */
+    async start(options = {}) {
       n += 1;
       const id = `${FLOOR.netnsPrefix}${n}`;
       const ns = `${FLOOR.netnsPrefix}${n}`;
@@ -154,7 +163,7 @@ export function makeFloor(dir, { rootfs, runnerDir, codeDir, handler, command, e
       config.mounts.push({ destination: "/app", type: "bind", source: codeDir, options: ["rbind", "ro", "nosuid", "nodev"] });
       config.linux.namespaces = config.linux.namespaces.map((x) => (x.type === "network" ? { type: "network", path: `/var/run/netns/${ns}` } : x));
       config.linux.cgroupsPath = `/${cgroupParent}/${id}`;
-      config.linux.resources = { ...config.linux.resources, memory: { limit: memoryMiB * 1024 * 1024 }, cpu: { period: 100000, quota: Math.round(cpu * 100000) } };
+      config.linux.resources = { ...config.linux.resources, memory: { limit: memoryMiB * 1024 * 1024 }, cpu: { period: 100000, quota: Math.round((options.cpu ?? cpu) * 100000) } };
       writeFileSync(join(b, "config.json"), JSON.stringify(config));
       // Detached, the container inherits runc's stdout: the runner's "runner ready" line there says
       // when to send the one /invoke (polling for it instead makes the floor ~10 ms slower here).
@@ -208,6 +217,7 @@ export async function run() {
   }
   mkdirSync(dir, { recursive: true });
   const times = { floor: [], subject: [], floorRun: [], subjectSubmitted: [], subjectRunning: [] };
+  const small = Object.fromEntries(SMALL_SIZES.map((cpu) => [cpu, { floor: [], subject: [] }]));
   const loads = {};
   for (const c of CONCURRENCY) loads[c] = { direct: [], gateway: [] };
   let gateway;
@@ -228,18 +238,19 @@ export async function run() {
     const app = join(dir, "app.mjs");
     writeFileSync(app, APP);
     const stubs = {};
-    for (const exportName of ["zero", "warm"]) {
+    for (const exportName of ["zero", "warm", ...SMALL_SIZES.map(zeroExport)]) {
       const deployed = await beta9(["deploy", `${app}:${exportName}`, "--json", "-q"], { BETA9_GATEWAY: gateway.url, BETA9_TOKEN: key, BETA9_CONFIG_DIR: join(dir, "cfg") });
       if (deployed.code !== 0) throw new Error(`beta9 deploy ${exportName} failed (${deployed.code}): ${deployed.stderr}`);
       stubs[exportName] = JSON.parse(deployed.stdout).stubId;
     }
-    const subjectStart = async () => {
-      await waitZero(stubs.zero);
+    const subjectStart = async (cpu = CPU) => {
+      const stubId = stubs[zeroExport(cpu)];
+      await waitZero(stubId);
       const wall = Date.now();
       const t0 = performance.now();
-      await call(NAME.zero);
+      await call(zeroName(cpu));
       const ms = performance.now() - t0;
-      const [c] = await active(stubs.zero);
+      const [c] = await active(stubId);
       const offset = (iso) => (iso ? Date.parse(iso) - wall : Number.NaN);
       return { ms, submitted: offset(c?.createdAt), running: offset(c?.startedAt) };
     };
@@ -268,6 +279,16 @@ export async function run() {
       times.subject.push(s.ms);
       times.subjectSubmitted.push(s.submitted);
       times.subjectRunning.push(s.running);
+    }
+    // The same at small sizes: Node's start-up under a small quota is what a cold start waits for.
+    for (const cpu of SMALL_SIZES) {
+      await subjectStart(cpu);
+      for (let i = 0; i < ZERO_ROUNDS; i++) {
+        const f = await floor.start({ cpu });
+        small[cpu].floor.push(f.ms);
+        f.stop();
+        small[cpu].subject.push((await subjectStart(cpu)).ms);
+      }
     }
 
     // ---- 2. warm overhead ----
@@ -313,6 +334,10 @@ export async function run() {
       floorRunMs: median(times.floorRun), subjectSubmittedMs: median(times.subjectSubmitted), subjectRunningMs: median(times.subjectRunning),
       floorAll: times.floor, subjectAll: times.subject,
     },
+    scaleFromZeroSmall: Object.fromEntries(SMALL_SIZES.map((cpu) => {
+      const [sf, ss] = [median(small[cpu].floor), median(small[cpu].subject)];
+      return [cpu, { floorMs: sf, subjectMs: ss, ratio: ss / sf, goal: "<= 2", floorAll: small[cpu].floor, subjectAll: small[cpu].subject }];
+    })),
     warm: {
       rounds: LOAD_ROUNDS, durationS: DURATION, goal: "throughput ratio >= 0.6; p50 added < 1 ms at concurrency 1",
       ...Object.fromEntries(CONCURRENCY.map((c) => [`c${c}`, { ...warm[c], directAll: loads[c].direct, gatewayAll: loads[c].gateway }])),
@@ -323,6 +348,10 @@ export async function run() {
       console.log(`    floor   runc run -d + netns + overlay → /invoke 200   ${ms(f)}   (min ${fmt(Math.min(...times.floor), 1)}, max ${fmt(Math.max(...times.floor), 1)}; runc run -d exited at ${fmt(this.scaleFromZero.floorRunMs, 1)})`);
       console.log(`    subject POST /endpoint/${NAME.zero} from zero → body     ${ms(s)}   (min ${fmt(Math.min(...times.subject), 1)}, max ${fmt(Math.max(...times.subject), 1)}; container submitted at ~${fmt(this.scaleFromZero.subjectSubmittedMs)}, RUNNING at ~${fmt(this.scaleFromZero.subjectRunningMs)})`);
       console.log(`    ratio ${fmt(s / f, 2)} (goal <= 2)`);
+      for (const cpu of SMALL_SIZES) {
+        const r = this.scaleFromZeroSmall[cpu];
+        console.log(`    cpu ${String(cpu).padEnd(5)} floor ${ms(r.floorMs)}   subject ${ms(r.subjectMs)}   ratio ${fmt(r.ratio, 2)} (goal <= 2; floor at the same quota, no start-up burst)`);
+      }
       console.log(`  warm overhead (one container, ${LOAD_ROUNDS}×${DURATION}s alternating rounds, medians)`);
       for (const c of CONCURRENCY) {
         const w = warm[c];

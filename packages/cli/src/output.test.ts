@@ -46,3 +46,10 @@ test("logs on a terminal read as lines: time, level, message, then fields (error
   assert.match(line, /^\d\d:\d\d:\d\d WARN  scaling up  stub=hello err="boom"$/);
   assert.equal(prettyLogLine("not json", plain), "not json");
 });
+
+test("a container's line reaches a terminal without its control characters; piped, unchanged", async () => {
+  const { terminalSafe } = await import("./output.js");
+  const hostile = "ok\tthen \x1b]0;owned\x07 and \x1b[2J\r\x9b";
+  assert.equal(terminalSafe(hostile, true), "ok\tthen \\x1b]0;owned\\x07 and \\x1b[2J\\x0d\\x9b");
+  assert.equal(terminalSafe(hostile, false), hostile);
+});

@@ -94,3 +94,13 @@ export function invokeLine(url: string, inputs?: InputSchema): string {
   const body = (inputs ? JSON.stringify(exampleInput(inputs)) : "{}").replace(/'/g, `'\\''`);
   return `invoke: curl -X POST ${url} -H "Authorization: Bearer $(${cliCommand()} config token)" -H "Content-Type: application/json" -d '${body}'`;
 }
+
+/**
+ * A line of a container's output, safe for a person's terminal: control characters (an escape
+ * sequence could rewrite the screen, set the title, or feed keystrokes back) shown as `\x1b`
+ * and the like, tabs kept. Piped output stays exactly as the container wrote it.
+ */
+export function terminalSafe(line: string, tty = process.stdout.isTTY === true): string {
+  if (!tty) return line;
+  return line.replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}

@@ -5,11 +5,13 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { registerConfig } from "./commands/config.js";
 import { registerContainer } from "./commands/container.js";
+import { registerLogs } from "./commands/logs.js";
 import { registerSandbox } from "./commands/sandbox.js";
 import { registerWorker } from "./commands/worker.js";
 import { registerMachine } from "./commands/machine.js";
 import { registerPool } from "./commands/pool.js";
 import { registerSecret } from "./commands/secret.js";
+import { registerVolume } from "./commands/volume.js";
 import { registerImage } from "./commands/image.js";
 import { registerDeploy } from "./commands/deploy.js";
 import { registerInit } from "./commands/init.js";
@@ -47,6 +49,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 auth/permission, 4 not found, 5 gateway un
   registerToken(program);
   registerDeployment(program);
   registerContainer(program);
+  registerLogs(program);
   registerSandbox(program);
   registerInit(program);
   registerDeploy(program);
@@ -58,6 +61,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 auth/permission, 4 not found, 5 gateway un
   registerMachine(program);
   registerPool(program);
   registerSecret(program);
+  registerVolume(program);
 
   forEachCommand(program, (command) => {
     command.exitOverride().configureOutput({

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { WORKLOAD_MARKER, type ImageSpec, type StubConfigInput, type WorkloadKind } from "@beta9/protocol";
-import type { CodeBundle } from "beta9";
+import { rememberImageFiles, type CodeBundle } from "beta9";
 import { CliError, EXIT } from "./errors.js";
 import { parseTarget } from "./load-export.js";
 
@@ -25,6 +25,8 @@ export interface PythonDescription {
   codeSha256: string;
   root: string;
   files: string[];
+  /** Local files the image copies (add_local_file, from_dockerfile), base64 by sha256: uploaded with the build. */
+  imageFiles?: Record<string, string>;
 }
 
 /**
@@ -74,6 +76,7 @@ export async function describePython(target: string, bundleTo?: string): Promise
 /** A .py workload as the deploy and serve paths take it: a descriptor, its source, and a bundler. */
 export async function loadPythonWorkload(target: string) {
   const description = await describePython(target);
+  for (const data of Object.values(description.imageFiles ?? {})) rememberImageFiles(Buffer.from(data, "base64"));
   const workload = {
     [WORKLOAD_MARKER]: true as const,
     kind: description.kind,

@@ -256,12 +256,14 @@ describe("sandboxes end to end (gateway + runc worker + SDK + CLI)", { skip }, (
     await server.kill();
   });
 
-  test("a volume outlives the sandbox that wrote it; the next sandbox with it sees the files", async () => {
+  test("a volume outlives the sandbox that wrote it; the next sandbox with it sees the files once committed", async () => {
     const volume = new Volume({ name: "e2e-data", mountPath: "/workspace/data-volume" });
     const first = await create({ volumes: [volume] });
     await first.fs.writeText("/workspace/data-volume/kept.txt", "from the first sandbox");
     await first.terminate();
     opened.splice(opened.indexOf(first), 1);
+    // A container's changes are committed when it ends: the next one sees them from then on.
+    await until("the first sandbox's changes committed", async () => ((await client.volumes.get("e2e-data")).version >= 1 ? true : undefined));
     const second = await create({ volumes: [volume] });
     assert.equal(await second.fs.readText("/workspace/data-volume/kept.txt"), "from the first sandbox");
     assert.deepEqual((await second.status()).volumes, [{ name: "e2e-data", mountPath: "/workspace/data-volume" }]);

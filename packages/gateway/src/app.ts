@@ -15,6 +15,9 @@ import { randomBytes } from "node:crypto";
 import { containerRoutes } from "./api/containers.js";
 import { imageRoutes } from "./api/images.js";
 import { invokeRoutes } from "./api/invoke.js";
+import { logRoutes } from "./api/logs.js";
+import { webAppRoutes } from "./api/webapp.js";
+import { volumeRoutes } from "./api/volumes.js";
 import { machineRoutes } from "./api/machines.js";
 import { taskRoutes } from "./api/tasks.js";
 import { serveRoutes } from "./api/serve.js";
@@ -144,7 +147,7 @@ export async function buildGatewayApp(
   registerAuth(app, ctx.store.tokens);
   const stopRevocations = ctx.store.tokens.onRevoked(closeStreamsOf);
   app.addHook("onClose", async () => stopRevocations());
-  const metrics = registerMetrics(app);
+  const metrics = registerMetrics(app, ctx);
   healthRoutes(app, ctx);
   workspaceRoutes(app, ctx);
   objectRoutes(app, ctx);
@@ -153,12 +156,15 @@ export async function buildGatewayApp(
   clusterRoutes(app, ctx);
   machineRoutes(app, ctx, metrics);
   containerRoutes(app, ctx);
+  logRoutes(app, ctx);
   imageRoutes(app, ctx);
   invokeRoutes(app, ctx);
+  webAppRoutes(app, ctx);
   taskRoutes(app, ctx);
   serveRoutes(app, ctx);
   sandboxRoutes(app, ctx);
   secretRoutes(app, ctx);
+  volumeRoutes(app, ctx);
   await app.ready();
   return app;
 }

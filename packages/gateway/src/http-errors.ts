@@ -34,13 +34,14 @@ function describeValidation(location: string, errors: AjvError[]): ErrorParams {
 }
 
 /**
- * A write that failed for want of space: the OS's ENOSPC/EDQUOT (object and image files) or
- * SQLite's SQLITE_FULL (the store), also when wrapped as another error's cause.
+ * A write that failed for want of space: the OS's ENOSPC/EDQUOT (object and image files), SQLite's
+ * SQLITE_FULL or Postgres's disk_full, SQLSTATE 53100 (the store), also when wrapped as another
+ * error's cause.
  */
 export function isStorageFull(err: unknown): boolean {
   for (let e = err, depth = 0; e && typeof e === "object" && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
     const code = (e as { code?: unknown }).code;
-    if (code === "ENOSPC" || code === "EDQUOT" || code === "SQLITE_FULL") return true;
+    if (code === "ENOSPC" || code === "EDQUOT" || code === "SQLITE_FULL" || code === "53100") return true;
   }
   return false;
 }

@@ -15,12 +15,19 @@ export interface WorkspaceQuotas {
   builds: number;
   /** Bytes of stored objects (code bundles). */
   objectBytes: number;
+  /** Volumes that exist. */
+  volumes: number;
+  /** Bytes of volume contents, each distinct content once (volumes/volume-store.ts). */
+  volumeBytes: number;
 }
 
-export const DEFAULT_QUOTAS: WorkspaceQuotas = { containers: 200, sandboxes: 50, builds: 16, objectBytes: 20 * 1024 ** 3 };
+export const DEFAULT_QUOTAS: WorkspaceQuotas = {
+  containers: 200, sandboxes: 50, builds: 16, objectBytes: 20 * 1024 ** 3, volumes: 100, volumeBytes: 50 * 1024 ** 3,
+};
 
 const ENV: Record<keyof WorkspaceQuotas, string> = {
   containers: "BETA9_QUOTA_CONTAINERS", sandboxes: "BETA9_QUOTA_SANDBOXES", builds: "BETA9_QUOTA_BUILDS", objectBytes: "BETA9_QUOTA_OBJECT_BYTES",
+  volumes: "BETA9_QUOTA_VOLUMES", volumeBytes: "BETA9_QUOTA_VOLUME_BYTES",
 };
 
 /** Defaults, then the environment, then explicit options; a malformed value is an error at start. */
@@ -42,10 +49,13 @@ const HINTS: Record<keyof WorkspaceQuotas, string> = {
   sandboxes: "terminate some (beta9 sandbox list)",
   builds: "wait for a build to finish, then ask again",
   objectBytes: "an operator can raise BETA9_QUOTA_OBJECT_BYTES",
+  volumes: "delete some (beta9 volume list, beta9 volume delete NAME)",
+  volumeBytes: "remove files (beta9 rm VOLUME:PATH) or delete a volume; an operator can raise BETA9_QUOTA_VOLUME_BYTES",
 };
 
 const KINDS: Record<keyof WorkspaceQuotas, string> = {
   containers: "containers running or starting", sandboxes: "live sandboxes", builds: "image builds running", objectBytes: "bytes of stored objects",
+  volumes: "volumes", volumeBytes: "bytes of volume contents",
 };
 
 /** Throws QUOTA_EXCEEDED when `count` more `kind` would pass the limit (`adding`: the amount asked for). */

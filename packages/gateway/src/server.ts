@@ -1,6 +1,7 @@
 /**
- * `startGateway`: opens the data directory (SQLite store, object files), creates the first
- * workspace and admin token on an empty store, and serves the API.
+ * `startGateway`: opens the data directory (object files; the SQLite store unless `store` names a
+ * Postgres database), creates the first workspace and admin token on an empty store, and serves
+ * the API.
  */
 import { resolveQuotas, type WorkspaceQuotas } from "./quotas.js";
 import { Secrets } from "./secrets/secrets.js";
@@ -20,14 +21,23 @@ import { Scheduler } from "./scheduler/scheduler.js";
 import { attachWorkerSocket } from "./scheduler/worker-socket.js";
 import { TunnelHub } from "./scheduler/tunnels.js";
 import { MachineRegistry } from "./machines/registry.js";
-import { SqliteStore } from "./store/sqlite/store.js";
+import { describeStore, openStore, type GatewayStore } from "./store/open.js";
 import { SandboxManager } from "./sandboxes/manager.js";
+import { VolumeStore } from "./volumes/volume-store.js";
 import { VERSION } from "./version.js";
+import { SqliteLogStore } from "./logs/sqlite.js";
+import { resolveLogRetention, type LogRetention } from "./logs/types.js";
 
 export interface GatewayOptions {
   host?: string;
   port?: number;
   dataDir: string;
+  /**
+   * Where durable state lives: unset or "sqlite", the SQLite file in the data directory; a
+   * postgres:// URL, a Postgres database (store/postgres) that several gateways can share. An
+   * unreachable database fails the start with StoreUnavailableError within its connect timeout.
+   */
+  store?: string;
   logLevel?: string;
   /** Largest object (code bundle) accepted, in bytes. */
   maxObjectBytes?: number;
@@ -49,6 +59,8 @@ export interface GatewayOptions {
   sandboxHost?: string;
   /** Per-workspace limits; unset ones come from BETA9_QUOTA_* or DEFAULT_QUOTAS (quotas.ts). */
   quotas?: Partial<WorkspaceQuotas>;
+  /** How long and how much container log is kept (logs.db in the data dir); unset parts come from BETA9_LOG_* or the defaults (logs/types.ts). */
+  logRetention?: Partial<LogRetention>;
   logger?: Logger;
 }
 
@@ -111,7 +123,7 @@ function lockDataDir(dataDir: string): () => void {
   throw new DataDirLockedError(`could not lock ${dataDir}`);
 }
 
-async function localWorkerToken(store: SqliteStore, dataDir: string): Promise<string> {
+async function localWorkerToken(store: GatewayStore, dataDir: string): Promise<string> {
   const path = join(dataDir, "local-worker.token");
   let key: string | undefined;
   try {
@@ -134,14 +146,16 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     pino({ level: options.logLevel ?? process.env.BETA9_LOG_LEVEL ?? "info" }, pino.destination({ fd: 2, sync: false }));
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
   const unlock = lockDataDir(options.dataDir);
-  let store: SqliteStore | undefined;
+  let store: GatewayStore | undefined;
   let scheduler: Scheduler | undefined;
   let autoscaler: Autoscaler | undefined;
   let dispatcher: TaskDispatcher | undefined;
   let machines: MachineRegistry | undefined;
   let sandboxes: SandboxManager | undefined;
+  let logs: SqliteLogStore | undefined;
   try {
-    store = new SqliteStore(join(options.dataDir, "gateway.db"));
+    logs = new SqliteLogStore(join(options.dataDir, "logs.db"), { retention: resolveLogRetention(options.logRetention), logger });
+    store = await openStore(options.store, options.dataDir);
     const objects = new ObjectStore(join(options.dataDir, "objects"), options.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES);
     await objects.init();
     const bootstrap = await store.workspaces.bootstrap(BOOTSTRAP_WORKSPACE);
@@ -149,13 +163,18 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     const secrets = new Secrets(store.secrets, new Vault(loadVaultKey(join(options.dataDir, "secrets.key"))));
     await secrets.load();
     const quotas = resolveQuotas(options.quotas);
+    // Volumes live in the object store's directory; start-up removes what a crash left half done.
+    const volumes = new VolumeStore(join(options.dataDir, "objects", "volumes"), () => quotas);
+    await volumes.init();
     const sandboxHost = options.sandboxHost ?? process.env.BETA9_SANDBOX_HOST;
     scheduler = new Scheduler(new ContainerRegistry(), {
       logger, quotas,
       ...(options.workerTimeoutMs !== undefined && { workerTimeoutMs: options.workerTimeoutMs }),
       ...(options.backlogTimeoutMs !== undefined && { backlogTimeoutMs: options.backlogTimeoutMs }),
     });
-    const builds = new ImageBuilds({ dir: join(options.dataDir, "images"), images: store.images, scheduler, logger, quotas });
+    const builds = new ImageBuilds({
+      dir: join(options.dataDir, "images"), images: store.images, scheduler, logger, quotas, secretValues: (workspaceId, names) => secrets.env(workspaceId, names),
+    });
     await builds.init();
     autoscaler = new Autoscaler({ scheduler, logger, secretEnv: (workspaceId, names) => secrets.env(workspaceId, names) });
     dispatcher = new TaskDispatcher({ store, autoscaler, logger });
@@ -169,13 +188,13 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     sandboxes = new SandboxManager({ store, scheduler, logger, secrets, quotas });
     const openedSandboxes = sandboxes;
     const app = await buildGatewayApp(
-      { store, objects, scheduler, builds, autoscaler, dispatcher, machines, sandboxes, secrets, quotas, ...(sandboxHost && { sandboxHost }), version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() },
+      { store, objects, volumes, logs, scheduler, builds, autoscaler, dispatcher, machines, sandboxes, secrets, quotas, ...(sandboxHost && { sandboxHost }), version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() },
       logger,
       { ...(options.tls && { https: options.tls }) },
     );
     const closeWorkerSockets = attachWorkerSocket({
       server: app.server, tokens: store.tokens, scheduler, builds, logger,
-      machineWorker: (tokenId) => openedMachines.workerIdentity(tokenId), tunnels: new TunnelHub(logger), drainGraceMs: machines.drainGraceMs,
+      machineWorker: (tokenId) => openedMachines.workerIdentity(tokenId), tunnels: new TunnelHub(logger), drainGraceMs: machines.drainGraceMs, logs,
       // At least four keepalives fit in the timeout, so one late message never drops a worker.
       keepaliveMs: options.workerKeepaliveMs ?? Math.min(15_000, Math.floor((options.workerTimeoutMs ?? 60_000) / 4)),
     });
@@ -183,14 +202,18 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     const address = app.server.address();
     const port = typeof address === "object" && address ? address.port : (options.port ?? DEFAULT_GATEWAY_PORT);
     const urlHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
-    logger.info({ host, port, dataDir: options.dataDir, schemaVersion: store.schemaVersion }, "gateway listening");
+    logger.info({ host, port, dataDir: options.dataDir, store: describeStore(options.store, options.dataDir), schemaVersion: store.schemaVersion }, "gateway listening");
     const opened = store;
+    const openedLogs = logs;
     const openedScheduler = scheduler;
     const openedAutoscaler = autoscaler;
     const openedDispatcher = dispatcher;
     // Tasks accepted before a restart resume once workers are back.
     await dispatcher.recover();
     // Deployed schedules: one task per cron tick, claimed in the store so no tick fires twice.
+    // Uploads never committed (a worker that died between upload and commit) are collected hourly.
+    const volumeSweeper = setInterval(() => void volumes.sweepAll().catch((err: unknown) => logger.warn({ err }, "volume sweep failed")), 3_600_000);
+    volumeSweeper.unref();
     const cron = new CronRunner({ store, logger, put: (stub, at) => openedDispatcher.put(stub, { scheduledAt: at.toISOString() }) }).start();
     let closed = false;
     return {
@@ -202,6 +225,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         if (closed) return;
         closed = true;
         await cron.close();
+        clearInterval(volumeSweeper);
         openedMachines.close();
         openedSandboxes.close();
         openedDispatcher.close();
@@ -210,6 +234,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         closeWorkerSockets();
         await app.close();
         await opened.close();
+        await openedLogs.close();
         unlock();
       },
     };
@@ -220,6 +245,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     autoscaler?.close();
     scheduler?.close();
     await store?.close();
+    await logs?.close();
     unlock();
     throw err;
   }

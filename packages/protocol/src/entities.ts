@@ -217,6 +217,7 @@ export const LogLineSchema = Type.Object({
   stream: StringEnum(["stdout", "stderr"] as const),
   line: Type.String(),
   at: Type.Number({ description: "Unix ms when the worker read the line" }),
+  taskId: Type.Optional(Type.String({ description: "The task the runner was running when the line was printed" })),
 });
 
 export const WorkerSchema = Type.Object({

@@ -10,6 +10,8 @@ export * from "./worker-protocol.js";
 export * from "./machine-protocol.js";
 export * from "./image-spec.js";
 export * from "./runner-protocol.js";
+export * from "./logs.js";
 export * from "./sandbox-protocol.js";
 export * from "./tunnel-mux.js";
 export * from "./tls-pin.js";
+export * from "./volumes.js";

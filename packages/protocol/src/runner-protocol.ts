@@ -13,6 +13,18 @@
  *                           { id, status, body } per task as it ends (status and body as /invoke
  *                           would answer it); the open request is each of its tasks' heartbeat
  *   POST /cancel/:taskId    aborts that invocation's ctx.signal → 204 (404 if unknown)
+ *   ANY  /web/<path>?<q>    a web app's request (stub config webApp): method, the app's path and
+ *                           query, the caller's headers and body; answered by the app's Response
+ *
+ * Streaming: an endpoint handler that returns a Response, a ReadableStream or an async iterable
+ * (an async generator) is answered 200 (or the Response's status) with header x-beta9-stream and
+ * the body streamed as it is produced: a Response as it is; a byte stream raw (octet-stream, or
+ * text/plain when its first chunk is a string); an async iterable as Server-Sent Events, one
+ * `data:` event per item (objects as JSON), or NDJSON when the caller's Accept asks for
+ * application/x-ndjson. A handler that throws mid-stream ends it with `event: error` (SSE) or an
+ * `{"error":…}` line (NDJSON). Answers without x-beta9-stream are the JSON ones above (web apps:
+ * 500 HANDLER_ERROR, 502 WEBAPP_BAD_RESPONSE when the app returns no Response). Only endpoints
+ * stream: a task queue's or function's handler that returns a stream gets 500 STREAM_NOT_SUPPORTED.
  *
  * Environment the worker gives the runner: PORT, BETA9_HANDLER ("relative/file.js:exportName",
  * relative to BETA9_CODE_DIR), BETA9_CODE_DIR (the unpacked bundle, read-only), BETA9_CONCURRENCY
@@ -28,6 +40,15 @@ export const TASK_RETRIES_HEADER = "x-beta9-task-retries";
  * call but /health: another container on the same bridge cannot invoke or cancel this one's work.
  */
 export const RUNNER_SECRET_ENV = "BETA9_RUNNER_SECRET";
+/** On a runner's answer: the body is a stream (its value: response, bytes or events), not `{ result }` JSON. */
+export const STREAM_HEADER = "x-beta9-stream";
+/** The runner's route prefix for a web app's requests: `/web` + the app's own path. */
+export const WEB_PATH_PREFIX = "/web";
+/**
+ * The caller's own Authorization for a web app (the runner's is the container secret); the runner
+ * hands it to the app as `authorization`. Public web apps get the caller's header this way.
+ */
+export const WEB_AUTHORIZATION_HEADER = "x-beta9-authorization";
 
 /** The marker the SDK puts on every workload object; the runner and CLI look for it. */
 export const WORKLOAD_MARKER = "__beta9Workload";
@@ -46,6 +67,10 @@ export interface WorkloadDescriptor {
   /** Validates input before the handler runs; returns the message of the first problem, or undefined. */
   validateInput?: (input: unknown) => string | undefined;
 }
+/*
+ * A web app (`webApp()`) is a descriptor of kind "endpoint" whose config has `webApp: true`: its
+ * handler takes a Fetch API Request (and the InvocationContext) and must return a Response.
+ */
 
 export interface InvocationContext {
   taskId: string;

@@ -55,8 +55,8 @@ export const ContainerRequestSchema = Type.Object({
    */
   daemon: Type.Optional(Type.Literal("sandbox")),
   /**
-   * Named volumes of the workspace, bound read-write at `mountPath`: directories on the worker
-   * that outlive the container (kept per worker; not replicated across machines).
+   * Named volumes of the workspace, mounted read-write at `mountPath`: the worker materialises the
+   * gateway's current version and commits the container's changes when it ends (worker/src/volumes/).
    */
   volumes: Type.Optional(Type.Array(Type.Object({ name: Type.String({ pattern: "^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$" }), mountPath: Type.String() }))),
   /** Egress narrower than the worker's default (see egress.ts); absent: the default. */
@@ -84,6 +84,8 @@ export interface LogLine {
   line: string;
   /** Unix ms when the worker read the line. */
   at: number;
+  /** The task the runner was running when it printed the line (its tag, see logs.ts). */
+  taskId?: string;
 }
 
 export type WorkerMessage =
@@ -125,8 +127,12 @@ export type GatewayMessage =
   | { type: "welcome"; workerId: string; keepaliveMs: number }
   | { type: "container.run"; request: ContainerRequest }
   | { type: "container.stop"; containerId: string; graceMs?: number }
-  /** Build the image and upload it to PUT /api/v1/image/:id/blob; spec is canonical (see image-spec). */
-  | { type: "image.build"; imageId: string; spec: unknown }
+  /**
+   * Build the image and upload it to PUT /api/v1/image/:id/blob; spec is canonical (see image-spec).
+   * `credentials`: the values of the secrets the spec's registry base names, resolved for this build
+   * only (sent to the building worker over its authenticated socket, never stored or logged).
+   */
+  | { type: "image.build"; imageId: string; spec: unknown; credentials?: { username: string; password: string } | { token: string } }
   /** Sent when the gateway refuses the connection's hello (bad capacity, duplicate id, …). */
   | { type: "error"; code: string; message: string }
   | TunnelOpenMessage;
@@ -149,6 +155,7 @@ const ContainerStateReportFields = {
 const LogLinesSchema = Type.Array(Type.Object({
   // Workers send lines of at most 16 Ki characters (longer ones split); more is refused.
   stream: Type.Union([Type.Literal("stdout"), Type.Literal("stderr")]), line: Type.String({ maxLength: 65_536 }), at: Type.Number(),
+  taskId: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
 }), { maxItems: 10_000 });
 export const WorkerMessageSchema = Type.Union([
   Type.Object({

@@ -1,9 +1,12 @@
 /**
  * Runs invocations of one workload: a fixed number of slots (BETA9_CONCURRENCY), one
  * AbortController per invocation (so /cancel and a dropped connection reach ctx.signal), input
- * validation, and turning results and throws into protocol replies.
+ * validation, and turning results and throws into protocol replies, or into streams (stream.ts)
+ * when an endpoint's handler returns one.
  */
 import type { InvocationContext, WorkloadDescriptor } from "@beta9/protocol";
+import { isResponse, streamableOf, type Streamable } from "./stream.js";
+import { runAsTask } from "./task-log.js";
 
 /** A reply ready to send: status and the already-serialized JSON body. */
 export interface Reply {
@@ -50,6 +53,18 @@ export function resultReply(result: unknown): Reply {
   }
 }
 
+const WRAPPER: Record<string, string> = { endpoint: "endpoint()", taskqueue: "taskQueue()", function: "fn()", schedule: "schedule()" };
+
+/** A short description of a value that should have been something else, for error messages. */
+function describe(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (Array.isArray(value)) return "an array";
+  const stream = streamableOf(value);
+  if (stream) return stream.what;
+  if (typeof value === "object") return `an object (${value.constructor?.name ?? "no prototype"})`;
+  return `a ${typeof value}`;
+}
+
 export class Invoker {
   private active = 0;
   private readonly byTask = new Map<string, Set<AbortController>>();
@@ -87,8 +102,29 @@ export class Invoker {
     return { taskId, retries, controller, end };
   }
 
-  /** Validates `input` and calls the handler; never throws. */
-  async run(invocation: Invocation, input: unknown): Promise<Reply> {
+  /** Whether this workload is a web app (its handler takes a Request and answers a Response). */
+  get webApp(): boolean {
+    return this.workload.config?.webApp === true;
+  }
+
+  private context(invocation: Invocation): InvocationContext {
+    return {
+      taskId: invocation.taskId,
+      containerId: this.options.containerId,
+      retries: invocation.retries,
+      signal: invocation.controller.signal,
+      onStartValue: this.options.onStartValue,
+    };
+  }
+
+  /**
+   * Validates `input` and calls the handler; never throws. With `stream` (an endpoint's /invoke), a
+   * handler that returns a Response, a ReadableStream or an async iterable gets it back to stream;
+   * elsewhere that is a STREAM_NOT_SUPPORTED reply, since a task stores its result as JSON.
+   */
+  run(invocation: Invocation, input: unknown): Promise<Reply>;
+  run(invocation: Invocation, input: unknown, options: { stream: boolean }): Promise<Reply | Streamable>;
+  async run(invocation: Invocation, input: unknown, options: { stream?: boolean } = {}): Promise<Reply | Streamable> {
     const { workload } = this;
     if (typeof workload.validateInput === "function") {
       let problem: string | undefined;
@@ -99,20 +135,38 @@ export class Invoker {
       }
       if (problem !== undefined) return errorReply(422, "INPUT_INVALID", problem);
     }
-    const ctx: InvocationContext = {
-      taskId: invocation.taskId,
-      containerId: this.options.containerId,
-      retries: invocation.retries,
-      signal: invocation.controller.signal,
-      onStartValue: this.options.onStartValue,
-    };
+    let value: unknown;
     try {
-      return resultReply(await workload.handler(input, ctx));
+      value = await runAsTask(invocation.taskId, () => workload.handler(input, this.context(invocation)));
     } catch (err) {
-      // The container's log gets the stack too, so `beta9 container logs` shows where it failed.
-      process.stderr.write(`task ${invocation.taskId} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-      return handlerErrorReply(err);
+      return this.failed(invocation, err);
     }
+    const stream = streamableOf(value);
+    if (stream === undefined) return resultReply(value);
+    if (options.stream && workload.kind === "endpoint") return stream;
+    const where = `${WRAPPER[workload.kind] ?? workload.kind} "${workload.name}"`;
+    const why = workload.kind === "endpoint" ? "this call cannot stream" : "its tasks store the result as JSON";
+    return errorReply(500, "STREAM_NOT_SUPPORTED",
+      `${where} returned ${stream.what}: only endpoint() handlers stream (${why}); return a JSON value instead, e.g. the chunks collected in an array`);
+  }
+
+  /** Calls a web app's handler with `request`; a Response comes back to stream, anything else is a 502. */
+  async runWeb(invocation: Invocation, request: Request): Promise<Reply | Streamable> {
+    let value: unknown;
+    try {
+      value = await runAsTask(invocation.taskId, () => this.workload.handler(request, this.context(invocation)));
+    } catch (err) {
+      return this.failed(invocation, err);
+    }
+    if (isResponse(value)) return { kind: "response", what: "a Response", response: value };
+    return errorReply(502, "WEBAPP_BAD_RESPONSE",
+      `web app "${this.workload.name}" answered ${request.method} ${new URL(request.url).pathname} with ${describe(value)}; return a Response (new Response(body, { status, headers }), or c.json(…) in Hono)`);
+  }
+
+  private failed(invocation: Invocation, err: unknown): Reply {
+    // The container's log gets the stack too, so `beta9 container logs` shows where it failed.
+    runAsTask(invocation.taskId, () => process.stderr.write(`task ${invocation.taskId} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`));
+    return handlerErrorReply(err);
   }
 
   /** Aborts every running invocation of `taskId`; false when none is running. */

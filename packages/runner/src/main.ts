@@ -14,6 +14,7 @@ import { readRunnerEnv, RunnerEnvError, type RunnerEnv } from "./env.js";
 import { Invoker } from "./invoker.js";
 import { loadWorkload, LoadError, runOnStart } from "./load.js";
 import { createRunnerServer, type RunnerState } from "./server.js";
+import { tagTaskOutput } from "./task-log.js";
 
 /** How long a stopping runner waits for open connections to finish sending their answers. */
 const FLUSH_MS = 1_000;
@@ -79,6 +80,9 @@ function handleSignals(env: RunnerEnv, state: RunnerState, server: Server): void
 }
 
 async function main(): Promise<void> {
+  // Lines a task prints carry its id to the worker (task-log.ts).
+  tagTaskOutput(process.stdout);
+  tagTaskOutput(process.stderr);
   let env: RunnerEnv;
   try {
     env = readRunnerEnv();

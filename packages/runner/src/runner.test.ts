@@ -12,6 +12,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { untagLogLine } from "@beta9/protocol";
 
 const MAIN = fileURLToPath(new URL("./main.js", import.meta.url));
 
@@ -228,7 +229,10 @@ describe("runner", () => {
     assert.equal(res.body.error.code, "HANDLER_ERROR");
     assert.equal(res.body.error.message, "model exploded");
     assert.match(res.body.error.stack, /workloads\.mjs/);
-    await waitFor("the stack in the container log", async () => (/task task-7 failed: Error: model exploded\n\s+at .*workloads\.mjs/.test(fails.stderr()) ? true : undefined));
+    // Read as the worker does: each line without its task tag (task-log.ts).
+    const untagged = () => fails.stderr().split("\n").map((l) => untagLogLine(l).line).join("\n");
+    await waitFor("the stack in the container log", async () => (/task task-7 failed: Error: model exploded\n\s+at .*workloads\.mjs/.test(untagged()) ? true : undefined));
+    assert.equal(untagLogLine(fails.stderr().split("\n").find((l) => l.includes("model exploded"))!).taskId, "task-7", "the failure is tagged with its task");
   });
 
   it("runs a batch (/invoke-batch): one NDJSON line per task with what /invoke would answer; BUSY past its slots", async () => {

@@ -1,12 +1,15 @@
 /**
- * The runner's HTTP surface (runner-protocol.ts): GET /health, POST /invoke, POST /cancel/:taskId.
+ * The runner's HTTP surface (runner-protocol.ts): GET /health, POST /invoke, POST /invoke-batch,
+ * POST /cancel/:taskId, and a web app's requests under /web/.
  * Answers nothing per request on stdout: the container's log belongs to the user's code.
  */
 import { randomUUID, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { MAX_BODY_BYTES, TASK_ID_HEADER, TASK_RETRIES_HEADER } from "./constants.js";
+import { MAX_BODY_BYTES, TASK_ID_HEADER, TASK_RETRIES_HEADER, WEB_PATH_PREFIX } from "./constants.js";
 import { BodyTooLargeError, readBody, sendError, sendJson } from "./http.js";
-import type { Invoker } from "./invoker.js";
+import type { Invoker, Reply } from "./invoker.js";
+import { sendStream, type Streamable } from "./stream.js";
+import { webRequest } from "./web.js";
 
 export type Phase = "starting" | "ready" | "stopping";
 
@@ -84,10 +87,44 @@ async function invoke(state: RunnerState, req: IncomingMessage, res: ServerRespo
     if (raw === undefined) return;
     const parsed = parseInvokeBody(raw);
     if (typeof parsed === "string") return sendError(res, 400, "INVALID_JSON", parsed);
-    const reply = await invoker.run(invocation, parsed.input);
-    if (res.destroyed) return;
-    res.writeHead(reply.status, { "content-type": "application/json", "content-length": Buffer.byteLength(reply.json) });
-    res.end(reply.json);
+    const reply = await invoker.run(invocation, parsed.input, { stream: true });
+    await answer(res, reply, invocation, req.headers.accept);
+  } finally {
+    invocation.end();
+  }
+}
+
+/** Sends a reply (JSON, as it is) or streams what the handler returned; resolves once it is over. */
+async function answer(res: ServerResponse, reply: Reply | Streamable, invocation: { taskId: string; controller: AbortController }, accept: string | undefined): Promise<void> {
+  if ("kind" in reply) return sendStream(res, reply, { taskId: invocation.taskId, accept, signal: invocation.controller.signal });
+  if (res.destroyed) return;
+  res.writeHead(reply.status, { "content-type": "application/json", "content-length": Buffer.byteLength(reply.json) });
+  res.end(reply.json);
+}
+
+/**
+ * A web app's request: `/web` + the app's path and query, the caller's method, headers and body
+ * (stream.ts sends the app's Response back). The open request is the invocation's heartbeat, as
+ * for /invoke.
+ */
+async function web(state: RunnerState, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const { invoker } = state;
+  if (state.phase === "stopping") return sendError(res, 503, "SHUTTING_DOWN", "the runner is shutting down; send the request to another container");
+  if (!invoker) return sendError(res, 503, "NOT_READY", "the workload is still loading; retry when GET /health answers 200");
+  if (!invoker.webApp) return sendError(res, 404, "NOT_A_WEB_APP", "this workload is not a web app (webApp() from beta9); call POST /invoke");
+  const invocation = invoker.begin(taskIdOf(req));
+  if (!invocation) return sendError(res, 503, "BUSY", `all ${state.concurrency} invocation slot(s) of this container are taken`);
+  res.once("close", () => {
+    if (!res.writableFinished) invocation.controller.abort(new DOMException("the caller closed the connection", "AbortError"));
+  });
+  // An app that answered without reading the whole body leaves the rest unread on a kept-alive
+  // connection: close it once the answer is out, rather than let it stall.
+  res.once("finish", () => {
+    if (!req.complete) req.destroy();
+  });
+  try {
+    const reply = await invoker.runWeb(invocation, webRequest(req, req.url!.slice(WEB_PATH_PREFIX.length), invocation.controller.signal));
+    await answer(res, reply, invocation, undefined);
   } finally {
     invocation.end();
   }
@@ -171,11 +208,17 @@ function cancel(state: RunnerState, taskId: string, res: ServerResponse): void {
   sendError(res, 404, "TASK_NOT_FOUND", `no invocation of task ${taskId} is running in this container`);
 }
 
+/** A web app's route, told from the raw URL: `/web/../invoke` is the app's, never the runner's /invoke. */
+function isWebPath(rawUrl: string): boolean {
+  return rawUrl.startsWith(WEB_PATH_PREFIX) && (rawUrl.length === WEB_PATH_PREFIX.length || "/?".includes(rawUrl[WEB_PATH_PREFIX.length]!));
+}
+
 function route(state: RunnerState, req: IncomingMessage, res: ServerResponse): void | Promise<void> {
   const path = new URL(req.url ?? "/", "http://runner").pathname;
   const method = req.method ?? "GET";
   if (path === "/health") return method === "GET" || method === "HEAD" ? health(state, res) : notAllowed(res, method, path, "GET");
   if (!authorized(state, req)) return sendError(res, 401, "AUTH_TOKEN_INVALID", "this runner answers its gateway only");
+  if (isWebPath(req.url ?? "")) return web(state, req, res);
   if (path === "/invoke") return method === "POST" ? invoke(state, req, res) : notAllowed(res, method, path, "POST");
   if (path === "/invoke-batch") return method === "POST" ? invokeBatch(state, req, res) : notAllowed(res, method, path, "POST");
   const cancelMatch = /^\/cancel\/([^/]+)$/.exec(path);

@@ -180,3 +180,14 @@ test("a task that ended ERROR makes result() throw TASK_FAILED; a queue with no 
     return true;
   });
 });
+
+test("an endpoint that answers a stream is STREAMED, not read whole (a stream may never end)", async (t) => {
+  const { url } = await serve(t, (_req, res) => {
+    res.writeHead(200, { "content-type": "text/event-stream" });
+    res.write("data: first\n\n"); // and never ends
+  });
+  const client = new Client({ gateway: url });
+  t.after(() => client.close());
+  await assert.rejects(client.callEndpoint("chat", {}), (err: ApiError) =>
+    err.code === "STREAMED" && /POST \/endpoint\/chat answered a stream \(text\/event-stream\), not a JSON result; read it with fetch\(\)/.test(err.message));
+});

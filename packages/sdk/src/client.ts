@@ -6,6 +6,8 @@
 import { Pool, type Dispatcher } from "undici";
 import { ApiError, items, notDeployed, queryString, toApiError, type ServeSession } from "./client-support.js";
 import { TaskHandle } from "./remote.js";
+import { uploadImageFiles } from "./image-files.js";
+import { Volumes } from "./volumes.js";
 import { defaultClientOptions, NO_CLIENT_CONFIGURED } from "./config-file.js";
 import {
   API_PREFIX,
@@ -23,6 +25,7 @@ import {
   type Container,
   type Image as ImageInfo,
   type ImageSpec,
+  type LogEntry,
   type LogLine,
   type RunContainerBody,
   type WorkerInfo,
@@ -103,6 +106,12 @@ export class Client {
 
   async close(): Promise<void> {
     await this.pool.close();
+  }
+
+  private volumeApi: Volumes | undefined;
+  /** The workspace's volumes: create, list, delete, ls, upload, download, remove (see Volumes). */
+  get volumes(): Volumes {
+    return (this.volumeApi ??= new Volumes(this));
   }
 
   /** Drops every connection now, open streams (log follows) included. */
@@ -254,6 +263,12 @@ export class Client {
     }).catch((err: unknown) => {
       throw new ApiError(0, "UNREACHABLE", `cannot reach the gateway at ${this.gateway} (${(err as Error).message})`);
     });
+    const type = String(res.headers["content-type"] ?? "");
+    if (res.statusCode === 200 && !type.startsWith("application/json")) {
+      // A handler that streams (a generator, a ReadableStream, a Response) may never end: not read whole here.
+      res.body.destroy();
+      throw new ApiError(200, "STREAMED", `POST ${path} answered a stream (${type || "no content type"}), not a JSON result; read it with fetch() as it comes`);
+    }
     const bytes = Buffer.from(await res.body.arrayBuffer());
     if (res.statusCode !== 200) throw toApiError(res.statusCode, "POST", path, bytes, res.headers);
     return JSON.parse(bytes.toString("utf8"));
@@ -372,6 +387,24 @@ export class Client {
     }
   }
 
+  /**
+   * Stored log lines of exactly one container, sandbox, deployment, stub or task (after a gateway
+   * restart too): the last `limit` (default 1000), or the first `limit` after the seq `after`.
+   */
+  async logs(filter: LogsFilter): Promise<LogEntry[]> {
+    return items(await this.request("GET", "/logs", { query: { ...filter } }));
+  }
+  /** Follows logs: the history, then each new line; `end` comes when the container exits or the task ends (never for a deployment). */
+  async *followLogs(filter: LogsFilter): AsyncGenerator<LogsEvent> {
+    for await (const event of this.events(`/logs${queryString({ ...filter, follow: true })}`)) {
+      if (event.name === "log") yield { kind: "log", entry: event.data as LogEntry };
+      else if (event.name === "end") {
+        yield { kind: "end", reason: (event.data as { reason: string }).reason };
+        return;
+      }
+    }
+  }
+
   /** A text/event-stream response as parsed events (comments, used as keepalives, are skipped). */
   private async *events(pathAndQuery: string): AsyncGenerator<{ name: string; data: unknown }> {
     const headers: Record<string, string> = { accept: "text/event-stream" };
@@ -400,8 +433,12 @@ export class Client {
   }
 
   // Images
-  /** Starts (or joins, or skips when ready) the build of `spec`; follow it with followImageBuild. */
-  buildImage(spec: ImageSpec): Promise<ImageInfo> {
+  /**
+   * Starts (or joins, or skips when ready) the build of `spec`; follow it with followImageBuild.
+   * Local files the spec copies (Image.addLocalFile, fromDockerfile) are uploaded first when new.
+   */
+  async buildImage(spec: ImageSpec): Promise<ImageInfo> {
+    await uploadImageFiles(this, spec);
     return this.request("POST", "/image/build", { body: { spec } });
   }
   async listImages(options: ListOptions = {}): Promise<ImageInfo[]> {
@@ -431,6 +468,20 @@ function byId(target: { stubId: string }, options: { version?: number }): string
   if (options.version !== undefined) throw new TypeError("version names a deployment's version; a stub called by id has none");
   return target.stubId;
 }
+
+/** Whose stored log lines to read (exactly one of the ids), from when (`since`: 10m, 2h, 7d or an ISO time), how many. */
+export interface LogsFilter {
+  containerId?: string;
+  sandboxId?: string;
+  deploymentId?: string;
+  stubId?: string;
+  taskId?: string;
+  since?: string;
+  after?: number;
+  limit?: number;
+}
+
+export type LogsEvent = { kind: "log"; entry: LogEntry } | { kind: "end"; reason: string };
 
 export type ContainerEvent =
   | { kind: "log"; line: LogLine }

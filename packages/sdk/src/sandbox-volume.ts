@@ -1,7 +1,8 @@
 /**
- * `Volume`: a named directory of the workspace that outlives sandboxes, mounted read-write where
- * you say. Kept on the worker that ran the sandbox (not replicated across machines yet), so data
- * written by one sandbox is there for the next one on that worker.
+ * `Volume`: a named file tree of the workspace, mounted read-write where you say in sandboxes and
+ * workloads on any worker. A container sees the volume as it was when it started; what it changes
+ * is committed to the gateway when it ends (per file, last writer wins), and containers that start
+ * afterwards see it. Manage files from outside with `client.volumes` or `beta9 cp`.
  *
  * @example
  * const cache = new Volume({ name: "pip-cache", mountPath: "/root/.cache/pip" });

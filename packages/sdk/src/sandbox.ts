@@ -41,7 +41,7 @@ export interface SandboxOptions {
   env?: Record<string, string>;
   /** Names of workspace secrets (beta9 secret create) set as environment variables. */
   secrets?: string[];
-  /** Named volumes mounted read-write (kept on the worker; see Volume). */
+  /** Named volumes mounted read-write (changes committed when the sandbox ends; see Volume). */
   volumes?: Volume[];
   pool?: string;
   /** No network at all (mutually exclusive with allowList). */

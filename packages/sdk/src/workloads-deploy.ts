@@ -119,7 +119,8 @@ export async function deployWorkload(
   const prepared = await prepareWorkloadStub(client, workload, source, "deployment", options);
   const deployment = await client.createDeployment({ stubId: prepared.stub.id, ...(options.name !== undefined && { name: options.name }) });
   const route = prepared.kind === "endpoint" ? "endpoint" : prepared.kind === "taskqueue" ? "taskqueue" : prepared.kind === "function" ? "function" : "schedule";
-  const url = route === "schedule" ? "" : `${client.gateway}/${route}/${deployment.name}/v${deployment.version}`;
+  // A web app's routes live under its URL with a slash (its root).
+  const url = route === "schedule" ? "" : `${client.gateway}/${route}/${deployment.name}/v${deployment.version}${workload.config.webApp === true ? "/" : ""}`;
   return {
     deployment, warnings: prepared.warnings, name: deployment.name, version: deployment.version, url,
     codeUploaded: prepared.codeUploaded, codeHash: prepared.codeHash, imageId: prepared.imageId, kind: prepared.kind,

@@ -67,7 +67,8 @@ export async function serveWorkload(client: Client, workload: ServableWorkload, 
     ...(options.onBuildLog && { onLog: options.onBuildLog }), ...(options.bundle && { bundle: options.bundle }),
   });
   let session = await client.createServeSession(prepared.stub.id);
-  const url = `${client.gateway}${session.url}`;
+  // A web app's routes live under the session's URL with a slash.
+  const url = `${client.gateway}${session.url}${workload.config.webApp === true ? "/" : ""}`;
   let ended = false;
   let endDone!: () => void;
   const done = new Promise<void>((r) => (endDone = r));

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { normalizeStubConfig, StubConfigInputSchema, type InvocationContext } from "@beta9/protocol";
-import { endpoint, fn, Image, QueueDepthAutoscaler, schedule, schema, TaskPolicy, taskQueue, type Workload } from "./index.js";
+import { endpoint, fn, Image, QueueDepthAutoscaler, schedule, schema, TaskPolicy, taskQueue, Volume, type Workload } from "./index.js";
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 const ctx = (onStartValue: unknown = undefined): InvocationContext => ({
@@ -61,6 +61,13 @@ describe("workload wrappers", () => {
     const w = taskQueue({ name: "q", secrets, taskPolicy: { ttl: 600 }, autoscaler: { minContainers: 1 } }, () => 1);
     secrets.push("B");
     assert.deepEqual(w.config, { secrets: ["A"], taskPolicy: { ttl: 600 }, autoscaler: { type: "queue_depth", minContainers: 1 } });
+  });
+
+  it("volumes: Volume objects become { name, mountPath } in the config; anything else is a TypeError", () => {
+    const w = fn({ name: "f", volumes: [new Volume({ name: "models", mountPath: "/mnt/models" })] }, () => 1);
+    assert.deepEqual(w.config, { volumes: [{ name: "models", mountPath: "/mnt/models" }] });
+    assert.deepEqual(normalizeStubConfig("function", w.config).volumes, [{ name: "models", mountPath: "/mnt/models" }]);
+    assert.throws(() => fn({ name: "f", volumes: [{ name: "models", mountPath: "/m" }] as unknown as Volume[] }, () => 1), /Volume objects/);
   });
 
   it("sets the kind per wrapper, and schedule carries `when`", () => {

@@ -16,6 +16,7 @@
 import { NameSchema, normalizeStubConfig, WORKLOAD_MARKER, type InvocationContext, type StubConfigInput, type WorkloadDescriptor, type WorkloadKind } from "@beta9/protocol";
 import type { Client } from "./client.js";
 import { Image } from "./image.js";
+import { Volume } from "./sandbox-volume.js";
 import { mapOrdered, openClient, retryWhileQueueFull, TaskHandle, withClient, type CallOptions, type MapOptions } from "./remote.js";
 import type { DeployResult } from "./workloads-deploy.js";
 import type { ServeHandle, ServeOptions } from "./workloads-serve.js";
@@ -123,6 +124,8 @@ export interface BaseOptions {
   autoscaler?: QueueDepthAutoscaler | QueueDepthAutoscalerOptions;
   /** Pin to a worker pool. */
   pool?: string;
+  /** Named volumes of the workspace, mounted read-write in every container (changes are committed when a container ends). */
+  volumes?: Volume[];
   /** No network at all for its containers (mutually exclusive with allowList). */
   blockNetwork?: boolean;
   /**
@@ -199,7 +202,7 @@ const CONFIG_KEYS = [
   "cpu", "memory", "gpu", "gpuCount", "workers", "concurrentRequests", "keepWarmSeconds", "maxPendingTasks",
   "callbackUrl", "secrets", "env", "authorized", "pool", "when", "blockNetwork", "allowList",
 ] as const;
-const OPTION_KEYS = [...CONFIG_KEYS, "name", "image", "taskPolicy", "autoscaler", "onStart", "inputs"];
+const OPTION_KEYS = [...CONFIG_KEYS, "name", "image", "taskPolicy", "autoscaler", "onStart", "inputs", "volumes"];
 const NAME = new RegExp(NameSchema.pattern ?? "^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$");
 const WRAPPER: Record<WorkloadKind, string> = { endpoint: "endpoint", taskqueue: "taskQueue", function: "fn", schedule: "schedule" };
 
@@ -225,6 +228,10 @@ function toConfig(options: WorkloadOptions & { when?: string }): StubConfigInput
     const p = options.taskPolicy;
     config.taskPolicy = Object.freeze((p instanceof TaskPolicy ? p : new TaskPolicy(p)).toConfig());
   }
+  if (options.volumes !== undefined) {
+    if (!Array.isArray(options.volumes) || !options.volumes.every((v) => v instanceof Volume)) throw new TypeError("volumes must be Volume objects: new Volume({ name, mountPath })");
+    config.volumes = Object.freeze(options.volumes.map((v) => Object.freeze({ name: v.name, mountPath: v.mountPath })));
+  }
   if (options.autoscaler !== undefined) {
     const a = options.autoscaler;
     config.autoscaler = Object.freeze((a instanceof QueueDepthAutoscaler ? a : new QueueDepthAutoscaler(a)).toConfig());
@@ -232,7 +239,11 @@ function toConfig(options: WorkloadOptions & { when?: string }): StubConfigInput
   return Object.freeze(config) as StubConfigInput;
 }
 
-function define(kind: WorkloadKind, options: WorkloadOptions & { when?: string }, handler: Handler<unknown, unknown, unknown>): Workload {
+/**
+ * A workload of `kind` (what every wrapper returns). `extra`: config fields a wrapper sets itself,
+ * not options a user writes (webApp() sets `webApp: true`).
+ */
+export function define(kind: WorkloadKind, options: WorkloadOptions & { when?: string }, handler: Handler<unknown, unknown, unknown>, extra: Partial<StubConfigInput> = {}): Workload {
   const where = `${WRAPPER[kind]}()`;
   if (typeof options !== "object" || options === null) throw new TypeError(`${where}: the first argument must be an options object with a name`);
   checkName(where, options.name);
@@ -246,9 +257,10 @@ function define(kind: WorkloadKind, options: WorkloadOptions & { when?: string }
   if (inputs !== undefined && typeof inputs?.validate !== "function") throw new TypeError(`${named}: inputs must be a schema, e.g. schema.object({ … })`);
   const definedIn = callerFile();
   // The gateway checks the input against the same schema, so a bad one is a 422 before anything runs.
-  const config = inputs !== undefined && kind !== "schedule" && typeof inputs.toJSONSchema === "function"
+  const own = inputs !== undefined && kind !== "schedule" && typeof inputs.toJSONSchema === "function"
     ? (Object.freeze({ ...toConfig(options), inputs: inputs.toJSONSchema() }) as StubConfigInput)
     : toConfig(options);
+  const config = Object.keys(extra).length > 0 ? (Object.freeze({ ...own, ...extra }) as StubConfigInput) : own;
   const undeployed = new UndeployedStubs(() => self, definedIn);
   const self: Workload = Object.freeze({
     [WORKLOAD_MARKER]: true as const,
@@ -276,6 +288,12 @@ function define(kind: WorkloadKind, options: WorkloadOptions & { when?: string }
   return self;
 }
 
+/** Other SDK modules that call define() for their users (webapp.ts): never the caller. */
+const WRAPPER_MODULES = new Set<string>();
+export function wrapperModule(url: string): void {
+  WRAPPER_MODULES.add(new URL(url).pathname);
+}
+
 /**
  * The file that called the wrapper (from the stack: the first frame outside this module), so
  * `.deploy()` knows what to bundle. Undefined where it cannot tell (inside a bundle).
@@ -288,7 +306,7 @@ function callerFile(): string | undefined {
     const where = match?.[1];
     if (!where || where.startsWith("node:")) continue;
     const path = new URL(where.startsWith("file://") ? where : `file://${where}`).pathname;
-    if (path === own) continue;
+    if (path === own || WRAPPER_MODULES.has(path)) continue;
     return decodeURIComponent(path);
   }
   return undefined;

@@ -1,16 +1,23 @@
 /**
  * Builds an image on this worker: the base (the default Debian + python3, or a registry image
- * pulled and checked by digest), then each step in its own build container whose writable layer
- * is kept and stacked under the next step, then the merged tree packed as squashfs. A failing
- * step names itself and the tail of its log; the work dir is removed whatever happens.
+ * pulled and checked by digest, with the credentials the gateway resolved for this build), then
+ * each step in order: commands in their own build container whose writable layer is kept and
+ * stacked under the next step, copy steps written into a layer of their own (build-fs.ts), env
+ * steps into the environment; then the merged tree packed as squashfs. A failing step names itself
+ * and the tail of its log; the work dir is removed whatever happens.
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { normalizeImageSpec, parseImageRef, type ImageSpec, type ImageStep } from "@beta9/protocol";
+import { credentialSecretNames, expandEnvValue, normalizeImageSpec, parseImageRef, type ImageSpec, type ImageStep } from "@beta9/protocol";
+import { copyIntoImage, lookupUser, withOverlay, type ImageUser } from "./images/build-fs.js";
 import { run } from "./images/exec.js";
-import { applyLayers, ensureBaseImage, packRootfs, RegistryClient } from "./images/index.js";
+import { unmountAllUnder } from "./images/mounts.js";
+import { applyLayers, ensureBaseImage, packRootfs, RegistryClient, RegistryError, type RegistryCredentialValues } from "./images/index.js";
 import type { Runtime } from "./runtime/types.js";
+
+/** Pull credentials as the gateway sends them: the values of the secrets the spec names. */
+export type BuildCredentials = { username: string; password: string } | { token: string };
 
 export interface BuildOptions {
   runtime: Runtime;
@@ -21,6 +28,10 @@ export interface BuildOptions {
   log: (line: string, stream?: "stdout" | "stderr") => void;
   /** Base images may come from loopback, link-local or private registries (default: BETA9_ALLOW_PRIVATE_REGISTRIES=1). */
   allowPrivateRegistries?: boolean;
+  /** For a base pulled with credentials: their values (never logged, never written to disk). */
+  credentials?: BuildCredentials;
+  /** The unpacked directory of an uploaded object (copy steps); the worker's code cache. */
+  fetchObject?: (hash: string) => Promise<string>;
 }
 
 export interface BuiltImage {
@@ -38,11 +49,15 @@ const TAIL_LINES = 20;
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
-/** The shell command of a step; package names were validated by the spec (no options, no quotes needed). */
-export function stepCommand(step: ImageStep): string[] {
+type CommandStep = Exclude<ImageStep, { kind: "env" | "copy" }>;
+
+/** The command of a step; package names were validated by the spec (no options, no quotes needed). */
+export function stepCommand(step: CommandStep): string[] {
   switch (step.kind) {
     case "shell":
       return ["/bin/sh", "-c", step.command];
+    case "exec":
+      return step.argv;
     case "apt":
       return ["/bin/sh", "-c", "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -q; " +
         `apt-get install -y -q --no-install-recommends ${step.packages.map(quote).join(" ")}; apt-get clean; rm -rf /var/lib/apt/lists/*`];
@@ -62,7 +77,40 @@ export function stepCommand(step: ImageStep): string[] {
 }
 
 function describeStep(step: ImageStep): string {
-  return step.kind === "shell" ? `shell: ${step.command.slice(0, 80)}` : `${step.kind}: ${step.packages.join(" ")}`;
+  switch (step.kind) {
+    case "shell": return `shell: ${step.command.slice(0, 80)}`;
+    case "exec": return `exec: ${JSON.stringify(step.argv).slice(0, 80)}`;
+    case "env": return `env: ${Object.keys(step.vars).join(" ")}`;
+    case "copy": return `copy: ${step.src.join(" ").slice(0, 60)} -> ${step.dest}`;
+    default: return `${step.kind}: ${step.packages.join(" ")}`;
+  }
+}
+
+/** Where the credentials came from, for messages: the secret names, never the values. */
+function credentialsLabel(spec: ImageSpec): string {
+  const names = credentialSecretNames(spec);
+  return names.length === 1 ? `secret ${names[0]}` : `secrets ${names.join("/")}`;
+}
+
+/** Pulls the registry base; auth failures carry their catalogue code, so the image's error does too. */
+async function pullBase(spec: ImageSpec & { base: { kind: "registry" } }, dir: string, o: BuildOptions) {
+  const ref = parseImageRef(spec.base.ref);
+  const names = credentialSecretNames(spec);
+  if (names.length > 0 && !o.credentials) throw new Error(`the gateway sent no values for ${credentialsLabel(spec)}`);
+  const credentials: RegistryCredentialValues | undefined = o.credentials && { ...o.credentials, label: credentialsLabel(spec) };
+  const client = new RegistryClient({
+    ...(o.allowPrivateRegistries !== undefined && { allowPrivate: o.allowPrivateRegistries }),
+    ...(credentials && { auth: { registry: ref.registry, credentials } }),
+  });
+  try {
+    return await client.pull(ref, join(dir, "blobs"));
+  } catch (err) {
+    if (err instanceof RegistryError && err.code === "AUTH_FAILED") throw new Error(`REGISTRY_AUTH_FAILED: ${err.message}`);
+    if (err instanceof RegistryError && err.code === "AUTH_REQUIRED") throw new Error(`REGISTRY_AUTH_REQUIRED: ${err.message}`);
+    throw err;
+  } finally {
+    await client.close();
+  }
 }
 
 /** Base rootfs and the env its config declares. */
@@ -80,8 +128,9 @@ async function prepareBase(spec: ImageSpec, dir: string, o: BuildOptions): Promi
     const base = await ensureBaseImage({ cacheDir: o.baseCacheDir, onProgress: (line) => o.log(`base: ${line}`) });
     return { rootfs: base.rootfs, env: { PATH: DEFAULT_PATH } };
   }
-  o.log(`base: pulling ${spec.base.ref}`);
-  const pulled = await new RegistryClient({ ...(o.allowPrivateRegistries !== undefined && { allowPrivate: o.allowPrivateRegistries }) }).pull(parseImageRef(spec.base.ref), join(dir, "blobs"));
+  if (spec.base.kind !== "registry") throw new Error(`a normalized spec has no ${spec.base.kind} base`);
+  o.log(`base: pulling ${spec.base.ref}${spec.base.credentials ? ` with ${credentialsLabel(spec)}` : ""}`);
+  const pulled = await pullBase(spec as ImageSpec & { base: { kind: "registry" } }, dir, o);
   const rootfs = join(dir, "base");
   const stats = await applyLayers(rootfs, pulled.layers.map((l, i) => ({
     path: l.path, mediaType: l.mediaType, ...(pulled.config.rootfs?.diff_ids[i] && { diffId: pulled.config.rootfs.diff_ids[i] }),
@@ -95,13 +144,13 @@ async function prepareBase(spec: ImageSpec, dir: string, o: BuildOptions): Promi
   return { rootfs, env };
 }
 
-async function runStep(step: ImageStep, index: number, total: number, lowerDirs: string[], upperDir: string, env: Record<string, string>, o: BuildOptions) {
-  const label = `step ${index + 1}/${total}`;
-  o.log(`${label}: ${describeStep(step)}`);
+async function runStep(step: CommandStep, label: string, lowerDirs: string[], upperDir: string, env: Record<string, string>, o: BuildOptions, user?: ImageUser) {
   const tail: string[] = [];
+  const workdir = "workdir" in step ? step.workdir : undefined;
   const handle = await o.runtime.start({
     id: `build-${randomBytes(6).toString("hex")}`,
-    lowerDirs, upperDir, command: stepCommand(step), env: { ...env, HOME: "/root" },
+    lowerDirs, upperDir, command: stepCommand(step), env: { ...env, HOME: user?.home ?? (user ? "/" : "/root") },
+    ...(workdir && { workdir }), ...(user && { user: { uid: user.uid, gid: user.gid } }),
     cpuMillicores: 2000, memoryMiB: 4096, pidsLimit: 4096,
     // Builds fetch packages, so they resolve names like the host does.
     mounts: [{ source: "/etc/resolv.conf", destination: "/etc/resolv.conf", readOnly: true }],
@@ -117,6 +166,43 @@ async function runStep(step: ImageStep, index: number, total: number, lowerDirs:
   }
 }
 
+/** USER names are looked up in the image as it is before the step (a throwaway upper layer). */
+async function findUser(dir: string, layers: string[], user: string): Promise<ImageUser> {
+  const upper = join(dir, `lookup-${randomBytes(4).toString("hex")}`);
+  try {
+    return await withOverlay(dir, layers, upper, (root) => lookupUser(root, user));
+  } finally {
+    await rm(upper, { recursive: true, force: true });
+  }
+}
+
+/** One step onto `layers`: its new layer (if it made one) and the environment after it. */
+async function applyStep(step: ImageStep, label: string, dir: string, layers: string[], upper: string, env: Record<string, string>, spec: ImageSpec, o: BuildOptions): Promise<boolean> {
+  o.log(`${label}: ${describeStep(step)}`);
+  if (step.kind === "env") {
+    // Expanded against the environment so far, so `PATH=/opt/bin:${PATH}` extends the base's PATH.
+    const expanded = Object.fromEntries(Object.entries(step.vars).map(([k, v]) => [k, expandEnvValue(v, env)]));
+    Object.assign(env, expanded);
+    return false;
+  }
+  try {
+    if (step.kind === "copy") {
+      if (!o.fetchObject) throw new Error("this worker cannot fetch uploaded files");
+      const files = await o.fetchObject(step.object);
+      const copied = await withOverlay(dir, layers, upper, (root) => copyIntoImage(root, files, step, dir));
+      o.log(`${label}: copied ${copied} path${copied === 1 ? "" : "s"}`);
+      return true;
+    }
+    const user = "user" in step && step.user ? await findUser(dir, layers, step.user) : undefined;
+    const stepEnv = { ...env, ...("env" in step && step.env), ...spec.env };
+    await runStep(step, label, layers, upper, stepEnv, o, user);
+    return true;
+  } catch (err) {
+    if (err instanceof BuildStepError || !(err instanceof Error)) throw err;
+    throw new BuildStepError(`${label} (${describeStep(step)}) failed: ${err.message}`);
+  }
+}
+
 export async function buildImage(imageId: string, specInput: unknown, o: BuildOptions): Promise<BuiltImage> {
   const spec = normalizeImageSpec(specInput);
   const dir = join(o.workDir, `${imageId}-${randomBytes(4).toString("hex")}`);
@@ -125,18 +211,20 @@ export async function buildImage(imageId: string, specInput: unknown, o: BuildOp
   const cleanup = async () => {
     if (mounted) await run(["umount", merged]).catch(() => undefined);
     mounted = false;
+    // A step's overlay is unmounted when it ends; a crash in between must not make rm walk into one.
+    await unmountAllUnder(dir).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   };
   try {
     await mkdir(dir, { recursive: true });
     const base = await prepareBase(spec, dir, o);
-    const env = { ...base.env, ...spec.env };
+    const stepEnv = { ...base.env };
     const layers = [base.rootfs];
     for (const [i, step] of spec.steps.entries()) {
       const upper = join(dir, `layer-${i}`);
-      await runStep(step, i, spec.steps.length, layers, upper, env, o);
-      layers.push(upper);
+      if (await applyStep(step, `step ${i + 1}/${spec.steps.length}`, dir, layers, upper, stepEnv, spec, o)) layers.push(upper);
     }
+    const env = { ...stepEnv, ...spec.env };
     // The image's own metadata travels inside it: the worker reads the env when it runs it.
     const meta = join(dir, "meta");
     await mkdir(join(meta, ".beta9"), { recursive: true });

@@ -4,7 +4,6 @@
  * here, and streams their state and log lines back. Needs no inbound port.
  */
 import { EventEmitter } from "node:events";
-import { mkdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
@@ -13,17 +12,18 @@ import type { Logger } from "pino";
 import WebSocket from "ws";
 import {
   CODE_MOUNT_PATH, pinnedTlsOptions, WORKER_CONNECT_PATH, type ContainerRequest, type ContainerStateReport, type GatewayMessage, type LogLine,
-  type WorkerCapacity, type WorkerMessage,
+  type WorkerCapacity, type WorkerMessage, untagLogLine,
 } from "@beta9/protocol";
 import { detectCapacity } from "./capacity.js";
 import { HOST_USR_MOUNT, ensureHostRootfs } from "./host-rootfs.js";
 import { RUNNER_MOUNT_PATH, type RunnerBundle } from "./runner-bundle.js";
-import { buildImage } from "./build.js";
+import { buildImage, type BuildCredentials } from "./build.js";
 import { CodeCache } from "./code-cache.js";
 import { gatewayDispatcher, sha256OfFile, uploadImage, type GatewayEndpoint } from "./gateway-http.js";
 import { openTunnel } from "./tunnel.js";
 import type { ContainerHandle, ContainerSpec, Runtime } from "./runtime/types.js";
 import { DeviceAllocator } from "./devices/allocator.js";
+import { VolumeMounts } from "./volumes/mounts.js";
 import type { DeviceGroup } from "./devices/types.js";
 
 /** Where a packed image is mounted for use as a lower dir; provided by the image cache. */
@@ -130,6 +130,8 @@ export function splitLogLine(line: string, max = MAX_LOG_LINE_CHARS): string[] {
   return pieces;
 }
 const OUTBOX_LIMIT = 10_000;
+/** The CPU a runner container starts on (see ContainerSpec.startupBurstMillicores); BETA9_STARTUP_BURST=0 turns it off. */
+const STARTUP_BURST_MILLICORES = process.env.BETA9_STARTUP_BURST === "0" ? 0 : 1000;
 
 export class Worker {
   readonly id: string;
@@ -149,6 +151,7 @@ export class Worker {
   readonly events = new EventEmitter<WorkerEvents>();
 
   private readonly gateway: GatewayEndpoint;
+  private readonly volumes: VolumeMounts;
 
   constructor(private readonly options: WorkerOptions) {
     this.id = options.workerId ?? `${hostname()}-${randomUUID().slice(0, 8)}`;
@@ -156,6 +159,7 @@ export class Worker {
     this.gpus = new DeviceAllocator(options.devices ?? []);
     this.gateway = { url: options.gatewayUrl, token: options.token, ...(options.tlsCa && { dispatcher: gatewayDispatcher(options.tlsCa)! }) };
     this.code = new CodeCache(join(options.stateDir, "code"), this.gateway);
+    this.volumes = new VolumeMounts({ stateDir: options.stateDir, gateway: this.gateway, logger: options.logger });
     let resolve!: () => void;
     const promise = new Promise<void>((r) => (resolve = r));
     this.connectedOnce = { resolve, promise };
@@ -164,6 +168,7 @@ export class Worker {
   /** Starts dialling; resolves once the gateway has welcomed this worker the first time. */
   start(): Promise<void> {
     void this.code.init().catch((err: unknown) => this.options.logger.warn({ err }, "could not clean the code cache"));
+    void this.volumes.start().catch((err: unknown) => this.options.logger.warn({ err }, "could not prepare the volume cache"));
     this.dial();
     return this.connectedOnce.promise;
   }
@@ -250,7 +255,7 @@ export class Worker {
         void this.stop(message.containerId, message.graceMs);
         return;
       case "image.build":
-        void this.build(message.imageId, message.spec);
+        void this.build(message.imageId, message.spec, message.credentials);
         return;
       case "tunnel.open":
         this.tunnel(message.streamId, message.containerId, message.port);
@@ -305,15 +310,18 @@ export class Worker {
       const spec = this.toSpec(request, image?.lowerDir, image ? await imageEnv(image.lowerDir) : {});
       if (request.runner) await this.useRunner(spec, request.runner);
       if (request.daemon === "sandbox") this.useSandboxDaemon(spec);
-      if (request.volumes?.length) this.useVolumes(spec, request);
+      if (request.volumes?.length) await this.useVolumes(spec, request);
       if (request.gpuCount > 0) this.assignGpus(local, spec);
       local.handle = await this.options.runtime.start(spec, (stream, line) => this.log(local, { stream, line, at: Date.now() }));
       const ports = Object.fromEntries(Object.entries(local.handle.ports).map(([p, a]) => [p, a]));
       if (local.state.state === "PENDING") this.report(local, { state: "RUNNING", ports });
       else void local.handle.stop(); // a stop arrived while it was starting
       const exit = await local.handle.exited;
+      // Volume changes are committed before EXITED is reported: whoever waits for that sees them.
+      await this.volumes.detach(request.containerId, (line) => this.log(local, { stream: "stderr", line, at: Date.now() }));
       this.report(local, { state: "EXITED", exitCode: exit.exitCode, reason: exit.reason, ...(exit.message !== undefined && { message: exit.message }) });
     } catch (err) {
+      await this.volumes.detach(request.containerId, (line) => this.log(local, { stream: "stderr", line, at: Date.now() }));
       this.report(local, { state: "EXITED", exitCode: null, reason: "failed", message: (err as Error).message });
     } finally {
       void image?.release();
@@ -325,7 +333,7 @@ export class Worker {
 
   /** Builds an image, uploads it, and reports; concurrent requests for one id build once. */
   private readonly builds = new Map<string, Promise<void>>();
-  private build(imageId: string, spec: unknown): Promise<void> {
+  private build(imageId: string, spec: unknown, credentials?: BuildCredentials): Promise<void> {
     const existing = this.builds.get(imageId);
     if (existing) return existing;
     const lines: LogLine[] = [];
@@ -351,6 +359,7 @@ export class Worker {
       try {
         built = await buildImage(imageId, spec, {
           runtime: this.options.runtime, workDir: join(this.options.stateDir, "builds"), baseCacheDir: join(this.options.stateDir, "base-images"), log,
+          fetchObject: (hash) => this.code.get(hash), ...(credentials && { credentials }),
           ...(this.options.allowPrivateRegistries !== undefined && { allowPrivateRegistries: this.options.allowPrivateRegistries }),
         });
         log("uploading to the gateway");
@@ -399,6 +408,7 @@ export class Worker {
     const isolated = this.options.runtime.isolates;
     if (isolated) spec.mounts = [...(spec.mounts ?? []), { source: codeDir, destination: CODE_MOUNT_PATH, readOnly: true }];
     spec.env = { ...spec.env, BETA9_CODE_DIR: isolated ? CODE_MOUNT_PATH : codeDir, BETA9_HANDLER: runner.handler, BETA9_CONCURRENCY: String(runner.concurrency) };
+    this.startupBurst(spec);
     if (isPythonHandler(runner.handler)) {
       // Python workloads run on the image's python3 with the SDK's runner from the bundle.
       spec.command = ["python3", "-m", "beta9.runner"];
@@ -408,6 +418,19 @@ export class Worker {
       return;
     }
     spec.command = isolated ? [...bundle.nodeArgv, bundle.runnerPath] : [process.execPath, join(bundle.dir, "runner", "main.js")];
+  }
+
+  /**
+   * A runner starts on up to one CPU until it says it is ready: Node's (and Python's) start-up
+   * under a 0.125-CPU quota took 3-5× longer than under 1 CPU, for a few hundred ms of work. Only
+   * out of CPU no other container here holds, so a burst never eats into a neighbour's share.
+   */
+  private startupBurst(spec: ContainerSpec): void {
+    if (spec.cpuMillicores <= 0 || spec.cpuMillicores >= STARTUP_BURST_MILLICORES) return;
+    let held = 0;
+    for (const c of this.containers.values()) if (c.state.state !== "EXITED" && c.request.containerId !== spec.id) held += c.request.cpuMillicores;
+    const burst = Math.min(STARTUP_BURST_MILLICORES, this.capacity.cpuMillicores - held);
+    if (burst > spec.cpuMillicores) spec.startupBurstMillicores = burst;
   }
 
   /** Specific devices for this container: their nodes (isolating runtimes) and the visible-devices env. */
@@ -429,14 +452,10 @@ export class Worker {
     spec.env = { ...spec.env, ...assignment.env };
   }
 
-  /** Binds the request's named volumes: one directory per workspace and name on this worker. */
-  private useVolumes(spec: ContainerSpec, request: ContainerRequest): void {
+  /** Mounts the request's volumes: the gateway's current version of each, changes committed at exit (volumes/mounts.ts). */
+  private async useVolumes(spec: ContainerSpec, request: ContainerRequest): Promise<void> {
     if (!this.options.runtime.isolates) throw new Error("volumes need the runc runtime (the process runtime cannot mount)");
-    for (const volume of request.volumes ?? []) {
-      const source = join(this.options.stateDir, "volumes", request.workspaceId, volume.name);
-      mkdirSync(source, { recursive: true });
-      spec.mounts = [...(spec.mounts ?? []), { source, destination: volume.mountPath, readOnly: false }];
-    }
+    spec.mounts = [...(spec.mounts ?? []), ...await this.volumes.attach(request)];
   }
 
   /** Replaces the command with the sandbox daemon (see @beta9/runner sandbox/main.ts). */
@@ -478,7 +497,10 @@ export class Worker {
     };
   }
 
-  private log(local: LocalContainer, line: LogLine): void {
+  private log(local: LocalContainer, read: LogLine): void {
+    // A runner's tag says which task printed the line (protocol logs.ts): kept beside it, not in it.
+    const { taskId, line: text } = untagLogLine(read.line);
+    const line = taskId === undefined ? read : { ...read, line: text, taskId };
     for (const piece of splitLogLine(line.line)) {
       const part = piece === line.line ? line : { ...line, line: piece };
       this.events.emit("log", local.request.containerId, part);
@@ -504,6 +526,7 @@ export class Worker {
     clearInterval(this.keepaliveTimer);
     await Promise.all([...this.containers.values()].map((c) => this.stop(c.request.containerId, graceMs)));
     await Promise.all([...this.containers.values()].map((c) => c.handle?.exited));
+    await this.volumes.close();
     for (const c of this.containers.values()) this.flushLogs(c);
     await new Promise<void>((resolve) => {
       if (!this.ws || this.ws.readyState === WebSocket.CLOSED) return resolve();

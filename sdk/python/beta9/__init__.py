@@ -16,6 +16,7 @@ from .options import OptionError, QueueDepthAutoscaler, TaskPolicy, Volume
 from .runner.invoker import Context
 from .sandbox import RunCodeResult, Sandbox, SandboxError, SandboxFileInfo, SandboxInstance, SandboxProcess, SandboxProcessInfo
 from .tasks import TaskFailedError, TaskHandle
+from .volumes import Volumes
 
 __version__ = "0.2.0"
 
@@ -23,5 +24,5 @@ __all__ = [
     "ApiError", "Client", "Context", "DeployResult", "Endpoint", "Function", "Image", "ImageError", "OptionError",
     "QueueDepthAutoscaler", "RunCodeResult", "Sandbox", "SandboxError", "SandboxFileInfo", "SandboxInstance", "SandboxProcess",
     "SandboxProcessInfo", "Schedule", "ServeHandle", "TaskFailedError", "TaskHandle",
-    "TaskPolicy", "TaskQueue", "Volume", "Workload", "endpoint", "function", "schedule", "schema", "task_queue",
+    "TaskPolicy", "TaskQueue", "Volume", "Volumes", "Workload", "endpoint", "function", "schedule", "schema", "task_queue",
 ]

@@ -2,17 +2,20 @@
 and this SDK. It loads the file the way the runner will, and prints one JSON object on stdout:
 
   {"kind", "name", "config", "image": <image spec>, "handler": "rel/file.py:function",
-   "codeSha256", "root", "files": [...], "bundle": OUT (when asked; the packed code is written there)}
+   "codeSha256", "root", "files": [...], "bundle": OUT (when asked; the packed code is written there),
+   "imageFiles": {sha256: base64} (local files the image copies, for the CLI to upload)}
 
 or, on failure, {"error": {"code", "message"}} with exit status 2 (a usage or code problem).
 """
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import sys
 from pathlib import Path
 
+from . import image_files
 from .bundle import BundleError, bundle, package_root
 from .image import ImageError
 from .options import OptionError
@@ -31,9 +34,11 @@ def describe(target: str, bundle_out: str | None) -> dict[str, object]:
     code = bundle(path, attr, root)
     if bundle_out:
         Path(bundle_out).write_bytes(code.data)
+    image = workload.image.to_spec()
+    files = {digest: base64.b64encode(data).decode("ascii") for digest, data in image_files.pending(image).items()}
     return {
         "kind": workload.kind, "name": workload.name, "config": workload.stub_config(),
-        "image": workload.image.to_spec(), "handler": code.handler, "codeSha256": code.sha256,
+        "image": image, "handler": code.handler, "codeSha256": code.sha256, **({"imageFiles": files} if files else {}),
         "root": str(root), "files": [str(f) for f in code.files], **({"bundle": bundle_out} if bundle_out else {}),
     }
 

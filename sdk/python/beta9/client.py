@@ -14,6 +14,7 @@ import time
 import urllib.parse
 from typing import Any, Iterator
 
+from . import image_files
 from .config import resolve
 
 API_PREFIX = "/api/v1"
@@ -202,6 +203,10 @@ class Client:
         return json.loads(body or b"null")
 
     def build_image(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Starts (or joins) the build; local files the spec copies are uploaded first when new."""
+        for digest, data in image_files.pending(spec).items():
+            if not self.has_object(digest):
+                self.put_object(digest, data)
         return self.request("POST", "/image/build", {"spec": spec})
 
     def follow_image(self, image_id: str) -> Iterator[tuple[str, Any]]:
@@ -238,6 +243,14 @@ class Client:
 
     def end_serve_session(self, session_id: str) -> None:
         self.request("DELETE", f"/serve/{urllib.parse.quote(session_id)}")
+
+    @property
+    def volumes(self) -> Any:
+        """The workspace's volumes: create, list, delete, ls, upload, download, remove (:class:`beta9.volumes.Volumes`)."""
+        from .volumes import Volumes  # imported here: volumes builds on this module
+        if getattr(self, "_volumes", None) is None:
+            self._volumes = Volumes(self)
+        return self._volumes
 
     # Secrets: write-only; no call returns a value.
     def create_secret(self, name: str, value: str) -> dict[str, Any]:

@@ -57,7 +57,7 @@ class QueueDepthAutoscaler:
 
 @dataclass(frozen=True)
 class Volume:
-    """A named, persistent volume of the workspace mounted at ``mount_path``."""
+    """A named volume of the workspace mounted at ``mount_path`` (on any worker; changes are committed when the container ends)."""
     name: str
     mount_path: str
 

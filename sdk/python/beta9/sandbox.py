@@ -109,7 +109,7 @@ class Sandbox:
     ``image`` defaults to ``Image()`` (Debian with python3, built once and cached); ``image=None``
     runs on the worker's own root filesystem. ``cpu``: cores or "500m" (default 1); ``memory``: MiB
     or "2Gi" (default 1024); ``keep_warm_seconds``: lifetime (default 600, -1 until terminated);
-    ``volumes``: named volumes mounted read-write, kept on the worker; ``block_network``: no network
+    ``volumes``: named volumes mounted read-write (changes committed when it ends); ``block_network``: no network
     at all; ``allow_list``: egress only to these IPv4 CIDRs ("CIDR", "CIDR:PORT", "CIDR:LOW-HIGH")
     plus DNS (by default a sandbox reaches the internet but nothing private). Options are checked here,
     before anything is sent, and a bad one raises an OptionError that names it.

@@ -3,7 +3,7 @@ import { InvalidArgumentError, type Command } from "commander";
 import type { Container, ContainerEvent, LogLine } from "beta9";
 import { forEachId, withClient } from "../session.js";
 import { resolveRef } from "../resolve.js";
-import { color, print, printJson, printTable, shortTime } from "../output.js";
+import { color, print, printJson, printTable, shortTime, terminalSafe } from "../output.js";
 import { ReportedError } from "../errors.js";
 
 function envPair(value: string, previous: Record<string, string> = {}): Record<string, string> {
@@ -29,7 +29,7 @@ function stateText(c: Container): string {
 }
 
 function printLine(line: LogLine): void {
-  (line.stream === "stderr" ? process.stderr : process.stdout).write(`${line.line}\n`);
+  (line.stream === "stderr" ? process.stderr : process.stdout).write(`${terminalSafe(line.line)}\n`);
 }
 
 /**

@@ -9,7 +9,7 @@ import type { InputSchema } from "@beta9/protocol";
 import { serveWorkload, type ServeEvent } from "beta9";
 import { asCliError } from "../bundle.js";
 import { CliError, EXIT } from "../errors.js";
-import { color, invokeLine, print } from "../output.js";
+import { cliCommand, color, invokeLine, print, terminalSafe } from "../output.js";
 import { withClient } from "../session.js";
 import { loadWorkload } from "./deploy.js";
 
@@ -48,12 +48,13 @@ export function registerServe(program: Command): void {
             const text = describe(e);
             if (text) process.stderr.write(`${text}\n`);
           },
-          onLog: (line) => print(`${color.dim(line.stream === "stderr" ? "err" : "out")} ${line.line}`),
+          onLog: (line) => print(`${color.dim(line.stream === "stderr" ? "err" : "out")} ${terminalSafe(line.line)}`),
           ...(!opts.quiet && { onBuildLog: (line: string) => process.stderr.write(`${color.dim("image:")} ${line}\n`) }),
         }).catch((err: unknown) => {
           throw asCliError(err);
         });
-        print(invokeLine(handle.url, workload.config.inputs as InputSchema | undefined));
+        if (handle.url.endsWith("/")) print(`open: curl ${handle.url} -H "Authorization: Bearer $(${cliCommand()} config token)"`);
+        else print(invokeLine(handle.url, workload.config.inputs as InputSchema | undefined));
         const stop = () => void handle.stop();
         process.once("SIGINT", stop);
         process.once("SIGTERM", stop);

@@ -14,7 +14,7 @@ import { InvalidArgumentError, Option, type Command } from "commander";
 import { DEFAULT_GATEWAY_PORT } from "@beta9/protocol";
 import type { LogFormat } from "../log-format.js";
 import { configDir, DEFAULT_CONTEXT, readConfig, setContext, upContextName, writeConfig } from "../config-file.js";
-import { CliError, formatError } from "../errors.js";
+import { CliError, EXIT, formatError } from "../errors.js";
 import { importPlatform } from "../platform.js";
 import { color, note, print } from "../output.js";
 import { gatewayTls, withTlsOptions, type TlsCliOptions } from "./up-tls.js";
@@ -35,11 +35,34 @@ interface ServeOptions extends TlsCliOptions {
   prepareImage?: boolean;
   workerTimeout: number;
   machineExpiry: number;
+  /** Container log retention in ms, and bytes kept per container (unset: BETA9_LOG_* or the defaults). */
+  logRetention?: number;
+  logMaxPerContainer?: number;
+  /** `beta9 gateway` only: sqlite (the data dir's file) or a postgres:// URL. */
+  store?: string;
 }
 
 function seconds(value: string): number {
   if (!/^[0-9]{1,6}$/.test(value) || Number(value) < 1) throw new InvalidArgumentError("must be a whole number of seconds, at least 1");
   return Number(value);
+}
+
+/** `--store`: sqlite, or a Postgres URL (the gateway connects when it starts, not here). */
+function storeSpec(value: string): string {
+  if (value === "sqlite" || /^postgres(ql)?:\/\//i.test(value)) return value;
+  throw new InvalidArgumentError("must be sqlite or a postgres://user:password@host:5432/database URL");
+}
+
+const LOG_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3 };
+function logDuration(value: string): number {
+  const match = /^([0-9]{1,6})(s|m|h|d)$/.exec(value);
+  if (!match || Number(match[1]) < 1) throw new InvalidArgumentError("must be a duration like 7d, 12h or 90m");
+  return Number(match[1]) * LOG_UNITS[match[2]!]!;
+}
+function logSize(value: string): number {
+  const match = /^([0-9]{1,6})(Ki|Mi|Gi)$/.exec(value);
+  if (!match || Number(match[1]) < 1) throw new InvalidArgumentError("must be a size like 16Mi or 1Gi");
+  return Number(match[1]) * LOG_UNITS[match[2]!]!;
 }
 
 function port(value: string): number {
@@ -57,7 +80,9 @@ function withServeOptions(command: Command): Command {
     .option("--log-level <level>", "gateway log level (trace, debug, info, warn, error)")
     .addOption(new Option("--log-format <format>", "logs as readable lines (pretty: the default on a terminal) or JSON").choices(["auto", "json", "pretty"]).default("auto"))
     .option("--worker-timeout <seconds>", "drop a worker (and lose its containers) after this long without a keepalive", seconds, 60)
-    .option("--machine-expiry <seconds>", "expire an external machine (b9agent) after this long without a keepalive", seconds, 300);
+    .option("--machine-expiry <seconds>", "expire an external machine (b9agent) after this long without a keepalive", seconds, 300)
+    .option("--log-retention <duration>", "keep container logs this long: 7d, 12h, 90m (default $BETA9_LOG_RETENTION or 7d)", logDuration)
+    .option("--log-max-per-container <size>", "keep at most this much log per container, its oldest lines cut first: 16Mi, 1Gi (default $BETA9_LOG_MAX_PER_CONTAINER or 16Mi)", logSize);
   return withTlsOptions(command);
 }
 
@@ -73,9 +98,11 @@ export function registerServe(program: Command): void {
     .option("--no-prepare-image", "do not build the default image (Debian + python3) in the background after the first start")
     .action((opts: ServeOptions) => serve(opts, true));
 
-  withServeOptions(program.command("gateway").description("run only the gateway (control plane); saves no context")).action(
-    (opts: ServeOptions) => serve(opts, false),
-  );
+  // Only the gateway may use a shared store: `up` runs a local worker beside one gateway, on SQLite.
+  withServeOptions(program.command("gateway").description("run only the gateway (control plane); saves no context"))
+    .addOption(new Option("--store <store>", "where durable state lives: sqlite (the data dir) or a postgres:// URL that several gateways can share")
+      .env("BETA9_STORE").argParser(storeSpec))
+    .action((opts: ServeOptions) => serve(opts, false));
 }
 
 function isWildcard(host: string): boolean {
@@ -90,10 +117,13 @@ function localUrl(host: string, boundPort: number, https = false): string {
 
 async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
   const dataDir = resolve(opts.dataDir ?? (process.env.BETA9_DATA_DIR || join(homedir(), ".beta9", "data")));
+  if (saveContext && process.env.BETA9_STORE && process.env.BETA9_STORE !== "sqlite") {
+    note(color.dim("BETA9_STORE is for beta9 gateway; beta9 up keeps its store in the data dir (SQLite)"));
+  }
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   // Loaded here, not at the top, so that client commands never load the server's dependencies;
   // before the OS packages, so that a beta9 without the platform installs nothing.
-  const { startGateway } = await importPlatform("@beta9/gateway", saveContext ? "up" : "gateway");
+  const { startGateway, describeStore } = await importPlatform("@beta9/gateway", saveContext ? "up" : "gateway");
 
   // Only the runc runtime isolates: without its OS packages the local worker would take no containers.
   if (saveContext && opts.worker !== false && opts.runtime !== "process") {
@@ -108,10 +138,13 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
   const tls = await gatewayTls(opts, dataDir);
   const gateway = await startGateway({
     host: opts.host, port: opts.port, dataDir, logger: cliLogger(level, opts.logFormat), workerTimeoutMs: opts.workerTimeout * 1000,
-    machineExpirySeconds: opts.machineExpiry, ...(tls && { tls: tls.tls }),
+    machineExpirySeconds: opts.machineExpiry, ...(tls && { tls: tls.tls }), ...(opts.store && { store: opts.store }),
+    logRetention: { ...(opts.logRetention && { maxAgeMs: opts.logRetention }), ...(opts.logMaxPerContainer && { maxBytesPerContainer: opts.logMaxPerContainer }) },
   }).catch(
     (err: unknown) => {
       const reason = err instanceof Error ? err.message : String(err);
+      // An unreachable database is the "cannot reach" exit code that scripts and supervisors retry on.
+      if (err instanceof Error && err.name === "StoreUnavailableError") throw new CliError("STORE_UNAVAILABLE", reason, EXIT.unreachable);
       throw new CliError("GATEWAY_START_FAILED", `cannot start the gateway on ${opts.host}:${opts.port} with data in ${dataDir}: ${reason}`);
     },
   );
@@ -151,6 +184,7 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
     }
   }
   print(`gateway: ${url}${isWildcard(opts.host) ? ` (listening on every interface, port ${gateway.port})` : ""}`);
+  if (opts.store && opts.store !== "sqlite") print(`store: ${describeStore(opts.store, dataDir)}`);
   if (tls) print(`TLS certificate ${tls.certPath}, SHA-256 ${tls.fingerprint}`);
   if (gateway.bootstrap && workerStarted) await deploySample(url, gateway.bootstrap.token.key, tls?.certPath, tlsCa);
   // performance.now() counts from process start, so this includes Node's own start-up.

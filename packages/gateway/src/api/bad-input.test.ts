@@ -130,6 +130,22 @@ const routes = (): RouteCase[] => [
   { method: "POST", url: "/api/v1/secret", pattern: "/api/v1/secret", body: () => ({ name: "BAD_INPUT_CASE", value: "v" }) },
   { method: "PUT", url: "/api/v1/secret/BAD_INPUT_CASE", pattern: "/api/v1/secret/:name", body: () => ({ value: "v2" }) },
   { method: "DELETE", url: "/api/v1/secret/BAD_INPUT_CASE", pattern: "/api/v1/secret/:name" },
+  // Volumes: not byId (an unknown name is VOLUME_NOT_FOUND, not RESOURCE_NOT_FOUND): volumes.test.ts checks those 404s.
+  { method: "POST", url: "/api/v1/volume", pattern: "/api/v1/volume", body: () => ({ name: "bad-input-case" }) },
+  { method: "GET", url: "/api/v1/volume", pattern: "/api/v1/volume" },
+  { method: "GET", url: "/api/v1/volume/bad-input-case", pattern: "/api/v1/volume/:name" },
+  { method: "DELETE", url: "/api/v1/volume/bad-input-case", pattern: "/api/v1/volume/:name" },
+  { method: "GET", url: "/api/v1/volume/bad-input-case/ls", pattern: "/api/v1/volume/:name/ls" },
+  { method: "GET", url: "/api/v1/volume/bad-input-case/file?path=a", pattern: "/api/v1/volume/:name/file" },
+  { method: "PUT", url: "/api/v1/volume/bad-input-case/file?path=a", pattern: "/api/v1/volume/:name/file" },
+  { method: "DELETE", url: "/api/v1/volume/bad-input-case/file?path=a", pattern: "/api/v1/volume/:name/file" },
+  { method: "GET", url: `/api/v1/worker/volume/${gw.workspaceId}/blob/${"0".repeat(64)}`, pattern: "/api/v1/worker/volume/:workspaceId/blob/:hash" },
+  { method: "POST", url: `/api/v1/worker/volume/${gw.workspaceId}/blob`, pattern: "/api/v1/worker/volume/:workspaceId/blob" },
+  { method: "POST", url: `/api/v1/worker/volume/${gw.workspaceId}/bad-input-case/mount`, pattern: "/api/v1/worker/volume/:workspaceId/:name/mount" },
+  {
+    method: "POST", url: `/api/v1/worker/volume/${gw.workspaceId}/bad-input-case/commit`, pattern: "/api/v1/worker/volume/:workspaceId/:name/commit",
+    body: () => ({ volumeId: "v", changes: [] }), key: () => keys.worker,
+  },
   { method: "GET", url: "/api/v1/task", pattern: "/api/v1/task" },
   { method: "GET", url: `/api/v1/task/${ids.task}`, pattern: "/api/v1/task/:id", byId: true },
   { method: "GET", url: "/api/v1/pool", pattern: "/api/v1/pool" },
@@ -148,6 +164,9 @@ const routes = (): RouteCase[] => [
   { method: "GET", url: `/api/v1/container/${ids.container}`, pattern: "/api/v1/container/:id", byId: true },
   { method: "POST", url: `/api/v1/container/${ids.container}/stop`, pattern: "/api/v1/container/:id/stop", byId: true },
   { method: "GET", url: `/api/v1/container/${ids.container}/logs`, pattern: "/api/v1/container/:id/logs", byId: true },
+  { method: "GET", url: `/api/v1/logs?containerId=${ids.container}`, pattern: "/api/v1/logs", byId: true },
+  { method: "GET", url: `/api/v1/logs?deploymentId=${ids.deployment}`, pattern: "/api/v1/logs", byId: true },
+  { method: "GET", url: `/api/v1/logs?sandboxId=${ids.sandbox}`, pattern: "/api/v1/logs", byId: true },
   { method: "GET", url: "/api/v1/worker", pattern: "/api/v1/worker" },
   { method: "POST", url: "/api/v1/image/build", pattern: "/api/v1/image/build", body: () => ({ spec: { base: { kind: "default" }, steps: [], env: {} } }) },
   { method: "GET", url: "/api/v1/image", pattern: "/api/v1/image" },
@@ -198,6 +217,21 @@ const routes = (): RouteCase[] => [
   { method: "PUT", url: `/api/v1/serve/${ids.serve}/stub`, pattern: "/api/v1/serve/:id/stub", body: () => ({ stubId: ids.serveStub }) },
   { method: "DELETE", url: `/api/v1/serve/${ids.serve}`, pattern: "/api/v1/serve/:id", byId: true },
   { method: "POST", url: `/serve/${ids.serve}`, pattern: "/serve/:id", byId: true },
+  // Web apps (webapp.ts): every method below an endpoint's URL with a slash; its exact URL for all but POST.
+  ...["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].flatMap((method) => [
+    { method, url: "/endpoint/hello/x", pattern: "/endpoint/:name/*" },
+    { method, url: "/endpoint/hello/latest/x", pattern: "/endpoint/:name/latest/*" },
+    { method, url: "/endpoint/hello/v1/x", pattern: "/endpoint/:name/v:version(^\\d+$)/*" },
+    { method, url: `/endpoint/id/${"0".repeat(8)}/x`, pattern: "/endpoint/id/:stubId/*" },
+    { method, url: `/public/${"0".repeat(8)}/x`, pattern: "/public/:stubId/*", open: true },
+    { method, url: `/serve/${ids.serve}/x`, pattern: "/serve/:id/*", byId: true },
+  ]),
+  ...["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"].flatMap((method) => [
+    { method, url: "/endpoint/hello", pattern: "/endpoint/:name" },
+    { method, url: `/endpoint/id/${"0".repeat(8)}`, pattern: "/endpoint/id/:stubId" },
+    { method, url: `/public/${"0".repeat(8)}`, pattern: "/public/:stubId", open: true },
+    { method, url: `/serve/${ids.serve}`, pattern: "/serve/:id", byId: true },
+  ]),
 ];
 
 const accessOf = (c: RouteCase) => gw.app.routeCatalogue.find((r) => r.method === c.method && r.url === c.pattern)?.access;
@@ -335,6 +369,16 @@ describe("bodies on every JSON route", () => {
     await expectRejected({ method: "POST", url: `/public/${ids.stub}` }, { key: null, body: '{"a":', headers: { "content-type": "application/json" } }, 400, "INVALID_JSON");
   });
 
+  test("web app URLs: a stub that is no web app is a 409 that says how to call it; unknown ones 404; public ones reveal nothing", async () => {
+    for (const url of ["/endpoint/hello/x", "/endpoint/hello/latest/x", "/endpoint/hello/v1/x", `/endpoint/id/${ids.stub}/x`]) {
+      await expectRejected({ method: "GET", url }, {}, 409, "CONFLICT");
+    }
+    await expectRejected({ method: "GET", url: "/endpoint/hello" }, {}, 409, "CONFLICT");
+    await expectRejected({ method: "GET", url: "/endpoint/nope/x" }, {}, 404, "RESOURCE_NOT_FOUND");
+    await expectRejected({ method: "GET", url: "/endpoint/hello/v99/x" }, {}, 404, "RESOURCE_NOT_FOUND");
+    for (const key of [null, keys.admin]) await expectRejected({ method: "GET", url: `/public/${ids.stub}/x` }, { key }, 404, "RESOURCE_NOT_FOUND");
+  });
+
   test("/sandbox/:id/port/:port: an unknown sandbox or a port it does not expose is a 404 with or without a token", async () => {
     for (const url of [`/sandbox/${ids.sandbox}/port/8080/`, "/sandbox/00000000-0000-4000-8000-000000000000/port/80/", `/sandbox/${"x".repeat(90)}/port/1/a`]) {
       for (const key of [null, keys.admin, keys.otherWorkspace, "b9_wrong"]) {
@@ -348,6 +392,7 @@ describe("bodies on every JSON route", () => {
       "/api/v1/deployment?limit=ten", "/api/v1/deployment?active=yes", "/api/v1/deployment?name=Bad_Name!", "/api/v1/deployment?unknown=1",
       "/api/v1/token?offset=-1", "/api/v1/machine?pool=%2F..", "/api/v1/stub?limit=99999999999",
       "/api/v1/container?active=maybe", `/api/v1/container/${ids.container}/logs?follow=1`,
+      `/api/v1/logs?containerId=${ids.container}&limit=ten`, `/api/v1/logs?containerId=${ids.container}&since=yesterday`, "/api/v1/logs?unknown=1&taskId=x",
       "/api/v1/sandbox?active=maybe", `/api/v1/sandbox/${ids.sandbox}?wait=now`, `/api/v1/sandbox/${ids.sandbox}/fs/list`,
       `/api/v1/sandbox/${ids.sandbox}/fs/stat?path=`, `/api/v1/sandbox/${ids.sandbox}/fs/file?path=a&mode=999`,
     ]) {

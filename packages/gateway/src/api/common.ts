@@ -11,7 +11,9 @@ import type { TaskDispatcher } from "../tasks/dispatcher.js";
 import type { MachineRegistry } from "../machines/registry.js";
 import type { Secrets } from "../secrets/secrets.js";
 import type { SandboxManager } from "../sandboxes/manager.js";
+import type { VolumeStore } from "../volumes/volume-store.js";
 import type { Page, Store } from "../store/types.js";
+import type { LogStore } from "../logs/types.js";
 
 export interface GatewayContext {
   store: Store;
@@ -24,12 +26,16 @@ export interface GatewayContext {
   machines?: MachineRegistry;
   /** The server passes its manager (reaper, shut down on close); absent, the routes make their own. */
   sandboxes?: SandboxManager;
+  /** The server passes its volume store (swept at start and hourly); absent, the routes make their own. */
+  volumes?: VolumeStore;
   /** Workspace secrets; absent, the secret routes are not served and stubs may name none. */
   secrets?: Secrets;
   /** Exposed ports get `<id>-<port>.<sandboxHost>` URLs (wildcard DNS to the gateway); unset: path URLs. */
   sandboxHost?: string;
   /** Per-workspace limits (default DEFAULT_QUOTAS). */
   quotas?: WorkspaceQuotas;
+  /** Durable container logs; absent, the log routes keep them in memory for the app's life (tests). */
+  logs?: LogStore;
   version: string;
   schemaVersion: number;
   startedAt: number;

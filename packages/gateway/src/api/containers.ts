@@ -45,7 +45,7 @@ function resources(body: RunContainerBody) {
   };
 }
 
-export function containerRoutes(app: FastifyInstance, { scheduler, store }: GatewayContext): void {
+export function containerRoutes(app: FastifyInstance, { scheduler, store, logs }: GatewayContext): void {
   app.post<{ Body: RunContainerBody }>(`${API_PREFIX}/container`, {
     config: { access: "write" },
     schema: { tags: ["container"], summary: "Run a container on a worker chosen by the scheduler", body: RunContainerBodySchema, response: responses({ 201: ContainerSchema }) },
@@ -100,7 +100,14 @@ export function containerRoutes(app: FastifyInstance, { scheduler, store }: Gate
       params: IdParamsSchema, querystring: ContainerLogsQuerySchema, response: responses({ 200: Items(LogLineSchema) }),
     },
   }, async (request, reply) => {
-    const record = found(scheduler.containers.getInWorkspace(request.auth.workspaceId, request.params.id), "container", request.params.id);
+    const { workspaceId } = request.auth;
+    const live = scheduler.containers.getInWorkspace(workspaceId, request.params.id);
+    // Gone from the live registry (long exited, or before a gateway restart): its stored lines.
+    if (!live && request.query.follow !== "true" && logs && (await logs.ownerOf(request.params.id)) === workspaceId) {
+      const stored = await logs.query({ workspaceId, select: { containerId: request.params.id }, limit: 5000 });
+      return { items: stored.map((e) => ({ stream: e.stream, line: e.line, at: e.at, ...(e.taskId !== null && { taskId: e.taskId }) })) };
+    }
+    const record = found(live, "container", request.params.id);
     if (request.query.follow !== "true") return { items: scheduler.containers.logHistory(record.id) };
     streamEvents(request, reply, (emit, end) => {
       // Subscribed before the history is replayed, so no line falls between the two.

@@ -4,14 +4,14 @@ import type { Readable } from "node:stream";
 import { Type, type Static } from "@sinclair/typebox";
 import {
   API_PREFIX, Beta9Error, BuildImageBodySchema, ImageIdParamsSchema, ImageSchema, ImageSpecError, ListQuerySchema, ContainerLogsQuerySchema,
-  LogLineSchema, imageId, normalizeImageSpec, type BuildImageBody,
+  LogLineSchema, copyObjects, credentialSecretNames, imageId, normalizeImageSpec, type BuildImageBody,
 } from "@beta9/protocol";
 import { found, Items, responses, toPage, type GatewayContext } from "./common.js";
 import { streamEvents } from "./sse.js";
 
 type IdParams = Static<typeof ImageIdParamsSchema>;
 
-export function imageRoutes(app: FastifyInstance, { store, builds }: GatewayContext): void {
+export function imageRoutes(app: FastifyInstance, { store, builds, secrets }: GatewayContext): void {
   app.post<{ Body: BuildImageBody }>(`${API_PREFIX}/image/build`, {
     config: { access: "write" },
     schema: {
@@ -26,7 +26,21 @@ export function imageRoutes(app: FastifyInstance, { store, builds }: GatewayCont
       if (err instanceof ImageSpecError) throw new Beta9Error("IMAGE_SPEC_INVALID", { reason: err.message });
       throw err;
     }
-    const image = await builds.request(request.auth.workspaceId, imageId(spec), spec);
+    const { workspaceId } = request.auth;
+    // Pull credentials name secrets of this workspace: a missing one fails now, naming it.
+    const names = credentialSecretNames(spec);
+    if (names.length > 0) {
+      if (!secrets) throw new Beta9Error("SECRET_NOT_FOUND", { name: names[0]! });
+      secrets.check(workspaceId, names);
+    }
+    // Files are read from this workspace's uploads only: a hash alone must not reach another's.
+    for (const hash of copyObjects(spec)) {
+      if (!(await store.objects.get(workspaceId, hash))) {
+        throw new Beta9Error("IMAGE_SPEC_INVALID", { reason: `the files of a copy step (object ${hash}) were not uploaded to this workspace; upload them first (PUT /api/v1/object/${hash}; the SDKs do)` });
+      }
+    }
+    // An image pulled with credentials is this workspace's own (its id covers the workspace).
+    const image = await builds.request(workspaceId, imageId(spec, workspaceId), spec);
     return reply.code(image.status === "ready" ? 200 : 202).send(image);
   });
 

@@ -1,7 +1,8 @@
 /**
  * Invoking deployed endpoints: `POST /endpoint/:name[/latest|/v:N]` and `/endpoint/id/:stubId`.
- * The body is the handler's input; the answer is its result. Scales from zero: a request that
- * finds no container waits (bounded) while one starts.
+ * The body is the handler's input; the answer is its result, or the stream the handler returned
+ * (runner-answer.ts). Scales from zero: a request that finds no container waits (bounded) while
+ * one starts. Web apps are served under these URLs with a slash (webapp.ts).
  *
  * `POST /public/:stubId` calls a deployed workload whose stub says `authorized: false` without a
  * token; for every other stub it answers 404 exactly as for an unknown id, so it reveals nothing.
@@ -11,17 +12,11 @@ import { randomUUID } from "node:crypto";
 import { Beta9Error, TASK_ID_HEADER, type Stub } from "@beta9/protocol";
 import type { Autoscaler } from "../workloads/autoscaler.js";
 import { checkedInput, found, parseVersion, resolveDeployedStub, type GatewayContext } from "./common.js";
+import { answerText, callFailure, isStream, relayStream, runnerFailure } from "./runner-answer.js";
 import { callFunction, putTask } from "./tasks.js";
 
 /** Inputs up to 32 MiB (model prompts, small images as base64). */
 const INVOKE_BODY_LIMIT = 32 * 1024 * 1024;
-
-interface RunnerError {
-  error?: { code?: string; message?: string; stack?: unknown };
-}
-
-/** A handler's stack (both runners send it) as far as a caller gets it: bounded, text only. */
-const MAX_STACK_CHARS = 16 * 1024;
 
 /**
  * The result inside the runner's `{"result":…}` answer, as JSON text. The runner writes exactly
@@ -34,50 +29,51 @@ function resultOf(text: string): string {
   return JSON.stringify((JSON.parse(text) as { result?: unknown }).result ?? null);
 }
 
+/**
+ * A web app's stub called without a path: its root is the URL with a slash (308 keeps the method
+ * and body), since the app's routes live under it (webapp.ts).
+ */
+function toAppRoot(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const q = request.url.indexOf("?");
+  return reply.redirect(q === -1 ? `${request.url}/` : `${request.url.slice(0, q)}/${request.url.slice(q)}`, 308);
+}
+
 async function invoke(stub: Stub, autoscaler: Autoscaler, request: FastifyRequest, reply: FastifyReply, options: { stack: boolean } = { stack: true }) {
   if (!stub.type.startsWith("endpoint/")) {
     throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}, not an endpoint; call it through its own route` });
   }
+  if (stub.config.webApp) return toAppRoot(request, reply);
+  request.workload = stub; // its per-workload series (metrics.ts)
   const input = checkedInput(stub, request.body);
   const slot = await autoscaler.acquire(stub);
   const taskId = randomUUID();
+  // A streamed answer holds the slot until its body is done (runner-answer.ts).
+  let streaming = false;
   try {
+    // Headers (the handler's result, or a stream's start) must come within the task timeout; a
+    // stream may then run as long as it sends, each gap between chunks bounded by the same timeout.
     const timeoutMs = Math.max(1, stub.config.taskPolicy.timeout) * 1000;
+    const accept = request.headers.accept;
     let res;
     try {
       res = await slot.runner.request({
-        path: "/invoke", method: "POST", headers: { "content-type": "application/json", [TASK_ID_HEADER]: taskId },
+        path: "/invoke", method: "POST",
+        headers: accept === undefined ? { "content-type": "application/json", [TASK_ID_HEADER]: taskId } : { "content-type": "application/json", [TASK_ID_HEADER]: taskId, accept },
         body: JSON.stringify({ input }), headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
       });
     } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") {
-        throw new Beta9Error("TASK_TIMEOUT", { name: stub.name, timeout: stub.config.taskPolicy.timeout, id: taskId });
-      }
-      throw new Beta9Error("UPSTREAM_FAILED", { reason: (err as Error).message });
+      throw callFailure(err, { name: stub.name, seconds: stub.config.taskPolicy.timeout, taskId });
     }
-    const text = await res.body.text();
+    if (isStream(res)) {
+      streaming = true;
+      return relayStream(reply, res, slot.release, taskId);
+    }
+    const text = await answerText(res);
     reply.header(TASK_ID_HEADER, taskId);
     if (res.statusCode === 200) return reply.type("application/json").send(resultOf(text));
-    const body = (() => {
-      try {
-        return JSON.parse(text) as RunnerError;
-      } catch {
-        return {} as RunnerError;
-      }
-    })();
-    const message = body.error?.message ?? text.slice(0, 500);
-    if (res.statusCode === 422) throw new Beta9Error("INPUT_INVALID", { reason: message });
-    if (res.statusCode === 500) {
-      // The stack says where it failed (the user's file and line, via the bundle's source map);
-      // anonymous callers of a public workload get the message only.
-      const stack = body.error?.stack;
-      const details = options.stack && typeof stack === "string" ? { stack: stack.slice(0, MAX_STACK_CHARS) } : undefined;
-      throw new Beta9Error("HANDLER_ERROR", { reason: message }, details);
-    }
-    throw new Beta9Error("UPSTREAM_FAILED", { reason: `the runner answered ${res.statusCode}: ${message}` });
+    throw runnerFailure(res.statusCode, text, options);
   } finally {
-    slot.release();
+    if (!streaming) slot.release();
   }
 }
 
@@ -93,7 +89,7 @@ export async function invokeAny(ctx: GatewayContext, stub: Stub, request: Fastif
  * The stub behind `/public/:stubId`: an `authorized: false` stub with an active deployment. Any
  * other stub (authorized, never deployed, stopped, unknown) is a 404 that names only the id.
  */
-async function resolvePublicStub(store: GatewayContext["store"], stubId: string): Promise<Stub> {
+export async function resolvePublicStub(store: GatewayContext["store"], stubId: string): Promise<Stub> {
   const stub = await store.stubs.getAny(stubId);
   const hidden = () => new Beta9Error("RESOURCE_NOT_FOUND", { kind: "public workload", id: stubId });
   if (!stub || stub.config.authorized !== false || !stub.type.endsWith("/deployment")) throw hidden();

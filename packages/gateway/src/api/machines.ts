@@ -26,7 +26,29 @@ const DrainResponseSchema = Type.Object({ machine: MachineSchema, stopped: Type.
 export function machineRoutes(app: FastifyInstance, ctx: GatewayContext, metrics?: Registry): void {
   // Without a registry from the server (route-only tests) one without an expiry timer serves.
   const machines = ctx.machines ?? new MachineRegistry({ store: ctx.store, scheduler: ctx.scheduler });
+  // Each machine's last keepalive figures, for /metrics; dropped once it is past its expiry.
+  const reported = new Map<string, { pool: string; at: number; metrics: MachineKeepaliveBody }>();
   if (metrics) {
+    const figures: [string, string, (m: MachineKeepaliveBody) => number][] = [
+      ["beta9_machine_cpu_utilization_ratio", "CPU in use on the machine (its agent's keepalive), 0 to 1", (m) => m.cpuPercent / 100],
+      ["beta9_machine_memory_utilization_ratio", "Memory in use on the machine, 0 to 1", (m) => m.memoryPercent / 100],
+      ["beta9_machine_disk_utilization_ratio", "Disk in use on the machine, 0 to 1", (m) => m.diskPercent / 100],
+      ["beta9_machine_gpus", "GPUs the machine has", (m) => m.gpus.total],
+      ["beta9_machine_gpus_free", "GPUs free on the machine", (m) => m.gpus.free],
+    ];
+    for (const [name, help, value] of figures) {
+      new Gauge({
+        name, help, labelNames: ["machine", "pool"] as const, registers: [metrics],
+        collect() {
+          this.reset();
+          const stale = Date.now() - machines.expirySeconds * 1000;
+          for (const [id, r] of reported) {
+            if (r.at < stale) reported.delete(id);
+            else this.set({ machine: id, pool: r.pool }, value(r.metrics));
+          }
+        },
+      });
+    }
     // Read from the store when scraped: nothing to keep in step with every state change.
     new Gauge({
       name: "beta9_gateway_machines", help: "External machines by state (cordoned: those also cordoned)", labelNames: ["state"] as const,
@@ -61,7 +83,11 @@ export function machineRoutes(app: FastifyInstance, ctx: GatewayContext, metrics
       tags: ["machine"], summary: "Keepalive with metrics (machine token); marks the machine ready", body: MachineKeepaliveBodySchema,
       response: responses({ 200: MachineKeepaliveResponseSchema }),
     },
-  }, async (request) => machines.keepalive(request.auth, request.body));
+  }, async (request) => {
+    const answer = await machines.keepalive(request.auth, request.body);
+    if (metrics) reported.set(answer.machine.id, { pool: answer.machine.pool, at: Date.now(), metrics: request.body });
+    return answer;
+  });
 
   app.get<{ Querystring: Static<typeof MachineListQuerySchema> }>(MACHINE_PATH, {
     config: { access: "read" },

@@ -33,6 +33,7 @@ before(async () => {
   ids.sandbox = (await gw.request("POST", "/api/v1/sandbox", { body: {} })).json().id;
   ids.machine = (await gw.request("POST", "/api/v1/machine", { body: { pool: "default" } })).json().machine?.id ?? "";
   ids.name = "hello";
+  await gw.request("POST", "/api/v1/volume", { body: { name: ids.name } }); // volume routes take a name
 });
 after(async () => {
   await gw.close();

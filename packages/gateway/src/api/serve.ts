@@ -8,6 +8,7 @@ import { API_PREFIX, IdParamsSchema } from "@beta9/protocol";
 import { ServeSessions } from "../workloads/serve-sessions.js";
 import { found, responses, type GatewayContext } from "./common.js";
 import { invokeAny } from "./invoke.js";
+import { registerWebApps } from "./webapp.js";
 
 const ServeSessionSchema = Type.Object({
   id: Type.String(),
@@ -70,4 +71,10 @@ export function serveRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     config: { access: "read" }, bodyLimit: 32 * 1024 * 1024,
     schema: { tags: ["invoke"], summary: "Call what a serve session serves (endpoint answer, task id, or function result)", params: IdParamsSchema },
   }, async (request, reply) => invokeAny(ctx, found(sessions.stubOf(request.auth.workspaceId, request.params.id), "serve session", request.params.id), request, reply));
+
+  // A web app served this way answers under /serve/:id/ (webapp.ts).
+  registerWebApps(app, ctx, [{
+    url: "/serve/:id", access: "read", exact: true,
+    stub: (request) => found(sessions.stubOf(request.auth.workspaceId, request.params.id!), "serve session", request.params.id!),
+  }]);
 }

@@ -76,3 +76,18 @@ test("bad specs are 422 with the place named", async () => {
   assert.equal(pkg.statusCode, 422);
   assert.match(pkg.json().error.message, /steps\/0\/packages\/0/);
 });
+
+test("a copy step must name files this workspace uploaded; pull credentials must name existing secrets", async () => {
+  const bytes = Buffer.from("not really a tar, never unpacked here");
+  const hash = createHash("sha256").update(bytes).digest("hex");
+  const copy = { spec: { base: { kind: "scratch" }, steps: [{ kind: "copy", object: hash, src: ["."], dest: "/app/" }], env: {} } };
+  const before = builds().length;
+  const missing = await gw.request("POST", "/api/v1/image/build", { body: copy });
+  assert.equal(missing.statusCode, 422);
+  assert.match(missing.json().error.message, new RegExp(`object ${hash}\\) were not uploaded to this workspace`));
+  const creds = { spec: { base: { kind: "registry", ref: "ghcr.io/acme/app:1", credentials: { secret: "REG_AUTH" } }, steps: [], env: {} } };
+  const noSecret = await gw.request("POST", "/api/v1/image/build", { body: creds });
+  assert.deepEqual([noSecret.statusCode, noSecret.json().error.code], [404, "SECRET_NOT_FOUND"]);
+  assert.match(noSecret.json().error.message, /REG_AUTH/);
+  assert.equal(builds().length, before, "nothing was sent to a worker");
+});

@@ -11,7 +11,7 @@ import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import type { Logger } from "pino";
-import type { Image, LogLine } from "@beta9/protocol";
+import { credentialSecretNames, formatErrorMessage, normalizeImageSpec, type GatewayMessage, type Image, type LogLine } from "@beta9/protocol";
 import { writeVerified } from "../objects/object-store.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
 import type { ImageRepo } from "../store/types.js";
@@ -43,7 +43,11 @@ export interface ImageBuildsOptions {
   maxImageBytes?: number;
   /** Per-workspace limits (default DEFAULT_QUOTAS): builds running at once. */
   quotas?: WorkspaceQuotas;
+  /** The workspace's values of these secrets (missing ones left out): pull credentials for builds. */
+  secretValues?: (workspaceId: string, names: readonly string[]) => Record<string, string>;
 }
+
+type BuildCredentials = Extract<GatewayMessage, { type: "image.build" }>["credentials"];
 
 const MAX_BUILD_LOG_LINES = 10_000;
 
@@ -123,9 +127,16 @@ export class ImageBuilds {
     const workers = cluster.filter((w) => w.isolates || w.allowUnisolated === true).sort((a, b) => Number(b.isolates) - Number(a.isolates));
     const worker = workers[0];
     if (worker) {
+      let credentials: BuildCredentials;
+      try {
+        credentials = this.credentials(job);
+      } catch (err) {
+        void this.fail(job.imageId, (err as Error).message);
+        return;
+      }
       job.workerId = worker.id;
       this.append(job.imageId, [{ stream: "stdout", line: `building image ${job.imageId} on worker ${worker.id}`, at: Date.now() }]);
-      worker.send({ type: "image.build", imageId: job.imageId, spec: job.spec });
+      worker.send({ type: "image.build", imageId: job.imageId, spec: job.spec, ...(credentials && { credentials }) });
       return;
     }
     if (cluster.length > 0) {
@@ -138,6 +149,24 @@ export class ImageBuilds {
       return;
     }
     setTimeout(() => this.jobs.get(job.imageId) === job && this.dispatch(job), 500).unref();
+  }
+
+  /**
+   * Pull credentials for the worker that builds: the current values of the secrets the spec names,
+   * read at dispatch and handed to that worker only (never kept in the job, the store or a log).
+   * One secret holds "user:password", or a token (no colon).
+   */
+  private credentials(job: BuildJob): BuildCredentials {
+    const spec = normalizeImageSpec(job.spec);
+    const names = credentialSecretNames(spec);
+    if (names.length === 0) return undefined;
+    const values = this.o.secretValues?.(job.workspaceId, names) ?? {};
+    const missing = names.find((n) => values[n] === undefined);
+    if (missing !== undefined) throw new Error(`SECRET_NOT_FOUND: ${formatErrorMessage("SECRET_NOT_FOUND", { name: missing })}`);
+    if (names.length === 2) return { username: values[names[0]!]!, password: values[names[1]!]! };
+    const value = values[names[0]!]!;
+    const colon = value.indexOf(":");
+    return colon < 0 ? { token: value } : { username: value.slice(0, colon), password: value.slice(colon + 1) };
   }
 
   /** Lines from the building worker. */

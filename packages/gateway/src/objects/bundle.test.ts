@@ -45,6 +45,10 @@ const rejected: [string, Buffer, RegExp][] = [
   ["symlink to an absolute path", makeTar([{ name: "l", type: "2", link: "/etc/shadow" }]), /absolute path/],
   ["symlink climbing out", makeTar([{ name: "a/l", type: "2", link: "../../x" }]), /outside the bundle/],
   ["hard link out", makeTar([{ name: "h", type: "1", link: "../x" }]), /"\.\."/],
+  // Each target looks inside, but links reached through links climb out on a host that follows them.
+  ["entry through a symlink", makeTar([{ name: "s", type: "2", link: "." }, { name: "s/e1", type: "2", link: ".." }]), /passes through the symlink "s"/],
+  ["link target through a symlink", makeTar([{ name: "e1", type: "2", link: "." }, { name: "e2", type: "2", link: "e1/.." }]), /points through the symlink "e1"/],
+  ["symlink replacing a used directory", makeTar([{ name: "d/f", data: "x" }, { name: "d", type: "2", link: "." }]), /replaces a directory/],
   ["device node", makeTar([{ name: "dev", type: "3" }]), /device node/],
   ["fifo", makeTar([{ name: "f", type: "6" }]), /device node or FIFO/],
   ["pax path escaping", makeTar([{ name: "pax", type: "x", data: paxData({ path: "../../evil" }) }, { name: "ok", data: "x" }]), /"\.\."/],

@@ -46,11 +46,47 @@ export interface BundleSummary {
   bytes: number;
 }
 
+/**
+ * What earlier entries made: symlinks, and every directory an entry's path went through. A target
+ * is checked by its spelling, so a link reached through another link (`s -> .`, then `s/up -> ..`)
+ * could climb out when something on the host follows them: no entry's path, and no link's target,
+ * may pass through a symlink, and a symlink may not stand where a directory was used.
+ */
+interface LinkState {
+  symlinks: Set<string>;
+  dirs: Set<string>;
+}
+
+function checkNotThroughLinks(path: string, state: LinkState): void {
+  const parts = path.split("/");
+  for (let i = 1; i < parts.length; i++) {
+    const prefix = parts.slice(0, i).join("/");
+    if (state.symlinks.has(prefix)) throw new BundleError(`entry ${JSON.stringify(path)} passes through the symlink ${JSON.stringify(prefix)}`);
+    state.dirs.add(prefix);
+  }
+}
+
+/** A symlink's target, walked from its directory: it may not step through another symlink. */
+function checkTargetNotThroughLinks(entry: string, target: string, state: LinkState): void {
+  const stack = posix.dirname(entry) === "." ? [] : posix.dirname(entry).split("/");
+  const parts = target.split("/").filter((p) => p !== "" && p !== ".");
+  for (let i = 0; i < parts.length; i++) {
+    if (parts[i] === "..") stack.pop();
+    else {
+      stack.push(parts[i]!);
+      if (i < parts.length - 1 && state.symlinks.has(stack.join("/"))) {
+        throw new BundleError(`link ${JSON.stringify(entry)} points through the symlink ${JSON.stringify(stack.join("/"))}`);
+      }
+    }
+  }
+}
+
 /** Applies the bundle rules to each entry the shared strict reader yields. */
-function checkEntry(entry: TarEntry, summary: BundleSummary): void {
+function checkEntry(entry: TarEntry, summary: BundleSummary, state: LinkState): void {
   summary.entries += 1;
   if (summary.entries > MAX_BUNDLE_ENTRIES) throw new BundleError(`more than ${MAX_BUNDLE_ENTRIES} entries`);
   const path = checkEntryPath(entry.name);
+  checkNotThroughLinks(path, state);
   switch (entry.type) {
     case "file":
       summary.files += 1;
@@ -63,6 +99,9 @@ function checkEntry(entry: TarEntry, summary: BundleSummary): void {
       break;
     case "symlink":
       checkLinkTarget(path, entry.linkname, false);
+      checkTargetNotThroughLinks(path, entry.linkname, state);
+      if (state.dirs.has(path)) throw new BundleError(`symlink ${JSON.stringify(path)} replaces a directory earlier entries went through`);
+      state.symlinks.add(path);
       break;
     default:
       throw new BundleError(`entry ${JSON.stringify(path)} is a device node or FIFO; bundles hold files, directories and links`);
@@ -80,7 +119,8 @@ export async function checkBundleFile(path: string): Promise<BundleSummary> {
   });
   const gzipped = head[0] === 0x1f && head[1] === 0x8b;
   const summary: BundleSummary = { entries: 0, files: 0, bytes: 0 };
-  const reader = new TarReader((entry) => checkEntry(entry, summary));
+  const state: LinkState = { symlinks: new Set(), dirs: new Set() };
+  const reader = new TarReader((entry) => checkEntry(entry, summary, state));
   const checker = new Writable({
     write(chunk: Buffer, _enc, done) {
       try {

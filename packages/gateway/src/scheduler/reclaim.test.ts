@@ -3,6 +3,7 @@
  * (over the real worker socket) whose containers are one real HTTP runner on loopback.
  */
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
@@ -14,6 +15,8 @@ import WebSocket from "ws";
 import { RUNNER_PORT, WORKER_CONNECT_PATH, type ContainerRequest, type GatewayMessage, type WorkerMessage } from "@beta9/protocol";
 import type { PlacementCandidate } from "./placement.js";
 import { reclaimPlan, type IdleContainer } from "./reclaim.js";
+import { ContainerRegistry } from "./containers.js";
+import { Scheduler } from "./scheduler.js";
 import { startGateway, type RunningGateway } from "../server.js";
 import { makeTar, sha256 } from "../testing/tar.js";
 import { callApi, until } from "../testing/wait.js";
@@ -43,6 +46,33 @@ describe("reclaimPlan", () => {
   test("stops nothing when even every idle container would not make room", () => {
     assert.equal(reclaimPlan([worker("a", 2000, 2000)], [idle("x", "a", 250, 1)], demand), undefined);
     assert.equal(reclaimPlan([worker("a", 500, 0)], [], demand), undefined);
+  });
+});
+
+describe("the scheduler's use of it", () => {
+  test("only the waiting container's own workspace gives up idle containers", () => {
+    const scheduler = new Scheduler(new ContainerRegistry(), { backlogRetryMs: 10_000 });
+    try {
+      const sent: GatewayMessage[] = [];
+      scheduler.connect({
+        id: "w", hostname: "w", pool: "default", runtime: "runc", isolates: true, capacity: { cpuMillicores: 2000, memoryMiB: 8192, gpus: [] },
+        connected: true, cordoned: false, lastSeenAt: Date.now(), send: (m) => sent.push(m), close: () => undefined,
+      }, []);
+      const req = (workspaceId: string): ContainerRequest => ({
+        containerId: randomUUID(), workspaceId, stubId: randomUUID(), imageId: null, command: ["true"], env: {},
+        cpuMillicores: 1000, memoryMiB: 128, gpu: [], gpuCount: 0, ports: [], pool: null,
+      });
+      const mine = scheduler.submit(req("a"));
+      const theirs = scheduler.submit(req("b"));
+      const stopped: string[] = [];
+      scheduler.setReclaimer({ idle: () => [{ id: mine.id, lastUsedAt: 1 }, { id: theirs.id, lastUsedAt: 2 }], stop: (id) => stopped.push(id) });
+      scheduler.submit(req("b"));
+      assert.deepEqual(stopped, [theirs.id], "b's own idle container, not a's (idle longer)");
+      scheduler.submit(req("c"));
+      assert.deepEqual(stopped, [theirs.id], "c has no idle container: nothing of a's or b's stops for it");
+    } finally {
+      scheduler.close();
+    }
   });
 });
 

@@ -113,6 +113,7 @@ export class Scheduler {
         this.options.logger?.warn({ containerId: record.id, stubId: request.stubId, ...figures }, `${entry.label}: ${waitOf(shortfall, entry.since).message}`);
       }
       this.backlog.set(record.id, entry);
+      this.events.emit("waiting", record.id); // metrics time the wait until "placed"
       this.reclaimFor(record, entry.label);
       this.armTimer();
     }
@@ -125,8 +126,8 @@ export class Scheduler {
   }
 
   /**
-   * Stops the fewest idle keep-warm containers that make room for `record` on one worker, if any
-   * do: work that waits beats containers that only wait for work. Those already stopping count as
+   * Stops the fewest idle keep-warm containers of `record`'s workspace that make room for it on one
+   * worker, if any do: work that waits beats containers that only wait for work. Those already stopping count as
    * free, so each wait reclaims once.
    */
   private reclaimFor(record: ContainerRecord, label: string): void {
@@ -144,8 +145,9 @@ export class Scheduler {
     const candidates = this.candidates().map((c) => ({ ...c, reserved: without(c.reserved, stopping.filter((s) => s.workerId === c.workerId)) }));
     // Room that is already being freed suffices: nothing more to stop.
     if (place(candidates, record.request).workerId !== null) return;
+    // Only the same workspace's: one tenant's waiting work never cuts another tenant's warmth short.
     const idle = this.reclaimer.idle()
-      .filter((i) => !this.reclaiming.has(i.id))
+      .filter((i) => !this.reclaiming.has(i.id) && this.containers.get(i.id)?.request.workspaceId === record.request.workspaceId)
       .map((i) => asIdle(i.id, i.lastUsedAt))
       .filter((i): i is IdleContainer => i !== undefined);
     const plan = reclaimPlan(candidates, idle, record.request);

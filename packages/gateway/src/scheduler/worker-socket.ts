@@ -16,6 +16,7 @@ import {
 } from "@beta9/protocol";
 import type { ImageBuilds } from "../images/image-builds.js";
 import type { AuthenticatedToken, TokenRepo } from "../store/types.js";
+import type { LogStore } from "../logs/types.js";
 import type { ConnectedWorker, Scheduler } from "./scheduler.js";
 import { TunnelHub, type TunnelWorker } from "./tunnels.js";
 import { INVALID_MESSAGE_CLOSE_CODE, acceptHelloContainers, ownRequest, parseWorkerMessage, routePorts } from "./worker-trust.js";
@@ -59,6 +60,8 @@ export interface WorkerSocketOptions {
   tunnels?: TunnelHub;
   /** Stop grace for containers of a draining machine that reconnects with them still running. */
   drainGraceMs?: number;
+  /** Where container log lines are kept for good (beside the live registry's bounded history). */
+  logs?: LogStore;
 }
 
 interface Connection {
@@ -199,7 +202,10 @@ function serveWorker(ws: WebSocket, conn: Connection, options: WorkerSocketOptio
       }
       case "container.logs": {
         const record = scheduler.containers.get(message.containerId);
-        if (record?.workerId === worker.id) scheduler.containers.appendLogs(message.containerId, message.lines);
+        if (record?.workerId !== worker.id) break;
+        scheduler.containers.appendLogs(message.containerId, message.lines);
+        // Who wrote them comes from the record, never from the worker's message.
+        options.logs?.append({ workspaceId: record.workspaceId, containerId: record.id, stubId: record.stubId }, message.lines);
         break;
       }
       case "image.logs":

@@ -34,6 +34,21 @@ export function runTaskConformance(backendName: string, open: () => Promise<Stor
       assert.equal(await store.tasks.inflight(stubId), 2);
     });
 
+    it("input and result round-trip exactly (key order, escapes, NUL); times are ISO 8601 UTC with milliseconds", async () => {
+      const input = { z: 1, a: ["\u0000", "é", "\n"], big: 12345678901234, f: 0.30000000000000004, nested: { y: null, b: true } };
+      const t = await store.tasks.create(ws, stubId, input, policy);
+      const claimed = await store.tasks.claimNext(stubId, "c");
+      assert.equal(claimed?.inputJson, JSON.stringify(input), "the handler gets the input as sent");
+      assert.deepEqual(await store.tasks.input(t.id), input);
+      assert.equal(await store.tasks.finish(t.id, "COMPLETE", { result: input }), true);
+      const done = await store.tasks.get(ws, t.id);
+      assert.deepEqual(done?.result, input);
+      assert.equal(done?.createdAt, t.createdAt);
+      assert.equal(done?.expiresAt, t.expiresAt);
+      const iso = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+      for (const at of [done?.createdAt, done?.startedAt, done?.endedAt, done?.expiresAt]) assert.match(at ?? "", iso);
+    });
+
     it("concurrent creates, claims and finishes each get their own answer; one bad create fails alone", async () => {
       const made = await Promise.allSettled([
         store.tasks.create(ws, stubId, { n: 1 }, policy), store.tasks.create(ws, "no-such-stub", null, policy), store.tasks.create(ws, stubId, { n: 2 }, policy),
@@ -42,9 +57,11 @@ export function runTaskConformance(backendName: string, open: () => Promise<Stor
       assert.equal(((made[1] as PromiseRejectedResult).reason as { code?: string }).code, "RESOURCE_NOT_FOUND");
       const claimed = await Promise.all([store.tasks.claimNext(stubId, "a"), store.tasks.claimNext(stubId, "b"), store.tasks.claimNext(stubId, "c")]);
       assert.equal(new Set(claimed.filter(Boolean).map((t) => t!.id)).size, 2, "each task claimed once");
-      assert.equal(claimed[2], undefined);
+      // Which call comes away empty is not specified: a shared store claims on several connections at once.
+      assert.equal(claimed.filter((t) => t === undefined).length, 1);
       const ended = await Promise.all(claimed.filter(Boolean).flatMap((t) => [store.tasks.finish(t!.id, "COMPLETE", { result: 1 }), store.tasks.finish(t!.id, "ERROR", { error: "late" })]));
-      assert.deepEqual(ended, [true, false, true, false]);
+      // Of two racing finishes of one task exactly one wins; which one, a shared store does not promise.
+      assert.deepEqual([ended[0]! !== ended[1]!, ended[2]! !== ended[3]!, ended.filter(Boolean).length], [true, true, 2]);
       assert.equal(await store.tasks.inflight(stubId), 0);
     });
 

@@ -247,7 +247,7 @@ export interface SandboxConfig {
    * on the same bridge cannot drive it. Set by the manager at creation; never sent to clients.
    */
   secret?: string;
-  /** Named volumes of the workspace, mounted read-write (a directory per worker). */
+  /** Named volumes of the workspace, mounted read-write (see volumes/volume-store.ts). */
   volumes?: { name: string; mountPath: string }[];
   /** Egress narrower than the default (blockNetwork / allowList); absent: the default. */
   egress?: EgressPolicy;

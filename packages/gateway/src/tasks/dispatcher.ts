@@ -14,7 +14,7 @@
  */
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
-import { INPUT_INVALID_TASK_ERROR, TERMINAL_TASK_STATUSES, type Stub, type Task } from "@beta9/protocol";
+import { INPUT_INVALID_TASK_ERROR, TERMINAL_TASK_STATUSES, type Stub, type Task, type TaskStatus } from "@beta9/protocol";
 import type { ClaimedTask, Store } from "../store/types.js";
 import type { Autoscaler, Slot } from "../workloads/autoscaler.js";
 import { sendCallback } from "./callback.js";
@@ -54,6 +54,7 @@ export class TaskDispatcher {
   private readonly depth = new Map<string, number>();
   /** Why the stub's last attempt got no container: logged when it changes, not at every retry. */
   private readonly noContainer = new Map<string, string>();
+  private readonly outcomeListeners = new Set<(stubId: string, status: TaskStatus, startedAt: string | null) => void>();
   private readonly sweeper: NodeJS.Timeout;
   private readonly stopWatching: () => void;
   private closed = false;
@@ -97,6 +98,21 @@ export class TaskDispatcher {
       const stub = await this.o.store.stubs.getAny(stubId);
       if (stub) this.background(this.pump(stub), "pump");
     }
+  }
+
+  /** Calls `listener` with each attempt's outcome: a task that ended, or RETRY (metrics). */
+  onOutcome(listener: (stubId: string, status: TaskStatus, startedAt: string | null) => void): () => void {
+    this.outcomeListeners.add(listener);
+    return () => this.outcomeListeners.delete(listener);
+  }
+
+  /** Tasks waiting to start (queued, or due to retry), per stub id (metrics). */
+  queued(): Map<string, number> {
+    return new Map([...this.depth].map(([id, n]) => [id, n - (this.active.get(id) ?? 0)] as const).filter(([, n]) => n > 0));
+  }
+
+  private outcome(stubId: string, status: TaskStatus, startedAt: string | null): void {
+    for (const listener of this.outcomeListeners) listener(stubId, status, startedAt);
   }
 
   /** Tasks of the stub not ended yet (queued, running or waiting to retry). */
@@ -239,9 +255,12 @@ export class TaskDispatcher {
   }
 
   /** Ends a task in the store; counts it out of its queue when this call ended it. */
-  private async end(task: Pick<Task, "id" | "stubId">, status: "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED", fields: { result?: unknown; error?: string }): Promise<boolean> {
+  private async end(task: Pick<Task, "id" | "stubId" | "startedAt">, status: "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED", fields: { result?: unknown; error?: string }): Promise<boolean> {
     const ended = await this.o.store.tasks.finish(task.id, status, fields);
-    if (ended) this.count(task.stubId, -1);
+    if (ended) {
+      this.count(task.stubId, -1);
+      this.outcome(task.stubId, status, task.startedAt);
+    }
     return ended;
   }
 
@@ -284,6 +303,7 @@ export class TaskDispatcher {
     if (current.retries < current.maxRetries) {
       const delay = Math.min(30_000, (this.o.retryBaseMs ?? 500) * 2 ** current.retries);
       await this.o.store.tasks.retry(task.id, error, delay);
+      this.outcome(task.stubId, "RETRY", current.startedAt);
       setTimeout(() => this.background(this.pump(stub), "pump"), delay + 5).unref();
     } else {
       await this.end(task, "ERROR", { error });
@@ -307,6 +327,7 @@ export class TaskDispatcher {
   private async sweep(): Promise<void> {
     for (const t of await this.o.store.tasks.expireDue().catch(() => [])) {
       this.count(t.stubId, -1);
+      this.outcome(t.stubId, "EXPIRED", null);
       await this.emit(t.id);
     }
   }

@@ -13,6 +13,7 @@ import { Autoscaler } from "../workloads/autoscaler.js";
 import { TaskDispatcher } from "../tasks/dispatcher.js";
 import { SqliteStore } from "../store/sqlite/store.js";
 import { VERSION } from "../version.js";
+import type { LogStore } from "../logs/types.js";
 
 export interface TestGateway {
   app: FastifyInstance;
@@ -33,6 +34,8 @@ export async function createTestGateway(
     dir?: string;
     /** Per-workspace limits (unset: DEFAULT_QUOTAS; the environment is not read). */
     quotas?: Partial<WorkspaceQuotas>;
+    /** The durable log store the routes read (unset: the routes keep one in memory). */
+    logs?: LogStore;
   } = {},
 ): Promise<TestGateway> {
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), "beta9-gw-test-"));
@@ -47,7 +50,7 @@ export async function createTestGateway(
   await builds.init();
   const autoscaler = new Autoscaler({ scheduler, acquireTimeoutMs: 500 });
   const dispatcher = new TaskDispatcher({ store, autoscaler });
-  const app = await buildGatewayApp({ store, objects, scheduler, builds, autoscaler, dispatcher, quotas, version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() }, false, {
+  const app = await buildGatewayApp({ store, objects, scheduler, builds, autoscaler, dispatcher, quotas, ...(options.logs && { logs: options.logs }), version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() }, false, {
     ...(options.requestTimeoutMs !== undefined && { requestTimeoutMs: options.requestTimeoutMs }),
     ...(options.connectionsCheckingIntervalMs !== undefined && { connectionsCheckingIntervalMs: options.connectionsCheckingIntervalMs }),
   });

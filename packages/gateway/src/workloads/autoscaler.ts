@@ -82,6 +82,7 @@ export class Autoscaler {
   private readonly pools = new Map<string, StubPool>();
   private readonly reaper: NodeJS.Timeout;
   private readonly exitListeners = new Set<(containerId: string, reason: string) => void>();
+  private readonly readyListeners = new Set<(stub: Stub, containerId: string) => void>();
 
   constructor(private readonly o: AutoscalerOptions) {
     this.reaper = setInterval(() => this.scaleDownIdle(), o.reapIntervalMs ?? 1000);
@@ -129,6 +130,17 @@ export class Autoscaler {
   onContainerExit(listener: (containerId: string, reason: string) => void): () => void {
     this.exitListeners.add(listener);
     return () => this.exitListeners.delete(listener);
+  }
+
+  /** Calls `listener` when a pool's container first answers /health: its cold start is over (metrics). */
+  onContainerReady(listener: (stub: Stub, containerId: string) => void): () => void {
+    this.readyListeners.add(listener);
+    return () => this.readyListeners.delete(listener);
+  }
+
+  /** Requests waiting for a slot, per stub id (metrics). */
+  waiting(): Map<string, number> {
+    return new Map([...this.pools].filter(([, p]) => p.waiters.length > 0).map(([id, p]) => [id, p.waiters.length]));
   }
 
   /** Containers of a stub, for status and tests. */
@@ -390,6 +402,7 @@ export class Autoscaler {
         entry.served = true;
         pool.crashes = 0;
         entry.lastUsedAt = Date.now();
+        for (const listener of this.readyListeners) listener(pool.stub, entry.id);
         this.serveWaiters(pool);
         return;
       }

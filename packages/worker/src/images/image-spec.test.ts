@@ -58,7 +58,7 @@ describe("imageId", () => {
       [spec({ steps: [{ kind: "shell", command: "   " }] }), /must not be blank/],
       [spec({ env: { "1BAD": "x" } }), /env\/1BAD: names must match/],
       [spec({ base: { kind: "registry", ref: "Python:3.11" } }), /base\/ref: repository "library\/Python" must be lowercase/],
-      [{ base: { kind: "default" }, steps: [{ kind: "conda", packages: ["x"] }], env: {} }, /steps\/0\/kind: must be one of "shell", "apt", "pip", "npm"/],
+      [{ base: { kind: "default" }, steps: [{ kind: "conda", packages: ["x"] }], env: {} }, /steps\/0\/kind: must be one of "shell", "exec", "env", "copy", "apt", "pip", "npm"/],
       [{ base: { kind: "registry" }, steps: [], env: {} }, /base\/ref/],
     ];
     for (const [value, message] of bad) assert.throws(() => imageId(value), (err: unknown) => err instanceof ImageSpecError && message.test(err.message), String(message));

@@ -2,7 +2,7 @@
  * Images on the worker: pull from OCI registries, apply layers into a rootfs, pack it as squashfs,
  * and serve mounted images from an LRU cache; plus the default base image for `new Image()`.
  */
-export { RegistryClient, RegistryError, type PulledImage, type PulledLayer, type PushImage, type PushResult, type ResolvedImage } from "./registry.js";
+export { RegistryClient, RegistryError, type RegistryAuth, type RegistryCredentialValues, type PulledImage, type PulledLayer, type PushImage, type PushResult, type ResolvedImage } from "./registry.js";
 export { applyLayer, applyLayers, LayerRefusedError, type ApplyStats, type LayerSource } from "./layers.js";
 export { packRootfs, mountPacked, unmountPacked, packedPath, type PackResult } from "./pack.js";
 export { ImageCache, type ImageCacheOptions, type ImageLease } from "./cache.js";

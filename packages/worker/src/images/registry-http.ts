@@ -1,17 +1,31 @@
 /**
  * HTTP for the registry client: picks the scheme (plain http only for loopback registries),
- * answers Bearer challenges with an anonymous token, follows redirects (blob GETs are often sent
- * to object storage) without leaking the token to another host, and maps failures to errors that
- * name the image.
+ * answers Basic and Bearer challenges (anonymously, or with the credentials given for that one
+ * registry: Basic to the registry itself, or to the token service it names), follows redirects
+ * (blob GETs are often sent to object storage) without leaking credentials or tokens to another
+ * host, and maps failures to errors that name the image. Credential values never appear in errors.
  */
 import { lookup } from "node:dns";
 import { isIP, type LookupFunction } from "node:net";
 import type { Readable } from "node:stream";
 import { Agent, request, type Dispatcher } from "undici";
-import { isPrivateAddress } from "@beta9/protocol";
+import { formatErrorMessage, isPrivateAddress } from "@beta9/protocol";
 
 export type ResponseData = Dispatcher.ResponseData;
-export type RegistryErrorCode = "NOT_FOUND" | "UNAUTHORIZED" | "DENIED" | "HTTP" | "INSECURE" | "NETWORK" | "PRIVATE_ADDRESS";
+export type RegistryErrorCode = "NOT_FOUND" | "UNAUTHORIZED" | "AUTH_REQUIRED" | "AUTH_FAILED" | "DENIED" | "HTTP" | "INSECURE" | "NETWORK" | "PRIVATE_ADDRESS";
+
+/**
+ * Credentials for one registry host: "user:password" pairs go to Basic challenges and to the
+ * token service of Bearer challenges; a bare token is sent as the Bearer token itself.
+ * `label` names where they came from (e.g. "secrets REG_USER/REG_PASS") for error messages.
+ */
+export type RegistryCredentialValues = ({ username: string; password: string } | { token: string }) & { label: string };
+
+export interface RegistryAuth {
+  /** host[:port] the credentials are for; no other host (redirect targets included) gets them. */
+  registry: string;
+  credentials: RegistryCredentialValues;
+}
 
 export const ALLOW_PRIVATE_REGISTRIES_ENV = "BETA9_ALLOW_PRIVATE_REGISTRIES";
 
@@ -103,9 +117,11 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 export class RegistryTransport {
   private readonly agent: Agent;
   private readonly tokens = new Map<string, string>();
+  /** Registries that answered a Basic challenge: later requests send the credentials at once. */
+  private readonly basic = new Set<string>();
 
   /** `allowPrivate`: the operator lets pulls reach loopback, link-local and private addresses. */
-  constructor(private readonly allowPrivate = process.env[ALLOW_PRIVATE_REGISTRIES_ENV] === "1") {
+  constructor(private readonly allowPrivate = process.env[ALLOW_PRIVATE_REGISTRIES_ENV] === "1", private readonly auth?: RegistryAuth) {
     this.agent = new Agent({ connections: 16, headersTimeout: 60_000, bodyTimeout: 120_000, connect: { lookup: checkedLookup(allowPrivate) } });
   }
 
@@ -123,8 +139,7 @@ export class RegistryTransport {
       checkScheme(url);
       this.checkLiteral(url);
       const sameHost = url.host === registry;
-      const token = sameHost ? this.tokens.get(tokenKey) : undefined;
-      const res = await this.raw(url, options, token);
+      const res = await this.raw(url, options, sameHost ? this.authorization(registry, tokenKey) : undefined);
       const location = header(res, "location");
       if (REDIRECTS.has(res.statusCode) && location && (options.method === "GET" || options.method === "HEAD")) {
         await res.body.dump();
@@ -134,9 +149,14 @@ export class RegistryTransport {
       if (res.statusCode === 401 && sameHost && !authorized) {
         const challenge = header(res, "www-authenticate") ?? "";
         await res.body.dump();
-        this.tokens.set(tokenKey, await this.fetchToken(challenge, options));
+        await this.answerChallenge(registry, tokenKey, challenge, options);
         authorized = true;
         continue;
+      }
+      if (res.statusCode === 401 && sameHost) {
+        // Authorized as well as we could, and still refused.
+        await res.body.dump();
+        throw this.authError(registry, options);
       }
       if (options.expect.includes(res.statusCode)) return res;
       throw await this.toError(res, options);
@@ -144,9 +164,47 @@ export class RegistryTransport {
     throw new RegistryError("HTTP", `${options.what}: too many redirects`);
   }
 
-  private async raw(url: URL, options: SendOptions, token: string | undefined): Promise<ResponseData> {
+  /** Credentials for `registry`, if any were given for exactly that host. */
+  private credentialsFor(registry: string): RegistryCredentialValues | undefined {
+    return this.auth?.registry === registry ? this.auth.credentials : undefined;
+  }
+
+  private authorization(registry: string, tokenKey: string): string | undefined {
+    const token = this.tokens.get(tokenKey);
+    if (token) return `Bearer ${token}`;
+    const creds = this.credentialsFor(registry);
+    if (creds && "username" in creds && this.basic.has(registry)) return basicHeader(creds);
+    return undefined;
+  }
+
+  /** Refused after authorizing: the credentials are wrong (or lack access), or none were given. */
+  private authError(registry: string, options: SendOptions): RegistryError {
+    const creds = this.credentialsFor(registry);
+    if (creds) return new RegistryError("AUTH_FAILED", `${formatErrorMessage("REGISTRY_AUTH_FAILED", { registry, secrets: creds.label })} (pulling ${options.what})`, 401);
+    return new RegistryError("AUTH_REQUIRED", formatErrorMessage("REGISTRY_AUTH_REQUIRED", { registry, image: options.what }), 401);
+  }
+
+  private async answerChallenge(registry: string, tokenKey: string, challenge: string, options: SendOptions): Promise<void> {
+    const { scheme, params } = parseChallenge(challenge);
+    const creds = this.credentialsFor(registry);
+    if (scheme === "basic") {
+      if (!creds) throw this.authError(registry, options);
+      if (!("username" in creds)) {
+        throw new RegistryError("AUTH_FAILED", `${registry} asks for a user name and password (Basic), but ${creds.label} holds a token: store "user:password" in the secret, or use username and password secrets`, 401);
+      }
+      this.basic.add(registry);
+      return;
+    }
+    if (scheme === "bearer" && params.realm && creds && "token" in creds) {
+      this.tokens.set(tokenKey, creds.token);
+      return;
+    }
+    this.tokens.set(tokenKey, await this.fetchToken(registry, challenge, options));
+  }
+
+  private async raw(url: URL, options: SendOptions, authorization: string | undefined): Promise<ResponseData> {
     const headers: Record<string, string> = { "user-agent": "beta9-ts", ...options.headers };
-    if (token) headers.authorization = `Bearer ${token}`;
+    if (authorization) headers.authorization = authorization;
     try {
       return await request(url, { method: options.method, headers, body: options.body?.() ?? null, dispatcher: this.agent });
     } catch (err) {
@@ -156,25 +214,35 @@ export class RegistryTransport {
     }
   }
 
-  /** Anonymous token from the realm the registry named (Docker Hub, GHCR, ... all do this). */
-  private async fetchToken(challenge: string, options: SendOptions): Promise<string> {
+  /**
+   * A token from the realm the registry named (Docker Hub, GHCR, ECR, ... all do this): anonymous,
+   * or with the registry's credentials as Basic auth (the realm is the registry's own choice).
+   */
+  private async fetchToken(registry: string, challenge: string, options: SendOptions): Promise<string> {
     const { scheme, params } = parseChallenge(challenge);
+    const creds = this.credentialsFor(registry);
     if (scheme !== "bearer" || !params.realm) {
-      throw new RegistryError("UNAUTHORIZED", `${options.what}: the registry requires credentials (${scheme || "no challenge"}), which are not supported for this registry yet`, 401);
+      throw new RegistryError("UNAUTHORIZED", `${options.what}: the registry asks for ${scheme || "no known"} authentication, which is not supported (Basic and Bearer are)`, 401);
     }
     const realm = new URL(params.realm);
     checkScheme(realm);
     this.checkLiteral(realm);
     if (params.service) realm.searchParams.set("service", params.service);
     realm.searchParams.set("scope", params.scope ?? options.scope);
-    const res = await request(realm, { method: "GET", dispatcher: this.agent, headers: { "user-agent": "beta9-ts" } }).catch((err: Error) => {
+    const headers: Record<string, string> = { "user-agent": "beta9-ts" };
+    if (creds && "username" in creds) {
+      realm.searchParams.set("account", creds.username);
+      headers.authorization = basicHeader(creds);
+    }
+    const res = await request(realm, { method: "GET", dispatcher: this.agent, headers }).catch((err: Error) => {
       const refused = findCause(err, (e): e is RegistryError => e instanceof RegistryError);
       if (refused) throw new RegistryError(refused.code, `${options.what}: the token service: ${refused.message}`);
       throw new RegistryError("NETWORK", `${options.what}: cannot reach the token service ${realm.host}: ${err.message}`);
     });
     if (res.statusCode !== 200) {
       await res.body.dump();
-      throw new RegistryError("UNAUTHORIZED", `${options.what}: the token service ${realm.host} answered ${res.statusCode} for anonymous access`, res.statusCode);
+      if (res.statusCode === 401 || res.statusCode === 403) throw this.authError(registry, options);
+      throw new RegistryError("UNAUTHORIZED", `${options.what}: the token service ${realm.host} answered ${res.statusCode}${creds ? "" : " for anonymous access"}`, res.statusCode);
     }
     const body = (await res.body.json()) as { token?: string; access_token?: string };
     const token = body.token ?? body.access_token;
@@ -201,6 +269,10 @@ export class RegistryTransport {
   async close(): Promise<void> {
     await this.agent.close();
   }
+}
+
+function basicHeader(creds: { username: string; password: string }): string {
+  return `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString("base64")}`;
 }
 
 function findCause<T>(err: unknown, match: (e: unknown) => e is T): T | undefined {

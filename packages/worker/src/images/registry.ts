@@ -8,10 +8,10 @@ import { join } from "node:path";
 import { formatImageRef, parseImageRef, type ImageRef } from "@beta9/protocol";
 import { DigestMismatchError, sha256Digest, writeVerified } from "./digest.js";
 import { MANIFEST_ACCEPT, ManifestError, hostPlatform, parseManifestDocument, selectPlatform, type Descriptor, type ImageConfig, type ImageManifest, type Platform } from "./oci.js";
-import { RegistryError, RegistryTransport, responseHeader, type ResponseData } from "./registry-http.js";
+import { RegistryError, RegistryTransport, responseHeader, type RegistryAuth, type ResponseData } from "./registry-http.js";
 import { mapLimit, pushImage, type PushImage, type PushResult } from "./registry-push.js";
 
-export { RegistryError } from "./registry-http.js";
+export { RegistryError, type RegistryAuth, type RegistryCredentialValues } from "./registry-http.js";
 export type { PushImage, PushResult } from "./registry-push.js";
 
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -63,6 +63,8 @@ export interface RegistryClientOptions {
    * registry). Default: BETA9_ALLOW_PRIVATE_REGISTRIES=1 in the environment, else refused.
    */
   allowPrivate?: boolean;
+  /** Credentials for one registry host (a private base image); other hosts never see them. */
+  auth?: RegistryAuth;
 }
 
 export function toRef(ref: string | ImageRef): ImageRef {
@@ -90,7 +92,7 @@ export class RegistryClient {
   private readonly concurrency: number;
 
   constructor(options: RegistryClientOptions = {}) {
-    this.transport = new RegistryTransport(options.allowPrivate);
+    this.transport = new RegistryTransport(options.allowPrivate, options.auth);
     this.platform = options.platform ?? hostPlatform();
     this.concurrency = options.concurrency ?? 3;
   }

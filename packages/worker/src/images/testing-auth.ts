@@ -1,7 +1,9 @@
 /**
  * A token service for tests, so the registry client's Bearer flow runs against the real
  * `docker-registry` token auth: RS256 JWTs signed by a throwaway key whose self-signed certificate
- * the registry trusts (`rootcertbundle`), with the `kid` in libtrust's format.
+ * the registry trusts (`rootcertbundle`), with the `kid` in libtrust's format. With `users`, it
+ * is a private registry's: a token needs Basic credentials of one of them (else 401), as Docker
+ * Hub, GHCR and ECR do for private repositories.
  */
 import { createHash, createPrivateKey, createPublicKey, randomBytes, sign } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -41,10 +43,12 @@ export interface TokenServer {
   issuer: string;
   certPath: string;
   requests(): number;
+  /** Requests that came with an Authorization header. */
+  authorizedRequests(): number;
   close(): Promise<void>;
 }
 
-export async function startTokenServer(dir: string): Promise<TokenServer> {
+export async function startTokenServer(dir: string, users?: Readonly<Record<string, string>>): Promise<TokenServer> {
   const keyPath = join(dir, "token.key");
   const certPath = join(dir, "token.crt");
   await run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=beta9-test-token", "-days", "2", "-keyout", keyPath, "-out", certPath]);
@@ -53,8 +57,20 @@ export async function startTokenServer(dir: string): Promise<TokenServer> {
   const service = "beta9-test-registry";
   const issuer = "beta9-test-issuer";
   let count = 0;
+  let authorized = 0;
   const server = createServer((req, res) => {
     count++;
+    if (req.headers.authorization) authorized++;
+    if (users) {
+      const [scheme, encoded] = (req.headers.authorization ?? "").split(" ");
+      const text = scheme === "Basic" && encoded ? Buffer.from(encoded, "base64").toString() : "";
+      const colon = text.indexOf(":");
+      if (colon < 0 || users[text.slice(0, colon)] !== text.slice(colon + 1)) {
+        res.writeHead(401, { "www-authenticate": 'Basic realm="beta9-test-token"', "content-type": "application/json" });
+        res.end(JSON.stringify({ details: "bad credentials" }));
+        return;
+      }
+    }
     const url = new URL(req.url ?? "/", "http://localhost");
     const access = url.searchParams.getAll("scope").map((scope) => {
       const [type, name, actions] = scope.split(":");
@@ -75,6 +91,7 @@ export async function startTokenServer(dir: string): Promise<TokenServer> {
     issuer,
     certPath,
     requests: () => count,
+    authorizedRequests: () => authorized,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }

@@ -9,6 +9,7 @@ import { createServer as createNetServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request } from "undici";
+import { run } from "./exec.js";
 import { unmountAllUnder } from "./mounts.js";
 import { startTokenServer } from "./testing-auth.js";
 
@@ -81,6 +82,8 @@ export interface TestRegistry {
   storageDir: string;
   /** Token requests answered (only with auth). */
   tokenRequests: () => number;
+  /** Token requests that carried credentials. */
+  authorizedTokenRequests: () => number;
   stop(): Promise<void>;
 }
 
@@ -96,18 +99,43 @@ async function waitReady(url: string, child: ChildProcess, log: () => string): P
   throw new Error(`docker-registry did not start: ${log()}`);
 }
 
-/** Starts `docker-registry serve` on 127.0.0.1 with its own storage; `auth` puts it behind token auth. */
-export async function startRegistry(options: { auth?: boolean } = {}): Promise<TestRegistry> {
+export interface RegistryOptions {
+  /** Behind token auth (Bearer): anonymous tokens, or with `users` tokens for their Basic credentials only. */
+  auth?: boolean;
+  /** With `auth`: the token service's users (name → password). */
+  users?: Record<string, string>;
+  /** Behind Basic auth (an htpasswd file, bcrypt, written by apache2-utils' htpasswd) for these users. */
+  htpasswd?: Record<string, string>;
+}
+
+/** Starts `docker-registry serve` on 127.0.0.1 with its own storage, optionally behind token or Basic auth. */
+export async function startRegistry(options: RegistryOptions = {}): Promise<TestRegistry> {
   const dir = await tempDir("registry");
   // The token server first: its listen(0) must not be handed the port picked for the registry.
-  const token = options.auth ? await startTokenServer(dir.path) : undefined;
+  const token = options.auth ? await startTokenServer(dir.path, options.users).catch(async (err: unknown) => {
+    await dir.cleanup();
+    throw err;
+  }) : undefined;
+  let basic = "";
+  if (options.htpasswd) {
+    const file = join(dir.path, "htpasswd");
+    const lines: string[] = [];
+    try {
+      for (const [user, password] of Object.entries(options.htpasswd)) lines.push((await run(["htpasswd", "-Bbn", user, password])).trim());
+    } catch (err) {
+      await dir.cleanup();
+      throw err;
+    }
+    await writeFile(file, `${lines.join("\n")}\n`);
+    basic = `auth:\n  htpasswd:\n    realm: beta9-test-basic\n    path: ${file}`;
+  }
   const port = await freePort();
   const config = [
     "version: 0.1",
     "log:\n  level: error\n  accesslog:\n    disabled: true",
     `storage:\n  filesystem:\n    rootdirectory: ${join(dir.path, "data")}\n  delete:\n    enabled: true`,
     `http:\n  addr: 127.0.0.1:${port}`,
-    token ? `auth:\n  token:\n    realm: ${token.realm}\n    service: ${token.service}\n    issuer: ${token.issuer}\n    rootcertbundle: ${token.certPath}` : "",
+    token ? `auth:\n  token:\n    realm: ${token.realm}\n    service: ${token.service}\n    issuer: ${token.issuer}\n    rootcertbundle: ${token.certPath}` : basic,
   ].join("\n");
   await writeFile(join(dir.path, "config.yml"), config + "\n");
   const child = spawn("docker-registry", ["serve", join(dir.path, "config.yml")], { stdio: ["ignore", "ignore", "pipe"] });
@@ -128,6 +156,9 @@ export async function startRegistry(options: { auth?: boolean } = {}): Promise<T
     await stop();
     throw err;
   }
-  return { host: `127.0.0.1:${port}`, storageDir: join(dir.path, "data"), tokenRequests: () => token?.requests() ?? 0, stop };
+  return {
+    host: `127.0.0.1:${port}`, storageDir: join(dir.path, "data"), tokenRequests: () => token?.requests() ?? 0,
+    authorizedTokenRequests: () => token?.authorizedRequests() ?? 0, stop,
+  };
 }
 

@@ -27,7 +27,19 @@ export interface ContainerSpec {
   env: Record<string, string>;
   /** Working directory inside the container (default "/"; for `process`, a fresh temp dir). */
   workdir?: string;
+  /**
+   * Run as this user instead of root (image builds: a Dockerfile's USER). Such a process has no
+   * capabilities, like a non-root user in Docker. The `process` runtime ignores it.
+   */
+  user?: { uid: number; gid: number };
   cpuMillicores: number;
+  /**
+   * A CPU quota for start-up only (runc): until the container prints its first `runner ready:`
+   * line (both runners do, once the user's module is loaded) or STARTUP_BURST_MAX_MS pass, its
+   * quota is this instead of cpuMillicores, so a small container starts as fast as a big one;
+   * from then on it gets exactly its share. The process runtime sets no quota at all.
+   */
+  startupBurstMillicores?: number;
   memoryMiB: number;
   /** Max number of processes/threads (default 1024). */
   pidsLimit?: number;

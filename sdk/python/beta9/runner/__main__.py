@@ -12,6 +12,7 @@ import sys
 import threading
 import traceback
 
+from . import task_log
 from .invoker import Invoker
 from .loader import LoadError, load
 from .server import RunnerServer, State, make_handler
@@ -34,6 +35,7 @@ def _int_env(name: str, default: int, lo: int, hi: int) -> int:
 def main() -> None:
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
+    task_log.install()
     port = _int_env("PORT", 8000, 1, 65535)
     concurrency = _int_env("BETA9_CONCURRENCY", 1, 1, 10_000)
     grace = _int_env("BETA9_GRACE_MS", 25_000, 0, 3_600_000) / 1000

@@ -14,6 +14,10 @@ from typing import Any
 
 from ..abstractions import Workload
 from .loader import InputError, bind, output_of
+from .task_log import running
+from .stream import Stream, stream_of
+
+_DECORATOR = {"endpoint": "@endpoint", "taskqueue": "@task_queue", "function": "@function", "schedule": "@schedule"}
 
 
 class Context:
@@ -127,24 +131,36 @@ class Invoker:
         with self._lock:
             return self._idle.wait_for(lambda: self.active == 0, timeout)
 
-    def run(self, inv: Invocation, payload: Any) -> tuple[int, bytes]:
-        """Binds the input and calls the handler; never raises. Returns (status, JSON body)."""
+    def run(self, inv: Invocation, payload: Any, stream: bool = False) -> tuple[int, bytes] | Stream:
+        """Binds the input and calls the handler; never raises. Returns (status, JSON body), or with
+        ``stream`` (an endpoint's /invoke) the Stream a generator handler returned; elsewhere a
+        generator is STREAM_NOT_SUPPORTED, since a task stores its result as JSON."""
         workload = self.workload
         try:
             args, kwargs = bind(workload, payload, inv.context)
         except InputError as err:
             return error_reply(422, "INPUT_INVALID", str(err))
         try:
-            if inspect.iscoroutinefunction(workload.func):
-                result = self._await(inv, workload.func(*args, **kwargs))
-            else:
-                result = workload.func(*args, **kwargs)
-                if inspect.isawaitable(result):
-                    result = self._await(inv, result)
+            with running(inv.context.task_id):  # what the handler prints is tagged with its task (task_log.py)
+                if inspect.iscoroutinefunction(workload.func):
+                    result = self._await(inv, workload.func(*args, **kwargs))
+                else:
+                    result = workload.func(*args, **kwargs)
+                    if inspect.isawaitable(result):
+                        result = self._await(inv, result)
         except BaseException as err:  # the handler's failure is the task's, never the runner's
             if isinstance(err, KeyboardInterrupt):
                 raise
             return self._handler_error(inv, err)
+        streamed = stream_of(result, self._event_loop)
+        if streamed is not None:
+            if stream and workload.kind == "endpoint":
+                return streamed
+            streamed.close()
+            where = f'{_DECORATOR.get(workload.kind, workload.kind)} "{workload.name}"'
+            why = "this call cannot stream" if workload.kind == "endpoint" else "its tasks store the result as JSON"
+            return error_reply(500, "STREAM_NOT_SUPPORTED", f"{where} returned a generator: only endpoints stream ({why}); "
+                               "return a JSON value instead, e.g. the items collected in a list")
         try:
             return 200, json.dumps({"result": output_of(workload, result)}, separators=(",", ":"), allow_nan=False).encode()
         except (TypeError, ValueError) as err:
@@ -167,6 +183,7 @@ class Invoker:
             message = f"{type(err).__name__}: {err}"
         stack = "".join(traceback.format_exception(err))
         # The container's log gets the whole traceback, so `beta9 container logs` shows where it failed.
-        sys.stderr.write(f"task {inv.context.task_id} failed: {stack}")
-        sys.stderr.flush()
+        with running(inv.context.task_id):
+            sys.stderr.write(f"task {inv.context.task_id} failed: {stack}")
+            sys.stderr.flush()
         return error_reply(500, "HANDLER_ERROR", message, stack=stack)

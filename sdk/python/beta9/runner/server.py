@@ -1,7 +1,8 @@
 """The runner's HTTP surface, the same protocol the Node runner speaks (runner-protocol.ts):
 
   GET  /health        503 {"status": phase} while loading or running on_start, then 200
-  POST /invoke        {"input": …} → 200 {"result": …} | 422 INPUT_INVALID | 500 HANDLER_ERROR | 503 BUSY
+  POST /invoke        {"input": …} → 200 {"result": …} | 422 INPUT_INVALID | 500 HANDLER_ERROR | 503 BUSY,
+                      or an endpoint's generator streamed (stream.py)
   POST /invoke-batch  {"tasks": [{"id", "input"}, …]} → 200 NDJSON, one {"id", "status", "body"} per task as it ends
   POST /cancel/<id>   → 204, or 404 when no invocation of that task runs here
 
@@ -22,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 from .invoker import Invocation, Invoker, error_reply
+from .stream import Stream, send_stream
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 TASK_ID_HEADER = "x-beta9-task-id"
@@ -160,10 +162,14 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             done = threading.Event()
             _watch_disconnect(self.connection, inv.cancel, done)
             try:
-                status, reply = invoker.run(inv, body.get("input"))
+                outcome = invoker.run(inv, body.get("input"), stream=True)
+                if isinstance(outcome, Stream):
+                    # The slot stays taken, and a dropped connection still cancels, until the stream ends.
+                    return send_stream(self, outcome, self.headers.get("accept"), task_id)
             finally:
                 done.set()
                 inv.end()
+            status, reply = outcome
             try:
                 self._send(status, reply)
             except OSError:

@@ -4,12 +4,12 @@ import type { Image, ImageStatus } from "@beta9/protocol";
 import type { ImageRepo, Page } from "../types.js";
 import { now } from "./rows.js";
 
-interface ImageRow {
+export interface ImageRow {
   id: string; spec: string; status: string; size: number | null; sha256: string | null; error: string | null;
   created_at: string; updated_at: string;
 }
 
-const toImage = (r: ImageRow): Image => ({
+export const toImage = (r: ImageRow): Image => ({
   id: r.id, status: r.status as ImageStatus, spec: JSON.parse(r.spec), size: r.size, sha256: r.sha256, error: r.error,
   createdAt: r.created_at, updatedAt: r.updated_at,
 });

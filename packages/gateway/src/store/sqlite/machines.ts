@@ -5,13 +5,13 @@ import type { MachineRegistration, MachineRepo, Page, StoredMachine } from "../t
 import type { SqliteTokenRepo } from "./identity.js";
 import { newId, now } from "./rows.js";
 
-interface MachineRow {
+export interface MachineRow {
   id: string; workspace_id: string; pool: string; state: string; hostname: string | null; cpu_millicores: number;
   memory_mib: number; gpus: string; last_keepalive_at: string | null; created_at: string; token_id: string | null;
   os: string | null; arch: string | null; agent_version: string | null; metrics: string | null; cordoned: number; draining: number;
 }
 
-const toStoredMachine = (r: MachineRow): StoredMachine => ({
+export const toStoredMachine = (r: MachineRow): StoredMachine => ({
   id: r.id, workspaceId: r.workspace_id, pool: r.pool, state: r.state as MachineState, hostname: r.hostname,
   cpuMillicores: r.cpu_millicores, memoryMiB: r.memory_mib, gpus: JSON.parse(r.gpus) as StoredMachine["gpus"],
   lastKeepaliveAt: r.last_keepalive_at, createdAt: r.created_at, os: r.os, arch: r.arch, agentVersion: r.agent_version,

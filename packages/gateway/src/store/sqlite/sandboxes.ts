@@ -6,12 +6,12 @@ import type Database from "better-sqlite3";
 import type { Page, SandboxConfig, SandboxEndReason, SandboxRecord, SandboxRepo, SandboxState } from "../types.js";
 import { now } from "./rows.js";
 
-interface SandboxRow {
+export interface SandboxRow {
   id: string; workspace_id: string; container_id: string; state: string; reason: string | null; config: string;
   expires_at: string | null; created_at: string; ended_at: string | null;
 }
 
-const toRecord = (r: SandboxRow): SandboxRecord => ({
+export const toRecord = (r: SandboxRow): SandboxRecord => ({
   id: r.id, workspaceId: r.workspace_id, containerId: r.container_id, state: r.state as SandboxState,
   reason: r.reason as SandboxEndReason | null, config: JSON.parse(r.config) as SandboxConfig, expiresAt: r.expires_at,
   createdAt: r.created_at, endedAt: r.ended_at,

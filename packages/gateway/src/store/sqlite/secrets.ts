@@ -4,9 +4,9 @@ import { Beta9Error, type Secret } from "@beta9/protocol";
 import type { Page, SealedSecret, SecretRepo } from "../types.js";
 import { isUniqueViolation, now } from "./rows.js";
 
-interface SecretRow { name: string; created_at: string; updated_at: string }
+export interface SecretRow { name: string; created_at: string; updated_at: string }
 
-const toSecret = (r: SecretRow): Secret => ({ name: r.name, createdAt: r.created_at, updatedAt: r.updated_at });
+export const toSecret = (r: SecretRow): Secret => ({ name: r.name, createdAt: r.created_at, updatedAt: r.updated_at });
 
 export class SqliteSecretRepo implements SecretRepo {
   private readonly insert;

@@ -10,9 +10,15 @@ import { defaultSeccompProfile } from "./seccomp.js";
 
 export const DEFAULT_PIDS_LIMIT = 1024;
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-const CPU_PERIOD_US = 100_000;
+export const CPU_PERIOD_US = 100_000;
 /** The kernel refuses a CFS quota below 1 ms. */
 const MIN_CPU_QUOTA_US = 1_000;
+
+/** The CFS quota (µs per CPU_PERIOD_US) of a share in millicores. */
+export const cpuQuotaUs = (millicores: number): number => Math.max(MIN_CPU_QUOTA_US, Math.round(millicores * 100));
+
+/** The quota a container starts with: its start-up burst when it has one above its share. */
+export const startingMillicores = (spec: ContainerSpec): number => Math.max(spec.cpuMillicores, spec.startupBurstMillicores ?? 0);
 
 /**
  * What root in the container keeps: enough to run ordinary software as root (chown files it owns
@@ -89,13 +95,16 @@ function buildProcess(spec: ContainerSpec, extraEnv: Record<string, string>): ob
   env.HOME ??= "/root";
   env.HOSTNAME ??= spec.id;
   const caps = [...CONTAINER_CAPABILITIES];
+  const user = spec.user ?? { uid: 0, gid: 0 };
+  // A non-root user keeps the bounding set but holds no capabilities, as under Docker.
+  const held = user.uid === 0 ? caps : [];
   return {
     terminal: false,
-    user: { uid: 0, gid: 0 },
+    user,
     args: spec.command,
     env: Object.entries(env).map(([key, value]) => `${key}=${value}`),
     cwd: spec.workdir ?? "/",
-    capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
+    capabilities: { bounding: caps, effective: held, permitted: held, inheritable: [], ambient: [] },
     // No rlimits: the container inherits runc's (the worker's). Raising them needs privileges the
     // worker may not have (setting 65536 failed with EPERM under a 1024 hard limit).
     noNewPrivileges: true,
@@ -111,7 +120,7 @@ function buildResources(spec: ContainerSpec, limitSwap: boolean): object {
     devices: [{ allow: false, access: "rwm" }, ...(spec.devices ?? []).map(allowDevice)],
   };
   if (spec.cpuMillicores > 0) {
-    resources.cpu = { period: CPU_PERIOD_US, quota: Math.max(MIN_CPU_QUOTA_US, Math.round(spec.cpuMillicores * 100)) };
+    resources.cpu = { period: CPU_PERIOD_US, quota: cpuQuotaUs(startingMillicores(spec)) };
   }
   return resources;
 }

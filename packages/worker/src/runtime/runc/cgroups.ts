@@ -3,7 +3,7 @@
  * controller, name=systemd, and the v2 unified mount on a hybrid host). runc removes a container's
  * own directory on `delete` but never the parents it created, so we rmdir those ourselves.
  */
-import { existsSync, readFileSync, readdirSync, rmdirSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 
@@ -151,4 +151,20 @@ export function removeEmptyCgroupAncestors(hierarchies: CgroupHierarchy[], cgrou
     }
   }
   return removed;
+}
+
+/**
+ * Sets the container's CFS quota now (a running container's `runc update --cpu-quota`, without
+ * the extra process): v1 `cpu.cfs_quota_us`, v2 `cpu.max`. False when its cgroup is gone.
+ */
+export function writeCpuQuota(hierarchies: CgroupHierarchy[], cgroupPath: string, quotaUs: number, periodUs: number): boolean {
+  const dir = controllerDir(hierarchies, "cpu", cgroupPath);
+  if (!dir) return false;
+  try {
+    if (existsSync(join(dir, "cpu.cfs_quota_us"))) writeFileSync(join(dir, "cpu.cfs_quota_us"), String(quotaUs));
+    else writeFileSync(join(dir, "cpu.max"), `${quotaUs} ${periodUs}`);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -7,8 +7,8 @@ import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { run, tryRun } from "../exec.js";
 import type { ContainerExit, ContainerHandle, ContainerSpec, HostPort, LogSink } from "../types.js";
-import { buildConfig, validateSpecForBundle } from "./bundle.js";
-import { readOomKills, removeCgroupTree, type CgroupHierarchy } from "./cgroups.js";
+import { buildConfig, cpuQuotaUs, CPU_PERIOD_US, startingMillicores, validateSpecForBundle } from "./bundle.js";
+import { readOomKills, removeCgroupTree, writeCpuQuota, type CgroupHierarchy } from "./cgroups.js";
 import { launchRunc, runcFailureMessage, type RuncStatus } from "./launch.js";
 import type { RuntimeNames } from "./names.js";
 import { NETNS_DIR, type BridgeNetwork, type ContainerNetwork } from "./network.js";
@@ -25,6 +25,8 @@ export interface RuncContext {
 }
 
 const DEFAULT_GRACE_MS = 10_000;
+/** The longest a start-up burst lasts when the container never says it is ready. */
+export const STARTUP_BURST_MAX_MS = 10_000;
 
 export class RuncContainer implements ContainerHandle {
   pid: number | undefined;
@@ -42,6 +44,8 @@ export class RuncContainer implements ContainerHandle {
   private stopGraceMs: number | undefined;
   private killTimer: NodeJS.Timeout | undefined;
   private readonly earlyStderr: string[] = [];
+  /** Set while the container runs on its start-up burst (see ContainerSpec.startupBurstMillicores). */
+  private burstTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly ctx: RuncContext,
@@ -131,7 +135,10 @@ export class RuncContainer implements ContainerHandle {
       runcRoot: this.ctx.names.runcRoot,
       bundleDir: this.dir,
       id: this.id,
-      onStdout: (line) => this.onLog("stdout", line),
+      onStdout: (line) => {
+        if (this.burstTimer && line.startsWith("runner ready:")) this.endBurst();
+        this.onLog("stdout", line);
+      },
       // Until the container runs, stderr carries runc's own errors: hold them back for the message.
       onStderr: (line) => (this.started ? this.onLog("stderr", line) : this.earlyStderr.push(line)),
     });
@@ -142,13 +149,26 @@ export class RuncContainer implements ContainerHandle {
     }
     this.pid = pid;
     this.started = true;
+    if (this.spec.cpuMillicores > 0 && startingMillicores(this.spec) > this.spec.cpuMillicores) {
+      this.burstTimer = setTimeout(() => this.endBurst(), STARTUP_BURST_MAX_MS);
+      this.burstTimer.unref();
+    }
     for (const line of this.earlyStderr.splice(0)) this.onLog("stderr", line);
     void launched.finished.then((status) => this.onRuncExit(status));
     if (this.stopGraceMs !== undefined) this.sendStopSignals();
   }
 
+  /** Back to the container's own share: it is ready (or took too long to say so). */
+  private endBurst(): void {
+    clearTimeout(this.burstTimer);
+    this.burstTimer = undefined;
+    writeCpuQuota(this.ctx.hierarchies, this.cgroupPath, cpuQuotaUs(this.spec.cpuMillicores), CPU_PERIOD_US);
+  }
+
   private async onRuncExit(status: RuncStatus): Promise<void> {
     clearTimeout(this.killTimer);
+    clearTimeout(this.burstTimer);
+    this.burstTimer = undefined;
     // Read before `runc delete` removes the cgroup (that is why we run with --keep).
     const oomKills = readOomKills(this.ctx.hierarchies, this.cgroupPath);
     const exit = this.classify(status, oomKills);

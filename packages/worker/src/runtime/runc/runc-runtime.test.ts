@@ -66,6 +66,26 @@ if (skipReason) {
       assert.equal(exit.exitCode, 137);
     });
 
+    test("a start-up burst: one CPU until the first 'runner ready:' line, then exactly its own share", async () => {
+      const logs: string[] = [];
+      const command = ["sh", "-c", "sleep 0.3; echo runner ready: test; exec sleep 30"];
+      const handle = await t.runtime.start(baseSpec("iso-burst", command, { cpuMillicores: 250, startupBurstMillicores: 1000 }), (_s, line) => logs.push(line));
+      try {
+        assert.equal(readCgroupView(t, "iso-burst").cpuMax, "100000 100000", "starts on one CPU");
+        while (!logs.some((line) => line.startsWith("runner ready:"))) await new Promise((resolve) => setTimeout(resolve, 10));
+        assert.equal(readCgroupView(t, "iso-burst").cpuMax, "25000 100000", "its own share once ready");
+      } finally {
+        await handle.stop(0);
+      }
+      // Without a burst, the share from the start.
+      const plain = await t.runtime.start(baseSpec("iso-noburst", ["sleep", "30"], { cpuMillicores: 250 }), () => undefined);
+      try {
+        assert.equal(readCgroupView(t, "iso-noburst").cpuMax, "25000 100000");
+      } finally {
+        await plain.stop(0);
+      }
+    });
+
     test("cpuMillicores 500 holds a busy loop to about half a core", async () => {
       const logs: string[] = [];
       const busy = "const t0=Date.now();while(Date.now()-t0<2000);console.log('busy-done '+(Date.now()-t0));setTimeout(()=>{},10000)";

@@ -1,0 +1,130 @@
+/**
+ * `beta9 gateway --store postgres://…` end to end: two real gateway processes on one Postgres
+ * database (a server this file starts) serve the same deployments and task queue; an unreachable
+ * database ends the start with STORE_UNAVAILABLE and exit code 5 instead of a hang.
+ */
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { postgresUnavailableReason, startTestPostgres, type TestPostgres } from "@beta9/gateway/testing/postgres";
+import { EXIT } from "./errors.js";
+
+const cli = fileURLToPath(new URL("./main.js", import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), "beta9-store-e2e-"));
+const children: ChildProcess[] = [];
+let postgres: TestPostgres | undefined;
+after(async () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  await postgres?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1", BETA9_CONFIG_DIR: join(dir, "cfg") };
+delete env.BETA9_STORE;
+
+/** Runs `beta9 gateway` to its exit: `{ code, output }`. */
+function runToExit(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; output: string }> {
+  const child = spawn(process.execPath, [cli, "gateway", "--port", "0", "--log-level", "error", ...args], { env: { ...env, ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] });
+  children.push(child);
+  let output = "";
+  child.stdout!.on("data", (c: Buffer) => (output += c.toString()));
+  child.stderr!.on("data", (c: Buffer) => (output += c.toString()));
+  return new Promise((resolve) => child.once("close", (code) => resolve({ code, output })));
+}
+
+/** Starts `beta9 gateway` and resolves once it printed its URL (or rejects with its output if it exits first). */
+function startGatewayProcess(args: string[]): Promise<{ child: ChildProcess; url: string; output: () => string }> {
+  const child = spawn(process.execPath, [cli, "gateway", "--port", "0", "--log-level", "error", ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+  children.push(child);
+  let output = "";
+  return new Promise((resolve, reject) => {
+    const onData = (c: Buffer) => {
+      output += c.toString();
+      const url = /^gateway: (http:\/\/127\.0\.0\.1:\d+)$/m.exec(output)?.[1];
+      if (url) {
+        child.stdout!.off("data", onData);
+        child.stdout!.on("data", (more: Buffer) => (output += more.toString()));
+        resolve({ child, url, output: () => output });
+      }
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", (c: Buffer) => (output += c.toString()));
+    child.once("exit", (code) => reject(new Error(`beta9 gateway exited (${code}) before it listened:\n${output}`)));
+  });
+}
+
+async function stop(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null) return child.exitCode;
+  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  child.kill("SIGTERM");
+  return exited;
+}
+
+async function call(url: string, key: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+  const res = await fetch(url + path, {
+    method, headers: { authorization: `Bearer ${key}`, ...(body !== undefined && { "content-type": "application/json" }) },
+    ...(body !== undefined && { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  return { status: res.status, json: text ? JSON.parse(text) : undefined };
+}
+
+test("an unreachable Postgres store: exit 5 with STORE_UNAVAILABLE, the password never shown; a bad --store is a usage error", async () => {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve)); // now nothing listens there
+  const refused = await runToExit(["--data-dir", join(dir, "refused"), "--store", `postgres://beta9:hunter2@127.0.0.1:${port}/beta9`]);
+  assert.equal(refused.code, EXIT.unreachable, refused.output);
+  assert.match(refused.output, /error: STORE_UNAVAILABLE: cannot connect to the Postgres store postgres:\/\/beta9:\*\*\*@127\.0\.0\.1:\d+\/beta9: .*ECONNREFUSED/);
+  assert.doesNotMatch(refused.output, /hunter2/);
+
+  const fromEnv = await runToExit(["--data-dir", join(dir, "env")], { BETA9_STORE: "mysql://somewhere/db" });
+  assert.equal(fromEnv.code, EXIT.usage, fromEnv.output);
+  assert.match(fromEnv.output, /BETA9_STORE.*must be sqlite or a postgres:\/\//);
+});
+
+const skip = postgresUnavailableReason();
+test("two `beta9 gateway --store postgres://…` processes share deployments and a task queue", { skip }, async () => {
+  postgres = await startTestPostgres();
+  const store = await postgres.createDatabase();
+  const first = await startGatewayProcess(["--data-dir", join(dir, "gw1"), "--store", store]);
+  const exits: (number | null)[] = [];
+  try {
+    const key = /admin token: (\S+)/.exec(first.output())?.[1];
+    assert.ok(key, first.output());
+    assert.match(first.output(), /^store: postgres:\/\/beta9@\/t0\?host=/m);
+    const listed = await call(first.url, key, "GET", "/api/v1/deployment");
+    assert.equal(listed.status, 200);
+    assert.deepEqual(listed.json.items, []);
+    const stub = (await call(first.url, key, "POST", "/api/v1/stub", { name: "jobs", type: "taskqueue/deployment", config: { handler: "main.js:jobs" } })).json.stub;
+    const deployment = await call(first.url, key, "POST", "/api/v1/deployment", { stubId: stub.id });
+    assert.equal(deployment.status, 201, JSON.stringify(deployment.json));
+    const put = await call(first.url, key, "POST", "/taskqueue/jobs", { n: 1 });
+    assert.equal(put.status, 200, JSON.stringify(put.json));
+
+    // A second gateway (its own data dir) on the same database: no second bootstrap, the same state.
+    const second = await startGatewayProcess(["--data-dir", join(dir, "gw2"), "--store", store]);
+    try {
+      assert.doesNotMatch(second.output(), /admin token/);
+      const seen = (await call(second.url, key, "GET", "/api/v1/deployment")).json.items;
+      assert.deepEqual(seen.map((d: { id: string; version: number }) => [d.id, d.version]), [[deployment.json.id, 1]]);
+      const task = (await call(second.url, key, "GET", `/api/v1/task/${put.json.task_id}`)).json;
+      assert.deepEqual([task.status, task.stubId], ["PENDING", stub.id]);
+      const putThere = await call(second.url, key, "POST", "/taskqueue/jobs", { n: 2 });
+      assert.equal(putThere.status, 200, JSON.stringify(putThere.json));
+      const tasks = (await call(first.url, key, "GET", "/api/v1/task")).json.items;
+      assert.deepEqual(new Set(tasks.map((t: { id: string }) => t.id)), new Set([put.json.task_id, putThere.json.task_id]));
+    } finally {
+      exits.push(await stop(second.child));
+    }
+  } finally {
+    exits.push(await stop(first.child));
+  }
+  assert.deepEqual(exits, [0, 0], "both stop cleanly, their database connections closed");
+});

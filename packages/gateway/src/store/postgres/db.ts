@@ -1,0 +1,105 @@
+/**
+ * The thin layer every Postgres repository uses: queries on the pool or inside one transaction,
+ * the type parsers that make values come back exactly as the SQLite store returns them, and the
+ * advisory lock namespaces that serialise what SQLite serialised by being a single writer.
+ */
+import pg from "pg";
+
+/**
+ * Value conversions, per connection (not pg's process-wide defaults, which other code may use):
+ * timestamptz → the ISO 8601 string the SQLite store stores (timestamps are written from
+ * JavaScript, so milliseconds are exact); bigint (COUNT, SUM, sizes) → number.
+ */
+const parseDate = pg.types.getTypeParser(pg.types.builtins.TIMESTAMPTZ);
+export const TYPES = {
+  getTypeParser(oid: number, format?: "text" | "binary") {
+    if (oid === pg.types.builtins.TIMESTAMPTZ) return (value: string) => (parseDate(value) as Date).toISOString();
+    if (oid === pg.types.builtins.INT8) return (value: string) => Number(value);
+    return format === "binary" ? pg.types.getTypeParser(oid, "binary") : pg.types.getTypeParser(oid, "text");
+  },
+} as pg.CustomTypesConfig;
+
+/**
+ * Namespaces (the first key) of `pg_advisory_xact_lock(namespace, key)`. Transaction-scoped:
+ * released at COMMIT/ROLLBACK, so a crashed gateway never leaves one held.
+ */
+export const LOCK = {
+  /** The whole migration run (session lock, see migrations.ts). */
+  migrate: 0x62390001,
+  /** "Create the first workspace on an empty store": one gateway does it. */
+  bootstrap: 0x62390002,
+  /** Token revocations, so two never both pass the "not the last admin token" check. */
+  revoke: 0x62390003,
+  /** Per deployment name (key: hashtext(workspace/name)): versions count 1, 2, 3 without gaps. */
+  deployment: 0x62390004,
+} as const;
+
+export type Params = readonly unknown[];
+
+/** What a repository runs queries on: the pool, or one transaction's connection. */
+export interface Queryable {
+  rows<T>(sql: string, params?: Params): Promise<T[]>;
+  row<T>(sql: string, params?: Params): Promise<T | undefined>;
+  /** Rows changed (or returned) by the statement. */
+  run(sql: string, params?: Params): Promise<number>;
+}
+
+function over(target: pg.Pool | pg.PoolClient): Queryable {
+  return {
+    async rows<T>(sql: string, params: Params = []) {
+      return (await target.query(sql, params as unknown[])).rows as T[];
+    },
+    async row<T>(sql: string, params: Params = []) {
+      return (await target.query(sql, params as unknown[])).rows[0] as T | undefined;
+    },
+    async run(sql: string, params: Params = []) {
+      return (await target.query(sql, params as unknown[])).rowCount ?? 0;
+    },
+  };
+}
+
+export class Db implements Queryable {
+  private readonly onPool: Queryable;
+
+  constructor(readonly pool: pg.Pool) {
+    this.onPool = over(pool);
+  }
+
+  rows<T>(sql: string, params?: Params) {
+    return this.onPool.rows<T>(sql, params);
+  }
+
+  row<T>(sql: string, params?: Params) {
+    return this.onPool.row<T>(sql, params);
+  }
+
+  run(sql: string, params?: Params) {
+    return this.onPool.run(sql, params);
+  }
+
+  /** Runs `fn` in one READ COMMITTED transaction on one connection; rolls back if it throws. */
+  async tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query("BEGIN");
+      try {
+        const result = await fn(over(client));
+        await client.query("COMMIT");
+        return result;
+      } catch (err) {
+        await client.query("ROLLBACK").catch((rollbackErr: Error) => {
+          broken = rollbackErr; // the connection is unusable: destroy it rather than return it to the pool
+        });
+        throw err;
+      }
+    } finally {
+      client.release(broken);
+    }
+  }
+}
+
+/** Postgres's unique_violation (SQLSTATE 23505). */
+export function isUniqueViolation(err: unknown): boolean {
+  return typeof err === "object" && err !== null && (err as { code?: unknown }).code === "23505";
+}

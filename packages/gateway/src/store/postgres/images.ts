@@ -1,0 +1,68 @@
+/** Images on Postgres: one row per image id (a spec hash), linked to each workspace that asked for it. */
+import type { ImageRepo, Page } from "../types.js";
+import { toImage, type ImageRow } from "../sqlite/images.js";
+import { now } from "../sqlite/rows.js";
+import type { Db } from "./db.js";
+
+/** Image rows in the SQLite row shape (the spec as JSON text). */
+const IMAGE_COLUMNS = "i.id, i.spec::text AS spec, i.status, i.size, i.sha256, i.error, i.created_at, i.updated_at";
+
+export class PostgresImageRepo implements ImageRepo {
+  constructor(private readonly db: Db) {}
+
+  /**
+   * `build` is true for exactly one caller across gateways: the one whose insert created the row,
+   * or whose update moved it from failed back to building (the row lock orders concurrent ones).
+   */
+  request(workspaceId: string, id: string, spec: unknown) {
+    return this.db.tx(async (q) => {
+      const ts = now();
+      let build = await q.run(
+        `INSERT INTO image (id, spec, status, created_at, updated_at) VALUES ($1, $2, 'building', $3, $3) ON CONFLICT (id) DO NOTHING`,
+        [id, JSON.stringify(spec), ts],
+      ) === 1;
+      if (!build) build = await q.run(`UPDATE image SET status = 'building', error = NULL, updated_at = $1 WHERE id = $2 AND status = 'failed'`, [ts, id]) === 1;
+      await q.run(`INSERT INTO workspace_image (workspace_id, image_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, [workspaceId, id, ts]);
+      const row = await q.row<ImageRow>(`SELECT ${IMAGE_COLUMNS} FROM image i WHERE i.id = $1`, [id]);
+      return { image: toImage(row!), build };
+    });
+  }
+
+  async get(workspaceId: string, id: string) {
+    const row = await this.db.row<ImageRow>(
+      `SELECT ${IMAGE_COLUMNS} FROM image i JOIN workspace_image w ON w.image_id = i.id WHERE w.workspace_id = $1 AND i.id = $2`, [workspaceId, id],
+    );
+    return row && toImage(row);
+  }
+
+  async getAny(id: string) {
+    const row = await this.db.row<ImageRow>(`SELECT ${IMAGE_COLUMNS} FROM image i WHERE i.id = $1`, [id]);
+    return row && toImage(row);
+  }
+
+  async list(workspaceId: string, page: Page) {
+    const rows = await this.db.rows<ImageRow>(
+      `SELECT ${IMAGE_COLUMNS} FROM image i JOIN workspace_image w ON w.image_id = i.id WHERE w.workspace_id = $1
+       ORDER BY i.created_at DESC, i.id LIMIT $2 OFFSET $3`, [workspaceId, page.limit, page.offset],
+    );
+    return rows.map(toImage);
+  }
+
+  async markReady(id: string, size: number, sha256: string) {
+    await this.db.run(`UPDATE image SET status = 'ready', size = $1, sha256 = $2, error = NULL, updated_at = $3 WHERE id = $4`, [size, sha256, now(), id]);
+  }
+
+  async markFailed(id: string, error: string) {
+    await this.db.run(`UPDATE image SET status = 'failed', error = $1, updated_at = $2 WHERE id = $3 AND status = 'building'`, [error, now(), id]);
+  }
+
+  /**
+   * As in the SQLite store. NOTE: with several gateways this also fails builds another gateway
+   * is running; builds need an owner before gateways can share a database (issue 13).
+   */
+  async failInterrupted() {
+    return this.db.run(
+      `UPDATE image SET status = 'failed', error = 'the gateway stopped during the build; request it again', updated_at = $1 WHERE status = 'building'`, [now()],
+    );
+  }
+}

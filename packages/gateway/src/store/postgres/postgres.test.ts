@@ -1,0 +1,256 @@
+/**
+ * The Postgres store: the shared conformance suite on a real Postgres server this file starts
+ * (initdb in a temp dir, a unix socket only), plus what only a shared store must get right: two
+ * store instances on one database behave like two gateways.
+ */
+import { after, before, describe, it, test } from "node:test";
+import assert from "node:assert/strict";
+import { createServer, type Socket } from "node:net";
+import pg from "pg";
+import { hashStubConfig, normalizeStubConfig } from "@beta9/protocol";
+import { runTaskConformance } from "../conformance-tasks.js";
+import { runScheduleConformance } from "../conformance-schedules.js";
+import { runStoreConformance } from "../conformance.js";
+import { StoreUnavailableError } from "../open.js";
+import { MigrationError, migrations } from "../sqlite/migrations.js";
+import { postgresUnavailableReason, startTestPostgres, type TestPostgres } from "../../testing/postgres.js";
+import { pgMigrations } from "./migrations.js";
+import { PostgresStore } from "./store.js";
+
+test("the Postgres migrations match the SQLite ones: same versions, same names", () => {
+  assert.deepEqual(pgMigrations.map(({ version, name }) => ({ version, name })), migrations.map(({ version, name }) => ({ version, name })));
+});
+
+describe("opening an unreachable Postgres store fails fast with StoreUnavailableError", () => {
+  it("a refused connection", async () => {
+    // A port that was just free: nothing listens there.
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as { port: number };
+    await new Promise((resolve) => server.close(resolve));
+    await assert.rejects(PostgresStore.open(`postgres://beta9:secret-pw@127.0.0.1:${port}/beta9`), (err: unknown) => {
+      assert.ok(err instanceof StoreUnavailableError, String(err));
+      assert.match(err.message, /cannot connect to the Postgres store postgres:\/\/beta9:\*\*\*@127\.0\.0\.1/);
+      assert.match(err.message, /ECONNREFUSED/);
+      assert.doesNotMatch(err.message, /secret-pw/, "the password never shows");
+      return true;
+    });
+  });
+
+  it("a server that accepts and never answers: the connect timeout ends the wait", async () => {
+    const sockets = new Set<Socket>();
+    const server = createServer((socket) => {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = server.address() as { port: number };
+      await assert.rejects(PostgresStore.open(`postgres://beta9@127.0.0.1:${port}/beta9?connect_timeout=1`), (err: unknown) => {
+        assert.ok(err instanceof StoreUnavailableError, String(err));
+        assert.match(err.message, /no answer within 1 s/);
+        return true;
+      });
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
+const unavailable = postgresUnavailableReason();
+if (unavailable) {
+  test("postgres store conformance", { skip: unavailable }, () => {});
+} else {
+  let server: TestPostgres | undefined;
+  before(async () => {
+    server = await startTestPostgres();
+  });
+  after(async () => {
+    await server?.close();
+  });
+  async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      return await fn(client);
+    } finally {
+      await client.end();
+    }
+  }
+
+  /**
+   * An empty store for each conformance test: one migrated database, emptied before each open
+   * (TRUNCATE is much cheaper than creating and migrating a database per test; the tests below
+   * that are about migrations and several gateways each get a database of their own).
+   */
+  let shared: string | undefined;
+  const fresh = async () => {
+    if (shared === undefined) {
+      const url = await server!.createDatabase();
+      await (await PostgresStore.open(url)).close();
+      shared = url;
+    }
+    await withClient(shared, async (c) => {
+      const tables = (await c.query(`SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'`)).rows;
+      await c.query(`TRUNCATE ${tables.map((t) => pg.escapeIdentifier(t.tablename)).join(", ")} RESTART IDENTITY`);
+    });
+    return PostgresStore.open(shared);
+  };
+
+  runStoreConformance("postgres", fresh);
+  runTaskConformance("postgres", fresh);
+  runScheduleConformance("postgres", fresh);
+
+  /** Two stores on one new database, as two gateways would be; closed after `fn`, even if it throws. */
+  async function twoGateways(fn: (a: PostgresStore, b: PostgresStore, url: string) => Promise<void>): Promise<void> {
+    const url = await server!.createDatabase();
+    const opened: PostgresStore[] = [];
+    try {
+      opened.push(await PostgresStore.open(url));
+      opened.push(await PostgresStore.open(url));
+      await fn(opened[0]!, opened[1]!, url);
+    } finally {
+      for (const s of opened) await s.close();
+    }
+  }
+
+  async function queueStub(store: PostgresStore, type: "taskqueue/deployment" | "schedule/deployment" = "taskqueue/deployment") {
+    const ws = (await store.workspaces.create(`ws-${Math.random().toString(36).slice(2, 8)}`, "workspace")).workspace.id;
+    const app = await store.apps.getOrCreate(ws, "app");
+    const config = normalizeStubConfig(type.split("/")[0] as "taskqueue", type === "schedule/deployment" ? { when: "* * * * *" } : {});
+    const { stub } = await store.stubs.getOrCreate({ workspaceId: ws, appId: app.id, name: "q", type, objectId: null, config, configHash: hashStubConfig(config) });
+    return { ws, stub };
+  }
+
+  describe("postgres store", () => {
+    it("records every migration once; reopening applies none again and keeps the data", async () => {
+      const url = await server!.createDatabase();
+      const first = await PostgresStore.open(url);
+      let boot;
+      try {
+        assert.equal(first.schemaVersion, migrations.at(-1)?.version);
+        boot = await first.workspaces.bootstrap("default");
+        assert.ok(boot);
+      } finally {
+        await first.close();
+      }
+      const recorded = await withClient(url, async (c) => (await c.query("SELECT version, name, applied_at FROM schema_migrations ORDER BY version")).rows);
+      assert.deepEqual(recorded.map(({ version, name }) => ({ version, name })), migrations.map(({ version, name }) => ({ version, name })));
+      const again = await PostgresStore.open(url);
+      try {
+        assert.deepEqual(await withClient(url, async (c) => (await c.query("SELECT version, name, applied_at FROM schema_migrations ORDER BY version")).rows), recorded);
+        assert.deepEqual(await again.workspaces.get(boot.workspace.id), boot.workspace);
+        assert.deepEqual(await again.tokens.authenticate(boot.token.key), { id: boot.token.id, workspaceId: boot.workspace.id, type: "admin" });
+      } finally {
+        await again.close();
+      }
+    });
+
+    it("refuses a database written by a newer beta9", async () => {
+      const url = await server!.createDatabase();
+      await (await PostgresStore.open(url)).close();
+      const newer = (migrations.at(-1)?.version ?? 0) + 1;
+      await withClient(url, (c) => c.query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, 'from the future', now())", [newer]));
+      await assert.rejects(PostgresStore.open(url), (err: unknown) => {
+        assert.ok(err instanceof MigrationError, String(err));
+        assert.match(err.message, new RegExp(`\\b${newer}\\b.*upgrade`));
+        return true;
+      });
+    });
+
+    it("two gateways starting on an empty database: both migrate safely, one bootstraps", async () => {
+      const url = await server!.createDatabase();
+      const opened = await Promise.allSettled([PostgresStore.open(url), PostgresStore.open(url)]);
+      try {
+        const [a, b] = opened.map((o) => (o.status === "fulfilled" ? o.value : assert.fail(String(o.reason))));
+        const boots = await Promise.all([a!.workspaces.bootstrap("default"), b!.workspaces.bootstrap("default")]);
+        assert.equal(boots.filter(Boolean).length, 1);
+        assert.equal((await b!.workspaces.list({ limit: 10, offset: 0 })).length, 1);
+      } finally {
+        for (const o of opened) if (o.status === "fulfilled") await o.value.close();
+      }
+    });
+
+    it("two gateways claiming one queue take each task exactly once", async () => {
+      await twoGateways(async (a, b) => {
+        const { ws, stub } = await queueStub(a);
+        const put = await Promise.all(Array.from({ length: 30 }, (_, n) => (n % 2 ? a : b).tasks.create(ws, stub.id, { n })));
+        const claims = await Promise.all(Array.from({ length: 60 }, (_, i) => (i % 2 ? b : a).tasks.claimNext(stub.id, `c${i}`)));
+        const claimed = claims.filter((t) => t !== undefined);
+        assert.equal(claimed.length, 30);
+        assert.deepEqual(new Set(claimed.map((t) => t.id)), new Set(put.map((t) => t.id)));
+        for (const t of claimed) assert.equal(t.inputJson, JSON.stringify({ n: put.findIndex((p) => p.id === t.id) }));
+        assert.equal(await a.tasks.inflight(stub.id), 30);
+      });
+    });
+
+    it("two gateways claiming one cron tick: it fires once", async () => {
+      await twoGateways(async (a, b) => {
+        const { stub } = await queueStub(a, "schedule/deployment");
+        const tick = "2025-01-01T10:00:00.000Z";
+        const wins = await Promise.all(Array.from({ length: 16 }, (_, i) => (i % 2 ? a : b).schedules.claimTick(stub.id, tick)));
+        assert.equal(wins.filter(Boolean).length, 1);
+        assert.equal(await b.schedules.lastTick(stub.id), tick);
+      });
+    });
+
+    it("deployments written by one gateway are listed and resolved by the other at once (no stale cache)", async () => {
+      await twoGateways(async (a, b) => {
+        const { ws, stub } = await queueStub(a);
+        const page = { limit: 10, offset: 0 };
+        assert.deepEqual(await a.deployments.list(ws, page), []);
+        assert.equal(await a.deployments.resolve(ws, "q", "latest"), undefined);
+        const d = await b.deployments.create(ws, stub.id, "q");
+        assert.deepEqual(await a.deployments.list(ws, page), [d]);
+        assert.equal((await a.deployments.resolve(ws, "q", "latest"))?.id, d.id);
+        await b.deployments.setActive(ws, d.id, false);
+        assert.equal(await a.deployments.resolve(ws, "q", "latest"), undefined);
+        assert.deepEqual((await a.deployments.list(ws, page)).map((x) => x.active), [false]);
+        const versions = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).deployments.create(ws, stub.id, "q")));
+        assert.deepEqual(versions.map((v) => v.version).sort((x, y) => x - y), [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+      });
+    });
+
+    it("a token revoked on one gateway is refused by the other, which hears of it (NOTIFY)", async () => {
+      await twoGateways(async (a, b) => {
+        const { workspace } = await a.workspaces.create("ws", "admin");
+        const token = await a.tokens.create(workspace.id, "workspace");
+        assert.ok(await b.tokens.authenticate(token.key));
+        const heard = new Promise<string>((resolve) => {
+          const stop = a.tokens.onRevoked((id) => {
+            stop();
+            resolve(id);
+          });
+        });
+        const ownHeard: string[] = [];
+        const stopOwn = b.tokens.onRevoked((id) => ownHeard.push(id));
+        await b.tokens.revoke(workspace.id, token.id);
+        assert.equal(await a.tokens.authenticate(token.key), undefined, "no cached key outlives the revocation");
+        assert.equal(await heard, token.id);
+        stopOwn();
+        assert.deepEqual(ownHeard, [token.id], "the revoking gateway announces it once, not again on its own NOTIFY");
+      });
+    });
+
+    it("the last admin token cannot be revoked even by two gateways revoking two admin tokens at once", async () => {
+      await twoGateways(async (a, b) => {
+        const boot = (await a.workspaces.bootstrap("default"))!;
+        const second = await a.tokens.create(boot.workspace.id, "admin");
+        const results = await Promise.allSettled([a.tokens.revoke(boot.workspace.id, boot.token.id), b.tokens.revoke(boot.workspace.id, second.id)]);
+        assert.deepEqual(results.map((r) => r.status).sort(), ["fulfilled", "rejected"]);
+        const active = await Promise.all([boot.token.id, second.id].map(async (id) => (await b.tokens.get(boot.workspace.id, id))?.active));
+        assert.deepEqual(active.filter(Boolean).length, 1);
+      });
+    });
+
+    it("an image requested by two gateways at once is built once", async () => {
+      await twoGateways(async (a, b) => {
+        const { ws } = await queueStub(a);
+        const requests = await Promise.all([a, b, a, b].map((s) => s.images.request(ws, "img-1", { base: "debian", commands: ["true"] })));
+        assert.equal(requests.filter((r) => r.build).length, 1);
+        assert.deepEqual(requests[0]!.image.spec, { base: "debian", commands: ["true"] });
+      });
+    });
+  });
+}

@@ -1,0 +1,128 @@
+/**
+ * The shared store: a Postgres database that several gateways can use at once (issue 13's first
+ * step). Nothing is cached on the assumption of being the only writer, except stubs, which never
+ * change once written; token revocations reach every gateway through LISTEN/NOTIFY.
+ */
+import { randomUUID } from "node:crypto";
+import pg from "pg";
+import type { Store } from "../types.js";
+import { describeStore, StoreUnavailableError } from "../open.js";
+import { Db, TYPES } from "./db.js";
+import { PostgresTokenRepo, PostgresWorkspaceRepo, TOKEN_REVOKED_CHANNEL } from "./identity.js";
+import { PostgresImageRepo } from "./images.js";
+import { Listener } from "./listener.js";
+import { PostgresMachineRepo } from "./machines.js";
+import { migratePostgres } from "./migrations.js";
+import { PostgresSandboxRepo } from "./sandboxes.js";
+import { PostgresScheduleRepo } from "./schedules.js";
+import { PostgresSecretRepo } from "./secrets.js";
+import { PostgresPoolRepo, PostgresTaskRepo } from "./tasks.js";
+import { PostgresAppRepo, PostgresDeploymentRepo, PostgresObjectRepo, PostgresStubRepo } from "./workloads.js";
+
+/** How long the first connection may take when the URL sets no connect_timeout (seconds, as in libpq). */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+const POOL_SIZE = 10;
+
+export interface PostgresStoreOptions {
+  /** Default: the URL's connect_timeout (seconds), else DEFAULT_CONNECT_TIMEOUT_MS. */
+  connectTimeoutMs?: number;
+  poolSize?: number;
+}
+
+function connectTimeoutMs(url: string, options: PostgresStoreOptions): number {
+  if (options.connectTimeoutMs !== undefined) return options.connectTimeoutMs;
+  const seconds = Number(/[?&]connect_timeout=(\d+)(&|$)/.exec(url)?.[1] ?? Number.NaN);
+  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : DEFAULT_CONNECT_TIMEOUT_MS;
+}
+
+/** Why a connection failed, in words (a refused connect to "localhost" is an AggregateError of both addresses). */
+function reason(err: unknown, timeoutMs: number): string {
+  if (err instanceof AggregateError && err.errors.length > 0) return err.errors.map((e) => reason(e, timeoutMs)).join("; ");
+  const message = err instanceof Error ? err.message || (err as { code?: string }).code || err.name : String(err);
+  if (/timeout/i.test(message)) return `no answer within ${timeoutMs / 1000} s (${message})`;
+  return message;
+}
+
+export class PostgresStore implements Store {
+  readonly workspaces: PostgresWorkspaceRepo;
+  readonly tokens: PostgresTokenRepo;
+  readonly apps: PostgresAppRepo;
+  readonly objects: PostgresObjectRepo;
+  readonly stubs: PostgresStubRepo;
+  readonly deployments: PostgresDeploymentRepo;
+  readonly tasks: PostgresTaskRepo;
+  readonly pools: PostgresPoolRepo;
+  readonly machines: PostgresMachineRepo;
+  readonly images: PostgresImageRepo;
+  readonly schedules: PostgresScheduleRepo;
+  readonly sandboxes: PostgresSandboxRepo;
+  readonly secrets: PostgresSecretRepo;
+  private listener: Listener | undefined;
+  private closed = false;
+
+  private constructor(
+    private readonly pool: pg.Pool,
+    readonly schemaVersion: number,
+    private readonly url: string,
+  ) {
+    const db = new Db(pool);
+    this.tokens = new PostgresTokenRepo(db, randomUUID());
+    this.workspaces = new PostgresWorkspaceRepo(db, this.tokens);
+    this.apps = new PostgresAppRepo(db);
+    this.objects = new PostgresObjectRepo(db);
+    this.stubs = new PostgresStubRepo(db);
+    this.deployments = new PostgresDeploymentRepo(db);
+    this.tasks = new PostgresTaskRepo(db);
+    this.pools = new PostgresPoolRepo(db);
+    this.machines = new PostgresMachineRepo(db, this.tokens);
+    this.images = new PostgresImageRepo(db);
+    this.schedules = new PostgresScheduleRepo(db);
+    this.sandboxes = new PostgresSandboxRepo(db);
+    this.secrets = new PostgresSecretRepo(db);
+  }
+
+  /**
+   * Connects (within the connect timeout: an unreachable server fails the start with
+   * StoreUnavailableError rather than hanging it), migrates, and starts listening.
+   */
+  static async open(url: string, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
+    const timeoutMs = connectTimeoutMs(url, options);
+    const config: pg.PoolConfig = {
+      connectionString: url, connectionTimeoutMillis: timeoutMs, keepAlive: true, types: TYPES, application_name: "beta9-gateway",
+    };
+    const pool = new pg.Pool({ ...config, max: options.poolSize ?? POOL_SIZE });
+    // An idle pooled connection that breaks (a server restart) is dropped from the pool and the next
+    // query opens another; unhandled, the event would end the process.
+    pool.on("error", () => undefined);
+    try {
+      (await pool.connect()).release();
+    } catch (err) {
+      await pool.end().catch(() => undefined);
+      throw new StoreUnavailableError(`cannot connect to the Postgres store ${describeStore(url, "")}: ${reason(err, timeoutMs)}`);
+    }
+    let store: PostgresStore | undefined;
+    try {
+      store = new PostgresStore(pool, await migratePostgres(pool), url);
+      const tokens = store.tokens;
+      store.listener = new Listener(config, { [TOKEN_REVOKED_CHANNEL]: (payload) => tokens.notified(payload) });
+      await store.listener.start();
+      return store;
+    } catch (err) {
+      // A refused database (a MigrationError, say) must not leave connections open.
+      if (store) await store.close();
+      else await pool.end().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.listener?.close();
+    await this.pool.end();
+  }
+
+  toString(): string {
+    return `PostgresStore(${describeStore(this.url, "")})`;
+  }
+}

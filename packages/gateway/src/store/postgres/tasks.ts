@@ -1,0 +1,170 @@
+/**
+ * Tasks and pools on Postgres. Every queue operation is one statement, atomic on its own, so
+ * several gateways can put, claim and finish tasks of the same stub at once. No group commit (the
+ * SQLite store batches writes of one event-loop turn into one transaction): here each statement
+ * is its own short transaction and concurrency comes from the connection pool.
+ */
+import { Beta9Error } from "@beta9/protocol";
+import type { ClaimedTask, Page, PoolRepo, TaskPolicy, TaskRepo } from "../types.js";
+import { newId, now, toPool, toTask, type PoolRow, type TaskRow } from "../sqlite/rows.js";
+import { isUniqueViolation, type Db } from "./db.js";
+
+type FinishStatus = "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED" | "EXPIRED";
+
+/** Task rows in the SQLite row shape (the result as JSON text). */
+const TASK_COLUMNS = `id, workspace_id, stub_id, status, retries, max_retries, container_id, error, result::text AS result, created_at,
+  started_at, ended_at, expires_at, next_attempt_at`;
+const TASK_WITH_STUB_NAME = `${TASK_COLUMNS.split(",").map((c) => `task.${c.trim()}`).join(", ")}, stub.name AS stub_name
+  FROM task LEFT JOIN stub ON stub.id = task.stub_id`;
+
+export class PostgresTaskRepo implements TaskRepo {
+  constructor(private readonly db: Db) {}
+
+  async create(workspaceId: string, stubId: string, input?: unknown, policy?: TaskPolicy, claim?: { containerId: string }): Promise<ClaimedTask> {
+    const id = newId();
+    const createdAt = now();
+    const expiresAt = policy ? new Date(Date.now() + policy.ttl * 1000).toISOString() : null;
+    const maxRetries = policy?.maxRetries ?? 0;
+    const containerId = claim?.containerId ?? null;
+    const inputJson = JSON.stringify(input ?? null);
+    const status = containerId === null ? "PENDING" : "RUNNING";
+    // The stub check and the insert in one statement: nothing is written for a foreign or unknown stub.
+    const inserted = await this.db.run(
+      `INSERT INTO task (id, workspace_id, stub_id, status, retries, created_at, started_at, container_id, input, max_retries, timeout_s, expires_at)
+       SELECT $1::text, $2::text, $3::text, $4::text, 0, $5::timestamptz, $6::timestamptz, $7::text, $8::json, $9::int, $10::int, $11::timestamptz
+       WHERE EXISTS (SELECT 1 FROM stub WHERE workspace_id = $2 AND id = $3)`,
+      [id, workspaceId, stubId, status, createdAt, containerId === null ? null : createdAt, containerId, inputJson, maxRetries, policy?.timeout ?? -1, expiresAt],
+    );
+    if (inserted === 0) throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "stub", id: stubId });
+    // The row as written, without reading it back (puts are the hot path of a queue).
+    const task: ClaimedTask = toTask({
+      id, workspace_id: workspaceId, stub_id: stubId, status, retries: 0, max_retries: maxRetries,
+      container_id: containerId, error: null, result: null, created_at: createdAt, started_at: containerId === null ? null : createdAt, ended_at: null,
+      expires_at: expiresAt, next_attempt_at: null,
+    });
+    if (containerId !== null) task.inputJson = inputJson;
+    return task;
+  }
+
+  async get(workspaceId: string, id: string) {
+    const row = await this.db.row<TaskRow>(`SELECT ${TASK_WITH_STUB_NAME} WHERE task.workspace_id = $1 AND task.id = $2`, [workspaceId, id]);
+    return row && toTask(row);
+  }
+
+  async getAny(id: string) {
+    const row = await this.db.row<TaskRow>(`SELECT ${TASK_COLUMNS} FROM task WHERE id = $1`, [id]);
+    return row && toTask(row);
+  }
+
+  async list(workspaceId: string, page: Page) {
+    const rows = await this.db.rows<TaskRow>(`SELECT ${TASK_WITH_STUB_NAME} WHERE task.workspace_id = $1 ORDER BY task.created_at DESC, task.id LIMIT $2 OFFSET $3`,
+      [workspaceId, page.limit, page.offset]);
+    return rows.map(toTask);
+  }
+
+  async input(id: string) {
+    const row = await this.db.row<{ input: string | null }>(`SELECT input::text AS input FROM task WHERE id = $1`, [id]);
+    return row?.input ? JSON.parse(row.input) : null;
+  }
+
+  /**
+   * One statement: the oldest due retry (older than any pending task), else the oldest pending
+   * task, locked with SKIP LOCKED so that gateways claiming at the same moment each take a
+   * different row instead of queueing behind one; a row another claim committed meanwhile fails
+   * the status re-check and is skipped. The input comes back as stored (json keeps its text).
+   */
+  async claimNext(stubId: string, containerId: string) {
+    const row = await this.db.row<TaskRow & { input: string | null }>(
+      `UPDATE task SET status = 'RUNNING', started_at = $1, container_id = $2, next_attempt_at = NULL
+       WHERE status IN ('PENDING', 'RETRY') AND id = COALESCE(
+         (SELECT id FROM task WHERE stub_id = $3 AND status = 'RETRY' AND next_attempt_at <= $1
+           ORDER BY next_attempt_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED),
+         (SELECT id FROM task WHERE stub_id = $3 AND status = 'PENDING' ORDER BY created_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED))
+       RETURNING ${TASK_COLUMNS}, input::text AS input`,
+      [now(), containerId, stubId],
+    );
+    if (!row) return undefined;
+    const task: ClaimedTask = toTask(row);
+    task.inputJson = row.input ?? "null";
+    return task;
+  }
+
+  async inflight(stubId: string) {
+    return (await this.db.row<{ n: number }>(`SELECT COUNT(*) AS n FROM task WHERE stub_id = $1 AND status IN ('PENDING', 'RUNNING', 'RETRY')`, [stubId]))!.n;
+  }
+
+  async finish(id: string, status: FinishStatus, fields: { result?: unknown; error?: string } = {}) {
+    return await this.db.run(
+      `UPDATE task SET status = $1, result = $2, error = $3, ended_at = $4, next_attempt_at = NULL WHERE id = $5 AND status IN ('PENDING', 'RUNNING', 'RETRY')`,
+      [status, fields.result === undefined ? null : JSON.stringify(fields.result), fields.error ?? null, now(), id],
+    ) === 1;
+  }
+
+  async retry(id: string, error: string, delayMs: number) {
+    return await this.db.run(
+      `UPDATE task SET status = 'RETRY', retries = retries + 1, error = $1, next_attempt_at = $2, container_id = NULL WHERE id = $3 AND status = 'RUNNING'`,
+      [error, new Date(Date.now() + delayMs).toISOString(), id],
+    ) === 1;
+  }
+
+  async expireDue() {
+    const ts = now();
+    const rows = await this.db.rows<{ id: string; stub_id: string }>(
+      `UPDATE task SET status = 'EXPIRED', error = 'waited longer than its ttl', ended_at = $1
+       WHERE status = 'PENDING' AND expires_at IS NOT NULL AND expires_at <= $1 RETURNING id, stub_id`, [ts],
+    );
+    return rows.map((t) => ({ id: t.id, stubId: t.stub_id }));
+  }
+
+  /**
+   * As in the SQLite store: an attempt cut off by a gateway stop counts as an attempt. NOTE: this
+   * takes every RUNNING task of the database, which is right for one gateway; with several, a
+   * restarting gateway must only requeue the attempts it owned (issue 13's ownership work).
+   */
+  requeueRunning() {
+    return this.db.tx(async (q) => {
+      const ts = now();
+      const exhausted = await q.rows<{ id: string; stub_id: string }>(
+        `UPDATE task SET status = 'ERROR', retries = retries + 1, container_id = NULL, ended_at = $1,
+         error = 'the gateway stopped during the attempt, and the task policy allows no more retries'
+         WHERE status = 'RUNNING' AND retries + 1 > max_retries RETURNING id, stub_id`, [ts],
+      );
+      const requeued = await q.rows<{ id: string; stub_id: string }>(
+        `UPDATE task SET status = 'RETRY', retries = retries + 1, container_id = NULL, next_attempt_at = $1,
+         error = 'the gateway stopped during the attempt' WHERE status = 'RUNNING' RETURNING id, stub_id`, [ts],
+      );
+      return [
+        ...exhausted.map((r) => ({ id: r.id, stubId: r.stub_id, status: "ERROR" as const })),
+        ...requeued.map((r) => ({ id: r.id, stubId: r.stub_id, status: "RETRY" as const })),
+      ];
+    });
+  }
+
+  async stubsWithPending() {
+    return (await this.db.rows<{ stub_id: string }>(`SELECT DISTINCT stub_id FROM task WHERE status IN ('PENDING', 'RETRY')`)).map((r) => r.stub_id);
+  }
+}
+
+export class PostgresPoolRepo implements PoolRepo {
+  constructor(private readonly db: Db) {}
+
+  async create(name: string, description: string) {
+    const row: PoolRow = { id: newId(), name, description, created_at: now() };
+    try {
+      await this.db.run(`INSERT INTO pool (id, name, description, created_at) VALUES ($1, $2, $3, $4)`, [row.id, name, description, row.created_at]);
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new Beta9Error("NAME_TAKEN", { kind: "pool", name });
+      throw err;
+    }
+    return toPool(row);
+  }
+
+  async getByName(name: string) {
+    const row = await this.db.row<PoolRow>(`SELECT * FROM pool WHERE name = $1`, [name]);
+    return row && toPool(row);
+  }
+
+  async list(page: Page) {
+    return (await this.db.rows<PoolRow>(`SELECT * FROM pool ORDER BY name LIMIT $1 OFFSET $2`, [page.limit, page.offset])).map(toPool);
+  }
+}
