@@ -23,6 +23,14 @@ export const SECURITY_NODE_TESTS = [
   "packages/cli/dist/unisolated-e2e.test.js", // sandbox on a process-runtime worker refused
   "packages/cli/dist/log-flood-e2e.test.js", // a 60,000-character log flood keeps the worker connected, loses no line
   "packages/cli/dist/tls-e2e.test.js", // TLS: only the pinned certificate is trusted
+  "packages/gateway/dist/objects/bundle.test.js", // bundles: no escaping paths, no link chains climbing out
+  "packages/worker/dist/images/build-fs.test.js", // image COPY never reads the host through links
+  "packages/worker/dist/images/registry-auth.test.js", // registry credentials only to their registry
+  "packages/protocol/dist/dockerfile.test.js", // Dockerfile substitutions bounded
+  "packages/gateway/dist/api/runner-answer.test.js", // a tenant's runner answer held only up to a bound
+  "packages/gateway/dist/api/input-check.test.js", // tenants' input schemas bounded and checked
+  "packages/gateway/dist/api/logs.test.js", // logs scoped to the workspace; follows bounded per workspace
+  "packages/gateway/dist/api/volumes.test.js", // volume paths never escape; quotas
 ];
 
 export const SECURITY_PYTHON_TESTS = [

@@ -81,7 +81,7 @@ async function invoke(stub: Stub, autoscaler: Autoscaler, request: FastifyReques
 export async function invokeAny(ctx: GatewayContext, stub: Stub, request: FastifyRequest, reply: FastifyReply, options: { stack: boolean } = { stack: true }): Promise<unknown> {
   if (stub.type.startsWith("endpoint/")) return invoke(stub, ctx.autoscaler, request, reply, options);
   if (stub.type.startsWith("taskqueue/")) return putTask(ctx, stub, request.body);
-  if (stub.type.startsWith("function/")) return callFunction(ctx, stub, request.body, reply);
+  if (stub.type.startsWith("function/")) return callFunction(ctx, stub, request.body, reply, options);
   throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}: it runs on its schedule and takes no calls` });
 }
 

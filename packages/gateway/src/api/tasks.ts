@@ -32,7 +32,7 @@ function refuseWhenFull(dispatcher: GatewayContext["dispatcher"], stub: Stub): v
 }
 
 /** Runs a function's stub as a durable task and answers its result when it ends (fn.remote()). */
-export async function callFunction({ dispatcher }: Pick<GatewayContext, "dispatcher">, stub: Stub, input: unknown, reply: FastifyReply): Promise<FastifyReply> {
+export async function callFunction({ dispatcher }: Pick<GatewayContext, "dispatcher">, stub: Stub, input: unknown, reply: FastifyReply, options: { stack: boolean } = { stack: true }): Promise<FastifyReply> {
   if (!stub.type.startsWith("function/")) {
     throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}, not a function; call it through its own route` });
   }
@@ -40,6 +40,7 @@ export async function callFunction({ dispatcher }: Pick<GatewayContext, "dispatc
   refuseWhenFull(dispatcher, stub);
   const task = await dispatcher.put(stub, checked);
   // The task is durable and runs to its end either way; a caller that leaves stops waiting for it.
+  let stack: string | undefined;
   const final = await new Promise<Task | undefined>((resolve) => {
     const done = (t: Task | undefined) => {
       dispatcher.events.off(task.id, listener);
@@ -47,7 +48,9 @@ export async function callFunction({ dispatcher }: Pick<GatewayContext, "dispatc
       resolve(t);
     };
     const listener = (t: Task) => {
-      if (isTerminal(t)) done(t);
+      if (!isTerminal(t)) return;
+      stack = dispatcher.stackOf(t.id); // read now: it is dropped once this event is told
+      done(t);
     };
     const gone = () => done(undefined);
     dispatcher.events.on(task.id, listener);
@@ -60,7 +63,9 @@ export async function callFunction({ dispatcher }: Pick<GatewayContext, "dispatc
   if (final.status === "CANCELLED") throw new Beta9Error("TASK_CANCELLED", { name: stub.name, id: task.id });
   // As an endpoint answers a bad input: 422 naming the field, not a handler error.
   if (final.error?.startsWith(INPUT_INVALID_TASK_ERROR)) throw new Beta9Error("INPUT_INVALID", { reason: final.error.slice(INPUT_INVALID_TASK_ERROR.length) });
-  throw new Beta9Error("HANDLER_ERROR", { reason: `task ${task.id} ended ${final.status}: ${final.error ?? "no detail"}` });
+  // As an endpoint's: the handler's stack for a caller with a token (anonymous callers get the message).
+  const details = stack !== undefined && options.stack ? { stack } : undefined;
+  throw new Beta9Error("HANDLER_ERROR", { reason: `task ${task.id} ended ${final.status}: ${final.error ?? "no detail"}` }, details);
 }
 
 export function taskRoutes(app: FastifyInstance, ctx: GatewayContext): void {

@@ -38,6 +38,17 @@ interface Running {
 }
 
 export class TaskDispatcher {
+  /**
+   * The stack of each task's last failed attempt, until its end is told to whoever waits for it
+   * (a function call answers with it): kept in memory only, like the wait itself.
+   */
+  private readonly stacks = new Map<string, string>();
+
+  /** The last failed attempt's stack (for a listener of the task's terminal event). */
+  stackOf(taskId: string): string | undefined {
+    return this.stacks.get(taskId);
+  }
+
   readonly events = new EventEmitter();
   private readonly running = new Map<string, Running>();
   /** Attempts go to runners several per request (runner-batch.ts). */
@@ -278,7 +289,10 @@ export class TaskDispatcher {
       const body = res.body;
       if (res.statusCode === 200) await this.end(task, "COMPLETE", { result: body.result ?? null });
       else if (res.statusCode === 422) await this.end(task, "ERROR", { error: INPUT_INVALID_TASK_ERROR + (body.error?.message ?? "the handler refused it") });
-      else await this.failed(stub, task, body.error?.message ?? `the runner answered ${res.statusCode}`);
+      else {
+        if (typeof body.error?.stack === "string") this.stacks.set(task.id, body.error.stack.slice(0, 16 * 1024));
+        await this.failed(stub, task, body.error?.message ?? `the runner answered ${res.statusCode}`);
+      }
     } catch (err) {
       if (live.cancelled) return; // already CANCELLED
       if (live.lost !== undefined) {
@@ -312,10 +326,14 @@ export class TaskDispatcher {
 
   private async emit(taskId: string, stub?: Stub, known?: Task): Promise<void> {
     // Read the task only for someone: a subscriber (SSE, a function call) or a callback.
-    if (this.events.listenerCount(taskId) === 0 && !stub?.config.callbackUrl) return;
+    if (this.events.listenerCount(taskId) === 0 && !stub?.config.callbackUrl) {
+      this.stacks.delete(taskId);
+      return;
+    }
     const task = known ?? (await this.o.store.tasks.getAny(taskId));
     if (!task) return;
     this.events.emit(taskId, task);
+    if (isTerminal(task)) this.stacks.delete(taskId);
     const url = stub?.config.callbackUrl;
     if (url && isTerminal(task)) {
       const key = await this.o.store.workspaces.signingKey(task.workspaceId);

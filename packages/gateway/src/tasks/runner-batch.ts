@@ -14,7 +14,7 @@ import { TASK_ID_HEADER, TASK_RETRIES_HEADER } from "@beta9/protocol";
 /** What the runner answered for one task (as /invoke would: status and parsed body). */
 export interface RunnerAnswer {
   statusCode: number;
-  body: { result?: unknown; error?: { message?: string } };
+  body: { result?: unknown; error?: { message?: string; stack?: unknown } };
 }
 
 /** Input per batch request, in JSON characters (at most 3 bytes each: well under the runner's 32 MiB body cap). */
