@@ -32,7 +32,7 @@ test("beta9 up --tls: HTTPS with a made certificate; the worker, the CLI, the Py
   delete env.BETA9_TOKEN;
   delete env.BETA9_TLS_CA;
   const dataDir = join(dir, "data");
-  const up = spawn(process.execPath, [cli, "up", "--tls", "--port", "0", "--data-dir", dataDir, "--log-level", "error"], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const up = spawn(process.execPath, [cli, "up", "--tls", "--no-prepare-image", "--port", "0", "--data-dir", dataDir, "--log-level", "error"], { env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   up.stdout!.on("data", (c: Buffer) => (out += c.toString()));
   up.stderr!.on("data", (c: Buffer) => (out += c.toString()));
