@@ -237,7 +237,7 @@ describe("workloads end to end (gateway + runc workers + CLI)", { skip }, () => 
       assert.ok(retrying.nextAttemptAt, "RETRY says when the next attempt may start");
       const listed = beta9({ url: gateway.url, key }, ["task", "list"]);
       assert.equal(await listed.exited, 0);
-      assert.match(listed.out(), new RegExp(`${task.id}\\s+RETRY 1/2`));
+      assert.match(listed.out(), new RegExp(`${task.id}\\s+survivor\\s+RETRY 1/2`));
       w1 = await startWorkerProcess("wl-retry", "retrypool", "10.223.43.0/24");
       killed = false;
       const result = await task.result();

@@ -78,6 +78,10 @@ describe("build filesystem steps", { skip }, () => {
       await assert.rejects(copy([src], "/loot/"), /(reached through a symlink that leads outside|no such file or directory in the uploaded files)/, src);
     }
     await assert.rejects(lstat(join(root, "loot", "secret")), /ENOENT/, "nothing from the host was copied in");
+    // The whole upload, links and all, copies as links (never followed).
+    await copy(["."], "/whole/");
+    assert.ok((await lstat(join(root, "whole", "escape"))).isSymbolicLink());
+    assert.equal(await readFile(join(root, "whole", "one.conf"), "utf8"), "one\n");
   });
 
   it("looks users and groups up in the image's own files", async () => {

@@ -204,7 +204,7 @@ export async function copyIntoImage(root: string, files: string, step: Extract<I
     const source = join(files, rel);
     // The host reads these as root: a source reached through a symlink (the uploaded files' own,
     // chained up and out) must still be inside them. tar itself never follows links it packs.
-    const where = await realpath(dirname(source)).catch(() => "");
+    const where = await realpath(rel === "." ? source : dirname(source)).catch(() => "");
     if (where !== filesRoot && !where.startsWith(`${filesRoot}/`)) throw new BuildFsError(`${rel}: reached through a symlink that leads outside the uploaded files`);
     if ((await lstat(source)).isDirectory()) {
       await tarInto(source, ["."], (await resolveInRoot(root, destPath, true)).host, owner, chmod);
