@@ -62,7 +62,10 @@ export async function mountOverlay(lowerDirs: readonly string[], dirs: OverlayDi
 export async function unmount(target: string): Promise<boolean> {
   if (!mountPointsUnder(target).includes(target)) return false;
   const result = await tryRun("umount", [target]);
-  if (result.code !== 0) await run("umount", ["-l", target]);
+  if (result.code === 0) return true;
+  // Gone since the check (released by another path at the same moment): nothing left to do.
+  if (!mountPointsUnder(target).includes(target)) return true;
+  await run("umount", ["-l", target]);
   return true;
 }
 
