@@ -13,7 +13,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -148,20 +148,23 @@ test("a newcomer pastes every sh block of the README, in order, and each command
   assert.ok(commands.length > readme.length + 10, "the examples' headers name their commands");
   for (const [pattern, why] of SKIPPED) assert.ok(readme.some((c) => pattern.test(c.line)), `SKIPPED lists ${pattern} (${why}), which no README line matches`);
   let lastId: string | undefined;
-  let upOutput = "";
+  const upLog = join(home, ".walk-up.log");
+  const upOutput = () => (platform ? readFileSync(upLog, "utf8") : "");
   for (const { line, at: lineNo, file } of commands) {
     const at = `${file ?? "README.md"}:${lineNo}`;
     if (SKIPPED.some(([p]) => p.test(line))) continue;
     if (/^\.\/beta9 up\b/.test(line)) {
-      platform = spawn("bash", ["-c", `. ${envFile}; cd "$(cat ${cwdFile})"; exec ${line}`], { env: baseEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-      platform.stdout!.on("data", (c: Buffer) => (upOutput += c.toString()));
-      platform.stderr!.on("data", (c: Buffer) => (upOutput += c.toString()));
-      for (let i = 0; i < 6000 && !/ready in \d+ ms/.test(upOutput) && platform.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
-      assert.match(upOutput, /ready in \d+ ms/, `${at}: ${line}\n${upOutput}`);
-      assert.match(upOutput, /sample app: hello v1 answered/, upOutput);
+      // Its output goes to a file, not a pipe: the walk's spawnSync calls block this event loop for
+      // minutes, and a pipe nobody drains would stall the platform once full (and hide its lines).
+      const out = openSync(upLog, "w");
+      platform = spawn("bash", ["-c", `. ${envFile}; cd "$(cat ${cwdFile})"; exec ${line}`], { env: baseEnv, detached: true, stdio: ["ignore", out, out] });
+      closeSync(out);
+      for (let i = 0; i < 6000 && !/ready in \d+ ms/.test(upOutput()) && platform.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.match(upOutput(), /ready in \d+ ms/, `${at}: ${line}\n${upOutput()}`);
+      assert.match(upOutput(), /sample app: hello v1 answered/, upOutput());
       // What up printed to try is a command too: it must work when pasted.
-      const tryLine = /^try: (curl .*)$/m.exec(upOutput)?.[1];
-      assert.ok(tryLine, upOutput);
+      const tryLine = /^try: (curl .*)$/m.exec(upOutput())?.[1];
+      assert.ok(tryLine, upOutput());
       const tried = spawnSync("bash", ["-c", `${tryLine} --fail-with-body -sS`], { env: baseEnv, encoding: "utf8" });
       assert.equal(tried.status, 0, `${tryLine}\n${tried.stdout}${tried.stderr}`);
       assert.match(tried.stdout, /Hello, you!/);
@@ -190,4 +193,7 @@ test("a newcomer pastes every sh block of the README, in order, and each command
   }
   t.diagnostic(`walked:\n${walked.join("\n")}`);
   assert.ok(platform, "the README starts the platform with ./beta9 up");
+  // After the first start, up prepares the default image in the background and says so (at once,
+  // before the minute a cold debootstrap takes).
+  assert.match(upOutput(), /default image \(Debian bookworm \+ python3\): preparing in the background|default image: ready in \d+ s/, upOutput());
 });

@@ -16,6 +16,8 @@ export interface PrepareImageOptions {
   tlsCa?: string;
   /** Where lines go (default: stdout). */
   say?: (line: string) => void;
+  /** Aborted when `up` shuts down: the build goes on in the worker, this follower stops quietly. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -28,6 +30,8 @@ export async function prepareDefaultImage(options: PrepareImageOptions): Promise
   const started = performance.now();
   const seconds = () => Math.round((performance.now() - started) / 1000);
   let timer: NodeJS.Timeout | undefined;
+  const stop = () => void client.destroy();
+  options.signal?.addEventListener("abort", stop, { once: true });
   try {
     let image = await client.buildImage(new Image().toSpec());
     if (image.status === "ready") return "ready";
@@ -45,10 +49,12 @@ export async function prepareDefaultImage(options: PrepareImageOptions): Promise
     say(`default image: ready in ${seconds()} s (${image.id.slice(0, 12)})`);
     return "built";
   } catch (err) {
+    if (options.signal?.aborted) return "failed";
     say(`default image: not prepared (${formatError(err)}); the first deploy that uses it builds it`);
     return "failed";
   } finally {
     clearInterval(timer);
+    options.signal?.removeEventListener("abort", stop);
     await client.close();
   }
 }

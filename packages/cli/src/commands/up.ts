@@ -189,9 +189,12 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
   if (gateway.bootstrap && workerStarted) await deploySample(url, gateway.bootstrap.token.key, tls?.certPath, tlsCa);
   // performance.now() counts from process start, so this includes Node's own start-up.
   print(color.green(`ready in ${Math.round(performance.now())} ms`));
+  // Shutdown stops the background build's client first: its open stream must not hold the exit.
+  const preparing = new AbortController();
   if (gateway.bootstrap && workerStarted && opts.prepareImage !== false) {
-    void prepareDefaultImage({ url, token: gateway.bootstrap.token.key, ...(tlsCa && { tlsCa }) });
+    void prepareDefaultImage({ url, token: gateway.bootstrap.token.key, signal: preparing.signal, ...(tlsCa && { tlsCa }) });
   }
+  stops.push(async () => preparing.abort());
 
   note(`${await signal}: shutting down (send it again to force)`);
   for (const stop of stops.reverse()) await stop();
