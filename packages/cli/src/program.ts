@@ -10,6 +10,7 @@ import { registerSandbox } from "./commands/sandbox.js";
 import { registerWorker } from "./commands/worker.js";
 import { registerMachine } from "./commands/machine.js";
 import { registerPool } from "./commands/pool.js";
+import { registerStore } from "./commands/store.js";
 import { registerSecret } from "./commands/secret.js";
 import { registerVolume } from "./commands/volume.js";
 import { registerImage } from "./commands/image.js";
@@ -60,6 +61,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 auth/permission, 4 not found, 5 gateway un
   registerWorker(program);
   registerMachine(program);
   registerPool(program);
+  registerStore(program);
   registerSecret(program);
   registerVolume(program);
 

@@ -6,3 +6,4 @@ export { ObjectStore } from "./objects/object-store.js";
 export type * from "./store/types.js";
 export { VERSION } from "./version.js";
 export { certificateFingerprint, ensureSelfSignedCertificate, localNames, readTlsFiles, type TlsFiles } from "./tls.js";
+export { copySqliteToPostgres, StoreCopyRefusedError, type StoreCopyResult } from "./store/copy.js";

@@ -100,7 +100,7 @@ const heldLocks = new Set<string>();
  * One gateway per data directory. A lock left by a killed gateway (its pid is gone) is taken
  * over, so `kill -9` followed by a restart just works.
  */
-function lockDataDir(dataDir: string): () => void {
+export function lockDataDir(dataDir: string): () => void {
   const lockPath = join(dataDir, "gateway.pid");
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
