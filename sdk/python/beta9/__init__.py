@@ -9,7 +9,7 @@
 ``beam`` is an alias of this package, so code written for beta9's ``from beam import …`` runs unchanged.
 """
 from . import schema
-from .abstractions import DeployResult, Endpoint, Function, Schedule, ServeHandle, TaskQueue, Workload, endpoint, function, schedule, task_queue
+from .abstractions import ASGI, DeployResult, Endpoint, asgi, Function, Schedule, ServeHandle, TaskQueue, Workload, endpoint, function, schedule, task_queue
 from .client import ApiError, Client
 from .image import Image, ImageError
 from .options import OptionError, QueueDepthAutoscaler, TaskPolicy, Volume
@@ -21,7 +21,7 @@ from .volumes import Volumes
 __version__ = "0.2.0"
 
 __all__ = [
-    "ApiError", "Client", "Context", "DeployResult", "Endpoint", "Function", "Image", "ImageError", "OptionError",
+    "ASGI", "ApiError", "asgi", "Client", "Context", "DeployResult", "Endpoint", "Function", "Image", "ImageError", "OptionError",
     "QueueDepthAutoscaler", "RunCodeResult", "Sandbox", "SandboxError", "SandboxFileInfo", "SandboxInstance", "SandboxProcess",
     "SandboxProcessInfo", "Schedule", "ServeHandle", "TaskFailedError", "TaskHandle",
     "TaskPolicy", "TaskQueue", "Volume", "Volumes", "Workload", "endpoint", "function", "schedule", "schema", "task_queue",

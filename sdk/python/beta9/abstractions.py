@@ -1,4 +1,4 @@
-"""The workload decorators: ``endpoint``, ``task_queue``, ``function`` and ``schedule``.
+"""The workload decorators: ``endpoint``, ``asgi``, ``task_queue``, ``function`` and ``schedule``.
 
 A decorated function stays callable locally; on the platform it is called through the object:
 ``.remote(...)``, ``.map(...)``, ``.put(...)``, ``.deploy()``, ``.serve()``.
@@ -243,6 +243,28 @@ class Endpoint(Workload):
         return self._call_route(payload_of(args, kwargs))
 
 
+class ASGI(Endpoint):
+    """A whole web app (FastAPI, Starlette, or any ASGI callable) as one endpoint: every method and
+    path under ``/endpoint/<name>/`` reaches it. The decorated function returns the app (called once
+    per container, after on_start), or is itself ``async def app(scope, receive, send)``."""
+
+    decorator_name = "asgi"
+
+    def stub_config(self) -> dict[str, Any]:
+        config = super().stub_config()
+        config["webApp"] = True
+        return config
+
+    def deploy(self, name: str | None = None, on_log: Callable[[str], None] | None = None) -> DeployResult:
+        result = super().deploy(name, on_log)
+        result.url += "/"  # the app's root: any path below it is the app's
+        return result
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        raise OptionError(f"{self.name} is an ASGI app: send HTTP requests to its URL ({self.client.gateway}/endpoint/{self.name}/…), "
+                          "any method and path, with your token")
+
+
 class Function(Workload):
     kind = "function"
     decorator_name = "function"
@@ -332,6 +354,31 @@ def function(func: Callable[..., Any] | None = None, *, name: str | None = None,
         cpu=cpu, memory=memory, gpu=gpu, gpu_count=gpu_count, keep_warm_seconds=keep_warm_seconds, workers=workers,
         concurrent_requests=concurrent_requests, max_pending_tasks=max_pending_tasks, timeout=timeout, retries=retries,
         task_policy=task_policy, callback_url=callback_url, secrets=secrets, env=env, authorized=authorized,
+        autoscaler=autoscaler, volumes=volumes))
+
+
+def asgi(func: Callable[..., Any] | None = None, *, name: str | None = None, image: Image | None = None,
+         cpu: float | str | None = None, memory: int | str | None = None, gpu: str | list[str] | None = None,
+         gpu_count: int | None = None, keep_warm_seconds: int | None = None, workers: int | None = None,
+         concurrent_requests: int | None = None, timeout: int | None = None, secrets: list[str] | None = None,
+         env: dict[str, str] | None = None, authorized: bool | None = None, autoscaler: Any = None,
+         on_start: Callable[..., Any] | None = None, volumes: list[Any] | None = None) -> Any:
+    """An ASGI web app (FastAPI, Starlette, …) served under ``/endpoint/<name>/``: decorate a function
+    that returns the app, or the ``async def app(scope, receive, send)`` itself.
+
+        @asgi(concurrent_requests=20)
+        def web():
+            from fastapi import FastAPI
+            app = FastAPI()
+
+            @app.get("/hello/{who}")
+            def hello(who: str):
+                return {"hello": who}
+            return app
+    """
+    return _decorator(ASGI, func, name, image, on_start, None, None, dict(
+        cpu=cpu, memory=memory, gpu=gpu, gpu_count=gpu_count, keep_warm_seconds=keep_warm_seconds, workers=workers,
+        concurrent_requests=concurrent_requests, timeout=timeout, secrets=secrets, env=env, authorized=authorized,
         autoscaler=autoscaler, volumes=volumes))
 
 

@@ -13,6 +13,8 @@ import threading
 import traceback
 
 from . import task_log
+from ..abstractions import Workload
+from .asgi import AppFailedError, AsgiHost, is_asgi_callable
 from .invoker import Invoker
 from .loader import LoadError, load
 from .server import RunnerServer, State, make_handler
@@ -66,7 +68,17 @@ def main() -> None:
             except Exception:
                 sys.stderr.write(f"runner: on_start of {ref} failed:\n{traceback.format_exc()}")
                 sys.exit(1)
-        state.invoker = Invoker(workload, concurrency, state.container_id, os.environ.get("BETA9_STUB_ID", ""), value)
+        invoker = Invoker(workload, concurrency, state.container_id, os.environ.get("BETA9_STUB_ID", ""), value)
+        if workload.decorator_name == "asgi":
+            try:
+                invoker.asgi = start_asgi(workload, invoker)
+            except AppFailedError as err:
+                sys.stderr.write(f"runner: {err}\n")
+                sys.exit(1)
+            except Exception:
+                sys.stderr.write(f"runner: the ASGI app of {ref} failed to load:\n{traceback.format_exc()}")
+                sys.exit(1)
+        state.invoker = invoker
         if not stopping.is_set():
             state.phase = "ready"
             print(f"runner ready: {ref} ({workload.kind} {workload.name}, python {sys.version.split()[0]})")
@@ -77,8 +89,22 @@ def main() -> None:
         sys.stderr.write(f"runner: {invoker.active} invocation(s) still running after {grace:g} s; cancelling them\n")
         invoker.cancel_all()
         invoker.wait_idle(1.0)
+    if invoker is not None and invoker.asgi is not None:
+        invoker.asgi.shutdown()
     server.shutdown()
     sys.exit(0)
+
+
+def start_asgi(workload: Workload, invoker: Invoker) -> AsgiHost:
+    """The app an @asgi function returns (or the function itself when it is the ASGI callable),
+    its lifespan started."""
+    app = workload.func if is_asgi_callable(workload.func) else workload.func()
+    if not callable(app):
+        raise AppFailedError(f"@asgi {workload.name}: the function returned {type(app).__name__}, not an ASGI app; "
+                             "return the app (e.g. FastAPI()), or decorate async def app(scope, receive, send) itself")
+    host = AsgiHost(app, invoker._event_loop, workload.name)
+    host.startup()
+    return host
 
 
 if __name__ == "__main__":

@@ -84,6 +84,8 @@ class Invoker:
         self._by_task: dict[str, set[Invocation]] = {}
         self.active = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: An @asgi workload's app, once started (asgi.py); None for every other workload.
+        self.asgi: Any = None
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         """One asyncio loop in its own thread for every ``async def`` handler, so they interleave."""

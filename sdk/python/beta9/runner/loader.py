@@ -116,9 +116,9 @@ def load(code_dir: str | Path, ref: str) -> Workload:
         raise LoadError("PYTHON_IMPORT_ERROR", f"{where}: {type(err).__name__}: {err}") from None
     value = getattr(module, attr, None)
     if value is None:
-        raise LoadError("EXPORT_NOT_FOUND", f"{file} has no {attr!r}; name a function decorated with @endpoint, @task_queue, @function or @schedule")
+        raise LoadError("EXPORT_NOT_FOUND", f"{file} has no {attr!r}; name a function decorated with @endpoint, @asgi, @task_queue, @function or @schedule")
     if not getattr(value, WORKLOAD_MARKER, False):
-        raise LoadError("NOT_A_WORKLOAD", f"{file}:{attr} is not a workload; decorate it with @endpoint, @task_queue, @function or @schedule from beta9")
+        raise LoadError("NOT_A_WORKLOAD", f"{file}:{attr} is not a workload; decorate it with @endpoint, @asgi, @task_queue, @function or @schedule from beta9")
     return value
 
 

@@ -5,6 +5,7 @@
                       or an endpoint's generator streamed (stream.py)
   POST /invoke-batch  {"tasks": [{"id", "input"}, …]} → 200 NDJSON, one {"id", "status", "body"} per task as it ends
   POST /cancel/<id>   → 204, or 404 when no invocation of that task runs here
+  ANY  /web/<path>    an ASGI app's request (asgi.py): the app's own status, headers and body
 
 A thread per connection; a closed connection cancels the invocations it carried (it is their heartbeat).
 """
@@ -22,6 +23,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
+from .asgi import is_web_path
 from .invoker import Invocation, Invoker, error_reply
 from .stream import Stream, send_stream
 
@@ -113,7 +115,47 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 return None
             return state.invoker
 
+        def _authorized(self) -> bool:
+            """Every route but /health needs the gateway's per-container secret, when one is set."""
+            if state.secret and not hmac.compare_digest((self.headers.get("authorization") or "").encode(), f"Bearer {state.secret}".encode()):
+                self.close_connection = True  # its body is not read: the connection ends with the answer
+                self._error(401, "AUTH_TOKEN_INVALID", "this runner answers its gateway only")
+                return False
+            return True
+
+        def _web(self) -> None:
+            """An ASGI app's request: /web + its path and query (asgi.py streams the answer)."""
+            if not self._authorized():
+                return
+            invoker = self._ready_invoker()
+            if invoker is None:
+                self.close_connection = True
+                return
+            host = invoker.asgi
+            if host is None:
+                self.close_connection = True
+                return self._error(404, "NOT_A_WEB_APP", "this workload is not a web app (@asgi from beta9); call POST /invoke")
+            task_id = (self.headers.get(TASK_ID_HEADER) or "").strip() or str(uuid.uuid4())
+            inv = invoker.begin(task_id)
+            if inv is None:
+                self.close_connection = True
+                return self._error(503, "BUSY", f"all {state.concurrency} invocation slot(s) of this container are taken")
+
+            def watch(on_close: Callable[[], None]) -> Callable[[], None]:
+                done = threading.Event()
+                _watch_disconnect(self.connection, on_close, done)
+                return done.set
+            try:
+                failure = host.serve(self, self.path[len("/web"):] or "/", inv, watch)
+            finally:
+                inv.end()
+            if failure is not None:
+                self.close_connection = True
+                self._send(*failure)
+
         def do_GET(self) -> None:
+            if is_web_path(self.path):
+                return self._web()
             path = urllib.parse.urlsplit(self.path).path
             if path != "/health":
                 return self._error(404, "ROUTE_NOT_FOUND", f"the runner has no route GET {path}")
@@ -124,11 +166,20 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
 
         do_HEAD = do_GET
 
+        def _web_only(self) -> None:
+            if is_web_path(self.path):
+                return self._web()
+            self.close_connection = True
+            self._error(405, "METHOD_NOT_ALLOWED", f"the runner has no route {self.command} {urllib.parse.urlsplit(self.path).path}")
+
+        do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _web_only
+
         def do_POST(self) -> None:
+            if is_web_path(self.path):
+                return self._web()
             path = urllib.parse.urlsplit(self.path).path
-            if state.secret and not hmac.compare_digest((self.headers.get("authorization") or "").encode(), f"Bearer {state.secret}".encode()):
-                self.close_connection = True  # its body is not read: the connection ends with the answer
-                return self._error(401, "AUTH_TOKEN_INVALID", "this runner answers its gateway only")
+            if not self._authorized():
+                return
             if path == "/invoke":
                 return self._invoke()
             if path == "/invoke-batch":
@@ -146,6 +197,9 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             invoker = self._ready_invoker()
             if invoker is None:
                 return
+            if invoker.asgi is not None:
+                self.close_connection = True
+                return self._error(404, "WEB_APP_ONLY", "this workload is an ASGI app (@asgi): its requests arrive under /web")
             raw = self._body()
             if raw is None:
                 return
