@@ -177,7 +177,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     });
     await builds.init();
     autoscaler = new Autoscaler({ scheduler, logger, secretEnv: (workspaceId, names) => secrets.env(workspaceId, names) });
-    dispatcher = new TaskDispatcher({ store, autoscaler, logger });
+    dispatcher = new TaskDispatcher({ store, autoscaler, logger, waitingFor: (stubId) => scheduler?.waiting(stubId)?.message });
     machines = new MachineRegistry({
       store, scheduler, logger,
       ...(options.machineExpirySeconds !== undefined && { expirySeconds: options.machineExpirySeconds }),

@@ -124,3 +124,23 @@ test("a pending task names the capacity its container waits for; lists name the 
   assert.match(huge.json.warnings[0], /^huge: needs 8000m CPU; the largest connected worker has 2000m; /);
   assert.equal((await api("POST", "/api/v1/deployment", { stubId: huge.json.stub.id })).status, 201);
 });
+
+test("a task that expires while its container waits for capacity says what it waited for", async () => {
+  // The stand-in worker of the test above (2000m) is still connected: 4 CPUs never fit on it.
+  const workers = (await api("GET", "/api/v1/worker")).json.items as unknown[];
+  assert.equal(workers.length, 1, "runs after the test that connects the stand-in worker");
+  const bundle = makeTar([{ name: "app.js", data: "export const x = 1;\n" }]);
+  await fetch(`${gw.url}/api/v1/object/${sha256(bundle)}`, {
+    method: "PUT", body: bundle, headers: { authorization: `Bearer ${admin}`, "content-type": "application/octet-stream" },
+  });
+  const created = await api("POST", "/api/v1/stub", {
+    name: "too-big", type: "taskqueue/deployment", objectId: sha256(bundle), config: { handler: "app.js:x", cpu: 4, taskPolicy: { ttl: 1 } },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.json));
+  const id = (await api("POST", `/taskqueue/id/${created.json.stub.id}`, {})).json.task_id as string;
+  const expired = await until("the task to expire", async () => {
+    const t = (await api("GET", `/api/v1/task/${id}`)).json;
+    return t.status === "EXPIRED" && t;
+  });
+  assert.match(expired.error, /^waited longer than its ttl; waiting for capacity: needs 4000m CPU, \d+m free on 1 worker$/);
+});

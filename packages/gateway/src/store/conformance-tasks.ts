@@ -106,7 +106,7 @@ export function runTaskConformance(backendName: string, open: () => Promise<Stor
       await new Promise((r) => setTimeout(r, 5));
       const expired = await store.tasks.expireDue();
       assert.deepEqual(expired.map((e) => e.id), [stale.id]);
-      assert.equal((await store.tasks.get(ws, stale.id))?.status, "EXPIRED");
+      assert.deepEqual([(await store.tasks.get(ws, stale.id))?.status, (await store.tasks.get(ws, stale.id))?.error], ["EXPIRED", "waited longer than its ttl"]);
       assert.equal((await store.tasks.claimNext(stubId, "c"))?.id, running.id);
       assert.deepEqual(await store.tasks.requeueRunning(), [{ id: running.id, stubId, status: "RETRY" }]);
       const requeued = await store.tasks.get(ws, running.id);
@@ -116,6 +116,24 @@ export function runTaskConformance(backendName: string, open: () => Promise<Stor
       assert.deepEqual(await store.tasks.stubsWithPending(), [stubId]);
       assert.equal((await store.tasks.get("another-workspace", running.id)), undefined);
       assert.equal((await store.tasks.getAny(running.id))?.id, running.id);
+    });
+
+    it("an expired task's error names what its stub waited for, when something is known", async () => {
+      const app = await store.apps.getOrCreate(ws, "app");
+      const config = normalizeStubConfig("function", {});
+      const other = (await store.stubs.getOrCreate({ workspaceId: ws, appId: app.id, name: "f", type: "function/deployment", objectId: null, config, configHash: hashStubConfig(config) })).stub.id;
+      const waited = await store.tasks.create(ws, stubId, null, { ...policy, ttl: 0 });
+      const plain = await store.tasks.create(ws, other, null, { ...policy, ttl: 0 });
+      await new Promise((r) => setTimeout(r, 5));
+      const asked: string[] = [];
+      const expired = await store.tasks.expireDue((id) => {
+        asked.push(id);
+        return id === stubId ? "waiting for capacity: needs 1000m CPU, 250m free on 1 worker" : undefined;
+      });
+      assert.deepEqual(expired.map((e) => e.id).sort(), [waited.id, plain.id].sort());
+      assert.equal((await store.tasks.get(ws, waited.id))?.error, "waited longer than its ttl; waiting for capacity: needs 1000m CPU, 250m free on 1 worker");
+      assert.equal((await store.tasks.get(ws, plain.id))?.error, "waited longer than its ttl");
+      assert.ok(asked.includes(stubId) && asked.includes(other), "asked about each stub with an expiring task");
     });
   });
 }

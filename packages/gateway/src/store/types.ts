@@ -133,8 +133,12 @@ export interface TaskRepo {
   finish(id: string, status: "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED" | "EXPIRED", fields?: { result?: unknown; error?: string }): Promise<boolean>;
   /** RUNNING → RETRY (error kept, retry counted, `nextAttemptAt` = now + `delayMs`); claimable when due. */
   retry(id: string, error: string, delayMs: number): Promise<boolean>;
-  /** PENDING tasks past their TTL → EXPIRED (a RETRY task already started: its TTL is spent); returns their ids. */
-  expireDue(): Promise<{ id: string; stubId: string }[]>;
+  /**
+   * PENDING tasks past their TTL → EXPIRED (a RETRY task already started: its TTL is spent); returns
+   * their ids. Each one's error is `waited longer than its ttl`, followed by what `waitedFor` says
+   * its stub waited for (e.g. capacity), when it says something.
+   */
+  expireDue(waitedFor?: (stubId: string) => string | undefined): Promise<{ id: string; stubId: string }[]>;
   /**
    * At start-up: attempts that were running when the gateway stopped are counted (retries + 1)
    * and become RETRY, due now, or ERROR when that exceeds their maxRetries.

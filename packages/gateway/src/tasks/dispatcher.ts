@@ -24,6 +24,8 @@ export interface DispatcherOptions {
   store: Store;
   autoscaler: Autoscaler;
   logger?: Logger;
+  /** What a stub's containers wait for now ("waiting for capacity: …"), named in the error of a task that expires meanwhile. */
+  waitingFor?: (stubId: string) => string | undefined;
   /** First retry delay; doubles per retry up to 30 s (default 500 ms). */
   retryBaseMs?: number;
   sweepIntervalMs?: number;
@@ -343,7 +345,7 @@ export class TaskDispatcher {
 
   /** Expires tasks that waited past their TTL. */
   private async sweep(): Promise<void> {
-    for (const t of await this.o.store.tasks.expireDue().catch(() => [])) {
+    for (const t of await this.o.store.tasks.expireDue(this.o.waitingFor).catch(() => [])) {
       this.count(t.stubId, -1);
       this.outcome(t.stubId, "EXPIRED", null);
       await this.emit(t.id);

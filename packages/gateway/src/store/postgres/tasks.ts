@@ -6,7 +6,7 @@
  */
 import { Beta9Error } from "@beta9/protocol";
 import type { ClaimedTask, Page, PoolRepo, TaskPolicy, TaskRepo } from "../types.js";
-import { newId, now, toPool, toTask, type PoolRow, type TaskRow } from "../sqlite/rows.js";
+import { expiredError, newId, now, toPool, toTask, type PoolRow, type TaskRow } from "../sqlite/rows.js";
 import { isUniqueViolation, type Db } from "./db.js";
 
 type FinishStatus = "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED" | "EXPIRED";
@@ -107,11 +107,19 @@ export class PostgresTaskRepo implements TaskRepo {
     ) === 1;
   }
 
-  async expireDue() {
+  async expireDue(waitedFor?: (stubId: string) => string | undefined) {
     const ts = now();
+    // Each stub's error, worked out before the one UPDATE that expires (so another gateway's sweep
+    // cannot expire a task twice); a stub that starts waiting in between keeps the plain message.
+    const stubs = waitedFor
+      ? await this.db.rows<{ stub_id: string }>(
+        `SELECT DISTINCT stub_id FROM task WHERE status = 'PENDING' AND expires_at IS NOT NULL AND expires_at <= $1`, [ts])
+      : [];
+    const errors = Object.fromEntries(stubs.map((s) => [s.stub_id, expiredError(waitedFor?.(s.stub_id))]));
     const rows = await this.db.rows<{ id: string; stub_id: string }>(
-      `UPDATE task SET status = 'EXPIRED', error = 'waited longer than its ttl', ended_at = $1
-       WHERE status = 'PENDING' AND expires_at IS NOT NULL AND expires_at <= $1 RETURNING id, stub_id`, [ts],
+      `UPDATE task SET status = 'EXPIRED', error = COALESCE($2::jsonb ->> stub_id, $3), ended_at = $1
+       WHERE status = 'PENDING' AND expires_at IS NOT NULL AND expires_at <= $1 RETURNING id, stub_id`,
+      [ts, JSON.stringify(errors), expiredError(undefined)],
     );
     return rows.map((t) => ({ id: t.id, stubId: t.stub_id }));
   }

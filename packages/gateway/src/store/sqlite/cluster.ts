@@ -3,7 +3,7 @@ import type Database from "better-sqlite3";
 import { Beta9Error, type Task } from "@beta9/protocol";
 import type { ClaimedTask, Page, PoolRepo, TaskPolicy, TaskRepo } from "../types.js";
 import {
-  isUniqueViolation, newId, now, toPool, toTask, type PoolRow, type TaskRow,
+  expiredError, isUniqueViolation, newId, now, toPool, toTask, type PoolRow, type TaskRow,
 } from "./rows.js";
 import { WriteBatch } from "./write-batch.js";
 
@@ -76,7 +76,7 @@ export class SqliteTaskRepo implements TaskRepo {
     );
     this.dueExpired = db.prepare(`SELECT id, stub_id FROM task WHERE status = 'PENDING' AND expires_at IS NOT NULL AND expires_at <= ?`);
     this.expireStmt = db.prepare(
-      `UPDATE task SET status = 'EXPIRED', error = 'waited longer than its ttl', ended_at = ? WHERE id = ? AND status = 'PENDING'`,
+      `UPDATE task SET status = 'EXPIRED', error = ?, ended_at = ? WHERE id = ? AND status = 'PENDING'`,
     );
     // An attempt cut off by a gateway stop counts as an attempt, as one cut off by a worker's
     // death does: the handler may have run (delivery is at least once, and retry_count tells the
@@ -161,11 +161,11 @@ export class SqliteTaskRepo implements TaskRepo {
     return this.retryStmt.run(error, new Date(Date.now() + delayMs).toISOString(), id).changes === 1;
   }
 
-  async expireDue() {
+  async expireDue(waitedFor?: (stubId: string) => string | undefined) {
     return this.db.transaction(() => {
       const ts = now();
       const due = this.dueExpired.all(ts) as { id: string; stub_id: string }[];
-      for (const t of due) this.expireStmt.run(ts, t.id);
+      for (const t of due) this.expireStmt.run(expiredError(waitedFor?.(t.stub_id)), ts, t.id);
       return due.map((t) => ({ id: t.id, stubId: t.stub_id }));
     })();
   }

@@ -75,3 +75,8 @@ export const toTask = (r: TaskRow): Task => ({
 export interface PoolRow { id: string; name: string; description: string; created_at: string }
 export const toPool = (r: PoolRow): Pool => ({ id: r.id, name: r.name, description: r.description, createdAt: r.created_at });
 
+
+/** An expired task's error: the TTL, and what its stub waited for when something is known (capacity). */
+export function expiredError(waitedFor: string | undefined): string {
+  return waitedFor ? `waited longer than its ttl; ${waitedFor}` : "waited longer than its ttl";
+}
