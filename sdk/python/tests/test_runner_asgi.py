@@ -20,6 +20,7 @@ import pytest
 
 from conftest import SDK_ROOT, wait_until, write
 from test_sdk_units import free_port, running_runner
+from ws_client import WsClient
 
 RAW = textwrap.dedent('''\
     import asyncio, hashlib, json
@@ -89,6 +90,24 @@ RAW = textwrap.dedent('''\
             return await send({"type": "http.response.body", "body": b""})
         if path == "/state":
             return await json_reply(send, 200, STATE)
+        if scope["type"] == "websocket":
+            assert (await receive())["type"] == "websocket.connect"
+            if path == "/ws-refuse":
+                return await send({"type": "websocket.close", "code": 1008})
+            await send({"type": "websocket.accept", "subprotocol": (scope["subprotocols"] or [None])[-1]})
+            await send({"type": "websocket.send", "text": f"hello {scope['path']} {scope['query_string'].decode()} {scope['scheme']}"})
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    STATE["disconnects"] += 1
+                    STATE["last_close"] = message["code"]
+                    return
+                if message.get("text") == "bye":
+                    return await send({"type": "websocket.close", "code": 4001, "reason": "asked to"})
+                if message.get("text") is not None:
+                    await send({"type": "websocket.send", "text": message["text"].upper()})
+                else:
+                    await send({"type": "websocket.send", "bytes": message["bytes"][::-1]})
         await json_reply(send, 404, {"detail": "no route " + path})
 
     @asgi
@@ -204,6 +223,35 @@ def test_a_caller_that_leaves_cancels_the_app(raw_app: str) -> None:
     def cancelled() -> bool:
         return json.loads(request(raw_app, "GET", "/web/state")[2])["cancelled"] >= 1
     wait_until("the app to see its caller leave", cancelled, timeout=30)
+
+
+def test_websockets_accept_echo_close_both_ways_and_refuse(raw_app: str) -> None:
+    url = urllib.parse.urlsplit(raw_app)
+    auth = {"authorization": f"Bearer {SECRET}"}
+    ws = WsClient(url.hostname, url.port, "/web/chat?room=1", {**auth, "sec-websocket-protocol": "a, b", "x-forwarded-proto": "https"})
+    try:
+        assert ws.status == 101 and ws.headers["sec-websocket-protocol"] == "b", (ws.status, ws.headers, ws.body)
+        assert ws.recv() == ("text", "hello /chat room=1 wss")
+        ws.send("shout")
+        assert ws.recv() == ("text", "SHOUT")
+        big = os.urandom(200_000)
+        ws.send(big)
+        assert ws.recv() == ("bytes", big[::-1])
+        ws.send("bye")  # the app closes with its code
+        assert ws.recv() == ("close", (4001, "asked to"))
+    finally:
+        ws.shutdown()
+    ws = WsClient(url.hostname, url.port, "/web/chat", auth)
+    try:
+        assert ws.recv()[0] == "text"
+        ws.close(4002, "client leaves")  # the caller closes: the app hears its code
+        assert ws.recv() == ("close", (4002, ""))
+    finally:
+        ws.shutdown()
+    wait_until("the app to hear the close", lambda: json.loads(request(raw_app, "GET", "/web/state")[2]).get("last_close") == 4002, timeout=30)
+    refused = WsClient(url.hostname, url.port, "/web/ws-refuse", auth)
+    assert refused.status == 403, refused.status
+    refused.shutdown()
 
 
 @pytest.mark.parametrize("handler,message", [("web.py:not_an_app", "returned int, not an ASGI app"),

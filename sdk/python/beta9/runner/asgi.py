@@ -10,6 +10,7 @@ is read in bounded chunks as the app asks for them, and nothing is buffered here
 The answer carries x-beta9-stream: response (the gateway relays status, headers and body as they
 come). An app that fails before it starts its response answers 500 HANDLER_ERROR with the
 traceback, as a handler does; one that fails after is cut (the caller sees an incomplete body).
+An upgrade to a WebSocket runs the app's ``websocket`` scope instead (asgi_ws.py).
 Lifespan: ``startup`` runs once when the runner loads the app (``startup.failed`` stops the
 container with the app's message), ``shutdown`` when the runner stops; an app without lifespan
 support is served all the same, as ASGI servers do.
@@ -24,12 +25,13 @@ import traceback
 import urllib.parse
 from typing import Any, Callable
 
+from .asgi_ws import is_upgrade, serve_websocket
 from .stream import STREAM_HEADER
 
 WEB_PATH_PREFIX = "/web"
 WEB_AUTHORIZATION_HEADER = "x-beta9-authorization"
 #: Headers of this hop or of the runner protocol, never handed to the app.
-_DROP_REQUEST = {"authorization", "connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection", "te", "trailer",
+_DROP_REQUEST = {"authorization", "connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "trailer",
                  WEB_AUTHORIZATION_HEADER, "x-beta9-task-id", "x-beta9-task-retries"}
 _DROP_RESPONSE = {"connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection", STREAM_HEADER}
 #: The most one ``receive()`` hands the app at once.
@@ -193,8 +195,11 @@ class AsgiHost:
         caller goes away, until the function it returns is called. Returns an error reply (status,
         JSON) to send when the app failed before starting its response, else None (it went out)."""
         loop = self.loop()
-        body = _Body(handler.rfile, handler.headers)
         scope = _scope(handler, app_path, self.state)
+        if is_upgrade(handler.headers):
+            serve_websocket(handler, self.app, scope, loop, invocation, lambda err: self._log(invocation, err))
+            return None
+        body = _Body(handler.rfile, handler.headers)
         ops: queue.Queue[Any] = queue.Queue()
         head_only = scope["method"] == "HEAD"
         response: dict[str, Any] = {"started": False, "complete": False, "chunked": False, "no_body": False}
