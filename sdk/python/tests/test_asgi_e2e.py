@@ -8,10 +8,12 @@ import json
 import os
 import textwrap
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from conftest import Platform, write
+from ws_client import WsClient
 
 APP = textwrap.dedent('''\
     import hashlib, json
@@ -22,6 +24,16 @@ APP = textwrap.dedent('''\
         await send({"type": "http.response.body", "body": json.dumps(value).encode()})
 
     async def routes(scope, receive, send):
+        if scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept"})
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                if message.get("text") == "bye":
+                    return await send({"type": "websocket.close", "code": 4001})
+                await send({"type": "websocket.send", "text": scope["path"] + ":" + (message.get("text") or "")})
         if scope["type"] != "http":
             return
         if scope["path"] == "/upload":
@@ -92,6 +104,17 @@ def test_an_asgi_app_deployed_with_the_cli_answers_under_its_url(platform: Platf
     assert status == 500 and error["code"] == "HANDLER_ERROR" and "ValueError: no such model" in error["message"]
     # The token is required, and never reaches the app.
     assert call(f"{base}/users/1")[0] == 401
+    # A WebSocket through the gateway reaches the app's websocket scope.
+    url = urllib.parse.urlsplit(platform.gateway)
+    ws = WsClient(url.hostname, url.port, "/endpoint/site/chat", {"authorization": f"Bearer {platform.token}"})
+    try:
+        assert ws.status == 101, (ws.status, ws.body)
+        ws.send("hi")
+        assert ws.recv() == ("text", "/chat:hi")
+        ws.send("bye")
+        assert ws.recv()[1][0] == 4001
+    finally:
+        ws.shutdown()
 
 
 def test_a_public_asgi_app_deployed_from_python_gets_the_callers_own_authorization(platform: Platform, app_dir: Path) -> None:
