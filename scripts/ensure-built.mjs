@@ -63,5 +63,8 @@ if (!existsSync(marker) || statSync(marker).mtimeMs < statSync(lock).mtimeMs) {
 }
 await step("build (tsc -b)", process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-b"],
   "The TypeScript build failed: the errors are above. Run `npm run build` after fixing them.");
+// The web dashboard the gateway serves at / (packages/dashboard: Preact, bundled by esbuild; a no-op when up to date).
+await step("build (dashboard)", process.execPath, [join(root, "packages", "dashboard", "build.mjs")],
+  "The dashboard bundle failed: the errors are above. Run `npm run build` after fixing them.");
 chmodSync(join(root, "packages", "cli", "dist", "main.js"), 0o755);
 chmodSync(join(root, "packages", "agent", "dist", "main.js"), 0o755);

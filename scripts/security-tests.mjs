@@ -8,6 +8,8 @@ export const SECURITY_NODE_TESTS = [
   "packages/worker/dist/runtime/runc/runc-egress.test.js", // container → host, → other container, → private: blocked
   "packages/worker/dist/runtime/runc/runc-runtime.test.js", // namespaces, limits, seccomp, read-only binds
   "packages/worker/dist/runtime/runc/runc-reap.test.js", // a killed worker's containers, mounts and chains reaped
+  "packages/worker/dist/runtime/runc/runc-userns.test.js", // container root is an unprivileged host uid (uid_map); binds' owners; writable layer bounded (ENOSPC); nosuid,nodev
+  "packages/worker/dist/runtime/runc/pure.test.js", // config.json: user namespace and mappings; seccomp an allow-list
   "packages/worker/dist/images/registry.test.js", // registry pulls to private addresses refused
   "packages/protocol/dist/tunnel-mux.test.js", // a peer ignoring PAUSE loses its channel
   "packages/gateway/dist/api/routes.test.js", // cross-workspace image use → 404
@@ -16,6 +18,13 @@ export const SECURITY_NODE_TESTS = [
   "packages/gateway/dist/api/storage-full.test.js", // a full disk → 507 STORAGE_FULL, reads go on
   "packages/gateway/dist/tasks/callback.test.js", // callbacks to loopback and private addresses refused
   "packages/gateway/dist/sandboxes/proxy.test.js", // exposed ports: no token/cookie leak, own origin only when configured
+  "packages/gateway/dist/api/websocket.test.js", // WebSocket messages over the limit closed with 1009 both ways; a non-reader stalls the sender; handshake answers lose cookies (host-only on a port's own origin) and extensions; a revoked token's socket cut; oversized/fragmented control frames and interleaved messages refused
+  "packages/gateway/dist/api/upgrade-paths.test.js", // upgrades on dot-segment paths (encoded too) or nobody's answered and closed (sockets back to baseline); a worker connect through one handled once
+  "packages/gateway/dist/api/websocket-quota.test.js", // anonymous sockets to public targets never use up the workspace's quota; per target and gateway-wide bounds
+  "packages/cli/dist/realtime-e2e.test.js", // WebSockets end to end: a revoked token's sockets close (endpoint, sandbox port); a port's 101 cookies and extensions stripped
+  "packages/worker/dist/volumes/control.test.js", // volume control socket: connections capped, partial headers cut after the timeout
+  "packages/worker/dist/volumes/changes-race.test.js", // a directory swapped for a link during the volume walk: no host name listed, no host file taken
+  "packages/gateway/dist/metrics/series.test.js", // dashboard series bounded per workspace: one workspace never evicts another's
   "packages/gateway/dist/scheduler/scheduler.test.js", // no work on non-isolating workers; policies only where enforced
   "packages/gateway/dist/scheduler/worker-socket.test.js", // token revoke closes live sockets
   "packages/gateway/dist/scheduler/worker-trust.test.js", // machines cannot claim other workspaces' containers
@@ -31,6 +40,8 @@ export const SECURITY_NODE_TESTS = [
   "packages/gateway/dist/api/input-check.test.js", // tenants' input schemas bounded and checked
   "packages/gateway/dist/api/logs.test.js", // logs scoped to the workspace; follows bounded per workspace
   "packages/gateway/dist/api/volumes.test.js", // volume paths never escape; quotas
+  "packages/protocol/dist/shell-protocol.test.js", // shell frames a client may not send refused; frame sizes bounded
+  "packages/cli/dist/shell-e2e.test.js", // shells: another workspace's container 404, restricted 403, confined as the container, ended on revoke, 16 per workspace
 ];
 
 export const SECURITY_PYTHON_TESTS = [

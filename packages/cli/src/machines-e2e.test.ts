@@ -21,7 +21,8 @@ import { RUNNER_PORT, type Machine, type MachineCreateResponse } from "@beta9/pr
 import { startGateway, type RunningGateway } from "@beta9/gateway";
 import { RuncRuntime, runcUnavailableReason, startWorker, type StartedWorker } from "@beta9/worker";
 import { pino } from "pino";
-import { captureHostState } from "@beta9/worker/testing";
+import { WebSocket } from "ws";
+import { captureHostState, PtyDriver } from "@beta9/worker/testing";
 
 const cli = fileURLToPath(new URL("./main.js", import.meta.url));
 const agentCli = fileURLToPath(new URL("../../agent/dist/main.js", import.meta.url));
@@ -282,6 +283,79 @@ describe("external machines in network namespaces (gateway + b9agent code + runc
     const task = await client.putTask("edge-slow", { ms: 10 });
     const done = await client.waitForTask(task);
     assert.equal(done.status, "COMPLETE", JSON.stringify(done));
+  });
+
+  test("a WebSocket reaches a realtime endpoint on the external machine through its tunnel: echo and close codes both ways", async () => {
+    const app = join(dir, "edge-ws.ts");
+    writeFileSync(app, `
+      export const ws = {
+        __beta9Workload: true as const, kind: "endpoint" as const, name: "edge-ws",
+        config: { cpu: 0.25, memory: "256Mi", keepWarmSeconds: 600, pool: "edge", realtime: true, concurrentRequests: 4 },
+        image: { toSpec: () => ({ base: { kind: "scratch" }, steps: [], env: {} }) },
+        handler: async (socket: AsyncIterable<string> & { send(m: string): Promise<void>; close(code: number, reason: string): void }) => {
+          for await (const m of socket) {
+            if (m === "bye") return socket.close(4001, "edge says bye");
+            await socket.send("edge: " + m);
+          }
+        },
+      };
+    `);
+    const deployed = await beta9("deploy", `${app}:ws`, "--json", "-q");
+    assert.equal(deployed.code, 0, deployed.stderr);
+    const stubId = JSON.parse(deployed.stdout).stubId as string;
+    const url = `${gateway.url.replace(/^http/, "ws")}/endpoint/edge-ws`;
+    const open = async () => {
+      const ws = new WebSocket(url, { headers: { authorization: `Bearer ${key}` }, perMessageDeflate: false });
+      await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+      return ws;
+    };
+    const next = (ws: WebSocket) => new Promise<string>((resolve) => ws.once("message", (d) => resolve(String(d))));
+    const closed = (ws: WebSocket) => new Promise<[number, string]>((resolve) => ws.once("close", (code, reason) => resolve([code, String(reason)])));
+    const ws = await open().catch(async (err: Error) => assert.fail(`${err.message}\n${await diagnose()}`));
+    ws.send("hello");
+    assert.equal(await next(ws), "edge: hello");
+    const [container] = (await client.listContainers({ active: true })).filter((c) => c.stubId === stubId);
+    assert.equal(container?.workerId, A.machine!.machine.id);
+    assert.equal(container!.ports[String(RUNNER_PORT)]!.host, "127.0.0.1", "reached through the gateway's tunnel listener");
+    const byHandler = closed(ws);
+    ws.send("bye");
+    assert.deepEqual(await byHandler, [4001, "edge says bye"]);
+    const ws2 = await open();
+    const byClient = closed(ws2);
+    ws2.close(4100, "client leaves");
+    assert.deepEqual(await byClient, [4100, "client leaves"], "the handler answered the client's close with its code");
+  });
+
+  test("beta9 shell into a container on the machine, through its tunnel: typed into on a PTY, resized, its exit code", async () => {
+    assert.equal((await beta9("machine", "cordon", B.machine!.machine.id)).code, 0);
+    const created = await client.runContainer({ command: ["sleep", "600"], cpu: "250m", memory: "128Mi", pool: "edge" });
+    const running = await until("the container running on A", async () => {
+      const c = await client.getContainer(created.id);
+      return c.state === "RUNNING" ? c : c.state === "EXITED" ? assert.fail(JSON.stringify(c)) : undefined;
+    });
+    assert.equal(running.workerId, A.machine!.machine.id);
+    const d = new PtyDriver([process.execPath, cli, "shell", created.id.slice(0, 8)], {
+      env: { ...process.env, BETA9_GATEWAY: gateway.url, BETA9_TOKEN: key, BETA9_CONFIG_DIR: join(dir, "cfg"), NO_COLOR: "1", TERM: "xterm" },
+    });
+    try {
+      let at = (await d.waitFor(/# $/)).end;
+      d.type("echo $((6*7)); tty\r");
+      at = (await d.waitFor(/[\r\n]42\r*\n\/dev\/pts\/\d+\r*\n/, at)).end;
+      d.resize(111, 33);
+      for (let seen = false; !seen;) {
+        await d.waitFor(/# $/, at);
+        at = d.output.length;
+        d.type("stty size\r");
+        const m = await d.waitFor(/[\r\n](\d+ \d+)\r*\n/, at);
+        at = m.end;
+        seen = m[1] === "33 111";
+      }
+      d.type("exit 3\r");
+      assert.equal(await d.exit, 3, d.output);
+    } finally {
+      d.kill();
+      await client.stopContainer(created.id).catch(() => undefined);
+    }
   });
 
   test("cut A's link: it goes silent and expires, its task in flight is retried on B; restored, A is ready again without a restart", async () => {

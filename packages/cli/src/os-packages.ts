@@ -1,6 +1,6 @@
 /**
  * What `beta9 up` needs from the OS to isolate containers and build images (runc, iproute2,
- * iptables, conntrack, squashfs-tools, zstd, debootstrap): on Debian or Ubuntu, as root, it installs the
+ * iptables, conntrack, squashfs-tools, zstd, debootstrap, gcc, e2fsprogs): on Debian or Ubuntu, as root, it installs the
  * missing ones with apt-get, a line per step; elsewhere (or with --no-install) it prints the exact
  * command and goes on with what there is.
  */
@@ -9,6 +9,9 @@ import { spawn, spawnSync } from "node:child_process";
 /** Debian package → a file that shows it is installed (checked first: no dpkg call on the happy path). */
 export const RUNTIME_PACKAGES: Record<string, string> = {
   runc: "runc", iproute2: "ip", iptables: "iptables", conntrack: "conntrack", "squashfs-tools": "mksquashfs", zstd: "zstd", debootstrap: "debootstrap",
+  // The worker compiles its small mount helper (user namespaces, idmapped mounts) and formats each
+  // container's bounded writable layer as ext4.
+  gcc: "cc", e2fsprogs: "mkfs.ext4",
 };
 
 export interface OsPackageEnv {

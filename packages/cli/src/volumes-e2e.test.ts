@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { createReadStream, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -277,7 +277,7 @@ describe("volumes across workers (gateway + two runc workers + SDK + CLI)", { sk
     assert.match(await ok("rm", "shared:tree/top.txt"), /removed 1 file/);
     const dirRm = await beta9("rm", "shared:tree");
     assert.equal(dirRm.code, 1, dirRm.stderr);
-    assert.match(dirRm.stderr, /is a directory; remove it with recursive=true \(beta9 rm -r\)/);
+    assert.match(dirRm.stderr, /is a directory that is not empty; remove it with recursive=true \(beta9 rm -r\)/);
     assert.match(await ok("rm", "-r", "shared:tree"), /removed 1 file/);
     assert.match(await ok("volume", "list"), /shared/);
   });
@@ -324,5 +324,31 @@ describe("volumes across workers (gateway + two runc workers + SDK + CLI)", { sk
     assert.equal(over.code, 1, over.stderr);
     assert.match(over.stderr, /error: QUOTA_EXCEEDED: This workspace has \d+ bytes of volume contents, the most it may have \(268435456\); this upload \(209715200 bytes\) does not fit: remove files/);
     assert.equal(existsSync(join(dir, "gw", "objects", "volumes", "tmp")) ? readdirSync(join(dir, "gw", "objects", "volumes", "tmp")).length : 0, 0, "nothing of the refused upload is kept");
+    const chunks = readdirSync(join(dir, "gw", "objects", "volumes"), { recursive: true }).map(String).filter((p) => p.includes("chunks/") && /[a-f0-9]{64}$/.test(p));
+    assert.deepEqual(chunks, [], "refused before any chunk was sent");
+  });
+  test("symlinks and empty directories a container makes reach a container on the other worker; a link to a host path stays a harmless link", async () => {
+    const before = (await client.volumes.get("shared")).version;
+    const a = await sandbox("vol-a");
+    const made = await a.process.run("sh", ["-c", [
+      "mkdir -p /data/links /data/emptydir/inner", "chmod 700 /data/emptydir/inner", "echo target > /data/links/t.txt",
+      "ln -s t.txt /data/links/rel", "ln -s /etc/shadow /data/links/shadow", "ln -s ../../../../../../etc /data/links/up",
+    ].join(" && ")]);
+    assert.equal(made.exitCode, 0, made.stderr);
+    await terminate(a);
+    await versionReaches("shared", before + 1);
+    const listed = JSON.parse(await ok("ls", "shared:links", "--json")) as { path: string; type: string; target?: string }[];
+    assert.deepEqual(listed.filter((e) => e.type === "link").map((e) => [e.path, e.target]), [["links/rel", "t.txt"], ["links/shadow", "/etc/shadow"], ["links/up", "../../../../../../etc"]]);
+    // No path on the worker or the gateway resolved through them: the snapshots hold links, the gateway none.
+    const ws = (await client.request<{ id: string }>("GET", "/workspace/current")).id;
+    const b = await sandbox("vol-b");
+    const seen = await b.process.run("sh", ["-c", "readlink /data/links/rel /data/links/shadow /data/links/up && cat /data/links/rel && stat -c %a /data/emptydir/inner && ls -A /data/emptydir/inner | wc -l"]);
+    assert.equal(seen.exitCode, 0, seen.stderr);
+    assert.deepEqual(seen.stdout.trim().split("\n"), ["t.txt", "/etc/shadow", "../../../../../../etc", "target", "700", "0"]);
+    const snapshots = join(dir, "worker-b", "volumes", "cache", ws, "shared");
+    const version = (n: string) => Number(/-v(\d+)$/.exec(n)?.[1] ?? -1);
+    const newest = readdirSync(snapshots).filter((n) => !n.endsWith(".json")).sort((x, y) => version(x) - version(y)).at(-1)!;
+    assert.equal(readlinkSync(join(snapshots, newest, "links", "shadow")), "/etc/shadow", "the worker's snapshot holds the link itself");
+    await terminate(b);
   });
 });

@@ -17,14 +17,17 @@ import { imageRoutes } from "./api/images.js";
 import { invokeRoutes } from "./api/invoke.js";
 import { logRoutes } from "./api/logs.js";
 import { webAppRoutes } from "./api/webapp.js";
+import { podRoutes } from "./api/pods.js";
 import { volumeRoutes } from "./api/volumes.js";
 import { machineRoutes } from "./api/machines.js";
 import { taskRoutes } from "./api/tasks.js";
 import { serveRoutes } from "./api/serve.js";
 import { sandboxRoutes } from "./api/sandboxes.js";
+import { shellRoutes } from "./api/shell.js";
 import type { GatewayContext } from "./api/common.js";
 import { deploymentRoutes } from "./api/deployments.js";
 import { healthRoutes } from "./api/health.js";
+import { dashboardRoutes } from "./api/dashboard.js";
 import { objectRoutes } from "./api/objects.js";
 import { stubRoutes } from "./api/stubs.js";
 import { workspaceRoutes } from "./api/workspaces.js";
@@ -32,6 +35,7 @@ import { registerAuth } from "./auth/access.js";
 import { closeStreamsOf } from "./api/sse.js";
 import { registerErrorHandlers } from "./http-errors.js";
 import { registerMetrics } from "./metrics.js";
+import { routeUpgrades } from "./api/websocket.js";
 
 /** JSON bodies above this are refused with BODY_TOO_LARGE; uploads have their own limit. */
 export const JSON_BODY_LIMIT = 1024 * 1024;
@@ -160,11 +164,16 @@ export async function buildGatewayApp(
   imageRoutes(app, ctx);
   invokeRoutes(app, ctx);
   webAppRoutes(app, ctx);
+  podRoutes(app, ctx);
   taskRoutes(app, ctx);
   serveRoutes(app, ctx);
   sandboxRoutes(app, ctx);
+  shellRoutes(app, ctx);
   secretRoutes(app, ctx);
   volumeRoutes(app, ctx);
+  dashboardRoutes(app, ctx);
+  // WebSocket upgrades go through the routes above (auth included); the worker protocol's own are worker-socket.ts's (upgrades.ts decides).
+  routeUpgrades(app);
   await app.ready();
   return app;
 }

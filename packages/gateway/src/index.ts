@@ -7,3 +7,4 @@ export type * from "./store/types.js";
 export { VERSION } from "./version.js";
 export { certificateFingerprint, ensureSelfSignedCertificate, localNames, readTlsFiles, type TlsFiles } from "./tls.js";
 export { copySqliteToPostgres, StoreCopyRefusedError, type StoreCopyResult } from "./store/copy.js";
+export { rotateSecretsKeyInDataDir, RotateError, type RotateResult } from "./secrets/rotate.js";

@@ -19,6 +19,7 @@ import { CronRunner } from "./schedules/cron-runner.js";
 import { ContainerRegistry } from "./scheduler/containers.js";
 import { Scheduler } from "./scheduler/scheduler.js";
 import { attachWorkerSocket } from "./scheduler/worker-socket.js";
+import { ShellSessions } from "./shell/sessions.js";
 import { TunnelHub } from "./scheduler/tunnels.js";
 import { MachineRegistry } from "./machines/registry.js";
 import { describeStore, openStore, type GatewayStore } from "./store/open.js";
@@ -176,7 +177,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       dir: join(options.dataDir, "images"), images: store.images, scheduler, logger, quotas, secretValues: (workspaceId, names) => secrets.env(workspaceId, names),
     });
     await builds.init();
-    autoscaler = new Autoscaler({ scheduler, logger, secretEnv: (workspaceId, names) => secrets.env(workspaceId, names) });
+    const logStore = logs;
+    autoscaler = new Autoscaler({
+      scheduler, logger, secretEnv: (workspaceId, names) => secrets.env(workspaceId, names),
+      recentLogs: async (workspaceId, containerId, limit) => (await logStore.query({ workspaceId, select: { containerId }, limit })).map((e) => e.line),
+    });
     dispatcher = new TaskDispatcher({ store, autoscaler, logger, waitingFor: (stubId) => scheduler?.waiting(stubId)?.message });
     machines = new MachineRegistry({
       store, scheduler, logger,
@@ -187,14 +192,17 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     // Sandbox lifetimes live in the store: the reaper ends expired ones, after a restart too.
     sandboxes = new SandboxManager({ store, scheduler, logger, secrets, quotas });
     const openedSandboxes = sandboxes;
+    // Tunnelled ports and shells share the worker tunnels.
+    const tunnels = new TunnelHub(logger);
+    const shells = new ShellSessions({ tunnels, tokens: store.tokens, scheduler, logger });
     const app = await buildGatewayApp(
-      { store, objects, volumes, logs, scheduler, builds, autoscaler, dispatcher, machines, sandboxes, secrets, quotas, ...(sandboxHost && { sandboxHost }), version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() },
+      { store, objects, volumes, logs, scheduler, builds, autoscaler, dispatcher, machines, sandboxes, secrets, quotas, shells, ...(sandboxHost && { sandboxHost }), version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() },
       logger,
       { ...(options.tls && { https: options.tls }) },
     );
     const closeWorkerSockets = attachWorkerSocket({
       server: app.server, tokens: store.tokens, scheduler, builds, logger,
-      machineWorker: (tokenId) => openedMachines.workerIdentity(tokenId), tunnels: new TunnelHub(logger), drainGraceMs: machines.drainGraceMs, logs,
+      machineWorker: (tokenId) => openedMachines.workerIdentity(tokenId), tunnels, drainGraceMs: machines.drainGraceMs, logs,
       // At least four keepalives fit in the timeout, so one late message never drops a worker.
       keepaliveMs: options.workerKeepaliveMs ?? Math.min(15_000, Math.floor((options.workerTimeoutMs ?? 60_000) / 4)),
     });
@@ -231,6 +239,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         openedDispatcher.close();
         openedAutoscaler.close();
         openedScheduler.close();
+        shells.close();
         closeWorkerSockets();
         await app.close();
         await opened.close();

@@ -3,7 +3,7 @@
  * schemas, the OpenAPI document is generated from them, and the SDK's client types come from them.
  */
 import { Type, type Static } from "@sinclair/typebox";
-import { STUB_TYPES, StringEnum, TOKEN_TYPES } from "./entities.js";
+import { STUB_TYPES, StringEnum, TASK_STATUSES, TOKEN_TYPES } from "./entities.js";
 import { ImageSpecSchema } from "./image-spec.js";
 import { StubConfigInputSchema } from "./stub-config.js";
 
@@ -42,6 +42,23 @@ export const DeploymentListQuerySchema = Type.Object(
   { additionalProperties: false },
 );
 export type DeploymentListQuery = Static<typeof DeploymentListQuerySchema>;
+
+const TASK_STATUS_RE = `(${TASK_STATUSES.join("|")})`;
+/**
+ * `GET /task` filters, applied by the store (indexed): one status or several (comma-separated),
+ * and one workload, named either by stub id or by deployment name (every version of it); not both.
+ */
+export const TaskListQuerySchema = Type.Object(
+  {
+    limit: Type.Optional(QueryInt),
+    offset: Type.Optional(QueryInt),
+    status: Type.Optional(Type.String({ pattern: `^${TASK_STATUS_RE}(,${TASK_STATUS_RE})*$`, maxLength: 256, description: `one or more of ${TASK_STATUSES.join(", ")}, comma-separated` })),
+    stub: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: "a stub id: its tasks only" })),
+    deployment: Type.Optional(NameSchema),
+  },
+  { additionalProperties: false },
+);
+export type TaskListQuery = Static<typeof TaskListQuerySchema>;
 
 export const CreateWorkspaceBodySchema = Type.Object({ name: NameSchema }, { additionalProperties: false });
 export type CreateWorkspaceBody = Static<typeof CreateWorkspaceBodySchema>;

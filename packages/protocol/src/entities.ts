@@ -15,7 +15,7 @@ const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T)
 export const TOKEN_TYPES = ["admin", "workspace", "restricted", "worker", "machine"] as const;
 export type TokenType = (typeof TOKEN_TYPES)[number];
 
-export const STUB_KINDS = ["endpoint", "taskqueue", "function", "schedule", "sandbox"] as const;
+export const STUB_KINDS = ["endpoint", "taskqueue", "function", "schedule", "sandbox", "pod"] as const;
 export type StubKind = (typeof STUB_KINDS)[number];
 export const STUB_TYPES = STUB_KINDS.flatMap((k) => [`${k}/deployment`, `${k}/serve`] as const);
 export type StubType = `${StubKind}/${"deployment" | "serve"}`;
@@ -212,6 +212,30 @@ export const ContainerSchema = Type.Object({
   endedAt: Nullable(Timestamp),
 });
 export type Container = Static<typeof ContainerSchema>;
+
+/** A sandbox as the API answers it (the gateway's sandbox routes, the SDK's Sandbox). */
+export const SandboxSchema = Type.Object({
+  id: Type.String(),
+  workspaceId: Type.String(),
+  containerId: Type.String(),
+  state: StringEnum(["PENDING", "RUNNING", "TERMINATED"] as const),
+  /** Why it ended: terminated, expired, exited, failed, worker_lost. */
+  reason: Type.Union([Type.String(), Type.Null()]),
+  imageId: Type.Union([Type.String(), Type.Null()]),
+  cpuMillicores: Type.Integer(),
+  memoryMiB: Type.Integer(),
+  ttlSeconds: Type.Integer(),
+  expiresAt: Type.Union([Type.String(), Type.Null()]),
+  workerId: Type.Union([Type.String(), Type.Null()]),
+  exposed: Type.Array(Type.Object({ port: Type.Integer(), public: Type.Boolean(), url: Type.String() })),
+  volumes: Type.Array(Type.Object({ name: Type.String(), mountPath: Type.String() })),
+  blockNetwork: Type.Boolean(),
+  /** null: the default egress policy. */
+  allowList: Type.Union([Type.Array(Type.String()), Type.Null()]),
+  createdAt: Type.String(),
+  endedAt: Type.Union([Type.String(), Type.Null()]),
+});
+export type Sandbox = Static<typeof SandboxSchema>;
 
 export const LogLineSchema = Type.Object({
   stream: StringEnum(["stdout", "stderr"] as const),

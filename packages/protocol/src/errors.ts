@@ -57,6 +57,11 @@ export const errorCatalogue = {
   TASK_CANCELLED: { status: 409, message: "Task {id} of {name} was cancelled before it finished" },
   INPUT_INVALID: { status: 422, message: "{reason}" },
   UPSTREAM_FAILED: { status: 502, message: "The container could not answer: {reason}" },
+  WEBSOCKET_NOT_SUPPORTED: { status: 400, message: "{name} does not accept WebSockets: {reason}" },
+  POD_NOT_READY: {
+    status: 503,
+    message: "Pod {name}: {reason}; see beta9 container logs {containerId}",
+  },
   WEBAPP_BAD_RESPONSE: { status: 502, message: "The web app's handler did not answer with a Response: {reason}" },
   DEPLOYMENT_STOPPED: { status: 409, message: "Deployment {name} v{version} is stopped; start it with beta9 deployment start {id}" },
   QUEUE_FULL: { status: 429, message: "{name} has {count} tasks pending or running (maxPendingTasks {limit}); retry later" },
@@ -69,12 +74,15 @@ export const errorCatalogue = {
   VOLUME_NOT_FOUND: { status: 404, message: "No volume {name} in this workspace; create it with `beta9 volume create {name}`" },
   VOLUME_PATH_INVALID: { status: 422, message: "Volume path {path}; paths are relative to the volume's root, e.g. data/model.bin" },
   VOLUME_PATH_NOT_FOUND: { status: 404, message: "Volume {name} has no file or directory {path} (beta9 ls {name})" },
+  VOLUME_NOT_MOUNTED: { status: 404, message: "This container does not mount a volume {name} (it mounts: {mounted}); commit() and reload() work on the container's own volumes" },
   VOLUME_BLOB_MISSING: { status: 409, message: "{count} file contents of this commit are not stored (first: {hash}); upload them and commit again" },
   POOL_NOT_FOUND: { status: 404, message: "No pool {pool}; create it with `beta9 pool create {pool}` or use pool default" },
   MACHINE_NOT_REGISTERED: {
     status: 409,
     message: "Machine {id} is {state}; its agent must register first (POST /api/v1/machine/register; restarting b9agent does it)",
   },
+  SHELL_FAILED: { status: 502, message: "The shell session ended without an exit status: {reason}" },
+  CONTAINER_NOT_RUNNING: { status: 409, message: "Container {id} is {state}; a shell needs a running container (beta9 container list)" },
   SANDBOX_NOT_RUNNING: { status: 409, message: "Sandbox {id} is {state} ({reason}); create a new one" },
   WORKLOAD_NOT_DEPLOYED: {
     status: 404,

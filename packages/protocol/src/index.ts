@@ -12,6 +12,7 @@ export * from "./image-spec.js";
 export * from "./runner-protocol.js";
 export * from "./logs.js";
 export * from "./sandbox-protocol.js";
+export * from "./shell-protocol.js";
 export * from "./tunnel-mux.js";
 export * from "./tls-pin.js";
 export * from "./volumes.js";

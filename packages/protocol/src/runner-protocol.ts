@@ -15,6 +15,10 @@
  *   POST /cancel/:taskId    aborts that invocation's ctx.signal → 204 (404 if unknown)
  *   ANY  /web/<path>?<q>    a web app's request (stub config webApp): method, the app's path and
  *                           query, the caller's headers and body; answered by the app's Response
+ *   GET  /realtime/<path>?<q> with Upgrade: websocket: a realtime endpoint's socket (stub config
+ *                           realtime) → 101, then the handler gets it; GET /web/… with the same
+ *                           headers is a web app's upgrade (the app accepts it or answers it).
+ *                           A socket holds an invocation slot until it closes.
  *
  * Streaming: an endpoint handler that returns a Response, a ReadableStream or an async iterable
  * (an async generator) is answered 200 (or the Response's status) with header x-beta9-stream and
@@ -44,6 +48,12 @@ export const RUNNER_SECRET_ENV = "BETA9_RUNNER_SECRET";
 export const STREAM_HEADER = "x-beta9-stream";
 /** The runner's route prefix for a web app's requests: `/web` + the app's own path. */
 export const WEB_PATH_PREFIX = "/web";
+/**
+ * The runner's route for a realtime endpoint's WebSockets: `GET /realtime/<path>?<q>` with
+ * `Upgrade: websocket`, answered 101 and handed to the handler as a socket. A web app's sockets
+ * are upgrades under /web, which the app accepts with upgradeWebSocket(request) or answers itself.
+ */
+export const REALTIME_PATH_PREFIX = "/realtime";
 /**
  * The caller's own Authorization for a web app (the runner's is the container secret); the runner
  * hands it to the app as `authorization`. Public web apps get the caller's header this way.

@@ -83,6 +83,14 @@ export const StubConfigInputSchema = Type.Object(
     inputs: Type.Optional(InputSchemaSchema),
     /** An endpoint that is a web app (`webApp()`): any method and path under its URL reach its fetch handler. */
     webApp: Type.Optional(Type.Boolean()),
+    /** An endpoint whose handler takes WebSockets (`realtime()`): upgrades to its URL reach it. */
+    realtime: Type.Optional(Type.Boolean()),
+    /** A pod's command (replaces the image's ENTRYPOINT and CMD); absent: the image's own. */
+    entrypoint: Type.Optional(Type.Array(Type.String({ maxLength: 32_768 }), { minItems: 1, maxItems: 256 })),
+    /** A pod is ready when this path on its port answers 2xx/3xx (default: when the port accepts a connection). */
+    healthPath: Type.Optional(Type.String({ pattern: "^/[^\\s]*$", maxLength: 1024 })),
+    /** Seconds a pod's container may take to become ready before it is stopped as failed (default 300). */
+    readyTimeout: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600 })),
   },
   { additionalProperties: false },
 );
@@ -123,6 +131,15 @@ export const StubConfigSchema = Type.Object({
   inputs: Type.Optional(Type.Unsafe<InputSchema>({})),
   /** Present (true) only for web apps, so other configs keep their hash. */
   webApp: Type.Optional(Type.Literal(true)),
+  /** Present (true) only for realtime endpoints, so other configs keep their hash. */
+  realtime: Type.Optional(Type.Literal(true)),
+  /** Present only for pods (any container serving its own port), so other configs keep their hash. */
+  pod: Type.Optional(Type.Object({
+    port: Type.Integer(),
+    entrypoint: Nullable(Type.Array(Type.String())),
+    healthPath: Nullable(Type.String()),
+    readyTimeout: Type.Integer(),
+  })),
 });
 export type StubConfig = Static<typeof StubConfigSchema>;
 
@@ -133,7 +150,29 @@ const kindDefaults: Record<StubKind, { cpu: number; keepWarmSeconds: number; tim
   function: { cpu: 125, keepWarmSeconds: 0, timeout: 3600, maxRetries: 3, authorized: true },
   schedule: { cpu: 1000, keepWarmSeconds: 0, timeout: 3600, maxRetries: 3, authorized: true },
   sandbox: { cpu: 1000, keepWarmSeconds: 600, timeout: -1, maxRetries: 0, authorized: true },
+  pod: { cpu: 1000, keepWarmSeconds: 180, timeout: 180, maxRetries: 0, authorized: true },
 };
+
+/** A pod's container serves many requests at once unless told otherwise (its own server decides). */
+const POD_CONCURRENT_REQUESTS = 32;
+const POD_READY_TIMEOUT_S = 300;
+
+/** The pod part of a config: checks what only pods take and what pods must have. */
+function podConfig(kind: StubKind, input: StubConfigInput): StubConfig["pod"] {
+  if (kind !== "pod") {
+    for (const name of ["entrypoint", "healthPath", "readyTimeout"] as const) {
+      if (input[name] !== undefined) throw new StubConfigError(name, "only pods take it");
+    }
+    return undefined;
+  }
+  for (const name of ["handler", "inputs", "webApp"] as const) {
+    if (input[name] !== undefined) throw new StubConfigError(name, "a pod runs its image's own server, not a handler; leave it out");
+  }
+  if (input.imageId === undefined) throw new StubConfigError("imageId", "a pod runs an image: build one (e.g. Image.fromRegistry) and pass its id");
+  const ports = [...new Set(input.ports ?? [])];
+  if (ports.length !== 1) throw new StubConfigError("ports", "a pod serves exactly one port, e.g. [8000]");
+  return { port: ports[0]!, entrypoint: input.entrypoint ?? null, healthPath: input.healthPath ?? null, readyTimeout: input.readyTimeout ?? POD_READY_TIMEOUT_S };
+}
 
 /** A semantic problem with one field of a config; the gateway answers it as INVALID_CONFIG. */
 export class StubConfigError extends Error {
@@ -204,7 +243,14 @@ export function normalizeStubConfig(kind: StubKind, input: StubConfigInput): Stu
     if (kind !== "endpoint") throw new StubConfigError("webApp", "only endpoints can be web apps");
     if (input.inputs !== undefined) throw new StubConfigError("inputs", "a web app takes HTTP requests, not a JSON input; check requests in the app");
   }
-  if (kind === "endpoint" && input.taskPolicy?.timeout === -1) {
+  if (input.realtime === true) {
+    if (kind !== "endpoint") throw new StubConfigError("realtime", "only endpoints take WebSockets (realtime())");
+    if (input.webApp === true) throw new StubConfigError("realtime", "a web app accepts WebSockets itself (upgradeWebSocket(request)); leave realtime out");
+    if (input.inputs !== undefined) throw new StubConfigError("inputs", "a realtime endpoint takes messages on its socket, not a JSON input");
+  }
+  const pod = podConfig(kind, input);
+  const concurrentRequests = input.concurrentRequests ?? (pod ? POD_CONCURRENT_REQUESTS : 1);
+  if ((kind === "endpoint" || kind === "pod") && input.taskPolicy?.timeout === -1) {
     throw new StubConfigError("taskPolicy.timeout", "endpoints need a timeout; -1 is only for queues and functions");
   }
 
@@ -214,7 +260,7 @@ export function normalizeStubConfig(kind: StubKind, input: StubConfigInput): Stu
     gpu,
     gpuCount,
     workers: input.workers ?? 1,
-    concurrentRequests: input.concurrentRequests ?? 1,
+    concurrentRequests,
     keepWarmSeconds: input.keepWarmSeconds ?? d.keepWarmSeconds,
     maxPendingTasks: input.maxPendingTasks ?? 100,
     taskPolicy: {
@@ -225,7 +271,8 @@ export function normalizeStubConfig(kind: StubKind, input: StubConfigInput): Stu
     autoscaler: {
       type: "queue_depth",
       maxContainers,
-      tasksPerContainer: input.autoscaler?.tasksPerContainer ?? 1,
+      // Pods scale by concurrent requests: a new container once each holds its share.
+      tasksPerContainer: input.autoscaler?.tasksPerContainer ?? (pod ? concurrentRequests : 1),
       minContainers,
     },
     callbackUrl: input.callbackUrl ?? null,
@@ -241,6 +288,8 @@ export function normalizeStubConfig(kind: StubKind, input: StubConfigInput): Stu
     ...(egress && { egress }),
     ...(input.inputs !== undefined && { inputs: input.inputs as InputSchema }),
     ...(input.webApp === true && { webApp: true as const }),
+    ...(input.realtime === true && { realtime: true as const }),
+    ...(pod && { pod }),
   };
 }
 

@@ -1,7 +1,7 @@
 /** Volume names and paths: every spelling that could leave a volume is refused, not resolved. */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { parseVolumeSpec, volumeNameProblem, volumePath, VolumePathError } from "./volumes.js";
+import { changeEntry, linkTargetProblem, parseVolumeSpec, sameEntry, volumeNameProblem, volumePath, VolumePathError, type ManifestEntry } from "./volumes.js";
 
 test("paths are made canonical: duplicate slashes, '.' segments and a trailing slash go", () => {
   assert.equal(volumePath("a//b/./c/"), "a/b/c");
@@ -53,4 +53,16 @@ test("VOLUME:PATH specs: the volume comes first and has no '/'; local paths are 
   assert.equal(parseVolumeSpec("/tmp/a:b"), undefined);
   assert.equal(parseVolumeSpec("plain.txt"), undefined);
   assert.equal(parseVolumeSpec(":x"), undefined);
+});
+
+test("symlink targets: any path (they are never followed), but not empty, NUL or over 4095 bytes; entries compare by content", () => {
+  for (const ok of ["/etc/shadow", "../../../../root", "x", "a".repeat(4095)]) assert.equal(linkTargetProblem(ok), undefined, ok);
+  for (const bad of ["", "a\0b", "a".repeat(4096), 5]) assert.ok(linkTargetProblem(bad), String(bad).slice(0, 10));
+  assert.deepEqual(changeEntry({ path: "l", link: "/etc", mtime: 3 }), ["", 0, 0o777, 3, { link: "/etc" }]);
+  assert.deepEqual(changeEntry({ path: "d", dir: true, mode: 0o4755, mtime: 3 }), ["", 0, 0o755, 3, "dir"], "permission bits only");
+  const file: ManifestEntry = ["a".repeat(64), 1, 0o644, 1];
+  assert.ok(sameEntry(file, ["a".repeat(64), 1, 0o644, 99]), "mtimes aside");
+  assert.ok(!sameEntry(["", 0, 0o777, 1, { link: "x" }], ["", 0, 0o777, 1, { link: "y" }]));
+  assert.ok(!sameEntry(["", 0, 0o755, 1, "dir"], ["", 0, 0o777, 1, { link: "x" }]));
+  assert.ok(!sameEntry(["", 0, 0o755, 1, "dir"], ["", 0, 0o700, 1, "dir"]));
 });

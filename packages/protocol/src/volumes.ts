@@ -59,8 +59,32 @@ export function volumePath(raw: string, allowRoot = false): string {
   return path;
 }
 
-/** One file of a volume, as stored: [sha256, size, mode (permission bits), mtime (Unix ms)]. */
-export type ManifestEntry = [hash: string, size: number, mode: number, mtimeMs: number];
+/**
+ * One entry of a volume, as stored: [sha256, size, mode (permission bits), mtime (Unix ms)] for a
+ * regular file. A directory kept for itself (an empty one, or one whose mode matters) adds "dir";
+ * a symbolic link adds { link: target } (hash "", size 0). A link is only ever its text: no side
+ * resolves a path through it (a target may name anything, /etc/shadow included, harmlessly).
+ */
+export type ManifestEntry = [hash: string, size: number, mode: number, mtimeMs: number, special?: ManifestSpecial];
+export type ManifestSpecial = "dir" | { link: string };
+
+export const isDirEntry = (entry: ManifestEntry): boolean => entry[4] === "dir";
+export const isFileEntry = (entry: ManifestEntry): boolean => entry[4] === undefined;
+export function linkOf(entry: ManifestEntry): string | undefined {
+  const special = entry[4];
+  return typeof special === "object" && special !== null ? special.link : undefined;
+}
+
+/** Longest symlink target (what Linux allows, PATH_MAX less the NUL). */
+export const MAX_VOLUME_LINK_BYTES = 4095;
+
+/** Why `target` cannot be a volume symlink's text (undefined: it can). Any path is fine: it is never followed. */
+export function linkTargetProblem(target: unknown): string | undefined {
+  if (typeof target !== "string" || target === "") return "a symlink's target must be a non-empty string";
+  if (target.includes("\0")) return "a symlink's target cannot contain NUL";
+  if (Buffer.byteLength(target) > MAX_VOLUME_LINK_BYTES) return `a symlink's target is longer than ${MAX_VOLUME_LINK_BYTES} bytes`;
+  return undefined;
+}
 
 /** A volume's whole content at one version (what workers fetch; `files` absent when unchanged). */
 export interface VolumeManifest {
@@ -73,7 +97,25 @@ export interface VolumeManifest {
 /** A change a commit applies: a file's new content (its blob must be stored), or a removal. */
 export type VolumeChange =
   | { path: string; hash: string; size: number; mode: number; mtime: number }
+  | { path: string; link: string; mtime: number }
+  | { path: string; dir: true; mode: number; mtime: number }
   | { path: string; delete: true; recursive?: boolean };
+
+/** The manifest entry a (non-removal) change puts at its path. */
+export function changeEntry(change: Exclude<VolumeChange, { delete: true }>): ManifestEntry {
+  if ("link" in change) return ["", 0, 0o777, change.mtime, { link: change.link }];
+  if ("dir" in change) return ["", 0, change.mode & 0o777, change.mtime, "dir"];
+  return [change.hash, change.size, change.mode & 0o777, change.mtime];
+}
+
+/** Whether two entries are the same content (file bytes and mode, link text, directory mode); mtimes aside. */
+export function sameEntry(a: ManifestEntry, b: ManifestEntry): boolean {
+  if (isDirEntry(a) || isDirEntry(b)) return isDirEntry(a) && isDirEntry(b) && a[2] === b[2];
+  const la = linkOf(a);
+  const lb = linkOf(b);
+  if (la !== undefined || lb !== undefined) return la === lb;
+  return a[0] === b[0] && a[1] === b[1] && a[2] === b[2];
+}
 
 export const VolumeInfoSchema = Type.Object({
   id: Type.String(),
@@ -91,9 +133,11 @@ export type VolumeInfo = Static<typeof VolumeInfoSchema>;
 export const VolumeEntrySchema = Type.Object({
   /** Relative to the volume's root. */
   path: Type.String(),
-  type: Type.Union([Type.Literal("file"), Type.Literal("dir")]),
-  /** Files: bytes; directories: bytes of every file below. */
+  type: Type.Union([Type.Literal("file"), Type.Literal("dir"), Type.Literal("link")]),
+  /** Files: bytes; directories: bytes of every file below; links: 0. */
   size: Type.Integer(),
+  /** Links: the link's text (never resolved). */
+  target: Type.Optional(Type.String()),
   mode: Type.Optional(Type.Integer()),
   /** Files: Unix ms. */
   mtime: Type.Optional(Type.Integer()),
@@ -105,6 +149,12 @@ export const VolumeChangeSchema = Type.Union([
   Type.Object({
     path: Type.String({ maxLength: 4096 }), hash: Type.String({ pattern: "^[a-f0-9]{64}$" }), size: Type.Integer({ minimum: 0 }),
     mode: Type.Integer({ minimum: 0, maximum: 0o777 }), mtime: Type.Integer({ minimum: 0 }),
+  }, { additionalProperties: false }),
+  Type.Object({
+    path: Type.String({ maxLength: 4096 }), link: Type.String({ minLength: 1, maxLength: MAX_VOLUME_LINK_BYTES }), mtime: Type.Integer({ minimum: 0 }),
+  }, { additionalProperties: false }),
+  Type.Object({
+    path: Type.String({ maxLength: 4096 }), dir: Type.Literal(true), mode: Type.Integer({ minimum: 0, maximum: 0o777 }), mtime: Type.Integer({ minimum: 0 }),
   }, { additionalProperties: false }),
   Type.Object({ path: Type.String({ maxLength: 4096 }), delete: Type.Literal(true), recursive: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
 ]);

@@ -5,7 +5,9 @@
  */
 import { Type, type Static } from "@sinclair/typebox";
 import { EgressPolicySchema } from "./egress.js";
+import type { LogLineSchema } from "./entities.js";
 import type { TunnelFailedMessage, TunnelOpenMessage } from "./machine-protocol.js";
+import type { ShellOpenMessage } from "./shell-protocol.js";
 
 export const WORKER_CONNECT_PATH = "/api/v1/worker/connect";
 
@@ -55,6 +57,11 @@ export const ContainerRequestSchema = Type.Object({
    */
   daemon: Type.Optional(Type.Literal("sandbox")),
   /**
+   * Run the image's own ENTRYPOINT + CMD (from its registry config) instead of `command`: a pod
+   * deployed without an entrypoint of its own. The container fails at start when the image has none.
+   */
+  imageCommand: Type.Optional(Type.Boolean()),
+  /**
    * Named volumes of the workspace, mounted read-write at `mountPath`: the worker materialises the
    * gateway's current version and commits the container's changes when it ends (worker/src/volumes/).
    */
@@ -79,14 +86,8 @@ export interface ContainerStateReport {
   ports?: Record<string, HostPortAddress>;
 }
 
-export interface LogLine {
-  stream: "stdout" | "stderr";
-  line: string;
-  /** Unix ms when the worker read the line. */
-  at: number;
-  /** The task the runner was running when it printed the line (its tag, see logs.ts). */
-  taskId?: string;
-}
+/** One line a container printed: the wire type is the API's schema (entities.ts LogLineSchema), defined once. */
+export type LogLine = Static<typeof LogLineSchema>;
 
 export type WorkerMessage =
   | {
@@ -135,7 +136,9 @@ export type GatewayMessage =
   | { type: "image.build"; imageId: string; spec: unknown; credentials?: { username: string; password: string } | { token: string } }
   /** Sent when the gateway refuses the connection's hello (bad capacity, duplicate id, …). */
   | { type: "error"; code: string; message: string }
-  | TunnelOpenMessage;
+  | TunnelOpenMessage
+  /** Start a shell process in a container and stream it on a tunnel stream (shell-protocol.ts). */
+  | ShellOpenMessage;
 
 /**
  * The shape of every worker message, checked by the gateway before it acts on one: a worker (a

@@ -16,6 +16,8 @@ export const RUNNER_SECRET_ENV = "BETA9_RUNNER_SECRET";
 export const STREAM_HEADER = "x-beta9-stream";
 /** Route prefix of a web app's requests (protocol: WEB_PATH_PREFIX). */
 export const WEB_PATH_PREFIX = "/web";
+/** Route prefix of a realtime endpoint's WebSocket upgrades (protocol: REALTIME_PATH_PREFIX). */
+export const REALTIME_PATH_PREFIX = "/realtime";
 /** The caller's own Authorization for a web app (protocol: WEB_AUTHORIZATION_HEADER). */
 export const WEB_AUTHORIZATION_HEADER = "x-beta9-authorization";
 /** Marker property on every workload object (protocol: WORKLOAD_MARKER). */

@@ -163,6 +163,22 @@ export class Invoker {
       `web app "${this.workload.name}" answered ${request.method} ${new URL(request.url).pathname} with ${describe(value)}; return a Response (new Response(body, { status, headers }), or c.json(…) in Hono)`);
   }
 
+  /** Whether this workload is a realtime endpoint (its handler takes a WebSocket). */
+  get realtime(): boolean {
+    return this.workload.config?.realtime === true;
+  }
+
+  /** Calls a realtime handler with its socket; resolves when it returns, with what it threw if it did. */
+  async runRealtime(invocation: Invocation, socket: unknown): Promise<Error | undefined> {
+    try {
+      await runAsTask(invocation.taskId, () => this.workload.handler(socket, this.context(invocation)));
+      return undefined;
+    } catch (err) {
+      this.failed(invocation, err);
+      return err instanceof Error ? err : new Error(String(err));
+    }
+  }
+
   private failed(invocation: Invocation, err: unknown): Reply {
     // The container's log gets the stack too, so `beta9 container logs` shows where it failed.
     runAsTask(invocation.taskId, () => process.stderr.write(`task ${invocation.taskId} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`));

@@ -10,6 +10,8 @@ import { BodyTooLargeError, readBody, sendError, sendJson } from "./http.js";
 import type { Invoker, Reply } from "./invoker.js";
 import { sendStream, type Streamable } from "./stream.js";
 import { webRequest } from "./web.js";
+import type { Duplex } from "node:stream";
+import { handleUpgrade } from "./realtime.js";
 
 export type Phase = "starting" | "ready" | "stopping";
 
@@ -26,7 +28,7 @@ export interface RunnerState {
 }
 
 /** Whether the request shows `Bearer <secret>` (constant time); always true without a secret. */
-function authorized(state: RunnerState, req: IncomingMessage): boolean {
+export function authorized(state: RunnerState, req: IncomingMessage): boolean {
   if (!state.secret) return true;
   const given = Buffer.from(req.headers.authorization ?? "");
   const wanted = Buffer.from(`Bearer ${state.secret}`);
@@ -57,7 +59,7 @@ function parseInvokeBody(raw: Buffer): { input: unknown } | string {
   return { input: (body as Record<string, unknown>).input };
 }
 
-function taskIdOf(req: IncomingMessage): string {
+export function taskIdOf(req: IncomingMessage): string {
   const header = req.headers[TASK_ID_HEADER];
   const value = Array.isArray(header) ? header[0] : header;
   return value && value.trim() !== "" ? value.trim() : randomUUID();
@@ -95,7 +97,7 @@ async function invoke(state: RunnerState, req: IncomingMessage, res: ServerRespo
 }
 
 /** Sends a reply (JSON, as it is) or streams what the handler returned; resolves once it is over. */
-async function answer(res: ServerResponse, reply: Reply | Streamable, invocation: { taskId: string; controller: AbortController }, accept: string | undefined): Promise<void> {
+export async function answer(res: ServerResponse, reply: Reply | Streamable, invocation: { taskId: string; controller: AbortController }, accept: string | undefined): Promise<void> {
   if ("kind" in reply) return sendStream(res, reply, { taskId: invocation.taskId, accept, signal: invocation.controller.signal });
   if (res.destroyed) return;
   res.writeHead(reply.status, { "content-type": "application/json", "content-length": Buffer.byteLength(reply.json) });
@@ -209,7 +211,7 @@ function cancel(state: RunnerState, taskId: string, res: ServerResponse): void {
 }
 
 /** A web app's route, told from the raw URL: `/web/../invoke` is the app's, never the runner's /invoke. */
-function isWebPath(rawUrl: string): boolean {
+export function isWebPath(rawUrl: string): boolean {
   return rawUrl.startsWith(WEB_PATH_PREFIX) && (rawUrl.length === WEB_PATH_PREFIX.length || "/?".includes(rawUrl[WEB_PATH_PREFIX.length]!));
 }
 
@@ -247,11 +249,19 @@ function notAllowed(res: ServerResponse, method: string, path: string, allow: st
  * server.listen(8000, "0.0.0.0");
  */
 export function createRunnerServer(state: RunnerState): Server {
-  return createServer((req, res) => {
+  const server = createServer((req, res) => {
     Promise.resolve(route(state, req, res)).catch((err: unknown) => {
       process.stderr.write(`runner: internal error on ${req.method} ${req.url}: ${(err as Error)?.stack ?? String(err)}\n`);
       if (!res.headersSent) sendError(res, 500, "RUNNER_ERROR", "the runner failed to answer this request");
       else res.destroy();
     });
   });
+  // WebSockets: realtime endpoints and web apps (realtime.ts).
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    handleUpgrade(state, req, socket, head).catch((err: unknown) => {
+      process.stderr.write(`runner: internal error on the upgrade ${req.url}: ${(err as Error)?.stack ?? String(err)}\n`);
+      socket.destroy();
+    });
+  });
+  return server;
 }

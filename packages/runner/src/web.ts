@@ -24,7 +24,7 @@ const first = (value: string | string[] | undefined): string | undefined => (Arr
  * @example
  * webRequest(req, "/users/42?full=1", controller.signal).url; // "https://gateway.example/users/42?full=1"
  */
-export function webRequest(req: IncomingMessage, appPath: string, signal: AbortSignal): Request {
+export function webRequest(req: IncomingMessage, appPath: string, signal: AbortSignal, o: { upgrade?: boolean } = {}): Request {
   const forwardedHost = first(req.headers["x-forwarded-host"]);
   const host = forwardedHost && HOST.test(forwardedHost) ? forwardedHost : "localhost";
   const proto = first(req.headers["x-forwarded-proto"]) === "https" ? "https" : "http";
@@ -37,6 +37,11 @@ export function webRequest(req: IncomingMessage, appPath: string, signal: AbortS
     else headers.set(name, value);
   }
   headers.set("host", host);
+  // A WebSocket upgrade shows as one (Hono's upgradeWebSocket helpers look for these).
+  if (o.upgrade) {
+    headers.set("upgrade", "websocket");
+    headers.set("connection", "Upgrade");
+  }
   const callerAuthorization = first(req.headers[WEB_AUTHORIZATION_HEADER]);
   if (callerAuthorization !== undefined) headers.set("authorization", callerAuthorization);
   const method = req.method ?? "GET";

@@ -32,6 +32,7 @@ import {
   type Stub,
   type StoredObject,
   type Task,
+  type TaskStatus,
   type Token,
   type TokenWithKey,
   type Workspace,
@@ -66,6 +67,13 @@ export interface Health {
 export interface ListOptions {
   limit?: number;
   offset?: number;
+}
+
+/** `listTasks` filters, applied by the gateway: any of these statuses, and one workload (a stub id or a deployment name, not both). */
+export interface TaskListOptions extends ListOptions {
+  status?: TaskStatus | readonly TaskStatus[];
+  stub?: string;
+  deployment?: string;
 }
 
 
@@ -248,8 +256,10 @@ export class Client {
     await this.request("DELETE", `/deployment/${encodeURIComponent(id)}`);
   }
 
-  async listTasks(options: ListOptions = {}): Promise<Task[]> {
-    return items(await this.request("GET", "/task", { query: { ...options } }));
+  async listTasks(options: TaskListOptions = {}): Promise<Task[]> {
+    const { status, ...rest } = options;
+    const statuses = status === undefined ? undefined : typeof status === "string" ? status : status.join(",");
+    return items(await this.request("GET", "/task", { query: { ...rest, ...(statuses && { status: statuses }) } }));
   }
   getTask(task: string | { id: string }): Promise<Task> {
     const id = typeof task === "string" ? task : task.id;

@@ -18,7 +18,8 @@ import { defaultClientOptions, NO_CLIENT_CONFIGURED } from "./config-file.js";
 import { SandboxHttp } from "./sandbox-http.js";
 import { Volume } from "./sandbox-volume.js";
 import { SandboxProcess, type ExitStatus } from "./sandbox-process.js";
-import { egressPolicy, type ProcessInfo, type FileInfo } from "@beta9/protocol";
+import { openShell, type PtyOptions, type PtySession } from "./shell.js";
+import { egressPolicy, type ProcessInfo, type FileInfo, type Sandbox as SandboxEntity } from "@beta9/protocol";
 
 export type { ProcessInfo, FileInfo };
 
@@ -57,27 +58,8 @@ export interface SandboxOptions {
   onBuildLog?: (line: string) => void;
 }
 
-export interface SandboxInfo {
-  id: string;
-  workspaceId: string;
-  containerId: string;
-  state: "PENDING" | "RUNNING" | "TERMINATED";
-  /** Why it ended: terminated, expired, exited, failed, worker_lost. */
-  reason: string | null;
-  imageId: string | null;
-  cpuMillicores: number;
-  memoryMiB: number;
-  ttlSeconds: number;
-  expiresAt: string | null;
-  workerId: string | null;
-  exposed: { port: number; public: boolean; url: string }[];
-  volumes: { name: string; mountPath: string }[];
-  blockNetwork: boolean;
-  /** null: the default egress policy. */
-  allowList: string[] | null;
-  createdAt: string;
-  endedAt: string | null;
-}
+/** A sandbox as the gateway reports it (the wire type, defined once in @beta9/protocol). */
+export type SandboxInfo = SandboxEntity;
 
 export interface RunCodeResult {
   /** What the code printed, without the last newline. */
@@ -240,6 +222,14 @@ export class SandboxProcesses {
 
   async list(): Promise<ProcessInfo[]> {
     return (await this.http.json<{ items: ProcessInfo[] }>("GET", `/sandbox/${this.id}/process`)).items;
+  }
+
+  /**
+   * An interactive process with a PTY (default: bash where the image has it, else sh, in
+   * /workspace): write(), resize(), its output as an async iterable, wait() for the exit code.
+   */
+  pty(options: PtyOptions = {}): Promise<PtySession> {
+    return openShell(this.http.connection, { sandboxId: this.id }, options);
   }
 
   async kill(pid: number, signal: "SIGTERM" | "SIGKILL" | "SIGINT" | "SIGHUP" = "SIGKILL"): Promise<void> {

@@ -11,14 +11,17 @@
  * await client.volumes.download("models", "weights/a.bin", "./a.bin");   // checked against its sha256
  */
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream, type Stats } from "node:fs";
-import { chmod, mkdir, readdir, rename, rm, stat, utimes } from "node:fs/promises";
-import { basename, dirname, join, relative } from "node:path";
+import { createWriteStream } from "node:fs";
+import { chmod, mkdir, rename, rm, stat, symlink, utimes } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { volumeNameProblem, volumePath, VolumePathError, type VolumeEntry, type VolumeInfo } from "@beta9/protocol";
+import { volumeNameProblem, volumePath, VolumePathError, type VolumeChange, type VolumeEntry, type VolumeInfo } from "@beta9/protocol";
 import { ApiError, type Client } from "./client.js";
 import { SandboxHttp } from "./sandbox-http.js";
+import { CHUNKED_FROM, localTree, sha256Of, uploadChunked, uploadWhole, type LocalEntry, type UploadedFile } from "./volume-transfer.js";
+
+export type { UploadedFile } from "./volume-transfer.js";
 
 export interface TransferProgress {
   /** The file being moved now (volume path). */
@@ -30,14 +33,8 @@ export interface TransferProgress {
 
 export interface TransferOptions {
   onProgress?: (progress: TransferProgress) => void;
-}
-
-export interface UploadedFile {
-  path: string;
-  sha256: string;
-  size: number;
-  /** The volume's version after this file's commit. */
-  version: number;
+  /** Each file once it is through (`sent` 0: the volume had it already; version -1: nothing was committed for it). */
+  onFile?: (file: UploadedFile) => void;
 }
 
 function checkName(name: string): string {
@@ -90,7 +87,11 @@ export class Volumes {
 
   /**
    * Uploads a local file or directory (recursively), as `cp` does: into `remotePath` when that is
-   * the root, ends in '/' or is a directory of the volume, else to that very path.
+   * the root, ends in '/' or is a directory of the volume, else to that very path. Inside a
+   * directory, symlinks go as links (their text, never followed) and empty directories as
+   * entries of their own; a link named as `localPath` itself is followed, as `cp -H` does. Large files go
+   * in chunks and resume: run the same upload again after a break and only what never arrived is
+   * sent (volume-transfer.ts); a file the volume holds already (same path, size and sha256) is skipped.
    */
   async upload(name: string, localPath: string, remotePath: string, options: TransferOptions = {}): Promise<UploadedFile[]> {
     checkName(name);
@@ -99,27 +100,48 @@ export class Volumes {
     const target = checkPath(remotePath, true);
     const into = target === "" || remotePath.endsWith("/") || (await this.isDir(name, target));
     const dest = into ? join2(target, basename(localPath)) : target;
-    const files = local.isDirectory() ? await localFiles(localPath) : [{ local: localPath, rel: "", stats: local }];
-    const total = files.reduce((sum, f) => sum + f.stats.size, 0);
+    if (dest === "") throw new TypeError("upload a directory into the volume's root by naming it: VOLUME:dirname");
+    const tree: LocalEntry[] = local.isDirectory()
+      ? [{ kind: "dir", local: localPath, rel: "", stats: local }, ...(await localTree(localPath))]
+      : [{ kind: "file", local: localPath, rel: "", stats: local }];
+    const at = (rel: string) => (rel === "" ? dest : join2(dest, rel));
+    // What the volume has there already: files that match are not sent again (a resumed copy).
+    const remote = new Map((await this.ls(name, dest, { recursive: true }).catch(() => [] as VolumeEntry[])).map((e) => [e.path, e]));
+    const total = tree.reduce((sum, e) => sum + (e.kind === "file" ? e.stats.size : 0), 0);
     let done = 0;
     const out: UploadedFile[] = [];
     const http = SandboxHttp.from(this.client);
+    const commit = async (changes: VolumeChange[]) => {
+      for (let i = 0; i < changes.length; i += 5_000) await http.json("POST", `${vol(name)}/changes`, { json: { changes: changes.slice(i, i + 5_000) } });
+    };
     try {
-      for (const file of files) {
-        const path = file.rel === "" ? dest : join2(dest, file.rel);
-        if (path === "") throw new TypeError("upload a directory into the volume's root by naming it: VOLUME:dirname");
-        const meter = new Transform({
-          transform: (chunk: Buffer, _e, cb) => {
-            done += chunk.length;
+      // Empty directories only: one with entries exists through them.
+      const empty = (rel: string) => !tree.some((o) => o.rel !== rel && (rel === "" || o.rel.startsWith(`${rel}/`)));
+      await commit(tree.flatMap((e): VolumeChange[] => (e.kind === "dir" && empty(e.rel) ? [{ path: at(e.rel), dir: true, mode: e.stats.mode & 0o777, mtime: Math.floor(e.stats.mtimeMs) }] : [])));
+      for (const file of tree) {
+        if (file.kind !== "file") continue;
+        const path = at(file.rel);
+        const have = remote.get(path);
+        if (have?.type === "file" && have.size === file.stats.size && have.sha256 === (await sha256Of(file.local))) {
+          done += file.stats.size;
+          options.onProgress?.({ path, done, total });
+          const skipped = { path, sha256: have.sha256, size: have.size, version: -1, sent: 0 };
+          options.onFile?.(skipped);
+          out.push(skipped);
+          continue;
+        }
+        const upload = {
+          http, volumeUrl: vol(name), local: file.local, path, stats: file.stats,
+          onBytes: (n: number) => {
+            done += n;
             options.onProgress?.({ path, done, total });
-            cb(null, chunk);
           },
-        });
-        const query = { path, mode: (file.stats.mode & 0o777).toString(8).padStart(3, "0"), mtime: String(Math.floor(file.stats.mtimeMs)) };
-        out.push(await http.json<UploadedFile>("PUT", `${vol(name)}/file`, {
-          body: createReadStream(file.local, { highWaterMark: 1 << 20 }).pipe(meter), contentLength: file.stats.size, query,
-        }));
+        };
+        const uploaded = file.stats.size >= CHUNKED_FROM ? await uploadChunked(upload) : await uploadWhole(upload);
+        options.onFile?.(uploaded);
+        out.push(uploaded);
       }
+      await commit(tree.flatMap((e): VolumeChange[] => (e.kind === "link" ? [{ path: at(e.rel), link: e.target, mtime: Math.floor(e.stats.mtimeMs) }] : [])));
     } finally {
       await http.close();
     }
@@ -129,21 +151,28 @@ export class Volumes {
   /**
    * Downloads a file or a directory (recursively), as `cp` does: into `localPath` when that is an
    * existing directory, else to that very path. Each file is checked against its sha256 and
-   * written whole (to a temp name, then renamed) or not at all; mode and mtime are kept.
+   * written whole (to a temp name, then renamed) or not at all; mode and mtime are kept. Symlinks
+   * come back as links with their text (made last, so nothing is ever written through one), and
+   * empty directories as directories.
    */
   async download(name: string, remotePath: string, localPath: string, options: TransferOptions = {}): Promise<VolumeEntry[]> {
     checkName(name);
     const source = checkPath(remotePath, true);
     const entries = await this.ls(name, source, { recursive: true });
-    const single = entries.length === 1 && entries[0]!.path === source && source !== "";
+    const single = entries.length === 1 && entries[0]!.path === source && source !== "" && entries[0]!.type !== "dir";
     const localDir = (await stat(localPath).catch(() => undefined))?.isDirectory() === true;
     const root = localDir ? join(localPath, source === "" ? "" : basename(source)) : localPath;
-    const total = entries.reduce((sum, e) => sum + e.size, 0);
+    const destOf = (entry: VolumeEntry) => (single ? root : join(root, source === "" ? entry.path : entry.path.slice(source.length + 1)));
+    const total = entries.reduce((sum, e) => sum + (e.type === "file" ? e.size : 0), 0);
     let done = 0;
+    if (!single) await mkdir(root, { recursive: true });
+    const dirs = entries.filter((e) => e.type === "dir");
+    for (const dir of dirs) await mkdir(destOf(dir), { recursive: true });
     const http = SandboxHttp.from(this.client);
     try {
       for (const entry of entries) {
-        const dest = single ? root : join(root, source === "" ? entry.path : entry.path.slice(source.length + 1));
+        if (entry.type !== "file") continue;
+        const dest = destOf(entry);
         await mkdir(dirname(dest), { recursive: true });
         const part = join(dirname(dest), `.${basename(dest)}.${process.pid}.part`);
         const res = await http.raw("GET", `${vol(name)}/file`, { query: { path: entry.path } });
@@ -166,6 +195,7 @@ export class Volumes {
           await chmod(part, mode);
           await utimes(part, mtime, mtime);
           await rename(part, dest);
+          options.onFile?.({ path: entry.path, sha256: expected, size: entry.size, version: -1 });
         } catch (err) {
           await rm(part, { force: true });
           throw err;
@@ -174,30 +204,29 @@ export class Volumes {
     } finally {
       await http.close();
     }
+    for (const entry of entries) {
+      if (entry.type !== "link" || entry.target === undefined) continue;
+      const dest = destOf(entry);
+      await mkdir(dirname(dest), { recursive: true });
+      const tmp = join(dirname(dest), `.${basename(dest)}.${process.pid}.link`);
+      await rm(tmp, { force: true });
+      await symlink(entry.target, tmp);
+      await rename(tmp, dest);
+    }
+    // Modes last, deepest first: a read-only directory would refuse what goes in it.
+    for (const dir of dirs.sort((a, b) => (a.path < b.path ? 1 : -1))) {
+      if (dir.mode !== undefined) await chmod(destOf(dir), dir.mode);
+    }
     return entries;
   }
 
   private async isDir(name: string, path: string): Promise<boolean> {
     try {
       const entries = await this.ls(name, path);
-      return !(entries.length === 1 && entries[0]!.path === path && entries[0]!.type === "file");
+      return !(entries.length === 1 && entries[0]!.path === path && entries[0]!.type !== "dir");
     } catch (err) {
       if (err instanceof ApiError && err.code === "VOLUME_PATH_NOT_FOUND") return false;
       throw err;
     }
   }
-}
-
-/** Regular files below `dir` (symlinks and other special files are not followed or sent). */
-async function localFiles(dir: string): Promise<{ local: string; rel: string; stats: Stats }[]> {
-  const out: { local: string; rel: string; stats: Stats }[] = [];
-  const walk = async (at: string): Promise<void> => {
-    for (const entry of (await readdir(at, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      const path = join(at, entry.name);
-      if (entry.isDirectory()) await walk(path);
-      else if (entry.isFile()) out.push({ local: path, rel: relative(dir, path).split("\\").join("/"), stats: await stat(path) });
-    }
-  };
-  await walk(dir);
-  return out;
 }

@@ -113,8 +113,14 @@ async function pullBase(spec: ImageSpec & { base: { kind: "registry" } }, dir: s
   }
 }
 
+/** What a registry base's config says to run (ENTRYPOINT + CMD) and where: what a pod without an entrypoint runs. */
+interface BaseCommand {
+  command?: string[];
+  workdir?: string;
+}
+
 /** Base rootfs and the env its config declares. */
-async function prepareBase(spec: ImageSpec, dir: string, o: BuildOptions): Promise<{ rootfs: string; env: Record<string, string> }> {
+async function prepareBase(spec: ImageSpec, dir: string, o: BuildOptions): Promise<{ rootfs: string; env: Record<string, string> } & BaseCommand> {
   if (spec.base.kind === "scratch") {
     o.log("base: scratch (empty; JavaScript runs on the runner's own node)");
     const rootfs = join(dir, "scratch");
@@ -141,7 +147,11 @@ async function prepareBase(spec: ImageSpec, dir: string, o: BuildOptions): Promi
     const eq = kv.indexOf("=");
     if (eq > 0) env[kv.slice(0, eq)] = kv.slice(eq + 1);
   }
-  return { rootfs, env };
+  const declared = pulled.config.config;
+  // The registry's config is the image author's JSON: only arrays of strings are taken.
+  const words = (v: unknown): string[] => (Array.isArray(v) ? v.filter((a): a is string => typeof a === "string") : []);
+  const command = [...words(declared?.Entrypoint), ...words(declared?.Cmd)];
+  return { rootfs, env, ...(command.length > 0 && { command }), ...(typeof declared?.WorkingDir === "string" && declared.WorkingDir.startsWith("/") && { workdir: declared.WorkingDir }) };
 }
 
 async function runStep(step: CommandStep, label: string, lowerDirs: string[], upperDir: string, env: Record<string, string>, o: BuildOptions, user?: ImageUser) {
@@ -228,7 +238,7 @@ export async function buildImage(imageId: string, specInput: unknown, o: BuildOp
     // The image's own metadata travels inside it: the worker reads the env when it runs it.
     const meta = join(dir, "meta");
     await mkdir(join(meta, ".beta9"), { recursive: true });
-    await writeFile(join(meta, ".beta9", "image.json"), `${JSON.stringify({ id: imageId, env, spec }, null, 2)}\n`);
+    await writeFile(join(meta, ".beta9", "image.json"), `${JSON.stringify({ id: imageId, env, spec, ...(base.command && { command: base.command }), ...(base.workdir && { workdir: base.workdir }) }, null, 2)}\n`);
     layers.push(meta);
     await mkdir(merged);
     // A read-only overlay of all layers is the image as containers will see it (whiteouts applied).

@@ -25,6 +25,9 @@ export interface RuntimeSelection {
   subnet?: string;
   /** See RuncRuntimeOptions.egressAllow. */
   egressAllow?: string[];
+  /** See RuncRuntimeOptions.userns / writableLayerMiB. */
+  userns?: boolean;
+  writableLayerMiB?: number;
 }
 
 export function selectRuntime(preference: RuntimePreference, selection: RuntimeSelection, logger: Logger): Runtime {
@@ -42,5 +45,7 @@ export function selectRuntime(preference: RuntimePreference, selection: RuntimeS
     runcPath: findExecutable("runc")!,
     ...(selection.subnet !== undefined && { subnet: selection.subnet }),
     ...(selection.egressAllow?.length && { egressAllow: selection.egressAllow }),
+    ...(selection.userns === false && { userns: false }),
+    ...(selection.writableLayerMiB !== undefined && { writableLayerMiB: selection.writableLayerMiB }),
   });
 }

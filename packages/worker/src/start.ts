@@ -29,6 +29,9 @@ export interface StartWorkerOptions {
   subnet?: string;
   /** Destinations containers may reach although the default egress policy denies them (see RuncRuntimeOptions.egressAllow). */
   egressAllow?: string[];
+  /** See RuncRuntimeOptions.userns / writableLayerMiB. */
+  userns?: boolean;
+  writableLayerMiB?: number;
   pool?: string;
   workerId?: string;
   capacity?: Partial<WorkerCapacity>;
@@ -58,6 +61,8 @@ export async function startWorker(options: StartWorkerOptions): Promise<StartedW
   const runtime = selectRuntime(options.runtime ?? "auto", {
     stateDir: options.stateDir, name: options.name ?? "w", ...(options.subnet !== undefined && { subnet: options.subnet }),
     ...(options.egressAllow?.length && { egressAllow: options.egressAllow }),
+    ...(options.userns === false && { userns: false }),
+    ...(options.writableLayerMiB !== undefined && { writableLayerMiB: options.writableLayerMiB }),
   }, options.logger);
   const reaped = await runtime.reap();
   if (Object.values(reaped).some((n) => n > 0)) options.logger.warn({ reaped }, "removed what a previous worker left behind");

@@ -129,8 +129,15 @@ function muxFor(gatewayUrl: string, token: string, tlsCa: string | undefined): P
 }
 
 /** Opens one tunnel stream; rejects (with a message for `tunnel.failed`) if either end cannot be reached. */
-export async function openTunnel({ gatewayUrl, token, tlsCa, streamId, target, logger }: TunnelTarget): Promise<void> {
-  const socket = await dial(target);
+export async function openTunnel({ target, ...rest }: TunnelTarget): Promise<void> {
+  await attachTunnel({ ...rest, socket: await dial(target) });
+}
+
+/**
+ * Carries `socket` (a dialled port, or any duplex such as a shell session's: shell/session.ts) as
+ * tunnel stream `streamId`; destroys it and rejects if the gateway cannot be reached.
+ */
+export async function attachTunnel({ gatewayUrl, token, tlsCa, streamId, socket, logger }: Omit<TunnelTarget, "target"> & { socket: Socket | Duplex }): Promise<void> {
   let muxed: Mux | undefined;
   try {
     muxed = await muxFor(gatewayUrl, token, tlsCa);
@@ -142,7 +149,8 @@ export async function openTunnel({ gatewayUrl, token, tlsCa, streamId, target, l
     const channel = muxed.nextChannel;
     muxed.nextChannel = channel >= 0xffff_ffff ? 1 : channel + 1;
     muxed.mux.open(channel, streamId);
-    muxed.mux.bind(channel, socket);
+    // The mux needs only what every Duplex has (pause/resume, write/end, writableLength, events).
+    muxed.mux.bind(channel, socket as Socket);
     return;
   }
   let stream: Duplex;
@@ -152,7 +160,7 @@ export async function openTunnel({ gatewayUrl, token, tlsCa, streamId, target, l
     socket.destroy();
     throw err;
   }
-  spliceTunnel(socket, stream, {
+  spliceTunnel(socket as Socket, stream, {
     onError: (err) => err && logger.debug({ streamId, err: err.message }, "tunnel stream ended with an error"),
   });
 }

@@ -21,6 +21,7 @@ import { buildImage, type BuildCredentials } from "./build.js";
 import { CodeCache } from "./code-cache.js";
 import { gatewayDispatcher, sha256OfFile, uploadImage, type GatewayEndpoint } from "./gateway-http.js";
 import { openTunnel } from "./tunnel.js";
+import { openShellSession } from "./shell/session.js";
 import type { ContainerHandle, ContainerSpec, Runtime } from "./runtime/types.js";
 import { DeviceAllocator } from "./devices/allocator.js";
 import { VolumeMounts } from "./volumes/mounts.js";
@@ -96,14 +97,28 @@ interface LocalContainer {
   gpuIndices: number[];
 }
 
-/** The env an image declares (written into it at build time), under the request's own env. */
-async function imageEnv(lowerDir: string): Promise<Record<string, string>> {
+/** What an image declares (written into it at build time): its env, and its registry base's command and workdir. */
+interface ImageMeta {
+  env?: Record<string, string>;
+  command?: string[];
+  workdir?: string;
+}
+
+async function imageMeta(lowerDir: string): Promise<ImageMeta> {
   try {
-    const meta = JSON.parse(await readFile(join(lowerDir, ".beta9", "image.json"), "utf8")) as { env?: Record<string, string> };
-    return meta.env ?? {};
+    return JSON.parse(await readFile(join(lowerDir, ".beta9", "image.json"), "utf8")) as ImageMeta;
   } catch {
     return {};
   }
+}
+
+/** A pod without an entrypoint runs what its image says (ENTRYPOINT + CMD, in its WORKDIR). */
+function useImageCommand(spec: ContainerSpec, meta: ImageMeta): void {
+  if (!Array.isArray(meta.command) || meta.command.length === 0) {
+    throw new Error("the image declares no ENTRYPOINT or CMD; give the pod an entrypoint (beta9 pod deploy … -- CMD, or Pod({ entrypoint }))");
+  }
+  spec.command = meta.command;
+  if (typeof meta.workdir === "string") spec.workdir = meta.workdir;
 }
 
 const LOG_FLUSH_MS = 20;
@@ -159,7 +174,9 @@ export class Worker {
     this.gpus = new DeviceAllocator(options.devices ?? []);
     this.gateway = { url: options.gatewayUrl, token: options.token, ...(options.tlsCa && { dispatcher: gatewayDispatcher(options.tlsCa)! }) };
     this.code = new CodeCache(join(options.stateDir, "code"), this.gateway);
-    this.volumes = new VolumeMounts({ stateDir: options.stateDir, gateway: this.gateway, logger: options.logger });
+    this.volumes = new VolumeMounts({
+      stateDir: options.stateDir, gateway: this.gateway, logger: options.logger, owner: () => (options.runtime as { rootOwner?: number }).rootOwner,
+    });
     let resolve!: () => void;
     const promise = new Promise<void>((r) => (resolve = r));
     this.connectedOnce = { resolve, promise };
@@ -260,6 +277,11 @@ export class Worker {
       case "tunnel.open":
         this.tunnel(message.streamId, message.containerId, message.port);
         return;
+      case "shell.open":
+        openShellSession({
+          ...this.options, running: (id) => this.containers.get(id)?.state.state === "RUNNING", fail: (streamId, why) => this.send({ type: "tunnel.failed", streamId, message: why }),
+        }, message);
+        return;
       case "error":
         this.options.logger.error({ code: message.code }, message.message);
         return;
@@ -307,7 +329,9 @@ export class Worker {
       // The process runtime runs on the host's filesystem: an image would not be used (nor mountable unprivileged).
       const useImage = request.imageId !== null && this.options.runtime.isolates;
       image = useImage ? await this.requireImages().acquire(request.imageId!) : undefined;
-      const spec = this.toSpec(request, image?.lowerDir, image ? await imageEnv(image.lowerDir) : {});
+      const meta = image ? await imageMeta(image.lowerDir) : {};
+      const spec = this.toSpec(request, image?.lowerDir, meta.env ?? {});
+      if (request.imageCommand) useImageCommand(spec, meta);
       if (request.runner) await this.useRunner(spec, request.runner);
       if (request.daemon === "sandbox") this.useSandboxDaemon(spec);
       if (request.volumes?.length) await this.useVolumes(spec, request);
@@ -455,7 +479,9 @@ export class Worker {
   /** Mounts the request's volumes: the gateway's current version of each, changes committed at exit (volumes/mounts.ts). */
   private async useVolumes(spec: ContainerSpec, request: ContainerRequest): Promise<void> {
     if (!this.options.runtime.isolates) throw new Error("volumes need the runc runtime (the process runtime cannot mount)");
-    spec.mounts = [...(spec.mounts ?? []), ...await this.volumes.attach(request)];
+    const { mounts, env } = await this.volumes.attach(request);
+    spec.mounts = [...(spec.mounts ?? []), ...mounts];
+    spec.env = { ...spec.env, ...env };
   }
 
   /** Replaces the command with the sandbox daemon (see @beta9/runner sandbox/main.ts). */

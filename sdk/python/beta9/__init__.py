@@ -13,6 +13,7 @@ from .abstractions import ASGI, DeployResult, Endpoint, asgi, Function, Schedule
 from .client import ApiError, Client
 from .image import Image, ImageError
 from .options import OptionError, QueueDepthAutoscaler, TaskPolicy, Volume
+from .pod import Pod, PodDeployment
 from .runner.invoker import Context
 from .sandbox import RunCodeResult, Sandbox, SandboxError, SandboxFileInfo, SandboxInstance, SandboxProcess, SandboxProcessInfo
 from .tasks import TaskFailedError, TaskHandle
@@ -21,7 +22,7 @@ from .volumes import Volumes
 __version__ = "0.2.0"
 
 __all__ = [
-    "ASGI", "ApiError", "asgi", "Client", "Context", "DeployResult", "Endpoint", "Function", "Image", "ImageError", "OptionError",
+    "ASGI", "ApiError", "Pod", "PodDeployment", "asgi", "Client", "Context", "DeployResult", "Endpoint", "Function", "Image", "ImageError", "OptionError",
     "QueueDepthAutoscaler", "RunCodeResult", "Sandbox", "SandboxError", "SandboxFileInfo", "SandboxInstance", "SandboxProcess",
     "SandboxProcessInfo", "Schedule", "ServeHandle", "TaskFailedError", "TaskHandle",
     "TaskPolicy", "TaskQueue", "Volume", "Volumes", "Workload", "endpoint", "function", "schedule", "schema", "task_queue",

@@ -57,9 +57,20 @@ class QueueDepthAutoscaler:
 
 @dataclass(frozen=True)
 class Volume:
-    """A named volume of the workspace mounted at ``mount_path`` (on any worker; changes are committed when the container ends)."""
+    """A named volume of the workspace mounted at ``mount_path`` (on any worker; changes are committed when the container ends,
+    or earlier with ``commit()``; ``reload()`` brings in what others committed)."""
     name: str
     mount_path: str
+
+    def commit(self) -> dict[str, Any]:
+        """Inside a container that mounts this volume: publishes its changes now (``version``, ``changed``, ``removed``, ``busy``)."""
+        from .volume_sync import commit_volume
+        return commit_volume(self.name)
+
+    def reload(self) -> dict[str, Any]:
+        """Inside a container that mounts this volume: brings in what others committed (``version``, ``updated``, ``removed``, ``kept``)."""
+        from .volume_sync import reload_volume
+        return reload_volume(self.name, self.mount_path)
 
     def check(self, where: str) -> dict[str, str]:
         if not isinstance(self.name, str) or not _NAME.match(self.name):

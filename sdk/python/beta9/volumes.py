@@ -83,7 +83,8 @@ class Volumes:
 
     def ls(self, name: str, path: str = "", *, recursive: bool = False) -> list[dict[str, Any]]:
         """A directory's children (``recursive``: every file below it), or the file at ``path``.
-        Each entry: ``path``, ``type`` ("file" or "dir"), ``size``, and for files ``mode``, ``mtime`` (ms), ``sha256``."""
+        Each entry: ``path``, ``type`` ("file", "dir" or "link"), ``size``, and for files ``mode``, ``mtime`` (ms),
+        ``sha256``; for links ``target`` (the link's text: never followed)."""
         query = {"path": volume_path(path, True), **({"recursive": "true"} if recursive else {})}
         return list(self._client.request("GET", f"{self._base(name)}/ls", query=query)["items"])
 
@@ -104,6 +105,22 @@ class Volumes:
         dest = _join(target, local.name) if into else target
         files = [(p, p.relative_to(local).as_posix()) for p in sorted(local.rglob("*")) if p.is_file() and not p.is_symlink()] \
             if local.is_dir() else [(local, "")]
+        # Inside a directory: symlinks go as links (their text, never followed), empty directories as entries.
+        at = lambda rel: dest if rel == "" else _join(dest, rel)  # noqa: E731
+        dirs, links = [], []
+        if local.is_dir():
+            for p in [local, *sorted(local.rglob("*"))]:
+                rel = "" if p == local else p.relative_to(local).as_posix()
+                st = p.lstat()
+                if p.is_symlink():
+                    links.append({"path": at(rel), "link": os.readlink(p), "mtime": int(st.st_mtime * 1000)})
+                elif p.is_dir():
+                    dirs.append({"path": at(rel), "dir": True, "mode": st.st_mode & 0o777, "mtime": int(st.st_mtime * 1000)})
+        # Empty directories only: one with entries exists through them.
+        dirs = [d for d in dirs if not any(o["path"].startswith(d["path"] + "/") for o in dirs + links) and
+                not any(_join(dest, rel).startswith(d["path"] + "/") for _, rel in files if rel)]
+        if dirs:
+            self._changes(name, dirs)
         total = sum(p.stat().st_size for p, _ in files)
         done = 0
         out = []
@@ -116,7 +133,13 @@ class Volumes:
                 out.append(self._http.call("PUT", f"{self._base(name)}/file", query=query, body=reader,
                                            content_type="application/octet-stream", length=st.st_size, timeout=self._client.timeout))
             done += st.st_size
+        if links:
+            self._changes(name, links)
         return out
+
+    def _changes(self, name: str, changes: list[dict[str, Any]]) -> None:
+        for i in range(0, len(changes), 5000):
+            self._client.request("POST", f"{self._base(name)}/changes", {"changes": changes[i:i + 5000]})
 
     def download(self, name: str, remote_path: str, local_path: str | os.PathLike[str], *,
                  on_progress: Progress | None = None) -> list[dict[str, Any]]:
@@ -125,13 +148,21 @@ class Volumes:
         written whole (a temp name, then renamed) or not at all; mode and mtime are kept."""
         source = volume_path(remote_path, True)
         entries = self.ls(name, source, recursive=True)
-        single = len(entries) == 1 and entries[0]["path"] == source and source != ""
+        single = len(entries) == 1 and entries[0]["path"] == source and source != "" and entries[0]["type"] != "dir"
         local = Path(local_path)
         root = local / (Path(source).name if source else "") if local.is_dir() else local
-        total = sum(int(e["size"]) for e in entries)
+        total = sum(int(e["size"]) for e in entries if e["type"] == "file")
         done = 0
+        dest_of = lambda e: root if single else root / (e["path"] if source == "" else e["path"][len(source) + 1:])  # noqa: E731
+        if not single:
+            root.mkdir(parents=True, exist_ok=True)
         for entry in entries:
-            dest = root if single else root / (entry["path"] if source == "" else entry["path"][len(source) + 1:])
+            if entry["type"] == "dir":
+                dest_of(entry).mkdir(parents=True, exist_ok=True)
+        for entry in entries:
+            if entry["type"] != "file":
+                continue
+            dest = dest_of(entry)
             dest.parent.mkdir(parents=True, exist_ok=True)
             part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
             conn, res = self._http.open("GET", f"{self._base(name)}/file", query={"path": entry["path"]}, timeout=self._client.timeout)
@@ -156,6 +187,17 @@ class Volumes:
                 raise
             finally:
                 conn.close()
+        # Links last (their text, as stored), so that nothing is ever written through one.
+        for entry in entries:
+            if entry["type"] == "link":
+                dest = dest_of(entry)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                tmp = dest.with_name(f".{dest.name}.{os.getpid()}.link")
+                tmp.unlink(missing_ok=True)
+                os.symlink(entry["target"], tmp)
+                os.replace(tmp, dest)
+        for entry in sorted((e for e in entries if e["type"] == "dir" and "mode" in e), key=lambda e: e["path"], reverse=True):
+            os.chmod(dest_of(entry), entry["mode"])
         return entries
 
     def _is_dir(self, name: str, path: str) -> bool:
@@ -165,7 +207,7 @@ class Volumes:
             if err.code == "VOLUME_PATH_NOT_FOUND":
                 return False
             raise
-        return not (len(entries) == 1 and entries[0]["path"] == path and entries[0]["type"] == "file")
+        return not (len(entries) == 1 and entries[0]["path"] == path and entries[0]["type"] != "dir")
 
 
 class _Meter:

@@ -88,3 +88,28 @@ def test_a_function_mounts_a_volume_and_its_writes_are_committed_when_it_ends(pl
     volumes.download("pyvol", "from-fn/note.txt", tmp_path / "note.txt")
     assert (tmp_path / "note.txt").read_text() == "written by a function"
     assert volumes.delete("pyvol")["name"] == "pyvol"
+
+
+def test_symlinks_and_empty_directories_round_trip(platform: Platform, tmp_path: Path) -> None:
+    """Links go up and come back as links with their text (one to /etc/shadow is harmless: never
+    followed); empty directories survive; ``ls`` shows both."""
+    import os
+
+    volumes = platform.client.volumes
+    volumes.create("pylinks")
+    tree = tmp_path / "tree"
+    (tree / "empty" / "inner").mkdir(parents=True)
+    (tree / "f.txt").write_text("f")
+    os.symlink("f.txt", tree / "rel")
+    os.symlink("/etc/shadow", tree / "abs")
+    volumes.upload("pylinks", tree, "")
+    listed = {e["path"]: e for e in volumes.ls("pylinks", "tree", recursive=True)}
+    assert (listed["tree/rel"]["type"], listed["tree/rel"]["target"]) == ("link", "f.txt")
+    assert (listed["tree/abs"]["type"], listed["tree/abs"]["target"]) == ("link", "/etc/shadow")
+    assert listed["tree/empty/inner"]["type"] == "dir"
+    back = tmp_path / "back"
+    volumes.download("pylinks", "tree", back)
+    assert os.readlink(back / "rel") == "f.txt" and os.readlink(back / "abs") == "/etc/shadow"
+    assert (back / "empty" / "inner").is_dir() and list((back / "empty" / "inner").iterdir()) == []
+    assert (back / "f.txt").read_text() == "f"
+    volumes.delete("pylinks")

@@ -1,5 +1,6 @@
 /** `beta9 task`: list, inspect and cancel tasks of task queues and functions. */
 import type { Command } from "commander";
+import { TASK_STATUSES, type TaskStatus } from "@beta9/protocol";
 import type { Task } from "beta9";
 import { forEachId, withClient } from "../session.js";
 import { resolveRef } from "../resolve.js";
@@ -28,9 +29,16 @@ export function registerTask(program: Command): void {
     .description("list the workspace's tasks, newest first")
     .option("--json", "print a JSON array")
     .option("--limit <n>", "at most this many", "50")
-    .action((opts: { json?: boolean; limit: string }, cmd: Command) =>
+    .option("--status <status>", `only tasks in this status, or these (comma-separated): ${TASK_STATUSES.join(", ")}`)
+    .option("--deployment <name>", "only the tasks of this deployment (every version)")
+    .option("--stub <id>", "only the tasks of this stub")
+    .action((opts: { json?: boolean; limit: string; status?: string; deployment?: string; stub?: string }, cmd: Command) =>
       withClient(cmd, async (client) => {
-        const list = await client.listTasks({ limit: Number(opts.limit) });
+        // The gateway filters (and says what is wrong with a filter); upper case is only a convenience.
+        const status = opts.status?.toUpperCase() as TaskStatus | undefined;
+        const list = await client.listTasks({
+          limit: Number(opts.limit), ...(status && { status }), ...(opts.deployment && { deployment: opts.deployment }), ...(opts.stub && { stub: opts.stub }),
+        });
         if (opts.json) return printJson(list);
         printTable(
           ["ID", "NAME", "STATUS", "RETRIES", "CREATED", "ENDED", "ERROR"],
@@ -38,7 +46,7 @@ export function registerTask(program: Command): void {
             t.id, t.stubName ?? t.stubId, statusText(t), `${t.retries}/${t.maxRetries}`, shortTime(t.createdAt),
             t.status === "RETRY" ? `next ${shortTime(t.nextAttemptAt)}` : shortTime(t.endedAt), (t.error ?? "").slice(0, 60),
           ]),
-          "no tasks",
+          opts.status || opts.deployment || opts.stub ? "no task matches" : "no tasks",
         );
       }),
     );

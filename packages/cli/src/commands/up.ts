@@ -19,6 +19,7 @@ import { importPlatform } from "../platform.js";
 import { color, note, print } from "../output.js";
 import { gatewayTls, withTlsOptions, type TlsCliOptions } from "./up-tls.js";
 import { prepareDefaultImage } from "./up-image.js";
+import { registerGatewayAdmin } from "./gateway-admin.js";
 
 interface ServeOptions extends TlsCliOptions {
   host: string;
@@ -99,10 +100,11 @@ export function registerServe(program: Command): void {
     .action((opts: ServeOptions) => serve(opts, true));
 
   // Only the gateway may use a shared store: `up` runs a local worker beside one gateway, on SQLite.
-  withServeOptions(program.command("gateway").description("run only the gateway (control plane); saves no context"))
+  const gateway = withServeOptions(program.command("gateway").description("run only the gateway (control plane); saves no context"))
     .addOption(new Option("--store <store>", "where durable state lives: sqlite (the data dir) or a postgres:// URL that several gateways can share")
       .env("BETA9_STORE").argParser(storeSpec))
     .action((opts: ServeOptions) => serve(opts, false));
+  registerGatewayAdmin(gateway);
 }
 
 function isWildcard(host: string): boolean {

@@ -1,11 +1,12 @@
 /**
  * Volumes from the command line: `beta9 volume create|list|delete`, and `beta9 ls`, `cp` and `rm`
- * on `VOLUME:PATH`. Files stream both ways; `cp` takes directories recursively and shows a
- * progress line on a terminal.
+ * on `VOLUME:PATH`. Files stream both ways; `cp` takes directories recursively (symlinks as
+ * links, empty directories too), resumes a broken upload (only chunks never stored are sent again),
+ * and shows a progress bar on a terminal, a line per file otherwise.
  */
 import { stat } from "node:fs/promises";
 import type { Command } from "commander";
-import type { TransferProgress } from "beta9";
+import type { TransferProgress, UploadedFile } from "beta9";
 import { parseVolumeSpec, volumeNameProblem, volumePath, VolumePathError, type VolumeEntry, type VolumeInfo } from "@beta9/protocol";
 import { CliError, EXIT } from "../errors.js";
 import { forEachId, withClient } from "../session.js";
@@ -40,9 +41,21 @@ export function formatBytes(n: number): string {
   return unit === 0 ? `${n} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
-/** One line rewritten in place on a terminal (stderr); nothing when stderr is not a TTY. */
-function progressLine(verb: string): { update(p: TransferProgress): void; end(): void } {
-  if (!process.stderr.isTTY) return { update() {}, end() {} };
+/**
+ * Progress of a copy on stderr: on a terminal, one line rewritten in place with a bar; otherwise
+ * (a log, a pipe) a plain line per file as it is through, so that nothing is rewritten in a file.
+ */
+function progressLine(verb: string): { update(p: TransferProgress): void; file(f: UploadedFile): void; end(): void } {
+  if (!process.stderr.isTTY) {
+    return {
+      update() {},
+      file(f) {
+        const how = f.sent === 0 ? ", stored already: nothing sent" : f.sent !== undefined && f.sent < f.size ? `, ${formatBytes(f.sent)} sent (the rest was stored already)` : "";
+        process.stderr.write(`${verb} ${f.path} (${formatBytes(f.size)}${how})\n`);
+      },
+      end() {},
+    };
+  }
   let last = 0;
   let shown = false;
   return {
@@ -51,10 +64,12 @@ function progressLine(verb: string): { update(p: TransferProgress): void; end():
       if (now - last < 100 && p.done < p.total) return;
       last = now;
       shown = true;
-      const percent = p.total === 0 ? 100 : Math.floor((p.done / p.total) * 100);
-      const line = `${verb} ${p.path}  ${formatBytes(p.done)} / ${formatBytes(p.total)} (${percent}%)`;
+      const fraction = p.total === 0 ? 1 : Math.min(1, p.done / p.total);
+      const bar = `[${"#".repeat(Math.round(fraction * 20)).padEnd(20, ".")}]`;
+      const line = `${bar} ${Math.floor(fraction * 100)}% ${formatBytes(p.done)} / ${formatBytes(p.total)}  ${verb} ${p.path}`;
       process.stderr.write(`\r\x1b[2K${line.slice(0, (process.stderr.columns || 120) - 1)}`);
     },
+    file() {},
     end() {
       if (shown) process.stderr.write("\r\x1b[2K");
     },
@@ -97,7 +112,7 @@ export function registerVolume(program: Command): void {
         const items = await client.volumes.ls(name, path, { recursive: opts.recursive === true });
         if (opts.json) return printJson(items);
         printTable(["PATH", "TYPE", "SIZE", "MODE", "MODIFIED"], items.map((e: VolumeEntry) => [
-          e.type === "dir" ? `${e.path}/` : e.path, e.type, formatBytes(e.size), e.mode === undefined ? "-" : e.mode.toString(8),
+          e.type === "dir" ? `${e.path}/` : e.type === "link" ? `${e.path} -> ${e.target ?? "?"}` : e.path, e.type, formatBytes(e.size), e.mode === undefined ? "-" : e.mode.toString(8),
           e.mtime === undefined ? "-" : shortTime(new Date(e.mtime).toISOString()),
         ]), `volume ${name} is empty${path ? ` at ${path}` : ""} (beta9 cp FILE ${name}:PATH)`);
       }));
@@ -117,15 +132,18 @@ export function registerVolume(program: Command): void {
           if (!(await stat(source).catch(() => undefined))) throw new CliError("USAGE", `${source}: no such file or directory`, EXIT.usage);
           const { volume: name, path } = volumeArg(destination, true);
           const progress = progressLine("uploading");
-          const done = await client.volumes.upload(name, source, to.path, { onProgress: (p) => progress.update(p) })
+          const done = await client.volumes.upload(name, source, to.path, { onProgress: (p) => progress.update(p), onFile: (f) => progress.file(f) })
             .finally(() => progress.end());
           const bytes = done.reduce((sum, f) => sum + f.size, 0);
-          print(`copied ${done.length} file${done.length === 1 ? "" : "s"} (${formatBytes(bytes)}) to ${name}:${done.length === 1 ? done[0]!.path : path || "."}`);
+          const sent = done.reduce((sum, f) => sum + (f.sent ?? f.size), 0);
+          const note = sent < bytes ? `; ${formatBytes(sent)} sent, the rest was stored already` : "";
+          print(`copied ${done.length} file${done.length === 1 ? "" : "s"} (${formatBytes(bytes)}${note}) to ${name}:${done.length === 1 ? done[0]!.path : path || "."}`);
           return;
         }
         const { volume: name, path } = volumeArg(source, true);
         const progress = progressLine("downloading");
-        const done = await client.volumes.download(name, path, destination, { onProgress: (p) => progress.update(p) }).finally(() => progress.end());
+        const done = (await client.volumes.download(name, path, destination, { onProgress: (p) => progress.update(p), onFile: (f) => progress.file(f) })
+          .finally(() => progress.end())).filter((e) => e.type === "file");
         const bytes = done.reduce((sum, e) => sum + e.size, 0);
         print(`copied ${done.length} file${done.length === 1 ? "" : "s"} (${formatBytes(bytes)}) from ${name}:${path || "."} to ${destination}`);
       }));

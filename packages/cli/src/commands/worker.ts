@@ -22,8 +22,22 @@ interface WorkerCliOptions {
   gpus?: { type: string; count: number }[];
   allowUnisolated?: boolean;
   egressAllow?: string[];
+  userns: boolean;
+  writableLayerMib?: number;
   tlsCa?: string;
   logFormat?: "auto" | "json" | "pretty";
+}
+
+/** --userns=false / --userns true. */
+function booleanFlag(value: string): boolean {
+  if (value === "true") return true;
+  if (value === "false") return false;
+  throw new InvalidArgumentError(`"${value}" is not true or false`);
+}
+
+function wholeNumber(value: string): number {
+  if (!/^\d{1,9}$/.test(value)) throw new InvalidArgumentError(`"${value}" is not a whole number`);
+  return Number(value);
 }
 
 /** "A10G:1,T4:2" → [{ type: "A10G", count: 1 }, …] */
@@ -61,6 +75,8 @@ export function registerWorker(program: Command): void {
     .addOption(new Option("--log-format <format>", "logs as readable lines (pretty: the default on a terminal) or JSON").choices(["auto", "json", "pretty"]).default("auto"))
     .option("--allow-unisolated", "let the process runtime (no isolation) run containers here: only when every workload, sandbox and image author is trusted")
     .option("--egress-allow <cidr[:port]>", "let every container reach this private/host destination, which the default egress policy denies (repeatable), e.g. 192.168.1.20/32:3128", egressEntry)
+    .option("--userns <bool>", "run containers in a user namespace, container root an unprivileged host uid (false: container root is host root)", booleanFlag, true)
+    .option("--writable-layer-mib <mib>", "bound on each container's writable layer; 0 = unbounded (default 10240)", wholeNumber)
     .option("--tls-ca <file>", "trust this PEM certificate for an https:// gateway (its self-signed one; default: $BETA9_TLS_CA)")
     .option("--gpus <list>", "GPUs to offer instead of those detected, TYPE:COUNT,… (a pool whose devices this worker cannot see; containers get no device nodes)", gpuList)
     .action(async (opts: WorkerCliOptions) => {
@@ -78,6 +94,8 @@ export function registerWorker(program: Command): void {
         ...(opts.gpus !== undefined && { capacity: { gpus: opts.gpus } }),
         ...(opts.allowUnisolated === true && { allowUnisolated: true }),
         ...(opts.egressAllow?.length && { egressAllow: opts.egressAllow }),
+        ...(opts.userns === false && { userns: false }),
+        ...(opts.writableLayerMib !== undefined && { writableLayerMiB: opts.writableLayerMib }),
         ...(tlsCa && { tlsCa }),
       });
       print(`worker ${started.worker.id} (${started.runtime.name}) dialling ${gatewayUrl}`);

@@ -2,8 +2,8 @@
 import type { FastifyInstance } from "fastify";
 import type { Static } from "@sinclair/typebox";
 import {
-  API_PREFIX, CreatePoolBodySchema, IdParamsSchema, ListQuerySchema, PoolSchema, TaskSchema,
-  type CreatePoolBody,
+  API_PREFIX, Beta9Error, CreatePoolBodySchema, IdParamsSchema, ListQuerySchema, PoolSchema, TaskListQuerySchema, TaskSchema,
+  type CreatePoolBody, type TaskListQuery, type TaskStatus,
 } from "@beta9/protocol";
 import { found, Items, responses, toPage, type GatewayContext } from "./common.js";
 
@@ -11,10 +11,24 @@ type ListQuery = Static<typeof ListQuerySchema>;
 type IdParams = Static<typeof IdParamsSchema>;
 
 export function clusterRoutes(app: FastifyInstance, { store, scheduler }: GatewayContext): void {
-  app.get<{ Querystring: ListQuery }>(`${API_PREFIX}/task`, {
+  app.get<{ Querystring: TaskListQuery }>(`${API_PREFIX}/task`, {
     config: { access: "read" },
-    schema: { tags: ["task"], summary: "List tasks, newest first", querystring: ListQuerySchema, response: responses({ 200: Items(TaskSchema) }) },
-  }, async (request) => ({ items: await store.tasks.list(request.auth.workspaceId, toPage(request.query)) }));
+    schema: {
+      tags: ["task"], summary: "List tasks, newest first; filtered by status (comma-separated) and by stub id or deployment name", querystring: TaskListQuerySchema,
+      response: responses({ 200: Items(TaskSchema) }),
+    },
+  }, async (request) => {
+    const { status, stub, deployment } = request.query;
+    // One workload at a time: a stub and a deployment together would mostly match nothing, silently.
+    if (stub !== undefined && deployment !== undefined) throw new Beta9Error("BAD_REQUEST", { reason: "filter by stub or by deployment, not both" });
+    const filter = {
+      ...toPage(request.query),
+      ...(status !== undefined && { status: [...new Set(status.split(","))] as TaskStatus[] }),
+      ...(stub !== undefined && { stubId: stub }),
+      ...(deployment !== undefined && { deployment }),
+    };
+    return { items: await store.tasks.list(request.auth.workspaceId, filter) };
+  });
 
   app.get<{ Params: IdParams }>(`${API_PREFIX}/task/:id`, {
     config: { access: "read" },

@@ -9,6 +9,7 @@ import type { Scheduler } from "../scheduler/scheduler.js";
 import type { Autoscaler } from "../workloads/autoscaler.js";
 import type { TaskDispatcher } from "../tasks/dispatcher.js";
 import type { MachineRegistry } from "../machines/registry.js";
+import type { ShellSessions } from "../shell/sessions.js";
 import type { Secrets } from "../secrets/secrets.js";
 import type { SandboxManager } from "../sandboxes/manager.js";
 import type { VolumeStore } from "../volumes/volume-store.js";
@@ -36,6 +37,8 @@ export interface GatewayContext {
   quotas?: WorkspaceQuotas;
   /** Durable container logs; absent, the log routes keep them in memory for the app's life (tests). */
   logs?: LogStore;
+  /** Shell sessions (they ride the worker tunnels, so only the server has them); absent, shell routes answer 503. */
+  shells?: ShellSessions;
   version: string;
   schemaVersion: number;
   startedAt: number;

@@ -12,22 +12,12 @@ import { randomUUID } from "node:crypto";
 import { Beta9Error, TASK_ID_HEADER, type Stub } from "@beta9/protocol";
 import type { Autoscaler } from "../workloads/autoscaler.js";
 import { checkedInput, found, parseVersion, resolveDeployedStub, type GatewayContext } from "./common.js";
-import { answerText, callFailure, isStream, relayStream, runnerFailure } from "./runner-answer.js";
+import { invokeEndpoint } from "../workloads/runner-client.js";
+import { callError, relayStream } from "./runner-answer.js";
 import { callFunction, putTask } from "./tasks.js";
 
 /** Inputs up to 32 MiB (model prompts, small images as base64). */
 const INVOKE_BODY_LIMIT = 32 * 1024 * 1024;
-
-/**
- * The result inside the runner's `{"result":…}` answer, as JSON text. The runner writes exactly
- * `JSON.stringify({ result })` (runner-protocol), so the value is the text between the key and the
- * closing brace: no parse and re-serialization on the hot path. Anything else is parsed.
- */
-const RESULT_PREFIX = '{"result":';
-function resultOf(text: string): string {
-  if (text.startsWith(RESULT_PREFIX) && text.endsWith("}")) return text.slice(RESULT_PREFIX.length, -1);
-  return JSON.stringify((JSON.parse(text) as { result?: unknown }).result ?? null);
-}
 
 /**
  * A web app's stub called without a path: its root is the URL with a slash (308 keeps the method
@@ -43,6 +33,7 @@ async function invoke(stub: Stub, autoscaler: Autoscaler, request: FastifyReques
     throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}, not an endpoint; call it through its own route` });
   }
   if (stub.config.webApp) return toAppRoot(request, reply);
+  if (stub.config.realtime) throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a realtime endpoint: connect to its URL with a WebSocket (GET with Upgrade: websocket), not POST` });
   request.workload = stub; // its per-workload series (metrics.ts)
   const input = checkedInput(stub, request.body);
   const slot = await autoscaler.acquire(stub);
@@ -50,28 +41,15 @@ async function invoke(stub: Stub, autoscaler: Autoscaler, request: FastifyReques
   // A streamed answer holds the slot until its body is done (runner-answer.ts).
   let streaming = false;
   try {
-    // Headers (the handler's result, or a stream's start) must come within the task timeout; a
-    // stream may then run as long as it sends, each gap between chunks bounded by the same timeout.
-    const timeoutMs = Math.max(1, stub.config.taskPolicy.timeout) * 1000;
-    const accept = request.headers.accept;
-    let res;
-    try {
-      res = await slot.runner.request({
-        path: "/invoke", method: "POST",
-        headers: accept === undefined ? { "content-type": "application/json", [TASK_ID_HEADER]: taskId } : { "content-type": "application/json", [TASK_ID_HEADER]: taskId, accept },
-        body: JSON.stringify({ input }), headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
-      });
-    } catch (err) {
-      throw callFailure(err, { name: stub.name, seconds: stub.config.taskPolicy.timeout, taskId });
-    }
-    if (isStream(res)) {
+    const outcome = await invokeEndpoint(slot, { input, taskId, accept: request.headers.accept, timeoutMs: Math.max(1, stub.config.taskPolicy.timeout) * 1000 });
+    if (outcome.kind === "stream") {
       streaming = true;
-      return relayStream(reply, res, slot.release, taskId);
+      return relayStream(reply, outcome.res, slot.release, taskId);
     }
-    const text = await answerText(res);
-    reply.header(TASK_ID_HEADER, taskId);
-    if (res.statusCode === 200) return reply.type("application/json").send(resultOf(text));
-    throw runnerFailure(res.statusCode, text, options);
+    if (outcome.kind === "ok") return reply.header(TASK_ID_HEADER, taskId).type("application/json").send(outcome.result);
+    // An exchange that failed has no answer to carry the task id; a refusal does.
+    if (outcome.kind === "inputInvalid" || outcome.kind === "handlerError") reply.header(TASK_ID_HEADER, taskId);
+    throw callError(outcome, { name: stub.name, seconds: stub.config.taskPolicy.timeout, taskId, stack: options.stack });
   } finally {
     if (!streaming) slot.release();
   }
@@ -82,6 +60,7 @@ export async function invokeAny(ctx: GatewayContext, stub: Stub, request: Fastif
   if (stub.type.startsWith("endpoint/")) return invoke(stub, ctx.autoscaler, request, reply, options);
   if (stub.type.startsWith("taskqueue/")) return putTask(ctx, stub, request.body);
   if (stub.type.startsWith("function/")) return callFunction(ctx, stub, request.body, reply, options);
+  if (stub.type.startsWith("pod/")) return toAppRoot(request, reply); // a pod's routes live under its URL with a slash
   throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}: it runs on its schedule and takes no calls` });
 }
 

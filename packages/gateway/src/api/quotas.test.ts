@@ -110,7 +110,9 @@ test("builds: past the running-builds limit a new image is 429; one already buil
 });
 
 test("quotas come from defaults, then BETA9_QUOTA_*, then options; a malformed value is refused at start", () => {
-  assert.deepEqual(resolveQuotas({}, {}), { containers: 200, sandboxes: 50, builds: 16, objectBytes: 20 * 1024 ** 3, volumes: 100, volumeBytes: 50 * 1024 ** 3 });
+  assert.deepEqual(resolveQuotas({}, {}), { containers: 200, sandboxes: 50, builds: 16, objectBytes: 20 * 1024 ** 3, volumes: 100, volumeBytes: 50 * 1024 ** 3,
+    webSockets: 1000, webSocketMessageBytes: 16 * 1024 ** 2,
+  });
   assert.equal(resolveQuotas({}, { BETA9_QUOTA_CONTAINERS: "7" }).containers, 7);
   assert.equal(resolveQuotas({ containers: 9 }, { BETA9_QUOTA_CONTAINERS: "7" }).containers, 9);
   assert.throws(() => resolveQuotas({}, { BETA9_QUOTA_SANDBOXES: "lots" }), /BETA9_QUOTA_SANDBOXES=lots: expected a whole number/);

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import { after, before, test } from "node:test";
 import { request } from "undici";
-import { answerText } from "./runner-answer.js";
+import { answerText } from "../workloads/runner-client.js";
 
 let server: Server;
 let url = "";

@@ -1,7 +1,7 @@
 /**
- * What the gateway makes of a runner's answer to an endpoint call or a web app's request: a
- * failure as a catalogue error, or a stream (runner-protocol.ts, "Streaming") relayed to the
- * caller as it comes.
+ * What the gateway makes of a runner's answer to an endpoint call or a web app's request (the
+ * runner client's outcome, workloads/runner-client.ts): a failure as a catalogue error, or a
+ * stream relayed to the caller as it comes.
  *
  * Streams are never buffered: the runner's body (undici) is piped into the reply (fastify), so a
  * caller that reads slowly stops the pipe, then the TCP window, then the runner's writes, then
@@ -10,69 +10,34 @@
  */
 import type { FastifyReply } from "fastify";
 import type { Dispatcher } from "undici";
-import { Beta9Error, STREAM_HEADER, TASK_ID_HEADER } from "@beta9/protocol";
+import { Beta9Error, TASK_ID_HEADER } from "@beta9/protocol";
 import { relayAll } from "../sandboxes/proxy.js";
-
-interface RunnerError {
-  error?: { code?: string; message?: string; stack?: unknown };
-}
-
-/** The most of a runner's whole (not streamed) answer the gateway holds: a result, or an error. */
-export const MAX_ANSWER_BYTES = 32 * 1024 * 1024;
+import { streamHeaders, type Failure } from "../workloads/runner-client.js";
 
 /**
- * A runner's whole answer as text, at most `limit` bytes: the runner is the tenant's code, and a
- * body without end would otherwise be held whole. Undici's own text() when the length is declared
- * and within it (the runners declare it), else read chunk by chunk and cut off.
+ * The error a caller gets for a failed call. `call` names it for TASK_TIMEOUT; `stack`: whether
+ * the caller may see the handler's stack (anonymous callers of a public workload get the message only).
  */
-export async function answerText(res: Dispatcher.ResponseData, limit = MAX_ANSWER_BYTES, options: { truncate?: boolean } = {}): Promise<string> {
-  const declared = Number(res.headers["content-length"]);
-  if (Number.isFinite(declared) && declared <= limit) return res.body.text();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of res.body) {
-    chunks.push(chunk as Buffer);
-    size += (chunk as Buffer).length;
-    if (size > limit) {
-      res.body.destroy();
-      // An error's first bytes say enough; a result cut short would be wrong.
-      if (options.truncate) return Buffer.concat(chunks).subarray(0, limit).toString("utf8");
-      const mib = limit / 1024 / 1024;
-      throw new Beta9Error("UPSTREAM_FAILED", { reason: `its answer is larger than ${mib} MiB; return less, or stream it (return an async iterable or a ReadableStream)` });
+export function callError(failure: Failure, call: { name: string; seconds: number; taskId: string; stack: boolean }): Beta9Error {
+  switch (failure.kind) {
+    case "inputInvalid":
+      return new Beta9Error("INPUT_INVALID", { reason: failure.message ?? "" });
+    case "handlerError": {
+      const message = failure.message ?? "";
+      if (failure.status === 502 && failure.code === "WEBAPP_BAD_RESPONSE") return new Beta9Error("WEBAPP_BAD_RESPONSE", { reason: message });
+      if (failure.status !== 500) return new Beta9Error("UPSTREAM_FAILED", { reason: `the runner answered ${failure.status}: ${message}` });
+      // The stack says where it failed (the user's file and line, via the bundle's source map).
+      const details = call.stack && failure.stack !== undefined ? { stack: failure.stack } : undefined;
+      return new Beta9Error("HANDLER_ERROR", { reason: message }, details);
     }
+    case "timedOut":
+      return new Beta9Error("TASK_TIMEOUT", { name: call.name, timeout: call.seconds, id: call.taskId });
+    case "lost":
+      return new Beta9Error("UPSTREAM_FAILED", { reason: failure.reason });
+    case "cancelled":
+      return new Beta9Error("UPSTREAM_FAILED", { reason: "the call was cancelled" });
   }
-  return Buffer.concat(chunks).toString("utf8");
 }
-
-/** A handler's stack (both runners send it) as far as a caller gets it: bounded, text only. */
-const MAX_STACK_CHARS = 16 * 1024;
-
-/**
- * The error for a runner's non-200, non-stream answer (`text`: its body). `stack`: whether the
- * caller may see the handler's stack (anonymous callers of a public workload get the message only).
- */
-export function runnerFailure(statusCode: number, text: string, options: { stack: boolean }): Beta9Error {
-  const body = (() => {
-    try {
-      return JSON.parse(text) as RunnerError;
-    } catch {
-      return {} as RunnerError;
-    }
-  })();
-  const message = body.error?.message ?? text.slice(0, 500);
-  if (statusCode === 422) return new Beta9Error("INPUT_INVALID", { reason: message });
-  if (statusCode === 502 && body.error?.code === "WEBAPP_BAD_RESPONSE") return new Beta9Error("WEBAPP_BAD_RESPONSE", { reason: message });
-  if (statusCode === 500) {
-    // The stack says where it failed (the user's file and line, via the bundle's source map).
-    const stack = body.error?.stack;
-    const details = options.stack && typeof stack === "string" ? { stack: stack.slice(0, MAX_STACK_CHARS) } : undefined;
-    return new Beta9Error("HANDLER_ERROR", { reason: message }, details);
-  }
-  return new Beta9Error("UPSTREAM_FAILED", { reason: `the runner answered ${statusCode}: ${message}` });
-}
-
-/** Whether the runner's answer is a stream (to relay) rather than JSON. */
-export const isStream = (res: Dispatcher.ResponseData): boolean => res.headers[STREAM_HEADER] !== undefined;
 
 /**
  * Relays a streamed answer: status, headers (as an exposed sandbox port's on the API's origin: no
@@ -81,21 +46,11 @@ export const isStream = (res: Dispatcher.ResponseData): boolean => res.headers[S
  */
 export function relayStream(reply: FastifyReply, res: Dispatcher.ResponseData, release: () => void, taskId: string): FastifyReply {
   res.body.once("close", release);
-  delete res.headers[STREAM_HEADER];
   reply.header(TASK_ID_HEADER, taskId);
   try {
-    return relayAll(reply, res);
+    return relayAll(reply, streamHeaders(res));
   } catch (err) {
     res.body.destroy(); // drops the runner's connection (its handler sees ctx.signal abort) and frees the slot
     throw err;
   }
-}
-
-/** undici's own timeouts: headers (time to first byte) and body (longest gap between chunks). */
-export function callFailure(err: unknown, timeout: { name: string; seconds: number; taskId: string }): Beta9Error {
-  const code = (err as { code?: string }).code;
-  if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") {
-    return new Beta9Error("TASK_TIMEOUT", { name: timeout.name, timeout: timeout.seconds, id: timeout.taskId });
-  }
-  return new Beta9Error("UPSTREAM_FAILED", { reason: (err as Error).message });
 }

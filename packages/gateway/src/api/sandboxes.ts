@@ -224,6 +224,6 @@ export function sandboxRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     schema: { tags, summary: "Remove a file, symlink or directory (recursive=true for one that is not empty)", params: SandboxParamsSchema, querystring: RemoveQuerySchema },
   }, async (request, reply) => relay(reply, await forward(await daemon(request, "/fs", { path: request.query.path, recursive: request.query.recursive }), { method: "DELETE" })));
 
-  exposedPortRoutes(app, { store, sandboxes });
+  exposedPortRoutes(app, { store, sandboxes, ...(ctx.quotas && { quotas: ctx.quotas }) });
 }
 

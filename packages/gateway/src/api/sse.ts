@@ -3,12 +3,26 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 
 export type Emit = (event: string, data: unknown) => void;
 
-/** Open streams by the token that opened them: a revoked token's streams end at once. */
+/** Open streams and proxied sockets by the token that opened them: a revoked token's end at once. */
 const openStreams = new Map<string, Set<() => void>>();
 
-/** Ends every event stream opened with this token (it was revoked). */
+/** Ends every event stream and proxied WebSocket opened with this token (it was revoked). */
 export function closeStreamsOf(tokenId: string): void {
   for (const close of [...(openStreams.get(tokenId) ?? [])]) close();
+}
+
+/**
+ * Runs `close` when `tokenId` is revoked (an event stream, a proxied WebSocket: see
+ * `closeStreamsOf`); returns the function that forgets it (the stream or socket ended on its own).
+ */
+export function closeOnRevoke(tokenId: string, close: () => void): () => void {
+  const mine = openStreams.get(tokenId) ?? new Set();
+  openStreams.set(tokenId, mine);
+  mine.add(close);
+  return () => {
+    mine.delete(close);
+    if (mine.size === 0 && openStreams.get(tokenId) === mine) openStreams.delete(tokenId);
+  };
 }
 
 /**
@@ -46,17 +60,11 @@ export function streamEvents(
   request.raw.on("close", close);
   const tokenId = (request as { auth?: { id: string } }).auth?.id;
   if (tokenId !== undefined) {
-    const mine = openStreams.get(tokenId) ?? new Set();
-    openStreams.set(tokenId, mine);
-    const revoked = () => {
+    const forget = closeOnRevoke(tokenId, () => {
       close();
       out.destroy();
-    };
-    mine.add(revoked);
-    request.raw.on("close", () => {
-      mine.delete(revoked);
-      if (mine.size === 0 && openStreams.get(tokenId) === mine) openStreams.delete(tokenId);
     });
+    request.raw.on("close", forget);
   }
   unsubscribe = start(emit, end);
   if (ended) unsubscribe();

@@ -15,6 +15,7 @@ import {
 import { DEFAULT_QUOTAS } from "../quotas.js";
 import { checkedPath } from "../volumes/manifest.js";
 import { VolumeStore } from "../volumes/volume-store.js";
+import { volumeChunkRoute, volumeUploadRoutes } from "./volume-uploads.js";
 import { Items, responses, type GatewayContext } from "./common.js";
 
 const V = `${API_PREFIX}/volume`;
@@ -113,16 +114,22 @@ export function volumeRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     const recursive = request.query.recursive === "true";
     const path = checkedPath(request.query.path, recursive);
     const { manifest } = await volumes.manifest(request.auth.workspaceId, name);
-    const below = manifest.get(path) ? 1 : manifest.isDir(path) ? (manifest.list(path, true) ?? []).length : 0;
+    const self = manifest.get(path) ? 1 : 0;
+    const inside = manifest.isDir(path) ? (manifest.list(path, true) ?? []).length : 0;
+    const below = self + inside;
     if (below === 0 && !(path === "" && recursive)) throw new Beta9Error("VOLUME_PATH_NOT_FOUND", { name, path });
-    if (!manifest.get(path) && !recursive) throw new Beta9Error("CONFLICT", { reason: `${path} in volume ${name} is a directory; remove it with recursive=true (beta9 rm -r)` });
+    // An empty directory goes without -r (rmdir); one with entries below needs it.
+    if (inside > 0 && !recursive) throw new Beta9Error("CONFLICT", { reason: `${path} in volume ${name} is a directory that is not empty; remove it with recursive=true (beta9 rm -r)` });
     const volume = await volumes.commit(request.auth.workspaceId, name, [{ path, delete: true, recursive }]);
     return { removed: below, version: volume.version };
   });
 
+  volumeUploadRoutes(app, volumes);
+
   app.register(async (scope) => {
     // Only these routes take raw bytes; everything else stays JSON-only.
     scope.addContentTypeParser("application/octet-stream", (_request, payload, done) => done(null, payload));
+    volumeChunkRoute(scope, volumes, { requireOctets, declaredLength });
 
     scope.get<{ Params: Name; Querystring: Static<typeof PathQuery> }>(`${V}/:name/file`, {
       config: { access: "read" },
@@ -132,8 +139,10 @@ export function volumeRoutes(app: FastifyInstance, ctx: GatewayContext): void {
       const path = checkedPath(request.query.path);
       for (let attempt = 0; ; attempt++) {
         const { manifest } = await volumes.manifest(request.auth.workspaceId, name);
-        const entry = manifest.get(path);
+        const entry = manifest.file(path);
         if (!entry) {
+          const link = manifest.get(path)?.[4];
+          if (typeof link === "object") throw new Beta9Error("CONFLICT", { reason: `${path} in volume ${name} is a symlink to ${JSON.stringify(link.link)}; links are kept as links, never followed (beta9 ls shows them)` });
           if (manifest.isDir(path)) throw new Beta9Error("CONFLICT", { reason: `${path} in volume ${name} is a directory; list it (beta9 ls ${name}:${path}) or copy it with beta9 cp` });
           throw new Beta9Error("VOLUME_PATH_NOT_FOUND", { name, path });
         }

@@ -14,11 +14,15 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { randomUUID } from "node:crypto";
 import type { Readable } from "node:stream";
 import type { Dispatcher } from "undici";
-import { Beta9Error, TASK_ID_HEADER, WEB_AUTHORIZATION_HEADER, WEB_PATH_PREFIX, type Stub } from "@beta9/protocol";
+import { Beta9Error, TASK_ID_HEADER, type Stub } from "@beta9/protocol";
 import { forwardedHeaders } from "../sandboxes/proxy.js";
 import { found, parseVersion, resolveDeployedStub, type GatewayContext } from "./common.js";
 import { resolvePublicStub } from "./invoke.js";
-import { answerText, callFailure, isStream, relayStream, runnerFailure } from "./runner-answer.js";
+import { forwardToPod, servedAs, upgradeToPod } from "./pods.js";
+import { requestWebApp } from "../workloads/runner-client.js";
+import { callError, relayStream } from "./runner-answer.js";
+import { upgradeOf, type UpgradedClient } from "./websocket.js";
+import { upgradeToStub } from "./websocket-routes.js";
 
 const METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
 /** The exact URL (no slash) answers every method but POST here; POST is the endpoint call (invoke.ts). */
@@ -44,6 +48,7 @@ export function splitAppPath(rawUrl: string, depth: number): { prefix: string; p
 }
 
 function notWebApp(stub: Stub): Beta9Error {
+  if (stub.config.realtime === true) return new Beta9Error("CONFLICT", { reason: `${stub.name} is a realtime endpoint: connect to its URL with a WebSocket` });
   if (!stub.type.startsWith("endpoint/")) return new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}, not a web app; call it through its own route` });
   return new Beta9Error("CONFLICT", { reason: `${stub.name} is an endpoint, not a web app: POST its URL (no path after the name) with a JSON body` });
 }
@@ -66,25 +71,19 @@ async function forwardToApp(ctx: GatewayContext, stub: Stub, request: FastifyReq
     // Token-protected apps never see the gateway token; a public app gets the caller's own header,
     // unless it is a beta9 token (a client that sends its token to this host would hand it over).
     const authorization = request.headers.authorization;
-    if (isPublic && authorization !== undefined && !/^\s*Bearer\s+b9_/i.test(authorization)) headers[WEB_AUTHORIZATION_HEADER] = authorization;
-    headers[TASK_ID_HEADER] = taskId;
+    const appAuthorization = isPublic && authorization !== undefined && !/^\s*Bearer\s+b9_/i.test(authorization) ? authorization : undefined;
     // Time to the app's response headers is bounded by the task timeout, as is each gap in its body.
-    const timeoutMs = Math.max(1, stub.config.taskPolicy.timeout) * 1000;
-    let res: Dispatcher.ResponseData;
-    try {
-      res = await slot.runner.request({
-        path: `${WEB_PATH_PREFIX}${path}`, method: request.method as Dispatcher.HttpMethod, headers,
-        body: (request.body as Readable | undefined) ?? null, headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
-      });
-    } catch (err) {
-      throw callFailure(err, { name: stub.name, seconds: stub.config.taskPolicy.timeout, taskId });
-    }
-    if (isStream(res)) {
+    const outcome = await requestWebApp(slot, {
+      path, method: request.method as Dispatcher.HttpMethod, headers, body: (request.body as Readable | undefined) ?? null,
+      taskId, timeoutMs: Math.max(1, stub.config.taskPolicy.timeout) * 1000, ...(appAuthorization !== undefined && { appAuthorization }),
+    });
+    if (outcome.kind === "stream") {
       streaming = true;
-      return relayStream(reply, res, slot.release, taskId);
+      return relayStream(reply, outcome.res, slot.release, taskId);
     }
-    reply.header(TASK_ID_HEADER, taskId);
-    throw runnerFailure(res.statusCode, await answerText(res, 64 * 1024, { truncate: true }), { stack: !isPublic });
+    // An exchange that failed has no answer to carry the task id; a refusal does.
+    if (outcome.kind === "inputInvalid" || outcome.kind === "handlerError") reply.header(TASK_ID_HEADER, taskId);
+    throw callError(outcome, { name: stub.name, seconds: stub.config.taskPolicy.timeout, taskId, stack: !isPublic });
   } finally {
     if (!streaming) slot.release();
   }
@@ -101,13 +100,34 @@ export function registerWebApps(app: FastifyInstance, ctx: GatewayContext, mount
     for (const mount of mounts) {
       const depth = mount.url.split("/").length - 1;
       const isPublic = mount.access === "public";
-      const serve = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply, exact: boolean) => {
+      const upgrade = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply, exact: boolean, client: UpgradedClient) => {
+        let { prefix, path } = splitAppPath(request.url, depth);
+        const q = request.url.indexOf("?");
+        const query = q === -1 ? "" : request.url.slice(q);
+        if (exact) path = `/${query}`;
+        const segment = request.params["*"] ?? "";
+        // `/endpoint/:name/latest` and `/endpoint/:name/v2` name a version, as for HTTP.
+        if (!exact && mount.url === "/endpoint/:name" && VERSION_SEGMENT.test(segment)) {
+          const stub = await resolveDeployedStub(ctx.store, request.auth.workspaceId, request.params.name!, segment === "latest" ? "latest" : parseVersion(segment.slice(1)));
+          return upgradeToStub(ctx, stub, request, reply, client, { prefix: `${prefix}/${segment}`, path: `/${query}`, isPublic: mount.access === "public" });
+        }
         const stub = await mount.stub(request);
-        if (!stub.type.startsWith("endpoint/") || stub.config.webApp !== true) throw notWebApp(stub);
+        if (servedAs(mount.url, stub) === "pod") return upgradeToPod(ctx, stub, request, reply, client, { prefix, path, isPublic: mount.access === "public" });
+        return upgradeToStub(ctx, stub, request, reply, client, { prefix, path, isPublic: mount.access === "public" });
+      };
+      const serve = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply, exact: boolean) => {
+        // WebSocket upgrades (websocket.ts routes them here like any request) go to realtime endpoints and web apps.
+        const client = upgradeOf(request);
+        if (client) return upgrade(request, reply, exact, client);
+        const stub = await mount.stub(request);
+        // Pods share these mounts (pods.ts): same path, query, header and body treatment.
+        const pod = servedAs(mount.url, stub) === "pod";
+        if (!pod && (!stub.type.startsWith("endpoint/") || stub.config.webApp !== true)) throw notWebApp(stub);
         const { prefix, path } = splitAppPath(request.url, depth);
         if (exact) return appRoot(request, reply, prefix);
         // `/endpoint/:name/latest` and `/endpoint/:name/v2` name a version: the app's root is below them.
-        if (mount.url === "/endpoint/:name" && VERSION_SEGMENT.test(request.params["*"] ?? "")) return appRoot(request, reply, `${prefix}/${request.params["*"]}`);
+        if ((mount.url === "/endpoint/:name" || mount.url === "/pod/:name") && VERSION_SEGMENT.test(request.params["*"] ?? "")) return appRoot(request, reply, `${prefix}/${request.params["*"]}`);
+        if (pod) return forwardToPod(ctx, stub, request, reply, prefix, path, isPublic);
         return forwardToApp(ctx, stub, request, reply, prefix, path, isPublic);
       };
       const schema = { tags: ["invoke"], summary: "A web app's routes: any method and path below its URL", hide: true };
@@ -117,7 +137,8 @@ export function registerWebApps(app: FastifyInstance, ctx: GatewayContext, mount
       });
       if (mount.exact) {
         scope.route<{ Params: Params }>({
-          method: [...EXACT_METHODS], url: mount.url, config: { access: mount.access }, schema,
+          // A pod's exact URL takes POST too (it has no JSON call of its own there).
+          method: mount.url.startsWith("/pod/") ? [...METHODS] : [...EXACT_METHODS], url: mount.url, config: { access: mount.access }, schema,
           handler: (request, reply) => serve(request, reply, true),
         });
       }

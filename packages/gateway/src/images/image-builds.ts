@@ -5,7 +5,7 @@
  * `<dataDir>/images/<id>.sqfs`, verified by sha256 on upload; workers fetch them on first use.
  */
 import { checkQuota, DEFAULT_QUOTAS, type WorkspaceQuotas } from "../quotas.js";
-import { EventEmitter } from "node:events";
+import { TypedEmitter } from "../events.js";
 import { createReadStream, type ReadStream } from "node:fs";
 import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -53,12 +53,12 @@ const MAX_BUILD_LOG_LINES = 10_000;
 
 export class ImageBuilds {
   private readonly jobs = new Map<string, BuildJob>();
-  private readonly events = new EventEmitter();
+  /** A build's events under its image id. */
+  private readonly events = new TypedEmitter<Record<string, BuildEvent>>();
   private readonly tmpDir: string;
 
   constructor(private readonly o: ImageBuildsOptions) {
     this.tmpDir = join(o.dir, "tmp");
-    this.events.setMaxListeners(0);
     o.scheduler.events.on("worker_lost", (workerId: string) => {
       for (const job of this.jobs.values()) {
         if (job.workerId === workerId) void this.fail(job.imageId, `worker ${workerId} was lost during the build`);

@@ -320,6 +320,8 @@ export class SqliteLogStore implements LogStore {
   }
 
   subscribe(listener: (source: LogSource, entries: readonly LogEntry[]) => void): () => void {
+    // One listener per follower (`logs -f`, the dashboard): a hundred is normal, not a leak.
+    this.events.setMaxListeners(0);
     this.events.on("append", listener);
     return () => this.events.off("append", listener);
   }

@@ -87,7 +87,7 @@ export function workloadMetrics({ registry, labels, scheduler, autoscaler, dispa
     waitingSince.set(containerId, Date.now());
     whenLabelled(r, (l) => waits.inc(l));
   };
-  const onPlaced = (containerId: string, workerId: string) => {
+  const onPlaced = ({ containerId, workerId }: { containerId: string; workerId: string }) => {
     workerPlacements.inc({ worker: workerId });
     const r = scheduler.containers.get(containerId);
     if (!r) return;

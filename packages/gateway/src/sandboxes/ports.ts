@@ -2,7 +2,8 @@
  * Ports a sandbox exposes, served through the gateway at /sandbox/:id/port/:port/… with any
  * method. Authorised like every route (a read token of the sandbox's workspace), unless the port
  * was exposed as public. An unknown sandbox or a port it does not expose is a 404 that says
- * nothing more. HTTP only (no WebSocket upgrade yet).
+ * nothing more. WebSocket upgrades pass too (through the daemon, which splices them to the port;
+ * messages bounded and sockets counted per workspace as for workloads: api/websocket.ts).
  *
  * Each exposed port also has an origin of its own, `<sandbox id>-<port>.<sandbox host>` (the
  * operator points a wildcard DNS name at the gateway and sets BETA9_SANDBOX_HOST): there the
@@ -17,6 +18,9 @@ import { bearerKey } from "../auth/access.js";
 import type { Store } from "../store/types.js";
 import type { SandboxManager } from "./manager.js";
 import { forward, forwardedHeaders, relayAll } from "./proxy.js";
+import { proxyWebSocket, upgradeOf } from "../api/websocket.js";
+import { holdSocket, quotasOf, refuseOverCount } from "../api/websocket-routes.js";
+import type { WorkspaceQuotas } from "../quotas.js";
 
 /**
  * The part of the raw request URL after /sandbox/:id/port/:port, still percent-encoded as the caller
@@ -62,7 +66,7 @@ const hostRouted = (request: FastifyRequest): boolean => (request.raw as Incomin
 const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"] as const;
 type PortParams = { id: string; port: string; "*"?: string };
 
-export function exposedPortRoutes(app: FastifyInstance, { store, sandboxes }: { store: Store; sandboxes: SandboxManager }): void {
+export function exposedPortRoutes(app: FastifyInstance, { store, sandboxes, quotas }: { store: Store; sandboxes: SandboxManager; quotas?: WorkspaceQuotas }): void {
   const handler = async (request: FastifyRequest<{ Params: PortParams }>, reply: FastifyReply) => {
     const { id } = request.params;
     const port = Number(request.params.port);
@@ -70,6 +74,7 @@ export function exposedPortRoutes(app: FastifyInstance, { store, sandboxes }: { 
     const record = id.length <= 128 ? await store.sandboxes.getAny(id) : undefined;
     const exposure = record?.config.exposed.find((e) => e.port === port);
     if (!record || !exposure) throw notFound();
+    let tokenId: string | undefined;
     if (!exposure.public) {
       const key = bearerKey(request);
       if (key === undefined) throw new Beta9Error("AUTH_TOKEN_MISSING");
@@ -79,9 +84,29 @@ export function exposedPortRoutes(app: FastifyInstance, { store, sandboxes }: { 
         throw new Beta9Error("AUTH_FORBIDDEN", { tokenType: auth.type, action: "reach a sandbox's port", allowed: "admin or workspace or restricted" });
       }
       if (auth.workspaceId !== record.workspaceId) throw notFound();
+      tokenId = auth.id;
     }
     // Through the daemon, which dials 127.0.0.1:port inside: one published port (tunnels included) serves all.
     const origin = await sandboxes.origin(record);
+    const client = upgradeOf(request);
+    if (client) {
+      const release = holdSocket({ store, quotas }, record.workspaceId, exposure.public ? `port:${record.id}:${port}` : undefined);
+      if (!release) return refuseOverCount({ quotas }, client, reply, exposure.public);
+      reply.hijack();
+      const daemon = new URL(origin);
+      proxyWebSocket(client, {
+        host: daemon.hostname, port: Number(daemon.port), path: DAEMON_PROXY_PATH,
+        headers: {
+          ...forwardedHeaders(request.headers, request.ip, { keepCookies: hostRouted(request) }),
+          ...(record.config.secret !== undefined && { authorization: `Bearer ${record.config.secret}` }),
+          [PROXY_PORT_HEADER]: String(port), [PROXY_PATH_HEADER]: portPath(request.url),
+        },
+      }, {
+        maxMessageBytes: quotasOf({ quotas }).webSocketMessageBytes, onClose: release,
+        ownOrigin: hostRouted(request), ...(tokenId !== undefined && { tokenId }),
+      });
+      return;
+    }
     const hasBody = request.method !== "GET" && request.method !== "DELETE" && request.body !== undefined;
     // The port and the caller's path travel in headers to the daemon's fixed /proxy route, never in
     // its URL: a path like /../../exec must not resolve to the daemon's own API.

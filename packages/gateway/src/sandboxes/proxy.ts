@@ -62,7 +62,7 @@ export function relay(reply: FastifyReply, res: Dispatcher.ResponseData): Fastif
  * origin (CSP sandbox without allow-same-origin): its scripts cannot read the origin's storage or
  * call the API with the browser's credentials.
  */
-const ORIGIN_BOUND_RESPONSE = new Set(["set-cookie", "set-cookie2", "service-worker-allowed", "clear-site-data"]);
+export const ORIGIN_BOUND_RESPONSE: ReadonlySet<string> = new Set(["set-cookie", "set-cookie2", "service-worker-allowed", "clear-site-data"]);
 export const EXPOSED_PORT_CSP = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads";
 
 /** Request headers a sandbox's own server gets: the client's, without our token, cookies and hop headers. */

@@ -73,23 +73,5 @@ export const PathQuerySchema = Type.Object({ path: PathSchema }, { additionalPro
 export const WriteQuerySchema = Type.Object({ path: PathSchema, mode: Type.Optional(Type.String({ pattern: "^[0-7]{3,4}$" })) }, { additionalProperties: false });
 export const RemoveQuerySchema = Type.Object({ path: PathSchema, recursive: Type.Optional(Bool) }, { additionalProperties: false });
 
-export const SandboxSchema = Type.Object({
-  id: Type.String(),
-  workspaceId: Type.String(),
-  containerId: Type.String(),
-  state: Type.String({ enum: ["PENDING", "RUNNING", "TERMINATED"] }),
-  reason: Type.Union([Type.String(), Type.Null()]),
-  imageId: Type.Union([Type.String(), Type.Null()]),
-  cpuMillicores: Type.Integer(),
-  memoryMiB: Type.Integer(),
-  ttlSeconds: Type.Integer(),
-  expiresAt: Type.Union([Type.String(), Type.Null()]),
-  workerId: Type.Union([Type.String(), Type.Null()]),
-  exposed: Type.Array(Type.Object({ port: Type.Integer(), public: Type.Boolean(), url: Type.String() })),
-  volumes: Type.Array(Type.Object({ name: Type.String(), mountPath: Type.String() })),
-  blockNetwork: Type.Boolean(),
-  /** null: the default egress policy. */
-  allowList: Type.Union([Type.Array(Type.String()), Type.Null()]),
-  createdAt: Type.String(),
-  endedAt: Type.Union([Type.String(), Type.Null()]),
-});
+/** The sandbox entity is a wire type the SDK reads too: defined once, in @beta9/protocol. */
+export { SandboxSchema } from "@beta9/protocol";

@@ -4,7 +4,7 @@
  * read or follow. Live state, not durable: after a gateway restart the workers' hello messages
  * bring back every container that still runs.
  */
-import { EventEmitter } from "node:events";
+import { TypedEmitter } from "../events.js";
 import type {
   ContainerExitReason, ContainerRequest, ContainerState, ContainerStateReport, HostPortAddress, LogLine,
 } from "@beta9/protocol";
@@ -46,7 +46,8 @@ export class ContainerRegistry {
   private readonly records = new Map<string, ContainerRecord>();
   private readonly logs = new Map<string, LogLine[]>();
   private readonly logChars = new Map<string, number>();
-  private readonly events = new EventEmitter();
+  /** A container's events under its id, and every container's under "*". */
+  private readonly events = new TypedEmitter<Record<string, ContainerEvent>>();
   private readonly exitedOrder: string[] = [];
   /** Containers not yet EXITED, per workspace (quotas read it on every submit). */
   private readonly activeByWorkspace = new Map<string, number>();
@@ -58,7 +59,6 @@ export class ContainerRegistry {
     this.maxLogLines = options.maxLogLines ?? 5000;
     this.maxLogChars = options.maxLogChars ?? 512 * 1024;
     this.maxExited = options.maxExited ?? 1000;
-    this.events.setMaxListeners(0);
   }
 
   create(request: ContainerRequest, state: ContainerState = "PENDING"): ContainerRecord {

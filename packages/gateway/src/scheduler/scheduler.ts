@@ -6,12 +6,12 @@
  * with backoff (and at once when capacity appears) and fails with the reason after a bound.
  */
 import { checkQuota, DEFAULT_QUOTAS, type WorkspaceQuotas } from "../quotas.js";
-import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import type { CapacityWait, ContainerRequest, ContainerStateReport, GatewayMessage, WorkerCapacity } from "@beta9/protocol";
 import type { ContainerRecord, ContainerRegistry } from "./containers.js";
 import { capacityShortfall, neverFits, place, type CapacityShortfall, type Demand, type PlacementCandidate } from "./placement.js";
 import { reclaimPlan, without, type IdleContainer } from "./reclaim.js";
+import { TypedEmitter } from "../events.js";
 
 /** Who owns containers kept only warm (the autoscaler): which may stop early, and how to stop one. */
 export interface Reclaimer {
@@ -71,8 +71,19 @@ const waitOf = (shortfall: CapacityShortfall, since: number): CapacityWait => {
   return { message: `waiting for capacity: ${reason}`, ...figures, since: new Date(since).toISOString() };
 };
 
+/** What the scheduler tells the rest of the gateway (metrics, image builds, worker sockets). */
+export interface SchedulerEvents {
+  /** A container waits for capacity (its id): metrics time the wait until "placed". */
+  waiting: string;
+  placed: { containerId: string; workerId: string };
+  /** A worker connected (its id). */
+  worker: string;
+  /** A worker went away (its id): what ran there is lost. */
+  worker_lost: string;
+}
+
 export class Scheduler {
-  readonly events = new EventEmitter();
+  readonly events = new TypedEmitter<SchedulerEvents>();
   private readonly workers = new Map<string, ConnectedWorker>();
   private readonly backlog = new Map<string, BacklogEntry>();
   private readonly workerTimeoutMs: number;
@@ -319,7 +330,7 @@ export class Scheduler {
     record.workerId = result.workerId;
     record.message = null;
     this.workers.get(result.workerId)!.send({ type: "container.run", request: record.request });
-    this.events.emit("placed", record.id, result.workerId);
+    this.events.emit("placed", { containerId: record.id, workerId: result.workerId });
     return undefined;
   }
 

@@ -13,6 +13,7 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
+import type { Duplex } from "node:stream";
 import { createWebSocketStream, type WebSocket } from "ws";
 import { spliceTunnel, TUNNEL_MUX_STREAM, TunnelMux, type GatewayMessage, type HostPortAddress } from "@beta9/protocol";
 
@@ -33,6 +34,8 @@ interface Pending {
   tokenId: string;
   socket: Socket;
   timer: NodeJS.Timeout;
+  /** Hears why the stream never came (the worker's `tunnel.failed` message, a timeout). */
+  onFail?: (message: string) => void;
 }
 
 export interface TunnelWorker {
@@ -156,6 +159,7 @@ export class TunnelHub {
     clearTimeout(p.timer);
     this.stats.failed += 1;
     this.logger?.debug({ streamId, workerId: p.workerId, message }, "tunnel failed");
+    p.onFail?.(message);
     p.socket.destroy();
   }
 
@@ -184,20 +188,31 @@ export class TunnelHub {
   }
 
   private accepted(workerId: string, containerId: string, port: number, socket: Socket): void {
-    const worker = this.workers.get(workerId);
     socket.on("error", () => undefined); // until piped, a reset client is simply dropped
-    if (!worker) {
+    if (!this.openStream(workerId, containerId, socket, (streamId) => ({ type: "tunnel.open", streamId, containerId, port }))) {
       this.stats.noWorker += 1;
       socket.destroy();
-      return;
     }
+  }
+
+  /**
+   * Asks the worker for a stream of container `containerId` (`open` builds the request from the new
+   * stream id: a port to dial, or a shell: gateway/src/shell) and pipes it to `socket` when it
+   * comes; `onFail` hears why it did not. False when the worker is not connected.
+   */
+  openStream(workerId: string, containerId: string, socket: Socket | Duplex, open: (streamId: string) => GatewayMessage, onFail?: (message: string) => void): boolean {
+    const worker = this.workers.get(workerId);
+    if (!worker) return false;
     const streamId = randomUUID();
     const timer = setTimeout(() => this.fail(streamId, `no tunnel from the worker within ${this.openTimeoutMs} ms`), this.openTimeoutMs);
     timer.unref();
-    this.pending.set(streamId, { workerId, containerId, tokenId: worker.tokenId, socket, timer });
-    socket.once("close", () => {
-      if (this.pending.get(streamId)?.socket === socket) this.fail(streamId, "the client left before the tunnel opened");
+    // Sockets and other duplexes are used alike here (pipe, pause/resume, destroy, events).
+    const s = socket as Socket;
+    this.pending.set(streamId, { workerId, containerId, tokenId: worker.tokenId, socket: s, timer, ...(onFail && { onFail }) });
+    s.once("close", () => {
+      if (this.pending.get(streamId)?.socket === s) this.fail(streamId, "the client left before the tunnel opened");
     });
-    worker.send({ type: "tunnel.open", streamId, containerId, port });
+    worker.send(open(streamId));
+    return true;
   }
 }

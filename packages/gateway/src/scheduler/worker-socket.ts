@@ -12,25 +12,21 @@ import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { WebSocketServer, type WebSocket } from "ws";
 import {
-  Beta9Error, WORKER_CONNECT_PATH, WORKER_TUNNEL_PATH, type ContainerRequest, type ContainerStateReport, type GatewayMessage, type WorkerMessage,
+  Beta9Error, WORKER_TUNNEL_PATH, type ContainerRequest, type ContainerStateReport, type GatewayMessage, type WorkerMessage,
 } from "@beta9/protocol";
 import type { ImageBuilds } from "../images/image-builds.js";
 import type { AuthenticatedToken, TokenRepo } from "../store/types.js";
 import type { LogStore } from "../logs/types.js";
 import type { ConnectedWorker, Scheduler } from "./scheduler.js";
 import { TunnelHub, type TunnelWorker } from "./tunnels.js";
+import { answerError, claimUpgrade, guardUpgrades } from "../upgrades.js";
 import { INVALID_MESSAGE_CLOSE_CODE, acceptHelloContainers, ownRequest, parseWorkerMessage, routePorts } from "./worker-trust.js";
 
 const HELLO_TIMEOUT_MS = 10_000;
 const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
-const STATUS_TEXT: Record<number, string> = { 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict" };
-
-function refuse(socket: Duplex, err: Beta9Error): void {
-  const body = JSON.stringify(err.toBody());
-  socket.end(`HTTP/1.1 ${err.status} ${STATUS_TEXT[err.status] ?? "Error"}\r\ncontent-type: application/json\r\n` +
-    `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
-}
+/** A refusal answered as HTTP; the socket is closed once it is written (a client that never closes is no reason to keep it). */
+const refuse = (socket: Duplex, err: Beta9Error): void => answerError(socket, err);
 
 function bearer(request: IncomingMessage): string | undefined {
   const match = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? "");
@@ -93,13 +89,12 @@ export function attachWorkerSocket(options: WorkerSocketOptions): () => void {
     for (const ws of tunnelWss.clients) if (tokenOf.get(ws) === tokenId) ws.terminate();
   });
 
+  guardUpgrades(server);
   server.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const path = new URL(request.url ?? "/", "http://x").pathname;
+    // The path is decided once for every handler (upgrades.ts); other upgrades are the API's (api/websocket.ts routes them).
+    const path = claimUpgrade(request, "worker");
+    if (path === undefined) return;
     const streamId = path.startsWith(`${WORKER_TUNNEL_PATH}/`) ? path.slice(WORKER_TUNNEL_PATH.length + 1) : undefined;
-    if (path !== WORKER_CONNECT_PATH && streamId === undefined) {
-      socket.destroy();
-      return;
-    }
     void (async () => {
       const key = bearer(request);
       if (!key) return refuse(socket, new Beta9Error("AUTH_TOKEN_MISSING"));

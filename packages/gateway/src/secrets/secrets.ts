@@ -24,7 +24,8 @@ export class Secrets {
         value = this.vault.open(s.workspaceId, s.name, s.sealed);
       } catch {
         throw new Error(`secret ${s.name} of workspace ${s.workspaceId} does not open with this gateway's key ` +
-          "(secrets.key in the data dir, or BETA9_SECRETS_KEY): start it with the key the secrets were written with");
+          "(secrets.key in the data dir, or BETA9_SECRETS_KEY): start it with the key the secrets were written with" +
+          " (a key rotation that was interrupted leaves secrets.key.new: run beta9 gateway rotate-secrets-key again to finish it)");
       }
       this.inWorkspace(s.workspaceId).set(s.name, value);
     }

@@ -17,13 +17,16 @@ export class VaultKeyError extends Error {
   override name = "VaultKeyError";
 }
 
+/** A key written as hex or base64 of 32 bytes; `source` names where it came from, for the message. */
+export function parseVaultKey(text: string, source: string): Buffer {
+  const key = /^[0-9a-fA-F]{64}$/.test(text) ? Buffer.from(text, "hex") : Buffer.from(text, "base64");
+  if (key.length !== KEY_BYTES) throw new VaultKeyError(`${source} must hold ${KEY_BYTES} bytes in hex or base64 (openssl rand -base64 32)`);
+  return key;
+}
+
 /** The key from BETA9_SECRETS_KEY, else the key file (created when missing). */
 export function loadVaultKey(keyFile: string, fromEnv = process.env.BETA9_SECRETS_KEY): Buffer {
-  if (fromEnv) {
-    const key = /^[0-9a-fA-F]{64}$/.test(fromEnv) ? Buffer.from(fromEnv, "hex") : Buffer.from(fromEnv, "base64");
-    if (key.length !== KEY_BYTES) throw new VaultKeyError(`BETA9_SECRETS_KEY must be ${KEY_BYTES} bytes in hex or base64 (openssl rand -base64 32)`);
-    return key;
-  }
+  if (fromEnv) return parseVaultKey(fromEnv, "BETA9_SECRETS_KEY");
   let text: string;
   try {
     text = readFileSync(keyFile, "utf8").trim();

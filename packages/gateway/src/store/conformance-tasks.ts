@@ -5,7 +5,7 @@
 import { describe, it, beforeEach, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { hashStubConfig, normalizeStubConfig } from "@beta9/protocol";
-import type { Store } from "./types.js";
+import type { Store, TaskFilter } from "./types.js";
 
 const policy = { maxRetries: 2, timeout: 10, ttl: 3600 };
 
@@ -134,6 +134,41 @@ export function runTaskConformance(backendName: string, open: () => Promise<Stor
       assert.equal((await store.tasks.get(ws, waited.id))?.error, "waited longer than its ttl; waiting for capacity: needs 1000m CPU, 250m free on 1 worker");
       assert.equal((await store.tasks.get(ws, plain.id))?.error, "waited longer than its ttl");
       assert.ok(asked.includes(stubId) && asked.includes(other), "asked about each stub with an expiring task");
+    });
+
+    it("lists by status (one or several), by stub and by deployment name, within the workspace only", async () => {
+      const app = await store.apps.getOrCreate(ws, "app");
+      const config = normalizeStubConfig("taskqueue", { cpu: 0.5 });
+      const v2 = (await store.stubs.getOrCreate({ workspaceId: ws, appId: app.id, name: "q", type: "taskqueue/deployment", objectId: null, config, configHash: hashStubConfig(config) })).stub.id;
+      const loose = (await store.stubs.getOrCreate({ workspaceId: ws, appId: app.id, name: "loose", type: "taskqueue/deployment", objectId: null, config, configHash: "loose" })).stub.id;
+      await store.deployments.create(ws, stubId, "jobs");
+      await store.deployments.create(ws, v2, "jobs");
+      const gone = await store.deployments.create(ws, loose, "gone");
+      await store.deployments.delete(ws, gone.id);
+      const [a, b, c, d] = [await store.tasks.create(ws, stubId, null, policy), await store.tasks.create(ws, stubId, null, policy),
+        await store.tasks.create(ws, v2, null, policy), await store.tasks.create(ws, loose, null, policy)];
+      await store.tasks.claimNext(stubId, "c1"); // a: RUNNING
+      await store.tasks.finish(c.id, "CANCELLED", { error: "cancelled" });
+      const ids = async (filter: Partial<TaskFilter>) => new Set((await store.tasks.list(ws, { limit: 100, offset: 0, ...filter })).map((t) => t.id));
+      assert.deepEqual(await ids({}), new Set([a.id, b.id, c.id, d.id]));
+      assert.deepEqual(await ids({ status: ["PENDING"] }), new Set([b.id, d.id]));
+      assert.deepEqual(await ids({ status: ["RUNNING", "CANCELLED"] }), new Set([a.id, c.id]));
+      assert.deepEqual(await ids({ status: ["EXPIRED"] }), new Set());
+      assert.deepEqual(await ids({ stubId }), new Set([a.id, b.id]));
+      assert.deepEqual(await ids({ stubId, status: ["PENDING"] }), new Set([b.id]));
+      assert.deepEqual(await ids({ deployment: "jobs" }), new Set([a.id, b.id, c.id]), "every version of the deployment");
+      assert.deepEqual(await ids({ deployment: "jobs", status: ["CANCELLED", "PENDING"] }), new Set([b.id, c.id]));
+      assert.deepEqual(await ids({ deployment: "gone" }), new Set(), "a deleted deployment names no tasks");
+      assert.deepEqual(await ids({ deployment: "nothing" }), new Set());
+      const page = await store.tasks.list(ws, { limit: 1, offset: 1, deployment: "jobs" });
+      assert.equal(page.length, 1);
+      assert.deepEqual(page[0]?.stubName, "q", "listings keep the stub's name");
+      // Another workspace sees none of it, whatever it names.
+      const other = (await store.workspaces.create(`tasks-other-${Math.random().toString(36).slice(2, 8)}`, "workspace")).workspace.id;
+      await store.deployments.create(other, stubId, "jobs").catch(() => undefined);
+      for (const filter of [{}, { stubId }, { deployment: "jobs" }, { status: ["PENDING" as const] }]) {
+        assert.deepEqual(await store.tasks.list(other, { limit: 100, offset: 0, ...filter }), [], JSON.stringify(filter));
+      }
     });
   });
 }

@@ -8,7 +8,7 @@
  * atomic; conflicts throw `Beta9Error` with a catalogue code.
  */
 import type {
-  App, EgressPolicy, Image, Deployment, Machine, MachineMetrics, Pool, Secret, StoredObject, Stub, StubConfig, StubType, Task, Token, TokenType,
+  App, EgressPolicy, Image, Deployment, Machine, MachineMetrics, Pool, Secret, StoredObject, Stub, StubConfig, StubType, Task, TaskStatus, Token, TokenType,
   TokenWithKey, Workspace,
 } from "@beta9/protocol";
 
@@ -111,6 +111,16 @@ export interface TaskPolicy {
 /** A claimed task; `inputJson`, when set, is its input as stored (what `input()` would parse). */
 export type ClaimedTask = Task & { inputJson?: string };
 
+/** Which tasks a listing returns (all of them match every field given), newest first. */
+export interface TaskFilter extends Page {
+  /** Any of these statuses. */
+  status?: readonly TaskStatus[];
+  /** This stub's tasks. */
+  stubId?: string;
+  /** The tasks of every (not deleted) version of the workspace's deployment of this name. */
+  deployment?: string;
+}
+
 export interface TaskRepo {
   /**
    * A PENDING task; `input` is stored as given (JSON) and handed to the handler. With `claim`, the
@@ -119,7 +129,7 @@ export interface TaskRepo {
   create(workspaceId: string, stubId: string, input?: unknown, policy?: TaskPolicy, claim?: { containerId: string }): Promise<ClaimedTask>;
   get(workspaceId: string, id: string): Promise<Task | undefined>;
   getAny(id: string): Promise<Task | undefined>;
-  list(workspaceId: string, page: Page): Promise<Task[]>;
+  list(workspaceId: string, filter: TaskFilter): Promise<Task[]>;
   /** The task's input (not part of the listing entity: it may be large). */
   input(id: string): Promise<unknown>;
   /**
@@ -165,6 +175,11 @@ export interface SecretRepo {
   count(workspaceId: string): Promise<number>;
   /** Every sealed value of every workspace (loading the vault, rotating its key). */
   sealedAll(): Promise<SealedSecret[]>;
+  /**
+   * Re-seals every secret in one transaction (rotating the vault's key): `reseal` gives each row's
+   * new sealed value; if it throws for any row, nothing changes. Returns how many rows were re-sealed.
+   */
+  resealAll(reseal: (secret: SealedSecret) => string): Promise<number>;
 }
 
 export interface PoolRepo {

@@ -6,19 +6,19 @@
  *
  * Each attempt: take a slot from the autoscaler (starting containers as the queue deepens), claim
  * the oldest due task (or, for a put that finds a free slot and nothing queued, write it RUNNING
- * at once), POST it to the runner (several per request: runner-batch.ts), and record the
+ * at once), run it through the runner client (workloads/runner-client.ts), and record its
  * outcome: COMPLETE; a handler error or a lost container is RETRY (retries counted, last error, next attempt time) for up to
  * maxRetries attempts with exponential backoff, then ERROR; TIMEOUT after the policy's
  * timeout; CANCELLED when asked (the runner's signal is aborted); EXPIRED when it waited past its
  * TTL.
  */
-import { EventEmitter } from "node:events";
+import { TypedEmitter } from "../events.js";
 import type { Logger } from "pino";
 import { INPUT_INVALID_TASK_ERROR, TERMINAL_TASK_STATUSES, type Stub, type Task, type TaskStatus } from "@beta9/protocol";
 import type { ClaimedTask, Store } from "../store/types.js";
 import type { Autoscaler, Slot } from "../workloads/autoscaler.js";
 import { sendCallback } from "./callback.js";
-import { RunnerBatches } from "./runner-batch.js";
+import { cancelInvocation, CallTimedOut, ContainerLost, runTask } from "../workloads/runner-client.js";
 
 export interface DispatcherOptions {
   store: Store;
@@ -32,11 +32,10 @@ export interface DispatcherOptions {
 }
 
 interface Running {
+  /** Aborted with why (runner-client.ts): CallTimedOut, ContainerLost, or none (cancelled, closing). */
   abort: AbortController;
   slot: Slot;
   cancelled: boolean;
-  /** Set when the gateway saw the attempt's container exit (its worker died, OOM…). */
-  lost?: string;
 }
 
 export class TaskDispatcher {
@@ -51,10 +50,9 @@ export class TaskDispatcher {
     return this.stacks.get(taskId);
   }
 
-  readonly events = new EventEmitter();
+  /** A task's changes under its id (SSE subscribers, function calls, log follows). */
+  readonly events = new TypedEmitter<Record<string, Task>>();
   private readonly running = new Map<string, Running>();
-  /** Attempts go to runners several per request (runner-batch.ts). */
-  private readonly runners = new RunnerBatches();
   /** Attempts in progress (waiting for a slot or running), per stub. */
   private readonly attempts = new Map<string, number>();
   /** Of those, the ones that hold a task (claimed or started at its put), per stub. */
@@ -67,13 +65,13 @@ export class TaskDispatcher {
   private readonly depth = new Map<string, number>();
   /** Why the stub's last attempt got no container: logged when it changes, not at every retry. */
   private readonly noContainer = new Map<string, string>();
-  private readonly outcomeListeners = new Set<(stubId: string, status: TaskStatus, startedAt: string | null) => void>();
+  /** Each attempt's outcome: a task that ended, or RETRY (metrics, the dashboard). */
+  private readonly outcomes = new TypedEmitter<{ outcome: { stubId: string; status: TaskStatus; startedAt: string | null } }>();
   private readonly sweeper: NodeJS.Timeout;
   private readonly stopWatching: () => void;
   private closed = false;
 
   constructor(private readonly o: DispatcherOptions) {
-    this.events.setMaxListeners(0);
     this.sweeper = setInterval(() => this.background(this.sweep(), "sweep"), o.sweepIntervalMs ?? 1000);
     this.sweeper.unref();
     // A worker killed with -9 leaves its containers running with nobody to report them; the
@@ -81,8 +79,7 @@ export class TaskDispatcher {
     this.stopWatching = o.autoscaler.onContainerExit((containerId, reason) => {
       for (const live of this.running.values()) {
         if (live.slot.containerId !== containerId || live.cancelled) continue;
-        live.lost = reason;
-        live.abort.abort(new Error(`container ${containerId} exited: ${reason}`));
+        live.abort.abort(new ContainerLost(containerId, reason));
       }
     });
   }
@@ -115,8 +112,7 @@ export class TaskDispatcher {
 
   /** Calls `listener` with each attempt's outcome: a task that ended, or RETRY (metrics). */
   onOutcome(listener: (stubId: string, status: TaskStatus, startedAt: string | null) => void): () => void {
-    this.outcomeListeners.add(listener);
-    return () => this.outcomeListeners.delete(listener);
+    return this.outcomes.on("outcome", (e) => listener(e.stubId, e.status, e.startedAt));
   }
 
   /** Tasks waiting to start (queued, or due to retry), per stub id (metrics). */
@@ -125,7 +121,7 @@ export class TaskDispatcher {
   }
 
   private outcome(stubId: string, status: TaskStatus, startedAt: string | null): void {
-    for (const listener of this.outcomeListeners) listener(stubId, status, startedAt);
+    this.outcomes.emit("outcome", { stubId, status, startedAt });
   }
 
   /** Tasks of the stub not ended yet (queued, running or waiting to retry). */
@@ -173,7 +169,7 @@ export class TaskDispatcher {
     if (live) {
       live.cancelled = true;
       // Tell the runner (its handler sees ctx.signal abort), then drop our end of the request.
-      await live.slot.runner.request({ path: `/cancel/${encodeURIComponent(task.id)}`, method: "POST" }).then((r) => r.body.dump(), () => undefined);
+      await cancelInvocation(live.slot.runner, task.id);
       live.abort.abort();
     }
     if (ended) await this.emit(task.id);
@@ -282,30 +278,43 @@ export class TaskDispatcher {
     const live: Running = { abort: new AbortController(), slot, cancelled: false };
     this.running.set(task.id, live);
     const timeoutMs = stub.config.taskPolicy.timeout > 0 ? stub.config.taskPolicy.timeout * 1000 : 0;
-    const timer = timeoutMs > 0 ? setTimeout(() => live.abort.abort(new Error("timeout")), timeoutMs) : undefined;
+    const timer = timeoutMs > 0 ? setTimeout(() => live.abort.abort(new CallTimedOut()), timeoutMs) : undefined;
     const tasks = this.o.store.tasks;
     try {
       const input = inputJson ?? JSON.stringify((await tasks.input(task.id)) ?? null);
-      const res = await this.runners.call(slot.runner, task.id, input, live.abort.signal, task.retries);
-      answered?.();
-      const body = res.body;
-      if (res.statusCode === 200) await this.end(task, "COMPLETE", { result: body.result ?? null });
-      else if (res.statusCode === 422) await this.end(task, "ERROR", { error: INPUT_INVALID_TASK_ERROR + (body.error?.message ?? "the handler refused it") });
-      else {
-        if (typeof body.error?.stack === "string") this.stacks.set(task.id, body.error.stack.slice(0, 16 * 1024));
-        await this.failed(stub, task, body.error?.message ?? `the runner answered ${res.statusCode}`);
+      const outcome = await runTask(slot.runner, { id: task.id, inputJson: input, retries: task.retries }, live.abort.signal);
+      // A cancelled task is already CANCELLED: whatever ended the exchange after that changes nothing.
+      if (live.cancelled && (outcome.kind === "timedOut" || outcome.kind === "lost" || outcome.kind === "cancelled")) return;
+      switch (outcome.kind) {
+        case "ok":
+          answered?.();
+          await this.end(task, "COMPLETE", { result: outcome.result });
+          break;
+        case "inputInvalid":
+          answered?.();
+          await this.end(task, "ERROR", { error: INPUT_INVALID_TASK_ERROR + (outcome.message ?? "the handler refused it") });
+          break;
+        case "handlerError":
+          answered?.();
+          if (outcome.stack !== undefined) this.stacks.set(task.id, outcome.stack);
+          await this.failed(stub, task, outcome.message ?? `the runner answered ${outcome.status}`);
+          break;
+        case "timedOut":
+          await cancelInvocation(slot.runner, task.id);
+          await this.end(task, "TIMEOUT", { error: `ran longer than its timeout of ${stub.config.taskPolicy.timeout} s` });
+          break;
+        case "lost":
+          // The container or its worker went away mid-attempt.
+          await this.failed(stub, task, outcome.exited ? `the container was lost (${outcome.reason}) during the attempt` : `the container was lost: ${outcome.reason}`);
+          break;
+        case "cancelled":
+          // Not by cancel(): the dispatcher is closing (the attempt is retried at the next start if not here).
+          await this.failed(stub, task, "the attempt was stopped: the gateway is closing");
+          break;
       }
     } catch (err) {
-      if (live.cancelled) return; // already CANCELLED
-      if (live.lost !== undefined) {
-        await this.failed(stub, task, `the container was lost (${live.lost}) during the attempt`);
-      } else if (live.abort.signal.aborted && String(live.abort.signal.reason).includes("timeout")) {
-        await slot.runner.request({ path: `/cancel/${encodeURIComponent(task.id)}`, method: "POST" }).then((r) => r.body.dump(), () => undefined);
-        await this.end(task, "TIMEOUT", { error: `ran longer than its timeout of ${stub.config.taskPolicy.timeout} s` });
-      } else {
-        // The container or its worker went away mid-attempt.
-        await this.failed(stub, task, `the container was lost: ${(err as Error).message}`);
-      }
+      // Reading the input failed (the store): the attempt is retried like a lost one.
+      if (!live.cancelled) await this.failed(stub, task, `the attempt failed: ${(err as Error).message}`);
     } finally {
       clearTimeout(timer);
       this.running.delete(task.id);

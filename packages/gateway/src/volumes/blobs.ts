@@ -214,7 +214,7 @@ async function syncFile(path: string): Promise<void> {
 }
 
 /** 429 QUOTA_EXCEEDED for an upload that does not fit in what the workspace may still store. */
-function quotaError(held: number, limit: number, upload: number | undefined): Beta9Error {
+export function quotaError(held: number, limit: number, upload: number | undefined): Beta9Error {
   return new Beta9Error("QUOTA_EXCEEDED", {
     count: held, kind: "bytes of volume contents", limit,
     hint: `this upload${upload === undefined ? "" : ` (${upload} bytes)`} does not fit: remove files (beta9 rm VOLUME:PATH) or delete a volume; an operator can raise BETA9_QUOTA_VOLUME_BYTES`,

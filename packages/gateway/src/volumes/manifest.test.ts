@@ -82,7 +82,7 @@ test("paths are stored canonical, so two spellings are one file", () => {
 test("too many files is QUOTA_EXCEEDED naming the volume", () => {
   const m = new Manifest();
   assert.throws(() => m.apply([put("a", h("1")), put("b", h("2")), put("c", h("3"))], "small", 2), (err: unknown) =>
-    err instanceof Beta9Error && err.code === "QUOTA_EXCEEDED" && /files in volume small/.test(err.message));
+    err instanceof Beta9Error && err.code === "QUOTA_EXCEEDED" && /in volume small/.test(err.message));
 });
 
 test("listing: children with directory sizes, recursive files, a file itself, nothing for a missing path", () => {
@@ -96,4 +96,46 @@ test("listing: children with directory sizes, recursive files, a file itself, no
   assert.deepEqual(m.list("a.txt")!.map((e) => e.path), ["a.txt"]);
   assert.equal(m.list("nope"), undefined);
   assert.equal(m.list("d/e/y/z"), undefined);
+});
+
+const link = (path: string, target: string): VolumeChange => ({ path, link: target, mtime: 9 });
+const dir = (path: string, mode = 0o755): VolumeChange => ({ path, dir: true, mode, mtime: 9 });
+
+test("symlinks are stored as their text (outside targets too), listed as links, replaced like files", () => {
+  const m = new Manifest();
+  m.apply([link("etc", "/etc"), link("up", "../../../../root"), put("f", h("1"))], "v");
+  assert.deepEqual(m.get("etc"), ["", 0, 0o777, 9, { link: "/etc" }]);
+  assert.equal(m.file("etc"), undefined, "a link is no file: nothing reads a blob for it");
+  assert.deepEqual(m.list("up"), [{ path: "up", type: "link", size: 0, mtime: 9, target: "../../../../root" }]);
+  assert.equal(m.bytes, 1, "links hold no bytes");
+  assert.deepEqual([...m.hashes()], [h("1")]);
+  // A path below a link replaces the link with a directory: nothing is ever resolved through it.
+  m.apply([put("etc/passwd", h("2"))], "v");
+  assert.equal(m.get("etc"), undefined);
+  assert.ok(m.isDir("etc"));
+  m.apply([link("f", "elsewhere")], "v");
+  assert.equal(m.references(h("1")), false, "the file a link replaced lets its content go");
+  assert.throws(() => m.apply([link("x", "a\0b")], "v"), (err: unknown) => err instanceof Beta9Error && err.code === "VOLUME_PATH_INVALID");
+});
+
+test("directory entries: empty ones are kept and listed, rmdir only when empty, recursive removal takes them", () => {
+  const m = new Manifest();
+  m.apply([dir("empty", 0o700), dir("d"), put("d/x", h("1"))], "v");
+  assert.deepEqual(m.list(""), [
+    { path: "d", type: "dir", size: 1, mode: 0o755, mtime: 9 },
+    { path: "empty", type: "dir", size: 0, mode: 0o700, mtime: 9 },
+  ]);
+  assert.deepEqual(m.list("empty"), []);
+  assert.deepEqual(m.list("", true)!.map((e) => [e.path, e.type]), [["d/x", "file"], ["empty", "dir"]], "recursive: files, links and empty directories");
+  m.apply([{ path: "d", delete: true }], "v");
+  assert.ok(m.get("d"), "a directory with entries below stays on a removal without recursive (rmdir)");
+  m.apply([{ path: "d/x", delete: true }, { path: "d", delete: true }, { path: "empty", delete: true }], "v");
+  assert.equal(m.size, 0);
+  m.apply([dir("a"), put("a/b/c", h("2")), dir("a/b")], "v");
+  assert.deepEqual(m.list("a", true)!.map((e) => e.path), ["a/b/c"], "a directory entry keeps what is below it");
+  m.apply([put("a", h("3"))], "v");
+  assert.equal(m.size, 1, "a file replaces a directory entry with everything below");
+  m.apply([dir("a")], "v");
+  assert.deepEqual(m.get("a"), ["", 0, 0o755, 9, "dir"], "and a directory entry replaces a file");
+  assert.equal(m.references(h("3")), false);
 });

@@ -1,19 +1,28 @@
 /**
  * A volume's manifest in memory: path → [sha256, size, mode, mtime], plus the derived directory
  * tree and hash reference counts, so that applying a commit costs O(changes × depth) rather than
- * a scan of every file per change. Directories exist only through the files below them.
+ * a scan of every file per change. A directory exists through the entries below it, or as an
+ * entry of its own (an empty directory, kept with its mode); a symlink is an entry holding its text.
  *
  * Commit semantics (what `apply` does), per path, last writer wins:
  * - a new content replaces the file at that path whole (the bytes are a stored blob: never torn);
  * - a file where a directory is needed (`a` when `a/b` arrives) is replaced by the directory, and
  *   a directory where a file arrives is replaced by the file, with everything below it;
+ * - a link is replaced like a file, and a path below a link replaces the link with a directory
+ *   (links are text here: nothing is ever resolved through one);
+ * - a directory entry keeps what is below it; removing it without `recursive` removes it only when
+ *   nothing is below it (rmdir);
  * - a removal of a path that is no longer there is not an error (another writer got there first).
  */
-import { Beta9Error, MAX_VOLUME_FILES, volumePath, VolumePathError, type ManifestEntry, type VolumeChange, type VolumeEntry } from "@beta9/protocol";
+import {
+  Beta9Error, isDirEntry, isFileEntry, linkOf, linkTargetProblem, MAX_VOLUME_FILES, volumePath, VolumePathError,
+  type ManifestEntry, type VolumeChange, type VolumeEntry,
+} from "@beta9/protocol";
 
 export class Manifest {
+  /** Every entry: regular files, symlinks (their text only) and directories kept for themselves. */
   private readonly files = new Map<string, ManifestEntry>();
-  /** Directory path → number of files below it (any depth). The root ("") is implicit. */
+  /** Directory path → number of entries below it (any depth). The root ("") is implicit. */
   private readonly dirs = new Map<string, number>();
   private readonly refs = new Map<string, number>();
   private total = 0;
@@ -24,6 +33,7 @@ export class Manifest {
     return manifest;
   }
 
+  /** Entries (files, links and kept directories): what the volume's `files` count shows. */
   get size(): number {
     return this.files.size;
   }
@@ -32,12 +42,21 @@ export class Manifest {
     return this.total;
   }
 
+  /** The entry at `path`, whatever its kind. */
   get(path: string): ManifestEntry | undefined {
     return this.files.get(path);
   }
 
+  /** The regular file at `path` (not a link, not a directory). */
+  file(path: string): ManifestEntry | undefined {
+    const entry = this.files.get(path);
+    return entry && isFileEntry(entry) ? entry : undefined;
+  }
+
   isDir(path: string): boolean {
-    return path === "" || this.dirs.has(path);
+    if (path === "" || this.dirs.has(path)) return true;
+    const entry = this.files.get(path);
+    return entry !== undefined && isDirEntry(entry);
   }
 
   /** Whether any file holds this content. */
@@ -56,11 +75,17 @@ export class Manifest {
   /**
    * Applies `changes` in order (see the file's comment). Returns the hashes no file of this
    * manifest references any more (candidates for collection). Throws VOLUME_PATH_INVALID for a bad
-   * path (before changing anything) and QUOTA_EXCEEDED past MAX_VOLUME_FILES (the caller drops
+   * path or link text (before changing anything) and QUOTA_EXCEEDED past MAX_VOLUME_FILES (the caller drops
    * this manifest then: nothing is written).
    */
   apply(changes: readonly VolumeChange[], volumeName: string, maxFiles = MAX_VOLUME_FILES): { dropped: string[]; changed: number } {
-    const checked = changes.map((change) => ({ ...change, path: checkedPath(change.path, "delete" in change) }));
+    const checked = changes.map((change) => {
+      if ("link" in change) {
+        const problem = linkTargetProblem(change.link);
+        if (problem) throw new Beta9Error("VOLUME_PATH_INVALID", { path: `${JSON.stringify(change.path)}: ${problem}` });
+      }
+      return { ...change, path: checkedPath(change.path, "delete" in change) };
+    });
     const dropped = new Set<string>();
     let changed = 0;
     for (const change of checked) {
@@ -69,17 +94,27 @@ export class Manifest {
         continue;
       }
       const { path } = change;
-      // A file on the way down becomes a directory: the newer writer wins.
-      for (const dir of ancestors(path)) if (this.files.has(dir)) this.remove(dir, dropped);
-      if (this.dirs.has(path)) this.removeTree(path, true, dropped);
+      // A file or link on the way down becomes a directory: the newer writer wins. Links are
+      // never looked through: `a/b` under a link `a` replaces the link with a directory.
+      for (const dir of ancestors(path)) {
+        const at = this.files.get(dir);
+        if (at && !isDirEntry(at)) this.remove(dir, dropped);
+      }
       const old = this.files.get(path);
-      if (old) this.remove(path, dropped);
-      this.add(path, [change.hash, change.size, change.mode & 0o777, change.mtime]);
+      if ("dir" in change) {
+        // A directory keeps what is below it; a file or link there is replaced by it.
+        if (old) this.remove(path, dropped);
+        this.add(path, ["", 0, change.mode & 0o777, change.mtime, "dir"]);
+      } else {
+        if (this.isDir(path)) this.removeTree(path, true, dropped);
+        if (this.files.has(path)) this.remove(path, dropped);
+        this.add(path, "link" in change ? ["", 0, 0o777, change.mtime, { link: change.link }] : [change.hash, change.size, change.mode & 0o777, change.mtime]);
+      }
       changed += 1;
     }
     if (this.files.size > maxFiles) {
       throw new Beta9Error("QUOTA_EXCEEDED", {
-        count: this.files.size, kind: `files in volume ${volumeName} after this commit`, limit: maxFiles, hint: "keep fewer, larger files (an archive) or spread them over volumes",
+        count: this.files.size, kind: `entries (files, links, directories) in volume ${volumeName} after this commit`, limit: maxFiles, hint: "keep fewer, larger files (an archive) or spread them over volumes",
       });
     }
     return { dropped: [...dropped].filter((hash) => !this.refs.has(hash)), changed };
@@ -87,11 +122,12 @@ export class Manifest {
 
   /**
    * What `ls` shows at `dir`: its direct children (directories with the bytes below them), or with
-   * `recursive` every file below it; a file path lists that file. Undefined: nothing is there.
+   * `recursive` every entry below it (files, links, and empty directories); a file or link path
+   * lists that entry. Undefined: nothing is there.
    */
   list(dir: string, recursive = false): VolumeEntry[] | undefined {
-    const file = this.files.get(dir);
-    if (file) return [fileEntry(dir, file)];
+    const at = this.files.get(dir);
+    if (at && !isDirEntry(at)) return [entryOf(dir, at)];
     if (!this.isDir(dir)) return undefined;
     const prefix = dir === "" ? "" : `${dir}/`;
     const out = new Map<string, VolumeEntry>();
@@ -99,8 +135,11 @@ export class Manifest {
       if (!path.startsWith(prefix)) continue;
       const rest = path.slice(prefix.length);
       const slash = rest.indexOf("/");
+      // Recursive: files, links, and directories with nothing below (what a copy must make itself).
+      if (recursive && isDirEntry(entry) && this.dirs.has(path)) continue;
       if (recursive || slash === -1) {
-        out.set(path, fileEntry(path, entry));
+        const seen = out.get(path);
+        out.set(path, { ...entryOf(path, entry), ...(seen && { size: seen.size }) });
         continue;
       }
       const child = prefix + rest.slice(0, slash);
@@ -113,8 +152,10 @@ export class Manifest {
 
   private add(path: string, entry: ManifestEntry): void {
     this.files.set(path, entry);
-    this.total += entry[1];
-    this.refs.set(entry[0], (this.refs.get(entry[0]) ?? 0) + 1);
+    if (isFileEntry(entry)) {
+      this.total += entry[1];
+      this.refs.set(entry[0], (this.refs.get(entry[0]) ?? 0) + 1);
+    }
     for (const dir of ancestors(path)) this.dirs.set(dir, (this.dirs.get(dir) ?? 0) + 1);
   }
 
@@ -122,11 +163,13 @@ export class Manifest {
     const entry = this.files.get(path);
     if (!entry) return;
     this.files.delete(path);
-    this.total -= entry[1];
-    const refs = (this.refs.get(entry[0]) ?? 1) - 1;
-    if (refs === 0) this.refs.delete(entry[0]);
-    else this.refs.set(entry[0], refs);
-    dropped.add(entry[0]);
+    if (isFileEntry(entry)) {
+      this.total -= entry[1];
+      const refs = (this.refs.get(entry[0]) ?? 1) - 1;
+      if (refs === 0) this.refs.delete(entry[0]);
+      else this.refs.set(entry[0], refs);
+      dropped.add(entry[0]);
+    }
     for (const dir of ancestors(path)) {
       const left = (this.dirs.get(dir) ?? 1) - 1;
       if (left === 0) this.dirs.delete(dir);
@@ -134,21 +177,35 @@ export class Manifest {
     }
   }
 
-  /** Removes the file at `path`, or (recursive) everything below the directory `path`; returns how many files went. */
+  /**
+   * Removes the file or link at `path`; a directory: (recursive) with everything below it, or
+   * (not recursive) only when nothing is below it, as rmdir does. Returns how many entries went.
+   */
   private removeTree(path: string, recursive: boolean, dropped: Set<string>): number {
-    if (this.files.has(path)) {
+    const entry = this.files.get(path);
+    if (entry && !isDirEntry(entry)) {
       this.remove(path, dropped);
       return 1;
     }
-    if (!recursive || !this.isDir(path)) return 0;
+    if (!recursive) {
+      if (!entry || this.dirs.has(path)) return 0;
+      this.remove(path, dropped);
+      return 1;
+    }
+    if (!this.isDir(path)) return 0;
     const prefix = path === "" ? "" : `${path}/`;
     const below = [...this.files.keys()].filter((p) => p.startsWith(prefix));
     for (const p of below) this.remove(p, dropped);
-    return below.length;
+    if (entry) this.remove(path, dropped);
+    return below.length + (entry ? 1 : 0);
   }
 }
 
-function fileEntry(path: string, [hash, size, mode, mtime]: ManifestEntry): VolumeEntry {
+function entryOf(path: string, entry: ManifestEntry): VolumeEntry {
+  const [hash, size, mode, mtime] = entry;
+  if (isDirEntry(entry)) return { path, type: "dir", size: 0, mode, mtime };
+  const link = linkOf(entry);
+  if (link !== undefined) return { path, type: "link", size: 0, mtime, target: link };
   return { path, type: "file", size, mode, mtime, sha256: hash };
 }
 

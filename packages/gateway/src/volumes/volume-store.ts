@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { Beta9Error, type VolumeChange, type VolumeInfo } from "@beta9/protocol";
 import { checkQuota, type WorkspaceQuotas } from "../quotas.js";
 import { VolumeBlobs, type StagedBlob } from "./blobs.js";
+import { VolumeChunks } from "./chunks.js";
 import { Manifest } from "./manifest.js";
 
 const HEAD = "head.json";
@@ -24,12 +25,15 @@ const manifestFile = (version: number) => `manifest-${version}.json`;
 
 export class VolumeStore {
   readonly blobs: VolumeBlobs;
+  /** Pieces of large uploads, for resumable `cp` (chunks.ts). */
+  readonly chunks: VolumeChunks;
   private readonly tmpDir: string;
   private readonly locks = new Map<string, Promise<unknown>>();
 
   constructor(readonly root: string, private readonly quotas: () => WorkspaceQuotas) {
     this.tmpDir = join(root, "tmp");
     this.blobs = new VolumeBlobs(root, this.tmpDir, quotas);
+    this.chunks = new VolumeChunks(root, this.tmpDir, this.blobs, quotas);
   }
 
   /** Removes what interrupted uploads, commits and deletions left, and contents no volume names. */
@@ -58,6 +62,7 @@ export class VolumeStore {
   async sweep(workspaceId: string): Promise<number> {
     return this.withLock(workspaceId, async () => {
       const keep = await this.referenced(workspaceId);
+      await this.chunks.expire(workspaceId);
       return this.blobs.sweep(workspaceId, (hash) => keep.has(hash));
     });
   }

@@ -24,6 +24,8 @@ import { BodyTooLargeError, readBody, sendError, sendJson } from "../http.js";
 import { SandboxFiles, SandboxOpError } from "./files.js";
 import { ProcessTable, RUN_OUTPUT_LIMIT } from "./processes.js";
 import { PROXY_PATH, PROXY_PATH_HEADER, PROXY_PORT_HEADER } from "../constants.js";
+import type { Duplex } from "node:stream";
+import { proxyPortUpgrade } from "./upgrade.js";
 
 /** One request header's value (the first, if repeated). */
 function header(req: IncomingMessage, name: string): string | undefined {
@@ -188,5 +190,7 @@ export function createSandboxServer(options: DaemonOptions): Server & { killAll(
       sendError(res, 500, "INTERNAL", `sandbox daemon: ${e.message}`);
     });
   });
+  // WebSockets to exposed ports (upgrade.ts).
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => proxyPortUpgrade(req, socket, head, authorized));
   return Object.assign(server, { killAll: () => table.killAll() });
 }

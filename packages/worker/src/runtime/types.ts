@@ -138,4 +138,24 @@ export interface Runtime {
   reap(): Promise<ReapReport>;
   /** Stops every running container (graceMs each, in parallel) and releases shared resources. */
   close(graceMs?: number): Promise<void>;
+  /**
+   * The host argv that runs `command` inside running container `id` (a shell session: see
+   * worker/src/shell), with a terminal when `tty`; undefined when the container is not running here.
+   * Absent: this runtime cannot open shells.
+   */
+  shellCommand?(id: string, o: ShellCommandOptions): ShellCommand | undefined;
+}
+
+export interface ShellCommand {
+  argv: string[];
+  /** Called once the command has exited (removes what preparing it made). */
+  release?: () => void;
+}
+
+export interface ShellCommandOptions {
+  command: string[];
+  tty: boolean;
+  /** Added to the container's own env. */
+  env: Record<string, string>;
+  cwd?: string;
 }

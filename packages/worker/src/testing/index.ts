@@ -9,3 +9,5 @@ export { buildTestImage, type TestImage } from "../images/testing-image.js";
 export { buildShellImage } from "../images/testing-shell-image.js";
 export { ImageCache } from "../images/cache.js";
 export { fetchImage } from "../gateway-http.js";
+export { buildPythonImage, type PythonImageOptions } from "../images/testing-python-image.js";
+export { PtyDriver } from "./pty-driver.js";

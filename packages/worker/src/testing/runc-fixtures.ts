@@ -38,7 +38,7 @@ export interface TestRuntime {
 export function makeTestRuntime(
   label: string,
   stateRoot: string,
-  options: (subnet: string) => Pick<RuncRuntimeOptions, "egressAllow"> = () => ({}),
+  options: (subnet: string) => Pick<RuncRuntimeOptions, "egressAllow" | "userns" | "writableLayerMiB"> = () => ({}),
 ): TestRuntime {
   const name = `${label}${randomBytes(3).toString("hex")}`.slice(0, 8);
   const stateDir = mkdtempSync(join(stateRoot, `${name}-`));
@@ -62,7 +62,7 @@ function lines(file: string, args: string[]): string[] {
 export function runcLeftovers(test: TestRuntime, id: string): string[] {
   const found: string[] = [];
   const dir = test.names.containerDir(id);
-  found.push(...mountPointsUnder(dir).map((point) => `mount ${point}`));
+  found.push(...[...mountPointsUnder(dir), ...mountPointsUnder(test.names.rootfsMountPoint(id))].map((point) => `mount ${point}`));
   if (existsSync(dir)) found.push(`dir ${dir}`);
   if (lines("ip", ["netns", "list"]).some((line) => line.split(" ")[0] === test.names.netns(id))) found.push(`netns ${test.names.netns(id)}`);
   found.push(...existingDirs(listCgroupHierarchies(), test.runtime.cgroupPath(id)).map((d) => `cgroup ${d}`));

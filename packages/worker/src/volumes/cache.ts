@@ -11,9 +11,9 @@
  */
 import { randomUUID } from "node:crypto";
 import { constants, existsSync } from "node:fs";
-import { chmod, copyFile, link, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { chmod, chown, copyFile, lchown, link, lutimes, mkdir, readdir, readFile, rename, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { volumePath, type ManifestEntry } from "@beta9/protocol";
+import { isDirEntry, isFileEntry, linkOf, linkTargetProblem, volumePath, type ManifestEntry } from "@beta9/protocol";
 import type { GatewayEndpoint } from "../gateway-http.js";
 import { downloadBlob, mountVolume } from "./gateway.js";
 
@@ -34,7 +34,8 @@ export class VolumeCache {
   private readonly users = new Map<string, number>();
   private readonly building = new Map<string, Promise<Snapshot>>();
 
-  constructor(readonly dir: string, private readonly gateway: GatewayEndpoint) {}
+  /** `owner`: the host uid that is root in containers (user namespaces); a snapshot's files are its, as they would be a container root's. */
+  constructor(readonly dir: string, private readonly gateway: GatewayEndpoint, private readonly owner: () => number | undefined = () => undefined) {}
 
   /** Removes half-built snapshots a crash left. */
   async init(): Promise<void> {
@@ -120,18 +121,31 @@ export class VolumeCache {
     // Local copies by hash: the previous snapshot's files (same volume), then what this build placed.
     const local = new Map<string, { path: string; mode: number; mtime: number }>();
     if (previous) {
-      for (const [path, [hash, , mode, mtime]] of Object.entries(await readManifest(previous.dir).catch(() => ({})))) {
-        local.set(hash, { path: join(previous.dir, path), mode, mtime });
+      for (const [path, entry] of Object.entries(await readManifest(previous.dir).catch(() => ({})))) {
+        if (isFileEntry(entry)) local.set(entry[0], { path: join(previous.dir, path), mode: entry[2], mtime: entry[3] });
       }
     }
     const byHash = new Map<string, [string, ManifestEntry][]>();
+    const links: [string, string, number][] = [];
+    const dirs: [string, ManifestEntry][] = [];
+    const leaves = new Set(Object.entries(files).filter(([, entry]) => !isDirEntry(entry)).map(([path]) => path));
     for (const [raw, entry] of Object.entries(files)) {
-      // The gateway checked these; a worker does not rely on it when it writes files as root.
+      // The gateway checked these; a worker does not rely on it when it writes files as root. No
+      // entry may lie below a file or a link: links are made last, so nothing is written through one.
       if (volumePath(raw) !== raw) throw new Error(`volume manifest path ${JSON.stringify(raw)} is not canonical`);
-      byHash.set(entry[0], [...(byHash.get(entry[0]) ?? []), [raw, entry]]);
+      for (let i = raw.indexOf("/"); i !== -1; i = raw.indexOf("/", i + 1)) {
+        if (leaves.has(raw.slice(0, i))) throw new Error(`volume manifest path ${JSON.stringify(raw)} lies below a file or a link`);
+      }
+      const target = linkOf(entry);
+      if (target !== undefined) {
+        if (linkTargetProblem(target)) throw new Error(`volume manifest link ${JSON.stringify(raw)}: ${linkTargetProblem(target)}`);
+        links.push([raw, target, entry[3]]);
+      } else if (isDirEntry(entry)) dirs.push([raw, entry]);
+      else byHash.set(entry[0], [...(byHash.get(entry[0]) ?? []), [raw, entry]]);
     }
     try {
       await mkdir(tmp, { recursive: true, mode: 0o755 });
+      for (const [path] of dirs) await mkdir(join(tmp, path), { recursive: true, mode: 0o755 });
       const groups = [...byHash.entries()];
       const work = async (): Promise<void> => {
         for (let group = groups.shift(); group; group = groups.shift()) {
@@ -153,6 +167,18 @@ export class VolumeCache {
         }
       };
       await Promise.all(Array.from({ length: DOWNLOADS_AT_ONCE }, work));
+      for (const [path, target, mtime] of links) {
+        await mkdir(dirname(join(tmp, path)), { recursive: true, mode: 0o755 });
+        await symlink(target, join(tmp, path));
+        await lutimes(join(tmp, path), mtime / 1000, mtime / 1000);
+      }
+      // Modes and times last (deepest first): placing entries below would change them.
+      for (const [path, [, , mode, mtime]] of dirs.sort((a, b) => (a[0] < b[0] ? 1 : -1))) {
+        await chmod(join(tmp, path), mode);
+        await utimes(join(tmp, path), mtime / 1000, mtime / 1000);
+      }
+      const owner = this.owner();
+      if (owner !== undefined) await chownTree(tmp, owner);
       await writeFile(`${target}.json`, JSON.stringify(files));
       await rename(tmp, target);
     } finally {
@@ -163,4 +189,15 @@ export class VolumeCache {
 
 async function readManifest(dir: string): Promise<Record<string, ManifestEntry>> {
   return JSON.parse(await readFile(`${dir}.json`, "utf8")) as Record<string, ManifestEntry>;
+}
+
+/** Gives `dir` and everything below it to `owner` (files hard-linked from an earlier snapshot are its already). */
+async function chownTree(dir: string, owner: number): Promise<void> {
+  await chown(dir, owner, owner);
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) await chownTree(path, owner);
+    else if (entry.isSymbolicLink()) await lchown(path, owner, owner); // the link itself: chown would follow it
+    else await chown(path, owner, owner);
+  }
 }

@@ -48,4 +48,19 @@ export class PostgresSecretRepo implements SecretRepo {
     );
     return rows.map((r) => ({ workspaceId: r.workspace_id, name: r.name, sealed: r.sealed }));
   }
+
+  async resealAll(reseal: (secret: SealedSecret) => string): Promise<number> {
+    return this.db.tx(async (q) => {
+      // FOR UPDATE: a gateway writing a secret meanwhile waits for this transaction, never interleaves.
+      const rows = await q.rows<{ workspace_id: string; name: string; sealed: string }>(
+        `SELECT workspace_id, name, sealed FROM secret ORDER BY workspace_id, name FOR UPDATE`,
+      );
+      for (const r of rows) {
+        const sealed = reseal({ workspaceId: r.workspace_id, name: r.name, sealed: r.sealed });
+        // A key rotation changes no value: updated_at (what users see) stays.
+        await q.run(`UPDATE secret SET sealed = $1 WHERE workspace_id = $2 AND name = $3`, [sealed, r.workspace_id, r.name]);
+      }
+      return rows.length;
+    });
+  }
 }

@@ -5,8 +5,8 @@
  * is its own short transaction and concurrency comes from the connection pool.
  */
 import { Beta9Error } from "@beta9/protocol";
-import type { ClaimedTask, Page, PoolRepo, TaskPolicy, TaskRepo } from "../types.js";
-import { expiredError, newId, now, toPool, toTask, type PoolRow, type TaskRow } from "../sqlite/rows.js";
+import type { ClaimedTask, Page, PoolRepo, TaskFilter, TaskPolicy, TaskRepo } from "../types.js";
+import { expiredError, newId, now, taskListWhere, toPool, toTask, type PoolRow, type TaskRow } from "../sqlite/rows.js";
 import { isUniqueViolation, type Db } from "./db.js";
 
 type FinishStatus = "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED" | "EXPIRED";
@@ -56,9 +56,11 @@ export class PostgresTaskRepo implements TaskRepo {
     return row && toTask(row);
   }
 
-  async list(workspaceId: string, page: Page) {
-    const rows = await this.db.rows<TaskRow>(`SELECT ${TASK_WITH_STUB_NAME} WHERE task.workspace_id = $1 ORDER BY task.created_at DESC, task.id LIMIT $2 OFFSET $3`,
-      [workspaceId, page.limit, page.offset]);
+  async list(workspaceId: string, filter: TaskFilter) {
+    const { where, params } = taskListWhere(workspaceId, filter, (n) => `$${n}`, "postgres");
+    const n = params.length;
+    const rows = await this.db.rows<TaskRow>(`SELECT ${TASK_WITH_STUB_NAME} WHERE ${where.join(" AND ")} ORDER BY task.created_at DESC, task.id LIMIT $${n + 1} OFFSET $${n + 2}`,
+      [...params, filter.limit, filter.offset]);
     return rows.map(toTask);
   }
 

@@ -1,9 +1,9 @@
 /** Tasks, pools and machines on SQLite (the scheduler and machine issues extend these). */
 import type Database from "better-sqlite3";
 import { Beta9Error, type Task } from "@beta9/protocol";
-import type { ClaimedTask, Page, PoolRepo, TaskPolicy, TaskRepo } from "../types.js";
+import type { ClaimedTask, Page, PoolRepo, TaskFilter, TaskPolicy, TaskRepo } from "../types.js";
 import {
-  expiredError, isUniqueViolation, newId, now, toPool, toTask, type PoolRow, type TaskRow,
+  expiredError, isUniqueViolation, newId, now, taskListWhere, toPool, toTask, type PoolRow, type TaskRow,
 } from "./rows.js";
 import { WriteBatch } from "./write-batch.js";
 
@@ -26,7 +26,8 @@ export class SqliteTaskRepo implements TaskRepo {
   private readonly insertRunning;
   private readonly byId;
   private readonly anyById;
-  private readonly listStmt;
+  /** One prepared listing per filter shape (which fields are set, how many statuses): a handful. */
+  private readonly listStmts = new Map<string, Database.Statement>();
   private readonly inputStmt;
   private readonly claim;
   private readonly inflightStmt;
@@ -55,7 +56,6 @@ export class SqliteTaskRepo implements TaskRepo {
     );
     this.byId = db.prepare(`SELECT ${TASK_WITH_STUB_NAME} WHERE task.workspace_id = ? AND task.id = ?`);
     this.anyById = db.prepare(`SELECT ${TASK_COLUMNS} FROM task WHERE id = ?`);
-    this.listStmt = db.prepare(`SELECT ${TASK_WITH_STUB_NAME} WHERE task.workspace_id = ? ORDER BY task.created_at DESC, task.id LIMIT ? OFFSET ?`);
     this.inputStmt = db.prepare(`SELECT input FROM task WHERE id = ?`);
     // One statement per claim: the oldest due retry (older than any pending task), else the oldest
     // pending task, moved to RUNNING and handed back with its input. Each probe walks the
@@ -136,8 +136,15 @@ export class SqliteTaskRepo implements TaskRepo {
     return row && toTask(row);
   }
 
-  async list(workspaceId: string, page: Page) {
-    return (this.listStmt.all(workspaceId, page.limit, page.offset) as TaskRow[]).map(toTask);
+  async list(workspaceId: string, filter: TaskFilter) {
+    const { where, params } = taskListWhere(workspaceId, filter, () => "?", "sqlite");
+    const shape = where.join(" AND ");
+    let stmt = this.listStmts.get(shape);
+    if (!stmt) {
+      stmt = this.db.prepare(`SELECT ${TASK_WITH_STUB_NAME} WHERE ${shape} ORDER BY task.created_at DESC, task.id LIMIT ? OFFSET ?`);
+      this.listStmts.set(shape, stmt);
+    }
+    return (stmt.all(...params, filter.limit, filter.offset) as TaskRow[]).map(toTask);
   }
 
   async input(id: string) {

@@ -202,6 +202,16 @@ export const migrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 8,
+    name: "task list filters",
+    // GET /task?status=…&stub=…|deployment=…: newest first within one status, or within one stub
+    // (a deployment's stubs are a handful), without walking the workspace's whole history.
+    sql: `
+      CREATE INDEX task_status_list ON task(workspace_id, status, created_at);
+      CREATE INDEX task_stub_list ON task(stub_id, created_at);
+    `,
+  },
 ];
 
 export class MigrationError extends Error {

@@ -3,6 +3,7 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import type {
   App, Deployment, Pool, StoredObject, Stub, StubType, Task, TaskStatus, Token, TokenType, Workspace,
 } from "@beta9/protocol";
+import type { TaskFilter } from "../types.js";
 
 export const newId = (): string => randomUUID();
 export const now = (): string => new Date().toISOString();
@@ -79,4 +80,27 @@ export const toPool = (r: PoolRow): Pool => ({ id: r.id, name: r.name, descripti
 /** An expired task's error: the TTL, and what its stub waited for when something is known (capacity). */
 export function expiredError(waitedFor: string | undefined): string {
   return waitedFor ? `waited longer than its ttl; ${waitedFor}` : "waited longer than its ttl";
+}
+
+/**
+ * The WHERE terms of a task listing, shared by both stores: `placeholder(n)` spells the n-th
+ * parameter (`?` or `$n`). Each filter is one term the indexes serve: task_status_list for a
+ * status, task_stub_list for a stub or a deployment's stubs (every version of the name).
+ */
+export function taskListWhere(workspaceId: string, filter: TaskFilter, placeholder: (n: number) => string, dialect: "sqlite" | "postgres"): { where: string[]; params: unknown[] } {
+  const params: unknown[] = [];
+  const p = (value: unknown) => {
+    params.push(value);
+    return placeholder(params.length);
+  };
+  // SQLite plans without statistics (no ANALYZE): given a workload, it would still walk the whole
+  // workspace's history by task_workspace. The unary + keeps that index out of the choice there.
+  const workload = filter.stubId !== undefined || filter.deployment !== undefined;
+  const where = [`${workload && dialect === "sqlite" ? "+" : ""}task.workspace_id = ${p(workspaceId)}`];
+  if (filter.status?.length) where.push(`task.status IN (${filter.status.map(p).join(", ")})`);
+  if (filter.stubId !== undefined) where.push(`task.stub_id = ${p(filter.stubId)}`);
+  if (filter.deployment !== undefined) {
+    where.push(`task.stub_id IN (SELECT stub_id FROM deployment WHERE workspace_id = ${p(workspaceId)} AND name = ${p(filter.deployment)} AND deleted_at IS NULL)`);
+  }
+  return { where, params };
 }

@@ -16,8 +16,9 @@ export class SqliteSecretRepo implements SecretRepo {
   private readonly listStmt;
   private readonly countStmt;
   private readonly allStmt;
+  private readonly resealStmt;
 
-  constructor(db: Database.Database) {
+  constructor(private readonly db: Database.Database) {
     this.insert = db.prepare(`INSERT INTO secret (workspace_id, name, sealed, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`);
     this.change = db.prepare(`UPDATE secret SET sealed = ?, updated_at = ? WHERE workspace_id = ? AND name = ?`);
     this.remove = db.prepare(`DELETE FROM secret WHERE workspace_id = ? AND name = ?`);
@@ -25,6 +26,8 @@ export class SqliteSecretRepo implements SecretRepo {
     this.listStmt = db.prepare(`SELECT name, created_at, updated_at FROM secret WHERE workspace_id = ? ORDER BY name LIMIT ? OFFSET ?`);
     this.countStmt = db.prepare(`SELECT COUNT(*) AS n FROM secret WHERE workspace_id = ?`);
     this.allStmt = db.prepare(`SELECT workspace_id, name, sealed FROM secret ORDER BY workspace_id, name`);
+    // A key rotation changes no value: updated_at (what users see) stays.
+    this.resealStmt = db.prepare(`UPDATE secret SET sealed = ? WHERE workspace_id = ? AND name = ?`);
   }
 
   async create(workspaceId: string, name: string, sealed: string) {
@@ -58,5 +61,16 @@ export class SqliteSecretRepo implements SecretRepo {
   async sealedAll(): Promise<SealedSecret[]> {
     return (this.allStmt.all() as { workspace_id: string; name: string; sealed: string }[])
       .map((r) => ({ workspaceId: r.workspace_id, name: r.name, sealed: r.sealed }));
+  }
+
+  async resealAll(reseal: (secret: SealedSecret) => string): Promise<number> {
+    // One IMMEDIATE transaction: the write lock is taken before the read, so no row changes in between.
+    return this.db.transaction(() => {
+      const rows = (this.allStmt.all() as { workspace_id: string; name: string; sealed: string }[]);
+      for (const r of rows) {
+        this.resealStmt.run(reseal({ workspaceId: r.workspace_id, name: r.name, sealed: r.sealed }), r.workspace_id, r.name);
+      }
+      return rows.length;
+    }).immediate();
   }
 }

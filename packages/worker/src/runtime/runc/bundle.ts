@@ -57,6 +57,15 @@ const BASE_MOUNTS = [
   { destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup", options: ["nosuid", "noexec", "nodev", "relatime", "ro"] },
 ];
 
+/**
+ * In a user namespace, sysfs can only be mounted for a netns the namespace owns, and a bridged
+ * container's netns is the host's: the mount helper mounts a read-only sysfs of that netns on the
+ * host side (BundleOptions.sysfs) and the container binds it.
+ */
+function sysfsAsBind(source: string): (mount: (typeof BASE_MOUNTS)[number]) => object {
+  return (mount) => (mount.type === "sysfs" ? { destination: "/sys", type: "bind", source, options: ["rbind", "nosuid", "noexec", "nodev", "ro"] } : mount);
+}
+
 export interface BundleOptions {
   /** Absolute cgroup path for this container, e.g. "/beta9/w1/ct1". */
   cgroupPath: string;
@@ -68,19 +77,29 @@ export interface BundleOptions {
   limitSwap: boolean;
   /** Extra env the runtime adds (PORT). */
   extraEnv: Record<string, string>;
+  /** A sysfs mounted for the container's netns, bound at /sys instead of mounting one (see sysfsAsBind). */
+  sysfs?: string;
+  /** The mounted root, when not the bundle's rootfs/ (see RuntimeNames.rootfsParent). */
+  rootfs?: string;
+  /** Run in a user namespace with this mapping (container root is an unprivileged host uid). */
+  userns?: { hostId: number; count: number } | undefined;
 }
 
 export function buildConfig(spec: ContainerSpec, options: BundleOptions): object {
   return {
     ociVersion: "1.0.2-dev",
     process: buildProcess(spec, options.extraEnv),
-    root: { path: "rootfs", readonly: false },
+    root: { path: options.rootfs ?? "rootfs", readonly: false },
     hostname: spec.id,
-    mounts: [...BASE_MOUNTS, ...etcMounts(options.etcFiles), ...(spec.mounts ?? []).map(bindMount)],
+    mounts: [...(options.sysfs ? BASE_MOUNTS.map(sysfsAsBind(options.sysfs)) : BASE_MOUNTS), ...etcMounts(options.etcFiles), ...(spec.mounts ?? []).map(bindMount)],
     linux: {
       cgroupsPath: options.cgroupPath,
       resources: buildResources(spec, options.limitSwap),
-      namespaces: buildNamespaces(options.netnsPath),
+      namespaces: buildNamespaces(options.netnsPath, options.userns !== undefined),
+      ...(options.userns && {
+        uidMappings: [{ containerID: 0, hostID: options.userns.hostId, size: options.userns.count }],
+        gidMappings: [{ containerID: 0, hostID: options.userns.hostId, size: options.userns.count }],
+      }),
       devices: (spec.devices ?? []).map(describeDevice),
       seccomp: defaultSeccompProfile(),
       maskedPaths: MASKED_PATHS,
@@ -125,8 +144,9 @@ function buildResources(spec: ContainerSpec, limitSwap: boolean): object {
   return resources;
 }
 
-function buildNamespaces(netnsPath: string | undefined): object[] {
+function buildNamespaces(netnsPath: string | undefined, userns: boolean): object[] {
   return [
+    ...(userns ? [{ type: "user" }] : []),
     { type: "pid" },
     netnsPath ? { type: "network", path: netnsPath } : { type: "network" },
     { type: "ipc" },

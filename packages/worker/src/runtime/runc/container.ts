@@ -3,7 +3,7 @@
  * (`runc run --keep`) → exit (OOM check) → release (runc delete, umount, netns/veth, cgroups,
  * state dir). Every path out — normal exit, stop(), failed start — goes through release().
  */
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { chown, mkdir, rm, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { run, tryRun } from "../exec.js";
 import type { ContainerExit, ContainerHandle, ContainerSpec, HostPort, LogSink } from "../types.js";
@@ -13,6 +13,9 @@ import { launchRunc, runcFailureMessage, type RuncStatus } from "./launch.js";
 import type { RuntimeNames } from "./names.js";
 import { NETNS_DIR, type BridgeNetwork, type ContainerNetwork } from "./network.js";
 import { lowerdirOption, mountOverlay, mountPointsUnder, overlayDirs, unmount } from "./overlay.js";
+import { adoptImage, releaseSpare, type WritableLayerDisks } from "./disks.js";
+import { mountContainer, prepareNetns, type UserNamespace } from "./mount-helper.js";
+import { mappedBinds } from "./binds.js";
 
 /** What a container needs from its runtime. */
 export interface RuncContext {
@@ -22,6 +25,12 @@ export interface RuncContext {
   hierarchies: CgroupHierarchy[];
   cgroupParent: string;
   limitSwap: boolean;
+  /** The user namespace containers run in (see mount-helper.ts); undefined with --userns=false. */
+  userns: UserNamespace | undefined;
+  /** The compiled mount helper; set whenever userns or disks is. */
+  helper: string | undefined;
+  /** Bounded writable layers; undefined when the bound is off. */
+  disks: WritableLayerDisks | undefined;
 }
 
 const DEFAULT_GRACE_MS = 10_000;
@@ -44,6 +53,9 @@ export class RuncContainer implements ContainerHandle {
   private stopGraceMs: number | undefined;
   private killTimer: NodeJS.Timeout | undefined;
   private readonly earlyStderr: string[] = [];
+  /** The spec with its bind sources replaced by their idmapped clones (user namespace only). */
+  private mappedSpec: ContainerSpec | undefined;
+  private mappedEtc: { hosts: string; hostname: string } | undefined;
   /** Set while the container runs on its start-up burst (see ContainerSpec.startupBurstMillicores). */
   private burstTimer: NodeJS.Timeout | undefined;
 
@@ -70,7 +82,9 @@ export class RuncContainer implements ContainerHandle {
       lowerdirOption(this.spec.lowerDirs);
       await this.prepare();
       await this.launch();
+      this.ctx.disks?.refill();
     } catch (error) {
+      this.ctx.disks?.refill();
       const message = error instanceof Error ? error.message : String(error);
       const cleanupErrors = await this.release();
       this.finish({ exitCode: null, reason: "failed", message: withCleanupErrors(message, cleanupErrors) });
@@ -107,25 +121,94 @@ export class RuncContainer implements ContainerHandle {
     this.ownsDir = true;
     const bridged = this.spec.network !== "none";
     const etc = { hosts: join(this.dir, "hosts"), hostname: join(this.dir, "hostname") };
+    const userns = this.userns();
     const steps = await Promise.allSettled([
-      bridged ? this.ctx.network.attach(this.id, this.spec.egress).then((network) => (this.network = network)) : Promise.resolve(),
-      mountOverlay(this.spec.lowerDirs, overlayDirs(this.dir, this.spec.upperDir)).then(() => (this.mounted = true)),
-      writeFile(etc.hostname, `${this.id}\n`),
+      bridged
+        ? this.ctx.network
+            .attach(this.id, this.spec.egress, userns && ((netns) => prepareNetns(this.ctx.helper!, netns, this.sysfsPath)))
+            .then((network) => (this.network = network))
+        : Promise.resolve(),
+      Promise.all([writeFile(etc.hostname, `${this.id}\n`), writeFile(etc.hosts, "")]).then(() => this.mountRoot(userns, etc)),
     ]);
     const failed = steps.find((step): step is PromiseRejectedResult => step.status === "rejected");
     if (failed) throw failed.reason;
     await writeFile(etc.hosts, hostsFile(this.id, this.network?.ip));
     const ports = this.spec.ports ?? [];
     const extraEnv: Record<string, string> = ports[0] !== undefined ? { PORT: String(ports[0]) } : {};
-    const config = buildConfig(this.spec, {
+    const config = buildConfig(this.mappedSpec ?? this.spec, {
       cgroupPath: this.cgroupPath,
+      userns,
+      rootfs: this.rootfs,
+      ...(userns && this.network && { sysfs: this.sysfsPath }),
       netnsPath: this.network ? join(NETNS_DIR, this.network.netns) : undefined,
-      etcFiles: etc,
+      etcFiles: this.mappedEtc ?? etc,
       limitSwap: this.ctx.limitSwap,
       extraEnv,
     });
     await writeFile(join(this.dir, "config.json"), JSON.stringify(config));
     if (this.network) for (const port of ports) this.ports[port] = { host: this.network.ip, port };
+  }
+
+  /**
+   * Image builds too: their kept upper dir records shifted owners while the step runs and is
+   * shifted back after (release(): mount helper --unshift), so the layer records the image's own.
+   */
+  private userns(): UserNamespace | undefined {
+    return this.ctx.userns;
+  }
+
+  private get sysfsPath(): string {
+    return join(this.dir, "sys");
+  }
+
+  private get rootfs(): string {
+    return this.userns() ? this.ctx.names.rootfsMountPoint(this.id) : overlayDirs(this.dir).rootfs;
+  }
+
+  /**
+   * The overlay root and the binds. With a user namespace or a disk bound, through the mount helper:
+   * lower layers and binds idmapped (host uid 0 is container root, and container root's writes
+   * through a bind are uid 0 on disk), the upper dir on the container's own disk.
+   */
+  private async mountRoot(userns: UserNamespace | undefined, etc: { hosts: string; hostname: string }): Promise<void> {
+    const disks = this.spec.upperDir === undefined ? this.ctx.disks : undefined;
+    if (!userns && !disks) {
+      await mountOverlay(this.spec.lowerDirs, overlayDirs(this.dir, this.spec.upperDir));
+      this.mounted = true;
+      return;
+    }
+    const disk = disks ? await disks.take() : undefined;
+    const diskDir = join(this.dir, "disk");
+    const dirs = disk
+      ? { upper: join(diskDir, "upper"), work: join(diskDir, "work"), rootfs: this.rootfs }
+      : { ...overlayDirs(this.dir, this.spec.upperDir), rootfs: this.rootfs };
+    if (!disk) {
+      await Promise.all([mkdir(dirs.upper, { recursive: true }), mkdir(dirs.work, { recursive: true })]);
+      // The merged root takes upper/'s owner: container root (the disk's upper/ is made so too).
+      if (userns) await chown(dirs.upper, userns.hostId, userns.hostId);
+    }
+    const binds = userns ? mappedBinds(this.dir, this.spec.mounts ?? [], etc) : undefined;
+    this.mounted = true;
+    // The helper makes the mount points; the image file moves meanwhile (a rename, not a mount).
+    try {
+      await Promise.all([
+        disk && adoptImage(disk, this.dir),
+        mountContainer(this.ctx.helper!, {
+          ...(userns && { userns }),
+          ...(disk && { move: { from: disk.mountPoint, to: diskDir } }),
+          overlay: { target: dirs.rootfs, upper: dirs.upper, work: dirs.work, lowers: this.spec.lowerDirs },
+          binds: binds?.binds ?? [],
+        }),
+      ]);
+    } catch (error) {
+      // A disk the helper never moved is still in the pool's dir, where release() does not look.
+      if (disk) await releaseSpare(disk);
+      throw error;
+    }
+    if (binds) {
+      this.mappedSpec = binds.spec(this.spec);
+      this.mappedEtc = binds.etc;
+    }
   }
 
   private async launch(): Promise<void> {
@@ -171,8 +254,11 @@ export class RuncContainer implements ContainerHandle {
     this.burstTimer = undefined;
     // Read before `runc delete` removes the cgroup (that is why we run with --keep).
     const oomKills = readOomKills(this.ctx.hierarchies, this.cgroupPath);
-    const exit = this.classify(status, oomKills);
+    let exit = this.classify(status, oomKills);
     const cleanupErrors = await this.release();
+    // A kept layer that could not be shifted back must not be taken as the step's result.
+    const unshift = cleanupErrors.find((error) => error.startsWith("unshift"));
+    if (unshift && exit.reason !== "failed") exit = { exitCode: null, reason: "failed", message: unshift };
     this.finish({ ...exit, ...(cleanupErrors.length > 0 ? { message: withCleanupErrors(exit.message, cleanupErrors) } : {}) });
   }
 
@@ -206,11 +292,21 @@ export class RuncContainer implements ContainerHandle {
           if (this.launched) await this.runcDelete();
         } finally {
           // Even if runc failed (or is missing), the overlay is ours to unmount (lazily if still busy).
-          if (this.mounted) await unmount(overlayDirs(this.dir).rootfs);
+          if (this.mounted) {
+            await unmount(this.rootfs);
+            if (this.rootfs !== overlayDirs(this.dir).rootfs) await rmdir(this.rootfs).catch(() => {});
+          }
+          // The rest: idmapped binds, the writable-layer disk (after the overlay on it), the netns's sysfs.
+          for (const point of mountPointsUnder(this.dir)) await unmount(point);
         }
       }),
       network ? step("network", () => this.ctx.network.detach(network)) : Promise.resolve(),
     ]);
+    const userns = this.userns();
+    if (this.spec.upperDir && userns && this.mounted) {
+      const upperDir = this.spec.upperDir;
+      await step("unshift", () => run(this.ctx.helper!, ["--unshift", upperDir, `${userns.hostId}:${userns.count}`]));
+    }
     await step("cgroups", () => removeCgroupTree(this.ctx.hierarchies, this.cgroupPath));
     // Never rm -rf through a mount that is still there (the overlay would be emptied into its upper dir).
     if (mountPointsUnder(this.dir).length === 0) {

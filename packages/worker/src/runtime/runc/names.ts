@@ -9,6 +9,9 @@ import { join } from "node:path";
 export const RUNTIME_NAME_PATTERN = /^[a-z0-9]{1,8}$/;
 export const CONTAINER_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
+/** Searchable (0711) by every uid, so container roots can be mounted below it; see rootfsParent. */
+export const ROOTFS_BASE = "/run/beta9";
+
 /** Linux interface names are at most 15 characters (IFNAMSIZ - 1). */
 const IFNAME_MAX = 15;
 
@@ -29,6 +32,24 @@ export class RuntimeNames {
 
   get containersDir(): string {
     return join(this.stateDir, "containers");
+  }
+
+  /**
+   * Where a user-namespaced container's root is mounted: runc mounts it from inside the user
+   * namespace, so every dir above it must be searchable by an unprivileged uid, which a state dir
+   * under /root is not. Holds only mount points (the data stays in the state dir).
+   */
+  get rootfsParent(): string {
+    return join(ROOTFS_BASE, this.name);
+  }
+
+  rootfsMountPoint(id: string): string {
+    return join(this.rootfsParent, id);
+  }
+
+  /** Spare writable-layer disks (disks.ts) until a container takes one. */
+  get disksDir(): string {
+    return join(this.stateDir, "disks");
   }
 
   containerDir(id: string): string {

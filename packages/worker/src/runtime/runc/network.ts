@@ -5,6 +5,7 @@
  * path measured in the feasibility notes, ~6.5 ms).
  */
 import type { EgressPolicy } from "@beta9/protocol";
+import { join } from "node:path";
 import { findExecutable, tryRun, run } from "../exec.js";
 import {
   addContainerPolicy, egressInstalled, forgetConnections, hasOwnPolicy, installEgress, removeContainerPolicy, removeEgress, type EgressConfig,
@@ -97,7 +98,8 @@ export class BridgeNetwork {
   }
 
   /** netns + veth + address + default route for one container. On failure, removes what it made. */
-  async attach(id: string, policy?: EgressPolicy): Promise<ContainerNetwork> {
+  /** `inNetns` (a netns setting of the caller's) runs beside the inside batch, off the critical path. */
+  async attach(id: string, policy?: EgressPolicy, inNetns?: (netnsPath: string) => Promise<unknown>): Promise<ContainerNetwork> {
     await this.ensureBridge();
     const network: ContainerNetwork = { netns: this.names.netns(id), veth: this.names.newVeth(), ip: this.pool.allocate() };
     try {
@@ -121,7 +123,10 @@ export class BridgeNetwork {
         network.ownPolicy = true;
         await addContainerPolicy(this.egress, network.ip, policy);
       }
-      await run("ip", ["-n", network.netns, "-batch", "-"], { input: inside.join("\n") + "\n" });
+      await Promise.all([
+        run("ip", ["-n", network.netns, "-batch", "-"], { input: inside.join("\n") + "\n" }),
+        inNetns?.(join(NETNS_DIR, network.netns)),
+      ]);
       return network;
     } catch (error) {
       await this.detach(network);

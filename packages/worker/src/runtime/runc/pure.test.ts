@@ -8,6 +8,7 @@ import { parseEgressRule } from "@beta9/protocol";
 import { buildConfig, CONTAINER_CAPABILITIES } from "./bundle.js";
 import { baseChainsScript, containerPolicyScript, hostNameservers } from "./egress.js";
 import { RuntimeNames } from "./names.js";
+import { subidCollisions } from "./mount-helper.js";
 import { macForIp } from "./network.js";
 import { lowerdirOption } from "./overlay.js";
 import { defaultSeccompProfile, DENIED_SYSCALLS } from "./seccomp.js";
@@ -77,6 +78,35 @@ test("config.json: limits, cgroup path, hostname, minimal capabilities, no_new_p
   assert.deepEqual(config.linux.namespaces.find((ns: any) => ns.type === "network"), { type: "network", path: "/var/run/netns/b9-w-ct1" });
   const usr = config.mounts.find((mount: any) => mount.destination === "/usr");
   assert.deepEqual(usr.options, ["rbind", "ro", "nosuid", "nodev"]);
+});
+
+test("config.json with a user namespace: a user ns, 0 → the range for uids and gids, the root and sysfs the runtime mounted", () => {
+  const spec = { id: "ct1", lowerDirs: ["/"], command: ["true"], env: {}, cpuMillicores: 0, memoryMiB: 64 };
+  const base = { cgroupPath: "/beta9/w/ct1", netnsPath: "/var/run/netns/b9-w-ct1", etcFiles: { hosts: "/h", hostname: "/hn" }, limitSwap: false, extraEnv: {} };
+  const config = buildConfig(spec, { ...base, userns: { hostId: 1_000_000_000, count: 65536 }, rootfs: "/run/beta9/w/ct1", sysfs: "/s/ct1/sys" }) as any;
+  assert.equal(config.linux.namespaces[0].type, "user");
+  const mapping = [{ containerID: 0, hostID: 1_000_000_000, size: 65536 }];
+  assert.deepEqual([config.linux.uidMappings, config.linux.gidMappings], [mapping, mapping]);
+  assert.equal(config.root.path, "/run/beta9/w/ct1");
+  assert.deepEqual(config.mounts.find((mount: any) => mount.destination === "/sys"), {
+    destination: "/sys", type: "bind", source: "/s/ct1/sys", options: ["rbind", "nosuid", "noexec", "nodev", "ro"],
+  });
+  // --userns=false: no user namespace, no mappings, runc's own sysfs.
+  const off = buildConfig(spec, base) as any;
+  assert.ok(!off.linux.namespaces.some((ns: any) => ns.type === "user"));
+  assert.equal(off.linux.uidMappings, undefined);
+  assert.equal(off.mounts.find((mount: any) => mount.destination === "/sys").type, "sysfs");
+});
+
+test("a user-namespace range overlapping /etc/subuid or /etc/subgid is named", () => {
+  const dir = mkdtempSync(join(tmpdir(), "b9-subid-"));
+  try {
+    writeFileSync(join(dir, "subuid"), "alice:100000:65536\nbob:1000000000:10\n");
+    assert.deepEqual(subidCollisions({ hostId: 1_000_000_000, count: 65536 }, [join(dir, "subuid")]), [`${join(dir, "subuid")}: bob:1000000000:10`]);
+    assert.deepEqual(subidCollisions({ hostId: 165536, count: 65536 }, [join(dir, "subuid")]), []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 /**

@@ -13,19 +13,26 @@ import type { RuntimeNames } from "./names.js";
 import { reapContainerPolicies } from "./egress.js";
 import { deleteNetns, deleteVeths, listNetns, listVeths } from "./network.js";
 import { mountPointsUnder, unmount } from "./overlay.js";
+import { removePoolDir } from "./disks.js";
 
 export interface ReapContext {
   names: RuntimeNames;
   runcPath: string;
   hierarchies: CgroupHierarchy[];
   cgroupParent: string;
+  /** This runtime's own spare-disk dir under names.disksDir (kept; siblings are a dead worker's). */
+  ownDisks?: string | undefined;
 }
 
 export async function reapLeftovers(ctx: ReapContext): Promise<ReapReport> {
   // Counted up front: `runc delete` below removes the containers' own cgroup dirs itself.
   const cgroupsBefore = countCgroupDirs(ctx.hierarchies, ctx.cgroupParent);
   const containers = await reapRuncContainers(ctx);
-  const mounts = await reapMounts(ctx.names.containersDir);
+  // Roots first: they sit on the disks and binds below the container dirs.
+  const roots = await reapMounts(ctx.names.rootfsParent);
+  const mounts = roots + (await reapMounts(ctx.names.containersDir)) + (await reapDisks(ctx.names.disksDir, ctx.ownDisks));
+  // Never rm -rf through a mount that stayed (it would empty a container's layer).
+  if (mountPointsUnder(ctx.names.rootfsParent).length === 0) rmSync(ctx.names.rootfsParent, { recursive: true, force: true });
   // Host-side veths first: deleting a netns alone removes its veth pair only asynchronously.
   const veths = await listVeths(ctx.names.vethPrefix);
   await deleteVeths(veths);
@@ -69,4 +76,20 @@ function reapContainerDirs(containersDir: string): void {
     // A mount that would not go away is left (rm -rf through it would empty it); reap() again later.
     if (mountPointsUnder(dir).length === 0) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** A dead worker's spare writable-layer disks (still loop-mounted) and their images. */
+async function reapDisks(disksDir: string, keep: string | undefined): Promise<number> {
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(disksDir);
+  } catch {
+    return 0;
+  }
+  let count = 0;
+  for (const entry of entries) {
+    const dir = join(disksDir, entry);
+    if (dir !== keep) count += await removePoolDir(dir);
+  }
+  return count;
 }

@@ -1,0 +1,109 @@
+// Volumes: `beta9 cp` up and down (MB/s) against curl PUT/GET of the same bytes to a plain loopback
+// HTTP server (floor, same run, alternating rounds, medians); and the worker side of a mount: the
+// first container of a worker to mount a volume (manifest, every content downloaded and checked,
+// snapshot built, overlay mounted) against a second one on the same worker (the snapshot is
+// reused: manifest check and overlay only). BENCH_VOLUME_MIB sets the file size (default 256).
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { createWriteStream, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { fmt, median, spawnServer, stop } from "./lib.mjs";
+
+const run_ = promisify(execFile);
+const here = (p) => fileURLToPath(new URL(p, import.meta.url));
+const cli = here("../packages/cli/dist/main.js");
+const MIB = Number(process.env.BENCH_VOLUME_MIB ?? 256);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const MB = 1e6;
+
+async function makeFile(path, mib) {
+  const out = createWriteStream(path);
+  for (let i = 0; i < mib; i++) {
+    if (!out.write(Buffer.alloc(1 << 20, createHash("sha512").update(`bench-${i}`).digest()))) await new Promise((r) => out.once("drain", r));
+  }
+  await new Promise((r) => out.end(r));
+}
+
+async function timed(fn) {
+  const start = performance.now();
+  await fn();
+  return (performance.now() - start) / 1000;
+}
+
+export async function run() {
+  const dir = mkdtempSync(join(tmpdir(), "beta9-bench-volume-"));
+  const children = [];
+  try {
+    const gw = await spawnServer(here("./servers/volume-gateway.mjs"), [join(dir, "data")]);
+    children.push(gw.child);
+    mkdirSync(join(dir, "floor"));
+    const floor = await spawnServer(here("./servers/plain-files.mjs"), [join(dir, "floor")]);
+    children.push(floor.child);
+    const file = join(dir, "payload.bin");
+    await makeFile(file, MIB);
+    const bytes = statSync(file).size;
+    const env = { ...process.env, BETA9_GATEWAY: gw.info.url, BETA9_TOKEN: gw.info.adminKey, BETA9_CONFIG_DIR: join(dir, "cfg"), NO_COLOR: "1" };
+    const beta9 = (...args) => run_(process.execPath, [cli, ...args], { env, maxBuffer: 1 << 24 });
+    await beta9("volume", "create", "bench");
+    const cliStart = median(await Promise.all([0, 1, 2].map(() => timed(() => beta9("--version")))));
+
+    const rounds = { curlUp: [], curlDown: [], cpUp: [], cpDown: [] };
+    for (let i = 0; i < ROUNDS; i++) {
+      rounds.curlUp.push(await timed(() => run_("curl", ["-sSf", "-T", file, `${floor.info.url}/f`, "-o", "/dev/null"])));
+      rounds.curlDown.push(await timed(() => run_("curl", ["-sSf", `${floor.info.url}/f`, "-o", join(dir, "curl.back")])));
+      // Each round a new path, and the previous content removed, so that no chunk is stored already.
+      await beta9("rm", "-r", "bench:").catch(() => {});
+      rounds.cpUp.push(await timed(() => beta9("cp", file, `bench:r${i}.bin`)));
+      rounds.cpDown.push(await timed(() => beta9("cp", `bench:r${i}.bin`, join(dir, `cp-${i}.back`))));
+      rmSync(join(dir, `cp-${i}.back`), { force: true });
+    }
+    const rate = (xs) => bytes / MB / median(xs);
+    // Also without the CLI's start-up (a node process loading the SDK), which a larger file amortises.
+    const net = (xs) => bytes / MB / Math.max(0.001, median(xs) - cliStart);
+    const up = { curl: rate(rounds.curlUp), cp: rate(rounds.cpUp), cpLessStartUp: net(rounds.cpUp) };
+    const down = { curl: rate(rounds.curlDown), cp: rate(rounds.cpDown), cpLessStartUp: net(rounds.cpDown) };
+
+    // Worker side of a mount: what the worker does before a container starts (cache.ts + the overlay).
+    const { VolumeCache } = await import("../packages/worker/dist/volumes/cache.js");
+    const { mountOverlay, unmount } = await import("../packages/worker/dist/runtime/runc/overlay.js");
+    const endpoint = { url: gw.info.url, token: gw.info.workerToken };
+    const mounts = { first: [], second: [] };
+    for (let i = 0; i < ROUNDS; i++) {
+      const cache = new VolumeCache(join(dir, `worker-${i}`, "volumes"), endpoint);
+      await cache.init();
+      for (const which of ["first", "second"]) {
+        const c = join(dir, `worker-${i}`, which);
+        let snap;
+        mounts[which].push(await timed(async () => {
+          snap = await cache.acquire(gw.info.workspaceId, "bench");
+          await mountOverlay([snap.dir], { upper: join(c, "upper"), work: join(c, "work"), rootfs: join(c, "merged") });
+        }));
+        await unmount(join(c, "merged"));
+        await cache.release(snap);
+      }
+      rmSync(join(dir, `worker-${i}`), { recursive: true, force: true });
+    }
+    const mount = { first: median(mounts.first), second: median(mounts.second) };
+    return {
+      name: `volumes: beta9 cp of ${MIB} MiB vs curl to a plain loopback server; second mount on a worker vs the first`,
+      fileMiB: MIB,
+      upMBps: up, downMBps: down,
+      ratio: { up: up.cp / up.curl, down: down.cp / down.curl, secondMountVsFirst: mount.second / mount.first },
+      cliStartS: cliStart,
+      mountS: mount,
+      print() {
+        console.log(`\n## ${this.name}  (${ROUNDS} alternating rounds, medians)`);
+        console.log(`  up    curl -T ${fmt(up.curl).padStart(6)} MB/s   beta9 cp ${fmt(up.cp).padStart(6)} MB/s   ratio ${fmt(this.ratio.up, 2)}`);
+        console.log(`  down  curl -o ${fmt(down.curl).padStart(6)} MB/s   beta9 cp ${fmt(down.cp).padStart(6)} MB/s   ratio ${fmt(this.ratio.down, 2)}`);
+        console.log(`  beta9 cp times include the CLI's start-up (beta9 --version: ${fmt(cliStart, 2)} s here); less that: up ${fmt(up.cpLessStartUp)} MB/s (${fmt(up.cpLessStartUp / up.curl, 2)}), down ${fmt(down.cpLessStartUp)} MB/s (${fmt(down.cpLessStartUp / down.curl, 2)})`);
+        console.log(`  mount on a worker: first ${fmt(mount.first * 1000)} ms (downloads ${MIB} MiB), second ${fmt(mount.second * 1000)} ms (snapshot reused): ratio ${fmt(this.ratio.secondMountVsFirst, 3)}`);
+      },
+    };
+  } finally {
+    for (const child of children) await stop(child);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
