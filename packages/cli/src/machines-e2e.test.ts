@@ -143,7 +143,10 @@ async function teardown(): Promise<void> {
     // What a killed agent could leave: runc containers, mounts, container netns, cgroups.
     const state = join(node.home, "state", "runc");
     if (existsSync(state)) {
-      await new RuncRuntime({ stateDir: state, name: node.workerName, runcPath: sh("which", ["runc"]).trim() }).reap().catch(() => undefined);
+      // close() too: reap() leaves the runtime a spare writable-layer disk (mounted) for its next start.
+      const runtime = new RuncRuntime({ stateDir: state, name: node.workerName, runcPath: sh("which", ["runc"]).trim() });
+      await runtime.reap().catch(() => undefined);
+      await runtime.close().catch(() => undefined);
     }
     trySh("ip", ["netns", "del", node.netns]);
     trySh("ip", ["link", "del", node.veth]);
