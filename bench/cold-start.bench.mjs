@@ -2,7 +2,8 @@
 // runner's HTTP server inside the container answering its first request, on a local runc worker
 // with the image (the worker's host rootfs + the runner bundle) already on disk, against a bare
 // `runc run -d` of the same rootfs, mounts and server in a fresh netns on a bridge (the floor),
-// alternating in one run. Also: median fetch + verify + mount throughput of a packed image.
+// alternating in one run; and the same worker code with user namespaces and the per-container disk
+// off (what they cost a start).
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -92,8 +93,19 @@ export async function run() {
   const logger = pino({ level: "warn" });
   const gateway = await startGateway({ dataDir: join(dir, "gw"), port: 0, logLevel: "warn" });
   const key = gateway.bootstrap.token.key;
-  const worker = await startWorker({ gatewayUrl: gateway.url, token: await gateway.localWorkerToken(), stateDir: join(dir, "worker"), logger, runtime: "runc", name: "bench", subnet: "10.219.251.0/24", workerId: "bench" });
-  await worker.connected;
+  const workerToken = await gateway.localWorkerToken();
+  // Two workers of this code: the defaults (user namespace, own writable-layer disk), and one with
+  // both off, the container path before they came (the regression they cost, in the same run).
+  const pools = { subject: "cold-default", plain: "cold-plain" };
+  for (const name of Object.values(pools)) {
+    await request(`${gateway.url}/api/v1/pool`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify({ name }) }).then((r) => r.body.dump());
+  }
+  const worker = await startWorker({ gatewayUrl: gateway.url, token: workerToken, stateDir: join(dir, "worker"), logger, runtime: "runc", name: "bench", subnet: "10.219.251.0/24", workerId: "bench", pool: pools.subject });
+  const plainWorker = await startWorker({
+    gatewayUrl: gateway.url, token: workerToken, stateDir: join(dir, "worker-plain"), logger, runtime: "runc", name: "benchp", subnet: "10.219.252.0/24", workerId: "bench-plain",
+    pool: pools.plain, userns: false, writableLayerMiB: 0,
+  });
+  await Promise.all([worker.connected, plainWorker.connected]);
   const rootfs = ensureHostRootfs(join(dir, "worker"));
   const runner = ensureRunnerBundle(join(dir, "worker"));
   mkdirSync(join(dir, "floor"));
@@ -103,10 +115,10 @@ export async function run() {
     const res = await request(`${gateway.url}${path}`, { method, headers: auth, ...(body && { body: JSON.stringify(body) }) });
     return res.body.json();
   };
-  const subjectStart = async () => {
+  const subjectStart = async (pool = pools.subject) => {
     const t0 = performance.now();
     const created = await api("POST", "/api/v1/container", {
-      command: [...runner.nodeArgv, runner.runnerPath], ports: [8000], cpu: 1, memory: "512Mi",
+      command: [...runner.nodeArgv, runner.runnerPath], ports: [8000], cpu: 1, memory: "512Mi", pool,
     });
     let c = created;
     while (!c.ports?.["8000"]) {
@@ -118,36 +130,43 @@ export async function run() {
     const ms = performance.now() - t0;
     return { ms, stop: () => api("POST", `/api/v1/container/${created.id}/stop`) };
   };
-  const times = { floor: [], subject: [] };
+  const times = { floor: [], subject: [], plain: [] };
   try {
     floor = makeFloor(join(dir, "floor"), rootfs, runner.dir);
     // One warm-up each (page cache, JIT), then alternate.
-    for (const s of [await floor.start(), await subjectStart()]) await s.stop();
+    for (const s of [await floor.start(), await subjectStart(), await subjectStart(pools.plain)]) await s.stop();
     for (let i = 0; i < ROUNDS; i++) {
       const f = await floor.start();
       times.floor.push(f.ms);
       f.stop();
-      const s = await subjectStart();
-      times.subject.push(s.ms);
-      await s.stop();
+      // Which of the two goes first alternates too.
+      for (const which of i % 2 ? ["plain", "subject"] : ["subject", "plain"]) {
+        const s = await subjectStart(pools[which]);
+        times[which].push(s.ms);
+        await s.stop();
+      }
     }
   } finally {
     floor?.close();
+    await plainWorker.close(2000);
     await worker.close(2000);
     await gateway.close();
     rmSync(dir, { recursive: true, force: true });
   }
   const f = median(times.floor);
   const s = median(times.subject);
+  const p = median(times.plain);
   return {
     name: "cold start: POST /api/v1/container → first HTTP 200 from the runner, vs bare runc run",
-    rounds: ROUNDS, floorMs: f, subjectMs: s, ratio: s / f, goal: "<= 1.5",
-    floorAll: times.floor, subjectAll: times.subject,
+    rounds: ROUNDS, floorMs: f, subjectMs: s, plainMs: p, ratio: s / f, goal: "<= 1.5",
+    isolationCost: s / p, isolationGoal: "<= 1.05",
+    floorAll: times.floor, subjectAll: times.subject, plainAll: times.plain,
     print() {
       console.log(`\n## ${this.name}  (${ROUNDS} alternating rounds, medians)`);
       console.log(`  floor   runc run -d + netns + overlay   ${fmt(f, 1).padStart(7)} ms   (min ${fmt(Math.min(...times.floor), 1)}, max ${fmt(Math.max(...times.floor), 1)})`);
       console.log(`  subject gateway → worker → runc         ${fmt(s, 1).padStart(7)} ms   (min ${fmt(Math.min(...times.subject), 1)}, max ${fmt(Math.max(...times.subject), 1)})`);
-      console.log(`  ratio ${fmt(this.ratio, 2)} (goal <= 1.5)`);
+      console.log(`  plain   the same, --userns=false --writable-layer-mib=0 ${fmt(p, 1).padStart(7)} ms   (min ${fmt(Math.min(...times.plain), 1)}, max ${fmt(Math.max(...times.plain), 1)})`);
+      console.log(`  ratio ${fmt(this.ratio, 2)} (goal <= 1.5); user namespace + own disk vs without: ${fmt(this.isolationCost, 3)} (goal <= 1.05)`);
     },
   };
 }

@@ -9,7 +9,8 @@
 //    round the stub (keepWarmSeconds 1) has scaled back to zero containers.
 // 2. Warm overhead: one warm container; autocannon (in a child process) POSTing `{}` to the
 //    gateway's route vs `{"input":{}}` straight to the container's /invoke, at 1 and 10
-//    connections, alternating rounds, medians of req/s, p50 and p99.
+//    connections, alternating rounds, medians of req/s, p50 and p99, and CPU per request of the
+//    gateway (this process) and of the runner (/proc/PID/stat of the container's first process).
 import { execFile, execFileSync, spawn } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -20,7 +21,7 @@ import { pino } from "pino";
 import { request } from "undici";
 import { startGateway } from "@beta9/gateway";
 import { ensureRunnerBundle, runcUnavailableReason, startWorker } from "@beta9/worker";
-import { fmt, gatewayClient, median, prepareFloorHost, runnerSecret } from "./lib.mjs";
+import { containerPid, fmt, gatewayClient, median, prepareFloorHost, processCpuSeconds, runnerSecret } from "./lib.mjs";
 
 const ZERO_ROUNDS = Math.max(8, Number(process.env.BENCH_ZERO_ROUNDS ?? 10));
 const LOAD_ROUNDS = Math.max(3, Number(process.env.BENCH_ROUNDS ?? 3));
@@ -302,9 +303,20 @@ export async function run() {
     };
     await firstInvoke(target.direct.url, 15_000, { authorization: direct.authorization });
     for (const name of ["direct", "gateway"]) await loadRound({ ...target[name], connections: 10, duration: 2 }); // JIT, pools
+    // CPU per request: this process (the gateway; the worker in it idles meanwhile) and the runner
+    // (the container's first process), read around each round.
+    const runnerPid = containerPid(workerDir, warmContainer.id);
+    const cpuNow = () => ({ gateway: process.cpuUsage(), runner: processCpuSeconds(runnerPid) });
     for (let i = 0; i < LOAD_ROUNDS; i++) {
       for (const c of CONCURRENCY) {
-        for (const name of ["direct", "gateway"]) loads[c][name].push(await loadRound({ ...target[name], connections: c, duration: DURATION }));
+        for (const name of ["direct", "gateway"]) {
+          const before = cpuNow();
+          const r = await loadRound({ ...target[name], connections: c, duration: DURATION });
+          const used = process.cpuUsage(before.gateway);
+          r.gatewayCpuUs = (used.user + used.system) / r.requests;
+          r.runnerCpuUs = ((processCpuSeconds(runnerPid) - before.runner) * 1e6) / r.requests;
+          loads[c][name].push(r);
+        }
       }
     }
     if ((await active(stubs.warm)).length !== 1) throw new Error("the warm endpoint did not stay on one container");
@@ -318,12 +330,15 @@ export async function run() {
 
   const f = median(times.floor);
   const s = median(times.subject);
-  const summary = (rs) => ({ rps: median(rs.map((r) => r.rps)), p50: median(rs.map((r) => r.p50)), p99: median(rs.map((r) => r.p99)) });
+  const summary = (rs) => ({
+    rps: median(rs.map((r) => r.rps)), p50: median(rs.map((r) => r.p50)), p99: median(rs.map((r) => r.p99)),
+    gatewayCpuUs: median(rs.map((r) => r.gatewayCpuUs)), runnerCpuUs: median(rs.map((r) => r.runnerCpuUs)),
+  });
   const warm = {};
   for (const c of CONCURRENCY) {
     const d = summary(loads[c].direct);
     const g = summary(loads[c].gateway);
-    warm[c] = { direct: d, gateway: g, ratio: g.rps / d.rps, addedP50Ms: g.p50 - d.p50 };
+    warm[c] = { direct: d, gateway: g, ratio: g.rps / d.rps, addedP50Ms: g.p50 - d.p50, gatewayCpuVsRunnerCpu: g.gatewayCpuUs / d.runnerCpuUs };
   }
   const ms = (x) => `${fmt(x, 1).padStart(7)} ms`;
   const lat = (x) => `${fmt(x, 3)} ms`;
@@ -339,7 +354,7 @@ export async function run() {
       return [cpu, { floorMs: sf, subjectMs: ss, ratio: ss / sf, goal: "<= 2", floorAll: small[cpu].floor, subjectAll: small[cpu].subject }];
     })),
     warm: {
-      rounds: LOAD_ROUNDS, durationS: DURATION, goal: "throughput ratio >= 0.6; p50 added < 1 ms at concurrency 1",
+      rounds: LOAD_ROUNDS, durationS: DURATION, goal: "throughput ratio >= 0.6; p50 added < 1 ms at concurrency 1; gateway CPU per request <= the runner's own",
       ...Object.fromEntries(CONCURRENCY.map((c) => [`c${c}`, { ...warm[c], directAll: loads[c].direct, gatewayAll: loads[c].gateway }])),
     },
     print() {
@@ -358,6 +373,7 @@ export async function run() {
         console.log(`    c=${String(c).padEnd(2)} direct  /invoke          ${fmt(w.direct.rps).padStart(7)} req/s   p50 ${lat(w.direct.p50)}   p99 ${lat(w.direct.p99)}`);
         console.log(`         gateway /endpoint/:name ${fmt(w.gateway.rps).padStart(7)} req/s   p50 ${lat(w.gateway.p50)}   p99 ${lat(w.gateway.p99)}`);
         console.log(`         ratio ${fmt(w.ratio, 2)} (goal >= 0.6), p50 added ${lat(w.addedP50Ms)}${c === 1 ? " (goal < 1 ms)" : ""}`);
+        console.log(`         CPU per request: runner ${fmt(w.direct.runnerCpuUs, 1)} µs direct, ${fmt(w.gateway.runnerCpuUs, 1)} µs through the gateway; gateway ${fmt(w.gateway.gatewayCpuUs, 1)} µs (${fmt(w.gatewayCpuVsRunnerCpu, 2)}× the runner's own; goal <= 1)`);
       }
     },
   };

@@ -111,3 +111,18 @@ export function runnerSecret(workerDir, containerId) {
   if (!entry) throw new Error(`container ${containerId} has no runner secret in its config`);
   return entry.slice("BETA9_RUNNER_SECRET=".length);
 }
+
+/** CPU seconds (user + system, all threads) a process has used so far, from /proc/PID/stat. */
+export function processCpuSeconds(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // After "(comm) ": state is fields[0]; utime and stime are the stat file's 14th and 15th fields.
+  return (Number(fields[11]) + Number(fields[12])) / 100; // USER_HZ is 100 on Linux
+}
+
+/** The pid of a runc container's first process (the runner), by `runc state`. */
+export function containerPid(workerDir, containerId) {
+  const state = JSON.parse(execFileSync("runc", ["--root", join(workerDir, "runc", "runc"), "state", containerId], { stdio: ["ignore", "pipe", "pipe"] }).toString());
+  if (!state.pid) throw new Error(`container ${containerId} has no pid (${state.status})`);
+  return state.pid;
+}

@@ -4,19 +4,21 @@
  * An iptables rule drops every connection the host opens into their subnet, as NAT would, so
  * workload traffic can only flow through the agents' own connections (the tunnel). Covered: join,
  * an endpoint and a task on a machine, cutting a machine's link (it expires, its task is retried on
- * the other machine), restoring it (ready again without a restart), cordon, drain and delete.
+ * the other machine), restoring it (ready again without a restart), cordon, drain and delete; a
+ * secret and a volume used from both machines (the value in their containers and in no record, list,
+ * log or gateway file; a file written on A read on B).
  * Everything it creates is removed afterwards, even on failure. Skipped where runc cannot run.
  */
 import assert from "node:assert/strict";
 import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { Client, type Container, type Task } from "beta9";
+import { Client, Sandbox, Volume, type Container, type Task } from "beta9";
 import { RUNNER_PORT, type Machine, type MachineCreateResponse } from "@beta9/protocol";
 import { startGateway, type RunningGateway } from "@beta9/gateway";
 import { RuncRuntime, runcUnavailableReason, startWorker, type StartedWorker } from "@beta9/worker";
@@ -130,6 +132,13 @@ async function diagnose(): Promise<string> {
     (await beta9("container", "logs", c.id)).stdout.split("\n").slice(-15).join("\n")));
   return JSON.stringify(containers.map((c) => [c.id, c.state, c.reason, c.message, c.workerId, c.ports]), null, 1) +
     `\n${logs.join("\n---\n")}\n--- agent a\n${agentLog(A)}\n--- agent b\n${agentLog(B)}`;
+}
+
+const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
+
+/** Every regular file below `root` (not following links). */
+function filesUnder(root: string): string[] {
+  return readdirSync(root, { withFileTypes: true, recursive: true }).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
 }
 
 function agentLog(node: Node): string {
@@ -359,6 +368,62 @@ describe("external machines in network namespaces (gateway + b9agent code + runc
       d.kill();
       await client.stopContainer(created.id).catch(() => undefined);
     }
+  });
+
+  test("a secret and a volume on both machines: the secret reaches each machine's containers and no record, list or log; a file written on A is read on B", async () => {
+    const value = `edge-secret-${randomBytes(8).toString("hex")}`;
+    const created = await beta9("secret", "create", "EDGE_KEY", "--value", value);
+    assert.equal(created.code, 0, created.stderr);
+    const volume = new Volume({ name: "edge-data", mountPath: "/data" });
+    const onMachine = async (node: Node) => {
+      const sb = await new Sandbox({ image: null, client, pool: "edge", cpu: "250m", memory: 256, secrets: ["EDGE_KEY"], volumes: [volume] }).create();
+      assert.equal((await sb.status()).workerId, node.machine!.machine.id);
+      // Its hash, not the value: what a process prints may be kept in the logs, which are checked below.
+      const seen = await sb.process.run("sh", ["-c", 'printf %s "$EDGE_KEY" | sha256sum']);
+      assert.equal(seen.stdout.split(" ")[0], sha256(value), "the secret is in the container's environment");
+      return sb;
+    };
+    // B is cordoned (above): A first, then only B.
+    const a = await onMachine(A);
+    await a.fs.writeText("/data/from-a.txt", "written on A");
+    await a.terminate();
+    await until("the volume's first commit", async () => (await client.volumes.get("edge-data")).version >= 1 || undefined);
+    assert.equal((await beta9("machine", "cordon", A.machine!.machine.id)).code, 0);
+    assert.equal((await beta9("machine", "uncordon", B.machine!.machine.id)).code, 0);
+    try {
+      const b = await onMachine(B);
+      assert.equal(await b.fs.readText("/data/from-a.txt"), "written on A", "read on B what a container on A wrote");
+      await b.terminate();
+    } finally {
+      assert.equal((await beta9("machine", "uncordon", A.machine!.machine.id)).code, 0);
+      assert.equal((await beta9("machine", "cordon", B.machine!.machine.id)).code, 0);
+    }
+    // A task queue naming the secret: its handler sees it, its task and stub records never hold it.
+    const app = join(dir, "edge-secret.ts");
+    writeFileSync(app, `
+      import { createHash } from "node:crypto";
+      export const keyed = {
+        __beta9Workload: true as const, kind: "taskqueue" as const, name: "edge-keyed",
+        config: { cpu: 0.25, memory: "256Mi", keepWarmSeconds: 1, pool: "edge", secrets: ["EDGE_KEY"] },
+        image: { toSpec: () => ({ base: { kind: "scratch" }, steps: [], env: {} }) },
+        handler: async () => ({ sha256: createHash("sha256").update(process.env.EDGE_KEY ?? "").digest("hex") }),
+      };
+    `);
+    const deployed = await beta9("deploy", `${app}:keyed`, "--json", "-q");
+    assert.equal(deployed.code, 0, deployed.stderr);
+    const done = await client.waitForTask(await client.putTask("edge-keyed", {}));
+    assert.equal(done.status, "COMPLETE", JSON.stringify(done));
+    assert.deepEqual(done.result, { sha256: sha256(value) });
+
+    const shown = [
+      JSON.stringify(done), JSON.stringify(await client.getStub(JSON.parse(deployed.stdout).stubId)),
+      (await beta9("secret", "list", "--json")).stdout, (await beta9("sandbox", "list", "--json")).stdout,
+      (await beta9("task", "list", "--json")).stdout, agentLog(A), agentLog(B),
+      ...await Promise.all((await client.listContainers()).map(async (c) => (await beta9("container", "logs", c.id)).stdout)),
+    ].join("\n");
+    assert.ok(!shown.includes(value), "no answer, list or log shows the value");
+    const stored = filesUnder(join(dir, "gw")).filter((f) => readFileSync(f).includes(value));
+    assert.deepEqual(stored, [], "the gateway's data dir never holds the value in the clear (database, logs, objects)");
   });
 
   test("cut A's link: it goes silent and expires, its task in flight is retried on B; restored, A is ready again without a restart", async () => {

@@ -8,6 +8,7 @@
  * worker reconnecting after a gateway restart) for a sandbox that has ended is stopped then.
  */
 import { checkQuota, DEFAULT_QUOTAS, type WorkspaceQuotas } from "../quotas.js";
+import { daemonPool, dropDaemonPool } from "./proxy.js";
 import { randomBytes, randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { request } from "undici";
@@ -147,6 +148,7 @@ export class SandboxManager {
     clearInterval(this.reaper);
     this.unsubscribe();
     for (const live of this.live.values()) {
+      dropDaemonPool(live.origin);
       for (const w of live.waiters.splice(0)) w.reject(new Beta9Error("UNAVAILABLE", { reason: "the gateway is shutting down" }));
     }
   }
@@ -160,6 +162,8 @@ export class SandboxManager {
   private end(containerId: string, sandboxId: string, reason: string): void {
     const live = this.live.get(containerId);
     this.live.delete(containerId);
+    // Unless a newer sandbox at the same address already uses the pool (its end came late).
+    if (live?.origin && ![...this.live.values()].some((other) => other.origin === live.origin)) dropDaemonPool(live.origin);
     for (const w of live?.waiters.splice(0) ?? []) {
       w.reject(new Beta9Error("SANDBOX_NOT_RUNNING", { id: sandboxId, state: "TERMINATED", reason }));
     }
@@ -199,6 +203,8 @@ export class SandboxManager {
     const address = container.ports[String(SANDBOX_PORT)];
     if (container.state === "RUNNING" && address && !live.ready && !live.probing) {
       live.origin = `http://${address.host}:${address.port}`;
+      // Sockets kept to an earlier sandbox at this address (one whose end is not seen yet) are not this one's.
+      dropDaemonPool(live.origin);
       live.probing = true;
       this.probe(container.id, live).catch((err: unknown) => {
         live.probing = false;
@@ -211,7 +217,7 @@ export class SandboxManager {
   private async probe(containerId: string, live: Live): Promise<void> {
     const deadline = Date.now() + (this.o.readyTimeoutMs ?? 120_000);
     while (this.live.get(containerId) === live && Date.now() < deadline && !this.closed) {
-      const ok = await request(`${live.origin}/health`, { headersTimeout: 2000, bodyTimeout: 2000 })
+      const ok = await request(`${live.origin}/health`, { dispatcher: daemonPool(live.origin!), headersTimeout: 2000, bodyTimeout: 2000 })
         .then(async (r) => (await r.body.dump(), r.statusCode === 200), () => false);
       if (ok) {
         live.ready = true;

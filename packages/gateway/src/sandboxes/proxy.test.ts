@@ -6,7 +6,8 @@ import Fastify from "fastify";
 import type { Dispatcher } from "undici";
 import type { IncomingMessage } from "node:http";
 import { exposedUrl, sandboxHostRewriter } from "./ports.js";
-import { EXPOSED_PORT_CSP, forwardedHeaders, hostOnlyCookie, relayAll } from "./proxy.js";
+import { createServer } from "node:http";
+import { dropDaemonPool, EXPOSED_PORT_CSP, forward, forwardedHeaders, hostOnlyCookie, relayAll } from "./proxy.js";
 
 test("the sandbox's server never gets the caller's token or cookies", () => {
   const out = forwardedHeaders({ authorization: "Bearer b9_x", cookie: "session=1", accept: "text/html", connection: "keep-alive" }, "10.0.0.9");
@@ -57,4 +58,27 @@ test("a port's own origin (<id>-<port>.<host>): every path is the port's, cookie
   assert.deepEqual(res.headers["set-cookie"], ["sid=1; Path=/"]);
   assert.equal(res.headers["service-worker-allowed"], "/");
   assert.equal(res.headers["content-security-policy"], undefined);
+});
+
+test("a daemon's kept-alive sockets are per sandbox address and dropped with it: the next sandbox at that address gets new connections", async (t) => {
+  // A sandbox's address is reused by the next one on its worker; a socket kept from the old one
+  // would reach the new container, whose kernel resets it (ECONNRESET on its first call).
+  const seen: string[] = [];
+  const server = createServer((req, res) => res.end(`${req.socket.remotePort}`));
+  server.on("connection", (socket) => seen.push(String(socket.remotePort)));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  t.after(() => new Promise((r) => server.close(r)));
+  const origin = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  t.after(() => dropDaemonPool(origin));
+  const call = async () => {
+    const text = await (await forward({ url: `${origin}/health`, secret: "s" }, { method: "GET" })).body.text();
+    await new Promise((r) => setTimeout(r, 20)); // the socket goes back to its pool
+    return text;
+  };
+  const first = await call();
+  assert.equal(await call(), first, "kept alive while the sandbox lives");
+  dropDaemonPool(origin); // its sandbox ended
+  const next = await call();
+  assert.notEqual(next, first, "a new connection for whatever runs at the address now");
+  assert.equal(seen.length, 2);
 });

@@ -6,7 +6,7 @@
 import type { FastifyReply } from "fastify";
 import type { IncomingHttpHeaders } from "node:http";
 import type { Readable } from "node:stream";
-import { request, type Dispatcher } from "undici";
+import { Pool, request, type Dispatcher } from "undici";
 import { Beta9Error } from "@beta9/protocol";
 
 /** Headers that belong to one hop, never forwarded (RFC 9110 section 7.6.1). */
@@ -30,10 +30,33 @@ export interface DaemonTarget {
   secret: string | undefined;
 }
 
+/**
+ * Kept-alive connections to sandbox daemons, one pool per sandbox origin. A sandbox's address is
+ * reused by the next sandbox on its worker once it ends: a socket kept from the old one would
+ * reach the new container's kernel, which resets it (ECONNRESET on the new sandbox's first call).
+ * So the manager drops an origin's pool when its sandbox ends and before a new one is probed.
+ */
+const pools = new Map<string, Pool>();
+
+export function daemonPool(origin: string): Pool {
+  let pool = pools.get(origin);
+  if (!pool) pools.set(origin, (pool = new Pool(origin, { keepAliveTimeout: 30_000 })));
+  return pool;
+}
+
+/** Closes an origin's kept sockets (requests in flight on them fail: their sandbox is gone). */
+export function dropDaemonPool(origin: string | null): void {
+  const pool = origin === null ? undefined : pools.get(origin);
+  if (!pool) return;
+  pools.delete(origin!);
+  void pool.destroy().catch(() => {});
+}
+
 export async function forward(target: DaemonTarget, options: ForwardOptions): Promise<Dispatcher.ResponseData> {
   const headers = { ...options.headers, ...(target.secret !== undefined && { authorization: `Bearer ${target.secret}` }) };
   try {
     return await request(target.url, {
+      dispatcher: daemonPool(new URL(target.url).origin),
       method: options.method, body: options.body ?? null, headers, ...(options.signal && { signal: options.signal }),
       ...(options.unbounded ? { headersTimeout: 0, bodyTimeout: 0 } : { headersTimeout: 60_000, bodyTimeout: 300_000 }),
     });

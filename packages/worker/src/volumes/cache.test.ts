@@ -87,3 +87,28 @@ for (const [what, files] of [
     assert.deepEqual(existsSync(volumeDir) ? readdirSync(volumeDir) : [], [], "no snapshot, no half-built directory left");
   });
 }
+
+test("snapshots survive a worker restart in the same boot of the host, and are all dropped after the host restarts (their files are not fsynced)", async () => {
+  answer = { id: "boots", version: 1, files: { "f.txt": [hash, 5, 0o644, 1_000] } };
+  const at = join(dir, "boots");
+  const withBoot = (boot: string) => new VolumeCache(at, { url, token: "t" }, () => undefined, () => boot);
+  const first = withBoot("boot-1");
+  await first.init();
+  const snap = await first.acquire("ws", "v");
+  await first.release(snap);
+  assert.equal(readFileSync(join(at, ".boot-id"), "utf8"), "boot-1");
+
+  const restarted = withBoot("boot-1");
+  await restarted.init();
+  assert.ok(existsSync(snap.dir), "a worker restarted in the same boot keeps its snapshots");
+  assert.equal((await restarted.local("ws", "v", "boots", 1))?.files["f.txt"]?.[0], hash);
+
+  const rebooted = withBoot("boot-2");
+  await rebooted.init();
+  assert.equal(existsSync(snap.dir), false, "after a host restart the snapshot is gone");
+  assert.equal(existsSync(`${snap.dir}.json`), false);
+  assert.equal(readFileSync(join(at, ".boot-id"), "utf8"), "boot-2");
+  const again = await rebooted.acquire("ws", "v");
+  assert.equal(readFileSync(join(again.dir, "f.txt"), "utf8"), "hello", "built again from the gateway");
+  await rebooted.release(again);
+});

@@ -10,8 +10,8 @@
  * A snapshot stays while a container uses it; the newest of each volume stays for the next one.
  */
 import { randomUUID } from "node:crypto";
-import { constants, existsSync } from "node:fs";
-import { chmod, chown, copyFile, lchown, link, lutimes, mkdir, readdir, readFile, rename, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
+import { constants, existsSync, readFileSync } from "node:fs";
+import { chmod, chown, copyFile, lchown, link, lutimes, mkdir, open, readdir, readFile, rename, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { isDirEntry, isFileEntry, linkOf, linkTargetProblem, volumePath, type ManifestEntry } from "@beta9/protocol";
 import type { GatewayEndpoint } from "../gateway-http.js";
@@ -35,16 +35,40 @@ export class VolumeCache {
   private readonly building = new Map<string, Promise<Snapshot>>();
 
   /** `owner`: the host uid that is root in containers (user namespaces); a snapshot's files are its, as they would be a container root's. */
-  constructor(readonly dir: string, private readonly gateway: GatewayEndpoint, private readonly owner: () => number | undefined = () => undefined) {}
+  constructor(
+    readonly dir: string,
+    private readonly gateway: GatewayEndpoint,
+    private readonly owner: () => number | undefined = () => undefined,
+    /** Which boot of the host this is (snapshots built in another are dropped by init). */
+    private readonly boot: () => string = hostBootId,
+  ) {}
 
-  /** Removes half-built snapshots a crash left. */
+  /**
+   * Removes half-built snapshots a crash left, and every snapshot when the host has restarted since
+   * they were built: their files are not fsynced (a snapshot renamed into place is whole for as long
+   * as the page cache holds it, which a worker's own crash does not end), so after a host crash the
+   * disk may hold torn files. The boot marker is synced before any snapshot is built.
+   */
   async init(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
+    const marker = join(this.dir, ".boot-id");
+    const boot = this.boot();
+    const built = await readFile(marker, "utf8").catch(() => undefined);
+    const stale = built !== undefined && built !== boot;
     for (const ws of await readdir(this.dir)) {
       for (const name of await readdir(join(this.dir, ws)).catch(() => [] as string[])) {
         for (const entry of await readdir(join(this.dir, ws, name)).catch(() => [] as string[])) {
-          if (entry.startsWith(".tmp-")) await rm(join(this.dir, ws, name, entry), { recursive: true, force: true });
+          if (stale || entry.startsWith(".tmp-")) await rm(join(this.dir, ws, name, entry), { recursive: true, force: true });
         }
+      }
+    }
+    if (built !== boot) {
+      const handle = await open(marker, "w", 0o600);
+      try {
+        await handle.writeFile(boot);
+        await handle.sync();
+      } finally {
+        await handle.close();
       }
     }
   }
@@ -184,6 +208,14 @@ export class VolumeCache {
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }
+  }
+}
+
+function hostBootId(): string {
+  try {
+    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+  } catch {
+    return "unknown"; // no procfs: snapshots are kept across restarts, as before they were unsynced
   }
 }
 
