@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -50,6 +50,24 @@ function shellOnPty(args: string[], token = key): PtyDriver {
 
 /** A root shell prompt at the end of the output (bash's "bash-5.2# " or sh's "# "). */
 const PROMPT = /# $/;
+
+/** Waits until a host process with exactly these argv is its terminal's foreground process group. */
+async function foregroundOnItsTerminal(argv: string[]): Promise<void> {
+  const want = `${argv.join("\0")}\0`;
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) {
+    for (const pid of readdirSync("/proc").filter((e) => /^\d+$/.test(e))) {
+      try {
+        if (readFileSync(`/proc/${pid}/cmdline`, "utf8") !== want) continue;
+        const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        if (fields[2] === fields[5]) return; // pgrp === tpgid
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+  throw new Error(`no process ${argv.join(" ")} became its terminal's foreground job`);
+}
 
 async function untilRunning(id: string): Promise<void> {
   for (let i = 0; ; i++) {
@@ -108,8 +126,11 @@ describe("beta9 shell and sandbox.process.pty() (gateway + runc worker)", { skip
       seen = m[1] === "50 132";
     }
 
-    d.type("echo start-$((2+2)); sleep 100\r");
+    d.type("echo start-$((2+2)); sleep 317\r");
     at = (await d.waitFor(/start-4\r*\n/, at)).end;
+    // Ctrl-C once sleep is the terminal's foreground job: sent earlier, it reaches the shell
+    // before the job takes the terminal and sleep never sees it (as a user would press it again).
+    await foregroundOnItsTerminal(["sleep", "317"]);
     d.type("\x03");
     d.type("echo rc=$?\r");
     at = (await d.waitFor(/rc=130\r*\n/, at)).end;
