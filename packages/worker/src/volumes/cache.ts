@@ -215,7 +215,7 @@ function hostBootId(): string {
   try {
     return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
   } catch {
-    return "unknown"; // no procfs: snapshots are kept across restarts, as before they were unsynced
+    return "unknown"; // no procfs (not Linux as we run it): every start counts as the same boot
   }
 }
 
