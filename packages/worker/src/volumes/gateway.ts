@@ -4,13 +4,12 @@
  * from an open descriptor), and the commit naming the uploads.
  */
 import { createHash } from "node:crypto";
-import { createWriteStream } from "node:fs";
-import { rm, type FileHandle } from "node:fs/promises";
-import { Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import { writeSync } from "node:fs";
+import { open, rm, type FileHandle } from "node:fs/promises";
 import { request } from "undici";
 import { API_PREFIX, type ManifestEntry, type VolumeChange, type VolumeInfo } from "@beta9/protocol";
 import type { GatewayEndpoint } from "../gateway-http.js";
+import { HashFollower } from "./hash-follower.js";
 
 export interface MountAnswer {
   id: string;
@@ -69,20 +68,76 @@ export async function mountVolume(gw: GatewayEndpoint, workspaceId: string, name
   return (await res.body.json()) as MountAnswer;
 }
 
-/** Writes content `hash` to `dest` (a new file), refusing bytes that hash otherwise. */
+/** Contents at least this large are hashed on a thread of their own (hash-follower.ts); smaller ones inline. */
+const HASH_ON_A_THREAD = 32 * 1024 * 1024;
+/** How often the hashing thread is told how far the file is written. */
+const PROGRESS_EVERY = 8 * 1024 * 1024;
+const BATCH = 512 * 1024;
+
+/**
+ * Writes content `hash` to `dest` (a new file), refusing bytes that hash otherwise. Written with
+ * synchronous positional writes on the event loop: a syscall into the page cache, where a write
+ * stream would take a thread-pool round trip per piece (measured at about 0.7× the speed).
+ */
 export async function downloadBlob(gw: GatewayEndpoint, workspaceId: string, hash: string, dest: string): Promise<void> {
   const res = await call(gw, `volume content ${hash}`, `${base(gw, workspaceId)}/blob/${hash}`);
-  const digest = createHash("sha256");
-  const hasher = new Transform({ transform(chunk: Buffer, _e, cb) { digest.update(chunk); cb(null, chunk); } });
+  const length = Number(res.headers["content-length"] ?? Number.NaN);
+  const handle = await open(dest, "wx", 0o600);
+  const follower = length >= HASH_ON_A_THREAD ? new HashFollower(dest) : undefined;
+  const digest = follower ? undefined : createHash("sha256");
+  // Pieces arrive in 64 KiB reads; they are gathered into 512 KiB writes: fewer syscalls, and the
+  // page cache keeps larger folios, which a container's later reads of the file go through (reads
+  // of a file written 64 KiB at a time measured 1.4× slower here). 2 MiB writes were slower to make
+  // (higher-order page allocations): 3.4–4.9 s a GiB against 1.7–2.2 s at 512 KiB and 1.9–2.1 s at 64 KiB.
+  const batch = Buffer.allocUnsafe(length >= BATCH ? BATCH : 64 * 1024);
+  let held = 0;
+  let at = 0;
+  const flush = () => {
+    for (let off = 0; off < held;) off += writeSync(handle.fd, batch, off, held - off, at - held + off);
+    held = 0;
+  };
   try {
-    await pipeline(res.body, hasher, createWriteStream(dest, { flags: "wx", mode: 0o600, highWaterMark: 1 << 20 }));
-    const actual = digest.digest("hex");
+    let told = 0;
+    // 'data' events, not `for await`: a promise per 64 KiB piece cost a third more CPU here.
+    await new Promise<void>((resolve, reject) => {
+      res.body.on("data", (piece: Buffer) => {
+        try {
+          for (let from = 0; from < piece.length;) {
+            const n = piece.copy(batch, held, from);
+            held += n;
+            at += n;
+            from += n;
+            if (held === batch.length) flush();
+          }
+        } catch (err) {
+          res.body.destroy(err as Error);
+          return;
+        }
+        digest?.update(piece);
+        if (follower && at - held - told >= PROGRESS_EVERY) follower.progress(told = at - held);
+      });
+      res.body.once("end", () => {
+        try {
+          flush();
+          resolve();
+        } catch (err) {
+          reject(err as Error);
+        }
+      });
+      res.body.once("error", reject);
+    });
+    if (Number.isFinite(length) && at !== length) throw new Error(`volume content ${hash}: received ${at} of ${length} bytes`);
+    const actual = follower ? await follower.finish(at) : digest!.digest("hex");
     if (actual !== hash) throw new Error(`volume content ${hash}: received bytes hash to ${actual}`);
     // Not fsynced: the cache drops every snapshot after a host restart (cache.ts init).
   } catch (err) {
+    follower?.abort();
+    res.body.destroy();
+    await handle.close().catch(() => {});
     await rm(dest, { force: true });
     throw err;
   }
+  await handle.close();
 }
 
 /** Streams `size` bytes of an open file to the gateway; answers the content's hash as the gateway computed it. */
