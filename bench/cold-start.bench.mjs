@@ -12,9 +12,11 @@ import { pino } from "pino";
 import { request } from "undici";
 import { startGateway } from "@beta9/gateway";
 import { ensureHostRootfs, ensureRunnerBundle, runcUnavailableReason, startWorker } from "@beta9/worker";
-import { fmt, median, prepareFloorHost } from "./lib.mjs";
+import { fmt, load, median, prepareFloorHost } from "./lib.mjs";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
+/** Warm A/B: rounds of this many seconds of load on a running container of each worker. */
+const WARM = { rounds: Number(process.env.BENCH_WARM_ROUNDS ?? 4), seconds: 3, connections: 10 };
 const sh = (cmd, args) => execFileSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"] }).toString();
 const quiet = (cmd, args) => { try { sh(cmd, args); } catch { /* cleanup of what may not exist */ } };
 
@@ -128,9 +130,10 @@ export async function run() {
     }
     await firstOk(`http://${c.ports["8000"].host}:${c.ports["8000"].port}/health`);
     const ms = performance.now() - t0;
-    return { ms, stop: () => api("POST", `/api/v1/container/${created.id}/stop`) };
+    return { ms, url: `http://${c.ports["8000"].host}:${c.ports["8000"].port}/health`, stop: () => api("POST", `/api/v1/container/${created.id}/stop`) };
   };
   const times = { floor: [], subject: [], plain: [] };
+  const warm = { subject: [], plain: [] };
   try {
     floor = makeFloor(join(dir, "floor"), rootfs, runner.dir);
     // One warm-up each (page cache, JIT), then alternate.
@@ -146,6 +149,18 @@ export async function run() {
         await s.stop();
       }
     }
+    // Warm: requests a second to a running container of each worker (its runner's /health, straight
+    // to the container's address: the path user namespaces and the disk could slow), alternating.
+    const running = { subject: await subjectStart(), plain: await subjectStart(pools.plain) };
+    try {
+      for (let i = 0; i < WARM.rounds; i++) {
+        for (const which of i % 2 ? ["plain", "subject"] : ["subject", "plain"]) {
+          warm[which].push((await load({ url: running[which].url, connections: WARM.connections, duration: WARM.seconds })).rps);
+        }
+      }
+    } finally {
+      await Promise.all(Object.values(running).map((r) => r.stop()));
+    }
   } finally {
     floor?.close();
     await plainWorker.close(2000);
@@ -160,6 +175,7 @@ export async function run() {
     name: "cold start: POST /api/v1/container → first HTTP 200 from the runner, vs bare runc run",
     rounds: ROUNDS, floorMs: f, subjectMs: s, plainMs: p, ratio: s / f, goal: "<= 1.5",
     isolationCost: s / p, isolationGoal: "<= 1.05",
+    warmRps: { subject: median(warm.subject), plain: median(warm.plain) }, warmRatio: median(warm.subject) / median(warm.plain), warmGoal: ">= 0.95",
     floorAll: times.floor, subjectAll: times.subject, plainAll: times.plain,
     print() {
       console.log(`\n## ${this.name}  (${ROUNDS} alternating rounds, medians)`);
@@ -167,6 +183,8 @@ export async function run() {
       console.log(`  subject gateway → worker → runc         ${fmt(s, 1).padStart(7)} ms   (min ${fmt(Math.min(...times.subject), 1)}, max ${fmt(Math.max(...times.subject), 1)})`);
       console.log(`  plain   the same, --userns=false --writable-layer-mib=0 ${fmt(p, 1).padStart(7)} ms   (min ${fmt(Math.min(...times.plain), 1)}, max ${fmt(Math.max(...times.plain), 1)})`);
       console.log(`  ratio ${fmt(this.ratio, 2)} (goal <= 1.5); user namespace + own disk vs without: ${fmt(this.isolationCost, 3)} (goal <= 1.05)`);
+      console.log(`  warm: GET /health on a running container, ${WARM.connections} connections, ${WARM.rounds} × ${WARM.seconds} s alternating: ` +
+        `${fmt(this.warmRps.subject)} req/s with, ${fmt(this.warmRps.plain)} without; ratio ${fmt(this.warmRatio, 3)} (goal >= 0.95)`);
     },
   };
 }
