@@ -191,3 +191,14 @@ test("an endpoint that answers a stream is STREAMED, not read whole (a stream ma
   await assert.rejects(client.callEndpoint("chat", {}), (err: ApiError) =>
     err.code === "STREAMED" && /POST \/endpoint\/chat answered a stream \(text\/event-stream\), not a JSON result; read it with fetch\(\)/.test(err.message));
 });
+
+test("a call that waits on readiness (warming a pod) has no answer timeout; others fail with a message that says the gateway was slow", async (t) => {
+  const { url } = await serve(t, (_req, res) => setTimeout(() => json(res, 200, { deploymentId: "d", stubId: "s", containerId: "c" }), 2500));
+  // undici times answers on a coarse clock (about 1 s): the answer comes well after the limit.
+  const client = new Client({ gateway: url, token: "t", answerTimeoutMs: 300 });
+  t.after(() => client.close());
+  const { warmDeployment } = await import("./index.js");
+  assert.deepEqual(await warmDeployment(client, "d"), { deploymentId: "d", stubId: "s", containerId: "c" });
+  await assert.rejects(client.request("GET", "/stub"), (err: unknown) =>
+    err instanceof ApiError && err.code === "UNREACHABLE" && /accepted GET \/stub but did not answer in time/.test(err.message));
+});

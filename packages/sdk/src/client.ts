@@ -47,6 +47,8 @@ export interface ClientOptions {
    * self-signed one `beta9 up --tls` makes; `beta9 config create --tls-ca` saves it in a context.
    */
   tlsCa?: string;
+  /** Longest wait for the gateway's answer to a request, in ms (default 300 s); `longWait` calls have none. */
+  answerTimeoutMs?: number;
 }
 
 export type Query = Record<string, string | number | boolean | undefined>;
@@ -55,6 +57,12 @@ export interface RequestOptions {
   /** A Buffer/Uint8Array is sent as application/octet-stream, anything else as JSON. */
   body?: unknown;
   query?: Query;
+  /**
+   * The gateway answers only once something is ready and bounds that wait itself (a pod's
+   * readyTimeout, up to an hour): no client-side limit on the wait for its answer, where the
+   * default (undici's 300 s) would fail a slow pod that the gateway would still have answered.
+   */
+  longWait?: boolean;
 }
 
 export interface Health {
@@ -94,7 +102,7 @@ export class Client {
    * `beta9 up` saves), as workloads' `.remote()` does; or give `{ gateway, token }`.
    */
   constructor(given?: ClientOptions) {
-    const options = given ?? defaultClientOptions();
+    const options: ClientOptions | undefined = given ?? defaultClientOptions();
     if (!options) throw new Error(NO_CLIENT_CONFIGURED);
     let url: URL;
     try {
@@ -109,7 +117,7 @@ export class Client {
     this.token = options.token;
     this.basePath = url.pathname.replace(/\/+$/, "");
     this.tlsCa = options.tlsCa;
-    this.pool = new Pool(url.origin, gatewayPoolOptions(options.tlsCa));
+    this.pool = new Pool(url.origin, gatewayPoolOptions(options.tlsCa, options.answerTimeoutMs === undefined ? {} : { headersTimeout: options.answerTimeoutMs }));
   }
 
   async close(): Promise<void> {
@@ -153,9 +161,14 @@ export class Client {
 
     let res;
     try {
-      res = await this.pool.request({ method: method as Dispatcher.HttpMethod, path: fullPath, headers, body: body ?? null });
+      res = await this.pool.request({
+        method: method as Dispatcher.HttpMethod, path: fullPath, headers, body: body ?? null, ...(options.longWait && { headersTimeout: 0 }),
+      });
     } catch (err) {
       const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      if (reason === "UND_ERR_HEADERS_TIMEOUT") {
+        throw new ApiError(0, "UNREACHABLE", `the gateway at ${this.gateway} accepted ${method} ${path} but did not answer in time (${reason})`);
+      }
       throw new ApiError(0, "UNREACHABLE", `cannot reach the gateway at ${this.gateway} (${reason}); is it running (beta9 up)?`);
     }
     const bytes = Buffer.from(await res.body.arrayBuffer());

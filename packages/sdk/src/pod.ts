@@ -161,5 +161,5 @@ export async function deployPod(client: Client, pod: { image: Image; config: Stu
 
 /** Starts a container of the deployment when none runs and resolves once one is ready. */
 export function warmDeployment(client: Client, deploymentId: string): Promise<{ deploymentId: string; stubId: string; containerId: string }> {
-  return client.request("POST", `/deployment/${encodeURIComponent(deploymentId)}/warm`);
+  return client.request("POST", `/deployment/${encodeURIComponent(deploymentId)}/warm`, { longWait: true });
 }

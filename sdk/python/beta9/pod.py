@@ -83,7 +83,9 @@ class Pod:
         base = f"{client.gateway}/pod/{deployment['name']}"
         container_id = None
         if wait:
-            container_id = client.request("POST", f"/deployment/{deployment['id']}/warm", {}, timeout=max(client.timeout, 900.0))["containerId"]
+            # The gateway answers once the port opens and bounds the wait by the pod's readyTimeout
+            # (up to an hour), after placement (its backlog gives up after 10 minutes).
+            container_id = client.request("POST", f"/deployment/{deployment['id']}/warm", {}, timeout=max(client.timeout, 4200.0))["containerId"]
         return PodDeployment(
             name=deployment["name"], version=int(deployment["version"]), stub_id=stub["id"], image_id=image_id,
             url=f"{base}/", version_url=f"{base}/v{deployment['version']}/",

@@ -1,7 +1,7 @@
 /**
  * Removes what a previous worker with the same state dir and name left when it died (kill -9):
  * runc containers in our --root, overlay mounts under our state dir, our netns and veths, our
- * cgroup dirs and per-container dirs. Only objects carrying our name's prefix are touched. The
+ * cgroup dirs, per-container dirs and shells' shadow states. Only objects carrying our name's prefix are touched. The
  * order matters: containers hold the mounts, netns and cgroups, so they go first.
  */
 import { readdirSync, rmSync } from "node:fs";
@@ -43,6 +43,8 @@ export async function reapLeftovers(ctx: ReapContext): Promise<ReapReport> {
   removeEmptyCgroupAncestors(ctx.hierarchies, ctx.cgroupParent);
   const cgroups = cgroupsBefore - countCgroupDirs(ctx.hierarchies, ctx.cgroupParent);
   reapContainerDirs(ctx.names.containersDir);
+  // Shells' shadow runc states (shell-exec.ts): a dead worker's shells are gone with it.
+  rmSync(join(ctx.names.stateDir, "exec"), { recursive: true, force: true });
   return { containers, mounts, netns: netns.length, veths: veths.length, cgroups, egressChains };
 }
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { randomBytes, randomInt } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -69,8 +69,14 @@ test("kill -9 of a worker mid-run: reap() on the same stateDir/name removes ever
     assert.match(rules, new RegExp(`^-A ${names.containerChainPrefix}[0-9A-F]{8} -j REJECT --reject-with icmp-admin-prohibited$`, "m"), "its blockNetwork chain is still there");
     assert.match(rules, new RegExp(`^-A FORWARD -i b9br-${name} -j ${names.forwardChain}$`, "m"));
 
+    // A shell's shadow runc state (shell-exec.ts) that the dead worker never released.
+    const shadow = join(names.stateDir, "exec", "0123456789abcdef", worker.id);
+    mkdirSync(shadow, { recursive: true });
+    writeFileSync(join(shadow, "state.json"), "{}");
+
     runtime = new RuncRuntime({ stateDir, name, subnet });
     const report = await runtime.reap();
+    assert.equal(existsSync(join(names.stateDir, "exec")), false, "shells' shadow states are removed");
     assert.equal(report.containers, 1);
     assert.equal(report.mounts, left.length, left.join("\n"));
     assert.equal(report.netns, 1);
