@@ -6,9 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { pino } from "pino";
 import { Client, Image, type Container } from "beta9";
@@ -30,6 +31,15 @@ let bearer: TestRegistry;
 let basicRef: string;
 let bearerRef: string;
 const hostBefore = captureHostState();
+const cli = fileURLToPath(new URL("./main.js", import.meta.url));
+
+function beta9(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cli, ...args], {
+      env: { ...process.env, BETA9_GATEWAY: gateway.url, BETA9_TOKEN: gateway.bootstrap!.token.key, BETA9_CONFIG_DIR: join(dir, "cli-cfg"), NO_COLOR: "1" },
+    }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+  });
+}
 
 async function build(spec: ImageSpec, as = client): Promise<{ image: ImageInfo; lines: string[] }> {
   let image = await as.buildImage(spec);
@@ -240,6 +250,29 @@ describe("images end to end (private registries, Dockerfiles, local files)", { s
     const result = JSON.parse(out.trim().split("\n").pop()!) as { id: string; status: string; error: string | null; base: string };
     assert.deepEqual([result.status, result.base], ["ready", "dockerfile"], result.error ?? "");
     assert.deepEqual(await runIn(result.id, "cat /copied.txt /extra.txt"), ["hello from python", "extra"]);
+  });
+
+  test("beta9 image delete: the image leaves the list, its packed file goes, a deployment's image is refused, and asking again builds it again", async () => {
+    const spec = Image.fromRegistry(bearerRef, { credentials: { secret: "REG_AUTH" } }).run("echo built > /built.txt").toSpec();
+    const { image } = await build(spec);
+    assert.equal(image.status, "ready", image.error ?? "");
+    const packed = join(dir, "gw", "images", `${image.id}.sqfs`);
+    assert.ok(existsSync(packed), "the packed image is on the gateway's disk");
+    const { stub } = await client.createStub({ name: "uses-image", type: "endpoint/deployment", config: { imageId: image.id } });
+    const deployment = await client.createDeployment({ stubId: stub.id, name: "uses-image" });
+    const refused = await beta9(["image", "delete", image.id]);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /CONFLICT: .*used by deployment uses-image v1; stop it first \(beta9 deployment stop uses-image\)/);
+    assert.equal((await beta9(["deployment", "stop", deployment.id])).code, 0);
+    const deleted = await beta9(["image", "delete", image.id]);
+    assert.equal(deleted.code, 0, deleted.stderr);
+    assert.match(deleted.stdout, new RegExp(`deleted image ${image.id}`));
+    const listed = JSON.parse((await beta9(["image", "list", "--json"])).stdout) as { id: string }[];
+    assert.ok(!listed.some((i) => i.id === image.id), "gone from the list");
+    assert.equal(existsSync(packed), false, "no workspace uses it: its packed file is gone");
+    const again = await client.buildImage(spec);
+    assert.equal(again.status, "building", "asked for again, it is built again");
+    assert.deepEqual(await runIn((await build(spec)).image.id, "cat /built.txt"), ["built"]);
   });
 });
 

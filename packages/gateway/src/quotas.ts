@@ -19,6 +19,8 @@ export interface WorkspaceQuotas {
   volumes: number;
   /** Bytes of volume contents, each distinct content once (volumes/volume-store.ts). */
   volumeBytes: number;
+  /** Bytes of the ready images the workspace uses (packed images on the gateway's disk). */
+  imageBytes: number;
   /** WebSockets open through the gateway at once (each also holds a container slot). */
   webSockets: number;
   /** Largest WebSocket message (all its fragments), either way, in bytes. */
@@ -27,12 +29,12 @@ export interface WorkspaceQuotas {
 
 export const DEFAULT_QUOTAS: WorkspaceQuotas = {
   containers: 200, sandboxes: 50, builds: 16, objectBytes: 20 * 1024 ** 3, volumes: 100, volumeBytes: 50 * 1024 ** 3,
-  webSockets: 1000, webSocketMessageBytes: 16 * 1024 ** 2,
+  imageBytes: 100 * 1024 ** 3, webSockets: 1000, webSocketMessageBytes: 16 * 1024 ** 2,
 };
 
 const ENV: Record<keyof WorkspaceQuotas, string> = {
   containers: "BETA9_QUOTA_CONTAINERS", sandboxes: "BETA9_QUOTA_SANDBOXES", builds: "BETA9_QUOTA_BUILDS", objectBytes: "BETA9_QUOTA_OBJECT_BYTES",
-  volumes: "BETA9_QUOTA_VOLUMES", volumeBytes: "BETA9_QUOTA_VOLUME_BYTES",
+  volumes: "BETA9_QUOTA_VOLUMES", volumeBytes: "BETA9_QUOTA_VOLUME_BYTES", imageBytes: "BETA9_QUOTA_IMAGE_BYTES",
   webSockets: "BETA9_QUOTA_WEBSOCKETS", webSocketMessageBytes: "BETA9_QUOTA_WEBSOCKET_MESSAGE_BYTES",
 };
 
@@ -57,13 +59,14 @@ const HINTS: Record<keyof WorkspaceQuotas, string> = {
   objectBytes: "an operator can raise BETA9_QUOTA_OBJECT_BYTES",
   volumes: "delete some (beta9 volume list, beta9 volume delete NAME)",
   volumeBytes: "remove files (beta9 rm VOLUME:PATH) or delete a volume; an operator can raise BETA9_QUOTA_VOLUME_BYTES",
+  imageBytes: "delete images this workspace no longer needs (beta9 image list, beta9 image delete ID); an operator can raise BETA9_QUOTA_IMAGE_BYTES",
   webSockets: "close some, or an operator can raise BETA9_QUOTA_WEBSOCKETS",
   webSocketMessageBytes: "send smaller messages, or an operator can raise BETA9_QUOTA_WEBSOCKET_MESSAGE_BYTES",
 };
 
 const KINDS: Record<keyof WorkspaceQuotas, string> = {
   containers: "containers running or starting", sandboxes: "live sandboxes", builds: "image builds running", objectBytes: "bytes of stored objects",
-  volumes: "volumes", volumeBytes: "bytes of volume contents",
+  volumes: "volumes", volumeBytes: "bytes of volume contents", imageBytes: "bytes of images",
   webSockets: "WebSockets open", webSocketMessageBytes: "bytes in one WebSocket message",
 };
 

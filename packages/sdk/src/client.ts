@@ -470,6 +470,10 @@ export class Client {
   getImage(id: string): Promise<ImageInfo> {
     return this.request("GET", `/image/${encodeURIComponent(id)}`);
   }
+  /** The workspace stops using the image (its quota counts it no more); refused while a live deployment uses it. */
+  async deleteImage(id: string): Promise<void> {
+    await this.request("DELETE", `/image/${encodeURIComponent(id)}`);
+  }
   /** Yields the build's log lines, then `end` with the image (ready or failed). */
   async *followImageBuild(id: string): AsyncGenerator<{ kind: "log"; line: LogLine } | { kind: "end"; image: ImageInfo }> {
     for await (const event of this.events(`/image/${encodeURIComponent(id)}/logs?follow=true`)) {

@@ -1,10 +1,10 @@
-/** `beta9 image`: build images described in code, list them. */
+/** `beta9 image`: build images described in code, list and delete them. */
 import type { Command } from "commander";
 import type { ImageSpec } from "beta9";
 import { CliError, EXIT, ReportedError } from "../errors.js";
 import { loadExport } from "../load-export.js";
 import { color, print, printJson, printTable, shortTime } from "../output.js";
-import { withClient } from "../session.js";
+import { forEachId, withClient } from "../session.js";
 
 function toSpec(value: unknown, target: string): ImageSpec {
   const candidate = value as { toSpec?: () => ImageSpec } | null;
@@ -17,7 +17,7 @@ function toSpec(value: unknown, target: string): ImageSpec {
 const mib = (bytes: number | null) => (bytes === null ? "-" : `${(bytes / 1_048_576).toFixed(1)} MiB`);
 
 export function registerImage(program: Command): void {
-  const image = program.command("image").description("build and list images");
+  const image = program.command("image").description("build, list and delete images");
 
   image
     .command("build")
@@ -63,5 +63,16 @@ export function registerImage(program: Command): void {
           "no images",
         );
       }),
+    );
+
+  image
+    .command("delete")
+    .description("stop using images: they leave this workspace's list and image quota (a live deployment's image is refused: stop it first)")
+    .argument("<id...>", "image ids (beta9 image list)")
+    .action((ids: string[], _opts: unknown, cmd: Command) =>
+      withClient(cmd, (client) => forEachId(ids, async (id) => {
+        await client.deleteImage(id);
+        print(`deleted image ${id}`);
+      })),
     );
 }

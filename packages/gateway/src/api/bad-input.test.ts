@@ -182,6 +182,7 @@ const routes = (): RouteCase[] => [
   { method: "POST", url: "/api/v1/image/build", pattern: "/api/v1/image/build", body: () => ({ spec: { base: { kind: "default" }, steps: [], env: {} } }) },
   { method: "GET", url: "/api/v1/image", pattern: "/api/v1/image" },
   { method: "GET", url: `/api/v1/image/${"e".repeat(32)}`, pattern: "/api/v1/image/:id" },
+  { method: "DELETE", url: `/api/v1/image/${"e".repeat(32)}`, pattern: "/api/v1/image/:id" },
   { method: "GET", url: `/api/v1/image/${"e".repeat(32)}/logs`, pattern: "/api/v1/image/:id/logs" },
   { method: "GET", url: `/api/v1/image/${"e".repeat(32)}/blob`, pattern: "/api/v1/image/:id/blob" },
   { method: "PUT", url: `/api/v1/image/${"e".repeat(32)}/blob`, pattern: "/api/v1/image/:id/blob" },

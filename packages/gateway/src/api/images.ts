@@ -54,6 +54,32 @@ export function imageRoutes(app: FastifyInstance, { store, builds, secrets }: Ga
     schema: { tags: ["image"], summary: "Get an image", params: ImageIdParamsSchema, response: responses({ 200: ImageSchema }) },
   }, async (request) => found(await store.images.get(request.auth.workspaceId, request.params.id), "image", request.params.id));
 
+  app.delete<{ Params: IdParams }>(`${API_PREFIX}/image/:id`, {
+    config: { access: "write" },
+    schema: {
+      tags: ["image"], params: ImageIdParamsSchema,
+      summary: "Stop using an image: it leaves the workspace's list and image quota, and its packed file goes once no workspace uses it",
+    },
+  }, async (request, reply) => {
+    const { workspaceId } = request.auth;
+    const { id } = request.params;
+    found(await store.images.get(workspaceId, id), "image", id);
+    // A live deployment would start containers from it later: stop that first.
+    for (let offset = 0; ; offset += 1000) {
+      const page = await store.deployments.list(workspaceId, { active: true, limit: 1000, offset });
+      const stubs = await Promise.all([...new Set(page.map((d) => d.stubId))].map((stubId) => store.stubs.get(workspaceId, stubId)));
+      const user = page.find((d) => stubs.find((s) => s?.id === d.stubId)?.config.imageId === id);
+      if (user) {
+        throw new Beta9Error("CONFLICT", {
+          reason: `image ${id} is used by deployment ${user.name} v${user.version}; stop it first (beta9 deployment stop ${user.name})`,
+        });
+      }
+      if (page.length < 1000) break;
+    }
+    await builds.delete(workspaceId, id);
+    return reply.code(204).send();
+  });
+
   app.get<{ Params: IdParams; Querystring: Static<typeof ContainerLogsQuerySchema> }>(`${API_PREFIX}/image/:id/logs`, {
     config: { access: "read" },
     schema: {

@@ -8,13 +8,15 @@ import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { request as httpRequest } from "node:http";
 import { after, before, test } from "node:test";
+import { existsSync, writeFileSync } from "node:fs";
+import { imageId } from "@beta9/protocol";
 import { resolveQuotas } from "../quotas.js";
 import { createTestGateway, type TestGateway } from "../testing/harness.js";
 
 let gw: TestGateway;
 let otherKey: string;
 before(async () => {
-  gw = await createTestGateway({ quotas: { containers: 3, sandboxes: 1, builds: 1, objectBytes: 2048 }, maxObjectBytes: 1 << 20 });
+  gw = await createTestGateway({ quotas: { containers: 3, sandboxes: 1, builds: 1, objectBytes: 2048, imageBytes: 5000 }, maxObjectBytes: 1 << 20 });
   otherKey = (await gw.request("POST", "/api/v1/workspace", { body: { name: "other" } })).json().token.key;
 });
 after(() => gw.close());
@@ -111,9 +113,42 @@ test("builds: past the running-builds limit a new image is 429; one already buil
 
 test("quotas come from defaults, then BETA9_QUOTA_*, then options; a malformed value is refused at start", () => {
   assert.deepEqual(resolveQuotas({}, {}), { containers: 200, sandboxes: 50, builds: 16, objectBytes: 20 * 1024 ** 3, volumes: 100, volumeBytes: 50 * 1024 ** 3,
-    webSockets: 1000, webSocketMessageBytes: 16 * 1024 ** 2,
+    imageBytes: 100 * 1024 ** 3, webSockets: 1000, webSocketMessageBytes: 16 * 1024 ** 2,
   });
   assert.equal(resolveQuotas({}, { BETA9_QUOTA_CONTAINERS: "7" }).containers, 7);
   assert.equal(resolveQuotas({ containers: 9 }, { BETA9_QUOTA_CONTAINERS: "7" }).containers, 9);
   assert.throws(() => resolveQuotas({}, { BETA9_QUOTA_SANDBOXES: "lots" }), /BETA9_QUOTA_SANDBOXES=lots: expected a whole number/);
+});
+
+test("images: the bytes of the images a workspace uses are bounded; deleting one (not while a deployment uses it) makes room and removes its file", async () => {
+  const spec = (n: number) => ({ base: { kind: "scratch" }, steps: [{ kind: "shell", command: `echo image ${n}` }], env: {} });
+  const build = (n: number, key?: string) => gw.request("POST", "/api/v1/image/build", { body: { spec: spec(n) }, ...(key && { key }) });
+  // The builds test's build ends (no worker: it fails after the harness's 200 ms wait for one).
+  for (let i = 0; i < 100 && (await gw.store.images.list(gw.workspaceId, { limit: 100, offset: 0 })).some((im) => im.status === "building"); i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  // Image 1 is ready (6,000 bytes, its packed file on disk), as a finished build leaves it.
+  const id = imageId(spec(1));
+  await gw.store.images.request(gw.workspaceId, id, spec(1));
+  await gw.store.images.markReady(id, 6000, "c".repeat(64));
+  writeFileSync(gw.builds.blobPath(id), Buffer.alloc(6000));
+
+  quotaError(await build(2), /has 6000 bytes of images, the most it may have \(5000\); delete images this workspace no longer needs \(beta9 image list, beta9 image delete ID\)/);
+  assert.equal((await gw.request("GET", `/api/v1/image/${imageId(spec(2))}`)).statusCode, 404, "nothing was recorded");
+  assert.equal((await build(1)).statusCode, 200, "an image the workspace already uses is no new bytes");
+  assert.equal((await build(1, otherKey)).statusCode, 200, "another workspace has its own limit (and reuses the built image)");
+
+  const stub = (await gw.request("POST", "/api/v1/stub", { body: { name: "imaged", type: "endpoint/deployment", config: { imageId: id } } })).json().stub;
+  const deployment = (await gw.request("POST", "/api/v1/deployment", { body: { stubId: stub.id } })).json();
+  const used = await gw.request("DELETE", `/api/v1/image/${id}`);
+  assert.equal(used.statusCode, 409);
+  assert.match(used.json().error.message, /used by deployment imaged v1; stop it first \(beta9 deployment stop imaged\)/);
+  assert.equal((await gw.request("DELETE", `/api/v1/image/${id}`, { key: otherKey })).statusCode, 204, "another workspace's use is its own");
+  assert.equal((await gw.request("POST", `/api/v1/deployment/${deployment.id}/stop`)).statusCode, 200);
+
+  assert.equal((await gw.request("DELETE", `/api/v1/image/${id}`)).statusCode, 204);
+  assert.equal((await gw.request("GET", `/api/v1/image/${id}`)).statusCode, 404);
+  assert.equal(existsSync(gw.builds.blobPath(id)), false, "no workspace uses it: its packed file is gone");
+  assert.equal((await gw.request("DELETE", `/api/v1/image/${id}`)).statusCode, 404);
+  assert.notEqual((await build(2)).statusCode, 429, "room again");
 });

@@ -11,7 +11,7 @@ import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import type { Logger } from "pino";
-import { credentialSecretNames, formatErrorMessage, normalizeImageSpec, type GatewayMessage, type Image, type LogLine } from "@beta9/protocol";
+import { Beta9Error, credentialSecretNames, formatErrorMessage, normalizeImageSpec, type GatewayMessage, type Image, type LogLine } from "@beta9/protocol";
 import { writeVerified } from "../objects/object-store.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
 import type { ImageRepo } from "../store/types.js";
@@ -80,14 +80,32 @@ export class ImageBuilds {
     return createReadStream(this.blobPath(id));
   }
 
-  /** Records the request and starts a build unless one runs or the image is ready. */
+  /**
+   * The workspace stops using the image; its packed file goes once no workspace uses it. Refused
+   * (409) while it builds: the build would upload to a row that is gone.
+   */
+  async delete(workspaceId: string, id: string): Promise<void> {
+    const image = await this.o.images.get(workspaceId, id);
+    if (!image) throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "image", id });
+    if (image.status === "building") throw new Beta9Error("CONFLICT", { reason: `image ${id} is building; wait for it to end (beta9 image list), then delete it` });
+    const { orphaned } = await this.o.images.unlink(workspaceId, id);
+    if (orphaned) await rm(this.blobPath(id), { force: true });
+  }
+
+  /**
+   * Records the request and starts a build unless one runs or the image is ready. Quotas: past
+   * `builds` only a request that starts no build passes; at `imageBytes` only images the workspace
+   * already uses (builds in flight may overshoot it by what they make: at most `builds` images).
+   */
   async request(workspaceId: string, id: string, spec: unknown): Promise<Image> {
+    const quotas = this.o.quotas ?? DEFAULT_QUOTAS;
     const running = [...this.jobs.values()].filter((j) => j.workspaceId === workspaceId && !j.done).length;
-    // Past the quota only a request that starts no build (the image is ready or building) passes.
-    if (running >= (this.o.quotas ?? DEFAULT_QUOTAS).builds) {
+    if (running >= quotas.builds) {
       const known = await this.o.images.getAny(id);
-      if (!known || known.status === "failed") checkQuota(this.o.quotas ?? DEFAULT_QUOTAS, "builds", running);
+      if (!known || known.status === "failed") checkQuota(quotas, "builds", running);
     }
+    const mine = await this.o.images.get(workspaceId, id);
+    if (!mine || mine.status === "failed") checkQuota(quotas, "imageBytes", await this.o.images.bytes(workspaceId));
     const { image, build } = await this.o.images.request(workspaceId, id, spec);
     if (build) this.start(workspaceId, id, spec);
     return image;

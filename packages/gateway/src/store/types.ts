@@ -225,6 +225,13 @@ export interface ImageRepo {
   list(workspaceId: string, page: Page): Promise<Image[]>;
   markReady(id: string, size: number, sha256: string): Promise<void>;
   markFailed(id: string, error: string): Promise<void>;
+  /** Bytes of the ready images the workspace has asked for (its image quota counts these). */
+  bytes(workspaceId: string): Promise<number>;
+  /**
+   * The workspace no longer uses the image. `orphaned`: no workspace does any more, and the image's
+   * row is gone (the caller removes its packed file). False/false when the workspace had no such image.
+   */
+  unlink(workspaceId: string, id: string): Promise<{ unlinked: boolean; orphaned: boolean }>;
   /** At start-up: builds that were running when the gateway stopped will never report; fail them. */
   failInterrupted(): Promise<number>;
 }

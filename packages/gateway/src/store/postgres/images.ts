@@ -48,6 +48,26 @@ export class PostgresImageRepo implements ImageRepo {
     return rows.map(toImage);
   }
 
+  async bytes(workspaceId: string) {
+    const row = await this.db.row<{ n: string }>(
+      `SELECT COALESCE(SUM(i.size), 0)::text AS n FROM image i JOIN workspace_image w ON w.image_id = i.id WHERE w.workspace_id = $1 AND i.status = 'ready'`,
+      [workspaceId],
+    );
+    return Number(row?.n ?? 0);
+  }
+
+  /** The image row is locked first, so that a concurrent request() linking it again is ordered before or after. */
+  unlink(workspaceId: string, id: string) {
+    return this.db.tx(async (q) => {
+      await q.row(`SELECT id FROM image WHERE id = $1 FOR UPDATE`, [id]);
+      if (await q.run(`DELETE FROM workspace_image WHERE workspace_id = $1 AND image_id = $2`, [workspaceId, id]) === 0) return { unlinked: false, orphaned: false };
+      const left = await q.row<{ n: string }>(`SELECT COUNT(*)::text AS n FROM workspace_image WHERE image_id = $1`, [id]);
+      const orphaned = Number(left?.n ?? 0) === 0;
+      if (orphaned) await q.run(`DELETE FROM image WHERE id = $1`, [id]);
+      return { unlinked: true, orphaned };
+    });
+  }
+
   async markReady(id: string, size: number, sha256: string) {
     await this.db.run(`UPDATE image SET status = 'ready', size = $1, sha256 = $2, error = NULL, updated_at = $3 WHERE id = $4`, [size, sha256, now(), id]);
   }

@@ -9,6 +9,7 @@ import { createServer, type Socket } from "node:net";
 import pg from "pg";
 import { hashStubConfig, normalizeStubConfig } from "@beta9/protocol";
 import { runTaskConformance } from "../conformance-tasks.js";
+import { runImageConformance } from "../conformance-images.js";
 import { runScheduleConformance } from "../conformance-schedules.js";
 import { runStoreConformance } from "../conformance.js";
 import { StoreUnavailableError } from "../open.js";
@@ -101,6 +102,7 @@ if (unavailable) {
   runStoreConformance("postgres", fresh);
   runTaskConformance("postgres", fresh);
   runScheduleConformance("postgres", fresh);
+  runImageConformance("postgres", fresh);
 
   /** Two stores on one new database, as two gateways would be; closed after `fn`, even if it throws. */
   async function twoGateways(fn: (a: PostgresStore, b: PostgresStore, url: string) => Promise<void>): Promise<void> {

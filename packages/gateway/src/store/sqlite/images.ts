@@ -24,6 +24,10 @@ export class SqliteImageRepo implements ImageRepo {
   private readonly ready;
   private readonly failed;
   private readonly interrupted;
+  private readonly bytesStmt;
+  private readonly unlinkStmt;
+  private readonly linksStmt;
+  private readonly deleteStmt;
 
   constructor(private readonly db: Database.Database) {
     this.byId = db.prepare(`SELECT * FROM image WHERE id = ?`);
@@ -39,6 +43,12 @@ export class SqliteImageRepo implements ImageRepo {
     );
     this.ready = db.prepare(`UPDATE image SET status = 'ready', size = ?, sha256 = ?, error = NULL, updated_at = ? WHERE id = ?`);
     this.failed = db.prepare(`UPDATE image SET status = 'failed', error = ?, updated_at = ? WHERE id = ? AND status = 'building'`);
+    this.bytesStmt = db.prepare(
+      `SELECT COALESCE(SUM(i.size), 0) AS n FROM image i JOIN workspace_image w ON w.image_id = i.id WHERE w.workspace_id = ? AND i.status = 'ready'`,
+    );
+    this.unlinkStmt = db.prepare(`DELETE FROM workspace_image WHERE workspace_id = ? AND image_id = ?`);
+    this.linksStmt = db.prepare(`SELECT COUNT(*) AS n FROM workspace_image WHERE image_id = ?`);
+    this.deleteStmt = db.prepare(`DELETE FROM image WHERE id = ?`);
     this.interrupted = db.prepare(
       `UPDATE image SET status = 'failed', error = 'the gateway stopped during the build; request it again', updated_at = ? WHERE status = 'building'`,
     );
@@ -72,6 +82,19 @@ export class SqliteImageRepo implements ImageRepo {
 
   async list(workspaceId: string, page: Page) {
     return (this.listStmt.all(workspaceId, page.limit, page.offset) as ImageRow[]).map(toImage);
+  }
+
+  async bytes(workspaceId: string) {
+    return (this.bytesStmt.get(workspaceId) as { n: number }).n;
+  }
+
+  async unlink(workspaceId: string, id: string) {
+    return this.db.transaction(() => {
+      if (this.unlinkStmt.run(workspaceId, id).changes === 0) return { unlinked: false, orphaned: false };
+      const orphaned = (this.linksStmt.get(id) as { n: number }).n === 0;
+      if (orphaned) this.deleteStmt.run(id);
+      return { unlinked: true, orphaned };
+    }).immediate();
   }
 
   async markReady(id: string, size: number, sha256: string) {

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { Beta9Error, hashStubConfig, normalizeStubConfig } from "@beta9/protocol";
 import { runTaskConformance } from "../conformance-tasks.js";
+import { runImageConformance } from "../conformance-images.js";
 import { runScheduleConformance } from "../conformance-schedules.js";
 import { runStoreConformance } from "../conformance.js";
 import { MigrationError, migrations } from "./migrations.js";
@@ -22,6 +23,7 @@ const freshPath = (): string => join(mkdtempSync(join(root, `db-${files++}-`)), 
 runStoreConformance("sqlite", async () => new SqliteStore(freshPath()));
 runTaskConformance("sqlite", async () => new SqliteStore(freshPath()));
 runScheduleConformance("sqlite", async () => new SqliteStore(freshPath()));
+runImageConformance("sqlite", async () => new SqliteStore(freshPath()));
 
 interface MigrationRow { version: number; name: string; applied_at: string }
 
