@@ -53,14 +53,17 @@ export interface ClientOptions {
 
 export type Query = Record<string, string | number | boolean | undefined>;
 
+/** As long as the gateway may take to answer a `longWait` call (the Python SDK waits as long). */
+const LONG_WAIT_MS = 70 * 60_000;
+
 export interface RequestOptions {
   /** A Buffer/Uint8Array is sent as application/octet-stream, anything else as JSON. */
   body?: unknown;
   query?: Query;
   /**
-   * The gateway answers only once something is ready and bounds that wait itself (a pod's
-   * readyTimeout, up to an hour): no client-side limit on the wait for its answer, where the
-   * default (undici's 300 s) would fail a slow pod that the gateway would still have answered.
+   * The gateway answers only once something is ready and bounds that wait itself (placement, then
+   * a pod's readyTimeout, up to an hour): wait up to 70 minutes for its answer, where the default
+   * (undici's 300 s) would fail a slow pod that the gateway would still have answered.
    */
   longWait?: boolean;
 }
@@ -162,7 +165,7 @@ export class Client {
     let res;
     try {
       res = await this.pool.request({
-        method: method as Dispatcher.HttpMethod, path: fullPath, headers, body: body ?? null, ...(options.longWait && { headersTimeout: 0 }),
+        method: method as Dispatcher.HttpMethod, path: fullPath, headers, body: body ?? null, ...(options.longWait && { headersTimeout: LONG_WAIT_MS }),
       });
     } catch (err) {
       const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;

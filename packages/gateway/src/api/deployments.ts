@@ -15,6 +15,13 @@ export function deploymentRoutes(app: FastifyInstance, { store, autoscaler }: Ga
     const stillActive = (await store.deployments.list(workspaceId, { limit: 1000, offset: 0, active: true })).some((d) => d.stubId === stubId);
     if (!stillActive) autoscaler.drain(stubId);
   };
+  /** A deployment would start containers from its stub's image: the workspace must still have it. */
+  const checkImage = async (workspaceId: string, stub: { name: string; config: { imageId: string | null } }) => {
+    const { imageId } = stub.config;
+    if (imageId !== null && !(await store.images.get(workspaceId, imageId))) {
+      throw new Beta9Error("CONFLICT", { reason: `${stub.name}'s image ${imageId} was deleted from this workspace (beta9 image delete); deploy again to build it` });
+    }
+  };
   app.post<{ Body: CreateDeploymentBody }>(`${API_PREFIX}/deployment`, {
     config: { access: "write" },
     schema: {
@@ -24,6 +31,7 @@ export function deploymentRoutes(app: FastifyInstance, { store, autoscaler }: Ga
   }, async (request, reply) => {
     const { workspaceId } = request.auth;
     const stub = found(await store.stubs.get(workspaceId, request.body.stubId), "stub", request.body.stubId);
+    await checkImage(workspaceId, stub);
     const deployment = await store.deployments.create(workspaceId, stub.id, request.body.name ?? stub.name);
     return reply.code(201).send(deployment);
   });
@@ -54,6 +62,11 @@ export function deploymentRoutes(app: FastifyInstance, { store, autoscaler }: Ga
       },
     }, async (request) => {
       const { id } = request.params;
+      if (active) {
+        const current = found(await store.deployments.get(request.auth.workspaceId, id), "deployment", id);
+        const stub = await store.stubs.get(request.auth.workspaceId, current.stubId);
+        if (stub) await checkImage(request.auth.workspaceId, stub);
+      }
       const deployment = found(await store.deployments.setActive(request.auth.workspaceId, id, active), "deployment", id);
       if (!active) await drainIfUnused(request.auth.workspaceId, deployment.stubId);
       return deployment;

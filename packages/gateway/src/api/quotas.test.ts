@@ -150,5 +150,8 @@ test("images: the bytes of the images a workspace uses are bounded; deleting one
   assert.equal((await gw.request("GET", `/api/v1/image/${id}`)).statusCode, 404);
   assert.equal(existsSync(gw.builds.blobPath(id)), false, "no workspace uses it: its packed file is gone");
   assert.equal((await gw.request("DELETE", `/api/v1/image/${id}`)).statusCode, 404);
+  const restart = await gw.request("POST", `/api/v1/deployment/${deployment.id}/start`);
+  assert.equal(restart.statusCode, 409, "a deployment cannot start on an image its workspace deleted");
+  assert.match(restart.json().error.message, new RegExp(`imaged's image ${id} was deleted from this workspace`));
   assert.notEqual((await build(2)).statusCode, 429, "room again");
 });

@@ -1,6 +1,7 @@
 /** Build coordination: one build per image id however many ask, uploads checked, outcomes recorded. */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { dirname } from "node:path";
 import { after, before, test } from "node:test";
 import type { GatewayMessage } from "@beta9/protocol";
 import { createTestGateway, type TestGateway } from "../testing/harness.js";
@@ -90,4 +91,17 @@ test("a copy step must name files this workspace uploaded; pull credentials must
   assert.deepEqual([noSecret.statusCode, noSecret.json().error.code], [404, "SECRET_NOT_FOUND"]);
   assert.match(noSecret.json().error.message, /REG_AUTH/);
   assert.equal(builds().length, before, "nothing was sent to a worker");
+});
+
+test("at start, a packed file whose image no workspace has (deleted just before a crash) is removed; others stay", async () => {
+  const { ImageBuilds } = await import("./image-builds.js");
+  const { existsSync, writeFileSync } = await import("node:fs");
+  const kept = (await gw.request("POST", "/api/v1/image/build", { body: spec("echo kept") })).json().id as string;
+  const orphan = "f".repeat(32);
+  writeFileSync(gw.builds.blobPath(kept), "packed");
+  writeFileSync(gw.builds.blobPath(orphan), "packed");
+  const restarted = new ImageBuilds({ dir: dirname(gw.builds.blobPath(kept)), images: gw.store.images, scheduler: gw.scheduler });
+  await restarted.init();
+  assert.equal(existsSync(gw.builds.blobPath(orphan)), false);
+  assert.equal(existsSync(gw.builds.blobPath(kept)), true);
 });

@@ -53,6 +53,8 @@ const MAX_BUILD_LOG_LINES = 10_000;
 
 export class ImageBuilds {
   private readonly jobs = new Map<string, BuildJob>();
+  /** Each workspace's last image request: the next one waits for it (request()). */
+  private readonly turns = new Map<string, Promise<void>>();
   /** A build's events under its image id. */
   private readonly events = new TypedEmitter<Record<string, BuildEvent>>();
   private readonly tmpDir: string;
@@ -70,6 +72,11 @@ export class ImageBuilds {
     await mkdir(this.tmpDir, { recursive: true });
     for (const name of await readdir(this.tmpDir)) await rm(join(this.tmpDir, name), { force: true });
     await this.o.images.failInterrupted();
+    // Packed files whose image is gone (deleted by its last workspace just before a crash).
+    for (const name of await readdir(this.o.dir)) {
+      const id = /^([a-f0-9]+)\.sqfs$/.exec(name)?.[1];
+      if (id && !(await this.o.images.getAny(id))) await rm(join(this.o.dir, name), { force: true });
+    }
   }
 
   blobPath(id: string): string {
@@ -85,11 +92,12 @@ export class ImageBuilds {
    * (409) while it builds: the build would upload to a row that is gone.
    */
   async delete(workspaceId: string, id: string): Promise<void> {
-    const image = await this.o.images.get(workspaceId, id);
-    if (!image) throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "image", id });
-    if (image.status === "building") throw new Beta9Error("CONFLICT", { reason: `image ${id} is building; wait for it to end (beta9 image list), then delete it` });
-    const { orphaned } = await this.o.images.unlink(workspaceId, id);
-    if (orphaned) await rm(this.blobPath(id), { force: true });
+    const result = await this.o.images.unlink(workspaceId, id);
+    if (result === "absent") throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "image", id });
+    if (result === "building") throw new Beta9Error("CONFLICT", { reason: `image ${id} is building; wait for it to end (beta9 image list), then delete it` });
+    // Unless a request since has made the row again (its build writes the file anew); a crash
+    // before this line leaves a file without a row, which init() removes.
+    if (result === "orphaned" && !(await this.o.images.getAny(id))) await rm(this.blobPath(id), { force: true });
   }
 
   /**
@@ -97,7 +105,19 @@ export class ImageBuilds {
    * `builds` only a request that starts no build passes; at `imageBytes` only images the workspace
    * already uses (builds in flight may overshoot it by what they make: at most `builds` images).
    */
-  async request(workspaceId: string, id: string, spec: unknown): Promise<Image> {
+  request(workspaceId: string, id: string, spec: unknown): Promise<Image> {
+    // One at a time per workspace: the checks below read, then start a build; requests racing
+    // through the awaits would all pass them.
+    const turn = (this.turns.get(workspaceId) ?? Promise.resolve()).then(() => this.requestNow(workspaceId, id, spec));
+    const settled = turn.then(() => {}, () => {});
+    this.turns.set(workspaceId, settled);
+    void settled.then(() => {
+      if (this.turns.get(workspaceId) === settled) this.turns.delete(workspaceId);
+    });
+    return turn;
+  }
+
+  private async requestNow(workspaceId: string, id: string, spec: unknown): Promise<Image> {
     const quotas = this.o.quotas ?? DEFAULT_QUOTAS;
     const running = [...this.jobs.values()].filter((j) => j.workspaceId === workspaceId && !j.done).length;
     if (running >= quotas.builds) {

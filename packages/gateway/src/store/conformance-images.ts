@@ -46,14 +46,22 @@ export function runImageConformance(backendName: string, open: () => Promise<Sto
       await store.images.request(a, id("1"), {});
       await store.images.request(b, id("1"), {});
       await store.images.markReady(id("1"), 1000, id("f"));
-      assert.deepEqual(await store.images.unlink(a, id("1")), { unlinked: true, orphaned: false });
+      assert.equal(await store.images.unlink(a, id("1")), "unlinked");
       assert.equal(await store.images.get(a, id("1")), undefined);
       assert.equal(await store.images.bytes(a), 0);
       assert.equal((await store.images.getAny(id("1")))?.status, "ready");
-      assert.deepEqual(await store.images.unlink(a, id("1")), { unlinked: false, orphaned: false }, "twice: nothing to unlink");
-      assert.deepEqual(await store.images.unlink(b, id("1")), { unlinked: true, orphaned: true });
+      assert.equal(await store.images.unlink(a, id("1")), "absent", "twice: nothing to unlink");
+      assert.equal(await store.images.unlink(b, id("1")), "orphaned");
       assert.equal(await store.images.getAny(id("1")), undefined);
       assert.equal((await store.images.request(a, id("1"), {})).build, true, "asked for again: built again");
+    });
+
+    it("unlink changes nothing while the image builds (a build must find its row when it ends)", async () => {
+      await store.images.request(a, id("2"), {});
+      assert.equal(await store.images.unlink(a, id("2")), "building");
+      assert.equal((await store.images.get(a, id("2")))?.status, "building");
+      await store.images.markFailed(id("2"), "no");
+      assert.equal(await store.images.unlink(a, id("2")), "orphaned", "failed: it goes");
     });
   });
 }

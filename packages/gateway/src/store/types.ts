@@ -228,10 +228,11 @@ export interface ImageRepo {
   /** Bytes of the ready images the workspace has asked for (its image quota counts these). */
   bytes(workspaceId: string): Promise<number>;
   /**
-   * The workspace no longer uses the image. `orphaned`: no workspace does any more, and the image's
-   * row is gone (the caller removes its packed file). False/false when the workspace had no such image.
+   * The workspace stops using the image, in one transaction: `absent` when it had no such image,
+   * `building` (nothing changed) while a build runs, `unlinked` when other workspaces still use it,
+   * `orphaned` when none does and the image's row is gone (the caller removes its packed file).
    */
-  unlink(workspaceId: string, id: string): Promise<{ unlinked: boolean; orphaned: boolean }>;
+  unlink(workspaceId: string, id: string): Promise<"absent" | "building" | "unlinked" | "orphaned">;
   /** At start-up: builds that were running when the gateway stopped will never report; fail them. */
   failInterrupted(): Promise<number>;
 }

@@ -175,7 +175,7 @@ export class VolumeCache {
         for (let group = groups.shift(); group; group = groups.shift()) {
           const [hash, paths] = group;
           let source = local.get(hash);
-          for (const [path, [, , mode, mtime]] of paths) {
+          for (const [path, [, size, mode, mtime]] of paths) {
             const dest = join(tmp, path);
             await mkdir(dirname(dest), { recursive: true, mode: 0o755 });
             if (source && source.mode === mode && source.mtime === mtime) {
@@ -183,7 +183,7 @@ export class VolumeCache {
               continue;
             }
             if (source) await copyFile(source.path, dest, constants.COPYFILE_FICLONE);
-            else await downloadBlob(this.gateway, workspaceId, hash, dest);
+            else await downloadBlob(this.gateway, workspaceId, hash, size, dest);
             await chmod(dest, mode);
             await utimes(dest, mtime / 1000, mtime / 1000);
             source = { path: dest, mode, mtime };

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,13 +16,30 @@ const dir = mkdtempSync(join(tmpdir(), "beta9-volume-download-"));
 const small = randomBytes(100_000);
 const large = randomBytes(40 * 1024 * 1024 + 12_345);
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+/** Whether this process still holds a descriptor of `path` (deleted or not) once the hashing thread had time to end. */
+async function heldOpen(path: string): Promise<boolean> {
+  const open = () => readdirSync("/proc/self/fd").some((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`).startsWith(path);
+    } catch {
+      return false;
+    }
+  });
+  for (let i = 0; i < 100 && open(); i++) await new Promise((r) => setTimeout(r, 20));
+  return open();
+}
 let server: Server;
 let gw: { url: string; token: string };
-let mode: "right" | "tampered" | "short" = "right";
+let mode: "right" | "tampered" | "short" | "long" = "right";
 
 before(async () => {
   server = createServer((req, res) => {
     const body = req.url?.endsWith(sha(small)) ? small : large;
+    if (mode === "long") { // chunked, no length: cut off once past the manifest's size
+      res.write(body);
+      return res.end(Buffer.alloc(1 << 20));
+    }
     if (mode === "tampered") {
       const copy = Buffer.from(body);
       copy[copy.length >> 1] = copy[copy.length >> 1]! ^ 1;
@@ -45,21 +62,33 @@ for (const [what, body] of [["small (hashed inline)", small], ["large (hashed on
   test(`a ${what} content is written whole`, async () => {
     mode = "right";
     const dest = join(dir, `ok-${body.length}`);
-    await downloadBlob(gw, "ws", sha(body), dest);
+    await downloadBlob(gw, "ws", sha(body), body.length, dest);
     assert.ok(readFileSync(dest).equals(body));
   });
 
   test(`a ${what} content whose bytes hash otherwise leaves no file`, async () => {
     mode = "tampered";
     const dest = join(dir, `bad-${body.length}`);
-    await assert.rejects(downloadBlob(gw, "ws", sha(body), dest), /received bytes hash to [0-9a-f]{64}/);
+    await assert.rejects(downloadBlob(gw, "ws", sha(body), body.length, dest), /received bytes hash to [0-9a-f]{64}/);
+    assert.equal(existsSync(dest), false);
+    assert.equal(await heldOpen(dest), false, "no descriptor of the removed file is left open");
+  });
+
+  test(`a ${what} content longer than the manifest says is cut off and leaves no file; a declared length that differs is refused`, async () => {
+    mode = "long";
+    const dest = join(dir, `long-${body.length}`);
+    await assert.rejects(downloadBlob(gw, "ws", sha(body), body.length, dest), /sent more than the manifest's \d+ bytes/);
+    assert.equal(existsSync(dest), false);
+    mode = "right";
+    await assert.rejects(downloadBlob(gw, "ws", sha(body), body.length - 1, dest), /the gateway sends \d+ bytes, the manifest says \d+/);
     assert.equal(existsSync(dest), false);
   });
 
   test(`a ${what} content cut short leaves no file`, async () => {
     mode = "short";
     const dest = join(dir, `short-${body.length}`);
-    await assert.rejects(downloadBlob(gw, "ws", sha(body), dest));
+    await assert.rejects(downloadBlob(gw, "ws", sha(body), body.length, dest));
     assert.equal(existsSync(dest), false);
+    assert.equal(await heldOpen(dest), false, "no descriptor of the removed file is left open");
   });
 }

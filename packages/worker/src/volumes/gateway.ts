@@ -75,69 +75,71 @@ const PROGRESS_EVERY = 8 * 1024 * 1024;
 const BATCH = 512 * 1024;
 
 /**
- * Writes content `hash` to `dest` (a new file), refusing bytes that hash otherwise. Written with
- * synchronous positional writes on the event loop: a syscall into the page cache, where a write
- * stream would take a thread-pool round trip per piece (measured at about 0.7× the speed).
+ * Writes content `hash`, `size` bytes (the manifest's), to `dest` (a new file), refusing bytes that
+ * hash otherwise and a body of any other length (a longer one is cut off as soon as it passes
+ * `size`). Written with synchronous positional writes on the event loop: a syscall into the page
+ * cache, where a write stream would take a thread-pool round trip per piece (about 0.7× the speed).
  */
-export async function downloadBlob(gw: GatewayEndpoint, workspaceId: string, hash: string, dest: string): Promise<void> {
+export async function downloadBlob(gw: GatewayEndpoint, workspaceId: string, hash: string, size: number, dest: string): Promise<void> {
   const res = await call(gw, `volume content ${hash}`, `${base(gw, workspaceId)}/blob/${hash}`);
-  const length = Number(res.headers["content-length"] ?? Number.NaN);
-  const handle = await open(dest, "wx", 0o600);
-  const follower = length >= HASH_ON_A_THREAD ? new HashFollower(dest) : undefined;
-  const digest = follower ? undefined : createHash("sha256");
-  // Pieces arrive in 64 KiB reads; they are gathered into 512 KiB writes: fewer syscalls, and the
-  // page cache keeps larger folios, which a container's later reads of the file go through (reads
-  // of a file written 64 KiB at a time measured 1.4× slower here). 2 MiB writes were slower to make
-  // (higher-order page allocations): 3.4–4.9 s a GiB against 1.7–2.2 s at 512 KiB and 1.9–2.1 s at 64 KiB.
-  const batch = Buffer.allocUnsafe(length >= BATCH ? BATCH : 64 * 1024);
-  let held = 0;
-  let at = 0;
-  const flush = () => {
-    for (let off = 0; off < held;) off += writeSync(handle.fd, batch, off, held - off, at - held + off);
-    held = 0;
-  };
+  // From here every way out destroys the body: an abandoned one could later emit an unheard 'error'.
+  const ended = new Promise<void>((resolve, reject) => {
+    res.body.once("end", resolve);
+    res.body.once("error", reject);
+  });
+  ended.catch(() => {});
+  let handle: FileHandle | undefined;
+  let follower: HashFollower | undefined;
   try {
+    const declared = res.headers["content-length"];
+    if (declared !== undefined && Number(declared) !== size) throw new Error(`volume content ${hash}: the gateway sends ${declared} bytes, the manifest says ${size}`);
+    handle = await open(dest, "wx", 0o600);
+    const fd = handle.fd;
+    follower = size >= HASH_ON_A_THREAD ? new HashFollower(dest) : undefined;
+    const digest = follower ? undefined : createHash("sha256");
+    // Pieces arrive in 64 KiB reads; they are gathered into 512 KiB writes: fewer syscalls, and the
+    // page cache keeps larger folios, which a container's later reads of the file go through (reads
+    // of a file written 64 KiB at a time measured 1.4× slower here). 2 MiB writes were slower to make
+    // (higher-order page allocations): 3.4–4.9 s a GiB against 1.7–2.2 s at 512 KiB and 1.9–2.1 s at 64 KiB.
+    const batch = Buffer.allocUnsafe(size >= BATCH ? BATCH : 64 * 1024);
+    let held = 0;
+    let at = 0;
     let told = 0;
+    const flush = () => {
+      for (let off = 0; off < held;) off += writeSync(fd, batch, off, held - off, at - held + off);
+      held = 0;
+    };
     // 'data' events, not `for await`: a promise per 64 KiB piece cost a third more CPU here.
-    await new Promise<void>((resolve, reject) => {
-      res.body.on("data", (piece: Buffer) => {
-        try {
-          for (let from = 0; from < piece.length;) {
-            const n = piece.copy(batch, held, from);
-            held += n;
-            at += n;
-            from += n;
-            if (held === batch.length) flush();
-          }
-        } catch (err) {
-          res.body.destroy(err as Error);
-          return;
+    res.body.on("data", (piece: Buffer) => {
+      try {
+        if (at + piece.length > size) throw new Error(`volume content ${hash}: the gateway sent more than the manifest's ${size} bytes`);
+        for (let from = 0; from < piece.length;) {
+          const n = piece.copy(batch, held, from);
+          held += n;
+          at += n;
+          from += n;
+          if (held === batch.length) flush();
         }
         digest?.update(piece);
         if (follower && at - held - told >= PROGRESS_EVERY) follower.progress(told = at - held);
-      });
-      res.body.once("end", () => {
-        try {
-          flush();
-          resolve();
-        } catch (err) {
-          reject(err as Error);
-        }
-      });
-      res.body.once("error", reject);
+      } catch (err) {
+        res.body.destroy(err as Error);
+      }
     });
-    if (Number.isFinite(length) && at !== length) throw new Error(`volume content ${hash}: received ${at} of ${length} bytes`);
+    await ended;
+    flush();
+    if (at !== size) throw new Error(`volume content ${hash}: received ${at} of ${size} bytes`);
     const actual = follower ? await follower.finish(at) : digest!.digest("hex");
     if (actual !== hash) throw new Error(`volume content ${hash}: received bytes hash to ${actual}`);
     // Not fsynced: the cache drops every snapshot after a host restart (cache.ts init).
+    await handle.close();
   } catch (err) {
     follower?.abort();
     res.body.destroy();
-    await handle.close().catch(() => {});
-    await rm(dest, { force: true });
+    await handle?.close().catch(() => {});
+    if (handle) await rm(dest, { force: true });
     throw err;
   }
-  await handle.close();
 }
 
 /** Streams `size` bytes of an open file to the gateway; answers the content's hash as the gateway computed it. */

@@ -6,7 +6,11 @@
  * plain HTTP download (bench/volume.bench.mjs).
  *
  * The writer says how far the file is whole (`progress`), then `finish(size)` answers the hash.
+ * The read descriptor is this thread's (the hashing thread only reads through its number), so it is
+ * closed however the thread ends: a terminated thread closes nothing.
  */
+import { closeSync, openSync, readSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 
 interface Progress {
@@ -18,17 +22,28 @@ type Reply = { hash: string } | { error: string };
 
 export class HashFollower {
   private readonly thread: Worker;
+  private readonly fd: number;
   private answer?: { resolve(hash: string): void; reject(err: Error): void };
   private failure?: Error;
 
   constructor(path: string) {
-    this.thread = new Worker(new URL(import.meta.url), { workerData: { path } });
+    this.fd = openSync(path, "r");
+    try {
+      this.thread = new Worker(new URL(import.meta.url), { workerData: { fd: this.fd } });
+    } catch (err) {
+      closeSync(this.fd);
+      throw err;
+    }
     this.thread.on("message", (reply: Reply) => {
       if ("hash" in reply) this.answer?.resolve(reply.hash);
       else this.fail(new Error(`hashing ${path}: ${reply.error}`));
     });
     this.thread.on("error", (err) => this.fail(err));
-    this.thread.on("exit", () => this.fail(new Error(`hashing ${path}: the thread ended before its answer`)));
+    // Only once the thread has stopped reading through it.
+    this.thread.once("exit", () => {
+      closeSync(this.fd);
+      this.fail(new Error(`hashing ${path}: the thread ended before its answer`));
+    });
   }
 
   private fail(err: Error): void {
@@ -53,15 +68,11 @@ export class HashFollower {
   /** Stops the thread without an answer (the download failed). */
   abort(): void {
     this.answer = undefined;
-    this.thread.removeAllListeners("exit");
     void this.thread.terminate();
   }
 }
 
-async function follow(path: string): Promise<void> {
-  const { openSync, readSync, closeSync } = await import("node:fs");
-  const { createHash } = await import("node:crypto");
-  const fd = openSync(path, "r");
+function follow(fd: number): void {
   const digest = createHash("sha256");
   const buf = Buffer.allocUnsafe(4 << 20);
   let at = 0;
@@ -74,7 +85,6 @@ async function follow(path: string): Promise<void> {
         at += n;
       }
       if (m.end) {
-        closeSync(fd);
         parentPort!.postMessage({ hash: digest.digest("hex") } satisfies Reply);
       }
     } catch (err) {
@@ -83,4 +93,4 @@ async function follow(path: string): Promise<void> {
   });
 }
 
-if (!isMainThread && (workerData as { path?: string } | undefined)?.path) void follow((workerData as { path: string }).path);
+if (!isMainThread && typeof (workerData as { fd?: number } | undefined)?.fd === "number") follow((workerData as { fd: number }).fd);

@@ -56,15 +56,19 @@ export class PostgresImageRepo implements ImageRepo {
     return Number(row?.n ?? 0);
   }
 
-  /** The image row is locked first, so that a concurrent request() linking it again is ordered before or after. */
+  /** The image row is locked first, so that a concurrent request() (which updates it) is ordered before or after. */
   unlink(workspaceId: string, id: string) {
-    return this.db.tx(async (q) => {
-      await q.row(`SELECT id FROM image WHERE id = $1 FOR UPDATE`, [id]);
-      if (await q.run(`DELETE FROM workspace_image WHERE workspace_id = $1 AND image_id = $2`, [workspaceId, id]) === 0) return { unlinked: false, orphaned: false };
+    return this.db.tx(async (q): Promise<"absent" | "building" | "unlinked" | "orphaned"> => {
+      const image = await q.row<{ status: string }>(`SELECT status FROM image WHERE id = $1 FOR UPDATE`, [id]);
+      if (!image) return "absent";
+      if (image.status === "building") {
+        return (await q.row(`SELECT 1 FROM workspace_image WHERE workspace_id = $1 AND image_id = $2`, [workspaceId, id])) ? "building" : "absent";
+      }
+      if (await q.run(`DELETE FROM workspace_image WHERE workspace_id = $1 AND image_id = $2`, [workspaceId, id]) === 0) return "absent";
       const left = await q.row<{ n: string }>(`SELECT COUNT(*)::text AS n FROM workspace_image WHERE image_id = $1`, [id]);
-      const orphaned = Number(left?.n ?? 0) === 0;
-      if (orphaned) await q.run(`DELETE FROM image WHERE id = $1`, [id]);
-      return { unlinked: true, orphaned };
+      if (Number(left?.n ?? 0) > 0) return "unlinked";
+      await q.run(`DELETE FROM image WHERE id = $1`, [id]);
+      return "orphaned";
     });
   }
 

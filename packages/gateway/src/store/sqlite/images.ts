@@ -89,11 +89,14 @@ export class SqliteImageRepo implements ImageRepo {
   }
 
   async unlink(workspaceId: string, id: string) {
-    return this.db.transaction(() => {
-      if (this.unlinkStmt.run(workspaceId, id).changes === 0) return { unlinked: false, orphaned: false };
-      const orphaned = (this.linksStmt.get(id) as { n: number }).n === 0;
-      if (orphaned) this.deleteStmt.run(id);
-      return { unlinked: true, orphaned };
+    return this.db.transaction((): "absent" | "building" | "unlinked" | "orphaned" => {
+      const row = this.inWorkspace.get(workspaceId, id) as ImageRow | undefined;
+      if (!row) return "absent";
+      if (row.status === "building") return "building";
+      this.unlinkStmt.run(workspaceId, id);
+      if ((this.linksStmt.get(id) as { n: number }).n > 0) return "unlinked";
+      this.deleteStmt.run(id);
+      return "orphaned";
     }).immediate();
   }
 
