@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { pino } from "pino";
 import { request } from "undici";
-import { runcUnavailableReason, startWorker, type DeviceGroup } from "@beta9/worker";
+import { runcUnavailableReason, startWorker, type DeviceGroup, type StartedWorker } from "@beta9/worker";
 import { startGateway } from "@beta9/gateway";
 import { waitFor } from "./testing.js";
 
@@ -21,7 +21,11 @@ const skip = runcUnavailableReason() ?? (NODES.every((n) => existsSync(n)) ? und
 test("two GPU containers on a runc worker get distinct device nodes, the control node and the env", { skip }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "b9agent-gpu-"));
   const gateway = await startGateway({ dataDir: join(dir, "gw"), port: 0, logLevel: "silent" });
+  let worker: StartedWorker | undefined;
+  // One hook, in this order: hooks run in the order they were added, and the worker's spare
+  // writable-layer disk stays mounted under dir until the worker has closed.
   t.after(async () => {
+    await worker?.close(2000);
     await gateway.close();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -32,11 +36,10 @@ test("two GPU containers on a runc worker get distinct device nodes, the control
       { index: 1, name: "stand-in 1", memoryMiB: 81559, uuid: "GPU-11111111-test-1111-1111-111111111111", nodes: ["/dev/net/tun"] },
     ],
   }];
-  const worker = await startWorker({
+  worker = await startWorker({
     gatewayUrl: gateway.url, token: await gateway.localWorkerToken(), stateDir: join(dir, "worker"), logger: pino({ level: "silent" }),
     runtime: "runc", name: "b9gpu", subnet: "10.219.246.0/24", workerId: "gpu-worker", devices,
   });
-  t.after(() => worker.close(2000));
   await worker.connected;
   const key = gateway.bootstrap!.token.key;
   const lines = new Map<string, string[]>();

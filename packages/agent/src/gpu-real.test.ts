@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { pino } from "pino";
 import { request } from "undici";
-import { detectDevices, runcUnavailableReason, startWorker } from "@beta9/worker";
+import { detectDevices, runcUnavailableReason, startWorker, type StartedWorker } from "@beta9/worker";
 import { startGateway } from "@beta9/gateway";
 import { waitFor } from "./testing.js";
 
@@ -34,15 +34,17 @@ test("real NVIDIA GPU: detected, and a runc GPU container sees exactly its assig
 
   const dir = mkdtempSync(join(tmpdir(), "b9agent-gpu-real-"));
   const gateway = await startGateway({ dataDir: join(dir, "gw"), port: 0, logLevel: "silent" });
+  let worker: StartedWorker | undefined;
+  // One hook, in this order: the worker's spare writable-layer disk stays mounted under dir until it has closed.
   t.after(async () => {
+    await worker?.close(5000);
     await gateway.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  const worker = await startWorker({
+  worker = await startWorker({
     gatewayUrl: gateway.url, token: await gateway.localWorkerToken(), stateDir: join(dir, "worker"), logger: pino({ level: "silent" }),
     runtime: "runc", name: "b9gpur", subnet: "10.219.247.0/24", workerId: "gpu-real", devices,
   });
-  t.after(() => worker.close(5000));
   await worker.connected;
   const lines: string[] = [];
   worker.worker.events.on("log", (_id, line) => lines.push(line.line));
