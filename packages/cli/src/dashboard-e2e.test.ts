@@ -199,8 +199,10 @@ describe("the web dashboard in chromium (gateway + worker + CLI)", { skip }, () 
     await go("#/tasks", "Tasks");
     await page.select("select[name=workload]", "dash-jobs");
     await page.waitForSelector(`[data-task="${held.id}"]`, { timeout: 30_000 });
-    // The gateway filters: the page asks for the deployment's tasks, not for everything.
-    assert.ok(requested.some((u) => /\/api\/v1\/task\?.*deployment=dash-jobs/.test(u)), "the page asked the gateway to filter");
+    // The gateway filters: the page asks for the deployment's tasks, not for everything (the held
+    // task's row may already show from the unfiltered list: wait for the request itself).
+    await until("the page to ask the gateway for the deployment's tasks",
+      async () => (requested.some((u) => /\/api\/v1\/task\?.*deployment=dash-jobs/.test(u)) ? true : undefined), 30_000);
     await page.select("select[name=status]", "COMPLETE");
     await page.waitForSelector(`[data-task="${done.id}"]`, { timeout: 30_000 });
     await page.waitForFunction((id) => !document.querySelector(`[data-task="${id}"]`), { timeout: 30_000 }, held.id);
