@@ -98,6 +98,8 @@ test("two `beta9 gateway --store postgres://…` processes share deployments and
   try {
     const key = /admin token: (\S+)/.exec(first.output())?.[1];
     assert.ok(key, first.output());
+    // Printed right after the URL line, which may have come in a chunk of its own.
+    for (let i = 0; i < 200 && !/^store: /m.test(first.output()); i++) await new Promise((r) => setTimeout(r, 25));
     assert.match(first.output(), /^store: postgres:\/\/beta9@\/t0\?host=/m);
     const listed = await call(first.url, key, "GET", "/api/v1/deployment");
     assert.equal(listed.status, 200);
