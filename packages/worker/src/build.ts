@@ -11,7 +11,7 @@ import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { credentialSecretNames, expandEnvValue, normalizeImageSpec, parseImageRef, type ImageSpec, type ImageStep } from "@beta9/protocol";
 import { copyIntoImage, lookupUser, withOverlay, type ImageUser } from "./images/build-fs.js";
-import { run } from "./images/exec.js";
+import { run } from "./exec.js";
 import { unmountAllUnder } from "./images/mounts.js";
 import { applyLayers, ensureBaseImage, packRootfs, RegistryClient, RegistryError, type RegistryCredentialValues } from "./images/index.js";
 import type { Runtime } from "./runtime/types.js";
@@ -219,7 +219,7 @@ export async function buildImage(imageId: string, specInput: unknown, o: BuildOp
   const merged = join(dir, "merged");
   let mounted = false;
   const cleanup = async () => {
-    if (mounted) await run(["umount", merged]).catch(() => undefined);
+    if (mounted) await run("umount", [merged]).catch(() => undefined);
     mounted = false;
     // A step's overlay is unmounted when it ends; a crash in between must not make rm walk into one.
     await unmountAllUnder(dir).catch(() => undefined);
@@ -242,11 +242,11 @@ export async function buildImage(imageId: string, specInput: unknown, o: BuildOp
     layers.push(meta);
     await mkdir(merged);
     // A read-only overlay of all layers is the image as containers will see it (whiteouts applied).
-    await run(["mount", "-t", "overlay", "overlay", "-o", `lowerdir=${[...layers].reverse().join(":")},ro,nosuid,nodev`, merged]);
+    await run("mount", ["-t", "overlay", "overlay", "-o", `lowerdir=${[...layers].reverse().join(":")},ro,nosuid,nodev`, merged]);
     mounted = true;
     o.log("packing (squashfs, zstd)");
     const packed = await packRootfs(merged, join(dir, "image.sqfs"));
-    await run(["umount", merged]);
+    await run("umount", [merged]);
     mounted = false;
     o.log(`packed ${(packed.bytes / 1_048_576).toFixed(1)} MiB in ${Math.round(packed.ms)} ms`);
     return { path: packed.path, bytes: packed.bytes, cleanup };

@@ -19,7 +19,7 @@ import { request } from "undici";
 import { API_PREFIX } from "@beta9/protocol";
 import type { GatewayEndpoint } from "./gateway-http.js";
 import { CONFINED_TARGET, startConfinedTar, TarCut } from "./images/confined-tar.js";
-import { start } from "./images/exec.js";
+import { start } from "./exec.js";
 import { LayerRefusedError, planLayer } from "./images/layer-policy.js";
 import { TarFormatError, TarLister } from "./images/tar-list.js";
 
@@ -60,7 +60,7 @@ export async function unpackBundle(archive: string, dir: string): Promise<void> 
   const args = ["-x", "-f", "-", "--no-same-owner", "--no-same-permissions", "--warning=no-unknown-keyword", "--warning=no-timestamp"];
   // Without root there is no mount namespace to confine tar in; such a worker also runs the
   // bundle's code as unisolated processes of its own user, which can do no less than tar could.
-  const tar = process.getuid?.() === 0 ? await startConfinedTar(dir, [...args, "-C", CONFINED_TARGET]) : start(["tar", ...args, "-C", dir]);
+  const tar = process.getuid?.() === 0 ? await startConfinedTar(dir, [...args, "-C", CONFINED_TARGET]) : start("tar", [...args, "-C", dir]);
   try {
     await Promise.all([pipeline([...(await tarStreams(archive)), new TarCut(lister.archiveEnd), tar.stdin]), tar.done]);
   } catch (err) {

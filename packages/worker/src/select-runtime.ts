@@ -1,7 +1,7 @@
 /** Picks the container runtime for this machine: runc where it can isolate, else plain processes (said loudly). */
 import { join } from "node:path";
 import type { Logger } from "pino";
-import { findExecutable } from "./runtime/exec.js";
+import { findExecutable } from "./exec.js";
 import { PROCESS_RUNTIME_WARNING, ProcessRuntime } from "./runtime/process/process-runtime.js";
 import { RuncRuntime } from "./runtime/runc/runc-runtime.js";
 import type { Runtime } from "./runtime/types.js";

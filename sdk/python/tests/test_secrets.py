@@ -50,6 +50,8 @@ def test_secrets_reach_containers_and_are_never_shown(platform: Platform, app_di
 
 
 def test_a_missing_secret_is_refused_before_anything_runs_and_a_sandbox_gets_its_secrets(platform: Platform, app_dir: Path) -> None:
+    # The app also names PYT_API_KEY, which the test above creates; run alone, this one does.
+    platform.cli("secret", "create", "PYT_API_KEY", "--value", "first-value", check=False)
     write(app_dir, "app.py", APP.replace('"PYT_FROM_STDIN"', '"PYT_NOT_CREATED"'))
     refused = platform.cli("deploy", "app.py:peek", cwd=app_dir, check=False)
     assert refused.returncode == 4, refused.stderr

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { findDebianMirror, parseDeb822, parseOneLine } from "./apt-sources.js";
 import { ensureBaseImage } from "./base.js";
-import { run } from "./exec.js";
+import { run } from "../exec.js";
 import { mountsUnder } from "./mounts.js";
 import { mountPacked, packRootfs, unmountPacked } from "./pack.js";
 import { tempDir } from "./testing.js";
@@ -51,7 +51,7 @@ describe("default base image", () => {
     assert.deepEqual(await mountsUnder(cacheDir), [], "proc is unmounted");
     assert.deepEqual((await readdir(cacheDir)).filter((n) => n.startsWith(".build-")), []);
     assert.deepEqual(await readdir(join(one.rootfs, "var/cache/apt/archives")).then((f) => f.filter((n) => n.endsWith(".deb"))), []);
-    const version = await run(["chroot", one.rootfs, "python3", "-c", "import sys; print(sys.version_info[:2])"]);
+    const version = await run("chroot", [one.rootfs, "python3", "-c", "import sys; print(sys.version_info[:2])"]);
     assert.match(version, /\(3, 11\)/);
 
     const again = await ensureBaseImage({ cacheDir });
@@ -67,7 +67,7 @@ describe("default base image", () => {
     } finally {
       await unmountPacked(mountPoint);
     }
-    const rootBytes = Number((await run(["du", "-sb", one.rootfs])).split("\t")[0]);
+    const rootBytes = Number((await run("du", ["-sb", one.rootfs])).split("\t")[0]);
     t.diagnostic(`build ${(buildMs / 1000).toFixed(1)} s; rootfs ${(rootBytes / 1e6).toFixed(0)} MB; squashfs-zstd3 pack ${packed.ms.toFixed(0)} ms → ${(packed.bytes / 1e6).toFixed(1)} MB; mount ${mountMs.toFixed(0)} ms`);
   });
 });

@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { findDebianMirror } from "./apt-sources.js";
-import { run } from "./exec.js";
+import { run } from "../exec.js";
 import { unmountAllUnder } from "./mounts.js";
 
 /** Part of the cache key: bump it when the recipe below changes. */
@@ -76,7 +76,7 @@ async function buildBase(options: BaseImageOptions, version: string, finalDir: s
     const mirror = options.mirror ?? (await findDebianMirror(SUITE));
     say(`base image ${version}: debootstrap --variant=minbase ${SUITE} from ${mirror}`);
     await mkdir(work, { recursive: true });
-    await run(["debootstrap", "--variant=minbase", SUITE, rootfs, mirror], { onLine: say });
+    await run("debootstrap", ["--variant=minbase", SUITE, rootfs, mirror], { onLine: say });
     say(`base image ${version}: installing python3`);
     await inChroot(rootfs, say);
     await rename(work, finalDir).catch(async (err: NodeJS.ErrnoException) => {
@@ -94,10 +94,10 @@ async function buildBase(options: BaseImageOptions, version: string, finalDir: s
 /** apt-get inside the new rootfs, with /proc mounted and the host's DNS; both undone after. */
 async function inChroot(rootfs: string, say: (line: string) => void): Promise<void> {
   const env = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", DEBIAN_FRONTEND: "noninteractive", LANG: "C.UTF-8" };
-  const chroot = (...args: string[]): Promise<string> => run(["chroot", rootfs, ...args], { env, onLine: say });
+  const chroot = (...args: string[]): Promise<string> => run("chroot", [rootfs, ...args], { env, onLine: say });
   const resolvConf = join(rootfs, "etc/resolv.conf");
   const policy = join(rootfs, "usr/sbin/policy-rc.d");
-  await run(["mount", "-t", "proc", "proc", join(rootfs, "proc")]);
+  await run("mount", ["-t", "proc", "proc", join(rootfs, "proc")]);
   try {
     await rm(resolvConf, { force: true }); // may be a dangling symlink; never write through it
     await copyFile("/etc/resolv.conf", resolvConf);
@@ -106,7 +106,7 @@ async function inChroot(rootfs: string, say: (line: string) => void): Promise<vo
     await chroot("apt-get", "install", "-y", "--no-install-recommends", "python3");
     await chroot("apt-get", "clean");
   } finally {
-    await run(["umount", join(rootfs, "proc")]).catch(() => run(["umount", "--lazy", join(rootfs, "proc")]));
+    await run("umount", [join(rootfs, "proc")]).catch(() => run("umount", ["--lazy", join(rootfs, "proc")]));
     await rm(policy, { force: true });
     // Empty, not the build host's: the runtime bind-mounts the real one over it.
     await rm(resolvConf, { force: true });

@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { ensureBaseImage } from "./base.js";
 import { sha256File } from "./digest.js";
-import { run } from "./exec.js";
+import { run } from "../exec.js";
 import { applyLayers } from "./layers.js";
 import { MediaType } from "./oci.js";
 import { mountPacked, packRootfs, unmountPacked } from "./pack.js";
@@ -29,14 +29,14 @@ async function main(): Promise<void> {
     const [base, buildMs] = await time(() => ensureBaseImage({ cacheDir }));
     console.log(`base image: ${base.cached ? "cached" : `built in ${(buildMs / 1000).toFixed(1)} s`} at ${base.rootfs}`);
     const plain = join(work.path, "base.tar");
-    await run(["tar", "--numeric-owner", "--xattrs", "--sort=name", "-cf", plain, "-C", base.rootfs, "."]);
-    const uncompressed = Number((await run(["stat", "-c", "%s", plain])).trim());
+    await run("tar", ["--numeric-owner", "--xattrs", "--sort=name", "-cf", plain, "-C", base.rootfs, "."]);
+    const uncompressed = Number((await run("stat", ["-c", "%s", plain])).trim());
     const diffId = await sha256File(plain);
     for (const [kind, argv, mediaType] of [
       ["zstd-3", ["zstd", "-q", "-3", "-T0", plain, "-o", `${plain}.zst`], MediaType.ociLayerZstd],
       ["gzip-6", ["sh", "-c", `gzip -6 -c ${plain} > ${plain}.gz`], MediaType.ociLayerGzip],
     ] as const) {
-      const [, compressMs] = await time(() => run([...argv]));
+      const [, compressMs] = await time(() => run(argv[0], argv.slice(1)));
       const layerPath = kind === "zstd-3" ? `${plain}.zst` : `${plain}.gz`;
       const config = Buffer.from(JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [diffId] } }));
       await client.push(`${registry.host}/bench/base:${kind}`, { config, layers: [{ path: layerPath, mediaType }] });

@@ -15,7 +15,7 @@ import { basename, dirname, join, posix } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { spawn } from "node:child_process";
 import type { ImageStep } from "@beta9/protocol";
-import { CommandError, run } from "./exec.js";
+import { CommandError, notStarted, run } from "../exec.js";
 import { CONFINED_TARGET, startConfinedTar } from "./confined-tar.js";
 
 export class BuildFsError extends Error {
@@ -29,11 +29,11 @@ export async function withOverlay<T>(scratch: string, layers: string[], upper: s
   const work = join(scratch, `overlay-work-${id}`);
   await Promise.all([mkdir(root, { recursive: true }), mkdir(work, { recursive: true }), mkdir(upper, { recursive: true })]);
   try {
-    await run(["mount", "-t", "overlay", "overlay", "-o", `lowerdir=${[...layers].reverse().join(":")},upperdir=${upper},workdir=${work},nosuid,nodev`, root]);
+    await run("mount", ["-t", "overlay", "overlay", "-o", `lowerdir=${[...layers].reverse().join(":")},upperdir=${upper},workdir=${work},nosuid,nodev`, root]);
     try {
       return await fn(root);
     } finally {
-      await run(["umount", root]);
+      await run("umount", [root]);
     }
   } finally {
     await rm(root, { recursive: true, force: true });
@@ -168,8 +168,8 @@ async function tarInto(dir: string, names: string[], target: string, owner: { ui
   let stderr = "";
   reader.stderr.on("data", (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4096)));
   const readerDone = new Promise<void>((resolve, reject) => {
-    reader.on("error", (e) => reject(new CommandError(create, null, e.message)));
-    reader.on("close", (code) => (code === 0 ? resolve() : reject(new CommandError(create, code, stderr))));
+    reader.on("error", (e) => reject(new CommandError(create, notStarted(create[0]!, e))));
+    reader.on("close", (code, signal) => (code === 0 ? resolve() : reject(new CommandError(create, { code, signal, stdout: "", stderr }))));
   });
   const settled = await Promise.allSettled([readerDone, writer.done, pipeline(reader.stdout, writer.stdin)]);
   // The reader's complaint first: when it fails, the writer only sees a cut-off archive.

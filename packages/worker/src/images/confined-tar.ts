@@ -9,13 +9,12 @@
  *
  * Costs about 10 ms a run (a few mount calls); needs root, as every other image operation does.
  */
-import { spawn } from "node:child_process";
 import { lstatSync } from "node:fs";
 import { mkdtemp, rmdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Transform, type TransformCallback, type Writable } from "node:stream";
-import { CommandError } from "./exec.js";
+import { start } from "../exec.js";
 
 /** Where tar sees the target directory inside its chroot. */
 export const CONFINED_TARGET = "/target";
@@ -72,19 +71,11 @@ export async function startConfinedTar(target: string, args: string[]): Promise<
   if (process.getuid?.() !== 0) throw new Error("extracting an untrusted archive needs root (tar runs in a private mount namespace)");
   const { dirs, links } = hostLayout();
   const root = await mkdtemp(join(tmpdir(), "beta9-untar-"));
-  const child = spawn("unshare", ["--mount", "--propagation", "private", "--", "sh", "-c", SCRIPT, "beta9-untar", target, root, "tar", ...args], {
-    stdio: ["pipe", "ignore", "pipe"],
+  const tar = start("unshare", ["--mount", "--propagation", "private", "--", "sh", "-c", SCRIPT, "beta9-untar", target, root, "tar", ...args], {
     env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL: "C", BETA9_DIRS: dirs, BETA9_LINKS: links },
+    shownAs: ["tar", ...args],
   });
-  let stderr = "";
-  child.stderr.on("data", (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-16_384)));
-  child.stdin.on("error", () => {}); // tar may exit (failing) before reading everything
-  const argv = ["tar", ...args];
-  const done = new Promise<void>((resolve, reject) => {
-    child.on("error", (e) => reject(new CommandError(argv, null, e.message)));
-    child.on("close", (code) => (code === 0 ? resolve() : reject(new CommandError(argv, code, stderr))));
-  }).finally(() => rmdir(root).catch(() => {}));
-  return { stdin: child.stdin, done, kill: () => child.kill("SIGKILL") };
+  return { ...tar, done: tar.done.finally(() => rmdir(root).catch(() => {})) };
 }
 
 /**

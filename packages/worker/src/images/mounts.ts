@@ -4,7 +4,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { resolve, sep } from "node:path";
-import { run } from "./exec.js";
+import { run } from "../exec.js";
 
 /** mountinfo escapes space, tab, newline and backslash as octal (\040 etc.). */
 function unescapeMountPath(path: string): string {
@@ -34,10 +34,10 @@ export async function mountsUnder(dir: string): Promise<string[]> {
 /** Unmounts `path`; with `lazy`, a busy mount is detached instead of failing (used at shutdown). */
 export async function unmount(path: string, options: { lazy?: boolean } = {}): Promise<void> {
   try {
-    await run(["umount", path]);
+    await run("umount", [path]);
   } catch (err) {
     if (!options.lazy) throw err;
-    await run(["umount", "--lazy", path]);
+    await run("umount", ["--lazy", path]);
   }
 }
 

@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, rename, rm, rmdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { run } from "./exec.js";
+import { run } from "../exec.js";
 import { isMountPoint, unmount } from "./mounts.js";
 
 export interface PackOptions {
@@ -31,11 +31,11 @@ export async function packRootfs(rootfs: string, out: string, options: PackOptio
   const started = performance.now();
   await mkdir(dirname(out), { recursive: true });
   const tmp = `${out}.tmp-${randomBytes(6).toString("hex")}`;
-  const argv = ["mksquashfs", rootfs, tmp, "-noappend", "-comp", "zstd", "-Xcompression-level", String(options.level ?? 3),
+  const args = [rootfs, tmp, "-noappend", "-comp", "zstd", "-Xcompression-level", String(options.level ?? 3),
     "-reproducible", "-mkfs-time", "0", "-no-progress", "-quiet"];
-  if (options.processors) argv.push("-processors", String(options.processors));
+  if (options.processors) args.push("-processors", String(options.processors));
   try {
-    await run(argv);
+    await run("mksquashfs", args);
     await rename(tmp, out);
   } catch (err) {
     await rm(tmp, { force: true });
@@ -50,7 +50,7 @@ export async function mountPacked(file: string, mountPoint: string): Promise<str
   if (await isMountPoint(mountPoint)) throw new Error(`${mountPoint} is already a mount point`);
   // util-linux attaches the loop device with autoclear, so unmounting frees it too. nosuid,nodev:
   // on the host, a setuid binary or device node inside an image must stay inert.
-  await run(["mount", "-t", "squashfs", "-o", "loop,ro,nosuid,nodev", file, mountPoint]);
+  await run("mount", ["-t", "squashfs", "-o", "loop,ro,nosuid,nodev", file, mountPoint]);
   return mountPoint;
 }
 

@@ -10,7 +10,7 @@ import { readFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { run } from "./exec.js";
+import { run } from "../exec.js";
 
 function base32(data: Buffer): string {
   const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
@@ -51,7 +51,7 @@ export interface TokenServer {
 export async function startTokenServer(dir: string, users?: Readonly<Record<string, string>>): Promise<TokenServer> {
   const keyPath = join(dir, "token.key");
   const certPath = join(dir, "token.crt");
-  await run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=beta9-test-token", "-days", "2", "-keyout", keyPath, "-out", certPath]);
+  await run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=beta9-test-token", "-days", "2", "-keyout", keyPath, "-out", certPath]);
   const key = createPrivateKey(await readFile(keyPath));
   const kid = libtrustKeyId(createPublicKey(key).export({ type: "spki", format: "der" }));
   const service = "beta9-test-registry";

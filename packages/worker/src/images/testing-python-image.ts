@@ -8,7 +8,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ensureBaseImage } from "./base.js";
 import { sha256File } from "./digest.js";
-import { run } from "./exec.js";
+import { run } from "../exec.js";
 import { hostPlatform, MediaType } from "./oci.js";
 import type { PushImage } from "./registry.js";
 import { makeTar, type TarSpec } from "./testing.js";
@@ -29,7 +29,7 @@ export interface PythonImageOptions {
 export async function buildPythonImage(dir: string, tag: string, o: PythonImageOptions): Promise<PushImage> {
   const base = await ensureBaseImage({ cacheDir: o.baseCacheDir });
   const baseTar = join(dir, `python-base-${tag}.tar`);
-  await run(["tar", "--numeric-owner", "--sort=name", ...LEAVE_OUT.map((p) => `--exclude=${p}`), "-cf", baseTar, "-C", base.rootfs, "."]);
+  await run("tar", ["--numeric-owner", "--sort=name", ...LEAVE_OUT.map((p) => `--exclude=${p}`), "-cf", baseTar, "-C", base.rootfs, "."]);
   const top = makeTar(o.files);
   const topPath = join(dir, `python-top-${tag}.tar`);
   await writeFile(topPath, top);

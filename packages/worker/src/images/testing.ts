@@ -9,7 +9,7 @@ import { createServer as createNetServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request } from "undici";
-import { run } from "./exec.js";
+import { run } from "../exec.js";
 import { unmountAllUnder } from "./mounts.js";
 import { startTokenServer } from "./testing-auth.js";
 
@@ -121,7 +121,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
     const file = join(dir.path, "htpasswd");
     const lines: string[] = [];
     try {
-      for (const [user, password] of Object.entries(options.htpasswd)) lines.push((await run(["htpasswd", "-Bbn", user, password])).trim());
+      for (const [user, password] of Object.entries(options.htpasswd)) lines.push((await run("htpasswd", ["-Bbn", user, password])).trim());
     } catch (err) {
       await dir.cleanup();
       throw err;

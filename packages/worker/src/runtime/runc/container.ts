@@ -5,7 +5,7 @@
  */
 import { chown, mkdir, rm, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { run, tryRun } from "../exec.js";
+import { run, tryRun } from "../../exec.js";
 import type { ContainerExit, ContainerHandle, ContainerSpec, HostPort, LogSink } from "../types.js";
 import { buildConfig, cpuQuotaUs, CPU_PERIOD_US, startingMillicores, validateSpecForBundle } from "./bundle.js";
 import { readOomKills, removeCgroupTree, writeCpuQuota, type CgroupHierarchy } from "./cgroups.js";

@@ -11,7 +11,7 @@
  */
 import { chown, mkdir, rename, rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { run } from "../exec.js";
+import { run } from "../../exec.js";
 import { mountPointsUnder, unmount } from "./overlay.js";
 
 export const DEFAULT_WRITABLE_LAYER_MIB = 10 * 1024;

@@ -15,7 +15,7 @@
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { cidrContains, ipv4ToInt, parseEgressRule, PRIVATE_IPV4_RANGES, type EgressPolicy, type EgressRule } from "@beta9/protocol";
-import { run, tryRun } from "../exec.js";
+import { run, tryRun } from "../../exec.js";
 import type { RuntimeNames } from "./names.js";
 
 /**

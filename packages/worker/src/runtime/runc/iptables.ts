@@ -3,7 +3,7 @@
  * MASQUERADEs the subnet's traffic leaving through any interface but the bridge. Own chain, so
  * close() removes exactly our rules and nobody else's.
  */
-import { run, tryRun } from "../exec.js";
+import { run, tryRun } from "../../exec.js";
 
 export async function installMasquerade(chain: string, subnet: string, bridge: string): Promise<void> {
   // A declared chain is created, or flushed if it exists (a crashed run's leftover): idempotent.

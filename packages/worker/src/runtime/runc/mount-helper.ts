@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { findExecutable, run } from "../exec.js";
+import { findExecutable, run } from "../../exec.js";
 
 /** Container uids/gids 0..count-1 are host ids hostId..hostId+count-1. */
 export interface UserNamespace {

@@ -6,7 +6,7 @@
  */
 import type { EgressPolicy } from "@beta9/protocol";
 import { join } from "node:path";
-import { findExecutable, tryRun, run } from "../exec.js";
+import { findExecutable, tryRun, run } from "../../exec.js";
 import {
   addContainerPolicy, egressInstalled, forgetConnections, hasOwnPolicy, installEgress, removeContainerPolicy, removeEgress, type EgressConfig,
 } from "./egress.js";

@@ -5,7 +5,7 @@
 import { mkdir } from "node:fs/promises";
 import { readFileSync, statSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
-import { run, tryRun } from "../exec.js";
+import { run, tryRun } from "../../exec.js";
 import { unescapeMountPath } from "./cgroups.js";
 
 export interface OverlayDirs {

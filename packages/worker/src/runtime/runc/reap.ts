@@ -6,7 +6,7 @@
  */
 import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { tryRun } from "../exec.js";
+import { tryRun } from "../../exec.js";
 import type { ReapReport } from "../types.js";
 import { countCgroupDirs, removeCgroupTree, removeEmptyCgroupAncestors, type CgroupHierarchy } from "./cgroups.js";
 import type { RuntimeNames } from "./names.js";

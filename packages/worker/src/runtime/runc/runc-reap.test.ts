@@ -15,7 +15,7 @@ import { RuntimeNames } from "./names.js";
 import { listNetns, listVeths } from "./network.js";
 import { mountPointsUnder } from "./overlay.js";
 import { RuncRuntime } from "./runc-runtime.js";
-import { tryRun } from "../exec.js";
+import { tryRun } from "../../exec.js";
 
 const skipReason = runcSkipReason();
 const CHILD_SCRIPT = fileURLToPath(new URL("../../testing/runc-crash-child.js", import.meta.url));
