@@ -172,7 +172,7 @@ export class Worker {
     this.id = options.workerId ?? `${hostname()}-${randomUUID().slice(0, 8)}`;
     this.capacity = detectCapacity(options.capacity, options.devices);
     this.gpus = new DeviceAllocator(options.devices ?? []);
-    this.gateway = { url: options.gatewayUrl, token: options.token, ...(options.tlsCa && { dispatcher: gatewayDispatcher(options.tlsCa)! }) };
+    this.gateway = { url: options.gatewayUrl, token: options.token, ...(options.tlsCa && { dispatcher: gatewayDispatcher(options.tlsCa)!, tlsCa: options.tlsCa }) };
     this.code = new CodeCache(join(options.stateDir, "code"), this.gateway);
     this.volumes = new VolumeMounts({
       stateDir: options.stateDir, gateway: this.gateway, logger: options.logger, owner: () => (options.runtime as { rootOwner?: number }).rootOwner,

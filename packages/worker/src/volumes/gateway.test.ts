@@ -1,6 +1,6 @@
 /**
  * Downloading a volume content: bytes are checked against the hash they are asked by (inline for
- * small contents, on the hashing thread for large ones), and a body that hashes otherwise or ends
+ * small contents; large ones come on a socket of their own, fetch-file.ts, and are hashed on a thread), and a body that hashes otherwise or ends
  * early leaves no file. A loopback HTTP server stands in for the gateway's blob route.
  */
 import assert from "node:assert/strict";
@@ -77,10 +77,10 @@ for (const [what, body] of [["small (hashed inline)", small], ["large (hashed on
   test(`a ${what} content longer than the manifest says is cut off and leaves no file; a declared length that differs is refused`, async () => {
     mode = "long";
     const dest = join(dir, `long-${body.length}`);
-    await assert.rejects(downloadBlob(gw, "ws", sha(body), body.length, dest), /sent more than the manifest's \d+ bytes/);
+    await assert.rejects(downloadBlob(gw, "ws", sha(body), body.length, dest), /sent more than the manifest's \d+ bytes|answered without a length/);
     assert.equal(existsSync(dest), false);
     mode = "right";
-    await assert.rejects(downloadBlob(gw, "ws", sha(body), body.length - 1, dest), /the gateway sends \d+ bytes, the manifest says \d+/);
+    await assert.rejects(downloadBlob(gw, "ws", sha(body), body.length - 1, dest), /the gateway sends \d+ bytes, (the manifest says \d+|\d+ were expected)/);
     assert.equal(existsSync(dest), false);
   });
 

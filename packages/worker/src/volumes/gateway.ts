@@ -6,10 +6,11 @@
 import { createHash } from "node:crypto";
 import { writeSync } from "node:fs";
 import { open, rm, type FileHandle } from "node:fs/promises";
+import { FetchError, fetchToFile } from "../fetch-file.js";
 import { request } from "undici";
 import { API_PREFIX, type ManifestEntry, type VolumeChange, type VolumeInfo } from "@beta9/protocol";
 import type { GatewayEndpoint } from "../gateway-http.js";
-import { HashFollower } from "./hash-follower.js";
+import { HashFollower } from "../hash-follower.js";
 
 export interface MountAnswer {
   id: string;
@@ -46,8 +47,12 @@ async function call(gw: GatewayEndpoint, what: string, url: string, options: Omi
     throw new VolumeHttpError(`${what}: cannot reach the gateway (${(err as Error).message})`, 0, "UNREACHABLE");
   }
   if (res.statusCode >= 200 && res.statusCode < 300) return res;
-  const text = await res.body.text().catch(() => "");
-  let code = `HTTP_${res.statusCode}`;
+  throw httpError(what, res.statusCode, await res.body.text().catch(() => ""));
+}
+
+/** A non-2xx answer as a {@link VolumeHttpError}, with the catalogue's code when the body has one. */
+function httpError(what: string, status: number, text: string): VolumeHttpError {
+  let code = `HTTP_${status}`;
   let message = text.slice(0, 500);
   let details: unknown;
   try {
@@ -58,7 +63,7 @@ async function call(gw: GatewayEndpoint, what: string, url: string, options: Omi
   } catch {
     // not JSON: keep the text
   }
-  throw new VolumeHttpError(`${what}: ${res.statusCode} ${code}: ${message}`, res.statusCode, code, details);
+  return new VolumeHttpError(`${what}: ${status} ${code}: ${message}`, status, code, details);
 }
 
 /** The volume a container mounts (the gateway creates it when missing). */
@@ -68,19 +73,50 @@ export async function mountVolume(gw: GatewayEndpoint, workspaceId: string, name
   return (await res.body.json()) as MountAnswer;
 }
 
-/** Contents at least this large are hashed on a thread of their own (hash-follower.ts); smaller ones inline. */
-const HASH_ON_A_THREAD = 32 * 1024 * 1024;
+/**
+ * Contents at least this large come on a socket of their own straight into the file
+ * (fetch-file.ts) and are hashed on a thread that reads behind the writer (hash-follower.ts);
+ * smaller ones through the shared connection pool, hashed inline.
+ */
+const LARGE = 32 * 1024 * 1024;
 /** How often the hashing thread is told how far the file is written. */
 const PROGRESS_EVERY = 8 * 1024 * 1024;
-const BATCH = 512 * 1024;
 
 /**
  * Writes content `hash`, `size` bytes (the manifest's), to `dest` (a new file), refusing bytes that
  * hash otherwise and a body of any other length (a longer one is cut off as soon as it passes
- * `size`). Written with synchronous positional writes on the event loop: a syscall into the page
- * cache, where a write stream would take a thread-pool round trip per piece (about 0.7× the speed).
+ * `size`). Not fsynced: the cache drops every snapshot after a host restart (cache.ts init).
  */
 export async function downloadBlob(gw: GatewayEndpoint, workspaceId: string, hash: string, size: number, dest: string): Promise<void> {
+  const handle = await open(dest, "wx", 0o600);
+  let follower: HashFollower | undefined;
+  try {
+    let actual: string;
+    if (size >= LARGE) {
+      follower = new HashFollower(dest);
+      let told = 0;
+      const progress = (written: number) => {
+        if (written - told >= PROGRESS_EVERY) follower!.progress(told = written);
+      };
+      await fetchToFile(gw, `${base(gw, workspaceId)}/blob/${hash}`, handle.fd, { size, onWritten: progress }).catch((err: unknown) => {
+        throw err instanceof FetchError && err.status !== 0 ? httpError(`volume content ${hash}`, err.status, err.body) : err;
+      });
+      actual = await follower.finish(size);
+    } else {
+      actual = await downloadSmall(gw, workspaceId, hash, size, handle.fd);
+    }
+    if (actual !== hash) throw new Error(`volume content ${hash}: received bytes hash to ${actual}`);
+    await handle.close();
+  } catch (err) {
+    follower?.abort();
+    await handle.close().catch(() => {});
+    await rm(dest, { force: true });
+    throw err;
+  }
+}
+
+/** A small content through the pool: positional writes as pieces come, hashed inline; answers the hash. */
+async function downloadSmall(gw: GatewayEndpoint, workspaceId: string, hash: string, size: number, fd: number): Promise<string> {
   const res = await call(gw, `volume content ${hash}`, `${base(gw, workspaceId)}/blob/${hash}`);
   // From here every way out destroys the body: an abandoned one could later emit an unheard 'error'.
   const ended = new Promise<void>((resolve, reject) => {
@@ -88,57 +124,27 @@ export async function downloadBlob(gw: GatewayEndpoint, workspaceId: string, has
     res.body.once("error", reject);
   });
   ended.catch(() => {});
-  let handle: FileHandle | undefined;
-  let follower: HashFollower | undefined;
   try {
     const declared = res.headers["content-length"];
     if (declared !== undefined && Number(declared) !== size) throw new Error(`volume content ${hash}: the gateway sends ${declared} bytes, the manifest says ${size}`);
-    handle = await open(dest, "wx", 0o600);
-    const fd = handle.fd;
-    follower = size >= HASH_ON_A_THREAD ? new HashFollower(dest) : undefined;
-    const digest = follower ? undefined : createHash("sha256");
-    // Pieces arrive in 64 KiB reads; they are gathered into 512 KiB writes: fewer syscalls, and the
-    // page cache keeps larger folios, which a container's later reads of the file go through (reads
-    // of a file written 64 KiB at a time measured 1.4× slower here). 2 MiB writes were slower to make
-    // (higher-order page allocations): 3.4–4.9 s a GiB against 1.7–2.2 s at 512 KiB and 1.9–2.1 s at 64 KiB.
-    const batch = Buffer.allocUnsafe(size >= BATCH ? BATCH : 64 * 1024);
-    let held = 0;
+    const digest = createHash("sha256");
     let at = 0;
-    let told = 0;
-    const flush = () => {
-      for (let off = 0; off < held;) off += writeSync(fd, batch, off, held - off, at - held + off);
-      held = 0;
-    };
     // 'data' events, not `for await`: a promise per 64 KiB piece cost a third more CPU here.
     res.body.on("data", (piece: Buffer) => {
       try {
         if (at + piece.length > size) throw new Error(`volume content ${hash}: the gateway sent more than the manifest's ${size} bytes`);
-        for (let from = 0; from < piece.length;) {
-          const n = piece.copy(batch, held, from);
-          held += n;
-          at += n;
-          from += n;
-          if (held === batch.length) flush();
-        }
-        digest?.update(piece);
-        if (follower && at - held - told >= PROGRESS_EVERY) follower.progress(told = at - held);
+        for (let off = 0; off < piece.length;) off += writeSync(fd, piece, off, piece.length - off, at + off);
+        at += piece.length;
+        digest.update(piece);
       } catch (err) {
         res.body.destroy(err as Error);
       }
     });
     await ended;
-    flush();
     if (at !== size) throw new Error(`volume content ${hash}: received ${at} of ${size} bytes`);
-    const actual = follower ? await follower.finish(at) : digest!.digest("hex");
-    if (actual !== hash) throw new Error(`volume content ${hash}: received bytes hash to ${actual}`);
-    // Not fsynced: the cache drops every snapshot after a host restart (cache.ts init).
-    await handle.close();
-  } catch (err) {
-    follower?.abort();
+    return digest.digest("hex");
+  } finally {
     res.body.destroy();
-    await handle?.close().catch(() => {});
-    if (handle) await rm(dest, { force: true });
-    throw err;
   }
 }
 
