@@ -1,7 +1,7 @@
 /** The agent's two HTTP calls to the gateway, authenticated by the machine token. */
 import { Agent, request, type Dispatcher } from "undici";
 import {
-  MACHINE_KEEPALIVE_PATH, MACHINE_REGISTER_PATH, pinnedTlsOptions, type MachineKeepaliveBody, type MachineKeepaliveResponse, type MachineRegisterBody,
+  MACHINE_KEEPALIVE_PATH, MACHINE_REGISTER_PATH, parseErrorBody, pinnedTlsOptions, type MachineKeepaliveBody, type MachineKeepaliveResponse, type MachineRegisterBody,
   type MachineRegisterResponse,
 } from "@beta9/protocol";
 
@@ -57,15 +57,8 @@ export class GatewayClient {
     }
     const text = await res.body.text();
     if (res.statusCode >= 200 && res.statusCode < 300) return JSON.parse(text) as T;
-    let code: string | undefined;
-    let message = text.slice(0, 300);
-    try {
-      const parsed = JSON.parse(text) as { error?: { code?: string; message?: string } };
-      code = parsed.error?.code;
-      message = parsed.error?.message ?? message;
-    } catch {
-      // not JSON: keep the raw text
-    }
-    throw new GatewayCallError(`${path}: ${res.statusCode} ${code ?? ""} ${message}`.replace(/\s+/g, " ").trim(), res.statusCode, code);
+    const error = parseErrorBody(res.statusCode, text);
+    const code = error.structured ? error.code : undefined;
+    throw new GatewayCallError(`${path}: ${res.statusCode} ${code ?? ""} ${error.message.slice(0, 300)}`.replace(/\s+/g, " ").trim(), res.statusCode, code);
   }
 }

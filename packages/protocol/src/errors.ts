@@ -141,3 +141,32 @@ export class Beta9Error extends Error {
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === "string" && Object.hasOwn(errorCatalogue, value);
 }
+
+/** What an error answer said: the catalogue's code, message and details when its body is an {@link ErrorBody}. */
+export interface ParsedErrorBody {
+  /** The body's code (a newer gateway may send one this side does not know yet), or `HTTP_<status>`. */
+  code: string;
+  /** The body's message, or its text (trimmed, at most 500 characters) when it is not an error body. */
+  message: string;
+  details?: unknown;
+  /** Whether the body was an error body (false: a proxy's page, an empty HEAD answer…). */
+  structured: boolean;
+}
+
+/**
+ * The one reader of error answers, for every client of the gateway (SDK, CLI, agent, worker) and of
+ * a worker's control socket: never throws, whatever the body holds.
+ */
+export function parseErrorBody(status: number, body: string | Uint8Array): ParsedErrorBody {
+  const text = typeof body === "string" ? body : new TextDecoder().decode(body);
+  let error: { code?: unknown; message?: unknown; details?: unknown } | undefined;
+  try {
+    error = text.length > 0 ? (JSON.parse(text) as { error?: typeof error } | null)?.error : undefined;
+  } catch {
+    error = undefined;
+  }
+  if (error && typeof error === "object" && typeof error.code === "string" && error.code !== "") {
+    return { code: error.code, message: typeof error.message === "string" ? error.message : "", ...(error.details !== undefined && { details: error.details }), structured: true };
+  }
+  return { code: `HTTP_${status}`, message: text.trim().slice(0, 500), structured: false };
+}

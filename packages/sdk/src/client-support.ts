@@ -1,5 +1,5 @@
 /** The client's errors (every failed call is an ApiError with the gateway's stable code) and small helpers. */
-import { formatErrorMessage } from "@beta9/protocol";
+import { formatErrorMessage, parseErrorBody } from "@beta9/protocol";
 import type { Query } from "./client.js";
 
 /**
@@ -34,19 +34,11 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
 
 export function toApiError(status: number, method: string, path: string, bytes: Buffer, headers: Record<string, string | string[] | undefined> = {}): ApiError {
   const retryAfterMs = parseRetryAfter(headers["retry-after"]);
-  let parsed: unknown;
-  try {
-    parsed = bytes.length > 0 ? JSON.parse(bytes.toString("utf8")) : undefined;
-  } catch {
-    parsed = undefined;
-  }
-  const error = (parsed as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)?.error;
-  if (error && typeof error.code === "string" && typeof error.message === "string") {
-    return new ApiError(status, error.code, error.message, error.details, retryAfterMs);
-  }
+  const error = parseErrorBody(status, bytes);
+  if (error.structured) return new ApiError(status, error.code, error.message, error.details, retryAfterMs);
   // Not an error body: a proxy in between, or a HEAD response (which has no body by definition).
-  const text = bytes.toString("utf8").trim().slice(0, 200);
-  return new ApiError(status, `HTTP_${status}`, `${method} ${path} answered ${status}${text ? `: ${text}` : ""}`, undefined, retryAfterMs);
+  const text = error.message.slice(0, 200);
+  return new ApiError(status, error.code, `${method} ${path} answered ${status}${text ? `: ${text}` : ""}`, undefined, retryAfterMs);
 }
 
 /** A 404 from an invocation route by name means the workload is not deployed (or stopped): say how to fix it. */

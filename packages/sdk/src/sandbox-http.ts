@@ -5,6 +5,7 @@
 import { Pool, type Dispatcher } from "undici";
 import { API_PREFIX } from "@beta9/protocol";
 import { ApiError, gatewayPoolOptions, type Client } from "./client.js";
+import { toApiError } from "./client-support.js";
 
 export interface Connection {
   gateway: string;
@@ -54,14 +55,7 @@ export class SandboxHttp {
       throw new ApiError(0, "UNREACHABLE", `cannot reach the gateway at ${this.connection.gateway} (${reason}); is it running (beta9 up)?`);
     }
     if (res.statusCode >= 200 && res.statusCode < 300) return res;
-    const text = await res.body.text();
-    try {
-      const parsed = JSON.parse(text) as { error?: { code?: string; message?: string; details?: unknown } };
-      if (parsed.error?.code) throw new ApiError(res.statusCode, parsed.error.code, parsed.error.message ?? text, parsed.error.details);
-    } catch (err) {
-      if (err instanceof ApiError) throw err;
-    }
-    throw new ApiError(res.statusCode, `HTTP_${res.statusCode}`, `${method} ${path}: HTTP ${res.statusCode} ${text.slice(0, 200)}`);
+    throw toApiError(res.statusCode, method, path, Buffer.from(await res.body.arrayBuffer()), res.headers);
   }
 
   async json<T>(method: Dispatcher.HttpMethod, path: string, options: Parameters<SandboxHttp["raw"]>[2] = {}): Promise<T> {

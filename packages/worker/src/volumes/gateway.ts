@@ -8,7 +8,7 @@ import { writeSync } from "node:fs";
 import { open, rm, type FileHandle } from "node:fs/promises";
 import { FetchError, fetchToFile } from "../fetch-file.js";
 import { request } from "undici";
-import { API_PREFIX, type ManifestEntry, type VolumeChange, type VolumeInfo } from "@beta9/protocol";
+import { API_PREFIX, parseErrorBody, type ManifestEntry, type VolumeChange, type VolumeInfo } from "@beta9/protocol";
 import type { GatewayEndpoint } from "../gateway-http.js";
 import { HashFollower } from "../hash-follower.js";
 
@@ -52,17 +52,7 @@ async function call(gw: GatewayEndpoint, what: string, url: string, options: Omi
 
 /** A non-2xx answer as a {@link VolumeHttpError}, with the catalogue's code when the body has one. */
 function httpError(what: string, status: number, text: string): VolumeHttpError {
-  let code = `HTTP_${status}`;
-  let message = text.slice(0, 500);
-  let details: unknown;
-  try {
-    const parsed = JSON.parse(text) as { error?: { code?: string; message?: string; details?: unknown } };
-    code = parsed.error?.code ?? code;
-    message = parsed.error?.message ?? message;
-    details = parsed.error?.details;
-  } catch {
-    // not JSON: keep the text
-  }
+  const { code, message, details } = parseErrorBody(status, text);
   return new VolumeHttpError(`${what}: ${status} ${code}: ${message}`, status, code, details);
 }
 
