@@ -5,15 +5,15 @@
  * and a silent server are refused with what went wrong.
  */
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
-import { mkdtempSync, openSync, closeSync, readFileSync, rmSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { createServer as createTlsServer } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { run } from "./exec.js";
-import { FetchError, fetchToFile } from "./fetch-file.js";
+import { downloadVerified, FetchError, fetchToFile } from "./fetch-file.js";
 
 const dir = mkdtempSync(join(tmpdir(), "beta9-fetch-file-"));
 const body = randomBytes(5 * 1024 * 1024 + 777);
@@ -124,4 +124,23 @@ test("a server that goes silent ends the fetch after the idle timeout; a wrong c
   await assert.rejects(fetchInto(plain, { idleTimeoutMs: 300 }), (e: FetchError) => e.status === 0 && /no bytes from the gateway/.test(e.message));
   answer = ok(body);
   await assert.rejects(fetchInto(tls.url), (e: FetchError) => e.status === 0); // the system's CAs do not know it
+});
+
+test("downloadVerified: bytes that hash as the answer's header says are kept; others, and error answers, leave no file", async () => {
+  const large = Buffer.concat([body, body, body, body, body, body, body]); // past the 32 MiB at which a thread hashes
+  for (const b of [body, large]) {
+    const sha = createHash("sha256").update(b).digest("hex");
+    const dest = join(dir, `verified-${b.length}`);
+    const options = { what: "image x", expected: (h: Record<string, string>) => h["x-beta9-sha256"] ?? "", flags: "wx" as const, mode: 0o600 };
+    answer = { head: `HTTP/1.1 200 OK\r\ncontent-length: ${b.length}\r\nx-beta9-sha256: ${sha}\r\n\r\n`, body: b };
+    await downloadVerified({ url: plain, token: "t" }, `${plain}/img`, dest, options);
+    assert.ok(readFileSync(dest).equals(b));
+    rmSync(dest);
+    answer = { head: `HTTP/1.1 200 OK\r\ncontent-length: ${b.length}\r\nx-beta9-sha256: ${"0".repeat(64)}\r\n\r\n`, body: b };
+    await assert.rejects(downloadVerified({ url: plain, token: "t" }, `${plain}/img`, dest, options), new RegExp(`image x: received bytes hash to ${sha}, expected 0{64}`));
+    assert.equal(existsSync(dest), false);
+    answer = { head: "HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\n", body: Buffer.from("no") };
+    await assert.rejects(downloadVerified({ url: plain, token: "t" }, `${plain}/img`, dest, { ...options, statusError: (e) => new Error(`gone ${e.status} ${e.body}`) }), /gone 404 no/);
+    assert.equal(existsSync(dest), false);
+  }
 });

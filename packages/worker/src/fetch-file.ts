@@ -9,10 +9,13 @@
  * Only for what the worker fetches from its own gateway (volume contents, packed images): the
  * answer is small headers and a Content-Length body; anything else is refused, never guessed at.
  */
+import { createHash, type Hash } from "node:crypto";
 import { writeSync } from "node:fs";
+import { open, rm } from "node:fs/promises";
 import { connect as connectTcp, isIP, type Socket } from "node:net";
 import { connect as connectTls, type ConnectionOptions } from "node:tls";
 import { pinnedTlsOptions } from "@beta9/protocol";
+import { HashFollower } from "./hash-follower.js";
 
 /** Where the worker reaches its gateway. */
 export interface GatewayEndpointLike {
@@ -178,4 +181,55 @@ export function fetchToFile(gateway: GatewayEndpointLike, url: string, fd: numbe
       else finish(new FetchError(`${url}: received ${received} of ${length} bytes`, 0));
     });
   });
+}
+
+/** Bodies at least this large are hashed on a thread that reads behind the writer; smaller ones inline. */
+const HASH_ON_A_THREAD = 32 * 1024 * 1024;
+/** How often the hashing thread is told how far the file is written. */
+const PROGRESS_EVERY = 8 * 1024 * 1024;
+
+export interface VerifiedDownload {
+  /** Names the download in errors ("volume content <hash>", "image <id>"). */
+  what: string;
+  /** The sha256 the bytes must have, known before or told by the answer's headers. */
+  expected: (headers: Record<string, string>) => string;
+  /** The body's length when known before (a manifest's size). */
+  size?: number;
+  /** open(2) flags of `dest`: "wx" when it must be new. */
+  flags: "w" | "wx";
+  mode: number;
+  /** A non-2xx answer as the caller's error. */
+  statusError?: (err: FetchError) => Error;
+}
+
+/** Downloads `url` into `dest` and checks its sha256; any failure leaves no file. */
+export async function downloadVerified(gateway: GatewayEndpointLike, url: string, dest: string, o: VerifiedDownload): Promise<void> {
+  const handle = await open(dest, o.flags, o.mode);
+  let follower: HashFollower | undefined;
+  let digest: Hash | undefined;
+  let told = 0;
+  try {
+    const { headers, bytes } = await fetchToFile(gateway, url, handle.fd, {
+      ...(o.size !== undefined && { size: o.size }),
+      onHeaders: (_headers, length) => {
+        if (length >= HASH_ON_A_THREAD) follower = new HashFollower(dest);
+        else digest = createHash("sha256");
+      },
+      onPiece: (piece) => digest?.update(piece),
+      onWritten: (written) => {
+        if (follower && written - told >= PROGRESS_EVERY) follower.progress(told = written);
+      },
+    }).catch((err: unknown) => {
+      throw err instanceof FetchError && err.status !== 0 && o.statusError ? o.statusError(err) : err;
+    });
+    const expected = o.expected(headers);
+    const actual = follower ? await follower.finish(bytes) : digest!.digest("hex");
+    if (actual !== expected) throw new Error(`${o.what}: received bytes hash to ${actual}, expected ${expected}`);
+    await handle.close();
+  } catch (err) {
+    follower?.abort();
+    await handle.close().catch(() => {});
+    await rm(dest, { force: true });
+    throw err;
+  }
 }

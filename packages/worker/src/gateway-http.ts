@@ -1,11 +1,10 @@
 /** The worker's HTTP calls to the gateway: fetch a packed image, upload a built one (both hash-checked). */
-import { createHash, type Hash } from "node:crypto";
+import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { open, rm, stat } from "node:fs/promises";
+import { rm, stat } from "node:fs/promises";
 import { Agent, request, type Dispatcher } from "undici";
 import { API_PREFIX, pinnedTlsOptions } from "@beta9/protocol";
-import { FetchError, fetchToFile } from "./fetch-file.js";
-import { HashFollower } from "./hash-follower.js";
+import { downloadVerified } from "./fetch-file.js";
 
 export interface GatewayEndpoint {
   url: string;
@@ -26,41 +25,12 @@ async function failure(what: string, statusCode: number, body: { text(): Promise
   return new Error(`${what}: the gateway answered ${statusCode}${text ? `: ${text.slice(0, 500)}` : ""}`);
 }
 
-/** Packed images at least this large are hashed on a thread behind the writer; smaller ones inline. */
-const HASH_ON_A_THREAD = 32 * 1024 * 1024;
-const PROGRESS_EVERY = 8 * 1024 * 1024;
-
 /** Downloads image `id` to `dest` (fetch-file.ts), refusing bytes whose sha256 differs from the gateway's header. */
 export async function fetchImage(gateway: GatewayEndpoint, id: string, dest: string): Promise<void> {
-  const handle = await open(dest, "w", 0o644);
-  let follower: HashFollower | undefined;
-  let digest: Hash | undefined;
-  let told = 0;
-  try {
-    const { headers, bytes } = await fetchToFile(gateway, `${gateway.url}${API_PREFIX}/image/${id}/blob`, handle.fd, {
-      onHeaders: (_headers, length) => {
-        if (length >= HASH_ON_A_THREAD) follower = new HashFollower(dest);
-        else digest = createHash("sha256");
-      },
-      onPiece: (piece) => digest?.update(piece),
-      onWritten: (written) => {
-        if (follower && written - told >= PROGRESS_EVERY) follower.progress(told = written);
-      },
-    }).catch((err: unknown) => {
-      throw err instanceof FetchError && err.status !== 0
-        ? new Error(`fetching image ${id}: the gateway answered ${err.status}${err.body ? `: ${err.body.slice(0, 500)}` : ""}`)
-        : err;
-    });
-    const expected = headers["x-beta9-sha256"] ?? "";
-    const actual = follower ? await follower.finish(bytes) : digest!.digest("hex");
-    if (actual !== expected) throw new Error(`image ${id}: received bytes hash to ${actual}, the gateway said ${expected}`);
-    await handle.close();
-  } catch (err) {
-    follower?.abort();
-    await handle.close().catch(() => {});
-    await rm(dest, { force: true });
-    throw err;
-  }
+  await downloadVerified(gateway, `${gateway.url}${API_PREFIX}/image/${id}/blob`, dest, {
+    what: `image ${id}`, expected: (headers) => headers["x-beta9-sha256"] ?? "", flags: "w", mode: 0o644,
+    statusError: (err) => new Error(`fetching image ${id}: the gateway answered ${err.status}${err.body ? `: ${err.body.slice(0, 500)}` : ""}`),
+  });
 }
 
 export async function sha256OfFile(path: string): Promise<string> {

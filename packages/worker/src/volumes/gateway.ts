@@ -6,11 +6,10 @@
 import { createHash } from "node:crypto";
 import { writeSync } from "node:fs";
 import { open, rm, type FileHandle } from "node:fs/promises";
-import { FetchError, fetchToFile } from "../fetch-file.js";
+import { downloadVerified } from "../fetch-file.js";
 import { request } from "undici";
 import { API_PREFIX, parseErrorBody, type ManifestEntry, type VolumeChange, type VolumeInfo } from "@beta9/protocol";
 import type { GatewayEndpoint } from "../gateway-http.js";
-import { HashFollower } from "../hash-follower.js";
 
 export interface MountAnswer {
   id: string;
@@ -64,13 +63,10 @@ export async function mountVolume(gw: GatewayEndpoint, workspaceId: string, name
 }
 
 /**
- * Contents at least this large come on a socket of their own straight into the file
- * (fetch-file.ts) and are hashed on a thread that reads behind the writer (hash-follower.ts);
- * smaller ones through the shared connection pool, hashed inline.
+ * Contents at least this large come on a socket of their own straight into the file, hashed on a
+ * thread behind the writer (fetch-file.ts); smaller ones through the shared pool, hashed inline.
  */
 const LARGE = 32 * 1024 * 1024;
-/** How often the hashing thread is told how far the file is written. */
-const PROGRESS_EVERY = 8 * 1024 * 1024;
 
 /**
  * Writes content `hash`, `size` bytes (the manifest's), to `dest` (a new file), refusing bytes that
@@ -78,27 +74,17 @@ const PROGRESS_EVERY = 8 * 1024 * 1024;
  * `size`). Not fsynced: the cache drops every snapshot after a host restart (cache.ts init).
  */
 export async function downloadBlob(gw: GatewayEndpoint, workspaceId: string, hash: string, size: number, dest: string): Promise<void> {
+  const url = `${base(gw, workspaceId)}/blob/${hash}`;
+  const what = `volume content ${hash}`;
+  if (size >= LARGE) {
+    return downloadVerified(gw, url, dest, { what, expected: () => hash, size, flags: "wx", mode: 0o600, statusError: (err) => httpError(what, err.status, err.body) });
+  }
   const handle = await open(dest, "wx", 0o600);
-  let follower: HashFollower | undefined;
   try {
-    let actual: string;
-    if (size >= LARGE) {
-      follower = new HashFollower(dest);
-      let told = 0;
-      const progress = (written: number) => {
-        if (written - told >= PROGRESS_EVERY) follower!.progress(told = written);
-      };
-      await fetchToFile(gw, `${base(gw, workspaceId)}/blob/${hash}`, handle.fd, { size, onWritten: progress }).catch((err: unknown) => {
-        throw err instanceof FetchError && err.status !== 0 ? httpError(`volume content ${hash}`, err.status, err.body) : err;
-      });
-      actual = await follower.finish(size);
-    } else {
-      actual = await downloadSmall(gw, workspaceId, hash, size, handle.fd);
-    }
-    if (actual !== hash) throw new Error(`volume content ${hash}: received bytes hash to ${actual}`);
+    const actual = await downloadSmall(gw, url, what, size, handle.fd);
+    if (actual !== hash) throw new Error(`${what}: received bytes hash to ${actual}`);
     await handle.close();
   } catch (err) {
-    follower?.abort();
     await handle.close().catch(() => {});
     await rm(dest, { force: true });
     throw err;
@@ -106,8 +92,8 @@ export async function downloadBlob(gw: GatewayEndpoint, workspaceId: string, has
 }
 
 /** A small content through the pool: positional writes as pieces come, hashed inline; answers the hash. */
-async function downloadSmall(gw: GatewayEndpoint, workspaceId: string, hash: string, size: number, fd: number): Promise<string> {
-  const res = await call(gw, `volume content ${hash}`, `${base(gw, workspaceId)}/blob/${hash}`);
+async function downloadSmall(gw: GatewayEndpoint, url: string, what: string, size: number, fd: number): Promise<string> {
+  const res = await call(gw, what, url);
   // From here every way out destroys the body: an abandoned one could later emit an unheard 'error'.
   const ended = new Promise<void>((resolve, reject) => {
     res.body.once("end", resolve);
@@ -116,13 +102,13 @@ async function downloadSmall(gw: GatewayEndpoint, workspaceId: string, hash: str
   ended.catch(() => {});
   try {
     const declared = res.headers["content-length"];
-    if (declared !== undefined && Number(declared) !== size) throw new Error(`volume content ${hash}: the gateway sends ${declared} bytes, the manifest says ${size}`);
+    if (declared !== undefined && Number(declared) !== size) throw new Error(`${what}: the gateway sends ${declared} bytes, the manifest says ${size}`);
     const digest = createHash("sha256");
     let at = 0;
     // 'data' events, not `for await`: a promise per 64 KiB piece cost a third more CPU here.
     res.body.on("data", (piece: Buffer) => {
       try {
-        if (at + piece.length > size) throw new Error(`volume content ${hash}: the gateway sent more than the manifest's ${size} bytes`);
+        if (at + piece.length > size) throw new Error(`${what}: the gateway sent more than the manifest's ${size} bytes`);
         for (let off = 0; off < piece.length;) off += writeSync(fd, piece, off, piece.length - off, at + off);
         at += piece.length;
         digest.update(piece);
@@ -131,7 +117,7 @@ async function downloadSmall(gw: GatewayEndpoint, workspaceId: string, hash: str
       }
     });
     await ended;
-    if (at !== size) throw new Error(`volume content ${hash}: received ${at} of ${size} bytes`);
+    if (at !== size) throw new Error(`${what}: received ${at} of ${size} bytes`);
     return digest.digest("hex");
   } finally {
     res.body.destroy();
