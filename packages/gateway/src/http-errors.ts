@@ -77,7 +77,7 @@ export function toBeta9Error(err: FastifyError, request: FastifyRequest): Beta9E
  * Seconds a client should wait before it tries again (`Retry-After`), for the errors that say
  * "later" rather than "never": a full queue drains as its tasks end.
  */
-export const RETRY_AFTER_SECONDS: Partial<Record<ErrorCode, number>> = { QUEUE_FULL: 1 };
+export const RETRY_AFTER_SECONDS: Partial<Record<ErrorCode, number>> = { QUEUE_FULL: 1, STORE_UNAVAILABLE: 2 };
 
 export function registerErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {

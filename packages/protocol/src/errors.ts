@@ -100,6 +100,10 @@ export const errorCatalogue = {
     status: 507,
     message: "The gateway's data disk is full, so nothing was changed; reads still work. An operator must free space in the data dir's disk or grow it",
   },
+  STORE_UNAVAILABLE: {
+    status: 503,
+    message: "The gateway cannot reach its database now ({reason}); it reconnects by itself: try again shortly",
+  },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

@@ -52,6 +52,10 @@ export interface TestPostgres {
   url(database: string): string;
   /** A new empty database; returns its URL. */
   createDatabase(): Promise<string>;
+  /** Stops the server (fast shutdown: clients are disconnected), keeping its data. */
+  pause(): Promise<void>;
+  /** Starts the paused server again on the same data (and socket). */
+  resume(): Promise<void>;
   /** Stops the server and removes its directory; safe to call twice. */
   close(): Promise<void>;
 }
@@ -71,10 +75,7 @@ export async function startTestPostgres(): Promise<TestPostgres> {
     rmSync(dir, { recursive: true, force: true });
   };
   process.once("exit", onExit);
-  const stop = async () => {
-    process.off("exit", onExit);
-    await admin?.end().catch(() => undefined);
-    admin = undefined;
+  const stopServer = async () => {
     const child = server;
     server = undefined;
     if (child && child.exitCode === null && child.signalCode === null) {
@@ -82,18 +83,17 @@ export async function startTestPostgres(): Promise<TestPostgres> {
       child.kill("SIGINT"); // fast shutdown: disconnects clients, exits
       await exited;
     }
+  };
+  const stop = async () => {
+    process.off("exit", onExit);
+    await admin?.end().catch(() => undefined);
+    admin = undefined;
+    await stopServer();
     rmSync(dir, { recursive: true, force: true });
   };
-  try {
-    const data = join(dir, "data");
-    mkdirSync(data, { mode: 0o700 });
-    if (owner) {
-      chownSync(dir, owner.uid, owner.gid);
-      chownSync(data, owner.uid, owner.gid);
-    }
-    const as = owner ? { uid: owner.uid, gid: owner.gid } : {};
-    // No fsync anywhere: the data is thrown away, and syncing would only slow the tests.
-    await run(join(bin, "initdb"), ["-D", data, "-U", USER, "--auth=trust", "--no-locale", "-E", "UTF8", "--no-sync"], { ...as, cwd: dir });
+  const as = owner ? { uid: owner.uid, gid: owner.gid } : {};
+  const data = join(dir, "data");
+  const startServer = async () => {
     const child = spawn(join(bin, "postgres"), [
       "-D", data, "-k", dir, "-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off",
       "-c", "full_page_writes=off", "-c", "max_connections=300", "-c", "log_min_messages=warning",
@@ -115,6 +115,16 @@ export async function startTestPostgres(): Promise<TestPostgres> {
       child.once("exit", onExit2);
       child.once("error", reject);
     });
+  };
+  try {
+    mkdirSync(data, { mode: 0o700 });
+    if (owner) {
+      chownSync(dir, owner.uid, owner.gid);
+      chownSync(data, owner.uid, owner.gid);
+    }
+    // No fsync anywhere: the data is thrown away, and syncing would only slow the tests.
+    await run(join(bin, "initdb"), ["-D", data, "-U", USER, "--auth=trust", "--no-locale", "-E", "UTF8", "--no-sync"], { ...as, cwd: dir });
+    await startServer();
     const url = (database: string) => `postgres://${USER}@/${database}?host=${encodeURIComponent(dir)}`;
     admin = new pg.Client({ connectionString: url("postgres") });
     await admin.connect();
@@ -125,6 +135,16 @@ export async function startTestPostgres(): Promise<TestPostgres> {
         const name = `t${databases++}`;
         await admin!.query(`CREATE DATABASE ${name}`);
         return url(name);
+      },
+      async pause() {
+        await admin?.end().catch(() => undefined);
+        admin = undefined;
+        await stopServer();
+      },
+      async resume() {
+        await startServer();
+        admin = new pg.Client({ connectionString: url("postgres") });
+        await admin.connect();
       },
       close: stop,
     };

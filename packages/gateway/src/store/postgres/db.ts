@@ -4,6 +4,7 @@
  * advisory lock namespaces that serialise what SQLite serialised by being a single writer.
  */
 import pg from "pg";
+import { Beta9Error } from "@beta9/protocol";
 
 /**
  * Value conversions, per connection (not pg's process-wide defaults, which other code may use):
@@ -44,16 +45,38 @@ export interface Queryable {
   run(sql: string, params?: Params): Promise<number>;
 }
 
+/** Net errors of the connection itself (a Unix socket path that is gone included). */
+const LOST_NET = new Set(["ECONNREFUSED", "ECONNRESET", "ENOENT", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN"]);
+
+/**
+ * Whether a failure of the pool or a query means the database cannot be reached now, rather than
+ * that the statement was wrong: SQLSTATE class 08 (connection exception), the server shutting down
+ * or starting (57P01–57P03), too many connections (53300), a net error of the connection, or pg's
+ * own words for a connection that ended or could not be made in time.
+ */
+export function isConnectionLoss(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === "string" && (code.startsWith("08") || code === "57P01" || code === "57P02" || code === "57P03" || code === "53300" || LOST_NET.has(code))) return true;
+  return /Connection terminated|timeout exceeded when trying to connect|connection error|Client was closed/i.test(err.message);
+}
+
+/** A lost database as the catalogue's 503 (clients try again; the pool reconnects by itself); other errors as they are. */
+function whenLost(err: unknown): never {
+  if (isConnectionLoss(err)) throw new Beta9Error("STORE_UNAVAILABLE", { reason: (err as Error).message || String((err as { code?: unknown }).code) });
+  throw err;
+}
+
 function over(target: pg.Pool | pg.PoolClient): Queryable {
   return {
     async rows<T>(sql: string, params: Params = []) {
-      return (await target.query(sql, params as unknown[])).rows as T[];
+      return (await target.query(sql, params as unknown[]).catch(whenLost)).rows as T[];
     },
     async row<T>(sql: string, params: Params = []) {
-      return (await target.query(sql, params as unknown[])).rows[0] as T | undefined;
+      return (await target.query(sql, params as unknown[]).catch(whenLost)).rows[0] as T | undefined;
     },
     async run(sql: string, params: Params = []) {
-      return (await target.query(sql, params as unknown[])).rowCount ?? 0;
+      return (await target.query(sql, params as unknown[]).catch(whenLost)).rowCount ?? 0;
     },
   };
 }
@@ -79,13 +102,13 @@ export class Db implements Queryable {
 
   /** Runs `fn` in one READ COMMITTED transaction on one connection; rolls back if it throws. */
   async tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
+    const client = await this.pool.connect().catch(whenLost);
     let broken: Error | undefined;
     try {
-      await client.query("BEGIN");
+      await client.query("BEGIN").catch(whenLost);
       try {
         const result = await fn(over(client));
-        await client.query("COMMIT");
+        await client.query("COMMIT").catch(whenLost);
         return result;
       } catch (err) {
         await client.query("ROLLBACK").catch((rollbackErr: Error) => {
