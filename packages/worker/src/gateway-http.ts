@@ -20,6 +20,11 @@ export function gatewayDispatcher(tlsCa: string | undefined): Dispatcher | undef
   return tlsCa ? new Agent({ connect: pinnedTlsOptions(tlsCa) }) : undefined;
 }
 
+/** The one way to build a worker's endpoint: pooled calls and own-socket downloads trust the same certificate. */
+export function gatewayEndpoint(url: string, token: string, tlsCa: string | undefined): GatewayEndpoint {
+  return { url, token, ...(tlsCa && { dispatcher: gatewayDispatcher(tlsCa)!, tlsCa }) };
+}
+
 async function failure(what: string, statusCode: number, body: { text(): Promise<string> }): Promise<Error> {
   const text = await body.text().catch(() => "");
   return new Error(`${what}: the gateway answered ${statusCode}${text ? `: ${text.slice(0, 500)}` : ""}`);

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import type { WorkerCapacity } from "@beta9/protocol";
 import { ensureRunnerBundle } from "./runner-bundle.js";
-import { fetchImage, gatewayDispatcher } from "./gateway-http.js";
+import { fetchImage, gatewayEndpoint } from "./gateway-http.js";
 import { ImageCache } from "./images/index.js";
 import { selectRuntime, type RuntimePreference } from "./select-runtime.js";
 import type { Runtime } from "./runtime/types.js";
@@ -67,8 +67,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<StartedW
   const reaped = await runtime.reap();
   if (Object.values(reaped).some((n) => n > 0)) options.logger.warn({ reaped }, "removed what a previous worker left behind");
   const runner = ensureRunnerBundle(options.stateDir);
-  const dispatcher = gatewayDispatcher(options.tlsCa);
-  const gateway = { url: options.gatewayUrl, token: options.token, ...(dispatcher && { dispatcher }) };
+  const gateway = gatewayEndpoint(options.gatewayUrl, options.token, options.tlsCa);
   const cache = new ImageCache({
     dir: join(options.stateDir, "image-cache"),
     maxBytes: options.imageCacheBytes ?? 20 * 1024 ** 3,

@@ -19,7 +19,7 @@ import { HOST_USR_MOUNT, ensureHostRootfs } from "./host-rootfs.js";
 import { RUNNER_MOUNT_PATH, type RunnerBundle } from "./runner-bundle.js";
 import { buildImage, type BuildCredentials } from "./build.js";
 import { CodeCache } from "./code-cache.js";
-import { gatewayDispatcher, sha256OfFile, uploadImage, type GatewayEndpoint } from "./gateway-http.js";
+import { gatewayEndpoint, sha256OfFile, uploadImage, type GatewayEndpoint } from "./gateway-http.js";
 import { openTunnel } from "./tunnel.js";
 import { openShellSession } from "./shell/session.js";
 import type { ContainerHandle, ContainerSpec, Runtime } from "./runtime/types.js";
@@ -172,7 +172,7 @@ export class Worker {
     this.id = options.workerId ?? `${hostname()}-${randomUUID().slice(0, 8)}`;
     this.capacity = detectCapacity(options.capacity, options.devices);
     this.gpus = new DeviceAllocator(options.devices ?? []);
-    this.gateway = { url: options.gatewayUrl, token: options.token, ...(options.tlsCa && { dispatcher: gatewayDispatcher(options.tlsCa)!, tlsCa: options.tlsCa }) };
+    this.gateway = gatewayEndpoint(options.gatewayUrl, options.token, options.tlsCa);
     this.code = new CodeCache(join(options.stateDir, "code"), this.gateway);
     this.volumes = new VolumeMounts({
       stateDir: options.stateDir, gateway: this.gateway, logger: options.logger, owner: () => (options.runtime as { rootOwner?: number }).rootOwner,
