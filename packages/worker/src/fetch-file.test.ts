@@ -19,7 +19,7 @@ const dir = mkdtempSync(join(tmpdir(), "beta9-fetch-file-"));
 const body = randomBytes(5 * 1024 * 1024 + 777);
 const servers: Server[] = [];
 /** What the next request is answered with: raw bytes written to the socket, then (unless `hold`) the end. */
-let answer: { head: string; body?: Buffer; hold?: boolean } = { head: "" };
+let answer: { head: string; body?: Buffer; hold?: boolean; splitAt?: number } = { head: "" };
 let lastRequest = "";
 
 function serve(socket: Socket): void {
@@ -28,9 +28,15 @@ function serve(socket: Socket): void {
     got += d.toString("latin1");
     if (!got.includes("\r\n\r\n")) return;
     lastRequest = got;
-    socket.write(answer.head);
-    if (answer.body) socket.write(answer.body);
-    if (!answer.hold) socket.end();
+    const { head, body, hold, splitAt } = answer;
+    const rest = () => {
+      socket.write(head.slice(splitAt ?? 0));
+      if (body) socket.write(body);
+      if (!hold) socket.end();
+    };
+    if (splitAt === undefined) return rest();
+    socket.write(head.slice(0, splitAt)); // the rest in a later read
+    setTimeout(rest, 30);
   });
   socket.on("error", () => {});
 }
@@ -86,9 +92,17 @@ for (const kind of ["plain", "tls"] as const) {
   });
 }
 
-test("an empty body and a 100 Continue before the answer", async () => {
-  answer = { head: "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n" };
+test("an empty body and a 100 Continue before the answer; headers split across reads at any point", async () => {
+  answer = { head: "HTTP/1.1 100 Continue\r\ncontent-length: 0\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n" };
   assert.equal((await fetchInto(plain)).bytes, 0);
+  const small = body.subarray(0, 1000);
+  const head = `HTTP/1.1 200 OK\r\ncontent-length: ${small.length}\r\nx-beta9-sha256: abc\r\n\r\n`;
+  for (const splitAt of [1, 10, head.indexOf("\r\n\r\n") + 1, head.indexOf("\r\n\r\n") + 2, head.indexOf("\r\n\r\n") + 3, head.length - 1]) {
+    answer = { head, body: small, splitAt };
+    const got = await fetchInto(plain);
+    assert.ok(got.content.equals(small), `split at ${splitAt}`);
+    assert.equal(got.headers["x-beta9-sha256"], "abc");
+  }
 });
 
 test("an error answer rejects with its status and body, and writes nothing", async () => {
@@ -113,6 +127,10 @@ test("refused: no length, chunked, another length than expected, more or fewer b
   await assert.rejects(fetchInto(plain), /sent more than the \d+ bytes it announced/);
   answer = { head: `HTTP/1.1 200 OK\r\ncontent-length: ${body.length + 5}\r\n\r\n`, body };
   await assert.rejects(fetchInto(plain), new RegExp(`received ${body.length} of ${body.length + 5} bytes`));
+  answer = { head: `HTTP/1.1 200 OK\r\ncontent-length: 10\r\ncontent-length: 11\r\n\r\n`, body: body.subarray(0, 11) };
+  await assert.rejects(fetchInto(plain), /two different Content-Length headers/);
+  answer = { head: "HTTP/1.1 2000 OK\r\ncontent-length: 0\r\n\r\n" };
+  await assert.rejects(fetchInto(plain), /not an HTTP\/1\.1 answer/);
   answer = { head: "garbage\r\n\r\n" };
   await assert.rejects(fetchInto(plain), /not an HTTP\/1\.1 answer/);
   answer = { head: `HTTP/1.1 200 OK\r\nx: ${"a".repeat(70_000)}` };
@@ -140,7 +158,7 @@ test("downloadVerified: bytes that hash as the answer's header says are kept; ot
     await assert.rejects(downloadVerified({ url: plain, token: "t" }, `${plain}/img`, dest, options), new RegExp(`image x: received bytes hash to ${sha}, expected 0{64}`));
     assert.equal(existsSync(dest), false);
     answer = { head: "HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\n", body: Buffer.from("no") };
-    await assert.rejects(downloadVerified({ url: plain, token: "t" }, `${plain}/img`, dest, { ...options, statusError: (e) => new Error(`gone ${e.status} ${e.body}`) }), /gone 404 no/);
+    await assert.rejects(downloadVerified({ url: plain, token: "t" }, `${plain}/img`, dest, { ...options, fetchError: (e) => new Error(`gone ${e.status} ${e.body}`) }), /gone 404 no/);
     assert.equal(existsSync(dest), false);
   }
 });

@@ -118,15 +118,19 @@ export function fetchToFile(gateway: GatewayEndpointLike, url: string, fd: numbe
     const fail = () => finish(new FetchError(`${url}: the gateway answered ${status}${errorBody ? `: ${errorBody.slice(0, 500)}` : ""}`, status, errorBody));
     const onHead = (text: string) => {
       const [statusLine, ...lines] = text.split("\r\n");
-      const m = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine ?? "");
+      const m = /^HTTP\/1\.[01] (\d{3})(?: |$)/.exec(statusLine ?? "");
       if (!m) throw new FetchError(`${url}: not an HTTP/1.1 answer`, 0);
       status = Number(m[1]);
       headers = {};
       for (const line of lines) {
         const colon = line.indexOf(":");
-        if (colon <= 0) throw new FetchError(`${url}: a malformed header line in the answer`, 0);
-        headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+        if (colon <= 0 || /\s/.test(line.slice(0, colon))) throw new FetchError(`${url}: a malformed header line in the answer`, 0);
+        const name = line.slice(0, colon).toLowerCase();
+        const value = line.slice(colon + 1).trim();
+        if (name === "content-length" && headers[name] !== undefined && headers[name] !== value) throw new FetchError(`${url}: two different Content-Length headers`, 0);
+        headers[name] = value;
       }
+      if (status >= 100 && status <= 199) return; // informational: the real answer follows
       if (headers["transfer-encoding"] !== undefined && status >= 200 && status <= 299) {
         throw new FetchError(`${url}: the gateway answered without a length (Transfer-Encoding ${headers["transfer-encoding"]})`, 0);
       }
@@ -147,8 +151,8 @@ export function fetchToFile(gateway: GatewayEndpointLike, url: string, fd: numbe
         let piece = Buffer.from(buf.buffer, buf.byteOffset, n);
         while (head !== null && piece.length > 0) {
           const joined: Buffer = Buffer.concat([head, piece]);
-          const end = joined.indexOf("\r\n\r\n");
-          if (end < 0) {
+          const end = joined.indexOf("\r\n\r\n", Math.max(0, head.length - 3));
+          if (end < 0 || end > MAX_HEAD) {
             if (joined.length > MAX_HEAD) throw new FetchError(`${url}: the answer's headers pass ${MAX_HEAD} bytes`, 0);
             head = joined;
             return true;
@@ -160,7 +164,8 @@ export function fetchToFile(gateway: GatewayEndpointLike, url: string, fd: numbe
         }
         if (head === null) body(piece);
       } catch (err) {
-        finish(err instanceof FetchError ? err : new FetchError(`${url}: ${(err as Error).message}`, 0));
+        // A FetchError says what the answer did wrong; anything else is local (a full disk, a hash) and passes as it is.
+        finish(err as Error);
       }
       return !settled;
     };
@@ -173,7 +178,7 @@ export function fetchToFile(gateway: GatewayEndpointLike, url: string, fd: numbe
       : connectTcp({ host, port, onread }, () => socket.write(request));
     socket.setNoDelay(true);
     socket.setTimeout(options.idleTimeoutMs ?? 5 * 60_000, () => finish(new FetchError(`${url}: no bytes from the gateway for ${Math.round((options.idleTimeoutMs ?? 300_000) / 1000)} s`, 0)));
-    socket.once("error", (err) => finish(new FetchError(`${url}: ${err.message}`, 0)));
+    socket.on("error", (err) => finish(new FetchError(`${url}: ${err.message}`, 0)));
     socket.once("close", () => {
       if (settled) return;
       if (head !== null) finish(new FetchError(`${url}: the gateway closed the connection before answering`, 0));
@@ -198,8 +203,8 @@ export interface VerifiedDownload {
   /** open(2) flags of `dest`: "wx" when it must be new. */
   flags: "w" | "wx";
   mode: number;
-  /** A non-2xx answer as the caller's error. */
-  statusError?: (err: FetchError) => Error;
+  /** A failed fetch (status 0: unreachable, cut off, malformed; else the answer's status) as the caller's error. */
+  fetchError?: (err: FetchError) => Error;
 }
 
 /** Downloads `url` into `dest` and checks its sha256; any failure leaves no file. */
@@ -220,7 +225,7 @@ export async function downloadVerified(gateway: GatewayEndpointLike, url: string
         if (follower && written - told >= PROGRESS_EVERY) follower.progress(told = written);
       },
     }).catch((err: unknown) => {
-      throw err instanceof FetchError && err.status !== 0 && o.statusError ? o.statusError(err) : err;
+      throw err instanceof FetchError && o.fetchError ? o.fetchError(err) : err;
     });
     const expected = o.expected(headers);
     const actual = follower ? await follower.finish(bytes) : digest!.digest("hex");

@@ -32,9 +32,9 @@ async function failure(what: string, statusCode: number, body: { text(): Promise
 
 /** Downloads image `id` to `dest` (fetch-file.ts), refusing bytes whose sha256 differs from the gateway's header. */
 export async function fetchImage(gateway: GatewayEndpoint, id: string, dest: string): Promise<void> {
-  await downloadVerified(gateway, `${gateway.url}${API_PREFIX}/image/${id}/blob`, dest, {
+  await downloadVerified(gateway, `${gateway.url}${API_PREFIX}/image/${encodeURIComponent(id)}/blob`, dest, {
     what: `image ${id}`, expected: (headers) => headers["x-beta9-sha256"] ?? "", flags: "w", mode: 0o644,
-    statusError: (err) => new Error(`fetching image ${id}: the gateway answered ${err.status}${err.body ? `: ${err.body.slice(0, 500)}` : ""}`),
+    fetchError: (err) => err.status === 0 ? err : new Error(`fetching image ${id}: the gateway answered ${err.status}${err.body ? `: ${err.body.slice(0, 500)}` : ""}`),
   });
 }
 

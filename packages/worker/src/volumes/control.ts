@@ -127,7 +127,9 @@ function answer(res: ServerResponse, result: unknown): void {
   } else if (result instanceof Error) {
     // A failure on the worker's side (the gateway unreachable, a disk error): the message says which.
     const transient = (result as { transient?: boolean }).transient === true;
-    status = transient ? 503 : ((result as { status?: number }).status ?? 500);
+    const own = (result as { status?: unknown }).status;
+    // Only a real HTTP error status passes on (a download's "unreachable" carries 0): writeHead would throw on another.
+    status = transient ? 503 : typeof own === "number" && Number.isInteger(own) && own >= 400 && own <= 599 ? own : 500;
     const code = (result as { code?: string }).code ?? "INTERNAL";
     body = { error: { code: /^[A-Z_0-9]+$/.test(code) ? code : "INTERNAL", message: result.message } };
   }

@@ -10,7 +10,7 @@ import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { downloadBlob } from "./gateway.js";
+import { downloadBlob, VolumeHttpError } from "./gateway.js";
 
 const dir = mkdtempSync(join(tmpdir(), "beta9-volume-download-"));
 const small = randomBytes(100_000);
@@ -31,7 +31,7 @@ async function heldOpen(path: string): Promise<boolean> {
 }
 let server: Server;
 let gw: { url: string; token: string };
-let mode: "right" | "tampered" | "short" | "long" = "right";
+let mode: "right" | "tampered" | "short" | "long" | "reset" = "right";
 
 before(async () => {
   server = createServer((req, res) => {
@@ -46,6 +46,7 @@ before(async () => {
       return res.end(copy);
     }
     res.setHeader("content-length", body.length);
+    if (mode === "reset") return void res.write(body.subarray(0, body.length >> 1), () => res.socket?.resetAndDestroy());
     if (mode === "short") return void res.write(body.subarray(0, body.length - 10), () => res.socket?.destroy());
     res.end(body);
   });
@@ -92,3 +93,14 @@ for (const [what, body] of [["small (hashed inline)", small], ["large (hashed on
     assert.equal(await heldOpen(dest), false, "no descriptor of the removed file is left open");
   });
 }
+
+test("a connection reset in a download is the gateway unreachable (transient: the container is told 503), and leaves no file", async () => {
+  for (const body of [small, large]) {
+    mode = "reset";
+    const dest = join(dir, `reset-${body.length}`);
+    const err = await downloadBlob(gw, "ws", sha(body), body.length, dest).then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof VolumeHttpError, String(err));
+    assert.equal(err.transient, true, err.message);
+    assert.equal(existsSync(dest), false);
+  }
+});

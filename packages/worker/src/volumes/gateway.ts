@@ -77,7 +77,9 @@ export async function downloadBlob(gw: GatewayEndpoint, workspaceId: string, has
   const url = `${base(gw, workspaceId)}/blob/${hash}`;
   const what = `volume content ${hash}`;
   if (size >= LARGE) {
-    return downloadVerified(gw, url, dest, { what, expected: () => hash, size, flags: "wx", mode: 0o600, statusError: (err) => httpError(what, err.status, err.body) });
+    return downloadVerified(gw, url, dest, { what, expected: () => hash, size, flags: "wx", mode: 0o600, fetchError: (err) => err.status === 0
+      ? new VolumeHttpError(`${what}: cannot reach the gateway (${err.message})`, 0, "UNREACHABLE")
+      : httpError(what, err.status, err.body) });
   }
   const handle = await open(dest, "wx", 0o600);
   try {
@@ -105,6 +107,7 @@ async function downloadSmall(gw: GatewayEndpoint, url: string, what: string, siz
     if (declared !== undefined && Number(declared) !== size) throw new Error(`${what}: the gateway sends ${declared} bytes, the manifest says ${size}`);
     const digest = createHash("sha256");
     let at = 0;
+    let ours: unknown;
     // 'data' events, not `for await`: a promise per 64 KiB piece cost a third more CPU here.
     res.body.on("data", (piece: Buffer) => {
       try {
@@ -113,10 +116,13 @@ async function downloadSmall(gw: GatewayEndpoint, url: string, what: string, siz
         at += piece.length;
         digest.update(piece);
       } catch (err) {
-        res.body.destroy(err as Error);
+        res.body.destroy((ours = err) as Error);
       }
     });
-    await ended;
+    await ended.catch((err: unknown) => {
+      // Ours (too many bytes, a full disk) as it is; the connection's own failure is the gateway unreachable (transient).
+      throw err === ours ? err : new VolumeHttpError(`${what}: cannot reach the gateway (${(err as Error).message})`, 0, "UNREACHABLE");
+    });
     if (at !== size) throw new Error(`${what}: received ${at} of ${size} bytes`);
     return digest.digest("hex");
   } finally {
