@@ -108,6 +108,7 @@ export function runTaskConformance(backendName: string, open: () => Promise<Stor
       assert.deepEqual(expired.map((e) => e.id), [stale.id]);
       assert.deepEqual([(await store.tasks.get(ws, stale.id))?.status, (await store.tasks.get(ws, stale.id))?.error], ["EXPIRED", "waited longer than its ttl"]);
       assert.equal((await store.tasks.claimNext(stubId, "c"))?.id, running.id);
+      assert.deepEqual(await store.tasks.requeueOrphaned(), [], "a gateway's own running attempt is never an orphan");
       assert.deepEqual(await store.tasks.requeueRunning(), [{ id: running.id, stubId, status: "RETRY" }]);
       const requeued = await store.tasks.get(ws, running.id);
       assert.deepEqual([requeued?.status, requeued?.retries], ["RETRY", 1], "cut off by a stop: tried again, and counted (at least once)");

@@ -3,6 +3,8 @@
  * always for `beta9 up`), or a Postgres database named by a postgres:// URL (`beta9 gateway
  * --store`), which several gateways can share.
  */
+import { randomUUID } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Store } from "./types.js";
 
@@ -29,7 +31,25 @@ export async function openStore(spec: string | undefined, dataDir: string): Prom
   }
   // Loaded only when asked for: a SQLite gateway never loads the Postgres client.
   const { PostgresStore } = await import("./postgres/store.js");
-  return PostgresStore.open(spec);
+  return PostgresStore.open(spec, { gatewayId: gatewayIdOf(dataDir) });
+}
+
+/**
+ * This gateway's id among the gateways of a shared store, kept in its data dir (`gateway-id`) so
+ * that a restarted gateway is the same one: it re-queues its own running attempts at once.
+ */
+export function gatewayIdOf(dataDir: string): string {
+  const path = join(dataDir, "gateway-id");
+  try {
+    const id = readFileSync(path, "utf8").trim();
+    if (/^[0-9a-f-]{36}$/.test(id)) return id;
+  } catch {
+    // not there yet
+  }
+  const id = randomUUID();
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  writeFileSync(path, `${id}\n`, { mode: 0o600 });
+  return id;
 }
 
 /**

@@ -154,6 +154,13 @@ export interface TaskRepo {
    * and become RETRY, due now, or ERROR when that exceeds their maxRetries.
    */
   requeueRunning(): Promise<{ id: string; stubId: string; status: "RETRY" | "ERROR" }[]>;
+  /**
+   * While running, with other gateways on the same database: the attempts of gateways that stopped
+   * or went silent (no heartbeat for a while), re-queued as `requeueRunning` does its own. Nothing
+   * where this gateway is the only one (SQLite), nor while its own heartbeat is not steady (after
+   * losing the database, the others must first have had the time to be seen again).
+   */
+  requeueOrphaned(): Promise<{ id: string; stubId: string; status: "RETRY" | "ERROR" }[]>;
   /** Stub ids with PENDING or RETRY tasks (to resume dispatch after a restart). */
   stubsWithPending(): Promise<string[]>;
 }

@@ -31,6 +31,9 @@ export interface DispatcherOptions {
   sweepIntervalMs?: number;
 }
 
+/** Sweeps between two looks for another gateway's orphaned attempts (5 s at the default 1 s sweep). */
+const ORPHAN_SWEEP_EVERY = 5;
+
 interface Running {
   /** Aborted with why (runner-client.ts): CallTimedOut, ContainerLost, or none (cancelled, closing). */
   abort: AbortController;
@@ -68,6 +71,7 @@ export class TaskDispatcher {
   /** Each attempt's outcome: a task that ended, or RETRY (metrics, the dashboard). */
   private readonly outcomes = new TypedEmitter<{ outcome: { stubId: string; status: TaskStatus; startedAt: string | null } }>();
   private readonly sweeper: NodeJS.Timeout;
+  private sweeps = 0;
   private readonly stopWatching: () => void;
   private closed = false;
 
@@ -352,12 +356,34 @@ export class TaskDispatcher {
     }
   }
 
-  /** Expires tasks that waited past their TTL. */
+  /** Expires tasks that waited past their TTL; now and then, takes over the attempts of gateways gone (a shared store). */
   private async sweep(): Promise<void> {
     for (const t of await this.o.store.tasks.expireDue(this.o.waitingFor).catch(() => [])) {
       this.count(t.stubId, -1);
       this.outcome(t.stubId, "EXPIRED", null);
       await this.emit(t.id);
+    }
+    if (++this.sweeps % ORPHAN_SWEEP_EVERY === 0) await this.adoptOrphans();
+  }
+
+  /** Attempts another gateway was running when it stopped or went silent: retried here (or ended, past their maxRetries). */
+  private async adoptOrphans(): Promise<void> {
+    const orphans = await this.o.store.tasks.requeueOrphaned();
+    if (orphans.length === 0) return;
+    this.o.logger?.warn({ retried: orphans.filter((t) => t.status === "RETRY").length, ended: orphans.filter((t) => t.status === "ERROR").length },
+      "tasks another gateway was running when it stopped are retried here (or ended, past their maxRetries)");
+    for (const t of orphans) {
+      const stub = await this.o.store.stubs.getAny(t.stubId);
+      if (!stub) continue;
+      if (t.status === "ERROR") {
+        this.outcome(t.stubId, "ERROR", null);
+        this.background(this.emit(t.id, stub), "callback");
+      }
+    }
+    for (const stubId of new Set(orphans.map((t) => t.stubId))) {
+      this.depth.set(stubId, await this.o.store.tasks.inflight(stubId));
+      const stub = await this.o.store.stubs.getAny(stubId);
+      if (stub) this.background(this.pump(stub), "pump");
     }
   }
 }

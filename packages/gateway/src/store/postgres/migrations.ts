@@ -224,6 +224,16 @@ export const pgMigrations: readonly Migration[] = [
       CREATE INDEX task_stub_list ON task(stub_id, created_at);
     `,
   },
+  {
+    version: 9,
+    name: "gateways own running attempts",
+    // tasks.ts: claims record the gateway; store.ts: each gateway's heartbeat in `gateway`.
+    sql: `
+      ALTER TABLE task ADD COLUMN gateway_id TEXT COLLATE "C";
+      CREATE TABLE gateway (id TEXT COLLATE "C" PRIMARY KEY, seen_at TIMESTAMPTZ NOT NULL);
+      CREATE INDEX task_running_owner ON task(gateway_id) WHERE status = 'RUNNING';
+    `,
+  },
 ];
 
 /**

@@ -5,7 +5,10 @@
  */
 import { after, before, describe, it, test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
 import { createServer, type Socket } from "node:net";
+import { createInterface } from "node:readline";
 import pg from "pg";
 import { hashStubConfig, normalizeStubConfig } from "@beta9/protocol";
 import { runTaskConformance } from "../conformance-tasks.js";
@@ -185,6 +188,64 @@ if (unavailable) {
         for (const t of claimed) assert.equal(t.inputJson, JSON.stringify({ n: put.findIndex((p) => p.id === t.id) }));
         assert.equal(await a.tasks.inflight(stub.id), 30);
       });
+    });
+
+    it("a restarting gateway re-queues only its own running attempts; one killed (kill -9) or stopped has its attempts taken over by another, once", async () => {
+      const url = await server!.createDatabase();
+      const opened: PostgresStore[] = [];
+      const open = async (gatewayId: string) => {
+        const store = await PostgresStore.open(url, { gatewayId, heartbeatMs: 100 });
+        opened.push(store);
+        return store;
+      };
+      // Gateway A in a process of its own, so that it can be killed as a crash kills it.
+      let child: ChildProcess | undefined;
+      try {
+        const b = await open("gw-b");
+        const { ws, stub } = await queueStub(b);
+        for (const n of [1, 2, 3, 4, 5]) await b.tasks.create(ws, stub.id, { n }, { maxRetries: 3, timeout: 60, ttl: 3600 });
+        const script = `const { PostgresStore } = await import(${JSON.stringify(new URL("./store.js", import.meta.url).href)});
+          const a = await PostgresStore.open(${JSON.stringify(url)}, { gatewayId: "gw-a", heartbeatMs: 100 });
+          const ids = [(await a.tasks.claimNext(${JSON.stringify(stub.id)}, "ca1")).id, (await a.tasks.claimNext(${JSON.stringify(stub.id)}, "ca2")).id];
+          console.log(JSON.stringify(ids));
+          setInterval(() => {}, 1000);`;
+        child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+        const [line] = await once(createInterface({ input: child.stdout! }), "line") as [string];
+        const onA = JSON.parse(line) as string[];
+        const onB = (await b.tasks.claimNext(stub.id, "cb1"))!.id;
+        // B restarts (same id): only its attempt is retried; A's two run on.
+        await b.close();
+        const b2 = await open("gw-b");
+        assert.deepEqual(await b2.tasks.requeueRunning(), [{ id: onB, stubId: stub.id, status: "RETRY" }]);
+        assert.deepEqual(await Promise.all(onA.map(async (id) => (await b2.tasks.getAny(id))!.status)), ["RUNNING", "RUNNING"]);
+        // A is alive: nothing is an orphan (B2 looks only once its own heartbeat is steady, 6 beats).
+        await new Promise((r) => setTimeout(r, 700));
+        assert.deepEqual(await b2.tasks.requeueOrphaned(), []);
+
+        // A killed: once its heartbeat is 6 beats old, B2 takes its attempts over, once.
+        child.kill("SIGKILL");
+        await once(child, "exit");
+        let adopted: Awaited<ReturnType<typeof b2.tasks.requeueOrphaned>> = [];
+        for (let i = 0; i < 100 && adopted.length === 0; i++) {
+          await new Promise((r) => setTimeout(r, 100));
+          adopted = await b2.tasks.requeueOrphaned();
+        }
+        assert.deepEqual(new Set(adopted.map((t) => t.id)), new Set(onA));
+        assert.ok(adopted.every((t) => t.status === "RETRY"));
+        assert.deepEqual(await b2.tasks.requeueOrphaned(), [], "taken over once");
+        const retried = await b2.tasks.getAny(onA[0]!);
+        assert.deepEqual([retried?.status, retried?.retries, retried?.error], ["RETRY", 1, "the gateway running the attempt stopped or lost the database"]);
+
+        // A gateway that stops cleanly says goodbye: its attempt is an orphan at the others' next look.
+        const c = await open("gw-c");
+        const onC = (await c.tasks.claimNext(stub.id, "cc1"))!;
+        assert.deepEqual(await b2.tasks.requeueOrphaned(), []);
+        await c.close();
+        assert.deepEqual((await b2.tasks.requeueOrphaned()).map((t) => t.id), [onC.id]);
+      } finally {
+        if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+        for (const s of opened) await s.close();
+      }
     });
 
     it("two gateways claiming one cron tick: it fires once", async () => {

@@ -16,7 +16,7 @@ import { migratePostgres } from "./migrations.js";
 import { PostgresSandboxRepo } from "./sandboxes.js";
 import { PostgresScheduleRepo } from "./schedules.js";
 import { PostgresSecretRepo } from "./secrets.js";
-import { PostgresPoolRepo, PostgresTaskRepo } from "./tasks.js";
+import { PostgresPoolRepo, PostgresTaskRepo, type GatewayPresence } from "./tasks.js";
 import { PostgresAppRepo, PostgresDeploymentRepo, PostgresObjectRepo, PostgresStubRepo } from "./workloads.js";
 
 /** How long the first connection may take when the URL sets no connect_timeout (seconds, as in libpq). */
@@ -27,6 +27,13 @@ export interface PostgresStoreOptions {
   /** Default: the URL's connect_timeout (seconds), else DEFAULT_CONNECT_TIMEOUT_MS. */
   connectTimeoutMs?: number;
   poolSize?: number;
+  /**
+   * This gateway's id among those on the database, the same across its restarts (the gateway keeps
+   * it in its data dir): a restarted gateway re-queues its own running attempts at once. Default: a new one.
+   */
+  gatewayId?: string;
+  /** How often this gateway says it is alive (default 5 s); one unseen for 6 times that is gone. */
+  heartbeatMs?: number;
 }
 
 function connectTimeoutMs(url: string, options: PostgresStoreOptions): number {
@@ -59,20 +66,30 @@ export class PostgresStore implements Store {
   readonly secrets: PostgresSecretRepo;
   private listener: Listener | undefined;
   private closed = false;
+  private readonly db: Db;
+  private heartbeat: NodeJS.Timeout | undefined;
+  /** Since when this gateway's heartbeat has been written without a failure (undefined: the last one failed). */
+  private seenSince: number | undefined;
 
   private constructor(
     private readonly pool: pg.Pool,
     readonly schemaVersion: number,
     private readonly url: string,
+    readonly gatewayId: string,
+    private readonly heartbeatMs: number,
   ) {
-    const db = new Db(pool);
+    const db = (this.db = new Db(pool));
+    const presence: GatewayPresence = {
+      id: gatewayId, staleAfterMs: heartbeatMs * 6,
+      steady: () => this.seenSince !== undefined && Date.now() - this.seenSince >= heartbeatMs * 6,
+    };
     this.tokens = new PostgresTokenRepo(db, randomUUID());
     this.workspaces = new PostgresWorkspaceRepo(db, this.tokens);
     this.apps = new PostgresAppRepo(db);
     this.objects = new PostgresObjectRepo(db);
     this.stubs = new PostgresStubRepo(db);
     this.deployments = new PostgresDeploymentRepo(db);
-    this.tasks = new PostgresTaskRepo(db);
+    this.tasks = new PostgresTaskRepo(db, presence);
     this.pools = new PostgresPoolRepo(db);
     this.machines = new PostgresMachineRepo(db, this.tokens);
     this.images = new PostgresImageRepo(db);
@@ -102,7 +119,9 @@ export class PostgresStore implements Store {
     }
     let store: PostgresStore | undefined;
     try {
-      store = new PostgresStore(pool, await migratePostgres(pool), url);
+      store = new PostgresStore(pool, await migratePostgres(pool), url, options.gatewayId ?? randomUUID(), options.heartbeatMs ?? 5000);
+      await store.beat();
+      store.startHeartbeat();
       const tokens = store.tokens;
       store.listener = new Listener(config, { [TOKEN_REVOKED_CHANNEL]: (payload) => tokens.notified(payload) });
       await store.listener.start();
@@ -115,9 +134,28 @@ export class PostgresStore implements Store {
     }
   }
 
+  /** Says this gateway is alive: the others leave its running attempts alone while it does. */
+  private async beat(): Promise<void> {
+    try {
+      await this.db.run(`INSERT INTO gateway (id, seen_at) VALUES ($1, now()) ON CONFLICT (id) DO UPDATE SET seen_at = now()`, [this.gatewayId]);
+      this.seenSince ??= Date.now();
+    } catch (err) {
+      this.seenSince = undefined;
+      throw err;
+    }
+  }
+
+  private startHeartbeat(): void {
+    this.heartbeat = setInterval(() => void this.beat().catch(() => undefined), this.heartbeatMs);
+    this.heartbeat.unref();
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.heartbeat);
+    // Gone at once, not after the heartbeat's silence: the others re-queue what it was running now.
+    await this.db.run(`DELETE FROM gateway WHERE id = $1`, [this.gatewayId]).catch(() => undefined);
     await this.listener?.close();
     await this.pool.end();
   }

@@ -17,8 +17,17 @@ const TASK_COLUMNS = `id, workspace_id, stub_id, status, retries, max_retries, c
 const TASK_WITH_STUB_NAME = `${TASK_COLUMNS.split(",").map((c) => `task.${c.trim()}`).join(", ")}, stub.name AS stub_name
   FROM task LEFT JOIN stub ON stub.id = task.stub_id`;
 
+/** Who this gateway is to the others on the database, and whether they can tell (store.ts keeps the heartbeat). */
+export interface GatewayPresence {
+  readonly id: string;
+  /** How long a gateway unseen counts as gone (its running attempts are re-queued by the others). */
+  readonly staleAfterMs: number;
+  /** Whether this gateway's own heartbeat has been written without a failure for at least `staleAfterMs`. */
+  steady(): boolean;
+}
+
 export class PostgresTaskRepo implements TaskRepo {
-  constructor(private readonly db: Db) {}
+  constructor(private readonly db: Db, private readonly presence: GatewayPresence) {}
 
   async create(workspaceId: string, stubId: string, input?: unknown, policy?: TaskPolicy, claim?: { containerId: string }): Promise<ClaimedTask> {
     const id = newId();
@@ -30,10 +39,11 @@ export class PostgresTaskRepo implements TaskRepo {
     const status = containerId === null ? "PENDING" : "RUNNING";
     // The stub check and the insert in one statement: nothing is written for a foreign or unknown stub.
     const inserted = await this.db.run(
-      `INSERT INTO task (id, workspace_id, stub_id, status, retries, created_at, started_at, container_id, input, max_retries, timeout_s, expires_at)
-       SELECT $1::text, $2::text, $3::text, $4::text, 0, $5::timestamptz, $6::timestamptz, $7::text, $8::json, $9::int, $10::int, $11::timestamptz
+      `INSERT INTO task (id, workspace_id, stub_id, status, retries, created_at, started_at, container_id, input, max_retries, timeout_s, expires_at, gateway_id)
+       SELECT $1::text, $2::text, $3::text, $4::text, 0, $5::timestamptz, $6::timestamptz, $7::text, $8::json, $9::int, $10::int, $11::timestamptz, $12::text
        WHERE EXISTS (SELECT 1 FROM stub WHERE workspace_id = $2 AND id = $3)`,
-      [id, workspaceId, stubId, status, createdAt, containerId === null ? null : createdAt, containerId, inputJson, maxRetries, policy?.timeout ?? -1, expiresAt],
+      [id, workspaceId, stubId, status, createdAt, containerId === null ? null : createdAt, containerId, inputJson, maxRetries, policy?.timeout ?? -1, expiresAt,
+        containerId === null ? null : this.presence.id],
     );
     if (inserted === 0) throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "stub", id: stubId });
     // The row as written, without reading it back (puts are the hot path of a queue).
@@ -77,13 +87,13 @@ export class PostgresTaskRepo implements TaskRepo {
    */
   async claimNext(stubId: string, containerId: string) {
     const row = await this.db.row<TaskRow & { input: string | null }>(
-      `UPDATE task SET status = 'RUNNING', started_at = $1, container_id = $2, next_attempt_at = NULL
+      `UPDATE task SET status = 'RUNNING', started_at = $1, container_id = $2, next_attempt_at = NULL, gateway_id = $4
        WHERE status IN ('PENDING', 'RETRY') AND id = COALESCE(
          (SELECT id FROM task WHERE stub_id = $3 AND status = 'RETRY' AND next_attempt_at <= $1
            ORDER BY next_attempt_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED),
          (SELECT id FROM task WHERE stub_id = $3 AND status = 'PENDING' ORDER BY created_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED))
        RETURNING ${TASK_COLUMNS}, input::text AS input`,
-      [now(), containerId, stubId],
+      [now(), containerId, stubId, this.presence.id],
     );
     if (!row) return undefined;
     const task: ClaimedTask = toTask(row);
@@ -127,21 +137,35 @@ export class PostgresTaskRepo implements TaskRepo {
   }
 
   /**
-   * As in the SQLite store: an attempt cut off by a gateway stop counts as an attempt. NOTE: this
-   * takes every RUNNING task of the database, which is right for one gateway; with several, a
-   * restarting gateway must only requeue the attempts it owned (issue 13's ownership work).
+   * As in the SQLite store: an attempt cut off by a gateway stop counts as an attempt. Only this
+   * gateway's own attempts (it is back under the same id: the data dir's), those of gateways gone
+   * silent, and attempts no gateway recorded: another gateway's live attempts go on untouched.
    */
   requeueRunning() {
+    return this.requeue("(gateway_id IS NULL OR gateway_id = $2 OR gateway_id NOT IN (SELECT id FROM gateway WHERE seen_at > now() - $3::int * interval '1 millisecond'))",
+      "the gateway stopped during the attempt");
+  }
+
+  async requeueOrphaned() {
+    if (!this.presence.steady()) return [];
+    return this.requeue("gateway_id IS DISTINCT FROM $2 AND (gateway_id IS NULL OR gateway_id NOT IN (SELECT id FROM gateway WHERE seen_at > now() - $3::int * interval '1 millisecond'))",
+      "the gateway running the attempt stopped or lost the database");
+  }
+
+  /** RUNNING tasks matching `owners` ($2: this gateway, $3: how old a heartbeat may be, ms) become RETRY, or ERROR past their maxRetries. */
+  private requeue(owners: string, why: string) {
     return this.db.tx(async (q) => {
       const ts = now();
+      // Heartbeats are judged by the database's clock, which wrote them: gateways' clocks may differ.
+      const params = [ts, this.presence.id, this.presence.staleAfterMs, why];
       const exhausted = await q.rows<{ id: string; stub_id: string }>(
-        `UPDATE task SET status = 'ERROR', retries = retries + 1, container_id = NULL, ended_at = $1,
-         error = 'the gateway stopped during the attempt, and the task policy allows no more retries'
-         WHERE status = 'RUNNING' AND retries + 1 > max_retries RETURNING id, stub_id`, [ts],
+        `UPDATE task SET status = 'ERROR', retries = retries + 1, container_id = NULL, gateway_id = NULL, ended_at = $1,
+         error = $4::text || ', and the task policy allows no more retries'
+         WHERE status = 'RUNNING' AND retries + 1 > max_retries AND ${owners} RETURNING id, stub_id`, params,
       );
       const requeued = await q.rows<{ id: string; stub_id: string }>(
-        `UPDATE task SET status = 'RETRY', retries = retries + 1, container_id = NULL, next_attempt_at = $1,
-         error = 'the gateway stopped during the attempt' WHERE status = 'RUNNING' RETURNING id, stub_id`, [ts],
+        `UPDATE task SET status = 'RETRY', retries = retries + 1, container_id = NULL, gateway_id = NULL, next_attempt_at = $1, error = $4::text
+         WHERE status = 'RUNNING' AND ${owners} RETURNING id, stub_id`, params,
       );
       return [
         ...exhausted.map((r) => ({ id: r.id, stubId: r.stub_id, status: "ERROR" as const })),

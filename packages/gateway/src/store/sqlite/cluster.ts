@@ -187,6 +187,11 @@ export class SqliteTaskRepo implements TaskRepo {
     })();
   }
 
+  /** One gateway owns a SQLite store: no attempt is another's. */
+  async requeueOrphaned() {
+    return [];
+  }
+
   async stubsWithPending() {
     return (this.pendingStubs.all() as { stub_id: string }[]).map((r) => r.stub_id);
   }

@@ -212,6 +212,17 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX task_stub_list ON task(stub_id, created_at);
     `,
   },
+  {
+    version: 9,
+    name: "gateways own running attempts",
+    // Which gateway runs an attempt, and which gateways are alive: with several gateways on one
+    // database, one that restarts re-queues only its own attempts, and the others re-queue a dead
+    // one's. A SQLite store has one gateway: the column stays empty and the table unused.
+    sql: `
+      ALTER TABLE task ADD COLUMN gateway_id TEXT;
+      CREATE TABLE gateway (id TEXT PRIMARY KEY, seen_at TEXT NOT NULL);
+    `,
+  },
 ];
 
 export class MigrationError extends Error {
