@@ -195,7 +195,9 @@ export async function run() {
     };
     if (process.env.BENCH_FANOUT === "0") fan.coldMs = fan.warmMs = Number.NaN; // quick task-queue-only runs
     else {
+      const coldSince = new Date().toISOString();
       fan.coldMs = await mapAll();
+      if (process.env.BENCH_FANOUT_TIMELINE === "1") printTimeline(db, stubOf("b9fan"), coldSince);
       fan.warmMs = [await mapAll(), await mapAll()];
     }
     fan.containers = (await client.listContainers({ active: true })).filter((c) => c.stubId === stubOf("b9fan")).length;
@@ -248,4 +250,22 @@ export async function run() {
       console.log(`    warm (${fan.containers} containers)    ${fmt(fanWarm).padStart(6)} ms   (ideal/actual ${fmt(ideal / fanWarm, 2)}; runs ${[fan.warmMs].flat().map((x) => fmt(x)).join(", ")})`);
     },
   };
+}
+
+/**
+ * Where a fan-out from zero spends its time (BENCH_FANOUT_TIMELINE=1): per container, when its
+ * first task started and how its tasks followed, from the tasks' own times in the store.
+ */
+function printTimeline(db, stubId, since) {
+  const rows = db.prepare("SELECT created_at, started_at, ended_at, container_id FROM task WHERE stub_id = ? AND created_at >= ? ORDER BY started_at").all(stubId, since);
+  const t0 = Math.min(...rows.map((r) => Date.parse(r.created_at)));
+  const at = (iso) => Date.parse(iso) - t0;
+  console.log(`  fan-out timeline (ms from the first put): ${rows.length} tasks, last put ${Math.max(...rows.map((r) => at(r.created_at)))}, last end ${Math.max(...rows.map((r) => at(r.ended_at)))}`);
+  const byContainer = new Map();
+  for (const r of rows) byContainer.set(r.container_id, [...(byContainer.get(r.container_id) ?? []), r]);
+  for (const [id, tasks] of [...byContainer].sort((a, b) => at(a[1][0].started_at) - at(b[1][0].started_at))) {
+    const gaps = tasks.slice(1).map((t, i) => at(t.started_at) - at(tasks[i].ended_at));
+    console.log(`    ${String(id).slice(0, 8)}: ${tasks.length} tasks, first start ${at(tasks[0].started_at)}, last end ${at(tasks.at(-1).ended_at)}, ` +
+      `run ${Math.round(tasks.reduce((n, t) => n + at(t.ended_at) - at(t.started_at), 0) / tasks.length)} ms each, gap between tasks median ${gaps.sort((a, b) => a - b)[gaps.length >> 1] ?? 0} max ${Math.max(0, ...gaps)}`);
+  }
 }

@@ -145,7 +145,7 @@ test("a server that goes silent ends the fetch after the idle timeout; a wrong c
 });
 
 test("downloadVerified: bytes that hash as the answer's header says are kept; others, and error answers, leave no file", async () => {
-  const large = Buffer.concat([body, body, body, body, body, body, body]); // past the 32 MiB at which a thread hashes
+  const large = Buffer.concat([body, body, body, body, body, body, body]); // larger than the 1 MiB read buffer many times over
   for (const b of [body, large]) {
     const sha = createHash("sha256").update(b).digest("hex");
     const dest = join(dir, `verified-${b.length}`);

@@ -9,13 +9,12 @@
  * Only for what the worker fetches from its own gateway (volume contents, packed images): the
  * answer is small headers and a Content-Length body; anything else is refused, never guessed at.
  */
-import { createHash, type Hash } from "node:crypto";
+import { createHash } from "node:crypto";
 import { writeSync } from "node:fs";
 import { open, rm } from "node:fs/promises";
 import { connect as connectTcp, isIP, type Socket } from "node:net";
 import { connect as connectTls, type ConnectionOptions } from "node:tls";
 import { pinnedTlsOptions } from "@beta9/protocol";
-import { HashFollower } from "./hash-follower.js";
 
 /** Where the worker reaches its gateway. */
 export interface GatewayEndpointLike {
@@ -188,11 +187,6 @@ export function fetchToFile(gateway: GatewayEndpointLike, url: string, fd: numbe
   });
 }
 
-/** Bodies at least this large are hashed on a thread that reads behind the writer; smaller ones inline. */
-const HASH_ON_A_THREAD = 32 * 1024 * 1024;
-/** How often the hashing thread is told how far the file is written. */
-const PROGRESS_EVERY = 8 * 1024 * 1024;
-
 export interface VerifiedDownload {
   /** Names the download in errors ("volume content <hash>", "image <id>"). */
   what: string;
@@ -207,32 +201,27 @@ export interface VerifiedDownload {
   fetchError?: (err: FetchError) => Error;
 }
 
-/** Downloads `url` into `dest` and checks its sha256; any failure leaves no file. */
+/**
+ * Downloads `url` into `dest` and checks its sha256; any failure leaves no file. Hashed inline, each
+ * piece as it comes (about 1.6 GB/s with SHA-NI): on this 2-vCPU machine that measured faster than a
+ * thread hashing behind the writer (1.28 s against 1.78 s a GiB; curl -o 1.37 s), which competes
+ * with the gateway and the writer for the cores and reads every byte back from the page cache.
+ */
 export async function downloadVerified(gateway: GatewayEndpointLike, url: string, dest: string, o: VerifiedDownload): Promise<void> {
   const handle = await open(dest, o.flags, o.mode);
-  let follower: HashFollower | undefined;
-  let digest: Hash | undefined;
-  let told = 0;
+  const digest = createHash("sha256");
   try {
-    const { headers, bytes } = await fetchToFile(gateway, url, handle.fd, {
+    const { headers } = await fetchToFile(gateway, url, handle.fd, {
       ...(o.size !== undefined && { size: o.size }),
-      onHeaders: (_headers, length) => {
-        if (length >= HASH_ON_A_THREAD) follower = new HashFollower(dest);
-        else digest = createHash("sha256");
-      },
-      onPiece: (piece) => digest?.update(piece),
-      onWritten: (written) => {
-        if (follower && written - told >= PROGRESS_EVERY) follower.progress(told = written);
-      },
+      onPiece: (piece) => digest.update(piece),
     }).catch((err: unknown) => {
       throw err instanceof FetchError && o.fetchError ? o.fetchError(err) : err;
     });
     const expected = o.expected(headers);
-    const actual = follower ? await follower.finish(bytes) : digest!.digest("hex");
+    const actual = digest.digest("hex");
     if (actual !== expected) throw new Error(`${o.what}: received bytes hash to ${actual}, expected ${expected}`);
     await handle.close();
   } catch (err) {
-    follower?.abort();
     await handle.close().catch(() => {});
     await rm(dest, { force: true });
     throw err;

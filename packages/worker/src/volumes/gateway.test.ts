@@ -1,7 +1,7 @@
 /**
- * Downloading a volume content: bytes are checked against the hash they are asked by (inline for
- * small contents; large ones come on a socket of their own, fetch-file.ts, and are hashed on a thread), and a body that hashes otherwise or ends
- * early leaves no file. A loopback HTTP server stands in for the gateway's blob route.
+ * Downloading a volume content: bytes are checked against the hash they are asked by (small
+ * contents through the pool, large ones on a socket of their own: fetch-file.ts), and a body that
+ * hashes otherwise or ends early leaves no file. A loopback HTTP server stands in for the gateway's blob route.
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
@@ -17,7 +17,7 @@ const small = randomBytes(100_000);
 const large = randomBytes(40 * 1024 * 1024 + 12_345);
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
-/** Whether this process still holds a descriptor of `path` (deleted or not) once the hashing thread had time to end. */
+/** Whether this process still holds a descriptor of `path` (deleted or not) (it is closed at once; the wait only absorbs a slow close). */
 async function heldOpen(path: string): Promise<boolean> {
   const open = () => readdirSync("/proc/self/fd").some((fd) => {
     try {
@@ -59,7 +59,7 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-for (const [what, body] of [["small (hashed inline)", small], ["large (hashed on a thread)", large]] as const) {
+for (const [what, body] of [["small (hashed inline)", small], ["large (own socket)", large]] as const) {
   test(`a ${what} content is written whole`, async () => {
     mode = "right";
     const dest = join(dir, `ok-${body.length}`);

@@ -63,8 +63,8 @@ export async function mountVolume(gw: GatewayEndpoint, workspaceId: string, name
 }
 
 /**
- * Contents at least this large come on a socket of their own straight into the file, hashed on a
- * thread behind the writer (fetch-file.ts); smaller ones through the shared pool, hashed inline.
+ * Contents at least this large come on a socket of their own straight into the file (fetch-file.ts);
+ * smaller ones through the shared connection pool. Both hash as the bytes come.
  */
 const LARGE = 32 * 1024 * 1024;
 
