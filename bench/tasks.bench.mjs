@@ -197,7 +197,9 @@ export async function run() {
     else {
       const coldSince = new Date().toISOString();
       fan.coldMs = await mapAll();
-      if (process.env.BENCH_FANOUT_TIMELINE === "1") printTimeline(db, stubOf("b9fan"), coldSince);
+      if (process.env.BENCH_FANOUT_TIMELINE === "1") {
+        printTimeline(db, stubOf("b9fan"), coldSince, (await client.listContainers({ active: true })).filter((c) => c.stubId === stubOf("b9fan")));
+      }
       fan.warmMs = [await mapAll(), await mapAll()];
     }
     fan.containers = (await client.listContainers({ active: true })).filter((c) => c.stubId === stubOf("b9fan")).length;
@@ -256,11 +258,12 @@ export async function run() {
  * Where a fan-out from zero spends its time (BENCH_FANOUT_TIMELINE=1): per container, when its
  * first task started and how its tasks followed, from the tasks' own times in the store.
  */
-function printTimeline(db, stubId, since) {
+function printTimeline(db, stubId, since, containers) {
   const rows = db.prepare("SELECT created_at, started_at, ended_at, container_id FROM task WHERE stub_id = ? AND created_at >= ? ORDER BY started_at").all(stubId, since);
   const t0 = Math.min(...rows.map((r) => Date.parse(r.created_at)));
   const at = (iso) => Date.parse(iso) - t0;
   console.log(`  fan-out timeline (ms from the first put): ${rows.length} tasks, last put ${Math.max(...rows.map((r) => at(r.created_at)))}, last end ${Math.max(...rows.map((r) => at(r.ended_at)))}`);
+  for (const c of containers) console.log(`    container ${c.id.slice(0, 8)}: created ${Date.parse(c.createdAt) - t0}, RUNNING ${c.startedAt ? Date.parse(c.startedAt) - t0 : "-"}`);
   const byContainer = new Map();
   for (const r of rows) byContainer.set(r.container_id, [...(byContainer.get(r.container_id) ?? []), r]);
   for (const [id, tasks] of [...byContainer].sort((a, b) => at(a[1][0].started_at) - at(b[1][0].started_at))) {

@@ -446,14 +446,15 @@ export class Worker {
 
   /**
    * A runner starts on up to one CPU until it says it is ready: Node's (and Python's) start-up
-   * under a 0.125-CPU quota took 3-5× longer than under 1 CPU, for a few hundred ms of work. Only
-   * out of CPU no other container here holds, so a burst never eats into a neighbour's share.
+   * under a 0.125-CPU quota took 3-5× longer than under 1 CPU, for a few hundred ms of work. The
+   * burst raises its quota only: its weight stays its share's (bundle.ts cpuShares), so under
+   * contention its neighbours keep what they reserved and the burst runs on CPU they leave idle.
+   * (Bursting only into unreserved CPU left ten 0.125-CPU runners starting together on a full
+   * 2-CPU worker at their bare quota: ~4 s from RUNNING to ready.)
    */
   private startupBurst(spec: ContainerSpec): void {
     if (spec.cpuMillicores <= 0 || spec.cpuMillicores >= STARTUP_BURST_MILLICORES) return;
-    let held = 0;
-    for (const c of this.containers.values()) if (c.state.state !== "EXITED" && c.request.containerId !== spec.id) held += c.request.cpuMillicores;
-    const burst = Math.min(STARTUP_BURST_MILLICORES, this.capacity.cpuMillicores - held);
+    const burst = Math.min(STARTUP_BURST_MILLICORES, this.capacity.cpuMillicores);
     if (burst > spec.cpuMillicores) spec.startupBurstMillicores = burst;
   }
 

@@ -85,6 +85,8 @@ export function readCgroupFile(test: TestRuntime, id: string, controller: string
 export interface CgroupView {
   /** "quota period" in µs, e.g. "50000 100000". */
   cpuMax: string;
+  /** cpu.shares (cgroup v1) or cpu.weight (v2). */
+  cpuWeight: number;
   memoryMaxBytes: number;
   pidsMax: string;
   pidsCurrent: number;
@@ -102,6 +104,7 @@ export function readCgroupView(test: TestRuntime, id: string): CgroupView {
     return {
       ...common,
       cpuMax: `${read("cpu", "cpu.cfs_quota_us")} ${read("cpu", "cpu.cfs_period_us")}`,
+      cpuWeight: Number(read("cpu", "cpu.shares")),
       memoryMaxBytes: Number(read("memory", "memory.limit_in_bytes")),
       cpuSeconds: Number(read("cpuacct", "cpuacct.usage")) / 1e9,
     };
@@ -109,7 +112,14 @@ export function readCgroupView(test: TestRuntime, id: string): CgroupView {
   return {
     ...common,
     cpuMax: read("cpu", "cpu.max"),
+    cpuWeight: Number(read("cpu", "cpu.weight")),
     memoryMaxBytes: Number(read("memory", "memory.max")),
     cpuSeconds: Number(/usage_usec (\d+)/.exec(read("cpu", "cpu.stat"))?.[1] ?? NaN) / 1e6,
   };
+}
+
+/** What the cgroup shows for `shares` (runc writes cpu.shares on v1, converts to cpu.weight on v2 as below). */
+export function expectedCpuWeight(shares: number): number {
+  const v1 = listCgroupHierarchies().some((h) => h.version === 1 && h.controllers.includes("cpu"));
+  return v1 ? shares : 1 + Math.floor(((shares - 2) * 9999) / 262_142);
 }

@@ -17,6 +17,13 @@ const MIN_CPU_QUOTA_US = 1_000;
 /** The CFS quota (µs per CPU_PERIOD_US) of a share in millicores. */
 export const cpuQuotaUs = (millicores: number): number => Math.max(MIN_CPU_QUOTA_US, Math.round(millicores * 100));
 
+/**
+ * The CFS weight of a share: cpu.shares in proportion to the millicores reserved (1 CPU = 1024; runc
+ * turns it into cpu.weight on cgroup v2). Under contention every container then gets at least what
+ * it reserved, whatever quota others run on (a start-up burst included): a burst uses idle CPU only.
+ */
+export const cpuShares = (millicores: number): number => Math.max(2, Math.round((millicores * 1024) / 1000));
+
 /** The quota a container starts with: its start-up burst when it has one above its share. */
 export const startingMillicores = (spec: ContainerSpec): number => Math.max(spec.cpuMillicores, spec.startupBurstMillicores ?? 0);
 
@@ -139,7 +146,7 @@ function buildResources(spec: ContainerSpec, limitSwap: boolean): object {
     devices: [{ allow: false, access: "rwm" }, ...(spec.devices ?? []).map(allowDevice)],
   };
   if (spec.cpuMillicores > 0) {
-    resources.cpu = { period: CPU_PERIOD_US, quota: cpuQuotaUs(startingMillicores(spec)) };
+    resources.cpu = { period: CPU_PERIOD_US, quota: cpuQuotaUs(startingMillicores(spec)), shares: cpuShares(spec.cpuMillicores) };
   }
   return resources;
 }

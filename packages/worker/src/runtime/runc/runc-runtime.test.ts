@@ -8,7 +8,8 @@ import { after, before, describe, test } from "node:test";
 import { waitForHttp200 } from "../../testing/http.js";
 import { captureHostState, ownedBy, type HostState } from "../../testing/host-state.js";
 import { createHostRootfs, snapshotTree, type HostRootfs } from "../../testing/rootfs.js";
-import { makeStateRoot, makeTestRuntime, readCgroupView, runcLeftovers, runcSkipReason, type TestRuntime } from "../../testing/runc-fixtures.js";
+import { expectedCpuWeight, makeStateRoot, makeTestRuntime, readCgroupView, runcLeftovers, runcSkipReason, type TestRuntime } from "../../testing/runc-fixtures.js";
+import { cpuShares } from "./bundle.js";
 import { runRuntimeConformance } from "../conformance.js";
 import type { ContainerSpec, LogStream } from "../types.js";
 
@@ -72,6 +73,7 @@ if (skipReason) {
       const handle = await t.runtime.start(baseSpec("iso-burst", command, { cpuMillicores: 250, startupBurstMillicores: 1000 }), (_s, line) => logs.push(line));
       try {
         assert.equal(readCgroupView(t, "iso-burst").cpuMax, "100000 100000", "starts on one CPU");
+        assert.equal(readCgroupView(t, "iso-burst").cpuWeight, expectedCpuWeight(cpuShares(250)), "with the weight of its own share: a burst takes idle CPU only");
         while (!logs.some((line) => line.startsWith("runner ready:"))) await new Promise((resolve) => setTimeout(resolve, 10));
         assert.equal(readCgroupView(t, "iso-burst").cpuMax, "25000 100000", "its own share once ready");
       } finally {
@@ -81,6 +83,7 @@ if (skipReason) {
       const plain = await t.runtime.start(baseSpec("iso-noburst", ["sleep", "30"], { cpuMillicores: 250 }), () => undefined);
       try {
         assert.equal(readCgroupView(t, "iso-noburst").cpuMax, "25000 100000");
+        assert.equal(readCgroupView(t, "iso-noburst").cpuWeight, expectedCpuWeight(256));
       } finally {
         await plain.stop(0);
       }
