@@ -380,8 +380,9 @@ export class TaskDispatcher {
         this.background(this.emit(t.id, stub), "callback");
       }
     }
+    // Counted in here by what was taken over only (the store's count would add other gateways' live tasks).
+    for (const t of orphans) if (t.status === "RETRY") this.count(t.stubId, 1);
     for (const stubId of new Set(orphans.map((t) => t.stubId))) {
-      this.depth.set(stubId, await this.o.store.tasks.inflight(stubId));
       const stub = await this.o.store.stubs.getAny(stubId);
       if (stub) this.background(this.pump(stub), "pump");
     }

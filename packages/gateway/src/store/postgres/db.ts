@@ -45,8 +45,13 @@ export interface Queryable {
   run(sql: string, params?: Params): Promise<number>;
 }
 
-/** Net errors of the connection itself (a Unix socket path that is gone included). */
-const LOST_NET = new Set(["ECONNREFUSED", "ECONNRESET", "ENOENT", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN"]);
+/** Net errors of the connection itself (a Unix socket path that is gone included; a name that briefly does not resolve). */
+const LOST_NET = new Set(["ECONNREFUSED", "ECONNRESET", "ENOENT", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ENOTFOUND"]);
+/**
+ * SQLSTATEs of a database that cannot be reached now: connection exceptions (not 08P01, a protocol
+ * violation: a bug, which must not read as "try again"), shutting down or starting, too many connections.
+ */
+const LOST_SQLSTATE = new Set(["08000", "08001", "08003", "08004", "08006", "57P01", "57P02", "57P03", "53300"]);
 
 /**
  * Whether a failure of the pool or a query means the database cannot be reached now, rather than
@@ -57,8 +62,9 @@ const LOST_NET = new Set(["ECONNREFUSED", "ECONNRESET", "ENOENT", "EPIPE", "ETIM
 export function isConnectionLoss(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: unknown }).code;
-  if (typeof code === "string" && (code.startsWith("08") || code === "57P01" || code === "57P02" || code === "57P03" || code === "53300" || LOST_NET.has(code))) return true;
-  return /Connection terminated|timeout exceeded when trying to connect|connection error|Client was closed/i.test(err.message);
+  if (typeof code === "string") return LOST_SQLSTATE.has(code) || LOST_NET.has(code);
+  // pg's own errors carry no code: only its words for a connection that ended or could not be made.
+  return /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed)/.test(err.message);
 }
 
 /** A lost database as the catalogue's 503 (clients try again; the pool reconnects by itself); other errors as they are. */

@@ -68,8 +68,11 @@ export class PostgresStore implements Store {
   private closed = false;
   private readonly db: Db;
   private heartbeat: NodeJS.Timeout | undefined;
-  /** Since when this gateway's heartbeat has been written without a failure (undefined: the last one failed). */
+  /** Since when this gateway's heartbeat has been written without a failure or a late beat (undefined: the last one failed). */
   private seenSince: number | undefined;
+  private lastBeatAt = 0;
+  /** The heartbeat in flight: beats never overlap, and close waits for it before its goodbye. */
+  private beating: Promise<void> | undefined;
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -138,7 +141,11 @@ export class PostgresStore implements Store {
   private async beat(): Promise<void> {
     try {
       await this.db.run(`INSERT INTO gateway (id, seen_at) VALUES ($1, now()) ON CONFLICT (id) DO UPDATE SET seen_at = now()`, [this.gatewayId]);
-      this.seenSince ??= Date.now();
+      const now = Date.now();
+      // A beat that came late (a stalled loop, a pool full for seconds) may have let others judge this
+      // gateway gone: it is not steady again until a whole stale period of beats on time.
+      if (this.seenSince === undefined || now - this.lastBeatAt > this.heartbeatMs * 2) this.seenSince = now;
+      this.lastBeatAt = now;
     } catch (err) {
       this.seenSince = undefined;
       throw err;
@@ -146,7 +153,10 @@ export class PostgresStore implements Store {
   }
 
   private startHeartbeat(): void {
-    this.heartbeat = setInterval(() => void this.beat().catch(() => undefined), this.heartbeatMs);
+    this.heartbeat = setInterval(() => {
+      if (this.beating || this.closed) return;
+      this.beating = this.beat().catch(() => undefined).finally(() => (this.beating = undefined));
+    }, this.heartbeatMs);
     this.heartbeat.unref();
   }
 
@@ -154,6 +164,7 @@ export class PostgresStore implements Store {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.heartbeat);
+    await this.beating; // a beat landing after the goodbye would bring this gateway back for a stale period
     // Gone at once, not after the heartbeat's silence: the others re-queue what it was running now.
     await this.db.run(`DELETE FROM gateway WHERE id = $1`, [this.gatewayId]).catch(() => undefined);
     await this.listener?.close();

@@ -105,17 +105,24 @@ export class PostgresTaskRepo implements TaskRepo {
     return (await this.db.row<{ n: number }>(`SELECT COUNT(*) AS n FROM task WHERE stub_id = $1 AND status IN ('PENDING', 'RUNNING', 'RETRY')`, [stubId]))!.n;
   }
 
+  /**
+   * An attempt's outcome lands only while the attempt is still this gateway's (or no gateway's): a
+   * gateway presumed gone whose attempt ends after another took the task over does not overwrite
+   * the other's attempt. A cancel lands whoever runs it.
+   */
   async finish(id: string, status: FinishStatus, fields: { result?: unknown; error?: string } = {}) {
     return await this.db.run(
-      `UPDATE task SET status = $1, result = $2, error = $3, ended_at = $4, next_attempt_at = NULL WHERE id = $5 AND status IN ('PENDING', 'RUNNING', 'RETRY')`,
-      [status, fields.result === undefined ? null : JSON.stringify(fields.result), fields.error ?? null, now(), id],
+      `UPDATE task SET status = $1, result = $2, error = $3, ended_at = $4, next_attempt_at = NULL
+       WHERE id = $5 AND (status IN ('PENDING', 'RETRY') OR (status = 'RUNNING' AND ($1 = 'CANCELLED' OR gateway_id IS NULL OR gateway_id = $6)))`,
+      [status, fields.result === undefined ? null : JSON.stringify(fields.result), fields.error ?? null, now(), id, this.presence.id],
     ) === 1;
   }
 
   async retry(id: string, error: string, delayMs: number) {
     return await this.db.run(
-      `UPDATE task SET status = 'RETRY', retries = retries + 1, error = $1, next_attempt_at = $2, container_id = NULL WHERE id = $3 AND status = 'RUNNING'`,
-      [error, new Date(Date.now() + delayMs).toISOString(), id],
+      `UPDATE task SET status = 'RETRY', retries = retries + 1, error = $1, next_attempt_at = $2, container_id = NULL
+       WHERE id = $3 AND status = 'RUNNING' AND (gateway_id IS NULL OR gateway_id = $4)`,
+      [error, new Date(Date.now() + delayMs).toISOString(), id, this.presence.id],
     ) === 1;
   }
 
@@ -138,33 +145,34 @@ export class PostgresTaskRepo implements TaskRepo {
 
   /**
    * As in the SQLite store: an attempt cut off by a gateway stop counts as an attempt. Only this
-   * gateway's own attempts (it is back under the same id: the data dir's), those of gateways gone
-   * silent, and attempts no gateway recorded: another gateway's live attempts go on untouched.
+   * gateway's own attempts (it is back under the same id: the data dir's) and attempts no gateway
+   * recorded: other gateways' go on untouched, and those of gateways gone are `requeueOrphaned`'s
+   * (right after a database outage every heartbeat looks old; that one waits until they can be seen).
    */
   requeueRunning() {
-    return this.requeue("(gateway_id IS NULL OR gateway_id = $2 OR gateway_id NOT IN (SELECT id FROM gateway WHERE seen_at > now() - $3::int * interval '1 millisecond'))",
-      "the gateway stopped during the attempt");
+    return this.requeue("(gateway_id IS NULL OR gateway_id = $3)", [this.presence.id], "the gateway stopped during the attempt");
   }
 
   async requeueOrphaned() {
     if (!this.presence.steady()) return [];
-    return this.requeue("gateway_id IS DISTINCT FROM $2 AND (gateway_id IS NULL OR gateway_id NOT IN (SELECT id FROM gateway WHERE seen_at > now() - $3::int * interval '1 millisecond'))",
-      "the gateway running the attempt stopped or lost the database");
+    // Heartbeats are judged by the database's clock, which wrote them: gateways' clocks may differ.
+    return this.requeue(
+      "gateway_id IS DISTINCT FROM $3 AND (gateway_id IS NULL OR gateway_id NOT IN (SELECT id FROM gateway WHERE seen_at > now() - $4::int * interval '1 millisecond'))",
+      [this.presence.id, this.presence.staleAfterMs], "the gateway running the attempt stopped or lost the database",
+    );
   }
 
-  /** RUNNING tasks matching `owners` ($2: this gateway, $3: how old a heartbeat may be, ms) become RETRY, or ERROR past their maxRetries. */
-  private requeue(owners: string, why: string) {
+  /** RUNNING tasks matching `owners` (its parameters from $3) become RETRY, or ERROR past their maxRetries. */
+  private requeue(owners: string, ownerParams: unknown[], why: string) {
     return this.db.tx(async (q) => {
-      const ts = now();
-      // Heartbeats are judged by the database's clock, which wrote them: gateways' clocks may differ.
-      const params = [ts, this.presence.id, this.presence.staleAfterMs, why];
+      const params = [now(), why, ...ownerParams];
       const exhausted = await q.rows<{ id: string; stub_id: string }>(
         `UPDATE task SET status = 'ERROR', retries = retries + 1, container_id = NULL, gateway_id = NULL, ended_at = $1,
-         error = $4::text || ', and the task policy allows no more retries'
+         error = $2::text || ', and the task policy allows no more retries'
          WHERE status = 'RUNNING' AND retries + 1 > max_retries AND ${owners} RETURNING id, stub_id`, params,
       );
       const requeued = await q.rows<{ id: string; stub_id: string }>(
-        `UPDATE task SET status = 'RETRY', retries = retries + 1, container_id = NULL, gateway_id = NULL, next_attempt_at = $1, error = $4::text
+        `UPDATE task SET status = 'RETRY', retries = retries + 1, container_id = NULL, gateway_id = NULL, next_attempt_at = $1, error = $2::text
          WHERE status = 'RUNNING' AND ${owners} RETURNING id, stub_id`, params,
       );
       return [
