@@ -64,7 +64,7 @@ test("config.json: limits, cgroup path, hostname, minimal capabilities, no_new_p
   assert.equal(config.hostname, "ct1");
   assert.equal(config.linux.cgroupsPath, "/beta9/w/ct1");
   assert.deepEqual(config.linux.resources.memory, { limit: 64 * 1024 * 1024, swap: 64 * 1024 * 1024 });
-  assert.deepEqual(config.linux.resources.cpu, { period: 100000, quota: 50000 });
+  assert.deepEqual(config.linux.resources.cpu, { period: 100000, quota: 50000, shares: 512 }, "a weight in proportion to the share");
   assert.deepEqual(config.linux.resources.pids, { limit: 1024 });
   assert.equal(config.process.noNewPrivileges, true);
   assert.equal(config.process.terminal, false);
