@@ -15,14 +15,10 @@ import { open, rm } from "node:fs/promises";
 import { connect as connectTcp, isIP, type Socket } from "node:net";
 import { connect as connectTls, type ConnectionOptions } from "node:tls";
 import { pinnedTlsOptions } from "@beta9/protocol";
+import type { GatewayEndpoint } from "./gateway-http.js";
 
-/** Where the worker reaches its gateway. */
-export interface GatewayEndpointLike {
-  url: string;
-  token: string;
-  /** The gateway's own certificate (PEM), pinned; unset: the system's CAs. */
-  tlsCa?: string;
-}
+/** Where the worker reaches its gateway (`tlsCa`: its own certificate, pinned; unset: the system's CAs). */
+export type GatewayEndpointLike = Pick<GatewayEndpoint, "url" | "token" | "tlsCa">;
 
 /** A non-2xx answer (status and body), or status 0: the gateway could not be reached or broke off. */
 export class FetchError extends Error {
