@@ -58,6 +58,9 @@ export class RuncContainer implements ContainerHandle {
   private mappedEtc: { hosts: string; hostname: string } | undefined;
   /** Set while the container runs on its start-up burst (see ContainerSpec.startupBurstMillicores). */
   private burstTimer: NodeJS.Timeout | undefined;
+  /** Settles at the runner's `runner ready:` line or when the container ends (whichever is first). */
+  private readonly ready: Promise<void>;
+  private settleReady!: () => void;
 
   constructor(
     private readonly ctx: RuncContext,
@@ -69,6 +72,7 @@ export class RuncContainer implements ContainerHandle {
     this.dir = ctx.names.containerDir(spec.id);
     this.cgroupPath = `${ctx.cgroupParent}/${spec.id}`;
     this.exited = new Promise((resolve) => (this.settleExited = resolve));
+    this.ready = new Promise((resolve) => (this.settleReady = resolve));
   }
 
   get id(): string {
@@ -82,7 +86,7 @@ export class RuncContainer implements ContainerHandle {
       lowerdirOption(this.spec.lowerDirs);
       await this.prepare();
       await this.launch();
-      this.ctx.disks?.refill();
+      this.ctx.disks?.refillWhen(this.ready);
     } catch (error) {
       this.ctx.disks?.refill();
       const message = error instanceof Error ? error.message : String(error);
@@ -219,7 +223,10 @@ export class RuncContainer implements ContainerHandle {
       bundleDir: this.dir,
       id: this.id,
       onStdout: (line) => {
-        if (this.burstTimer && line.startsWith("runner ready:")) this.endBurst();
+        if (line.startsWith("runner ready:")) {
+          this.settleReady();
+          if (this.burstTimer) this.endBurst();
+        }
         this.onLog("stdout", line);
       },
       // Until the container runs, stderr carries runc's own errors: hold them back for the message.
@@ -330,6 +337,7 @@ export class RuncContainer implements ContainerHandle {
   private finish(exit: ContainerExit): void {
     this.pid = undefined;
     this.onReleased();
+    this.settleReady();
     this.settleExited(exit);
   }
 }

@@ -15,6 +15,8 @@ import { run } from "../../exec.js";
 import { mountPointsUnder, unmount } from "./overlay.js";
 
 export const DEFAULT_WRITABLE_LAYER_MIB = 10 * 1024;
+/** The longest a taken spare waits to be replaced for its container to say it is ready. */
+export const REFILL_WAIT_MS = 1000;
 
 export interface Disk {
   /** Where it is mounted (upper/ and work/ inside). */
@@ -26,6 +28,7 @@ export class WritableLayerDisks {
   private readonly spares: Promise<Disk>[] = [];
   private next = 0;
   private closed = false;
+  private refillTimer: NodeJS.Timeout | undefined;
 
   constructor(
     /** The pool's own dir (spares live here until taken). */
@@ -38,12 +41,30 @@ export class WritableLayerDisks {
 
   /**
    * A mounted disk for one container; the caller moves it (and its image) into its own dir, and
-   * calls refill() once its container runs, so formatting the next spare never competes with the
-   * start it would be for.
+   * calls refillWhen() once its container runs. A take() with no spare left makes its disk itself.
    */
   take(): Promise<Disk> {
     if (this.closed) return Promise.reject(new Error("the writable-layer pool is closed"));
     return this.spares.shift() ?? this.make(`d${this.next++}`);
+  }
+
+  /**
+   * Replaces taken spares once `ready` settles or after `maxMs`, whichever is first. Formatting
+   * costs ~70 ms of CPU, and a container's runtime (Node, Python) is still starting when its
+   * process runs: measured here, a refill at that moment made the next 150 ms start 20 ms slower.
+   */
+  refillWhen(ready: Promise<unknown>, maxMs = REFILL_WAIT_MS): void {
+    if (this.closed || this.spares.length >= this.spareCount) return;
+    const fire = (): void => {
+      clearTimeout(this.refillTimer);
+      this.refillTimer = undefined;
+      this.refill();
+    };
+    if (this.refillTimer === undefined) {
+      this.refillTimer = setTimeout(fire, maxMs);
+      this.refillTimer.unref();
+    }
+    void ready.then(fire, fire);
   }
 
   refill(): void {
@@ -73,6 +94,7 @@ export class WritableLayerDisks {
   /** Unmounts and deletes the spares (and anything a crashed worker left in the pool dir). */
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.refillTimer);
     await Promise.allSettled(this.spares.splice(0));
     await removePoolDir(this.dir);
   }
