@@ -173,3 +173,55 @@ test("a gateway whose Postgres goes away answers 503 STORE_UNAVAILABLE (acceptin
     assert.equal(await stop(gw.child), 0, gw.output());
   }
 });
+
+test("a worker given two gateways moves to the live one within 10 s when its gateway is killed (-9), which adopts its running container", { skip }, async (t) => {
+  postgres ??= await startTestPostgres();
+  const store = await postgres.createDatabase();
+  const a = await startGatewayProcess(["--data-dir", join(dir, "fa"), "--store", store]);
+  const b = await startGatewayProcess(["--data-dir", join(dir, "fb"), "--store", store]);
+  const key = /admin token: (\S+)/.exec(a.output())?.[1];
+  assert.ok(key, a.output());
+  const workerKey = (await call(a.url, key, "POST", "/api/v1/token", { type: "worker" })).json.key as string;
+  // The CLI's --gateway list, in a process of its own; the process runtime needs no root (trusted code only).
+  const worker = spawn(process.execPath, [
+    cli, "worker", "--gateway", `${a.url},${b.url}`, "--token", workerKey, "--runtime", "process", "--allow-unisolated",
+    "--state-dir", join(dir, "fo-worker"), "--id", "fo-worker", "--log-format", "json",
+  ], { env, stdio: ["ignore", "pipe", "pipe"] });
+  children.push(worker);
+  let workerOutput = "";
+  worker.stdout!.on("data", (c: Buffer) => (workerOutput += c.toString()));
+  worker.stderr!.on("data", (c: Buffer) => (workerOutput += c.toString()));
+  const until = async (what: string, check: () => Promise<boolean>, ms = 15_000): Promise<number> => {
+    const t0 = Date.now();
+    while (!(await check().catch(() => false))) {
+      if (Date.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms\nworker:\n${workerOutput}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return Date.now() - t0;
+  };
+  const workersOf = async (url: string) => ((await call(url, key, "GET", "/api/v1/worker")).json.items as { id: string }[]).map((w) => w.id);
+  try {
+    await until("the worker's banner", async () => /dialling/.test(workerOutput));
+    assert.ok(workerOutput.includes(`dialling ${a.url}, ${b.url}`), workerOutput);
+    await until("the worker on gateway A", async () => (await workersOf(a.url)).includes("fo-worker"));
+    assert.deepEqual(await workersOf(b.url), [], "one connection at a time: the first gateway's");
+    const run = await call(a.url, key, "POST", "/api/v1/container", { command: ["sleep", "600"] });
+    assert.equal(run.status, 201, JSON.stringify(run.json));
+    await until("the container running", async () => (await call(a.url, key, "GET", `/api/v1/container/${run.json.id}`)).json.state === "RUNNING");
+
+    a.child.kill("SIGKILL");
+    const movedMs = await until("the worker on gateway B", async () => (await workersOf(b.url)).includes("fo-worker"), 10_000);
+    t.diagnostic(`on gateway B ${movedMs} ms after gateway A was killed`);
+    const adopted = (await call(b.url, key, "GET", `/api/v1/container/${run.json.id}`)).json;
+    assert.deepEqual([adopted.state, adopted.workerId], ["RUNNING", "fo-worker"], "B knows the container from the worker's hello; nothing restarted it");
+    // And B places new work on it.
+    const second = await call(b.url, key, "POST", "/api/v1/container", { command: ["sleep", "600"] });
+    assert.equal(second.status, 201, JSON.stringify(second.json));
+    await until("a container placed by B running", async () => (await call(b.url, key, "GET", `/api/v1/container/${second.json.id}`)).json.state === "RUNNING");
+  } finally {
+    const exited = new Promise<number | null>((resolve) => (worker.exitCode !== null ? resolve(worker.exitCode) : worker.once("exit", resolve)));
+    worker.kill("SIGTERM");
+    assert.equal(await exited, 0, workerOutput);
+    await stop(b.child);
+  }
+});

@@ -2,6 +2,7 @@ export * from "./runtime/types.js";
 export { Worker, MAX_LOG_LINE_CHARS, splitLogLine, type WorkerOptions, type ImageProvider, type WorkerContainerInfo, type WorkerEvents } from "./worker.js";
 export * from "./devices/index.js";
 export { startWorker, type StartWorkerOptions, type StartedWorker } from "./start.js";
+export { parseGatewayUrls, GatewayRotation } from "./gateway-list.js";
 export { selectRuntime, runcUnavailableReason, type RuntimePreference } from "./select-runtime.js";
 export { ensureRunnerBundle, RUNNER_MOUNT_PATH, type RunnerBundle } from "./runner-bundle.js";
 export { detectCapacity } from "./capacity.js";

@@ -10,6 +10,7 @@ import type { Logger } from "pino";
 import type { WorkerCapacity } from "@beta9/protocol";
 import { ensureRunnerBundle } from "./runner-bundle.js";
 import { fetchImage, gatewayEndpoint } from "./gateway-http.js";
+import { parseGatewayUrls } from "./gateway-list.js";
 import { ImageCache } from "./images/index.js";
 import { selectRuntime, type RuntimePreference } from "./select-runtime.js";
 import type { Runtime } from "./runtime/types.js";
@@ -17,7 +18,8 @@ import { Worker, type ImageProvider } from "./worker.js";
 import { detectDevices, type DeviceGroup } from "./devices/index.js";
 
 export interface StartWorkerOptions {
-  gatewayUrl: string;
+  /** One gateway, or several (a list or comma-separated): the worker moves to the next when one is lost. */
+  gatewayUrl: string | readonly string[];
   token: string;
   /** The gateway's own certificate (PEM) to trust on its https:// URL. */
   tlsCa?: string;
@@ -67,7 +69,9 @@ export async function startWorker(options: StartWorkerOptions): Promise<StartedW
   const reaped = await runtime.reap();
   if (Object.values(reaped).some((n) => n > 0)) options.logger.warn({ reaped }, "removed what a previous worker left behind");
   const runner = ensureRunnerBundle(options.stateDir);
-  const gateway = gatewayEndpoint(options.gatewayUrl, options.token, options.tlsCa);
+  const urls = parseGatewayUrls(options.gatewayUrl);
+  // One endpoint for the worker's HTTP calls and the image cache's: it follows the gateway the worker is connected to.
+  const gateway = gatewayEndpoint(urls[0]!, options.token, options.tlsCa);
   const cache = new ImageCache({
     dir: join(options.stateDir, "image-cache"),
     maxBytes: options.imageCacheBytes ?? 20 * 1024 ** 3,
@@ -77,7 +81,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<StartedW
   const devices = options.devices ?? await detectDevices({ warn: (message) => options.logger.warn(message) });
   if (devices.length > 0) options.logger.info({ gpus: devices.map((g) => `${g.count}x ${g.type}`) }, "accelerators detected");
   const worker = new Worker({
-    gatewayUrl: options.gatewayUrl, token: options.token, ...(options.tlsCa && { tlsCa: options.tlsCa }), runtime, runner, stateDir: options.stateDir, logger: options.logger,
+    gatewayUrl: urls, endpoint: gateway, token: options.token, ...(options.tlsCa && { tlsCa: options.tlsCa }), runtime, runner, stateDir: options.stateDir, logger: options.logger,
     ...(options.pool !== undefined && { pool: options.pool }),
     workerId: options.workerId ?? persistentWorkerId(options.stateDir),
     ...(options.capacity !== undefined && { capacity: options.capacity }),

@@ -20,6 +20,7 @@ import { RUNNER_MOUNT_PATH, type RunnerBundle } from "./runner-bundle.js";
 import { buildImage, type BuildCredentials } from "./build.js";
 import { CodeCache } from "./code-cache.js";
 import { gatewayEndpoint, sha256OfFile, uploadImage, type GatewayEndpoint } from "./gateway-http.js";
+import { GatewayRotation, parseGatewayUrls } from "./gateway-list.js";
 import { openTunnel } from "./tunnel.js";
 import { openShellSession } from "./shell/session.js";
 import type { ContainerHandle, ContainerSpec, Runtime } from "./runtime/types.js";
@@ -33,7 +34,10 @@ export interface ImageProvider {
 }
 
 export interface WorkerOptions {
-  gatewayUrl: string;
+  /** One gateway, or several (a list or comma-separated) tried in turn: see gateway-list.ts. */
+  gatewayUrl: string | readonly string[];
+  /** Where HTTP calls go (code, images, volumes); its `url` follows the gateway this worker is connected to. Made here when not given. */
+  endpoint?: GatewayEndpoint;
   token: string;
   /** The gateway's own certificate (PEM) to trust on its https:// and wss:// URLs (`beta9 up --tls`). */
   tlsCa?: string;
@@ -157,7 +161,7 @@ export class Worker {
   private ws: WebSocket | undefined;
   private welcomed = false;
   private closing = false;
-  private attempts = 0;
+  private readonly rotation: GatewayRotation;
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private connectedOnce: { resolve: () => void; promise: Promise<void> };
@@ -172,7 +176,8 @@ export class Worker {
     this.id = options.workerId ?? `${hostname()}-${randomUUID().slice(0, 8)}`;
     this.capacity = detectCapacity(options.capacity, options.devices);
     this.gpus = new DeviceAllocator(options.devices ?? []);
-    this.gateway = gatewayEndpoint(options.gatewayUrl, options.token, options.tlsCa);
+    this.rotation = new GatewayRotation(parseGatewayUrls(options.gatewayUrl), options.reconnectMinMs ?? 250, options.reconnectMaxMs ?? 30_000);
+    this.gateway = options.endpoint ?? gatewayEndpoint(this.rotation.current, options.token, options.tlsCa);
     this.code = new CodeCache(join(options.stateDir, "code"), this.gateway);
     this.volumes = new VolumeMounts({
       stateDir: options.stateDir, gateway: this.gateway, logger: options.logger, owner: () => (options.runtime as { rootOwner?: number }).rootOwner,
@@ -213,7 +218,7 @@ export class Worker {
 
   private dial(): void {
     if (this.closing) return;
-    const url = new URL(WORKER_CONNECT_PATH, this.options.gatewayUrl);
+    const url = new URL(WORKER_CONNECT_PATH, this.rotation.current);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(url, {
       headers: { authorization: `Bearer ${this.options.token}` }, handshakeTimeout: 10_000, ...(this.options.tlsCa && pinnedTlsOptions(this.options.tlsCa)),
@@ -245,12 +250,12 @@ export class Worker {
     this.welcomed = false;
     clearInterval(this.keepaliveTimer);
     if (this.closing) return;
-    const min = this.options.reconnectMinMs ?? 250;
-    const max = this.options.reconnectMaxMs ?? 30_000;
-    // Full jitter: many workers losing one gateway must not reconnect in lockstep.
-    const delay = Math.min(max, min * 2 ** this.attempts) * (0.5 + Math.random() / 2);
-    this.attempts += 1;
-    this.options.logger.warn({ delayMs: Math.round(delay), attempt: this.attempts }, "gateway connection lost; reconnecting");
+    const lost = this.rotation.current;
+    const delay = this.rotation.failed();
+    this.options.logger.warn(
+      { gateway: lost, next: this.rotation.current, delayMs: Math.round(delay), attempt: this.rotation.attempts },
+      this.rotation.urls.length > 1 ? "gateway connection lost; trying the next gateway" : "gateway connection lost; reconnecting",
+    );
     this.reconnectTimer = setTimeout(() => this.dial(), delay);
   }
 
@@ -258,7 +263,11 @@ export class Worker {
     switch (message.type) {
       case "welcome":
         this.welcomed = true;
-        this.attempts = 0;
+        this.rotation.connected();
+        if (this.gateway.url !== this.rotation.current) {
+          this.options.logger.info({ gateway: this.rotation.current, was: this.gateway.url }, "connected to another gateway");
+          this.gateway.url = this.rotation.current;
+        }
         clearInterval(this.keepaliveTimer);
         this.keepaliveTimer = setInterval(() => this.send({ type: "keepalive", running: this.running() }), message.keepaliveMs);
         this.keepaliveTimer.unref();
@@ -279,7 +288,7 @@ export class Worker {
         return;
       case "shell.open":
         openShellSession({
-          ...this.options, running: (id) => this.containers.get(id)?.state.state === "RUNNING", fail: (streamId, why) => this.send({ type: "tunnel.failed", streamId, message: why }),
+          ...this.options, gatewayUrl: this.gateway.url, running: (id) => this.containers.get(id)?.state.state === "RUNNING", fail: (streamId, why) => this.send({ type: "tunnel.failed", streamId, message: why }),
         }, message);
         return;
       case "error":
@@ -418,7 +427,7 @@ export class Worker {
       return;
     }
     openTunnel({
-      gatewayUrl: this.options.gatewayUrl, token: this.options.token, streamId, target, logger: this.options.logger,
+      gatewayUrl: this.gateway.url, token: this.options.token, streamId, target, logger: this.options.logger,
       ...(this.options.tlsCa && { tlsCa: this.options.tlsCa }),
     })
       .catch((err: unknown) => this.send({ type: "tunnel.failed", streamId, message: (err as Error).message }));

@@ -63,7 +63,7 @@ export function registerWorker(program: Command): void {
   program
     .command("worker")
     .description("run a worker that joins a gateway and runs the containers its scheduler places here")
-    .option("--gateway <url>", "the gateway's URL (default: $BETA9_GATEWAY)")
+    .option("--gateway <url[,url…]>", "the gateway's URL, or several gateways' (one database behind them) tried in turn when one is lost (default: $BETA9_GATEWAY)")
     .option("--token <token>", "a worker token (beta9 token create --type worker; default: $BETA9_TOKEN)")
     .option("--pool <name>", "the pool this worker serves", "default")
     .option("--state-dir <dir>", "where container state lives (default: ~/.beta9/worker)")
@@ -80,11 +80,17 @@ export function registerWorker(program: Command): void {
     .option("--tls-ca <file>", "trust this PEM certificate for an https:// gateway (its self-signed one; default: $BETA9_TLS_CA)")
     .option("--gpus <list>", "GPUs to offer instead of those detected, TYPE:COUNT,… (a pool whose devices this worker cannot see; containers get no device nodes)", gpuList)
     .action(async (opts: WorkerCliOptions) => {
-      const gatewayUrl = opts.gateway ?? process.env.BETA9_GATEWAY;
+      const gatewayList = opts.gateway ?? process.env.BETA9_GATEWAY;
       const token = opts.token ?? process.env.BETA9_TOKEN;
-      if (!gatewayUrl || !token) throw new CliError("USAGE", "--gateway and --token (or BETA9_GATEWAY and BETA9_TOKEN) are required", EXIT.usage);
+      if (!gatewayList || !token) throw new CliError("USAGE", "--gateway and --token (or BETA9_GATEWAY and BETA9_TOKEN) are required", EXIT.usage);
       const tlsCa = opts.tlsCa !== undefined ? readCertificate(opts.tlsCa) : tlsCaFromEnv();
-      const { startWorker } = await importPlatform("@beta9/worker", "worker");
+      const { startWorker, parseGatewayUrls } = await importPlatform("@beta9/worker", "worker");
+      let gatewayUrl: string[];
+      try {
+        gatewayUrl = parseGatewayUrls(gatewayList);
+      } catch (err) {
+        throw new CliError("USAGE", `--gateway: ${(err as Error).message}`, EXIT.usage);
+      }
       const { cliLogger } = await import("../log-format.js");
       const logger = cliLogger(opts.logLevel ?? process.env.BETA9_LOG_LEVEL ?? "info", opts.logFormat);
       const started = await startWorker({
@@ -98,7 +104,7 @@ export function registerWorker(program: Command): void {
         ...(opts.writableLayerMib !== undefined && { writableLayerMiB: opts.writableLayerMib }),
         ...(tlsCa && { tlsCa }),
       });
-      print(`worker ${started.worker.id} (${started.runtime.name}) dialling ${gatewayUrl}`);
+      print(`worker ${started.worker.id} (${started.runtime.name}) dialling ${gatewayUrl.join(", ")}`);
       void started.connected.then(() => print(color.green("connected")));
       const signal = await new Promise<NodeJS.Signals>((r) => {
         process.once("SIGINT", r);
