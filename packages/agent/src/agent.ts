@@ -13,7 +13,7 @@ import {
   type WorkerContainerInfo,
 } from "@beta9/worker";
 import { Backoff, sleep } from "./backoff.js";
-import { gatewayUrl, type AgentConfig } from "./config.js";
+import { gatewayUrls, type AgentConfig } from "./config.js";
 import { GatewayCallError, GatewayClient } from "./gateway-client.js";
 import { SystemSampler } from "./system.js";
 import { AGENT_VERSION } from "./version.js";
@@ -92,7 +92,7 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
 
   constructor(private readonly o: AgentOptions) {
     super();
-    this.client = new GatewayClient(gatewayUrl(o.config), o.config.machine.token, undefined, o.config.gateway.tlsCa);
+    this.client = new GatewayClient(gatewayUrls(o.config), o.config.machine.token, undefined, o.config.gateway.tlsCa);
     this.sampler = new SystemSampler(o.config.stateDir);
     this.backoff = new Backoff({ minMs: o.backoffMinMs ?? 1000, maxMs: o.backoffMaxMs ?? 30_000 });
     this.machineId = o.config.machine.id;
@@ -120,7 +120,7 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
 
   snapshot(): AgentSnapshot {
     return {
-      status: this.status, machineId: this.machineId, gateway: gatewayUrl(this.o.config), pool: this.o.config.pool,
+      status: this.status, machineId: this.machineId, gateway: this.client.baseUrl, pool: this.o.config.pool,
       startedAt: this.startedAt, ...(this.lastKeepaliveAt !== undefined && { lastKeepaliveAt: this.lastKeepaliveAt }),
       ...(this.lastError !== undefined && { lastError: this.lastError }),
       workerConnected: this.worker?.worker.connected ?? false, ...this.metrics,
@@ -159,7 +159,7 @@ export class Agent extends EventEmitter<{ change: []; log: [string, LogLine] }> 
     })();
     try {
       const started = await (this.o.startWorker ?? realStartWorker)({
-        gatewayUrl: gatewayUrl(config), token: config.machine.token, stateDir: config.stateDir, logger: logger.child({ component: "worker" }),
+        gatewayUrl: gatewayUrls(config), token: config.machine.token, stateDir: config.stateDir, logger: logger.child({ component: "worker" }),
         runtime: config.runtime, allowUnisolated: config.allowUnisolated, pool: config.pool, workerId: this.machineId, devices, version: AGENT_VERSION,
         name: this.o.workerName ?? config.worker.name, subnet: config.worker.subnet,
         ...(config.gateway.tlsCa && { tlsCa: config.gateway.tlsCa }),

@@ -7,7 +7,7 @@ import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
 import {
-  ConfigError, configPath, gatewayUrl, loadConfig, maskToken, parseGatewayAddress, saveConfig, setConfigKey, showConfig, validateConfig,
+  ConfigError, configPath, gatewayUrl, gatewayUrls, loadConfig, maskToken, parseGatewayAddress, saveConfig, setConfigKey, showConfig, validateConfig,
 } from "./config.js";
 import { Backoff } from "./backoff.js";
 
@@ -96,6 +96,18 @@ describe("config", () => {
     assert.equal(c.gateway.tls, false, "setConfigKey does not mutate");
     assert.ok(!showConfig(c).includes(TOKEN));
     assert.equal(maskToken("short"), "****");
+  });
+
+  test("gateway.alternates: more gateways tried in turn, same scheme; bad entries refused naming them", () => {
+    const base = { gateway: { host: "gw", port: 1994, tls: true }, machine: { token: TOKEN }, pool: "external" };
+    const c = validateConfig({ ...base, gateway: { ...base.gateway, alternates: ["gw2:1994", "[fd00::2]:2000"] } }, "/h", "me");
+    assert.deepEqual(gatewayUrls(c), ["https://gw:1994", "https://gw2:1994", "https://[fd00::2]:2000"]);
+    assert.deepEqual(gatewayUrls(validateConfig(base, "/h", "me")), ["https://gw:1994"]);
+    assert.deepEqual(setConfigKey(c, "gateway.alternates", "a:1, b:2").gateway.alternates, ["a:1", "b:2"]);
+    assert.deepEqual(gatewayUrls(setConfigKey(c, "gateway.alternates", "")), ["https://gw:1994"], "an empty value clears them");
+    assert.throws(() => setConfigKey(c, "gateway.alternates", "gw3"), /entry "gw3" must be HOST:PORT/);
+    assert.throws(() => validateConfig({ ...base, gateway: { ...base.gateway, alternates: ["gw2:99999"] } }, "/h", "me"), /port must be an integer from 1 to 65535/);
+    assert.throws(() => validateConfig({ ...base, gateway: { ...base.gateway, alternates: "x y:1" } }, "/h", "me"), /not valid/);
   });
 
   test("a broken file is a clear error", () => {

@@ -12,8 +12,10 @@ export interface AgentConfig {
   /**
    * `tlsCa`: the gateway's own certificate (PEM), pinned by `b9agent init --tls-fingerprint`; the
    * only one trusted for it. Without it an https:// gateway needs a certificate the system trusts.
+   * `alternates`: more gateways on the same database ("host:port", same scheme and certificate),
+   * tried in turn when the one in use is lost (`b9agent init --gateway A:1994,B:1994`).
    */
-  gateway: { host: string; port: number; tls: boolean; tlsCa?: string };
+  gateway: { host: string; port: number; tls: boolean; tlsCa?: string; alternates?: string[] };
   machine: { id: string; token: string; hostname: string };
   pool: string;
   keepaliveIntervalSeconds: number;
@@ -76,11 +78,24 @@ function oneOf<T extends string>(value: unknown, key: string, allowed: readonly 
   return value as T;
 }
 
+/** gateway.alternates: "host:port" entries, as a YAML list or one comma-separated string ("" clears it). */
+function alternates(value: unknown): string[] {
+  const list = Array.isArray(value) ? value : typeof value === "string" ? value.split(",").map((x) => x.trim()).filter(Boolean) : undefined;
+  if (!list || list.length > 16) throw new ConfigError("gateway.alternates must be a list of at most 16 HOST:PORT entries");
+  return list.map((entry) => {
+    const m = typeof entry === "string" ? /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(entry) : null;
+    if (!m) throw new ConfigError(`gateway.alternates entry ${JSON.stringify(entry)} must be HOST:PORT, e.g. 100.72.101.24:1994`);
+    const host = str(m[1]!.replace(/^\[|\]$/g, ""), "gateway.alternates host", HOST, "a host name or IP address");
+    return `${host.includes(":") ? `[${host}]` : host}:${int(m[2]!, "gateway.alternates port", 1, 65_535)}`;
+  });
+}
+
 /** Every settable key, its validator, and where it lives in the file. */
 export const CONFIG_KEYS = {
   "gateway.host": (v: unknown) => str(v, "gateway.host", HOST, "a host name or IP address without a port"),
   "gateway.port": (v: unknown) => int(v, "gateway.port", 1, 65_535),
   "gateway.tls": (v: unknown) => bool(v, "gateway.tls"),
+  "gateway.alternates": (v: unknown) => alternates(v),
   "machine.id": (v: unknown) => (v === "" ? "" : str(v, "machine.id", /^[A-Za-z0-9_-]{1,128}$/)),
   "machine.token": (v: unknown) => str(v, "machine.token", /^\S{8,512}$/, "the token printed by `beta9 machine create`"),
   "machine.hostname": (v: unknown) => str(v, "machine.hostname", /^\S{1,253}$/),
@@ -144,6 +159,11 @@ export function validateConfig(raw: unknown, home: string, hostname: string): Ag
     gateway: {
       host: value("gateway.host") as string, port: value("gateway.port") as number, tls: value("gateway.tls", false) as boolean,
       ...tlsCaField(getPath(raw, "gateway.tlsCa")),
+      ...(() => {
+        const more = getPath(raw, "gateway.alternates");
+        const list = more === undefined || more === null ? [] : alternates(more);
+        return list.length > 0 ? { alternates: list } : {};
+      })(),
     },
     machine: { id: value("machine.id", d.machine.id) as string, token: value("machine.token") as string, hostname: value("machine.hostname", d.machine.hostname) as string },
     pool: value("pool") as string,
@@ -177,6 +197,12 @@ export function parseGatewayAddress(address: string): AgentConfig["gateway"] {
 export function gatewayUrl(config: AgentConfig): string {
   const host = config.gateway.host.includes(":") ? `[${config.gateway.host}]` : config.gateway.host;
   return `${config.gateway.tls ? "https" : "http"}://${host}:${config.gateway.port}`;
+}
+
+/** The gateway, then its alternates: the order the agent and its worker try them in. */
+export function gatewayUrls(config: AgentConfig): string[] {
+  const scheme = config.gateway.tls ? "https" : "http";
+  return [gatewayUrl(config), ...(config.gateway.alternates ?? []).map((address) => `${scheme}://${address}`)];
 }
 
 export function loadConfig(path: string, home: string, hostname: string): AgentConfig {

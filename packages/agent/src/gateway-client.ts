@@ -25,9 +25,23 @@ export class GatewayCallError extends Error {
 export class GatewayClient {
   private readonly dispatcher: Dispatcher | undefined;
 
-  /** `tlsCa`: the gateway's pinned certificate (PEM), the only one trusted for it. */
-  constructor(private readonly baseUrl: string, private readonly token: string, private readonly timeoutMs = 10_000, tlsCa?: string) {
+  private readonly urls: string[];
+  private index = 0;
+
+  /**
+   * `baseUrl`: one gateway or several on one database; a call that reaches none moves the next call
+   * to the next one (the caller retries with its backoff). `tlsCa`: the gateways' pinned certificate
+   * (PEM), the only one trusted.
+   */
+  constructor(baseUrl: string | readonly string[], private readonly token: string, private readonly timeoutMs = 10_000, tlsCa?: string) {
+    this.urls = typeof baseUrl === "string" ? [baseUrl] : [...baseUrl];
+    if (this.urls.length === 0) throw new Error("GatewayClient needs a gateway URL");
     this.dispatcher = tlsCa ? new Agent({ connect: pinnedTlsOptions(tlsCa) }) : undefined;
+  }
+
+  /** The gateway the next call goes to. */
+  get baseUrl(): string {
+    return this.urls[this.index]!;
   }
 
   /** `signal` aborts a call in flight (shutdown must not wait out the request timeout). */
@@ -53,7 +67,9 @@ export class GatewayClient {
       });
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      throw new GatewayCallError(`gateway unreachable at ${this.baseUrl}: ${e.code ?? e.message}`, 0);
+      const failed = this.baseUrl;
+      if (!signal?.aborted) this.index = (this.index + 1) % this.urls.length;
+      throw new GatewayCallError(`gateway unreachable at ${failed}: ${e.code ?? e.message}`, 0);
     }
     const text = await res.body.text();
     if (res.statusCode >= 200 && res.statusCode < 300) return JSON.parse(text) as T;

@@ -110,7 +110,7 @@ export function buildProgram(): Command {
 
   program.command("init")
     .description(`write ${configPath()} (mode 0600)`)
-    .requiredOption("--gateway <host:port>", "the gateway's address as this machine reaches it, e.g. 100.72.101.23:1994")
+    .requiredOption("--gateway <host:port[,host:port…]>", "the gateway's address as this machine reaches it, e.g. 100.72.101.23:1994; several gateways on one database are tried in turn when one is lost")
     .requiredOption("--token <token>", "the machine token from `beta9 machine create`")
     .requiredOption("--pool <pool>", "the pool this machine joins")
     .option("--machine-id <id>", "the machine id (learned at registration when omitted)")
@@ -124,7 +124,14 @@ export function buildProgram(): Command {
         const existing = (() => { try { return loadConfig(path, agentHome(), hostname()); } catch { return undefined; } })();
         if (existing && !opts.force) fail(`${path} already exists; pass --force to overwrite it, or use \`b9agent config set\``, 2);
         const d = defaults(agentHome(), hostname());
-        const gateway = parseGatewayAddress(opts.gateway);
+        const [first, ...more] = opts.gateway.split(",").map((x) => x.trim()).filter(Boolean);
+        const gateway = parseGatewayAddress(first ?? "");
+        if (more.length > 0) {
+          const scheme = gateway.tls ? "https://" : "http://";
+          const mixed = more.find((address) => /^https?:\/\//.test(address) && !address.startsWith(scheme));
+          if (mixed) fail(`--gateway ${mixed}: every gateway must use ${scheme} like the first`, 2);
+          gateway.alternates = more.map((address) => address.replace(/^https?:\/\//, "").replace(/\/+$/, ""));
+        }
         if (opts.tlsFingerprint !== undefined) {
           if (!gateway.tls) fail(`--tls-fingerprint needs an https:// gateway: --gateway https://${opts.gateway.replace(/^https?:\/\//, "")}`, 2);
           gateway.tlsCa = await fetchPinnedCertificate(gateway.host, gateway.port, opts.tlsFingerprint).catch((err: Error) => fail(err.message, 1));

@@ -15,6 +15,7 @@ import { postgresUnavailableReason, startTestPostgres, type TestPostgres } from 
 import { EXIT } from "./errors.js";
 
 const cli = fileURLToPath(new URL("./main.js", import.meta.url));
+const agentMain = fileURLToPath(new URL("../../agent/dist/main.js", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "beta9-store-e2e-"));
 const children: ChildProcess[] = [];
 let postgres: TestPostgres | undefined;
@@ -174,7 +175,7 @@ test("a gateway whose Postgres goes away answers 503 STORE_UNAVAILABLE (acceptin
   }
 });
 
-test("a worker given two gateways moves to the live one within 10 s when its gateway is killed (-9), which adopts its running container", { skip }, async (t) => {
+test("a worker and a b9agent machine given two gateways move to the live one within 10 s when theirs is killed (-9); it adopts their running containers", { skip }, async (t) => {
   postgres ??= await startTestPostgres();
   const store = await postgres.createDatabase();
   const a = await startGatewayProcess(["--data-dir", join(dir, "fa"), "--store", store]);
@@ -200,10 +201,29 @@ test("a worker given two gateways moves to the live one within 10 s when its gat
     return Date.now() - t0;
   };
   const workersOf = async (url: string) => ((await call(url, key, "GET", "/api/v1/worker")).json.items as { id: string }[]).map((w) => w.id);
+  // A machine the same way: `b9agent init --gateway A,B`, its keepalives and its worker.
+  // In a pool of its own: the containers below must land on the plain worker.
+  assert.equal((await call(a.url, key, "POST", "/api/v1/pool", { name: "fo-machines" })).status, 201);
+  const machine = (await call(a.url, key, "POST", "/api/v1/machine", { pool: "fo-machines" })).json;
+  const agentEnv = { ...env, B9AGENT_HOME: join(dir, "fo-agent") };
+  const agentCli = (args: string[]) => new Promise<number | null>((resolve) => spawn(process.execPath, [agentMain, ...args], { env: agentEnv, stdio: "ignore" }).once("exit", resolve));
+  assert.equal(await agentCli(["init", "--gateway", `${a.url.replace("http://", "")},${b.url.replace("http://", "")}`, "--token", machine.token, "--pool", "fo-machines", "--metrics-port", "0"]), 0);
+  for (const [k, v] of [["runtime", "process"], ["allowUnisolated", "true"], ["keepaliveIntervalSeconds", "1"], ["worker.name", "foagent"]] as const) {
+    assert.equal(await agentCli(["config", "set", k, v]), 0, `config set ${k}`);
+  }
+  const agent = spawn(process.execPath, [agentMain, "run", "--no-tui"], { env: agentEnv, stdio: ["ignore", "pipe", "pipe"] });
+  children.push(agent);
+  agent.stdout!.on("data", (c: Buffer) => (workerOutput += c.toString()));
+  agent.stderr!.on("data", (c: Buffer) => (workerOutput += c.toString()));
+  const machineOn = async (url: string) => {
+    const m = (await call(url, key, "GET", `/api/v1/machine/${machine.machine.id}`)).json;
+    return m.state === "ready" && m.workerConnected === true;
+  };
   try {
     await until("the worker's banner", async () => /dialling/.test(workerOutput));
     assert.ok(workerOutput.includes(`dialling ${a.url}, ${b.url}`), workerOutput);
     await until("the worker on gateway A", async () => (await workersOf(a.url)).includes("fo-worker"));
+    await until("the machine ready on gateway A", () => machineOn(a.url));
     assert.deepEqual(await workersOf(b.url), [], "one connection at a time: the first gateway's");
     const run = await call(a.url, key, "POST", "/api/v1/container", { command: ["sleep", "600"] });
     assert.equal(run.status, 201, JSON.stringify(run.json));
@@ -211,7 +231,8 @@ test("a worker given two gateways moves to the live one within 10 s when its gat
 
     a.child.kill("SIGKILL");
     const movedMs = await until("the worker on gateway B", async () => (await workersOf(b.url)).includes("fo-worker"), 10_000);
-    t.diagnostic(`on gateway B ${movedMs} ms after gateway A was killed`);
+    const machineMs = await until("the machine's worker on gateway B", () => machineOn(b.url), 10_000);
+    t.diagnostic(`on gateway B after gateway A was killed: the worker in ${movedMs} ms, the machine in ${machineMs} ms more`);
     const adopted = (await call(b.url, key, "GET", `/api/v1/container/${run.json.id}`)).json;
     assert.deepEqual([adopted.state, adopted.workerId], ["RUNNING", "fo-worker"], "B knows the container from the worker's hello; nothing restarted it");
     // And B places new work on it.
@@ -219,9 +240,10 @@ test("a worker given two gateways moves to the live one within 10 s when its gat
     assert.equal(second.status, 201, JSON.stringify(second.json));
     await until("a container placed by B running", async () => (await call(b.url, key, "GET", `/api/v1/container/${second.json.id}`)).json.state === "RUNNING");
   } finally {
-    const exited = new Promise<number | null>((resolve) => (worker.exitCode !== null ? resolve(worker.exitCode) : worker.once("exit", resolve)));
+    const exits = [worker, agent].map((child) => new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once("exit", resolve))));
     worker.kill("SIGTERM");
-    assert.equal(await exited, 0, workerOutput);
+    agent.kill("SIGTERM");
+    assert.deepEqual(await Promise.all(exits), [0, 0], workerOutput);
     await stop(b.child);
   }
 });
