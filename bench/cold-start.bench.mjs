@@ -139,7 +139,11 @@ export async function run() {
     // start comes next (the floor's stop is synchronous too).
     const stop = async () => {
       await api("POST", `/api/v1/container/${created.id}/stop`);
-      while ((await api("GET", `/api/v1/container/${created.id}`)).state !== "EXITED") await new Promise((r) => setTimeout(r, 5));
+      const end = performance.now() + 30_000;
+      for (let c = await api("GET", `/api/v1/container/${created.id}`); c.state !== "EXITED"; c = await api("GET", `/api/v1/container/${created.id}`)) {
+        if (!c.state || performance.now() > end) throw new Error(`container ${created.id} not gone 30 s after its stop: ${JSON.stringify(c)}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
     };
     return { ms, url: `http://${c.ports["8000"].host}:${c.ports["8000"].port}/health`, stop };
   };

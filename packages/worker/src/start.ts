@@ -46,6 +46,8 @@ export interface StartWorkerOptions {
   allowPrivateRegistries?: boolean;
   /** See WorkerOptions.allowUnisolated. */
   allowUnisolated?: boolean;
+  /** See WorkerOptions.primaryCheckMs. */
+  primaryCheckMs?: number;
   /** Accelerators to offer; detected here (nvidia-smi, rocm-smi, sysfs, …) when not given. */
   devices?: DeviceGroup[];
 }
@@ -89,6 +91,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<StartedW
     ...(options.version !== undefined && { version: options.version }),
     ...(options.reachable !== undefined && { reachable: options.reachable }),
     ...(options.allowUnisolated !== undefined && { allowUnisolated: options.allowUnisolated }),
+    ...(options.primaryCheckMs !== undefined && { primaryCheckMs: options.primaryCheckMs }),
     ...(options.allowPrivateRegistries !== undefined && { allowPrivateRegistries: options.allowPrivateRegistries }),
   });
   if (!runtime.isolates && options.allowUnisolated !== true) {

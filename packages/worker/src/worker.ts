@@ -20,7 +20,7 @@ import { RUNNER_MOUNT_PATH, type RunnerBundle } from "./runner-bundle.js";
 import { buildImage, type BuildCredentials } from "./build.js";
 import { CodeCache } from "./code-cache.js";
 import { gatewayEndpoint, sha256OfFile, uploadImage, type GatewayEndpoint } from "./gateway-http.js";
-import { GatewayRotation, parseGatewayUrls } from "./gateway-list.js";
+import { GatewayRotation, parseGatewayUrls, watchLiveness, watchPrimary } from "./gateway-list.js";
 import { openTunnel } from "./tunnel.js";
 import { openShellSession } from "./shell/session.js";
 import type { ContainerHandle, ContainerSpec, Runtime } from "./runtime/types.js";
@@ -52,6 +52,8 @@ export interface WorkerOptions {
   runner?: RunnerBundle;
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
+  /** How often a worker on another gateway checks whether the first one answers again (default 30 s). */
+  primaryCheckMs?: number;
   version?: string;
   /**
    * Whether the gateway can dial the container addresses this worker reports. Unset: the gateway
@@ -149,6 +151,8 @@ export function splitLogLine(line: string, max = MAX_LOG_LINE_CHARS): string[] {
   return pieces;
 }
 const OUTBOX_LIMIT = 10_000;
+const PRIMARY_CHECK_MS = 30_000;
+const LIVENESS_PING_MS = 3000;
 /** The CPU a runner container starts on (see ContainerSpec.startupBurstMillicores); BETA9_STARTUP_BURST=0 turns it off. */
 const STARTUP_BURST_MILLICORES = process.env.BETA9_STARTUP_BURST === "0" ? 0 : 1000;
 
@@ -163,6 +167,11 @@ export class Worker {
   private closing = false;
   private readonly rotation: GatewayRotation;
   private keepaliveTimer: NodeJS.Timeout | undefined;
+  /** Stops the watchers of the connection in use (liveness, the first gateway's return). */
+  private unwatch: (() => void) | undefined;
+  /** Set while leaving a gateway for the first one, which answers again. */
+  private returning = false;
+  private lastError: string | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private connectedOnce: { resolve: () => void; promise: Promise<void> };
   private readonly gpus: DeviceAllocator;
@@ -241,7 +250,10 @@ export class Worker {
       // retries (an expired machine's worker is accepted again once its agent has registered).
       ws.terminate();
     });
-    ws.on("error", (err) => this.options.logger.debug({ err: err.message }, "worker connection error"));
+    ws.on("error", (err) => {
+      this.lastError = err.message;
+      this.options.logger.debug({ err: err.message }, "worker connection error");
+    });
     ws.on("close", () => this.onClose(ws));
   }
 
@@ -250,13 +262,41 @@ export class Worker {
     this.welcomed = false;
     clearInterval(this.keepaliveTimer);
     if (this.closing) return;
+    this.unwatch?.();
+    this.unwatch = undefined;
+    if (this.returning) {
+      this.returning = false;
+      this.rotation.toFirst();
+      this.options.logger.info({ gateway: this.rotation.current }, "the first gateway answers again; moving back to it");
+      this.reconnectTimer = setTimeout(() => this.dial(), 0);
+      return;
+    }
     const lost = this.rotation.current;
     const delay = this.rotation.failed();
     this.options.logger.warn(
-      { gateway: lost, next: this.rotation.current, delayMs: Math.round(delay), attempt: this.rotation.attempts },
+      { gateway: lost, ...(this.lastError && { error: this.lastError }), next: this.rotation.current, delayMs: Math.round(delay), attempt: this.rotation.attempts },
       this.rotation.urls.length > 1 ? "gateway connection lost; trying the next gateway" : "gateway connection lost; reconnecting",
     );
+    this.lastError = undefined;
     this.reconnectTimer = setTimeout(() => this.dial(), delay);
+  }
+
+  /** Watches the welcomed connection: a silent gateway is left; on a standby, the first gateway's return. */
+  private watch(keepaliveMs: number): void {
+    const ws = this.ws;
+    if (!ws) return;
+    this.unwatch?.();
+    // Pings at least every 3 s: a silent gateway is left within ~9 s (the bound is 10 s).
+    const stops = [watchLiveness(ws, Math.min(keepaliveMs, LIVENESS_PING_MS))];
+    const first = this.rotation.urls[0]!;
+    if (this.rotation.current !== first) {
+      stops.push(watchPrimary(first, this.gateway.dispatcher, this.options.primaryCheckMs ?? PRIMARY_CHECK_MS, () => {
+        if (this.ws !== ws || this.closing) return;
+        this.returning = true;
+        ws.close(1000, "moving back to the first gateway");
+      }));
+    }
+    this.unwatch = () => stops.forEach((stop) => stop());
   }
 
   private onMessage(message: GatewayMessage): void {
@@ -271,6 +311,7 @@ export class Worker {
         clearInterval(this.keepaliveTimer);
         this.keepaliveTimer = setInterval(() => this.send({ type: "keepalive", running: this.running() }), message.keepaliveMs);
         this.keepaliveTimer.unref();
+        this.watch(message.keepaliveMs);
         for (const queued of this.outbox.splice(0)) this.send(queued);
         this.connectedOnce.resolve();
         return;
@@ -560,6 +601,7 @@ export class Worker {
     this.closing = true;
     clearTimeout(this.reconnectTimer);
     clearInterval(this.keepaliveTimer);
+    this.unwatch?.();
     await Promise.all([...this.containers.values()].map((c) => this.stop(c.request.containerId, graceMs)));
     await Promise.all([...this.containers.values()].map((c) => c.handle?.exited));
     await this.volumes.close();

@@ -41,6 +41,12 @@ interface Attached {
   lock: Promise<unknown>;
   /** Newer snapshots reloads copied from, held while the container may still read them. */
   reloads: Snapshot[];
+  /**
+   * The gateway the volume was mounted from: its commits go there, even after the worker moved to
+   * another gateway (a volume lives in one gateway's data dir; another would not know it, and its
+   * changes would be refused and lost). Unreachable, they wait for it like any failed commit.
+   */
+  gatewayUrl: string;
 }
 
 /** Reload snapshots one container holds at most (the oldest is let go): a long-lived container that reloads often holds no more. */
@@ -48,7 +54,7 @@ const RELOADS_HELD = 2;
 
 interface Meta {
   workspaceId: string;
-  volumes: { name: string; volumeId: string; version: number; dir: string }[];
+  volumes: { name: string; volumeId: string; version: number; dir: string; gatewayUrl?: string }[];
 }
 
 const RETRY_MS = 60_000;
@@ -93,10 +99,11 @@ export class VolumeMounts {
     try {
       await mkdir(root, { recursive: true, mode: 0o700 });
       for (const [i, volume] of (request.volumes ?? []).entries()) {
+        const gatewayUrl = this.o.gateway.url;
         const snapshot = await this.cache.acquire(request.workspaceId, volume.name);
         const dir = join(root, String(i));
-        list.push({ snapshot, dir, index: i, state: newSyncState(snapshot.files, snapshot.version), lock: Promise.resolve(), reloads: [] });
-        meta.volumes.push({ name: volume.name, volumeId: snapshot.volumeId, version: snapshot.version, dir });
+        list.push({ snapshot, dir, index: i, state: newSyncState(snapshot.files, snapshot.version), lock: Promise.resolve(), reloads: [], gatewayUrl });
+        meta.volumes.push({ name: volume.name, volumeId: snapshot.volumeId, version: snapshot.version, dir, gatewayUrl });
         // Written before the mount: a worker killed from here on finds the container's changes and commits them.
         await writeFile(join(root, "meta.json"), JSON.stringify(meta));
         await mountOverlay([snapshot.dir], { upper: join(dir, "upper"), work: join(dir, "work"), rootfs: join(dir, "merged") });
@@ -183,7 +190,7 @@ export class VolumeMounts {
     const diff = await localChanges(join(a.dir, "upper"), join(a.dir, "merged"), a.state);
     // A stand-in snapshot cannot tell a removal from a file never seen: keep the changed files only.
     if (a.standIn) diff.removed = [];
-    const outcome = await commitDiff(this.o.gateway, { workspaceId, name, volumeId }, diff);
+    const outcome = await commitDiff({ ...this.o.gateway, url: a.gatewayUrl }, { workspaceId, name, volumeId }, diff);
     applyCommitted(a.state, outcome.changes, outcome.stamps);
     if (outcome.changes.length > 0) await saveBase(a.dir, a.state);
     const removed = outcome.changes.filter((c) => "delete" in c).length;
@@ -278,7 +285,7 @@ export class VolumeMounts {
         // Commits it made while it ran moved its base: those are not sent again.
         const state = newSyncState(found.snapshot.files, found.snapshot.version);
         state.base = (await loadBase(v.dir)) ?? state.base;
-        list.push({ ...found, dir: v.dir, index, state, lock: Promise.resolve(), reloads: [] });
+        list.push({ ...found, dir: v.dir, index, state, lock: Promise.resolve(), reloads: [], gatewayUrl: v.gatewayUrl ?? this.o.gateway.url });
       }
       await this.settle(containerId, list, (line) => this.o.logger.info({ containerId }, line));
     }
