@@ -428,6 +428,8 @@ export class Worker {
       }
       if (lines.length > 0) timer ??= setTimeout(flush, 50);
     };
+    // The image goes to the gateway that asked for it (its data dir keeps the blob), even if this worker moved meanwhile.
+    const askedBy: GatewayEndpoint = { ...this.gateway };
     const job = (async () => {
       let built: Awaited<ReturnType<typeof buildImage>> | undefined;
       try {
@@ -437,7 +439,7 @@ export class Worker {
           ...(this.options.allowPrivateRegistries !== undefined && { allowPrivateRegistries: this.options.allowPrivateRegistries }),
         });
         log("uploading to the gateway");
-        await uploadImage(this.gateway, imageId, built.path, await sha256OfFile(built.path));
+        await uploadImage(askedBy, imageId, built.path, await sha256OfFile(built.path));
         flush();
         this.send({ type: "image.result", imageId, ok: true });
       } catch (err) {
