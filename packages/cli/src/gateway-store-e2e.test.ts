@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -295,5 +295,65 @@ test("a worker on a standby gateway goes back to the first one once it answers a
     await started.close(2000);
     await a.close();
     await b.close();
+  }
+});
+
+test("tasks put through a gateway with no worker run on the gateway that has one, each once", { skip }, async () => {
+  postgres ??= await startTestPostgres();
+  const store = await postgres.createDatabase();
+  const a = await startGatewayProcess(["--data-dir", join(dir, "qa"), "--store", store]);
+  const b = await startGatewayProcess(["--data-dir", join(dir, "qb"), "--store", store]);
+  const key = /admin token: (\S+)/.exec(a.output())?.[1];
+  assert.ok(key, a.output());
+  const workerKey = (await call(a.url, key, "POST", "/api/v1/token", { type: "worker" })).json.key as string;
+  const worker = spawn(process.execPath, [
+    cli, "worker", "--gateway", a.url, "--token", workerKey, "--runtime", "process", "--allow-unisolated", "--state-dir", join(dir, "qw"), "--id", "qw",
+  ], { env, stdio: ["ignore", "pipe", "pipe"] });
+  children.push(worker);
+  let workerOutput = "";
+  worker.stdout!.on("data", (c: Buffer) => (workerOutput += c.toString()));
+  worker.stderr!.on("data", (c: Buffer) => (workerOutput += c.toString()));
+  const ran = join(dir, "q-ran.txt");
+  const app = join(dir, "q-app.ts");
+  writeFileSync(app, `
+    import { appendFileSync } from "node:fs";
+    export const jobs = {
+      __beta9Workload: true as const, kind: "taskqueue" as const, name: "q-jobs",
+      config: { cpu: 0.25, memory: "128Mi", keepWarmSeconds: 30 },
+      image: { toSpec: () => ({ base: { kind: "scratch" }, steps: [], env: {} }) },
+      handler: async (input: { n: number }) => {
+        appendFileSync(${JSON.stringify(ran)}, input.n + "\\n");
+        return { n: input.n };
+      },
+    };
+  `);
+  try {
+    const deploy = spawn(process.execPath, [cli, "deploy", `${app}:jobs`, "-q"], { env: { ...env, BETA9_GATEWAY: a.url, BETA9_TOKEN: key }, stdio: ["ignore", "pipe", "pipe"] });
+    let deployOutput = "";
+    deploy.stdout!.on("data", (c: Buffer) => (deployOutput += c.toString()));
+    deploy.stderr!.on("data", (c: Buffer) => (deployOutput += c.toString()));
+    assert.equal(await new Promise((resolve) => deploy.once("exit", resolve)), 0, deployOutput);
+    const ids: string[] = [];
+    for (let n = 0; n < 30; n++) {
+      const put = await call(b.url, key, "POST", "/taskqueue/q-jobs", { n });
+      assert.equal(put.status, 200, JSON.stringify(put.json));
+      ids.push(put.json.task_id);
+    }
+    const deadline = Date.now() + 60_000;
+    let statuses: string[] = [];
+    while (Date.now() < deadline) {
+      statuses = await Promise.all(ids.map(async (id) => (await call(b.url, key, "GET", `/api/v1/task/${id}`)).json.status as string));
+      if (statuses.every((s) => s === "COMPLETE")) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.deepEqual(new Set(statuses), new Set(["COMPLETE"]), `statuses: ${statuses.join(",")}\nworker:\n${workerOutput}`);
+    const runs = readFileSync(ran, "utf8").trim().split("\n").map(Number).sort((x, y) => x - y);
+    assert.deepEqual(runs, Array.from({ length: 30 }, (_, n) => n), "each task's handler ran exactly once");
+  } finally {
+    const exited = new Promise<number | null>((resolve) => (worker.exitCode !== null ? resolve(worker.exitCode) : worker.once("exit", resolve)));
+    worker.kill("SIGTERM");
+    await exited;
+    await stop(b.child);
+    await stop(a.child);
   }
 });

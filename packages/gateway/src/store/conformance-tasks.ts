@@ -32,6 +32,10 @@ export function runTaskConformance(backendName: string, open: () => Promise<Stor
       assert.deepEqual([first?.status, first?.containerId, first?.maxRetries], ["RUNNING", "c1", 2]);
       assert.deepEqual(await store.tasks.input(a.id), { n: 1 });
       assert.equal(await store.tasks.inflight(stubId), 2);
+      assert.equal(await store.tasks.waiting(stubId), 0, "claimed: nothing waits");
+      await store.tasks.create(ws, stubId, { n: 3 }, policy);
+      assert.equal(await store.tasks.retry(a.id, "again", 60_000), true);
+      assert.deepEqual([await store.tasks.waiting(stubId), await store.tasks.inflight(stubId)], [2, 3], "a PENDING and a RETRY wait; the RUNNING one does not");
     });
 
     it("input and result round-trip exactly (key order, escapes, NUL); times are ISO 8601 UTC with milliseconds", async () => {

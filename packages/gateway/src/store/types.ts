@@ -139,6 +139,20 @@ export interface TaskRepo {
   claimNext(stubId: string, containerId: string): Promise<ClaimedTask | undefined>;
   /** PENDING + RUNNING + RETRY tasks of the stub (queue depth). */
   inflight(stubId: string): Promise<number>;
+  /** PENDING + RETRY tasks of the stub (waiting for an attempt), whichever gateway put them. */
+  waiting(stubId: string): Promise<number>;
+  /**
+   * Whether other gateways write the same tasks (Postgres): then a gateway's own count of a queue
+   * drifts (another gateway puts or claims) and is taken again from `waiting` when it may have.
+   */
+  readonly shared: boolean;
+  /**
+   * Calls `listener` with the stub id of each task another gateway queued (put PENDING) from now
+   * on; returns the unsubscribe. Never called where this gateway is the only one (SQLite). A
+   * notification may be missed (a lost listening connection): it only hurries what the queue's
+   * periodic check finds anyway.
+   */
+  onQueuedElsewhere(listener: (stubId: string) => void): () => void;
   /** Ends a PENDING, RUNNING or RETRY task; no-op (false) if it already ended (e.g. cancelled meanwhile). */
   finish(id: string, status: "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED" | "EXPIRED", fields?: { result?: unknown; error?: string }): Promise<boolean>;
   /** RUNNING → RETRY (error kept, retry counted, `nextAttemptAt` = now + `delayMs`); claimable when due. */

@@ -18,6 +18,7 @@ import { INPUT_INVALID_TASK_ERROR, TERMINAL_TASK_STATUSES, type Stub, type Task,
 import type { ClaimedTask, Store } from "../store/types.js";
 import type { Autoscaler, Slot } from "../workloads/autoscaler.js";
 import { sendCallback } from "./callback.js";
+import { PerKeyCoalescer } from "./coalesce.js";
 import { cancelInvocation, CallTimedOut, ContainerLost, runTask } from "../workloads/runner-client.js";
 
 export interface DispatcherOptions {
@@ -63,7 +64,9 @@ export class TaskDispatcher {
   /**
    * Queue depth per stub (PENDING + RUNNING + RETRY), kept in memory: counting rows on every put
    * and every attempt made queues O(n²). Exact because one gateway process writes a data dir (its
-   * lock); recover() loads it at start. A shared-store backend must count in the store instead.
+   * lock); recover() loads it at start. On a shared store (Postgres) other gateways put and claim
+   * too: the count is then this gateway's running tasks plus the store's waiting ones, read again
+   * (resync) when another gateway queues, when a claim comes back empty, and every 5 s.
    */
   private readonly depth = new Map<string, number>();
   /** Why the stub's last attempt got no container: logged when it changes, not at every retry. */
@@ -73,6 +76,9 @@ export class TaskDispatcher {
   private readonly sweeper: NodeJS.Timeout;
   private sweeps = 0;
   private readonly stopWatching: () => void;
+  private readonly stopQueued: () => void;
+  /** Shared store only: re-reads a stub's waiting tasks (others put and claim them too) and pumps. */
+  private readonly resync = new PerKeyCoalescer((stubId) => this.resyncNow(stubId));
   private closed = false;
 
   constructor(private readonly o: DispatcherOptions) {
@@ -86,6 +92,7 @@ export class TaskDispatcher {
         live.abort.abort(new ContainerLost(containerId, reason));
       }
     });
+    this.stopQueued = o.store.tasks.onQueuedElsewhere((stubId) => this.background(this.resync.run(stubId), "resync"));
   }
 
   /**
@@ -108,7 +115,8 @@ export class TaskDispatcher {
       if (stub) this.background(this.emit(t.id, stub), "callback");
     }
     for (const stubId of await this.o.store.tasks.stubsWithPending()) {
-      this.depth.set(stubId, await this.o.store.tasks.inflight(stubId));
+      // Waiting only: RUNNING rows there are other gateways' (this one's were just re-queued).
+      this.depth.set(stubId, await this.o.store.tasks.waiting(stubId));
       const stub = await this.o.store.stubs.getAny(stubId);
       if (stub) this.background(this.pump(stub), "pump");
     }
@@ -184,6 +192,7 @@ export class TaskDispatcher {
     this.closed = true;
     clearInterval(this.sweeper);
     this.stopWatching();
+    this.stopQueued();
     for (const live of this.running.values()) live.abort.abort();
   }
 
@@ -214,6 +223,8 @@ export class TaskDispatcher {
     if (!claimed) {
       slot.release();
       this.ended(stub.id, false);
+      // Another gateway took it: this one's count is high by one (or more).
+      if (this.o.store.tasks.shared) this.background(this.resync.run(stub.id), "resync");
       return;
     }
     this.active.set(stub.id, (this.active.get(stub.id) ?? 0) + 1);
@@ -363,7 +374,26 @@ export class TaskDispatcher {
       this.outcome(t.stubId, "EXPIRED", null);
       await this.emit(t.id);
     }
-    if (++this.sweeps % ORPHAN_SWEEP_EVERY === 0) await this.adoptOrphans();
+    if (++this.sweeps % ORPHAN_SWEEP_EVERY === 0) {
+      await this.adoptOrphans();
+      // Notifications can be missed (a lost listening connection): the waiting queues are read again.
+      if (this.o.store.tasks.shared) for (const stubId of await this.o.store.tasks.stubsWithPending()) this.background(this.resync.run(stubId), "resync");
+    }
+  }
+
+  /**
+   * Shared store: the stub's count becomes its waiting tasks in the store plus this gateway's
+   * running ones, and attempts start for what waits (another gateway's put, or its claim, changed it).
+   */
+  private async resyncNow(stubId: string): Promise<void> {
+    if (this.closed) return;
+    const waiting = await this.o.store.tasks.waiting(stubId);
+    const n = waiting + (this.active.get(stubId) ?? 0);
+    if (n > 0) this.depth.set(stubId, n);
+    else this.depth.delete(stubId);
+    if (waiting === 0) return;
+    const stub = await this.o.store.stubs.getAny(stubId);
+    if (stub) await this.pump(stub);
   }
 
   /** Attempts another gateway was running when it stopped or went silent: retried here (or ended, past their maxRetries). */

@@ -26,8 +26,30 @@ export interface GatewayPresence {
   steady(): boolean;
 }
 
+/** NOTIFY channel of queued tasks: payload `<gateway id> <stub id>`. */
+export const TASK_QUEUED_CHANNEL = "beta9_task_queued";
+
 export class PostgresTaskRepo implements TaskRepo {
+  readonly shared = true;
+  private readonly queuedListeners = new Set<(stubId: string) => void>();
+
   constructor(private readonly db: Db, private readonly presence: GatewayPresence) {}
+
+  onQueuedElsewhere(listener: (stubId: string) => void): () => void {
+    this.queuedListeners.add(listener);
+    return () => this.queuedListeners.delete(listener);
+  }
+
+  /** A TASK_QUEUED_CHANNEL notification (store.ts's listener); this gateway's own are ignored. */
+  notified(payload: string): void {
+    const [from, stubId] = payload.split(" ");
+    if (!stubId || from === this.presence.id) return;
+    for (const listener of this.queuedListeners) listener(stubId);
+  }
+
+  async waiting(stubId: string) {
+    return (await this.db.row<{ n: number }>(`SELECT COUNT(*) AS n FROM task WHERE stub_id = $1 AND status IN ('PENDING', 'RETRY')`, [stubId]))!.n;
+  }
 
   async create(workspaceId: string, stubId: string, input?: unknown, policy?: TaskPolicy, claim?: { containerId: string }): Promise<ClaimedTask> {
     const id = newId();
@@ -38,12 +60,17 @@ export class PostgresTaskRepo implements TaskRepo {
     const inputJson = JSON.stringify(input ?? null);
     const status = containerId === null ? "PENDING" : "RUNNING";
     // The stub check and the insert in one statement: nothing is written for a foreign or unknown stub.
+    // A queued task tells the other gateways in the same statement (NOTIFY is sent at commit): one
+    // whose workers can run it may be another than this one.
     const inserted = await this.db.run(
-      `INSERT INTO task (id, workspace_id, stub_id, status, retries, created_at, started_at, container_id, input, max_retries, timeout_s, expires_at, gateway_id)
-       SELECT $1::text, $2::text, $3::text, $4::text, 0, $5::timestamptz, $6::timestamptz, $7::text, $8::json, $9::int, $10::int, $11::timestamptz, $12::text
-       WHERE EXISTS (SELECT 1 FROM stub WHERE workspace_id = $2 AND id = $3)`,
+      `WITH put AS (
+         INSERT INTO task (id, workspace_id, stub_id, status, retries, created_at, started_at, container_id, input, max_retries, timeout_s, expires_at, gateway_id)
+         SELECT $1::text, $2::text, $3::text, $4::text, 0, $5::timestamptz, $6::timestamptz, $7::text, $8::json, $9::int, $10::int, $11::timestamptz, $12::text
+         WHERE EXISTS (SELECT 1 FROM stub WHERE workspace_id = $2 AND id = $3)
+         RETURNING stub_id, status)
+       SELECT CASE WHEN status = 'PENDING' THEN pg_notify('${TASK_QUEUED_CHANNEL}', $13::text || ' ' || stub_id) END FROM put`,
       [id, workspaceId, stubId, status, createdAt, containerId === null ? null : createdAt, containerId, inputJson, maxRetries, policy?.timeout ?? -1, expiresAt,
-        containerId === null ? null : this.presence.id],
+        containerId === null ? null : this.presence.id, this.presence.id],
     );
     if (inserted === 0) throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "stub", id: stubId });
     // The row as written, without reading it back (puts are the hot path of a queue).

@@ -31,6 +31,7 @@ export class SqliteTaskRepo implements TaskRepo {
   private readonly inputStmt;
   private readonly claim;
   private readonly inflightStmt;
+  private readonly waitingStmt;
   private readonly finishStmt;
   private readonly retryStmt;
   private readonly dueExpired;
@@ -68,6 +69,7 @@ export class SqliteTaskRepo implements TaskRepo {
        RETURNING ${TASK_COLUMNS}, input`,
     );
     this.inflightStmt = db.prepare(`SELECT COUNT(*) AS n FROM task WHERE stub_id = ? AND status IN ('PENDING', 'RUNNING', 'RETRY')`);
+    this.waitingStmt = db.prepare(`SELECT COUNT(*) AS n FROM task WHERE stub_id = ? AND status IN ('PENDING', 'RETRY')`);
     this.finishStmt = db.prepare(
       `UPDATE task SET status = @status, result = @result, error = @error, ended_at = @now, next_attempt_at = NULL WHERE id = @id AND status IN ('PENDING', 'RUNNING', 'RETRY')`,
     );
@@ -158,6 +160,17 @@ export class SqliteTaskRepo implements TaskRepo {
 
   async inflight(stubId: string) {
     return (this.inflightStmt.get(stubId) as { n: number }).n;
+  }
+
+  async waiting(stubId: string) {
+    return (this.waitingStmt.get(stubId) as { n: number }).n;
+  }
+
+  /** One gateway owns the data dir: nobody else queues. */
+  readonly shared = false;
+
+  onQueuedElsewhere(): () => void {
+    return () => {};
   }
 
   async finish(id: string, status: FinishStatus, fields: { result?: unknown; error?: string } = {}) {
