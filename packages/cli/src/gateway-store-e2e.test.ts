@@ -298,11 +298,13 @@ test("a worker on a standby gateway goes back to the first one once it answers a
   }
 });
 
-test("tasks put through a gateway with no worker run on the gateway that has one, each once", { skip }, async () => {
+test("with --objects shared: code deployed through a gateway with no worker, and tasks put there, run on the gateway that has one, each once", { skip }, async () => {
   postgres ??= await startTestPostgres();
   const store = await postgres.createDatabase();
-  const a = await startGatewayProcess(["--data-dir", join(dir, "qa"), "--store", store]);
-  const b = await startGatewayProcess(["--data-dir", join(dir, "qb"), "--store", store]);
+  const objects = join(dir, "q-objects");
+  const a = await startGatewayProcess(["--data-dir", join(dir, "qa"), "--store", store, "--objects", objects]);
+  const b = await startGatewayProcess(["--data-dir", join(dir, "qb"), "--store", store, "--objects", objects]);
+  assert.match(b.output() + (await new Promise((r) => setTimeout(r, 300)).then(() => b.output())), new RegExp(`^objects: ${objects}$`, "m"));
   const key = /admin token: (\S+)/.exec(a.output())?.[1];
   assert.ok(key, a.output());
   const workerKey = (await call(a.url, key, "POST", "/api/v1/token", { type: "worker" })).json.key as string;
@@ -315,24 +317,32 @@ test("tasks put through a gateway with no worker run on the gateway that has one
   worker.stderr!.on("data", (c: Buffer) => (workerOutput += c.toString()));
   const ran = join(dir, "q-ran.txt");
   const app = join(dir, "q-app.ts");
-  writeFileSync(app, `
+  const writeApp = (version: string) => writeFileSync(app, `
     import { appendFileSync } from "node:fs";
     export const jobs = {
       __beta9Workload: true as const, kind: "taskqueue" as const, name: "q-jobs",
       config: { cpu: 0.25, memory: "128Mi", keepWarmSeconds: 30 },
       image: { toSpec: () => ({ base: { kind: "scratch" }, steps: [], env: {} }) },
       handler: async (input: { n: number }) => {
-        appendFileSync(${JSON.stringify(ran)}, input.n + "\\n");
+        appendFileSync(${JSON.stringify(ran)}, "${version} " + input.n + "\\n");
         return { n: input.n };
       },
     };
   `);
+  const deploy = async (url: string) => {
+    const child = spawn(process.execPath, [cli, "deploy", `${app}:jobs`, "-q"], { env: { ...env, BETA9_GATEWAY: url, BETA9_TOKEN: key }, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout!.on("data", (c: Buffer) => (output += c.toString()));
+    child.stderr!.on("data", (c: Buffer) => (output += c.toString()));
+    assert.equal(await new Promise((resolve) => child.once("exit", resolve)), 0, output);
+  };
   try {
-    const deploy = spawn(process.execPath, [cli, "deploy", `${app}:jobs`, "-q"], { env: { ...env, BETA9_GATEWAY: a.url, BETA9_TOKEN: key }, stdio: ["ignore", "pipe", "pipe"] });
-    let deployOutput = "";
-    deploy.stdout!.on("data", (c: Buffer) => (deployOutput += c.toString()));
-    deploy.stderr!.on("data", (c: Buffer) => (deployOutput += c.toString()));
-    assert.equal(await new Promise((resolve) => deploy.once("exit", resolve)), 0, deployOutput);
+    // v1 through A, whose worker builds its image; v2 (new code, the same image) through B: its
+    // bundle lands in the shared objects dir, where A's worker finds it.
+    writeApp("v1");
+    await deploy(a.url);
+    writeApp("v2");
+    await deploy(b.url);
     const ids: string[] = [];
     for (let n = 0; n < 30; n++) {
       const put = await call(b.url, key, "POST", "/taskqueue/q-jobs", { n });
@@ -347,8 +357,8 @@ test("tasks put through a gateway with no worker run on the gateway that has one
       await new Promise((r) => setTimeout(r, 200));
     }
     assert.deepEqual(new Set(statuses), new Set(["COMPLETE"]), `statuses: ${statuses.join(",")}\nworker:\n${workerOutput}`);
-    const runs = readFileSync(ran, "utf8").trim().split("\n").map(Number).sort((x, y) => x - y);
-    assert.deepEqual(runs, Array.from({ length: 30 }, (_, n) => n), "each task's handler ran exactly once");
+    const runs = readFileSync(ran, "utf8").trim().split("\n").sort((x, y) => Number(x.split(" ")[1]) - Number(y.split(" ")[1]));
+    assert.deepEqual(runs, Array.from({ length: 30 }, (_, n) => `v2 ${n}`), "each task's handler ran exactly once, the code deployed through B");
   } finally {
     const exited = new Promise<number | null>((resolve) => (worker.exitCode !== null ? resolve(worker.exitCode) : worker.once("exit", resolve)));
     worker.kill("SIGTERM");

@@ -39,6 +39,12 @@ export interface GatewayOptions {
    * unreachable database fails the start with StoreUnavailableError within its connect timeout.
    */
   store?: string;
+  /**
+   * Where code bundles and packed images live, shared by several gateways (a shared mount, with
+   * `store` a Postgres URL): any of them then serves any object. Unset: `<dataDir>/objects` and
+   * `<dataDir>/images`, this gateway's own. Volumes stay in the data dir for now.
+   */
+  objectsDir?: string;
   logLevel?: string;
   /** Largest object (code bundle) accepted, in bytes. */
   maxObjectBytes?: number;
@@ -157,7 +163,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   try {
     logs = new SqliteLogStore(join(options.dataDir, "logs.db"), { retention: resolveLogRetention(options.logRetention), logger });
     store = await openStore(options.store, options.dataDir);
-    const objects = new ObjectStore(join(options.dataDir, "objects"), options.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES);
+    const shared = options.objectsDir !== undefined;
+    const objects = new ObjectStore(options.objectsDir ?? join(options.dataDir, "objects"), options.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES, shared);
     await objects.init();
     const bootstrap = await store.workspaces.bootstrap(BOOTSTRAP_WORKSPACE);
     // The key lives beside the database but not in it (or comes from BETA9_SECRETS_KEY).
@@ -174,7 +181,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       ...(options.backlogTimeoutMs !== undefined && { backlogTimeoutMs: options.backlogTimeoutMs }),
     });
     const builds = new ImageBuilds({
-      dir: join(options.dataDir, "images"), images: store.images, scheduler, logger, quotas, secretValues: (workspaceId, names) => secrets.env(workspaceId, names),
+      dir: shared ? join(options.objectsDir!, "images") : join(options.dataDir, "images"), shared, images: store.images, scheduler, logger, quotas, secretValues: (workspaceId, names) => secrets.env(workspaceId, names),
     });
     await builds.init();
     const logStore = logs;

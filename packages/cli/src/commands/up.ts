@@ -25,6 +25,8 @@ interface ServeOptions extends TlsCliOptions {
   host: string;
   port: number;
   dataDir?: string;
+  /** beta9 gateway only: code bundles and packed images in a directory several gateways share. */
+  objects?: string;
   logLevel?: string;
   logFormat?: LogFormat;
   runtime?: "auto" | "runc" | "process";
@@ -103,6 +105,8 @@ export function registerServe(program: Command): void {
   const gateway = withServeOptions(program.command("gateway").description("run only the gateway (control plane); saves no context"))
     .addOption(new Option("--store <store>", "where durable state lives: sqlite (the data dir) or a postgres:// URL that several gateways can share")
       .env("BETA9_STORE").argParser(storeSpec))
+    .addOption(new Option("--objects <dir>", "code bundles and packed images in this directory, shared by every gateway on the store (a shared mount); default: the data dir's own")
+      .env("BETA9_OBJECTS"))
     .action((opts: ServeOptions) => serve(opts, false));
   registerGatewayAdmin(gateway);
 }
@@ -141,6 +145,7 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
   const gateway = await startGateway({
     host: opts.host, port: opts.port, dataDir, logger: cliLogger(level, opts.logFormat), workerTimeoutMs: opts.workerTimeout * 1000,
     machineExpirySeconds: opts.machineExpiry, ...(tls && { tls: tls.tls }), ...(opts.store && { store: opts.store }),
+    ...(!saveContext && opts.objects && { objectsDir: resolve(opts.objects) }),
     logRetention: { ...(opts.logRetention && { maxAgeMs: opts.logRetention }), ...(opts.logMaxPerContainer && { maxBytesPerContainer: opts.logMaxPerContainer }) },
   }).catch(
     (err: unknown) => {
@@ -187,6 +192,7 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
   }
   print(`gateway: ${url}${isWildcard(opts.host) ? ` (listening on every interface, port ${gateway.port})` : ""}`);
   if (opts.store && opts.store !== "sqlite") print(`store: ${describeStore(opts.store, dataDir)}`);
+  if (!saveContext && opts.objects) print(`objects: ${resolve(opts.objects)}`);
   if (tls) print(`TLS certificate ${tls.certPath}, SHA-256 ${tls.fingerprint}`);
   if (gateway.bootstrap && workerStarted) await deploySample(url, gateway.bootstrap.token.key, tls?.certPath, tlsCa);
   // performance.now() counts from process start, so this includes Node's own start-up.

@@ -7,8 +7,9 @@
 import { checkQuota, DEFAULT_QUOTAS, type WorkspaceQuotas } from "../quotas.js";
 import { TypedEmitter } from "../events.js";
 import { createReadStream, type ReadStream } from "node:fs";
-import { mkdir, readdir, rm } from "node:fs/promises";
+import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { clearTempFiles } from "../objects/temp-files.js";
 import type { Readable } from "node:stream";
 import type { Logger } from "pino";
 import { Beta9Error, credentialSecretNames, formatErrorMessage, normalizeImageSpec, type GatewayMessage, type Image, type LogLine } from "@beta9/protocol";
@@ -33,6 +34,8 @@ interface BuildJob {
 
 export interface ImageBuildsOptions {
   dir: string;
+  /** Other gateways use `dir` too (`--objects` on a shared mount): see objects/temp-files.ts. */
+  shared?: boolean;
   images: ImageRepo;
   scheduler: Scheduler;
   logger?: Logger;
@@ -69,8 +72,7 @@ export class ImageBuilds {
   }
 
   async init(): Promise<void> {
-    await mkdir(this.tmpDir, { recursive: true });
-    for (const name of await readdir(this.tmpDir)) await rm(join(this.tmpDir, name), { force: true });
+    await clearTempFiles(this.tmpDir, this.o.shared === true);
     await this.o.images.failInterrupted();
     // Packed files whose image is gone (deleted by its last workspace just before a crash).
     for (const name of await readdir(this.o.dir)) {

@@ -6,24 +6,25 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream, type ReadStream } from "node:fs";
-import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Beta9Error } from "@beta9/protocol";
 import { BundleError, checkBundleFile } from "./bundle.js";
+import { clearTempFiles } from "./temp-files.js";
 
 export class ObjectStore {
   private readonly tmpDir: string;
 
-  constructor(readonly dir: string, readonly maxBytes: number) {
+  /** `shared`: other gateways use `dir` too (see temp-files.ts). */
+  constructor(readonly dir: string, readonly maxBytes: number, private readonly shared = false) {
     this.tmpDir = join(dir, "tmp");
   }
 
   /** Creates the directories and removes temp files an interrupted upload left behind. */
   async init(): Promise<void> {
-    await mkdir(this.tmpDir, { recursive: true });
-    for (const name of await readdir(this.tmpDir)) await rm(join(this.tmpDir, name), { force: true });
+    await clearTempFiles(this.tmpDir, this.shared);
   }
 
   pathOf(hash: string): string {
