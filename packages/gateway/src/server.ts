@@ -244,6 +244,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         openedMachines.close();
         openedSandboxes.close();
         openedDispatcher.close();
+        builds.close();
         openedAutoscaler.close();
         openedScheduler.close();
         shells.close();

@@ -32,6 +32,8 @@ interface BuildJob {
   timer?: NodeJS.Timeout;
 }
 
+const ORPHANED_BUILDS_CHECK_MS = 30_000;
+
 export interface ImageBuildsOptions {
   dir: string;
   /** Other gateways use `dir` too (`--objects` on a shared mount): see objects/temp-files.ts. */
@@ -61,6 +63,7 @@ export class ImageBuilds {
   /** A build's events under its image id. */
   private readonly events = new TypedEmitter<Record<string, BuildEvent>>();
   private readonly tmpDir: string;
+  private orphanTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: ImageBuildsOptions) {
     this.tmpDir = join(o.dir, "tmp");
@@ -74,11 +77,20 @@ export class ImageBuilds {
   async init(): Promise<void> {
     await clearTempFiles(this.tmpDir, this.o.shared === true);
     await this.o.images.failInterrupted();
+    // A shared store: builds of a gateway that dies later never report either (0 on SQLite).
+    this.orphanTimer = setInterval(() => {
+      this.o.images.failOrphaned().catch((err: unknown) => this.o.logger?.warn({ err }, "could not check for other gateways' interrupted builds"));
+    }, ORPHANED_BUILDS_CHECK_MS);
+    this.orphanTimer.unref();
     // Packed files whose image is gone (deleted by its last workspace just before a crash).
     for (const name of await readdir(this.o.dir)) {
       const id = /^([a-f0-9]+)\.sqfs$/.exec(name)?.[1];
       if (id && !(await this.o.images.getAny(id))) await rm(join(this.o.dir, name), { force: true });
     }
+  }
+
+  close(): void {
+    clearInterval(this.orphanTimer);
   }
 
   blobPath(id: string): string {

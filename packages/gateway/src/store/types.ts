@@ -254,8 +254,13 @@ export interface ImageRepo {
    * `orphaned` when none does and the image's row is gone (the caller removes its packed file).
    */
   unlink(workspaceId: string, id: string): Promise<"absent" | "building" | "unlinked" | "orphaned">;
-  /** At start-up: builds that were running when the gateway stopped will never report; fail them. */
+  /**
+   * At start-up: builds that were running when the gateway stopped will never report; fail them
+   * (on a shared store: this gateway's, and those of gateways gone silent, never a live one's).
+   */
   failInterrupted(): Promise<number>;
+  /** While running, on a shared store: fails the builds of gateways that stopped or went silent since (0 elsewhere). */
+  failOrphaned(): Promise<number>;
 }
 
 /** A deployed schedule's stub, with when its earliest live deployment was created. */

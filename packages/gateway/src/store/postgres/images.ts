@@ -3,12 +3,13 @@ import type { ImageRepo, Page } from "../types.js";
 import { toImage, type ImageRow } from "../sqlite/images.js";
 import { now } from "../sqlite/rows.js";
 import type { Db } from "./db.js";
+import type { GatewayPresence } from "./tasks.js";
 
 /** Image rows in the SQLite row shape (the spec as JSON text). */
 const IMAGE_COLUMNS = "i.id, i.spec::text AS spec, i.status, i.size, i.sha256, i.error, i.created_at, i.updated_at";
 
 export class PostgresImageRepo implements ImageRepo {
-  constructor(private readonly db: Db) {}
+  constructor(private readonly db: Db, private readonly presence: GatewayPresence) {}
 
   /**
    * `build` is true for exactly one caller across gateways: the one whose insert created the row,
@@ -18,10 +19,12 @@ export class PostgresImageRepo implements ImageRepo {
     return this.db.tx(async (q) => {
       const ts = now();
       let build = await q.run(
-        `INSERT INTO image (id, spec, status, created_at, updated_at) VALUES ($1, $2, 'building', $3, $3) ON CONFLICT (id) DO NOTHING`,
-        [id, JSON.stringify(spec), ts],
+        `INSERT INTO image (id, spec, status, created_at, updated_at, gateway_id) VALUES ($1, $2, 'building', $3, $3, $4) ON CONFLICT (id) DO NOTHING`,
+        [id, JSON.stringify(spec), ts, this.presence.id],
       ) === 1;
-      if (!build) build = await q.run(`UPDATE image SET status = 'building', error = NULL, updated_at = $1 WHERE id = $2 AND status = 'failed'`, [ts, id]) === 1;
+      if (!build) {
+        build = await q.run(`UPDATE image SET status = 'building', error = NULL, updated_at = $1, gateway_id = $3 WHERE id = $2 AND status = 'failed'`, [ts, id, this.presence.id]) === 1;
+      }
       await q.run(`INSERT INTO workspace_image (workspace_id, image_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, [workspaceId, id, ts]);
       const row = await q.row<ImageRow>(`SELECT ${IMAGE_COLUMNS} FROM image i WHERE i.id = $1`, [id]);
       return { image: toImage(row!), build };
@@ -84,9 +87,22 @@ export class PostgresImageRepo implements ImageRepo {
    * As in the SQLite store. NOTE: with several gateways this also fails builds another gateway
    * is running; builds need an owner before gateways can share a database (issue 13).
    */
+  /** This gateway's builds (it is starting: they will never report) and those of gateways gone silent. */
   async failInterrupted() {
+    return this.failWhere("gateway_id IS NULL OR gateway_id = $2 OR", [this.presence.id]);
+  }
+
+  /** Builds of gateways that stopped or went silent meanwhile (their timers went with them). */
+  async failOrphaned() {
+    if (!this.presence.steady()) return 0;
+    return this.failWhere("gateway_id <> $2 AND", [this.presence.id]);
+  }
+
+  private failWhere(owner: string, params: unknown[]) {
     return this.db.run(
-      `UPDATE image SET status = 'failed', error = 'the gateway stopped during the build; request it again', updated_at = $1 WHERE status = 'building'`, [now()],
+      `UPDATE image SET status = 'failed', error = 'the gateway stopped during the build; request it again', updated_at = $1
+       WHERE status = 'building' AND (${owner} gateway_id NOT IN (SELECT id FROM gateway WHERE seen_at > now() - $3::int * interval '1 millisecond'))`,
+      [now(), ...params, this.presence.staleAfterMs],
     );
   }
 }

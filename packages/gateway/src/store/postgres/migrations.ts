@@ -234,6 +234,13 @@ export const pgMigrations: readonly Migration[] = [
       CREATE INDEX task_running_owner ON task(gateway_id) WHERE status = 'RUNNING';
     `,
   },
+  {
+    version: 10,
+    name: "gateways own image builds",
+    // images.ts: the gateway that started a build; a starting gateway fails only its own and dead
+    // gateways' builds, not those another live gateway runs.
+    sql: `ALTER TABLE image ADD COLUMN gateway_id TEXT COLLATE "C";`,
+  },
 ];
 
 /**

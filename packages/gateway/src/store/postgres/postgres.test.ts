@@ -259,6 +259,39 @@ if (unavailable) {
       }
     });
 
+    it("image builds: a starting gateway fails its own interrupted builds, never a live gateway's; a stopped gateway's are failed by the others", async () => {
+      const url = await server!.createDatabase();
+      const opened: PostgresStore[] = [];
+      const open = async (gatewayId: string) => {
+        const store = await PostgresStore.open(url, { gatewayId, heartbeatMs: 100 });
+        opened.push(store);
+        return store;
+      };
+      try {
+        const a = await open("gw-a");
+        const ws = (await a.workspaces.create("ws-images", "workspace")).workspace.id;
+        assert.equal((await a.images.request(ws, "img-a", { base: { kind: "scratch" } })).build, true);
+        const b = await open("gw-b");
+        assert.equal((await b.images.request(ws, "img-b", { base: { kind: "scratch" } })).build, true);
+        // B restarts: its own build is failed, A's (alive) builds on.
+        await b.close();
+        const b2 = await open("gw-b");
+        assert.equal(await b2.images.failInterrupted(), 1);
+        assert.deepEqual([(await b2.images.getAny("img-b"))?.status, (await b2.images.getAny("img-a"))?.status], ["failed", "building"]);
+        await new Promise((r) => setTimeout(r, 700)); // B2's heartbeat steady (6 beats)
+        assert.equal(await b2.images.failOrphaned(), 0, "A is alive");
+        // A stops (its heartbeat row goes): B2 fails A's build at its next look; asked again, it builds anew.
+        await a.close();
+        assert.equal(await b2.images.failOrphaned(), 1);
+        const failed = await b2.images.getAny("img-a");
+        assert.deepEqual([failed?.status, failed?.error], ["failed", "the gateway stopped during the build; request it again"]);
+        assert.equal((await b2.images.request(ws, "img-a", { base: { kind: "scratch" } })).build, true);
+        assert.equal(await b2.images.failOrphaned(), 0, "its own build is not an orphan");
+      } finally {
+        for (const s of opened) await s.close();
+      }
+    });
+
     it("two gateways claiming one cron tick: it fires once", async () => {
       await twoGateways(async (a, b) => {
         const { stub } = await queueStub(a, "schedule/deployment");

@@ -95,7 +95,7 @@ export class PostgresStore implements Store {
     this.tasks = new PostgresTaskRepo(db, presence);
     this.pools = new PostgresPoolRepo(db);
     this.machines = new PostgresMachineRepo(db, this.tokens);
-    this.images = new PostgresImageRepo(db);
+    this.images = new PostgresImageRepo(db, presence);
     this.schedules = new PostgresScheduleRepo(db);
     this.sandboxes = new PostgresSandboxRepo(db);
     this.secrets = new PostgresSecretRepo(db);

@@ -223,6 +223,12 @@ export const migrations: readonly Migration[] = [
       CREATE TABLE gateway (id TEXT PRIMARY KEY, seen_at TEXT NOT NULL);
     `,
   },
+  {
+    version: 10,
+    name: "gateways own image builds",
+    // As task.gateway_id (Postgres: which gateway started a build); one gateway here, so it stays empty.
+    sql: `ALTER TABLE image ADD COLUMN gateway_id TEXT;`,
+  },
 ];
 
 export class MigrationError extends Error {
