@@ -298,7 +298,7 @@ test("a worker on a standby gateway goes back to the first one once it answers a
   }
 });
 
-test("with --objects shared: code deployed through a gateway with no worker, and tasks put there, run on the gateway that has one, each once", { skip }, async () => {
+test("with --objects shared: code deployed through a gateway with no worker, and tasks put and functions called there, run on the gateway that has one, each once", { skip }, async () => {
   postgres ??= await startTestPostgres();
   const store = await postgres.createDatabase();
   const objects = join(dir, "q-objects");
@@ -328,9 +328,15 @@ test("with --objects shared: code deployed through a gateway with no worker, and
         return { n: input.n };
       },
     };
+    export const square = {
+      __beta9Workload: true as const, kind: "function" as const, name: "q-square",
+      config: { cpu: 0.25, memory: "128Mi", keepWarmSeconds: 30 },
+      image: { toSpec: () => ({ base: { kind: "scratch" }, steps: [], env: {} }) },
+      handler: async (input: { n: number }) => ({ squared: input.n * input.n, version: "${version}" }),
+    };
   `);
-  const deploy = async (url: string) => {
-    const child = spawn(process.execPath, [cli, "deploy", `${app}:jobs`, "-q"], { env: { ...env, BETA9_GATEWAY: url, BETA9_TOKEN: key }, stdio: ["ignore", "pipe", "pipe"] });
+  const deploy = async (url: string, name = "jobs") => {
+    const child = spawn(process.execPath, [cli, "deploy", `${app}:${name}`, "-q"], { env: { ...env, BETA9_GATEWAY: url, BETA9_TOKEN: key }, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     child.stdout!.on("data", (c: Buffer) => (output += c.toString()));
     child.stderr!.on("data", (c: Buffer) => (output += c.toString()));
@@ -359,6 +365,11 @@ test("with --objects shared: code deployed through a gateway with no worker, and
     assert.deepEqual(new Set(statuses), new Set(["COMPLETE"]), `statuses: ${statuses.join(",")}\nworker:\n${workerOutput}`);
     const runs = readFileSync(ran, "utf8").trim().split("\n").sort((x, y) => Number(x.split(" ")[1]) - Number(y.split(" ")[1]));
     assert.deepEqual(runs, Array.from({ length: 30 }, (_, n) => `v2 ${n}`), "each task's handler ran exactly once, the code deployed through B");
+
+    // A function called through B runs on A's worker; B answers when A ends the task.
+    await deploy(b.url, "square");
+    const answers = await Promise.all([3, 4, 5].map((n) => call(b.url, key, "POST", "/function/q-square", { n })));
+    assert.deepEqual(answers.map((r) => [r.status, r.json]), [3, 4, 5].map((n) => [200, { squared: n * n, version: "v2" }]));
   } finally {
     const exited = new Promise<number | null>((resolve) => (worker.exitCode !== null ? resolve(worker.exitCode) : worker.once("exit", resolve)));
     worker.kill("SIGTERM");

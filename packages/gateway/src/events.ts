@@ -31,6 +31,11 @@ export class TypedEmitter<Events> {
     for (const listener of [...set]) (listener as (event: Events[K]) => void)(event);
   }
 
+  /** The keys that have listeners now. */
+  keys(): (keyof Events)[] {
+    return [...this.listeners.keys()];
+  }
+
   listenerCount(key: keyof Events): number {
     return this.listeners.get(key)?.size ?? 0;
   }

@@ -153,6 +153,12 @@ export interface TaskRepo {
    * periodic check finds anyway.
    */
   onQueuedElsewhere(listener: (stubId: string) => void): () => void;
+  /**
+   * Calls `listener` with the id of each task another gateway ended (finish) from now on: a
+   * function call or a follower waiting on this gateway for a task another runs. As
+   * onQueuedElsewhere: never on SQLite, and a missed one is found by the periodic check.
+   */
+  onEndedElsewhere(listener: (taskId: string) => void): () => void;
   /** Ends a PENDING, RUNNING or RETRY task; no-op (false) if it already ended (e.g. cancelled meanwhile). */
   finish(id: string, status: "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED" | "EXPIRED", fields?: { result?: unknown; error?: string }): Promise<boolean>;
   /** RUNNING → RETRY (error kept, retry counted, `nextAttemptAt` = now + `delayMs`); claimable when due. */

@@ -18,7 +18,7 @@ import { INPUT_INVALID_TASK_ERROR, TERMINAL_TASK_STATUSES, type Stub, type Task,
 import type { ClaimedTask, Store } from "../store/types.js";
 import type { Autoscaler, Slot } from "../workloads/autoscaler.js";
 import { sendCallback } from "./callback.js";
-import { PerKeyCoalescer } from "./coalesce.js";
+import { OtherGateways } from "./other-gateways.js";
 import { cancelInvocation, CallTimedOut, ContainerLost, runTask } from "../workloads/runner-client.js";
 
 export interface DispatcherOptions {
@@ -76,9 +76,8 @@ export class TaskDispatcher {
   private readonly sweeper: NodeJS.Timeout;
   private sweeps = 0;
   private readonly stopWatching: () => void;
-  private readonly stopQueued: () => void;
-  /** Shared store only: re-reads a stub's waiting tasks (others put and claim them too) and pumps. */
-  private readonly resync = new PerKeyCoalescer((stubId) => this.resyncNow(stubId));
+  /** What other gateways on a shared store change: their puts, claims, ends and dead attempts. */
+  private readonly others: OtherGateways;
   private closed = false;
 
   constructor(private readonly o: DispatcherOptions) {
@@ -92,7 +91,21 @@ export class TaskDispatcher {
         live.abort.abort(new ContainerLost(containerId, reason));
       }
     });
-    this.stopQueued = o.store.tasks.onQueuedElsewhere((stubId) => this.background(this.resync.run(stubId), "resync"));
+    this.others = new OtherGateways({
+      store: o.store, ...(o.logger && { logger: o.logger }), events: this.events,
+      isRunning: (taskId) => this.running.has(taskId),
+      closed: () => this.closed,
+      recount: (stubId, waiting) => {
+        const n = waiting + (this.active.get(stubId) ?? 0);
+        if (n > 0) this.depth.set(stubId, n);
+        else this.depth.delete(stubId);
+      },
+      count: (stubId, delta) => this.count(stubId, delta),
+      outcome: (stubId, status) => this.outcome(stubId, status, null),
+      emit: (taskId, stub) => this.emit(taskId, stub),
+      pump: (stub) => this.pump(stub),
+      background: (work, what) => this.background(work, what),
+    });
   }
 
   /**
@@ -192,7 +205,7 @@ export class TaskDispatcher {
     this.closed = true;
     clearInterval(this.sweeper);
     this.stopWatching();
-    this.stopQueued();
+    this.others.close();
     for (const live of this.running.values()) live.abort.abort();
   }
 
@@ -224,7 +237,7 @@ export class TaskDispatcher {
       slot.release();
       this.ended(stub.id, false);
       // Another gateway took it: this one's count is high by one (or more).
-      if (this.o.store.tasks.shared) this.background(this.resync.run(stub.id), "resync");
+      if (this.o.store.tasks.shared) this.background(this.others.resync(stub.id), "resync");
       return;
     }
     this.active.set(stub.id, (this.active.get(stub.id) ?? 0) + 1);
@@ -374,48 +387,7 @@ export class TaskDispatcher {
       this.outcome(t.stubId, "EXPIRED", null);
       await this.emit(t.id);
     }
-    if (++this.sweeps % ORPHAN_SWEEP_EVERY === 0) {
-      await this.adoptOrphans();
-      // Notifications can be missed (a lost listening connection): the waiting queues are read again.
-      if (this.o.store.tasks.shared) for (const stubId of await this.o.store.tasks.stubsWithPending()) this.background(this.resync.run(stubId), "resync");
-    }
-  }
-
-  /**
-   * Shared store: the stub's count becomes its waiting tasks in the store plus this gateway's
-   * running ones, and attempts start for what waits (another gateway's put, or its claim, changed it).
-   */
-  private async resyncNow(stubId: string): Promise<void> {
-    if (this.closed) return;
-    const waiting = await this.o.store.tasks.waiting(stubId);
-    const n = waiting + (this.active.get(stubId) ?? 0);
-    if (n > 0) this.depth.set(stubId, n);
-    else this.depth.delete(stubId);
-    if (waiting === 0) return;
-    const stub = await this.o.store.stubs.getAny(stubId);
-    if (stub) await this.pump(stub);
-  }
-
-  /** Attempts another gateway was running when it stopped or went silent: retried here (or ended, past their maxRetries). */
-  private async adoptOrphans(): Promise<void> {
-    const orphans = await this.o.store.tasks.requeueOrphaned();
-    if (orphans.length === 0) return;
-    this.o.logger?.warn({ retried: orphans.filter((t) => t.status === "RETRY").length, ended: orphans.filter((t) => t.status === "ERROR").length },
-      "tasks another gateway was running when it stopped are retried here (or ended, past their maxRetries)");
-    for (const t of orphans) {
-      const stub = await this.o.store.stubs.getAny(t.stubId);
-      if (!stub) continue;
-      if (t.status === "ERROR") {
-        this.outcome(t.stubId, "ERROR", null);
-        this.background(this.emit(t.id, stub), "callback");
-      }
-    }
-    // Counted in here by what was taken over only (the store's count would add other gateways' live tasks).
-    for (const t of orphans) if (t.status === "RETRY") this.count(t.stubId, 1);
-    for (const stubId of new Set(orphans.map((t) => t.stubId))) {
-      const stub = await this.o.store.stubs.getAny(stubId);
-      if (stub) this.background(this.pump(stub), "pump");
-    }
+    if (++this.sweeps % ORPHAN_SWEEP_EVERY === 0) await this.others.sweep();
   }
 }
 

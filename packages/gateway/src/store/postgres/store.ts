@@ -16,7 +16,7 @@ import { migratePostgres } from "./migrations.js";
 import { PostgresSandboxRepo } from "./sandboxes.js";
 import { PostgresScheduleRepo } from "./schedules.js";
 import { PostgresSecretRepo } from "./secrets.js";
-import { PostgresPoolRepo, PostgresTaskRepo, TASK_QUEUED_CHANNEL, type GatewayPresence } from "./tasks.js";
+import { PostgresPoolRepo, PostgresTaskRepo, TASK_ENDED_CHANNEL, TASK_QUEUED_CHANNEL, type GatewayPresence } from "./tasks.js";
 import { PostgresAppRepo, PostgresDeploymentRepo, PostgresObjectRepo, PostgresStubRepo } from "./workloads.js";
 
 /** How long the first connection may take when the URL sets no connect_timeout (seconds, as in libpq). */
@@ -128,7 +128,8 @@ export class PostgresStore implements Store {
       const { tokens, tasks } = store;
       store.listener = new Listener(config, {
         [TOKEN_REVOKED_CHANNEL]: (payload) => tokens.notified(payload),
-        [TASK_QUEUED_CHANNEL]: (payload) => tasks.notified(payload),
+        [TASK_QUEUED_CHANNEL]: (payload) => tasks.notified(TASK_QUEUED_CHANNEL, payload),
+        [TASK_ENDED_CHANNEL]: (payload) => tasks.notified(TASK_ENDED_CHANNEL, payload),
       });
       await store.listener.start();
       return store;

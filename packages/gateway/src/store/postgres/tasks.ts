@@ -28,10 +28,13 @@ export interface GatewayPresence {
 
 /** NOTIFY channel of queued tasks: payload `<gateway id> <stub id>`. */
 export const TASK_QUEUED_CHANNEL = "beta9_task_queued";
+/** NOTIFY channel of ended tasks: payload `<gateway id> <task id>`. */
+export const TASK_ENDED_CHANNEL = "beta9_task_ended";
 
 export class PostgresTaskRepo implements TaskRepo {
   readonly shared = true;
   private readonly queuedListeners = new Set<(stubId: string) => void>();
+  private readonly endedListeners = new Set<(taskId: string) => void>();
 
   constructor(private readonly db: Db, private readonly presence: GatewayPresence) {}
 
@@ -40,11 +43,16 @@ export class PostgresTaskRepo implements TaskRepo {
     return () => this.queuedListeners.delete(listener);
   }
 
-  /** A TASK_QUEUED_CHANNEL notification (store.ts's listener); this gateway's own are ignored. */
-  notified(payload: string): void {
-    const [from, stubId] = payload.split(" ");
-    if (!stubId || from === this.presence.id) return;
-    for (const listener of this.queuedListeners) listener(stubId);
+  onEndedElsewhere(listener: (taskId: string) => void): () => void {
+    this.endedListeners.add(listener);
+    return () => this.endedListeners.delete(listener);
+  }
+
+  /** A TASK_QUEUED_CHANNEL or TASK_ENDED_CHANNEL notification (store.ts's listener); this gateway's own are ignored. */
+  notified(channel: string, payload: string): void {
+    const [from, id] = payload.split(" ");
+    if (!id || from === this.presence.id) return;
+    for (const listener of channel === TASK_ENDED_CHANNEL ? this.endedListeners : this.queuedListeners) listener(id);
   }
 
   async waiting(stubId: string) {
@@ -138,9 +146,13 @@ export class PostgresTaskRepo implements TaskRepo {
    * the other's attempt. A cancel lands whoever runs it.
    */
   async finish(id: string, status: FinishStatus, fields: { result?: unknown; error?: string } = {}) {
+    // The other gateways hear of it in the same statement: a caller may wait on one of them.
     return await this.db.run(
-      `UPDATE task SET status = $1, result = $2, error = $3, ended_at = $4, next_attempt_at = NULL
-       WHERE id = $5 AND (status IN ('PENDING', 'RETRY') OR (status = 'RUNNING' AND ($1 = 'CANCELLED' OR gateway_id IS NULL OR gateway_id = $6)))`,
+      `WITH ended AS (
+         UPDATE task SET status = $1, result = $2, error = $3, ended_at = $4, next_attempt_at = NULL
+         WHERE id = $5 AND (status IN ('PENDING', 'RETRY') OR (status = 'RUNNING' AND ($1 = 'CANCELLED' OR gateway_id IS NULL OR gateway_id = $6)))
+         RETURNING id)
+       SELECT pg_notify('${TASK_ENDED_CHANNEL}', $6::text || ' ' || id) FROM ended`,
       [status, fields.result === undefined ? null : JSON.stringify(fields.result), fields.error ?? null, now(), id, this.presence.id],
     ) === 1;
   }

@@ -173,6 +173,10 @@ export class SqliteTaskRepo implements TaskRepo {
     return () => {};
   }
 
+  onEndedElsewhere(): () => void {
+    return () => {};
+  }
+
   async finish(id: string, status: FinishStatus, fields: { result?: unknown; error?: string } = {}) {
     return this.finishes.run({ id, status, result: fields.result === undefined ? null : JSON.stringify(fields.result), error: fields.error ?? null });
   }

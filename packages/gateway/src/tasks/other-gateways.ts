@@ -1,0 +1,97 @@
+/**
+ * The task dispatcher's side of a shared store (Postgres, several gateways): what the other
+ * gateways do to the same queues reaches this one. Their puts and claims change a queue's count
+ * (resync re-reads it), their ends answer callers waiting here (a function call, a follower), and
+ * the attempts of a gateway that stopped or went silent are taken over. Notifications can be
+ * missed (a lost listening connection), so sweep() looks again every few seconds. On a store one
+ * gateway owns (SQLite) only the orphan check runs, and finds nothing.
+ */
+import type { Logger } from "pino";
+import { TERMINAL_TASK_STATUSES, type Stub, type Task, type TaskStatus } from "@beta9/protocol";
+import type { TypedEmitter } from "../events.js";
+import type { Store } from "../store/types.js";
+import { PerKeyCoalescer } from "./coalesce.js";
+
+export interface DispatcherHooks {
+  store: Store;
+  logger?: Logger;
+  events: TypedEmitter<Record<string, Task>>;
+  isRunning(taskId: string): boolean;
+  closed(): boolean;
+  /** The stub's count becomes `waiting` (in the store) plus this gateway's running tasks. */
+  recount(stubId: string, waiting: number): void;
+  count(stubId: string, delta: number): void;
+  outcome(stubId: string, status: TaskStatus): void;
+  emit(taskId: string, stub?: Stub): Promise<void>;
+  pump(stub: Stub): Promise<void>;
+  background(work: Promise<unknown>, what: string): void;
+}
+
+export class OtherGateways {
+  private readonly resyncs = new PerKeyCoalescer((stubId) => this.resyncNow(stubId));
+  private readonly unsubscribe: () => void;
+
+  constructor(private readonly h: DispatcherHooks) {
+    const queued = h.store.tasks.onQueuedElsewhere((stubId) => h.background(this.resync(stubId), "resync"));
+    const ended = h.store.tasks.onEndedElsewhere((taskId) => h.background(this.tellEnded(taskId), "ended elsewhere"));
+    this.unsubscribe = () => {
+      queued();
+      ended();
+    };
+  }
+
+  close(): void {
+    this.unsubscribe();
+  }
+
+  /** Re-reads the stub's waiting tasks and starts attempts for them (coalesced per stub). */
+  resync(stubId: string): Promise<void> {
+    return this.resyncs.run(stubId);
+  }
+
+  /** The periodic look: orphans always; on a shared store, the queues and awaited tasks again. */
+  async sweep(): Promise<void> {
+    await this.adoptOrphans();
+    if (!this.h.store.tasks.shared) return;
+    for (const stubId of await this.h.store.tasks.stubsWithPending()) this.h.background(this.resync(stubId), "resync");
+    for (const taskId of this.h.events.keys()) if (!this.h.isRunning(taskId)) this.h.background(this.tellEnded(taskId), "ended elsewhere");
+  }
+
+  /** A task another gateway ended reaches whoever waits for it here. */
+  private async tellEnded(taskId: string): Promise<void> {
+    if (this.h.events.listenerCount(taskId) === 0) return;
+    const task = await this.h.store.tasks.getAny(taskId);
+    if (task && TERMINAL_TASK_STATUSES.includes(task.status)) this.h.events.emit(taskId, task);
+  }
+
+  private async resyncNow(stubId: string): Promise<void> {
+    if (this.h.closed()) return;
+    const waiting = await this.h.store.tasks.waiting(stubId);
+    this.h.recount(stubId, waiting);
+    if (waiting === 0) return;
+    const stub = await this.h.store.stubs.getAny(stubId);
+    if (stub) await this.h.pump(stub);
+  }
+
+  /** Attempts another gateway was running when it stopped or went silent: retried here (or ended, past their maxRetries). */
+  private async adoptOrphans(): Promise<void> {
+    const orphans = await this.h.store.tasks.requeueOrphaned();
+    if (orphans.length === 0) return;
+    this.h.logger?.warn({ retried: orphans.filter((t) => t.status === "RETRY").length, ended: orphans.filter((t) => t.status === "ERROR").length },
+      "tasks another gateway was running when it stopped are retried here (or ended, past their maxRetries)");
+    for (const t of orphans) {
+      const stub = await this.h.store.stubs.getAny(t.stubId);
+      if (!stub) continue;
+      if (t.status === "ERROR") {
+        this.h.outcome(t.stubId, "ERROR");
+        this.h.background(this.h.emit(t.id, stub), "callback");
+      }
+    }
+    // Counted in here by what was taken over only (the store's count would add other gateways' live tasks).
+    for (const t of orphans) if (t.status === "RETRY") this.h.count(t.stubId, 1);
+    for (const stubId of new Set(orphans.map((t) => t.stubId))) {
+      const stub = await this.h.store.stubs.getAny(stubId);
+      if (stub) this.h.background(this.h.pump(stub), "pump");
+    }
+  }
+}
