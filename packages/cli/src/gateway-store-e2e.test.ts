@@ -298,7 +298,7 @@ test("a worker on a standby gateway goes back to the first one once it answers a
   }
 });
 
-test("with --objects shared: code deployed through a gateway with no worker, and tasks put and functions called there, run on the gateway that has one, each once", { skip }, async () => {
+test("with --objects shared: an image build, code, tasks and function calls through a gateway with no worker all run on the gateway that has one (tasks once each)", { skip }, async () => {
   postgres ??= await startTestPostgres();
   const store = await postgres.createDatabase();
   const objects = join(dir, "q-objects");
@@ -343,10 +343,13 @@ test("with --objects shared: code deployed through a gateway with no worker, and
     assert.equal(await new Promise((resolve) => child.once("exit", resolve)), 0, output);
   };
   try {
-    // v1 through A, whose worker builds its image; v2 (new code, the same image) through B: its
-    // bundle lands in the shared objects dir, where A's worker finds it.
+    // Everything through B, which has no worker: v1's image build is offered to A, whose worker
+    // builds it; v2 (new code, the same image) needs no build, and its bundle lands in the shared
+    // objects dir, where A's worker finds it.
     writeApp("v1");
-    await deploy(a.url);
+    await deploy(b.url);
+    const images = (await call(b.url, key, "GET", "/api/v1/image")).json.items as { status: string }[];
+    assert.deepEqual(images.map((i) => i.status), ["ready"]);
     writeApp("v2");
     await deploy(b.url);
     const ids: string[] = [];

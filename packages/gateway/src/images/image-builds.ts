@@ -10,6 +10,7 @@ import { createReadStream, type ReadStream } from "node:fs";
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { clearTempFiles } from "../objects/temp-files.js";
+import { BuildHandoff } from "./build-handoff.js";
 import type { Readable } from "node:stream";
 import type { Logger } from "pino";
 import { Beta9Error, credentialSecretNames, formatErrorMessage, normalizeImageSpec, type GatewayMessage, type Image, type LogLine } from "@beta9/protocol";
@@ -30,6 +31,8 @@ interface BuildJob {
   logs: LogLine[];
   startedAt: number;
   timer?: NodeJS.Timeout;
+  /** Offered to the other gateways (build-handoff.ts): one of them builds it. */
+  offered?: boolean;
 }
 
 const ORPHANED_BUILDS_CHECK_MS = 30_000;
@@ -64,9 +67,18 @@ export class ImageBuilds {
   private readonly events = new TypedEmitter<Record<string, BuildEvent>>();
   private readonly tmpDir: string;
   private orphanTimer: NodeJS.Timeout | undefined;
+  private readonly handoff: BuildHandoff;
 
   constructor(private readonly o: ImageBuildsOptions) {
     this.tmpDir = join(o.dir, "tmp");
+    this.handoff = new BuildHandoff({
+      images: o.images, ...(o.logger && { logger: o.logger }), workerWaitMs: o.workerWaitMs ?? 60_000,
+      canBuild: () => this.builders().length > 0,
+      adopt: ({ id, spec, workspaceId }) => {
+        this.start(workspaceId, id, spec);
+        this.append(id, [{ stream: "stdout", line: `taken over from another gateway, which has no worker to build on`, at: Date.now() }]);
+      },
+    });
     o.scheduler.events.on("worker_lost", (workerId: string) => {
       for (const job of this.jobs.values()) {
         if (job.workerId === workerId) void this.fail(job.imageId, `worker ${workerId} was lost during the build`);
@@ -91,6 +103,7 @@ export class ImageBuilds {
 
   close(): void {
     clearInterval(this.orphanTimer);
+    this.handoff.close();
   }
 
   blobPath(id: string): string {
@@ -173,11 +186,19 @@ export class ImageBuilds {
    * ones first. Never to a machine: images are shared by every workspace, and a machine belongs to
    * one (its owner could upload any bytes as the image).
    */
+  /** Connected cluster workers (never machines: images are shared by every workspace). */
+  private cluster() {
+    return this.o.scheduler.listWorkers().filter((w) => w.connected && !w.cordoned && w.workspaceId === undefined);
+  }
+
+  /** The cluster workers that may build, isolating ones first: a build runs the image author's commands, never as host processes unless the operator said so. */
+  private builders() {
+    return this.cluster().filter((w) => w.isolates || w.allowUnisolated === true).sort((a, b) => Number(b.isolates) - Number(a.isolates));
+  }
+
   private dispatch(job: BuildJob): void {
-    const cluster = this.o.scheduler.listWorkers().filter((w) => w.connected && !w.cordoned && w.workspaceId === undefined);
-    // A build runs the image author's commands: never as host processes unless the operator said so.
-    const workers = cluster.filter((w) => w.isolates || w.allowUnisolated === true).sort((a, b) => Number(b.isolates) - Number(a.isolates));
-    const worker = workers[0];
+    const cluster = this.cluster();
+    const worker = this.builders()[0];
     if (worker) {
       let credentials: BuildCredentials;
       try {
@@ -196,6 +217,19 @@ export class ImageBuilds {
         "install runc and run a worker as root (apt-get install runc), or, if every image author is trusted, restart one with --allow-unisolated");
       return;
     }
+    // No worker here: on a shared store another gateway may have one (offered once, then followed).
+    if (cluster.length === 0 && job.offered === undefined) {
+      job.offered = false;
+      void this.handoff.offer(job.imageId, (image) => this.finish(image), () => {
+        void this.fail(job.imageId, "no gateway has a cluster worker to build on (machines do not build images, which every workspace shares); start one (beta9 up, or beta9 worker)");
+      }).then((offered) => {
+        job.offered = offered;
+        if (offered) this.append(job.imageId, [{ stream: "stdout", line: "no worker is connected to this gateway: the build is offered to the other gateways", at: Date.now() }]);
+        else this.dispatch(job);
+      }, (err: unknown) => void this.fail(job.imageId, `could not offer the build to the other gateways: ${(err as Error).message}`));
+      return;
+    }
+    if (job.offered) return;
     if (Date.now() - job.startedAt > (this.o.workerWaitMs ?? 60_000)) {
       void this.fail(job.imageId, "no cluster worker is connected to build on (machines do not build images, which every workspace shares); start one (beta9 up, or beta9 worker)");
       return;

@@ -267,6 +267,17 @@ export interface ImageRepo {
   failInterrupted(): Promise<number>;
   /** While running, on a shared store: fails the builds of gateways that stopped or went silent since (0 elsewhere). */
   failOrphaned(): Promise<number>;
+  /**
+   * Shared store: hands a build this gateway started, but has no worker for, to whichever gateway
+   * takes it (takeOffered); the others hear of it (onOffered). False where nobody else could (SQLite).
+   */
+  offer(id: string): Promise<boolean>;
+  /** The oldest build offered by another gateway, now this gateway's (one taker per build), with a workspace that asked for it. */
+  takeOffered(): Promise<{ id: string; spec: unknown; workspaceId: string } | undefined>;
+  /** Takes back this gateway's offer that nobody took: true when it was still offered (then it is this gateway's again). */
+  withdraw(id: string): Promise<boolean>;
+  /** Calls `listener` when another gateway offers a build; returns the unsubscribe (never called on SQLite). */
+  onOffered(listener: () => void): () => void;
 }
 
 /** A deployed schedule's stub, with when its earliest live deployment was created. */

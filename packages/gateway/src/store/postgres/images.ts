@@ -8,8 +8,53 @@ import type { GatewayPresence } from "./tasks.js";
 /** Image rows in the SQLite row shape (the spec as JSON text). */
 const IMAGE_COLUMNS = "i.id, i.spec::text AS spec, i.status, i.size, i.sha256, i.error, i.created_at, i.updated_at";
 
+/** NOTIFY channel of builds offered to the gateways that have workers: payload `<gateway id> <image id>`. */
+export const IMAGE_OFFERED_CHANNEL = "beta9_image_offered";
+/** The owner of a build offered and not taken yet (failInterrupted leaves it to the offering gateway's timer). */
+const OFFERED = "offered";
+
 export class PostgresImageRepo implements ImageRepo {
+  private readonly offeredListeners = new Set<() => void>();
+
   constructor(private readonly db: Db, private readonly presence: GatewayPresence) {}
+
+  async offer(id: string) {
+    return await this.db.run(
+      `WITH offered AS (UPDATE image SET gateway_id = '${OFFERED}' WHERE id = $1 AND status = 'building' AND gateway_id = $2 RETURNING id)
+       SELECT pg_notify('${IMAGE_OFFERED_CHANNEL}', $2::text || ' ' || id) FROM offered`,
+      [id, this.presence.id],
+    ) === 1;
+  }
+
+  async takeOffered() {
+    return this.db.tx(async (q) => {
+      const row = await q.row<{ id: string; spec: string }>(
+        `UPDATE image SET gateway_id = $1 WHERE id = (
+           SELECT id FROM image WHERE status = 'building' AND gateway_id = '${OFFERED}' ORDER BY updated_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+         RETURNING id, spec::text AS spec`,
+        [this.presence.id],
+      );
+      if (!row) return undefined;
+      const link = await q.row<{ workspace_id: string }>(`SELECT workspace_id FROM workspace_image WHERE image_id = $1 ORDER BY created_at LIMIT 1`, [row.id]);
+      if (!link) return undefined;
+      return { id: row.id, spec: JSON.parse(row.spec) as unknown, workspaceId: link.workspace_id };
+    });
+  }
+
+  async withdraw(id: string) {
+    return await this.db.run(`UPDATE image SET gateway_id = $2 WHERE id = $1 AND status = 'building' AND gateway_id = '${OFFERED}'`, [id, this.presence.id]) === 1;
+  }
+
+  onOffered(listener: () => void): () => void {
+    this.offeredListeners.add(listener);
+    return () => this.offeredListeners.delete(listener);
+  }
+
+  /** An IMAGE_OFFERED_CHANNEL notification; this gateway's own are ignored. */
+  notified(payload: string): void {
+    if (payload.split(" ")[0] === this.presence.id) return;
+    for (const listener of this.offeredListeners) listener();
+  }
 
   /**
    * `build` is true for exactly one caller across gateways: the one whose insert created the row,
@@ -89,19 +134,19 @@ export class PostgresImageRepo implements ImageRepo {
    */
   /** This gateway's builds (it is starting: they will never report) and those of gateways gone silent. */
   async failInterrupted() {
-    return this.failWhere("gateway_id IS NULL OR gateway_id = $2 OR", [this.presence.id]);
+    return this.failWhere(`gateway_id IS NULL OR gateway_id = $2 OR (gateway_id <> '${OFFERED}' AND`, [this.presence.id], ")");
   }
 
   /** Builds of gateways that stopped or went silent meanwhile (their timers went with them). */
   async failOrphaned() {
     if (!this.presence.steady()) return 0;
-    return this.failWhere("gateway_id <> $2 AND", [this.presence.id]);
+    return this.failWhere(`gateway_id <> $2 AND gateway_id <> '${OFFERED}' AND`, [this.presence.id]);
   }
 
-  private failWhere(owner: string, params: unknown[]) {
+  private failWhere(owner: string, params: unknown[], close = "") {
     return this.db.run(
       `UPDATE image SET status = 'failed', error = 'the gateway stopped during the build; request it again', updated_at = $1
-       WHERE status = 'building' AND (${owner} gateway_id NOT IN (SELECT id FROM gateway WHERE seen_at > now() - $3::int * interval '1 millisecond'))`,
+       WHERE status = 'building' AND (${owner} gateway_id NOT IN (SELECT id FROM gateway WHERE seen_at > now() - $3::int * interval '1 millisecond')${close})`,
       [now(), ...params, this.presence.staleAfterMs],
     );
   }

@@ -259,7 +259,7 @@ if (unavailable) {
       }
     });
 
-    it("image builds: a starting gateway fails its own interrupted builds, never a live gateway's; a stopped gateway's are failed by the others", async () => {
+    it("image builds: a starting gateway fails its own interrupted builds, never a live gateway's; a stopped gateway's are failed by the others; offers have one taker", async () => {
       const url = await server!.createDatabase();
       const opened: PostgresStore[] = [];
       const open = async (gatewayId: string) => {
@@ -287,6 +287,25 @@ if (unavailable) {
         assert.deepEqual([failed?.status, failed?.error], ["failed", "the gateway stopped during the build; request it again"]);
         assert.equal((await b2.images.request(ws, "img-a", { base: { kind: "scratch" } })).build, true);
         assert.equal(await b2.images.failOrphaned(), 0, "its own build is not an orphan");
+
+        // Offered (B2 has no worker): one taker among several; a taken offer cannot be withdrawn.
+        const c = await open("gw-c");
+        const d = await open("gw-d");
+        let heard = 0;
+        c.images.onOffered(() => (heard += 1));
+        assert.equal(await c.images.offer("img-a"), false, "only the build's own gateway offers it");
+        assert.equal(await b2.images.offer("img-a"), true);
+        assert.equal(await b2.images.failInterrupted(), 0, "an offered build is nobody's interrupted build");
+        const takes = await Promise.all([c.images.takeOffered(), d.images.takeOffered(), c.images.takeOffered()]);
+        assert.deepEqual(takes.filter(Boolean).map((t) => [t!.id, t!.workspaceId]), [["img-a", ws]]);
+        assert.deepEqual(takes.find(Boolean)?.spec, { base: { kind: "scratch" } });
+        assert.equal(await b2.images.withdraw("img-a"), false);
+        for (let i = 0; i < 50 && heard === 0; i++) await new Promise((r) => setTimeout(r, 20));
+        assert.equal(heard, 1, "the other gateways hear of an offer");
+        // Offered and not taken: withdrawn once.
+        assert.equal((await b2.images.request(ws, "img-c", { base: { kind: "scratch" }, n: 2 })).build, true);
+        assert.equal(await b2.images.offer("img-c"), true);
+        assert.deepEqual([await b2.images.withdraw("img-c"), await b2.images.withdraw("img-c")], [true, false]);
       } finally {
         for (const s of opened) await s.close();
       }

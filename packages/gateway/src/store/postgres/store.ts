@@ -9,7 +9,7 @@ import type { Store } from "../types.js";
 import { describeStore, StoreUnavailableError } from "../open.js";
 import { Db, TYPES } from "./db.js";
 import { PostgresTokenRepo, PostgresWorkspaceRepo, TOKEN_REVOKED_CHANNEL } from "./identity.js";
-import { PostgresImageRepo } from "./images.js";
+import { IMAGE_OFFERED_CHANNEL, PostgresImageRepo } from "./images.js";
 import { Listener } from "./listener.js";
 import { PostgresMachineRepo } from "./machines.js";
 import { migratePostgres } from "./migrations.js";
@@ -125,11 +125,12 @@ export class PostgresStore implements Store {
       store = new PostgresStore(pool, await migratePostgres(pool), url, options.gatewayId ?? randomUUID(), options.heartbeatMs ?? 5000);
       await store.beat();
       store.startHeartbeat();
-      const { tokens, tasks } = store;
+      const { tokens, tasks, images } = store;
       store.listener = new Listener(config, {
         [TOKEN_REVOKED_CHANNEL]: (payload) => tokens.notified(payload),
         [TASK_QUEUED_CHANNEL]: (payload) => tasks.notified(TASK_QUEUED_CHANNEL, payload),
         [TASK_ENDED_CHANNEL]: (payload) => tasks.notified(TASK_ENDED_CHANNEL, payload),
+        [IMAGE_OFFERED_CHANNEL]: (payload) => images.notified(payload),
       });
       await store.listener.start();
       return store;

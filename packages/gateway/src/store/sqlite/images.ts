@@ -112,8 +112,24 @@ export class SqliteImageRepo implements ImageRepo {
     return this.interrupted.run(now()).changes;
   }
 
-  /** One gateway writes this store: no other gateway's builds to fail. */
+  /** One gateway writes this store: no other gateway's builds to fail, none to hand builds to. */
   async failOrphaned() {
     return 0;
+  }
+
+  async offer() {
+    return false;
+  }
+
+  async takeOffered() {
+    return undefined;
+  }
+
+  async withdraw() {
+    return false;
+  }
+
+  onOffered(): () => void {
+    return () => {};
   }
 }
