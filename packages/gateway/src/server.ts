@@ -7,6 +7,7 @@ import { resolveQuotas, type WorkspaceQuotas } from "./quotas.js";
 import { Secrets } from "./secrets/secrets.js";
 import { loadVaultKey, Vault } from "./secrets/vault.js";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { pino, type Logger } from "pino";
 import { DEFAULT_GATEWAY_PORT, type TokenWithKey, type Workspace } from "@beta9/protocol";
@@ -164,6 +165,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     logs = new SqliteLogStore(join(options.dataDir, "logs.db"), { retention: resolveLogRetention(options.logRetention), logger });
     store = await openStore(options.store, options.dataDir);
     const shared = options.objectsDir !== undefined;
+    // Shared objects are named by the shared store's rows (an image whose row is gone is deleted):
+    // gateways on different stores sharing one directory would delete each other's.
+    if (shared && !options.store?.startsWith("postgres")) {
+      throw new Error("objectsDir (--objects) is for gateways sharing a Postgres store: give --store postgres://… too");
+    }
+    if (shared) await mkdir(options.objectsDir!, { recursive: true, mode: 0o700 });
     const objects = new ObjectStore(options.objectsDir ?? join(options.dataDir, "objects"), options.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES, shared);
     await objects.init();
     const bootstrap = await store.workspaces.bootstrap(BOOTSTRAP_WORKSPACE);
@@ -189,7 +196,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       scheduler, logger, secretEnv: (workspaceId, names) => secrets.env(workspaceId, names),
       recentLogs: async (workspaceId, containerId, limit) => (await logStore.query({ workspaceId, select: { containerId }, limit })).map((e) => e.line),
     });
-    dispatcher = new TaskDispatcher({ store, autoscaler, logger, waitingFor: (stubId) => scheduler?.waiting(stubId)?.message });
+    const openScheduler = scheduler;
+    dispatcher = new TaskDispatcher({
+      store, autoscaler, logger, waitingFor: (stubId) => scheduler?.waiting(stubId)?.message,
+      serves: (stub) => openScheduler.hasWorkerFor({ pool: stub.config.pool, workspaceId: stub.workspaceId }),
+    });
     machines = new MachineRegistry({
       store, scheduler, logger,
       ...(options.machineExpirySeconds !== undefined && { expirySeconds: options.machineExpirySeconds }),

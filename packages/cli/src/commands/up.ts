@@ -126,6 +126,10 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
   if (saveContext && process.env.BETA9_STORE && process.env.BETA9_STORE !== "sqlite") {
     note(color.dim("BETA9_STORE is for beta9 gateway; beta9 up keeps its store in the data dir (SQLite)"));
   }
+  if (saveContext && process.env.BETA9_OBJECTS) note(color.dim("BETA9_OBJECTS is for beta9 gateway; beta9 up keeps its objects in the data dir"));
+  if (!saveContext && opts.objects && !opts.store?.startsWith("postgres")) {
+    throw new CliError("USAGE", "--objects is for several gateways on one Postgres store: give --store postgres://… (or BETA9_STORE) too", EXIT.usage);
+  }
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   // Loaded here, not at the top, so that client commands never load the server's dependencies;
   // before the OS packages, so that a beta9 without the platform installs nothing.

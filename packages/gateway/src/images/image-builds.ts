@@ -94,8 +94,9 @@ export class ImageBuilds {
       this.o.images.failOrphaned().catch((err: unknown) => this.o.logger?.warn({ err }, "could not check for other gateways' interrupted builds"));
     }, ORPHANED_BUILDS_CHECK_MS);
     this.orphanTimer.unref();
-    // Packed files whose image is gone (deleted by its last workspace just before a crash).
-    for (const name of await readdir(this.o.dir)) {
+    // Packed files whose image is gone (deleted by its last workspace just before a crash). Not in
+    // a directory other gateways share: a file there may be a build another gateway just uploaded.
+    if (!this.o.shared) for (const name of await readdir(this.o.dir)) {
       const id = /^([a-f0-9]+)\.sqfs$/.exec(name)?.[1];
       if (id && !(await this.o.images.getAny(id))) await rm(join(this.o.dir, name), { force: true });
     }

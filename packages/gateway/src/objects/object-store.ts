@@ -89,7 +89,7 @@ export async function writeVerified(body: Readable, w: VerifiedWrite): Promise<{
     },
   });
   try {
-    await pipeline(body, meter, createWriteStream(tmp, { flags: "wx" }));
+    await pipeline(body, meter, createWriteStream(tmp, { flags: "wx", mode: 0o600 }));
     const actual = hash.digest("hex");
     if (actual !== w.sha256) throw new Beta9Error("OBJECT_HASH_MISMATCH", { actual, expected: w.sha256 });
     await w.validate?.(tmp);

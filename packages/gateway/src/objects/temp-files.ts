@@ -11,7 +11,8 @@ import { join } from "node:path";
 export const SHARED_TEMP_MAX_AGE_MS = 60 * 60 * 1000;
 
 export async function clearTempFiles(dir: string, shared: boolean, now = Date.now()): Promise<void> {
-  await mkdir(dir, { recursive: true });
+  // Code bundles and images are the gateway's to hand out, not every local user's to read.
+  await mkdir(dir, { recursive: true, mode: 0o700 });
   for (const name of await readdir(dir)) {
     const path = join(dir, name);
     if (shared) {

@@ -30,6 +30,11 @@ export type Demand = Pick<ContainerRequest, "cpuMillicores" | "memoryMiB" | "gpu
 const reachable = (c: PlacementCandidate, demand: Demand): boolean =>
   c.schedulable && (demand.pool === null || c.pool === demand.pool) && (c.workspaceId === undefined || c.workspaceId === demand.workspaceId);
 
+/** Whether some connected worker may run this demand at all, capacity aside. */
+export function anyEligible(candidates: readonly PlacementCandidate[], demand: Pick<Demand, "pool" | "workspaceId" | "egress">): boolean {
+  return candidates.some((c) => eligible(c, demand as Demand));
+}
+
 /** Whether the worker may run this demand at all, capacity aside. */
 const eligible = (c: PlacementCandidate, demand: Demand): boolean =>
   reachable(c, demand) && c.mayRunUntrusted !== false && (demand.egress === undefined || c.filtersEgress === true);

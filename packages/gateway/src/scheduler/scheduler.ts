@@ -9,7 +9,7 @@ import { checkQuota, DEFAULT_QUOTAS, type WorkspaceQuotas } from "../quotas.js";
 import type { Logger } from "pino";
 import type { CapacityWait, ContainerRequest, ContainerStateReport, GatewayMessage, WorkerCapacity } from "@beta9/protocol";
 import type { ContainerRecord, ContainerRegistry } from "./containers.js";
-import { capacityShortfall, neverFits, place, type CapacityShortfall, type Demand, type PlacementCandidate } from "./placement.js";
+import { anyEligible, capacityShortfall, neverFits, place, type CapacityShortfall, type Demand, type PlacementCandidate } from "./placement.js";
 import { reclaimPlan, without, type IdleContainer } from "./reclaim.js";
 import { TypedEmitter } from "../events.js";
 
@@ -300,6 +300,11 @@ export class Scheduler {
       if (r.gpuType) reserved.gpus[r.gpuType] = (reserved.gpus[r.gpuType] ?? 0) + r.request.gpuCount;
     }
     return reserved;
+  }
+
+  /** Whether a connected worker may run containers of this pool and workspace (capacity aside). */
+  hasWorkerFor(demand: { pool: string | null; workspaceId: string }): boolean {
+    return anyEligible(this.candidates(), demand);
   }
 
   /** Why no connected worker could ever run this demand (see placement.neverFits), or undefined. */

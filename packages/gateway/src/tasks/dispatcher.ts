@@ -29,6 +29,12 @@ export interface DispatcherOptions {
   waitingFor?: (stubId: string) => string | undefined;
   /** First retry delay; doubles per retry up to 30 s (default 500 ms). */
   retryBaseMs?: number;
+  /**
+   * Whether a worker connected here could run the stub's containers (its pool, its workspace's
+   * machines). On a shared store, a gateway with none leaves other gateways' queued tasks to them
+   * instead of waiting for containers it cannot place. Default: always.
+   */
+  serves?: (stub: Stub) => boolean;
   sweepIntervalMs?: number;
 }
 
@@ -74,6 +80,8 @@ export class TaskDispatcher {
   /** Each attempt's outcome: a task that ended, or RETRY (metrics, the dashboard). */
   private readonly outcomes = new TypedEmitter<{ outcome: { stubId: string; status: TaskStatus; startedAt: string | null } }>();
   private readonly sweeper: NodeJS.Timeout;
+  /** Stubs whose attempts found no container: one pump a second later, not one per attempt. */
+  private readonly retryTimers = new Map<string, NodeJS.Timeout>();
   private sweeps = 0;
   private readonly stopWatching: () => void;
   /** What other gateways on a shared store change: their puts, claims, ends and dead attempts. */
@@ -94,6 +102,8 @@ export class TaskDispatcher {
     this.others = new OtherGateways({
       store: o.store, ...(o.logger && { logger: o.logger }), events: this.events,
       isRunning: (taskId) => this.running.has(taskId),
+      counted: () => [...this.depth.keys()],
+      serves: (stub) => o.serves?.(stub) ?? true,
       closed: () => this.closed,
       recount: (stubId, waiting) => {
         const n = waiting + (this.active.get(stubId) ?? 0);
@@ -204,6 +214,8 @@ export class TaskDispatcher {
   close(): void {
     this.closed = true;
     clearInterval(this.sweeper);
+    for (const timer of this.retryTimers.values()) clearTimeout(timer);
+    this.retryTimers.clear();
     this.stopWatching();
     this.others.close();
     for (const live of this.running.values()) live.abort.abort();
@@ -212,9 +224,14 @@ export class TaskDispatcher {
   /** Starts as many attempts as there are tasks waiting, bounded by what the stub may run at once. */
   async pump(stub: Stub): Promise<void> {
     if (this.closed) return;
+    // A shared store and no worker here for the stub: the gateways that have one run its tasks
+    // (they hear of them); this one would only hold container requests it cannot place. A worker
+    // that connects here later is found by the next look (other-gateways.ts, every 5 s).
+    if (this.o.store.tasks.shared && this.o.serves && !this.o.serves(stub)) return;
     const { autoscaler, workers, concurrentRequests } = stub.config;
     const capacity = autoscaler.maxContainers * Math.max(workers, concurrentRequests);
-    const wanted = Math.min(this.inflight(stub.id), capacity);
+    // maxPendingTasks bounds the waiters the stub's pool takes: more attempts would be refused at once.
+    const wanted = Math.min(this.inflight(stub.id), capacity, stub.config.maxPendingTasks);
     for (let n = this.attempts.get(stub.id) ?? 0; n < wanted; n++) this.background(this.attempt(stub), "attempt");
   }
 
@@ -228,7 +245,16 @@ export class TaskDispatcher {
       const why = (err as Error).message;
       if (this.noContainer.get(stub.id) !== why) this.o.logger?.warn({ stub: stub.name, err: why }, "no container for queued tasks yet");
       this.noContainer.set(stub.id, why);
-      if (!this.closed) setTimeout(() => this.background(this.pump(stub), "pump"), 1000).unref();
+      // One retry per stub, whatever the number of attempts refused: each scheduling its own pump
+      // would start that many attempts each a second later, and the rate would double every second.
+      if (!this.closed && !this.retryTimers.has(stub.id)) {
+        const timer = setTimeout(() => {
+          this.retryTimers.delete(stub.id);
+          this.background(this.pump(stub), "pump");
+        }, 1000);
+        timer.unref();
+        this.retryTimers.set(stub.id, timer);
+      }
       return;
     }
     this.noContainer.delete(stub.id);

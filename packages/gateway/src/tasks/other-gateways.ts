@@ -12,11 +12,17 @@ import type { TypedEmitter } from "../events.js";
 import type { Store } from "../store/types.js";
 import { PerKeyCoalescer } from "./coalesce.js";
 
+const RESYNC_GAP_MS = 250;
+
 export interface DispatcherHooks {
   store: Store;
   logger?: Logger;
   events: TypedEmitter<Record<string, Task>>;
   isRunning(taskId: string): boolean;
+  /** The stubs this gateway counts tasks of now. */
+  counted(): string[];
+  /** Whether a worker connected here could run the stub's containers. */
+  serves(stub: Stub): boolean;
   closed(): boolean;
   /** The stub's count becomes `waiting` (in the store) plus this gateway's running tasks. */
   recount(stubId: string, waiting: number): void;
@@ -28,7 +34,8 @@ export interface DispatcherHooks {
 }
 
 export class OtherGateways {
-  private readonly resyncs = new PerKeyCoalescer((stubId) => this.resyncNow(stubId));
+  /** At most one re-read per stub every RESYNC_GAP_MS: under steady puts elsewhere, each costs a COUNT. */
+  private readonly resyncs = new PerKeyCoalescer((stubId) => this.resyncNow(stubId), RESYNC_GAP_MS);
   private readonly unsubscribe: () => void;
 
   constructor(private readonly h: DispatcherHooks) {
@@ -53,7 +60,10 @@ export class OtherGateways {
   async sweep(): Promise<void> {
     await this.adoptOrphans();
     if (!this.h.store.tasks.shared) return;
-    for (const stubId of await this.h.store.tasks.stubsWithPending()) this.h.background(this.resync(stubId), "resync");
+    // The stubs counted here too: a queue another gateway drained has nothing waiting, and this
+    // gateway's count of its own puts (which it never ends) must come down to that.
+    const stubs = new Set([...(await this.h.store.tasks.stubsWithPending()), ...this.h.counted()]);
+    for (const stubId of stubs) this.h.background(this.resync(stubId), "resync");
     for (const taskId of this.h.events.keys()) if (!this.h.isRunning(taskId)) this.h.background(this.tellEnded(taskId), "ended elsewhere");
   }
 
@@ -70,7 +80,9 @@ export class OtherGateways {
     this.h.recount(stubId, waiting);
     if (waiting === 0) return;
     const stub = await this.h.store.stubs.getAny(stubId);
-    if (stub) await this.h.pump(stub);
+    // No worker here for it: the gateways that have one run it; waiting here for containers that
+    // cannot be placed would hold requests in this scheduler for nothing.
+    if (stub && this.h.serves(stub)) await this.h.pump(stub);
   }
 
   /** Attempts another gateway was running when it stopped or went silent: retried here (or ended, past their maxRetries). */

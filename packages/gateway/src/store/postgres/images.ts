@@ -4,6 +4,7 @@ import { toImage, type ImageRow } from "../sqlite/images.js";
 import { now } from "../sqlite/rows.js";
 import type { Db } from "./db.js";
 import type { GatewayPresence } from "./tasks.js";
+import { noticeIds } from "./notices.js";
 
 /** Image rows in the SQLite row shape (the spec as JSON text). */
 const IMAGE_COLUMNS = "i.id, i.spec::text AS spec, i.status, i.size, i.sha256, i.error, i.created_at, i.updated_at";
@@ -52,7 +53,7 @@ export class PostgresImageRepo implements ImageRepo {
 
   /** An IMAGE_OFFERED_CHANNEL notification; this gateway's own are ignored. */
   notified(payload: string): void {
-    if (payload.split(" ")[0] === this.presence.id) return;
+    if (noticeIds(payload, this.presence.id).length === 0) return;
     for (const listener of this.offeredListeners) listener();
   }
 

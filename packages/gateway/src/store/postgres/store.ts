@@ -170,6 +170,7 @@ export class PostgresStore implements Store {
     this.closed = true;
     clearInterval(this.heartbeat);
     await this.beating; // a beat landing after the goodbye would bring this gateway back for a stale period
+    await this.tasks.flushNotices();
     // Gone at once, not after the heartbeat's silence: the others re-queue what it was running now.
     await this.db.run(`DELETE FROM gateway WHERE id = $1`, [this.gatewayId]).catch(() => undefined);
     await this.listener?.close();

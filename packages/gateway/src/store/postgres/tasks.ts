@@ -8,6 +8,7 @@ import { Beta9Error } from "@beta9/protocol";
 import type { ClaimedTask, Page, PoolRepo, TaskFilter, TaskPolicy, TaskRepo } from "../types.js";
 import { expiredError, newId, now, taskListWhere, toPool, toTask, type PoolRow, type TaskRow } from "../sqlite/rows.js";
 import { isUniqueViolation, type Db } from "./db.js";
+import { noticeIds, Notices } from "./notices.js";
 
 type FinishStatus = "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED" | "EXPIRED";
 
@@ -36,7 +37,16 @@ export class PostgresTaskRepo implements TaskRepo {
   private readonly queuedListeners = new Set<(stubId: string) => void>();
   private readonly endedListeners = new Set<(taskId: string) => void>();
 
-  constructor(private readonly db: Db, private readonly presence: GatewayPresence) {}
+  private readonly notices: Notices;
+
+  constructor(private readonly db: Db, private readonly presence: GatewayPresence) {
+    this.notices = new Notices(db, presence.id);
+  }
+
+  /** Sends the notices not sent yet (the store's close). */
+  flushNotices(): Promise<void> {
+    return this.notices.flush();
+  }
 
   onQueuedElsewhere(listener: (stubId: string) => void): () => void {
     this.queuedListeners.add(listener);
@@ -50,9 +60,8 @@ export class PostgresTaskRepo implements TaskRepo {
 
   /** A TASK_QUEUED_CHANNEL or TASK_ENDED_CHANNEL notification (store.ts's listener); this gateway's own are ignored. */
   notified(channel: string, payload: string): void {
-    const [from, id] = payload.split(" ");
-    if (!id || from === this.presence.id) return;
-    for (const listener of channel === TASK_ENDED_CHANNEL ? this.endedListeners : this.queuedListeners) listener(id);
+    const listeners = channel === TASK_ENDED_CHANNEL ? this.endedListeners : this.queuedListeners;
+    for (const id of noticeIds(payload, this.presence.id)) for (const listener of listeners) listener(id);
   }
 
   async waiting(stubId: string) {
@@ -68,18 +77,15 @@ export class PostgresTaskRepo implements TaskRepo {
     const inputJson = JSON.stringify(input ?? null);
     const status = containerId === null ? "PENDING" : "RUNNING";
     // The stub check and the insert in one statement: nothing is written for a foreign or unknown stub.
-    // A queued task tells the other gateways in the same statement (NOTIFY is sent at commit): one
-    // whose workers can run it may be another than this one.
     const inserted = await this.db.run(
-      `WITH put AS (
-         INSERT INTO task (id, workspace_id, stub_id, status, retries, created_at, started_at, container_id, input, max_retries, timeout_s, expires_at, gateway_id)
-         SELECT $1::text, $2::text, $3::text, $4::text, 0, $5::timestamptz, $6::timestamptz, $7::text, $8::json, $9::int, $10::int, $11::timestamptz, $12::text
-         WHERE EXISTS (SELECT 1 FROM stub WHERE workspace_id = $2 AND id = $3)
-         RETURNING stub_id, status)
-       SELECT CASE WHEN status = 'PENDING' THEN pg_notify('${TASK_QUEUED_CHANNEL}', $13::text || ' ' || stub_id) END FROM put`,
+      `INSERT INTO task (id, workspace_id, stub_id, status, retries, created_at, started_at, container_id, input, max_retries, timeout_s, expires_at, gateway_id)
+       SELECT $1::text, $2::text, $3::text, $4::text, 0, $5::timestamptz, $6::timestamptz, $7::text, $8::json, $9::int, $10::int, $11::timestamptz, $12::text
+       WHERE EXISTS (SELECT 1 FROM stub WHERE workspace_id = $2 AND id = $3)`,
       [id, workspaceId, stubId, status, createdAt, containerId === null ? null : createdAt, containerId, inputJson, maxRetries, policy?.timeout ?? -1, expiresAt,
-        containerId === null ? null : this.presence.id, this.presence.id],
+        containerId === null ? null : this.presence.id],
     );
+    // Queued: a gateway whose workers can run it may be another than this one (notices.ts).
+    if (inserted === 1 && containerId === null) this.notices.add(TASK_QUEUED_CHANNEL, stubId);
     if (inserted === 0) throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "stub", id: stubId });
     // The row as written, without reading it back (puts are the hot path of a queue).
     const task: ClaimedTask = toTask({
@@ -146,15 +152,14 @@ export class PostgresTaskRepo implements TaskRepo {
    * the other's attempt. A cancel lands whoever runs it.
    */
   async finish(id: string, status: FinishStatus, fields: { result?: unknown; error?: string } = {}) {
-    // The other gateways hear of it in the same statement: a caller may wait on one of them.
-    return await this.db.run(
-      `WITH ended AS (
-         UPDATE task SET status = $1, result = $2, error = $3, ended_at = $4, next_attempt_at = NULL
-         WHERE id = $5 AND (status IN ('PENDING', 'RETRY') OR (status = 'RUNNING' AND ($1 = 'CANCELLED' OR gateway_id IS NULL OR gateway_id = $6)))
-         RETURNING id)
-       SELECT pg_notify('${TASK_ENDED_CHANNEL}', $6::text || ' ' || id) FROM ended`,
+    const ended = await this.db.run(
+      `UPDATE task SET status = $1, result = $2, error = $3, ended_at = $4, next_attempt_at = NULL
+       WHERE id = $5 AND (status IN ('PENDING', 'RETRY') OR (status = 'RUNNING' AND ($1 = 'CANCELLED' OR gateway_id IS NULL OR gateway_id = $6)))`,
       [status, fields.result === undefined ? null : JSON.stringify(fields.result), fields.error ?? null, now(), id, this.presence.id],
     ) === 1;
+    // A caller may wait for it on another gateway (a function call, a follower).
+    if (ended) this.notices.add(TASK_ENDED_CHANNEL, id);
+    return ended;
   }
 
   async retry(id: string, error: string, delayMs: number) {
