@@ -297,7 +297,7 @@ test("a worker on a standby gateway goes back to the first one once it answers a
   }
 });
 
-test("with --objects shared: an image build, code, tasks and function calls through a gateway with no worker all run on the gateway that has one (tasks once each)", { skip }, async () => {
+test("with --objects shared: an image build, code, tasks, function and endpoint calls through a gateway with no worker all run on the gateway that has one (tasks once each)", { skip }, async () => {
   postgres ??= await startTestPostgres();
   const store = await postgres.createDatabase();
   const objects = join(dir, "q-objects");
@@ -333,6 +333,12 @@ test("with --objects shared: an image build, code, tasks and function calls thro
       config: { cpu: 0.25, memory: "128Mi", keepWarmSeconds: 30 },
       image: { toSpec: () => ({ base: { kind: "scratch" }, steps: [], env: {} }) },
       handler: async (input: { n: number }) => ({ squared: input.n * input.n, version: "${version}" }),
+    };
+    export const echo = {
+      __beta9Workload: true as const, kind: "endpoint" as const, name: "q-echo",
+      config: { cpu: 0.25, memory: "128Mi", keepWarmSeconds: 30 },
+      image: { toSpec: () => ({ base: { kind: "scratch" }, steps: [], env: {} }) },
+      handler: async (input: { n: number }) => ({ echoed: input.n, pid: process.pid }),
     };
   `);
   const deploy = async (url: string, name = "jobs") => {
@@ -385,6 +391,14 @@ test("with --objects shared: an image build, code, tasks and function calls thro
     await deploy(b.url, "square");
     const answers = await Promise.all([3, 4, 5].map((n) => call(b.url, key, "POST", "/function/q-square", { n })));
     assert.deepEqual(answers.map((r) => [r.status, r.json]), [3, 4, 5].map((n) => [200, { squared: n * n, version: "v2" }]));
+
+    // An endpoint called through B is forwarded to A (the gateway B's store says has a worker).
+    await deploy(b.url, "echo");
+    const echoes = await Promise.all([1, 2].map(async (n) => {
+      const res = await fetch(`${b.url}/endpoint/q-echo`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify({ n }) });
+      return { status: res.status, by: res.headers.get("x-beta9-forwarded-by"), task: res.headers.get("x-beta9-task-id"), json: await res.json() as { echoed: number } };
+    }));
+    assert.deepEqual(echoes.map((e) => [e.status, e.json.echoed, Boolean(e.by), Boolean(e.task)]), [[200, 1, true, true], [200, 2, true, true]]);
   } finally {
     await stop(worker);
     await stop(b.child);

@@ -46,6 +46,12 @@ export interface GatewayOptions {
    * `<dataDir>/images`, this gateway's own. Volumes stay in the data dir for now.
    */
   objectsDir?: string;
+  /**
+   * Where the other gateways on a shared store reach this one (forwarded endpoint calls), e.g.
+   * http://10.0.0.5:1994. Default: the URL it listens on (127.0.0.1 for a wildcard host: only
+   * gateways on this machine could use it). Default: BETA9_ADVERTISE_URL.
+   */
+  advertiseUrl?: string;
   logLevel?: string;
   /** Largest object (code bundle) accepted, in bytes. */
   maxObjectBytes?: number;
@@ -154,6 +160,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     pino({ level: options.logLevel ?? process.env.BETA9_LOG_LEVEL ?? "info" }, pino.destination({ fd: 2, sync: false }));
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
   const unlock = lockDataDir(options.dataDir);
+  const explicitAdvertise = options.advertiseUrl ?? process.env.BETA9_ADVERTISE_URL;
+  if (explicitAdvertise !== undefined && !/^https?:\/\/[^/]+\/?$/.test(explicitAdvertise)) {
+    throw new Error(`advertiseUrl ${JSON.stringify(explicitAdvertise)} must be http(s)://HOST:PORT, where the other gateways reach this one`);
+  }
   let store: GatewayStore | undefined;
   let scheduler: Scheduler | undefined;
   let autoscaler: Autoscaler | undefined;
@@ -229,6 +239,14 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     const port = typeof address === "object" && address ? address.port : (options.port ?? DEFAULT_GATEWAY_PORT);
     const urlHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
     logger.info({ host, port, dataDir: options.dataDir, store: describeStore(options.store, options.dataDir), schemaVersion: store.schemaVersion }, "gateway listening");
+    // What the other gateways on a shared store know of this one: where it answers, which pools it has workers in.
+    const advertised = explicitAdvertise ?? `${options.tls ? "https" : "http"}://${urlHost}:${port}`;
+    const workerPools = (): string[] => [...new Set(openScheduler.listWorkers()
+      .filter((w) => w.connected && !w.cordoned && (w.isolates || w.allowUnisolated === true)).map((w) => w.pool))].sort();
+    store.peers?.advertise(() => ({ url: advertised.replace(/\/$/, ""), pools: workerPools() }));
+    store.peers?.announce();
+    const announce = () => store?.peers?.announce();
+    openScheduler.events.on("worker", announce);
     const opened = store;
     const openedLogs = logs;
     const openedScheduler = scheduler;

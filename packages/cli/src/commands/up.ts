@@ -27,6 +27,8 @@ interface ServeOptions extends TlsCliOptions {
   dataDir?: string;
   /** beta9 gateway only: code bundles and packed images in a directory several gateways share. */
   objects?: string;
+  /** beta9 gateway only: where the other gateways on the store reach this one. */
+  advertiseUrl?: string;
   logLevel?: string;
   logFormat?: LogFormat;
   runtime?: "auto" | "runc" | "process";
@@ -107,6 +109,8 @@ export function registerServe(program: Command): void {
       .env("BETA9_STORE").argParser(storeSpec))
     .addOption(new Option("--objects <dir>", "code bundles and packed images in this directory, shared by every gateway on the store (a shared mount); default: the data dir's own")
       .env("BETA9_OBJECTS"))
+    .addOption(new Option("--advertise-url <url>", "where the other gateways on the store reach this one, e.g. http://10.0.0.5:1994 (default: the URL it listens on)")
+      .env("BETA9_ADVERTISE_URL"))
     .action((opts: ServeOptions) => serve(opts, false));
   registerGatewayAdmin(gateway);
 }
@@ -150,6 +154,7 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
     host: opts.host, port: opts.port, dataDir, logger: cliLogger(level, opts.logFormat), workerTimeoutMs: opts.workerTimeout * 1000,
     machineExpirySeconds: opts.machineExpiry, ...(tls && { tls: tls.tls }), ...(opts.store && { store: opts.store }),
     ...(!saveContext && opts.objects && { objectsDir: resolve(opts.objects) }),
+    ...(!saveContext && opts.advertiseUrl && { advertiseUrl: opts.advertiseUrl }),
     logRetention: { ...(opts.logRetention && { maxAgeMs: opts.logRetention }), ...(opts.logMaxPerContainer && { maxBytesPerContainer: opts.logMaxPerContainer }) },
   }).catch(
     (err: unknown) => {

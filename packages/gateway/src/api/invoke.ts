@@ -10,11 +10,11 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { randomUUID } from "node:crypto";
 import { Beta9Error, TASK_ID_HEADER, type Stub } from "@beta9/protocol";
-import type { Autoscaler } from "../workloads/autoscaler.js";
 import { checkedInput, found, parseVersion, resolveDeployedStub, type GatewayContext } from "./common.js";
 import { invokeEndpoint } from "../workloads/runner-client.js";
 import { callError, relayStream } from "./runner-answer.js";
 import { callFunction, putTask } from "./tasks.js";
+import { forward, peerFor } from "./forward.js";
 
 /** Inputs up to 32 MiB (model prompts, small images as base64). */
 const INVOKE_BODY_LIMIT = 32 * 1024 * 1024;
@@ -28,7 +28,7 @@ function toAppRoot(request: FastifyRequest, reply: FastifyReply): FastifyReply {
   return reply.redirect(q === -1 ? `${request.url}/` : `${request.url.slice(0, q)}/${request.url.slice(q)}`, 308);
 }
 
-async function invoke(stub: Stub, autoscaler: Autoscaler, request: FastifyRequest, reply: FastifyReply, options: { stack: boolean } = { stack: true }) {
+async function invoke(ctx: GatewayContext, stub: Stub, request: FastifyRequest, reply: FastifyReply, options: { stack: boolean } = { stack: true }) {
   if (!stub.type.startsWith("endpoint/")) {
     throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a ${stub.type}, not an endpoint; call it through its own route` });
   }
@@ -36,7 +36,10 @@ async function invoke(stub: Stub, autoscaler: Autoscaler, request: FastifyReques
   if (stub.config.realtime) throw new Beta9Error("CONFLICT", { reason: `${stub.name} is a realtime endpoint: connect to its URL with a WebSocket (GET with Upgrade: websocket), not POST` });
   request.workload = stub; // its per-workload series (metrics.ts)
   const input = checkedInput(stub, request.body);
-  const slot = await autoscaler.acquire(stub);
+  // No worker here for it, and another gateway on the store has one (forward.ts).
+  const peer = await peerFor(ctx, stub, request);
+  if (peer && (await forward(request, reply, peer, ctx.store.peers!.self))) return reply;
+  const slot = await ctx.autoscaler.acquire(stub);
   const taskId = randomUUID();
   // A streamed answer holds the slot until its body is done (runner-answer.ts).
   let streaming = false;
@@ -57,7 +60,7 @@ async function invoke(stub: Stub, autoscaler: Autoscaler, request: FastifyReques
 
 /** Any workload's stub, whatever its kind: what `/public/:stubId` and serve sessions call. */
 export async function invokeAny(ctx: GatewayContext, stub: Stub, request: FastifyRequest, reply: FastifyReply, options: { stack: boolean } = { stack: true }): Promise<unknown> {
-  if (stub.type.startsWith("endpoint/")) return invoke(stub, ctx.autoscaler, request, reply, options);
+  if (stub.type.startsWith("endpoint/")) return invoke(ctx, stub, request, reply, options);
   if (stub.type.startsWith("taskqueue/")) return putTask(ctx, stub, request.body);
   if (stub.type.startsWith("function/")) return callFunction(ctx, stub, request.body, reply, options);
   if (stub.type.startsWith("pod/")) return toAppRoot(request, reply); // a pod's routes live under its URL with a slash
@@ -79,18 +82,18 @@ export async function resolvePublicStub(store: GatewayContext["store"], stubId: 
 }
 
 export function invokeRoutes(app: FastifyInstance, ctx: GatewayContext): void {
-  const { store, autoscaler } = ctx;
+  const { store } = ctx;
   const resolve = (workspaceId: string, name: string, version: number | "latest") => resolveDeployedStub(store, workspaceId, name, version);
   const options = { config: { access: "read" as const }, bodyLimit: INVOKE_BODY_LIMIT, schema: { tags: ["invoke"] } };
 
   app.post<{ Params: { name: string } }>("/endpoint/:name", { ...options, schema: { ...options.schema, summary: "Call the latest version of a deployed endpoint" } },
-    async (request, reply) => invoke(await resolve(request.auth.workspaceId, request.params.name, "latest"), autoscaler, request, reply));
+    async (request, reply) => invoke(ctx, await resolve(request.auth.workspaceId, request.params.name, "latest"), request, reply));
   app.post<{ Params: { name: string } }>("/endpoint/:name/latest", { ...options, schema: { ...options.schema, summary: "Call the latest version" } },
-    async (request, reply) => invoke(await resolve(request.auth.workspaceId, request.params.name, "latest"), autoscaler, request, reply));
+    async (request, reply) => invoke(ctx, await resolve(request.auth.workspaceId, request.params.name, "latest"), request, reply));
   app.post<{ Params: { name: string; version: string } }>("/endpoint/:name/v:version", { ...options, schema: { ...options.schema, summary: "Call one version" } },
-    async (request, reply) => invoke(await resolve(request.auth.workspaceId, request.params.name, parseVersion(request.params.version)), autoscaler, request, reply));
+    async (request, reply) => invoke(ctx, await resolve(request.auth.workspaceId, request.params.name, parseVersion(request.params.version)), request, reply));
   app.post<{ Params: { stubId: string } }>("/endpoint/id/:stubId", { ...options, schema: { ...options.schema, summary: "Call a stub by id" } },
-    async (request, reply) => invoke(found(await store.stubs.get(request.auth.workspaceId, request.params.stubId), "stub", request.params.stubId), autoscaler, request, reply));
+    async (request, reply) => invoke(ctx, found(await store.stubs.get(request.auth.workspaceId, request.params.stubId), "stub", request.params.stubId), request, reply));
   app.post<{ Params: { stubId: string } }>("/public/:stubId", {
     config: { access: "public" }, bodyLimit: INVOKE_BODY_LIMIT,
     schema: { tags: ["invoke"], summary: "Call a deployed workload whose stub has authorized: false, without a token", security: [] },

@@ -239,6 +239,27 @@ export interface MachineRepo {
   counts(): Promise<{ states: Record<string, number>; cordoned: number }>;
 }
 
+/** Another live gateway on a shared store, as its last heartbeat described it. */
+export interface Peer {
+  id: string;
+  /** Where it answers (its --advertise-url). */
+  url: string;
+  /** The pools it has a connected worker in. */
+  pools: string[];
+}
+
+/** The gateways on a shared store (Postgres only). */
+export interface PeerDirectory {
+  /** This gateway's id among them. */
+  readonly self: string;
+  /** What this gateway says of itself at each heartbeat. */
+  advertise(describe: () => { url: string; pools: string[] }): void;
+  /** The other gateways seen within the stale period that advertised a URL (cached about a second). */
+  list(): Promise<Peer[]>;
+  /** Says it now (a worker connected), not at the next heartbeat. */
+  announce(): void;
+}
+
 export interface ImageRepo {
   /**
    * Records that the workspace wants this image. Returns `build: true` when nobody is building it
@@ -362,6 +383,8 @@ export interface Store {
   readonly stubs: StubRepo;
   readonly deployments: DeploymentRepo;
   readonly tasks: TaskRepo;
+  /** The other gateways on this store; absent where this gateway is the only one (SQLite). */
+  readonly peers?: PeerDirectory;
   readonly pools: PoolRepo;
   readonly secrets: SecretRepo;
   readonly machines: MachineRepo;

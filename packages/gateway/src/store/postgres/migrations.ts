@@ -241,6 +241,13 @@ export const pgMigrations: readonly Migration[] = [
     // gateways' builds, not those another live gateway runs.
     sql: `ALTER TABLE image ADD COLUMN gateway_id TEXT COLLATE "C";`,
   },
+  {
+    version: 11,
+    name: "gateways advertise where they answer",
+    // peers.ts: each heartbeat says where the gateway answers and which pools it has workers in,
+    // so a gateway without a worker for an endpoint forwards the call to one that has.
+    sql: `ALTER TABLE gateway ADD COLUMN url TEXT; ALTER TABLE gateway ADD COLUMN pools TEXT;`,
+  },
 ];
 
 /**

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import pg from "pg";
-import type { Store } from "../types.js";
+import type { Peer, PeerDirectory, Store } from "../types.js";
 import { describeStore, StoreUnavailableError } from "../open.js";
 import { Db, TYPES } from "./db.js";
 import { PostgresTokenRepo, PostgresWorkspaceRepo, TOKEN_REVOKED_CHANNEL } from "./identity.js";
@@ -50,6 +50,17 @@ function reason(err: unknown, timeoutMs: number): string {
   return message;
 }
 
+const PEER_CACHE_MS = 1000;
+
+function parsePools(text: string | null): string[] {
+  try {
+    const value = JSON.parse(text ?? "[]") as unknown;
+    return Array.isArray(value) ? value.filter((p): p is string => typeof p === "string") : [];
+  } catch {
+    return [];
+  }
+}
+
 export class PostgresStore implements Store {
   readonly workspaces: PostgresWorkspaceRepo;
   readonly tokens: PostgresTokenRepo;
@@ -68,6 +79,10 @@ export class PostgresStore implements Store {
   private closed = false;
   private readonly db: Db;
   private heartbeat: NodeJS.Timeout | undefined;
+  private describe: (() => { url: string; pools: string[] }) | undefined;
+  private peerCache: { at: number; list: Promise<Peer[]> } | undefined;
+  /** The other gateways on this database (their heartbeat rows). */
+  readonly peers: PeerDirectory;
   /** Since when this gateway's heartbeat has been written without a failure or a late beat (undefined: the last one failed). */
   private seenSince: number | undefined;
   private lastBeatAt = 0;
@@ -82,6 +97,14 @@ export class PostgresStore implements Store {
     private readonly heartbeatMs: number,
   ) {
     const db = (this.db = new Db(pool));
+    this.peers = {
+      self: gatewayId,
+      advertise: (describe) => {
+        this.describe = describe;
+      },
+      announce: () => void this.announce(),
+      list: () => this.listPeers(),
+    };
     const presence: GatewayPresence = {
       id: gatewayId, staleAfterMs: heartbeatMs * 6,
       steady: () => this.seenSince !== undefined && Date.now() - this.seenSince >= heartbeatMs * 6,
@@ -145,7 +168,11 @@ export class PostgresStore implements Store {
   /** Says this gateway is alive: the others leave its running attempts alone while it does. */
   private async beat(): Promise<void> {
     try {
-      await this.db.run(`INSERT INTO gateway (id, seen_at) VALUES ($1, now()) ON CONFLICT (id) DO UPDATE SET seen_at = now()`, [this.gatewayId]);
+      const self = this.describe?.();
+      await this.db.run(
+        `INSERT INTO gateway (id, seen_at, url, pools) VALUES ($1, now(), $2, $3) ON CONFLICT (id) DO UPDATE SET seen_at = now(), url = $2, pools = $3`,
+        [this.gatewayId, self?.url ?? null, self ? JSON.stringify(self.pools) : null],
+      );
       const now = Date.now();
       // A beat that came late (a stalled loop, a pool full for seconds) may have let others judge this
       // gateway gone: it is not steady again until a whole stale period of beats on time.
@@ -175,6 +202,26 @@ export class PostgresStore implements Store {
     await this.db.run(`DELETE FROM gateway WHERE id = $1`, [this.gatewayId]).catch(() => undefined);
     await this.listener?.close();
     await this.pool.end();
+  }
+
+  private listPeers(): Promise<Peer[]> {
+    const now = Date.now();
+    if (!this.peerCache || now - this.peerCache.at > PEER_CACHE_MS) {
+      const list = this.db.rows<{ id: string; url: string; pools: string | null }>(
+        `SELECT id, url, pools FROM gateway WHERE id <> $1 AND url IS NOT NULL AND seen_at > now() - $2::int * interval '1 millisecond' ORDER BY id`,
+        [this.gatewayId, this.heartbeatMs * 6],
+      ).then((rows) => rows.map((r) => ({ id: r.id, url: r.url, pools: parsePools(r.pools) })));
+      list.catch(() => (this.peerCache = undefined));
+      this.peerCache = { at: now, list };
+    }
+    return this.peerCache.list;
+  }
+
+  /** Says where this gateway answers and what it has now (a worker connected or left), not at the next beat. */
+  async announce(): Promise<void> {
+    if (this.closed || this.beating) return;
+    this.beating = this.beat().catch(() => undefined).finally(() => (this.beating = undefined));
+    await this.beating;
   }
 
   toString(): string {

@@ -229,6 +229,12 @@ export const migrations: readonly Migration[] = [
     // As task.gateway_id (Postgres: which gateway started a build); one gateway here, so it stays empty.
     sql: `ALTER TABLE image ADD COLUMN gateway_id TEXT;`,
   },
+  {
+    version: 11,
+    name: "gateways advertise where they answer",
+    // As Postgres's (the schema versions stay aligned for store migrate); one gateway here: unused.
+    sql: `ALTER TABLE gateway ADD COLUMN url TEXT; ALTER TABLE gateway ADD COLUMN pools TEXT;`,
+  },
 ];
 
 export class MigrationError extends Error {
