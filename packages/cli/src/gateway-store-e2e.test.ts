@@ -1,96 +1,39 @@
 /**
- * `beta9 gateway --store postgres://…` end to end: two real gateway processes on one Postgres
- * database (a server this file starts) serve the same deployments and task queue; an unreachable
- * database ends the start with STORE_UNAVAILABLE and exit code 5 instead of a hang.
+ * `beta9 gateway --store postgres://…` end to end: real gateway processes on one Postgres
+ * database (a server this file starts) serve the same deployments and task queue; workers and
+ * machines move between them; work put through a gateway with no worker runs on one that has one;
+ * an unreachable database ends the start with STORE_UNAVAILABLE and exit code 5 instead of a hang.
  */
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { postgresUnavailableReason, startTestPostgres, type TestPostgres } from "@beta9/gateway/testing/postgres";
 import { pino } from "pino";
 import { startGateway } from "@beta9/gateway";
 import { startWorker } from "@beta9/worker";
 import { EXIT } from "./errors.js";
+import { AGENT_MAIN as agentMain, CLI as cli, call, freePort, Processes, stop } from "./testing/processes.js";
 
-const cli = fileURLToPath(new URL("./main.js", import.meta.url));
-const agentMain = fileURLToPath(new URL("../../agent/dist/main.js", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "beta9-store-e2e-"));
-const children: ChildProcess[] = [];
+const procs = new Processes(dir);
+const { env, children } = procs;
 let postgres: TestPostgres | undefined;
 after(async () => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  procs.killAll();
   await postgres?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
-const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1", BETA9_CONFIG_DIR: join(dir, "cfg") };
-delete env.BETA9_STORE;
-
 /** Runs `beta9 gateway` to its exit: `{ code, output }`. */
 function runToExit(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; output: string }> {
-  const child = spawn(process.execPath, [cli, "gateway", "--port", "0", "--log-level", "error", ...args], { env: { ...env, ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] });
-  children.push(child);
-  let output = "";
-  child.stdout!.on("data", (c: Buffer) => (output += c.toString()));
-  child.stderr!.on("data", (c: Buffer) => (output += c.toString()));
-  return new Promise((resolve) => child.once("close", (code) => resolve({ code, output })));
+  return procs.run(["gateway", "--port", "0", "--log-level", "error", ...args], { ...env, ...extraEnv });
 }
 
-/** Starts `beta9 gateway` and resolves once it printed its URL (or rejects with its output if it exits first). */
-function startGatewayProcess(args: string[]): Promise<{ child: ChildProcess; url: string; output: () => string }> {
-  const child = spawn(process.execPath, [cli, "gateway", "--port", "0", "--log-level", "error", ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
-  children.push(child);
-  let output = "";
-  return new Promise((resolve, reject) => {
-    const onData = (c: Buffer) => {
-      output += c.toString();
-      const url = /^gateway: (http:\/\/127\.0\.0\.1:\d+)$/m.exec(output)?.[1];
-      if (url) {
-        child.stdout!.off("data", onData);
-        child.stdout!.on("data", (more: Buffer) => (output += more.toString()));
-        resolve({ child, url, output: () => output });
-      }
-    };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", (c: Buffer) => (output += c.toString()));
-    child.once("exit", (code) => reject(new Error(`beta9 gateway exited (${code}) before it listened:\n${output}`)));
-  });
-}
-
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
-
-/** SIGTERM, then SIGKILL past `ms`: its exit code, or null when a signal ended it. */
-async function stop(child: ChildProcess, ms = 20_000): Promise<number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), ms);
-  try {
-    return await exited;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function call(url: string, key: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const res = await fetch(url + path, {
-    method, headers: { authorization: `Bearer ${key}`, ...(body !== undefined && { "content-type": "application/json" }) },
-    ...(body !== undefined && { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? JSON.parse(text) : undefined };
-}
+const startGatewayProcess = (args: string[]) => procs.gateway(args);
 
 test("an unreachable Postgres store: exit 5 with STORE_UNAVAILABLE, the password never shown; a bad --store is a usage error", async () => {
   const probe = createServer();

@@ -36,6 +36,7 @@ interface BuildJob {
 }
 
 const ORPHANED_BUILDS_CHECK_MS = 30_000;
+const FOLLOW_POLL_MS = 1000;
 
 export interface ImageBuildsOptions {
   dir: string;
@@ -170,7 +171,25 @@ export class ImageBuilds {
 
   subscribe(id: string, listener: (event: BuildEvent) => void): () => void {
     this.events.on(id, listener);
-    return () => this.events.off(id, listener);
+    // A build this gateway does not run (another gateway on a shared store took it, or was asked
+    // for it): its end is read from the store, once a second.
+    let timer: NodeJS.Timeout | undefined;
+    if (!this.jobs.has(id)) {
+      timer = setInterval(() => {
+        void this.o.images.getAny(id).then((image) => {
+          if (!image || image.status === "building" || timer === undefined) return;
+          clearInterval(timer);
+          timer = undefined;
+          listener({ kind: "end", image });
+        }, () => undefined);
+      }, FOLLOW_POLL_MS);
+      timer.unref();
+    }
+    return () => {
+      clearInterval(timer);
+      timer = undefined;
+      this.events.off(id, listener);
+    };
   }
 
   private start(workspaceId: string, imageId: string, spec: unknown): void {
