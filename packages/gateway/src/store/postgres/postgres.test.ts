@@ -128,6 +128,17 @@ if (unavailable) {
     return { ws, stub };
   }
 
+  /** Stores on one database as gateways with these ids (100 ms heartbeats); `opened` for the cleanup. */
+  function gatewaysOn(url: string) {
+    const opened: PostgresStore[] = [];
+    const open = async (gatewayId: string) => {
+      const store = await PostgresStore.open(url, { gatewayId, heartbeatMs: 100 });
+      opened.push(store);
+      return store;
+    };
+    return { open, opened };
+  }
+
   describe("postgres store", () => {
     it("records every migration once; reopening applies none again and keeps the data", async () => {
       const url = await server!.createDatabase();
@@ -192,12 +203,7 @@ if (unavailable) {
 
     it("a restarting gateway re-queues only its own running attempts; one killed (kill -9) or stopped has its attempts taken over by another, once", async () => {
       const url = await server!.createDatabase();
-      const opened: PostgresStore[] = [];
-      const open = async (gatewayId: string) => {
-        const store = await PostgresStore.open(url, { gatewayId, heartbeatMs: 100 });
-        opened.push(store);
-        return store;
-      };
+      const { open, opened } = gatewaysOn(url);
       // Gateway A in a process of its own, so that it can be killed as a crash kills it.
       let child: ChildProcess | undefined;
       try {
@@ -260,13 +266,7 @@ if (unavailable) {
     });
 
     it("image builds: a starting gateway fails its own interrupted builds, never a live gateway's; a stopped gateway's are failed by the others; offers have one taker", async () => {
-      const url = await server!.createDatabase();
-      const opened: PostgresStore[] = [];
-      const open = async (gatewayId: string) => {
-        const store = await PostgresStore.open(url, { gatewayId, heartbeatMs: 100 });
-        opened.push(store);
-        return store;
-      };
+      const { open, opened } = gatewaysOn(await server!.createDatabase());
       try {
         const a = await open("gw-a");
         const ws = (await a.workspaces.create("ws-images", "workspace")).workspace.id;
