@@ -277,6 +277,16 @@ test("with --objects shared: an image build, code, tasks, function and endpoint 
       image: { toSpec: () => ({ base: { kind: "scratch" }, steps: [], env: {} }) },
       handler: async (input: { n: number }) => ({ squared: input.n * input.n, version: "${version}" }),
     };
+    export const hold = {
+      __beta9Workload: true as const, kind: "taskqueue" as const, name: "q-hold",
+      config: { cpu: 0.25, memory: "128Mi", keepWarmSeconds: 30 },
+      image: { toSpec: () => ({ base: { kind: "scratch" }, steps: [], env: {} }) },
+      handler: async (input: { n: number }, ctx: { signal: AbortSignal }) => {
+        appendFileSync(${JSON.stringify(ran)}, "holding " + input.n + "\\n");
+        await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve));
+        appendFileSync(${JSON.stringify(ran)}, "aborted " + input.n + "\\n");
+      },
+    };
     export const echo = {
       __beta9Workload: true as const, kind: "endpoint" as const, name: "q-echo",
       config: { cpu: 0.25, memory: "128Mi", keepWarmSeconds: 30 },
@@ -327,13 +337,22 @@ test("with --objects shared: an image build, code, tasks, function and endpoint 
       }
       assert.deepEqual(new Set(statuses), new Set(["COMPLETE"]), `burst ${burst}: ${statuses.join(",")}\nworker:\n${workerOutput}`);
     }
-    const runs = readFileSync(ran, "utf8").trim().split("\n").sort((x, y) => Number(x.split(" ")[1]) - Number(y.split(" ")[1]));
+    const runs = readFileSync(ran, "utf8").trim().split("\n").filter((line) => line.startsWith("v")).sort((x, y) => Number(x.split(" ")[1]) - Number(y.split(" ")[1]));
     assert.deepEqual(runs, Array.from({ length: 30 }, (_, n) => `v2 ${n}`), "each task's handler ran exactly once, the code deployed through B");
 
     // A function called through B runs on A's worker; B answers when A ends the task.
     await deploy(b.url, "square");
     const answers = await Promise.all([3, 4, 5].map((n) => call(b.url, key, "POST", "/function/q-square", { n })));
     assert.deepEqual(answers.map((r) => [r.status, r.json]), [3, 4, 5].map((n) => [200, { squared: n * n, version: "v2" }]));
+
+    // A task cancelled through B while A runs it: its handler sees ctx.signal abort on A.
+    await deploy(b.url, "hold");
+    const held = await call(b.url, key, "POST", "/taskqueue/q-hold", { n: 7 });
+    assert.equal(held.status, 200, JSON.stringify(held.json));
+    for (let i = 0; i < 300 && !readFileSync(ran, "utf8").includes("holding 7\n"); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal((await call(b.url, key, "POST", `/api/v1/task/${held.json.task_id}/cancel`)).json.status, "CANCELLED");
+    for (let i = 0; i < 200 && !readFileSync(ran, "utf8").includes("aborted 7\n"); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(readFileSync(ran, "utf8").includes("aborted 7\n"), "the handler on A saw the cancel made through B");
 
     // An endpoint called through B is forwarded to A (the gateway B's store says has a worker).
     await deploy(b.url, "echo");

@@ -8,6 +8,7 @@ import { Secrets } from "./secrets/secrets.js";
 import { loadVaultKey, Vault } from "./secrets/vault.js";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { pino, type Logger } from "pino";
 import { DEFAULT_GATEWAY_PORT, type TokenWithKey, type Workspace } from "@beta9/protocol";
@@ -241,9 +242,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     logger.info({ host, port, dataDir: options.dataDir, store: describeStore(options.store, options.dataDir), schemaVersion: store.schemaVersion }, "gateway listening");
     // What the other gateways on a shared store know of this one: where it answers, which pools it has workers in.
     const advertised = explicitAdvertise ?? `${options.tls ? "https" : "http"}://${urlHost}:${port}`;
-    const workerPools = (): string[] => [...new Set(openScheduler.listWorkers()
-      .filter((w) => w.connected && !w.cordoned && (w.isolates || w.allowUnisolated === true)).map((w) => w.pool))].sort();
-    store.peers?.advertise(() => ({ url: advertised.replace(/\/$/, ""), pools: workerPools() }));
+    // Cluster workers only: a machine serves its own workspace, not every caller of its pool.
+    let advertising = true;
+    const workerPools = (): string[] => (advertising ? [...new Set(openScheduler.listWorkers()
+      .filter((w) => w.connected && !w.cordoned && w.workspaceId === undefined && (w.isolates || w.allowUnisolated === true)).map((w) => w.pool))].sort() : []);
+    store.peers?.advertise(() => ({ url: advertised.replace(/\/$/, ""), pools: workerPools(), host: hostname() }));
     store.peers?.announce();
     const announce = () => store?.peers?.announce();
     openScheduler.events.on("worker", announce);
@@ -268,6 +271,9 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       async close() {
         if (closed) return;
         closed = true;
+        // Stop drawing forwarded calls before this gateway stops answering them.
+        advertising = false;
+        opened.peers?.announce();
         await cron.close();
         clearInterval(volumeSweeper);
         openedMachines.close();

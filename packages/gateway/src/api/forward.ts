@@ -1,66 +1,95 @@
 /**
  * Endpoint calls between gateways on a shared store. A call that reaches a gateway with no worker
  * for the stub's pool (behind a load balancer, say) is forwarded to a gateway that has one, as its
- * last heartbeat said (store peers): the same method, path, body and credentials, answered as that
- * gateway answers, streamed. A forwarded call carries FORWARDED_HEADER and is never forwarded
- * again (the receiving gateway serves it, or waits for capacity, itself). An unreachable peer
- * leaves the call to this gateway.
+ * last heartbeat said (store peers): the same method, path, query, JSON body and credentials,
+ * answered as that gateway answers, streamed. A forwarded call carries FORWARDED_HEADER and is
+ * never forwarded again (the receiving gateway serves it, or waits for capacity, itself).
+ *
+ * Only the path and query come from the request: the destination is always the peer's advertised
+ * origin (an absolute-form request line must not choose where the gateway sends a token). A peer
+ * that cannot be connected to is skipped for the next; once the call was sent, a failure is a 502
+ * (the handler may have run: it must not run again here).
  */
 import type { FastifyReply, FastifyRequest } from "fastify";
-import { request as undiciRequest, type Dispatcher } from "undici";
-import type { Stub } from "@beta9/protocol";
+import { Agent, request as undiciRequest, type Dispatcher } from "undici";
+import { Beta9Error, type Stub } from "@beta9/protocol";
+import { relayAll } from "../sandboxes/proxy.js";
 import type { Peer } from "../store/types.js";
 import type { GatewayContext } from "./common.js";
 
 export const FORWARDED_HEADER = "x-beta9-forwarded-by";
 /** Request headers a forwarded call keeps (the rest are this hop's). */
 const REQUEST_HEADERS = ["authorization", "content-type", "accept", "accept-encoding", "user-agent", "x-request-id"];
-/** Answer headers relayed back. */
-const ANSWER_HEADERS = ["content-type", "content-encoding", "cache-control", "retry-after", "x-beta9-task-id", "x-request-id"];
+/** Errors before a byte of the call was sent: another peer (or this gateway) may take it. */
+const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "UND_ERR_CONNECT_TIMEOUT"]);
+const CONNECT_TIMEOUT_MS = 3000;
+/** What a call may wait for a container before its handler starts (the pool's own bound is 120 s). */
+const PLACEMENT_MS = 180_000;
+/** undici's pool with a short connect timeout: a dead peer (still listed for 30 s) is skipped quickly. */
+const connectBounded = new Agent({ connect: { timeout: CONNECT_TIMEOUT_MS } });
 
-/** The gateway to send this call to, or undefined to serve it here. */
-export async function peerFor(ctx: Pick<GatewayContext, "store" | "scheduler">, stub: Stub, request: FastifyRequest): Promise<Peer | undefined> {
+/** The peers to send this call to, in the order to try, or [] to serve it here. */
+export async function peersFor(ctx: Pick<GatewayContext, "store" | "scheduler">, stub: Stub, request: FastifyRequest): Promise<Peer[]> {
   const peers = ctx.store.peers;
-  if (!peers || request.headers[FORWARDED_HEADER] !== undefined) return undefined;
+  if (!peers || request.headers[FORWARDED_HEADER] !== undefined) return [];
   const pool = stub.config.pool;
-  if (ctx.scheduler.hasWorkerFor({ pool, workspaceId: stub.workspaceId })) return undefined;
+  if (ctx.scheduler.hasWorkerFor({ pool, workspaceId: stub.workspaceId })) return [];
   const able = (await peers.list().catch(() => [])).filter((p) => (pool === null ? p.pools.length > 0 : p.pools.includes(pool)));
-  return able[Math.floor(Math.random() * able.length)];
+  // A random order spreads the calls; the rest are the fallbacks.
+  return able.map((p) => [Math.random(), p] as const).sort((a, b) => a[0] - b[0]).map(([, p]) => p);
+}
+
+/** The peer's origin with the request's path and query, whatever the request line held. */
+export function targetUrl(peerUrl: string, requestUrl: string): URL {
+  const target = new URL(peerUrl);
+  const asked = new URL(requestUrl, "http://placeholder.invalid");
+  target.pathname = asked.pathname;
+  target.search = asked.search;
+  return target;
 }
 
 /**
- * Sends the call to `peer` and relays its answer; false when the peer could not be reached (the
- * caller then serves the call itself). `self`: this gateway's id, named in FORWARDED_HEADER.
+ * Sends the call to the first of `peers` that takes it and relays its answer; false when none
+ * could be connected to (the caller then serves the call itself). `self`: this gateway's id.
  */
-export async function forward(request: FastifyRequest, reply: FastifyReply, peer: Peer, self: string, dispatcher?: Dispatcher): Promise<boolean> {
+export async function forward(request: FastifyRequest, reply: FastifyReply, peers: readonly Peer[], self: string, stub: Stub): Promise<boolean> {
   const headers: Record<string, string> = { [FORWARDED_HEADER]: self };
   for (const name of REQUEST_HEADERS) {
     const value = request.headers[name];
     if (typeof value === "string") headers[name] = value;
   }
-  let res: Dispatcher.ResponseData;
-  try {
-    res = await undiciRequest(new URL(request.url, peer.url), {
-      method: request.method as Dispatcher.HttpMethod,
-      headers,
-      ...(request.body !== undefined && { body: typeof request.body === "string" ? request.body : JSON.stringify(request.body) }),
-      // As long as a call here may take: the peer bounds it (the stub's timeout) and answers.
-      headersTimeout: 0,
-      bodyTimeout: 0,
-      ...(dispatcher && { dispatcher }),
-    });
-  } catch (err) {
-    request.log.warn({ err, peer: peer.url }, "could not forward the call to another gateway; serving it here");
-    return false;
+  // The caller leaving ends the call on the peer too.
+  const abort = new AbortController();
+  const gone = () => abort.abort();
+  request.raw.once("close", gone);
+  const timeoutMs = Math.max(1, stub.config.taskPolicy.timeout) * 1000;
+  for (const peer of peers) {
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await undiciRequest(targetUrl(peer.url, request.url), {
+        method: request.method as Dispatcher.HttpMethod,
+        headers,
+        ...(request.body !== undefined && { body: JSON.stringify(request.body) }),
+        headersTimeout: PLACEMENT_MS + timeoutMs,
+        bodyTimeout: timeoutMs + 60_000,
+        signal: abort.signal,
+        dispatcher: connectBounded,
+      });
+    } catch (err) {
+      if (abort.signal.aborted) return true; // the caller left: nothing to answer
+      const code = (err as NodeJS.ErrnoException).code ?? "";
+      if (NOT_SENT.has(code)) {
+        request.log.warn({ err: (err as Error).message, peer: peer.url }, "could not reach another gateway to forward the call; trying the next");
+        continue;
+      }
+      request.raw.off("close", gone);
+      throw new Beta9Error("UPSTREAM_FAILED", { reason: `the gateway ${peer.id} that serves ${stub.name} did not answer (${(err as Error).message})` });
+    }
+    reply.header(FORWARDED_HEADER, peer.id);
+    // The peer's answer, less hop-by-hop and origin-bound headers, under the sandboxing CSP (as a local stream).
+    await relayAll(reply, res);
+    return true;
   }
-  reply.code(res.statusCode);
-  for (const name of ANSWER_HEADERS) {
-    const value = res.headers[name];
-    if (value !== undefined) reply.header(name, value);
-  }
-  reply.header(FORWARDED_HEADER, peer.id);
-  // The caller leaving ends the peer's answer too.
-  reply.raw.once("close", () => res.body.destroy());
-  await reply.send(res.body);
-  return true;
+  request.raw.off("close", gone);
+  return false;
 }

@@ -14,7 +14,7 @@ import { checkedInput, found, parseVersion, resolveDeployedStub, type GatewayCon
 import { invokeEndpoint } from "../workloads/runner-client.js";
 import { callError, relayStream } from "./runner-answer.js";
 import { callFunction, putTask } from "./tasks.js";
-import { forward, peerFor } from "./forward.js";
+import { forward, peersFor } from "./forward.js";
 
 /** Inputs up to 32 MiB (model prompts, small images as base64). */
 const INVOKE_BODY_LIMIT = 32 * 1024 * 1024;
@@ -37,8 +37,8 @@ async function invoke(ctx: GatewayContext, stub: Stub, request: FastifyRequest, 
   request.workload = stub; // its per-workload series (metrics.ts)
   const input = checkedInput(stub, request.body);
   // No worker here for it, and another gateway on the store has one (forward.ts).
-  const peer = await peerFor(ctx, stub, request);
-  if (peer && (await forward(request, reply, peer, ctx.store.peers!.self))) return reply;
+  const peers = await peersFor(ctx, stub, request);
+  if (peers.length > 0 && (await forward(request, reply, peers, ctx.store.peers!.self, stub))) return reply;
   const slot = await ctx.autoscaler.acquire(stub);
   const taskId = randomUUID();
   // A streamed answer holds the slot until its body is done (runner-answer.ts).

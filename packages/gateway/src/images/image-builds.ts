@@ -76,8 +76,17 @@ export class ImageBuilds {
       images: o.images, ...(o.logger && { logger: o.logger }), workerWaitMs: o.workerWaitMs ?? 60_000,
       canBuild: () => this.builders().length > 0,
       adopt: ({ id, spec, workspaceId }) => {
+        const running = this.jobs.get(id);
+        if (running && !running.done) return; // already building here
         this.start(workspaceId, id, spec);
-        this.append(id, [{ stream: "stdout", line: `taken over from another gateway, which has no worker to build on`, at: Date.now() }]);
+        this.append(id, [{ stream: "stdout", line: "taken over from another gateway, which has no worker to build on", at: Date.now() }]);
+      },
+      ownOffers: () => [...this.jobs.values()].filter((j) => j.offered === true && !j.done).map((j) => j.imageId),
+      reclaimed: (id) => {
+        const job = this.jobs.get(id);
+        if (!job) return;
+        job.offered = false;
+        this.dispatch(job);
       },
     });
     o.scheduler.events.on("worker_lost", (workerId: string) => {
@@ -240,8 +249,9 @@ export class ImageBuilds {
     // No worker here: on a shared store another gateway may have one (offered once, then followed).
     if (cluster.length === 0 && job.offered === undefined) {
       job.offered = false;
-      void this.handoff.offer(job.imageId, (image) => this.finish(image), () => {
-        void this.fail(job.imageId, "no gateway has a cluster worker to build on (machines do not build images, which every workspace shares); start one (beta9 up, or beta9 worker)");
+      void this.handoff.offer(job.imageId, {
+        ended: (image) => (image ? this.finish(image) : this.forgetJob(job)),
+        unclaimed: () => void this.fail(job.imageId, "no gateway has a cluster worker to build on (machines do not build images, which every workspace shares); start one (beta9 up, or beta9 worker)"),
       }).then((offered) => {
         job.offered = offered;
         if (offered) this.append(job.imageId, [{ stream: "stdout", line: "no worker is connected to this gateway: the build is offered to the other gateways", at: Date.now() }]);
@@ -305,6 +315,13 @@ export class ImageBuilds {
     await this.o.images.markFailed(imageId, error);
     const image = await this.o.images.getAny(imageId);
     if (image) this.finish(image);
+  }
+
+  /** A job whose image's row is gone (deleted meanwhile): nothing to report, its quota and timer freed. */
+  private forgetJob(job: BuildJob): void {
+    clearTimeout(job.timer);
+    job.done = true;
+    this.jobs.delete(job.imageId);
   }
 
   private finish(image: Image): void {

@@ -82,6 +82,8 @@ export interface SchedulerEvents {
   worker_lost: string;
 }
 
+const NO_RESERVATION: PlacementCandidate["reserved"] = { cpuMillicores: 0, memoryMiB: 0, gpus: {} };
+
 export class Scheduler {
   readonly events = new TypedEmitter<SchedulerEvents>();
   private readonly workers = new Map<string, ConnectedWorker>();
@@ -304,7 +306,12 @@ export class Scheduler {
 
   /** Whether a connected worker may run containers of this pool and workspace (capacity aside). */
   hasWorkerFor(demand: { pool: string | null; workspaceId: string }): boolean {
-    return anyEligible(this.candidates(), demand);
+    // On every endpoint call of a shared store (forward.ts): the candidates without their reservations.
+    return anyEligible([...this.workers.values()].map((w) => ({
+      workerId: w.id, pool: w.pool, schedulable: w.connected && !w.cordoned, capacity: w.capacity, reserved: NO_RESERVATION,
+      mayRunUntrusted: w.isolates || w.allowUnisolated === true, filtersEgress: w.filtersEgress === true,
+      ...(w.workspaceId !== undefined && { workspaceId: w.workspaceId }),
+    })), demand);
   }
 
   /** Why no connected worker could ever run this demand (see placement.neverFits), or undefined. */

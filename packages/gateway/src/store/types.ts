@@ -252,8 +252,8 @@ export interface Peer {
 export interface PeerDirectory {
   /** This gateway's id among them. */
   readonly self: string;
-  /** What this gateway says of itself at each heartbeat. */
-  advertise(describe: () => { url: string; pools: string[] }): void;
+  /** What this gateway says of itself at each heartbeat (`host`: its machine's name, for loopback URLs). */
+  advertise(describe: () => { url: string; pools: string[]; host: string }): void;
   /** The other gateways seen within the stale period that advertised a URL (cached about a second). */
   list(): Promise<Peer[]>;
   /** Says it now (a worker connected), not at the next heartbeat. */

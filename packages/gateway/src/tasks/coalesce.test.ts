@@ -34,3 +34,14 @@ test("a failing job rejects its callers and leaves the key free", async () => {
   fail = false;
   await c.run("k");
 });
+
+test("the gap holds across runs: a call right after a run ended starts only once the gap since its start passed", async () => {
+  const starts: number[] = [];
+  const c = new PerKeyCoalescer(async () => void starts.push(Date.now()), 100);
+  await c.run("k");
+  await c.run("k");
+  await c.run("other");
+  assert.equal(starts.length, 3);
+  assert.ok(starts[1]! - starts[0]! >= 95, `${starts[1]! - starts[0]!} ms apart`);
+  assert.ok(starts[2]! - starts[1]! < 50, "another key does not wait");
+});

@@ -6,6 +6,8 @@
 export class PerKeyCoalescer {
   private readonly running = new Map<string, Promise<void>>();
   private readonly again = new Set<string>();
+  /** When each key's last run started (across runs: a call right after one ends waits the gap too). */
+  private readonly lastStart = new Map<string, number>();
 
   /** `gapMs`: the least time between the starts of two runs of one key (the extra run waits for it). */
   constructor(private readonly job: (key: string) => Promise<void>, private readonly gapMs = 0) {}
@@ -17,15 +19,21 @@ export class PerKeyCoalescer {
       return current;
     }
     const loop = (async () => {
-      let started = 0;
       do {
-        const wait = started + this.gapMs - Date.now();
-        if (started > 0 && wait > 0) await new Promise((r) => setTimeout(r, wait));
+        const wait = (this.lastStart.get(key) ?? 0) + this.gapMs - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
         this.again.delete(key);
-        started = Date.now();
+        this.lastStart.set(key, Date.now());
         await this.job(key);
       } while (this.again.has(key));
-    })().finally(() => this.running.delete(key));
+    })().finally(() => {
+      this.running.delete(key);
+      // Past the gap the start time no longer matters: the map holds only keys run just now.
+      const timer = setTimeout(() => {
+        if (!this.running.has(key)) this.lastStart.delete(key);
+      }, this.gapMs);
+      timer.unref();
+    });
     this.running.set(key, loop);
     return loop;
   }

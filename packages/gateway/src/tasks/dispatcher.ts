@@ -102,6 +102,7 @@ export class TaskDispatcher {
     this.others = new OtherGateways({
       store: o.store, ...(o.logger && { logger: o.logger }), events: this.events,
       isRunning: (taskId) => this.running.has(taskId),
+      stopRunning: (taskId) => this.stopRunning(taskId),
       counted: () => [...this.depth.keys()],
       serves: (stub) => o.serves?.(stub) ?? true,
       closed: () => this.closed,
@@ -200,15 +201,19 @@ export class TaskDispatcher {
   /** Cancels a pending or running task; true if it was still live. */
   async cancel(task: Task): Promise<boolean> {
     const ended = await this.end(task, "CANCELLED", { error: "cancelled" });
-    const live = this.running.get(task.id);
-    if (live) {
-      live.cancelled = true;
-      // Tell the runner (its handler sees ctx.signal abort), then drop our end of the request.
-      await cancelInvocation(live.slot.runner, task.id);
-      live.abort.abort();
-    }
+    await this.stopRunning(task.id);
     if (ended) await this.emit(task.id);
     return ended;
+  }
+
+  /** Stops this gateway's attempt of a cancelled task, if it runs one (cancelled here, or on another gateway). */
+  private async stopRunning(taskId: string): Promise<void> {
+    const live = this.running.get(taskId);
+    if (!live || live.cancelled) return;
+    live.cancelled = true;
+    // Tell the runner (its handler sees ctx.signal abort), then drop our end of the request.
+    await cancelInvocation(live.slot.runner, taskId);
+    live.abort.abort();
   }
 
   close(): void {

@@ -19,6 +19,8 @@ export interface DispatcherHooks {
   logger?: Logger;
   events: TypedEmitter<Record<string, Task>>;
   isRunning(taskId: string): boolean;
+  /** Stops this gateway's attempt of a task another gateway cancelled. */
+  stopRunning(taskId: string): Promise<void>;
   /** The stubs this gateway counts tasks of now. */
   counted(): string[];
   /** Whether a worker connected here could run the stub's containers. */
@@ -67,11 +69,17 @@ export class OtherGateways {
     for (const taskId of this.h.events.keys()) if (!this.h.isRunning(taskId)) this.h.background(this.tellEnded(taskId), "ended elsewhere");
   }
 
-  /** A task another gateway ended reaches whoever waits for it here. */
+  /**
+   * A task another gateway ended reaches whoever waits for it here; and one it cancelled while
+   * this gateway runs it stops here (its handler sees ctx.signal abort).
+   */
   private async tellEnded(taskId: string): Promise<void> {
-    if (this.h.events.listenerCount(taskId) === 0) return;
+    const running = this.h.isRunning(taskId);
+    if (!running && this.h.events.listenerCount(taskId) === 0) return;
     const task = await this.h.store.tasks.getAny(taskId);
-    if (task && TERMINAL_TASK_STATUSES.includes(task.status)) this.h.events.emit(taskId, task);
+    if (!task || !TERMINAL_TASK_STATUSES.includes(task.status)) return;
+    if (running && task.status === "CANCELLED") await this.h.stopRunning(taskId);
+    if (!running) this.h.events.emit(taskId, task);
   }
 
   private async resyncNow(stubId: string): Promise<void> {

@@ -11,8 +11,10 @@ const IMAGE_COLUMNS = "i.id, i.spec::text AS spec, i.status, i.size, i.sha256, i
 
 /** NOTIFY channel of builds offered to the gateways that have workers: payload `<gateway id> <image id>`. */
 export const IMAGE_OFFERED_CHANNEL = "beta9_image_offered";
-/** The owner of a build offered and not taken yet (failInterrupted leaves it to the offering gateway's timer). */
-const OFFERED = "offered";
+/** The owner of a build offered and not taken yet: `offered:<offering gateway's id>`. */
+const OFFERED = "offered:";
+/** A build's gateway, offered or not. */
+const OWNER = `COALESCE(substring(gateway_id from '^offered:(.*)$'), gateway_id)`;
 
 export class PostgresImageRepo implements ImageRepo {
   private readonly offeredListeners = new Set<() => void>();
@@ -21,7 +23,7 @@ export class PostgresImageRepo implements ImageRepo {
 
   async offer(id: string) {
     return await this.db.run(
-      `WITH offered AS (UPDATE image SET gateway_id = '${OFFERED}' WHERE id = $1 AND status = 'building' AND gateway_id = $2 RETURNING id)
+      `WITH offered AS (UPDATE image SET gateway_id = '${OFFERED}' || $2 WHERE id = $1 AND status = 'building' AND gateway_id = $2 RETURNING id)
        SELECT pg_notify('${IMAGE_OFFERED_CHANNEL}', $2::text || ' ' || id) FROM offered`,
       [id, this.presence.id],
     ) === 1;
@@ -31,19 +33,21 @@ export class PostgresImageRepo implements ImageRepo {
     return this.db.tx(async (q) => {
       const row = await q.row<{ id: string; spec: string }>(
         `UPDATE image SET gateway_id = $1 WHERE id = (
-           SELECT id FROM image WHERE status = 'building' AND gateway_id = '${OFFERED}' ORDER BY updated_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+           SELECT id FROM image WHERE status = 'building' AND gateway_id LIKE '${OFFERED}%' AND gateway_id <> '${OFFERED}' || $1
+           ORDER BY updated_at LIMIT 1 FOR UPDATE SKIP LOCKED)
          RETURNING id, spec::text AS spec`,
         [this.presence.id],
       );
       if (!row) return undefined;
       const link = await q.row<{ workspace_id: string }>(`SELECT workspace_id FROM workspace_image WHERE image_id = $1 ORDER BY created_at LIMIT 1`, [row.id]);
-      if (!link) return undefined;
+      // Every workspace let go of it meanwhile: the take rolls back (nobody to build it for).
+      if (!link) throw new Error(`image ${row.id} was offered but no workspace uses it any more`);
       return { id: row.id, spec: JSON.parse(row.spec) as unknown, workspaceId: link.workspace_id };
     });
   }
 
   async withdraw(id: string) {
-    return await this.db.run(`UPDATE image SET gateway_id = $2 WHERE id = $1 AND status = 'building' AND gateway_id = '${OFFERED}'`, [id, this.presence.id]) === 1;
+    return await this.db.run(`UPDATE image SET gateway_id = $2 WHERE id = $1 AND status = 'building' AND gateway_id = '${OFFERED}' || $2`, [id, this.presence.id]) === 1;
   }
 
   onOffered(listener: () => void): () => void {
@@ -133,21 +137,21 @@ export class PostgresImageRepo implements ImageRepo {
    * As in the SQLite store. NOTE: with several gateways this also fails builds another gateway
    * is running; builds need an owner before gateways can share a database (issue 13).
    */
-  /** This gateway's builds (it is starting: they will never report) and those of gateways gone silent. */
+  /** This gateway's builds and offers (it is starting: they will never report), and those of gateways gone silent. */
   async failInterrupted() {
-    return this.failWhere(`gateway_id IS NULL OR gateway_id = $2 OR (gateway_id <> '${OFFERED}' AND`, [this.presence.id], ")");
+    return this.failWhere(`gateway_id IS NULL OR ${OWNER} = $2 OR`, [this.presence.id]);
   }
 
-  /** Builds of gateways that stopped or went silent meanwhile (their timers went with them). */
+  /** Builds and offers of gateways that stopped or went silent meanwhile (their timers went with them). */
   async failOrphaned() {
     if (!this.presence.steady()) return 0;
-    return this.failWhere(`gateway_id <> $2 AND gateway_id <> '${OFFERED}' AND`, [this.presence.id]);
+    return this.failWhere(`${OWNER} <> $2 AND`, [this.presence.id]);
   }
 
-  private failWhere(owner: string, params: unknown[], close = "") {
+  private failWhere(owner: string, params: unknown[]) {
     return this.db.run(
       `UPDATE image SET status = 'failed', error = 'the gateway stopped during the build; request it again', updated_at = $1
-       WHERE status = 'building' AND (${owner} gateway_id NOT IN (SELECT id FROM gateway WHERE seen_at > now() - $3::int * interval '1 millisecond')${close})`,
+       WHERE status = 'building' AND (${owner} ${OWNER} NOT IN (SELECT id FROM gateway WHERE seen_at > now() - $3::int * interval '1 millisecond'))`,
       [now(), ...params, this.presence.staleAfterMs],
     );
   }

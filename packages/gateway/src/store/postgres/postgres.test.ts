@@ -295,7 +295,8 @@ if (unavailable) {
         c.images.onOffered(() => (heard += 1));
         assert.equal(await c.images.offer("img-a"), false, "only the build's own gateway offers it");
         assert.equal(await b2.images.offer("img-a"), true);
-        assert.equal(await b2.images.failInterrupted(), 0, "an offered build is nobody's interrupted build");
+        assert.equal(await c.images.failInterrupted(), 0, "another gateway starting leaves a live gateway's offer alone");
+        assert.equal(await b2.images.takeOffered(), undefined, "a gateway does not take its own offer");
         const takes = await Promise.all([c.images.takeOffered(), d.images.takeOffered(), c.images.takeOffered()]);
         assert.deepEqual(takes.filter(Boolean).map((t) => [t!.id, t!.workspaceId]), [["img-a", ws]]);
         assert.deepEqual(takes.find(Boolean)?.spec, { base: { kind: "scratch" } });
@@ -306,6 +307,13 @@ if (unavailable) {
         assert.equal((await b2.images.request(ws, "img-c", { base: { kind: "scratch" }, n: 2 })).build, true);
         assert.equal(await b2.images.offer("img-c"), true);
         assert.deepEqual([await b2.images.withdraw("img-c"), await b2.images.withdraw("img-c")], [true, false]);
+        // An offer whose gateway stops is failed by the others (nobody may ever take it).
+        assert.equal((await b2.images.request(ws, "img-d", { base: { kind: "scratch" }, n: 3 })).build, true);
+        assert.equal(await b2.images.offer("img-d"), true);
+        await b2.close();
+        await new Promise((r) => setTimeout(r, 700)); // C's heartbeat steady
+        assert.equal(await c.images.failOrphaned(), 2, "img-d (offered) and img-c (withdrawn, B2's own again)");
+        assert.deepEqual([(await c.images.getAny("img-c"))?.status, (await c.images.getAny("img-d"))?.status], ["failed", "failed"]);
       } finally {
         for (const s of opened) await s.close();
       }

@@ -4,6 +4,7 @@
  * change once written; token revocations reach every gateway through LISTEN/NOTIFY.
  */
 import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
 import pg from "pg";
 import type { Peer, PeerDirectory, Store } from "../types.js";
 import { describeStore, StoreUnavailableError } from "../open.js";
@@ -52,12 +53,22 @@ function reason(err: unknown, timeoutMs: number): string {
 
 const PEER_CACHE_MS = 1000;
 
-function parsePools(text: string | null): string[] {
+function parsePeer(text: string | null): { pools: string[]; host: string | undefined } {
   try {
-    const value = JSON.parse(text ?? "[]") as unknown;
-    return Array.isArray(value) ? value.filter((p): p is string => typeof p === "string") : [];
+    const value = JSON.parse(text ?? "{}") as { pools?: unknown; host?: unknown };
+    const pools = Array.isArray(value.pools) ? value.pools.filter((p): p is string => typeof p === "string") : [];
+    return { pools, host: typeof value.host === "string" ? value.host : undefined };
   } catch {
-    return [];
+    return { pools: [], host: undefined };
+  }
+}
+
+function isLoopbackUrl(url: string): boolean {
+  try {
+    const host = new URL(url).hostname;
+    return host === "localhost" || host.startsWith("127.") || host === "[::1]";
+  } catch {
+    return true;
   }
 }
 
@@ -79,7 +90,9 @@ export class PostgresStore implements Store {
   private closed = false;
   private readonly db: Db;
   private heartbeat: NodeJS.Timeout | undefined;
-  private describe: (() => { url: string; pools: string[] }) | undefined;
+  private describe: (() => { url: string; pools: string[]; host: string }) | undefined;
+  /** An announce asked for while a beat was in flight: that beat may carry the old pools. */
+  private announceAgain = false;
   private peerCache: { at: number; list: Promise<Peer[]> } | undefined;
   /** The other gateways on this database (their heartbeat rows). */
   readonly peers: PeerDirectory;
@@ -171,7 +184,7 @@ export class PostgresStore implements Store {
       const self = this.describe?.();
       await this.db.run(
         `INSERT INTO gateway (id, seen_at, url, pools) VALUES ($1, now(), $2, $3) ON CONFLICT (id) DO UPDATE SET seen_at = now(), url = $2, pools = $3`,
-        [this.gatewayId, self?.url ?? null, self ? JSON.stringify(self.pools) : null],
+        [this.gatewayId, self?.url ?? null, self ? JSON.stringify({ pools: self.pools, host: self.host }) : null],
       );
       const now = Date.now();
       // A beat that came late (a stalled loop, a pool full for seconds) may have let others judge this
@@ -210,7 +223,11 @@ export class PostgresStore implements Store {
       const list = this.db.rows<{ id: string; url: string; pools: string | null }>(
         `SELECT id, url, pools FROM gateway WHERE id <> $1 AND url IS NOT NULL AND seen_at > now() - $2::int * interval '1 millisecond' ORDER BY id`,
         [this.gatewayId, this.heartbeatMs * 6],
-      ).then((rows) => rows.map((r) => ({ id: r.id, url: r.url, pools: parsePools(r.pools) })));
+      ).then((rows) => rows.flatMap((r) => {
+        const { pools, host } = parsePeer(r.pools);
+        // A loopback URL means that gateway's own machine: useless (and a token sent to the wrong place) from another.
+        return isLoopbackUrl(r.url) && host !== hostname() ? [] : [{ id: r.id, url: r.url, pools }];
+      }));
       list.catch(() => (this.peerCache = undefined));
       this.peerCache = { at: now, list };
     }
@@ -219,9 +236,16 @@ export class PostgresStore implements Store {
 
   /** Says where this gateway answers and what it has now (a worker connected or left), not at the next beat. */
   async announce(): Promise<void> {
-    if (this.closed || this.beating) return;
-    this.beating = this.beat().catch(() => undefined).finally(() => (this.beating = undefined));
-    await this.beating;
+    if (this.closed) return;
+    if (this.beating) {
+      this.announceAgain = true;
+      return;
+    }
+    do {
+      this.announceAgain = false;
+      this.beating = this.beat().catch(() => undefined).finally(() => (this.beating = undefined));
+      await this.beating;
+    } while (this.announceAgain && !this.closed);
   }
 
   toString(): string {
