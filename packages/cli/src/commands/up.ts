@@ -58,6 +58,12 @@ function storeSpec(value: string): string {
   throw new InvalidArgumentError("must be sqlite or a postgres://user:password@host:5432/database URL");
 }
 
+/** --advertise-url: the same rule the gateway applies, refused before anything starts. */
+function advertiseUrl(value: string): string {
+  if (/^https?:\/\/[^/]+\/?$/.test(value)) return value;
+  throw new InvalidArgumentError("must be http(s)://HOST:PORT, where the other gateways reach this one (e.g. http://10.0.0.5:1994)");
+}
+
 const LOG_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3 };
 function logDuration(value: string): number {
   const match = /^([0-9]{1,6})(s|m|h|d)$/.exec(value);
@@ -110,7 +116,7 @@ export function registerServe(program: Command): void {
     .addOption(new Option("--objects <dir>", "code bundles and packed images in this directory, shared by every gateway on the store (a shared mount); default: the data dir's own")
       .env("BETA9_OBJECTS"))
     .addOption(new Option("--advertise-url <url>", "where the other gateways on the store reach this one, e.g. http://10.0.0.5:1994 (default: the URL it listens on)")
-      .env("BETA9_ADVERTISE_URL"))
+      .env("BETA9_ADVERTISE_URL").argParser(advertiseUrl))
     .action((opts: ServeOptions) => serve(opts, false));
   registerGatewayAdmin(gateway);
 }
