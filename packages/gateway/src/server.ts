@@ -159,12 +159,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   // Logs go to stderr so that a CLI wrapping the gateway keeps stdout for its own output.
   const logger = options.logger ??
     pino({ level: options.logLevel ?? process.env.BETA9_LOG_LEVEL ?? "info" }, pino.destination({ fd: 2, sync: false }));
-  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
-  const unlock = lockDataDir(options.dataDir);
   const explicitAdvertise = options.advertiseUrl ?? process.env.BETA9_ADVERTISE_URL;
   if (explicitAdvertise !== undefined && !/^https?:\/\/[^/]+\/?$/.test(explicitAdvertise)) {
     throw new Error(`advertiseUrl ${JSON.stringify(explicitAdvertise)} must be http(s)://HOST:PORT, where the other gateways reach this one`);
   }
+  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  const unlock = lockDataDir(options.dataDir);
   let store: GatewayStore | undefined;
   let scheduler: Scheduler | undefined;
   let autoscaler: Autoscaler | undefined;
