@@ -21,7 +21,13 @@ export const FORWARDED_HEADER = "x-beta9-forwarded-by";
 /** Request headers a forwarded call keeps (the rest are this hop's). */
 const REQUEST_HEADERS = ["authorization", "content-type", "accept", "accept-encoding", "user-agent", "x-request-id"];
 /** Errors before a byte of the call was sent: another peer (or this gateway) may take it. */
-const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "UND_ERR_CONNECT_TIMEOUT"]);
+const NOT_SENT = new Set([
+  "ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "UND_ERR_CONNECT_TIMEOUT",
+  // A peer's certificate refused: the handshake failed, nothing was sent.
+  "DEPTH_ZERO_SELF_SIGNED_CERT", "SELF_SIGNED_CERT_IN_CHAIN", "UNABLE_TO_VERIFY_LEAF_SIGNATURE", "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_HAS_EXPIRED", "CERT_NOT_YET_VALID", "CERT_UNTRUSTED",
+]);
+const notSent = (code: string): boolean => NOT_SENT.has(code) || code.startsWith("ERR_TLS_") || code.startsWith("ERR_SSL_");
 const CONNECT_TIMEOUT_MS = 3000;
 /** What a call may wait for a container before its handler starts (the pool's own bound is 120 s). */
 const PLACEMENT_MS = 180_000;
@@ -58,10 +64,22 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, peer
     const value = request.headers[name];
     if (typeof value === "string") headers[name] = value;
   }
-  // The caller leaving ends the call on the peer too.
+  // The caller leaving ends the call on the peer too (the reply's close: the request's fires once its body is read).
   const abort = new AbortController();
-  const gone = () => abort.abort();
-  request.raw.once("close", gone);
+  const gone = () => {
+    if (!reply.raw.writableFinished) abort.abort();
+  };
+  reply.raw.once("close", gone);
+  try {
+    return await sendToFirst(request, reply, peers, headers, abort.signal, stub);
+  } finally {
+    reply.raw.off("close", gone);
+  }
+}
+
+async function sendToFirst(
+  request: FastifyRequest, reply: FastifyReply, peers: readonly Peer[], headers: Record<string, string>, signal: AbortSignal, stub: Stub,
+): Promise<boolean> {
   const timeoutMs = Math.max(1, stub.config.taskPolicy.timeout) * 1000;
   for (const peer of peers) {
     let res: Dispatcher.ResponseData;
@@ -72,24 +90,22 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, peer
         ...(request.body !== undefined && { body: JSON.stringify(request.body) }),
         headersTimeout: PLACEMENT_MS + timeoutMs,
         bodyTimeout: timeoutMs + 60_000,
-        signal: abort.signal,
+        signal,
         dispatcher: connectBounded,
       });
     } catch (err) {
-      if (abort.signal.aborted) return true; // the caller left: nothing to answer
+      if (signal.aborted) return true; // the caller left: nothing to answer
       const code = (err as NodeJS.ErrnoException).code ?? "";
-      if (NOT_SENT.has(code)) {
-        request.log.warn({ err: (err as Error).message, peer: peer.url }, "could not reach another gateway to forward the call; trying the next");
+      if (notSent(code)) {
+        request.log.warn({ err: code, peer: peer.url }, "could not reach another gateway to forward the call; trying the next");
         continue;
       }
-      request.raw.off("close", gone);
-      throw new Beta9Error("UPSTREAM_FAILED", { reason: `the gateway ${peer.id} that serves ${stub.name} did not answer (${(err as Error).message})` });
+      throw new Beta9Error("UPSTREAM_FAILED", { reason: `the gateway ${peer.id} that serves ${stub.name} did not answer (${code || (err as Error).message})` });
     }
     reply.header(FORWARDED_HEADER, peer.id);
     // The peer's answer, less hop-by-hop and origin-bound headers, under the sandboxing CSP (as a local stream).
     await relayAll(reply, res);
     return true;
   }
-  request.raw.off("close", gone);
   return false;
 }

@@ -55,8 +55,10 @@ export class BuildHandoff {
     const since = Date.now();
     // A chain, not an interval: a slow store never has two looks of one offer in flight.
     const look = async (): Promise<void> => {
-      if (this.closed || !this.timers.has(id)) return;
+      const following = () => !this.closed && this.timers.has(id);
+      if (!following()) return;
       const image = await this.h.images.getAny(id);
+      if (!following()) return; // taken back (or closed) meanwhile
       if (!image || image.status !== "building") {
         this.forget(id);
         outcome.ended(image);
@@ -67,7 +69,7 @@ export class BuildHandoff {
         outcome.unclaimed();
         return;
       }
-      this.schedule(id, look);
+      if (following()) this.schedule(id, look);
     };
     this.schedule(id, look);
     return true;

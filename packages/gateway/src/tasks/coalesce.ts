@@ -18,19 +18,22 @@ export class PerKeyCoalescer {
       this.again.add(key);
       return current;
     }
+    let started = 0;
     const loop = (async () => {
       do {
         const wait = (this.lastStart.get(key) ?? 0) + this.gapMs - Date.now();
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
         this.again.delete(key);
-        this.lastStart.set(key, Date.now());
+        started = Date.now();
+        this.lastStart.set(key, started);
         await this.job(key);
       } while (this.again.has(key));
     })().finally(() => {
       this.running.delete(key);
-      // Past the gap the start time no longer matters: the map holds only keys run just now.
+      // Past the gap the start time no longer matters: the map holds only keys run just now
+      // (and never drops a later run's start).
       const timer = setTimeout(() => {
-        if (!this.running.has(key)) this.lastStart.delete(key);
+        if (this.lastStart.get(key) === started) this.lastStart.delete(key);
       }, this.gapMs);
       timer.unref();
     });

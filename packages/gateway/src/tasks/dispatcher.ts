@@ -102,6 +102,7 @@ export class TaskDispatcher {
     this.others = new OtherGateways({
       store: o.store, ...(o.logger && { logger: o.logger }), events: this.events,
       isRunning: (taskId) => this.running.has(taskId),
+      runningIds: () => [...this.running.keys()],
       stopRunning: (taskId) => this.stopRunning(taskId),
       counted: () => [...this.depth.keys()],
       serves: (stub) => o.serves?.(stub) ?? true,

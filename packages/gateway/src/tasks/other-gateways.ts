@@ -13,12 +13,16 @@ import type { Store } from "../store/types.js";
 import { PerKeyCoalescer } from "./coalesce.js";
 
 const RESYNC_GAP_MS = 250;
+/** Running tasks read again per look (each one read; the oldest first). */
+const MAX_RUNNING_CHECKS = 500;
 
 export interface DispatcherHooks {
   store: Store;
   logger?: Logger;
   events: TypedEmitter<Record<string, Task>>;
   isRunning(taskId: string): boolean;
+  /** The tasks this gateway runs attempts of now. */
+  runningIds(): string[];
   /** Stops this gateway's attempt of a task another gateway cancelled. */
   stopRunning(taskId: string): Promise<void>;
   /** The stubs this gateway counts tasks of now. */
@@ -67,6 +71,8 @@ export class OtherGateways {
     const stubs = new Set([...(await this.h.store.tasks.stubsWithPending()), ...this.h.counted()]);
     for (const stubId of stubs) this.h.background(this.resync(stubId), "resync");
     for (const taskId of this.h.events.keys()) if (!this.h.isRunning(taskId)) this.h.background(this.tellEnded(taskId), "ended elsewhere");
+    // A cancel whose notice was missed (or came before this gateway's attempt was recorded) still stops the handler.
+    for (const taskId of this.h.runningIds().slice(0, MAX_RUNNING_CHECKS)) this.h.background(this.tellEnded(taskId), "cancelled elsewhere");
   }
 
   /**

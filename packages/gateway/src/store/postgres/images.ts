@@ -34,6 +34,7 @@ export class PostgresImageRepo implements ImageRepo {
       const row = await q.row<{ id: string; spec: string }>(
         `UPDATE image SET gateway_id = $1 WHERE id = (
            SELECT id FROM image WHERE status = 'building' AND gateway_id LIKE '${OFFERED}%' AND gateway_id <> '${OFFERED}' || $1
+             AND EXISTS (SELECT 1 FROM workspace_image w WHERE w.image_id = image.id)
            ORDER BY updated_at LIMIT 1 FOR UPDATE SKIP LOCKED)
          RETURNING id, spec::text AS spec`,
         [this.presence.id],

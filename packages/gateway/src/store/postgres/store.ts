@@ -63,10 +63,12 @@ function parsePeer(text: string | null): { pools: string[]; host: string | undef
   }
 }
 
-function isLoopbackUrl(url: string): boolean {
+/** A URL that reaches whichever machine calls it: loopback and unspecified addresses, localhost names. */
+export function isLoopbackUrl(url: string): boolean {
   try {
-    const host = new URL(url).hostname;
-    return host === "localhost" || host.startsWith("127.") || host === "[::1]";
+    const host = new URL(url).hostname.toLowerCase().replace(/\.$/, "");
+    return host === "localhost" || host.endsWith(".localhost") || host.startsWith("127.") || host === "0.0.0.0" ||
+      host === "[::1]" || host === "[::]" || /^\[::ffff:(127\.|7f)/.test(host) || host === "[::ffff:0:0]";
   } catch {
     return true;
   }
@@ -198,10 +200,8 @@ export class PostgresStore implements Store {
   }
 
   private startHeartbeat(): void {
-    this.heartbeat = setInterval(() => {
-      if (this.beating || this.closed) return;
-      this.beating = this.beat().catch(() => undefined).finally(() => (this.beating = undefined));
-    }, this.heartbeatMs);
+    // The same loop as announce(): a change asked for during a beat is sent right after it.
+    this.heartbeat = setInterval(() => void this.announce(), this.heartbeatMs);
     this.heartbeat.unref();
   }
 
