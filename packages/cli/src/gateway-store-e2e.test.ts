@@ -23,7 +23,7 @@ const procs = new Processes(dir);
 const { env, children } = procs;
 let postgres: TestPostgres | undefined;
 after(async () => {
-  procs.killAll();
+  await procs.stopAll();
   await postgres?.close();
   rmSync(dir, { recursive: true, force: true });
 });

@@ -20,7 +20,7 @@ let postgres: TestPostgres | undefined;
 let haproxy: Awaited<ReturnType<typeof startHaproxy>> | undefined;
 after(async () => {
   await haproxy?.stop();
-  procs.killAll();
+  await procs.stopAll();
   await postgres?.close();
   rmSync(dir, { recursive: true, force: true });
 });

@@ -60,8 +60,13 @@ export class Processes {
     return { code, output: output() };
   }
 
-  killAll(): void {
-    for (const child of this.children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  /**
+   * Stops every child still running: SIGTERM first (a worker then stops its containers: the
+   * process runtime's run in process groups of their own and outlive a SIGKILLed worker), SIGKILL
+   * past `ms`.
+   */
+  async stopAll(ms = 15_000): Promise<void> {
+    await Promise.all(this.children.map((child) => stop(child, ms)));
   }
 }
 
