@@ -247,16 +247,16 @@ export class ImageBuilds {
       return;
     }
     // No worker here: on a shared store another gateway may have one (offered once, then followed).
-    if (cluster.length === 0 && job.offered === undefined) {
+    if (job.offered === undefined) {
       job.offered = false;
       void this.handoff.offer(job.imageId, {
         ended: (image) => (image ? this.finish(image) : this.forgetJob(job)),
-        unclaimed: () => void this.fail(job.imageId, "no gateway has a cluster worker to build on (machines do not build images, which every workspace shares); start one (beta9 up, or beta9 worker)"),
+        unclaimed: () => this.failLater(job.imageId, "no gateway has a cluster worker to build on (machines do not build images, which every workspace shares); start one (beta9 up, or beta9 worker)"),
       }).then((offered) => {
         job.offered = offered;
         if (offered) this.append(job.imageId, [{ stream: "stdout", line: "no worker is connected to this gateway: the build is offered to the other gateways", at: Date.now() }]);
         else this.dispatch(job);
-      }, (err: unknown) => void this.fail(job.imageId, `could not offer the build to the other gateways: ${(err as Error).message}`));
+      }, (err: unknown) => this.failLater(job.imageId, `could not offer the build to the other gateways: ${(err as Error).message}`));
       return;
     }
     if (job.offered) return;
@@ -308,6 +308,11 @@ export class ImageBuilds {
     const image = await this.o.images.getAny(imageId);
     if (ok && image?.status === "ready") return this.finish(image);
     await this.fail(imageId, ok ? "the worker reported success without uploading the image" : (error ?? "the build failed"));
+  }
+
+  /** fail() from a callback nobody awaits: a store that is gone (closing) is logged, never an unhandled rejection. */
+  private failLater(imageId: string, error: string): void {
+    this.fail(imageId, error).catch((err: unknown) => this.o.logger?.warn({ err, imageId }, "could not record a failed build"));
   }
 
   private async fail(imageId: string, error: string): Promise<void> {
