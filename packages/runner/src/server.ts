@@ -12,6 +12,7 @@ import { sendStream, type Streamable } from "./stream.js";
 import { webRequest } from "./web.js";
 import type { Duplex } from "node:stream";
 import { handleUpgrade } from "./realtime.js";
+import { DEFAULT_TASK_ATTEMPTS, TaskAttempts, type TaskAttemptsOptions } from "./task-attempts.js";
 
 export type Phase = "starting" | "ready" | "stopping";
 
@@ -25,7 +26,30 @@ export interface RunnerState {
   concurrency: number;
   /** The gateway's per-container secret (BETA9_RUNNER_SECRET); when set, every route but /health needs it. */
   secret?: string;
+  /** How task attempts outlive their caller (task-attempts.ts); the defaults when absent. */
+  taskAttempts?: TaskAttemptsOptions;
 }
+
+const attemptsByInvoker = new WeakMap<Invoker, TaskAttempts>();
+
+/** The task attempts of the loaded workload (one table per invoker). */
+function attemptsOf(state: RunnerState, invoker: Invoker): TaskAttempts {
+  let attempts = attemptsByInvoker.get(invoker);
+  if (!attempts) attemptsByInvoker.set(invoker, (attempts = new TaskAttempts(invoker, state.taskAttempts ?? DEFAULT_TASK_ATTEMPTS)));
+  return attempts;
+}
+
+/** Aborts when the request's answer is dropped before it was all sent: its caller went away. */
+function callerSignal(res: ServerResponse): AbortSignal {
+  const caller = new AbortController();
+  res.once("close", () => {
+    if (!res.writableFinished) caller.abort();
+  });
+  return caller.signal;
+}
+
+const busy = (state: RunnerState): Reply =>
+  ({ status: 503, json: JSON.stringify({ error: { code: "BUSY", message: `all ${state.concurrency} invocation slot(s) of this container are taken` } }) });
 
 /** Whether the request shows `Bearer <secret>` (constant time); always true without a secret. */
 export function authorized(state: RunnerState, req: IncomingMessage): boolean {
@@ -76,7 +100,9 @@ async function invoke(state: RunnerState, req: IncomingMessage, res: ServerRespo
   if (state.phase === "stopping") return sendError(res, 503, "SHUTTING_DOWN", "the runner is shutting down; send the task to another container");
   if (!invoker) return sendError(res, 503, "NOT_READY", "the workload is still loading; retry when GET /health answers 200");
   const header = req.headers[TASK_RETRIES_HEADER];
-  const invocation = invoker.begin(taskIdOf(req), retriesOf(Array.isArray(header) ? header[0] : header));
+  // Only the task dispatcher sends a retry count: a task attempt (task-attempts.ts), which outlives its caller.
+  if (header !== undefined) return invokeTask(state, invoker, req, res, retriesOf(Array.isArray(header) ? header[0] : header));
+  const invocation = invoker.begin(taskIdOf(req));
   if (!invocation) {
     return sendError(res, 503, "BUSY", `all ${state.concurrency} invocation slot(s) of this container are taken`);
   }
@@ -94,6 +120,19 @@ async function invoke(state: RunnerState, req: IncomingMessage, res: ServerRespo
   } finally {
     invocation.end();
   }
+}
+
+/** One task attempt by `POST /invoke`: joined to a running attempt of the same task, or answered from a kept success. */
+async function invokeTask(state: RunnerState, invoker: Invoker, req: IncomingMessage, res: ServerResponse, retries: number): Promise<void> {
+  const caller = callerSignal(res);
+  const raw = await invocationBody(req, res);
+  if (raw === undefined) return;
+  const parsed = parseInvokeBody(raw);
+  if (typeof parsed === "string") return sendError(res, 400, "INVALID_JSON", parsed);
+  const reply = await (attemptsOf(state, invoker).run(taskIdOf(req), retries, parsed.input, caller) ?? busy(state));
+  if (res.destroyed) return;
+  res.writeHead(reply.status, { "content-type": "application/json", "content-length": Buffer.byteLength(reply.json) });
+  res.end(reply.json);
 }
 
 /** Sends a reply (JSON, as it is) or streams what the handler returned; resolves once it is over. */
@@ -146,8 +185,9 @@ async function invocationBody(req: IncomingMessage, res: ServerResponse): Promis
 /**
  * Several tasks in one request: body `{ tasks: [{ id, input }, …] }`, answered 200 with one
  * NDJSON line per task as it ends, `{ id, status, body }` (what /invoke would have answered that
- * task). Lines that end in the same turn go out in one write. The open request is every one of
- * its tasks' heartbeat: when the caller goes away, the handlers still running see their signal abort.
+ * task). Lines that end in the same turn go out in one write. Each task is an attempt of
+ * task-attempts.ts: when the caller goes away its handlers run on, for the gateway that takes the
+ * tasks over to join.
  */
 async function invokeBatch(state: RunnerState, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const { invoker } = state;
@@ -164,11 +204,8 @@ async function invokeBatch(state: RunnerState, req: IncomingMessage, res: Server
   if (!Array.isArray(tasks) || tasks.some((t) => typeof t !== "object" || t === null || typeof (t as { id?: unknown }).id !== "string")) {
     return sendError(res, 400, "INVALID_JSON", 'the body must be a JSON object like {"tasks": [{"id": …, "input": …}]}');
   }
-  const invocations = new Set<{ controller: AbortController }>();
-  res.once("close", () => {
-    if (res.writableFinished) return;
-    for (const i of invocations) i.controller.abort(new DOMException("the caller closed the connection", "AbortError"));
-  });
+  const caller = callerSignal(res);
+  const attempts = attemptsOf(state, invoker);
   res.writeHead(200, { "content-type": "application/x-ndjson" });
   let lines: string[] = [];
   const flush = (): void => {
@@ -182,20 +219,7 @@ async function invokeBatch(state: RunnerState, req: IncomingMessage, res: Server
     lines.push(`{"id":${JSON.stringify(id)},"status":${reply.status},"body":${reply.json}}\n`);
   };
   await Promise.all((tasks as { id: string; input?: unknown; retries?: unknown }[]).map(async ({ id, input, retries }) => {
-    const invocation = invoker.begin(id, retriesOf(retries));
-    if (!invocation) {
-      answer(id, { status: 503, json: JSON.stringify({ error: { code: "BUSY", message: `all ${state.concurrency} invocation slot(s) of this container are taken` } }) });
-      return;
-    }
-    invocations.add(invocation);
-    let reply;
-    try {
-      reply = await invoker.run(invocation, input);
-    } finally {
-      invocations.delete(invocation);
-      invocation.end();
-    }
-    answer(id, reply);
+    answer(id, await (attempts.run(id, retriesOf(retries), input, caller) ?? busy(state)));
   }));
   if (lines.length > 0) flush();
   res.end();

@@ -123,6 +123,24 @@ export function runTaskConformance(backendName: string, open: () => Promise<Stor
       assert.equal((await store.tasks.getAny(running.id))?.id, running.id);
     });
 
+    it("an attempt cut off by a stop resumes on its own container at once; another container takes it only later", async () => {
+      const cut = await store.tasks.create(ws, stubId, { n: 1 }, policy);
+      assert.equal((await store.tasks.claimNext(stubId, "c-ran-it"))?.id, cut.id);
+      const fresh = await store.tasks.create(ws, stubId, { n: 2 }, policy);
+      await store.tasks.requeueRunning();
+      const requeued = await store.tasks.get(ws, cut.id);
+      assert.equal(requeued?.status, "RETRY");
+      assert.ok(Date.parse(requeued!.nextAttemptAt!) > Date.now() + 10_000, "other containers wait (RESUME_ELSEWHERE_AFTER_MS)");
+      const other = await store.tasks.claimNext(stubId, "c-other");
+      assert.equal(other?.id, fresh.id, "another container takes the fresh task, not the resumed one");
+      assert.equal(await store.tasks.claimNext(stubId, "c-other"), undefined);
+      const resumed = await store.tasks.claimNext(stubId, "c-ran-it");
+      assert.deepEqual([resumed?.id, resumed?.containerId, resumed?.retries, resumed?.inputJson], [cut.id, "c-ran-it", 1, '{"n":1}']);
+      // A plain retry (a handler error) is anyone's once due: no container is preferred.
+      await store.tasks.retry(cut.id, "failed", 0);
+      assert.equal((await store.tasks.claimNext(stubId, "c-other"))?.id, cut.id);
+    });
+
     it("an expired task's error names what its stub waited for, when something is known", async () => {
       const app = await store.apps.getOrCreate(ws, "app");
       const config = normalizeStubConfig("function", {});

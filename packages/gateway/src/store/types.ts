@@ -185,6 +185,14 @@ export interface TaskRepo {
   stubsWithPending(): Promise<string[]>;
 }
 
+/**
+ * An attempt cut off by its gateway's stop or death is first offered to the container that ran
+ * it (a claim by that container takes it at once: its runner joins the handler still running or
+ * answers its kept result, so the handler runs once); other containers take it after this long,
+ * in case that container is gone too.
+ */
+export const RESUME_ELSEWHERE_AFTER_MS = 15_000;
+
 /** A secret's value, sealed (secrets/vault.ts): the store never sees plaintext. */
 export interface SealedSecret {
   workspaceId: string;

@@ -15,10 +15,11 @@
 import { TypedEmitter } from "../events.js";
 import type { Logger } from "pino";
 import { INPUT_INVALID_TASK_ERROR, TERMINAL_TASK_STATUSES, type Stub, type Task, type TaskStatus } from "@beta9/protocol";
-import type { ClaimedTask, Store } from "../store/types.js";
+import { RESUME_ELSEWHERE_AFTER_MS, type ClaimedTask, type Store } from "../store/types.js";
 import type { Autoscaler, Slot } from "../workloads/autoscaler.js";
 import { sendCallback } from "./callback.js";
 import { OtherGateways } from "./other-gateways.js";
+import { untilStored } from "./until-stored.js";
 import { cancelInvocation, CallTimedOut, ContainerLost, runTask } from "../workloads/runner-client.js";
 
 export interface DispatcherOptions {
@@ -116,6 +117,7 @@ export class TaskDispatcher {
       outcome: (stubId, status) => this.outcome(stubId, status, null),
       emit: (taskId, stub) => this.emit(taskId, stub),
       pump: (stub) => this.pump(stub),
+      pumpWhenResumesLapse: (requeued) => this.pumpWhenResumesLapse(requeued),
       background: (work, what) => this.background(work, what),
     });
   }
@@ -144,6 +146,21 @@ export class TaskDispatcher {
       this.depth.set(stubId, await this.o.store.tasks.waiting(stubId));
       const stub = await this.o.store.stubs.getAny(stubId);
       if (stub) this.background(this.pump(stub), "pump");
+    }
+    this.pumpWhenResumesLapse(cutOff);
+  }
+
+  /**
+   * Attempts cut off by a gateway's stop are first offered to the containers that ran them (the
+   * store's RESUME_ELSEWHERE_AFTER_MS); should those be gone, their stubs are pumped again once
+   * any container may take them.
+   */
+  pumpWhenResumesLapse(requeued: readonly { stubId: string; status: string }[]): void {
+    for (const stubId of new Set(requeued.filter((t) => t.status === "RETRY").map((t) => t.stubId))) {
+      setTimeout(() => {
+        if (this.closed) return;
+        this.background(this.o.store.stubs.getAny(stubId).then((stub) => stub && this.pump(stub)), "pump");
+      }, RESUME_ELSEWHERE_AFTER_MS + 50).unref();
     }
   }
 
@@ -325,7 +342,7 @@ export class TaskDispatcher {
 
   /** Ends a task in the store; counts it out of its queue when this call ended it. */
   private async end(task: Pick<Task, "id" | "stubId" | "startedAt">, status: "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED", fields: { result?: unknown; error?: string }): Promise<boolean> {
-    const ended = await this.o.store.tasks.finish(task.id, status, fields);
+    const ended = await untilStored(() => this.o.store.tasks.finish(task.id, status, fields), () => this.closed);
     if (ended) {
       this.count(task.stubId, -1);
       this.outcome(task.stubId, status, task.startedAt);
@@ -368,7 +385,10 @@ export class TaskDispatcher {
           await this.failed(stub, task, outcome.exited ? `the container was lost (${outcome.reason}) during the attempt` : `the container was lost: ${outcome.reason}`);
           break;
         case "cancelled":
-          // Not by cancel(): the dispatcher is closing (the attempt is retried at the next start if not here).
+          // Not by cancel(): the dispatcher is closing. The task stays RUNNING, this gateway's: its
+          // next start (or another gateway, once this one's heartbeat stops) sends it again to the
+          // same container, whose runner has let the handler run on (the store's requeue).
+          if (this.closed) break;
           await this.failed(stub, task, "the attempt was stopped: the gateway is closing");
           break;
       }
@@ -383,11 +403,11 @@ export class TaskDispatcher {
   }
 
   private async failed(stub: Stub, task: Task, error: string): Promise<void> {
-    const current = await this.o.store.tasks.getAny(task.id);
+    const current = await untilStored(() => this.o.store.tasks.getAny(task.id), () => this.closed);
     if (!current || current.status !== "RUNNING") return;
     if (current.retries < current.maxRetries) {
       const delay = Math.min(30_000, (this.o.retryBaseMs ?? 500) * 2 ** current.retries);
-      await this.o.store.tasks.retry(task.id, error, delay);
+      await untilStored(() => this.o.store.tasks.retry(task.id, error, delay), () => this.closed);
       this.outcome(task.stubId, "RETRY", current.startedAt);
       setTimeout(() => this.background(this.pump(stub), "pump"), delay + 5).unref();
     } else {

@@ -36,6 +36,8 @@ export interface DispatcherHooks {
   outcome(stubId: string, status: TaskStatus): void;
   emit(taskId: string, stub?: Stub): Promise<void>;
   pump(stub: Stub): Promise<void>;
+  /** Pumps the stubs of re-queued attempts again once containers other than theirs may take them. */
+  pumpWhenResumesLapse(requeued: readonly { stubId: string; status: string }[]): void;
   background(work: Promise<unknown>, what: string): void;
 }
 
@@ -119,5 +121,6 @@ export class OtherGateways {
       const stub = await this.h.store.stubs.getAny(stubId);
       if (stub) this.h.background(this.h.pump(stub), "pump");
     }
+    this.h.pumpWhenResumesLapse(orphans);
   }
 }

@@ -110,7 +110,7 @@ describe("runner batches", () => {
 });
 
 describe("a task started at its put (written RUNNING)", () => {
-  it("is never claimed again; after a gateway stop it is RETRY (counted) and claimable, and past maxRetries ERROR", async () => {
+  it("is never claimed again; after a gateway stop it is RETRY (counted) and claimable by its container, and past maxRetries ERROR", async () => {
     const store = new SqliteStore(":memory:");
     try {
       const ws = (await store.workspaces.create("direct", "workspace")).workspace.id;
@@ -125,7 +125,8 @@ describe("a task started at its put (written RUNNING)", () => {
       assert.equal(await store.tasks.inflight(stubId), 1);
       assert.deepEqual(await store.tasks.expireDue(), [], "started: its ttl no longer applies");
       assert.deepEqual(await store.tasks.requeueRunning(), [{ id: task.id, stubId, status: "RETRY" }]);
-      const again = await store.tasks.claimNext(stubId, "c2");
+      assert.equal(await store.tasks.claimNext(stubId, "c2"), undefined, "first offered to the container that ran it");
+      const again = await store.tasks.claimNext(stubId, "c1");
       assert.deepEqual([again?.id, again?.status, again?.retries, again?.inputJson], [task.id, "RUNNING", 1, '{"n":1}'], "the cut-off attempt counts");
       // Its one retry is spent: a second gateway stop during the attempt ends it.
       assert.deepEqual(await store.tasks.requeueRunning(), [{ id: task.id, stubId, status: "ERROR" }]);

@@ -7,7 +7,9 @@
   POST /cancel/<id>   → 204, or 404 when no invocation of that task runs here
   ANY  /web/<path>    an ASGI app's request (asgi.py): the app's own status, headers and body
 
-A thread per connection; a closed connection cancels the invocations it carried (it is their heartbeat).
+A thread per connection; a closed connection cancels the endpoint invocations it carried (it is
+their heartbeat). A task attempt (/invoke-batch, or /invoke with a retry count: only the task
+dispatcher sends one) outlives its caller instead: see attempts.py.
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 from .asgi import is_web_path
-from .invoker import Invocation, Invoker, error_reply
+from .attempts import Attempt, TaskAttempts
+from .invoker import Invoker, error_reply
 from .stream import Stream, send_stream
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -50,6 +53,15 @@ class State:
         self.container_id = container_id
         self.concurrency = concurrency
         self.started = time.monotonic()
+        self._attempts: TaskAttempts | None = None
+        #: Seconds an orphaned task attempt waits to be asked for again (attempts.py).
+        self.orphan_grace_s = 120.0
+
+    def attempts(self, invoker: Invoker) -> TaskAttempts:
+        """The loaded workload's task attempts (one table per invoker)."""
+        if self._attempts is None or self._attempts.invoker is not invoker:
+            self._attempts = TaskAttempts(invoker, orphan_grace_s=self.orphan_grace_s)
+        return self._attempts
 
 
 def _watch_disconnect(sock: socket.socket, on_close: Callable[[], None], done: threading.Event) -> None:
@@ -210,7 +222,9 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             if not isinstance(body, dict):
                 return self._error(400, "INVALID_JSON", 'the body must be a JSON object like {"input": …}')
             task_id = (self.headers.get(TASK_ID_HEADER) or "").strip() or str(uuid.uuid4())
-            inv = invoker.begin(task_id, retries_of(self.headers.get(TASK_RETRIES_HEADER)))
+            if self.headers.get(TASK_RETRIES_HEADER) is not None:
+                return self._invoke_task(invoker, task_id, body.get("input"))
+            inv = invoker.begin(task_id)
             if inv is None:
                 return self._error(503, "BUSY", f"all {state.concurrency} invocation slot(s) of this container are taken")
             done = threading.Event()
@@ -226,6 +240,22 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             status, reply = outcome
             try:
                 self._send(status, reply)
+            except OSError:
+                self.close_connection = True
+
+        def _invoke_task(self, invoker: Invoker, task_id: str, payload: Any) -> None:
+            """One task attempt: joined to a running attempt of the same task, or answered from a kept success."""
+            attempt = state.attempts(invoker).begin(task_id, retries_of(self.headers.get(TASK_RETRIES_HEADER)))
+            if attempt is None:
+                return self._error(503, "BUSY", f"all {state.concurrency} invocation slot(s) of this container are taken")
+            done = threading.Event()
+            _watch_disconnect(self.connection, attempt.left, done)
+            try:
+                reply = attempt.answer(payload)
+            finally:
+                done.set()
+            try:
+                self._send(*reply)
             except OSError:
                 self.close_connection = True
 
@@ -247,12 +277,17 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             self.send_header("transfer-encoding", "chunked")
             self.end_headers()
             write_lock = threading.Lock()
-            invocations: list[Invocation] = []
+            attempts = state.attempts(invoker)
+            begun: list[Attempt] = []
+            gone = threading.Event()
             done = threading.Event()
 
-            def cancel_all() -> None:
-                for i in list(invocations):
-                    i.cancel()
+            def left_all() -> None:
+                with write_lock:
+                    gone.set()
+                    callers = list(begun)
+                for attempt in callers:
+                    attempt.left()
 
             def answer(task_id: str, status: int, body: bytes) -> None:
                 line = b'{"id":' + json.dumps(task_id).encode() + b',"status":' + str(status).encode() + b',"body":' + body + b"}\n"
@@ -264,17 +299,17 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                         pass
 
             def one(task: dict[str, Any]) -> None:
-                inv = invoker.begin(task["id"], retries_of(task.get("retries")))
-                if inv is None:
+                attempt = attempts.begin(task["id"], retries_of(task.get("retries")))
+                if attempt is None:
                     return answer(task["id"], *error_reply(503, "BUSY", f"all {state.concurrency} invocation slot(s) of this container are taken"))
-                invocations.append(inv)
-                try:
-                    status, body = invoker.run(inv, task.get("input"))
-                finally:
-                    inv.end()
-                answer(task["id"], status, body)
+                with write_lock:
+                    begun.append(attempt)
+                    already_gone = gone.is_set()
+                if already_gone:
+                    attempt.left()
+                answer(task["id"], *attempt.answer(task.get("input")))
 
-            _watch_disconnect(self.connection, cancel_all, done)
+            _watch_disconnect(self.connection, left_all, done)
             threads = [threading.Thread(target=one, args=(t,), daemon=True) for t in tasks[1:]]
             for t in threads:
                 t.start()

@@ -248,6 +248,13 @@ export const pgMigrations: readonly Migration[] = [
     // so a gateway without a worker for an endpoint forwards the call to one that has.
     sql: `ALTER TABLE gateway ADD COLUMN url TEXT; ALTER TABLE gateway ADD COLUMN pools TEXT;`,
   },
+  {
+    version: 12,
+    name: "attempts resume on their container",
+    // tasks.ts: an attempt cut off by its gateway's stop or death is sent again to the container
+    // that ran it, whose runner joins the running handler or answers its kept result.
+    sql: `ALTER TABLE task ADD COLUMN resume_container TEXT COLLATE "C";`,
+  },
 ];
 
 /**

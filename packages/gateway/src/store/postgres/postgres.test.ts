@@ -242,14 +242,17 @@ if (unavailable) {
         const retried = await b2.tasks.getAny(onA[0]!);
         assert.deepEqual([retried?.status, retried?.retries, retried?.error], ["RETRY", 1, "the gateway running the attempt stopped or lost the database"]);
 
-        // B2 runs one of them; A comes back (same id) with its lost attempt's late outcome: it does not land on B2's attempt.
-        let again = (await b2.tasks.claimNext(stub.id, "cb2"))!;
-        while (!onA.includes(again.id)) again = (await b2.tasks.claimNext(stub.id, "cb2"))!; // B's own retry may come first
+        // B2 resumes one of them on the container that ran it (another container would wait
+        // RESUME_ELSEWHERE_AFTER_MS); A comes back (same id) with its lost attempt's late outcome:
+        // it does not land on B2's attempt.
+        assert.equal(await b2.tasks.claimNext(stub.id, "cb2").then((t) => t && onA.includes(t.id)), false, "not another container's, yet");
+        const again = (await b2.tasks.claimNext(stub.id, "ca1"))!;
+        assert.ok(onA.includes(again.id));
         const aBack = await open("gw-a");
         assert.deepEqual(await aBack.tasks.requeueRunning(), [], "nothing of A's own is left running");
         assert.equal(await aBack.tasks.finish(again.id, "COMPLETE", { result: "late" }), false);
         assert.equal(await aBack.tasks.retry(again.id, "late failure", 0), false);
-        assert.deepEqual([(await b2.tasks.getAny(again.id))?.status, (await b2.tasks.getAny(again.id))?.containerId], ["RUNNING", "cb2"]);
+        assert.deepEqual([(await b2.tasks.getAny(again.id))?.status, (await b2.tasks.getAny(again.id))?.containerId], ["RUNNING", "ca1"]);
         assert.equal(await b2.tasks.finish(again.id, "COMPLETE", { result: "done" }), true, "the attempt's own gateway ends it");
         await aBack.close();
 

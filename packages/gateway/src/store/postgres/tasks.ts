@@ -5,7 +5,7 @@
  * is its own short transaction and concurrency comes from the connection pool.
  */
 import { Beta9Error } from "@beta9/protocol";
-import type { ClaimedTask, Page, PoolRepo, TaskFilter, TaskPolicy, TaskRepo } from "../types.js";
+import { RESUME_ELSEWHERE_AFTER_MS, type ClaimedTask, type Page, type PoolRepo, type TaskFilter, type TaskPolicy, type TaskRepo } from "../types.js";
 import { expiredError, newId, now, taskListWhere, toPool, toTask, type PoolRow, type TaskRow } from "../sqlite/rows.js";
 import { isUniqueViolation, type Db } from "./db.js";
 import { noticeIds, Notices } from "./notices.js";
@@ -128,8 +128,10 @@ export class PostgresTaskRepo implements TaskRepo {
    */
   async claimNext(stubId: string, containerId: string) {
     const row = await this.db.row<TaskRow & { input: string | null }>(
-      `UPDATE task SET status = 'RUNNING', started_at = $1, container_id = $2, next_attempt_at = NULL, gateway_id = $4
+      `UPDATE task SET status = 'RUNNING', started_at = $1, container_id = $2, next_attempt_at = NULL, gateway_id = $4, resume_container = NULL
        WHERE status IN ('PENDING', 'RETRY') AND id = COALESCE(
+         (SELECT id FROM task WHERE stub_id = $3 AND status = 'RETRY' AND resume_container = $2
+           ORDER BY next_attempt_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED),
          (SELECT id FROM task WHERE stub_id = $3 AND status = 'RETRY' AND next_attempt_at <= $1
            ORDER BY next_attempt_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED),
          (SELECT id FROM task WHERE stub_id = $3 AND status = 'PENDING' ORDER BY created_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED))
@@ -206,18 +208,23 @@ export class PostgresTaskRepo implements TaskRepo {
     );
   }
 
-  /** RUNNING tasks matching `owners` (its parameters from $3) become RETRY, or ERROR past their maxRetries. */
+  /**
+   * RUNNING tasks matching `owners` (its parameters from $3) become RETRY, or ERROR past their
+   * maxRetries. A retry is first offered to the container that ran the attempt (RESUME_ELSEWHERE_AFTER_MS).
+   */
   private requeue(owners: string, ownerParams: unknown[], why: string) {
     return this.db.tx(async (q) => {
       const params = [now(), why, ...ownerParams];
+      const elsewhere = new Date(Date.now() + RESUME_ELSEWHERE_AFTER_MS).toISOString();
       const exhausted = await q.rows<{ id: string; stub_id: string }>(
         `UPDATE task SET status = 'ERROR', retries = retries + 1, container_id = NULL, gateway_id = NULL, ended_at = $1,
          error = $2::text || ', and the task policy allows no more retries'
          WHERE status = 'RUNNING' AND retries + 1 > max_retries AND ${owners} RETURNING id, stub_id`, params,
       );
       const requeued = await q.rows<{ id: string; stub_id: string }>(
-        `UPDATE task SET status = 'RETRY', retries = retries + 1, container_id = NULL, gateway_id = NULL, next_attempt_at = $1, error = $2::text
-         WHERE status = 'RUNNING' AND ${owners} RETURNING id, stub_id`, params,
+        `UPDATE task SET status = 'RETRY', retries = retries + 1, resume_container = container_id, container_id = NULL, gateway_id = NULL,
+         next_attempt_at = CASE WHEN container_id IS NULL THEN $1 ELSE $${params.length + 1}::timestamptz END, error = $2::text
+         WHERE status = 'RUNNING' AND ${owners} RETURNING id, stub_id`, [...params, elsewhere],
       );
       return [
         ...exhausted.map((r) => ({ id: r.id, stubId: r.stub_id, status: "ERROR" as const })),

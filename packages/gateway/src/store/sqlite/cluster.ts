@@ -1,7 +1,7 @@
 /** Tasks, pools and machines on SQLite (the scheduler and machine issues extend these). */
 import type Database from "better-sqlite3";
 import { Beta9Error, type Task } from "@beta9/protocol";
-import type { ClaimedTask, Page, PoolRepo, TaskFilter, TaskPolicy, TaskRepo } from "../types.js";
+import { RESUME_ELSEWHERE_AFTER_MS, type ClaimedTask, type Page, type PoolRepo, type TaskFilter, type TaskPolicy, type TaskRepo } from "../types.js";
 import {
   expiredError, isUniqueViolation, newId, now, taskListWhere, toPool, toTask, type PoolRow, type TaskRow,
 } from "./rows.js";
@@ -62,8 +62,9 @@ export class SqliteTaskRepo implements TaskRepo {
     // pending task, moved to RUNNING and handed back with its input. Each probe walks the
     // task_queue index in order (one probe with status IN (…) sorted every candidate: O(queue)).
     this.claim = db.prepare(
-      `UPDATE task SET status = 'RUNNING', started_at = @ts, container_id = @containerId, next_attempt_at = NULL
+      `UPDATE task SET status = 'RUNNING', started_at = @ts, container_id = @containerId, next_attempt_at = NULL, resume_container = NULL
        WHERE id = COALESCE(
+         (SELECT id FROM task WHERE stub_id = @stubId AND status = 'RETRY' AND resume_container = @containerId ORDER BY next_attempt_at LIMIT 1),
          (SELECT id FROM task WHERE stub_id = @stubId AND status = 'RETRY' AND next_attempt_at <= @ts ORDER BY next_attempt_at LIMIT 1),
          (SELECT id FROM task WHERE stub_id = @stubId AND status = 'PENDING' AND next_attempt_at IS NULL ORDER BY created_at LIMIT 1))
        RETURNING ${TASK_COLUMNS}, input`,
@@ -88,8 +89,11 @@ export class SqliteTaskRepo implements TaskRepo {
        error = 'the gateway stopped during the attempt, and the task policy allows no more retries'
        WHERE status = 'RUNNING' AND retries + 1 > max_retries RETURNING id, stub_id`,
     );
+    // Resumed on the container that ran it (its runner joins the handler or answers its kept
+    // result); other containers take it only after RESUME_ELSEWHERE_AFTER_MS.
     this.requeue = db.prepare(
-      `UPDATE task SET status = 'RETRY', retries = retries + 1, container_id = NULL, next_attempt_at = ?,
+      `UPDATE task SET status = 'RETRY', retries = retries + 1, resume_container = container_id, container_id = NULL,
+       next_attempt_at = CASE WHEN container_id IS NULL THEN @ts ELSE @elsewhere END,
        error = 'the gateway stopped during the attempt' WHERE status = 'RUNNING' RETURNING id, stub_id`,
     );
     // Data written before RETRY existed kept waiting retries as PENDING with a next attempt time.
@@ -198,9 +202,11 @@ export class SqliteTaskRepo implements TaskRepo {
     return this.db.transaction(() => {
       this.legacyRetries.run();
       const ts = now();
-      const rows = (status: "ERROR" | "RETRY", stmt: Database.Statement) =>
-        (stmt.all(ts) as { id: string; stub_id: string }[]).map((r) => ({ id: r.id, stubId: r.stub_id, status }));
-      return [...rows("ERROR", this.requeueExhausted), ...rows("RETRY", this.requeue)];
+      const rows = (status: "ERROR" | "RETRY", found: unknown[]) => (found as { id: string; stub_id: string }[]).map((r) => ({ id: r.id, stubId: r.stub_id, status }));
+      return [
+        ...rows("ERROR", this.requeueExhausted.all(ts)),
+        ...rows("RETRY", this.requeue.all({ ts, elsewhere: new Date(Date.now() + RESUME_ELSEWHERE_AFTER_MS).toISOString() })),
+      ];
     })();
   }
 

@@ -235,6 +235,13 @@ export const migrations: readonly Migration[] = [
     // As Postgres's (the schema versions stay aligned for store migrate); one gateway here: unused.
     sql: `ALTER TABLE gateway ADD COLUMN url TEXT; ALTER TABLE gateway ADD COLUMN pools TEXT;`,
   },
+  {
+    version: 12,
+    name: "attempts resume on their container",
+    // An attempt cut off by its gateway's stop is sent again to the container that ran it, whose
+    // runner joins the running handler or answers its kept result (the runner's task-attempts.ts).
+    sql: `ALTER TABLE task ADD COLUMN resume_container TEXT;`,
+  },
 ];
 
 export class MigrationError extends Error {
