@@ -9,6 +9,7 @@
 import type { Logger } from "pino";
 import { Beta9Error, type Stub } from "@beta9/protocol";
 import { TypedEmitter } from "../events.js";
+import type { ContainerRecord } from "../scheduler/containers.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
 import { InstancePool, type PoolHost, type Slot } from "./instance-pool.js";
 import { podOf } from "./pod.js";
@@ -44,6 +45,8 @@ export interface AutoscalerOptions {
 
 export class Autoscaler {
   private readonly pools = new Map<string, InstancePool>();
+  /** Running containers no pool started, by id, until their stub's pool exists (onContainerState). */
+  private readonly adoptable = new Map<string, ContainerRecord>();
   private readonly ticker: NodeJS.Timeout;
   readonly events = new TypedEmitter<AutoscalerEvents>();
   private readonly host: PoolHost;
@@ -59,12 +62,29 @@ export class Autoscaler {
     this.ticker = setInterval(() => this.tick(), o.reapIntervalMs ?? 1000);
     this.ticker.unref();
     o.scheduler.containers.subscribe("*", (e) => {
-      if (e.kind === "state" && e.container.stubId) this.pools.get(e.container.stubId)?.onContainerState(e.container);
+      if (e.kind === "state" && e.container.stubId) this.onContainerState(e.container);
     });
     o.scheduler.setReclaimer({
       idle: () => [...this.pools.values()].flatMap((p) => p.idleWarm()),
       stop: (id) => void [...this.pools.values()].some((p) => p.stopEarly(id)),
     });
+  }
+
+  /**
+   * A container's news goes to its stub's pool. One no pool started (a worker's hello listed it:
+   * started by a gateway that died or restarted) is adopted by its stub's pool, now or when that
+   * pool is first used, so work cut off with that gateway can resume on it.
+   */
+  private onContainerState(record: ContainerRecord): void {
+    const stubId = record.stubId!;
+    const pool = this.pools.get(stubId);
+    if (pool?.has(record.id)) return pool.onContainerState(record);
+    if (record.state !== "RUNNING") {
+      this.adoptable.delete(record.id);
+      return;
+    }
+    if (pool) pool.adopt(record);
+    else this.adoptable.set(record.id, record);
   }
 
   /** The loop's one step for a pool: the stub's policy on its sample, containers started up to it. */
@@ -154,7 +174,14 @@ export class Autoscaler {
 
   private poolOf(stub: Stub): InstancePool {
     let pool = this.pools.get(stub.id);
-    if (!pool) this.pools.set(stub.id, (pool = new InstancePool(stub, this.host)));
+    if (!pool) {
+      this.pools.set(stub.id, (pool = new InstancePool(stub, this.host)));
+      for (const [id, record] of this.adoptable) {
+        if (record.stubId !== stub.id) continue;
+        this.adoptable.delete(id);
+        pool.adopt(record);
+      }
+    }
     return pool;
   }
 }

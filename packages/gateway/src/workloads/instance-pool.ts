@@ -11,7 +11,7 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { Dispatcher } from "undici";
-import { Beta9Error, type Stub } from "@beta9/protocol";
+import { Beta9Error, RUNNER_SECRET_ENV, type Stub } from "@beta9/protocol";
 import type { ContainerRecord } from "../scheduler/containers.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
 import { containerRequest, servedPort } from "./container-spec.js";
@@ -221,6 +221,26 @@ export class InstancePool {
     this.containers.set(record.id, { id: record.id, secret, origin: null, ready: false, inflight: 0, lastUsedAt: Date.now() });
     this.host.logger?.info({ stub: stub.name, containerId: record.id }, "scaling up");
     return true;
+  }
+
+  /**
+   * Takes in a running container of this stub that another gateway (or this one before a restart)
+   * started: its worker reported it in its hello. Its runner is called with the secret it was
+   * started with (from its request), so attempts cut off by that gateway's death resume on it.
+   * False when it cannot be driven from here (another workspace's, or a runner without a secret).
+   */
+  adopt(record: ContainerRecord): boolean {
+    if (this.containers.has(record.id) || record.workspaceId !== this.stub.workspaceId || record.state !== "RUNNING") return false;
+    const secret = record.request.env[RUNNER_SECRET_ENV];
+    if (!podOf(this.stub) && !secret) return false;
+    this.containers.set(record.id, { id: record.id, secret: secret ?? "", origin: null, ready: false, inflight: 0, lastUsedAt: Date.now(), served: true });
+    this.host.logger?.info({ stub: this.stub.name, containerId: record.id }, "adopted a running container");
+    this.onContainerState(record);
+    return true;
+  }
+
+  has(containerId: string): boolean {
+    return this.containers.has(containerId);
   }
 
   /** The scheduler's news about one of this pool's containers. */
