@@ -15,6 +15,7 @@ import { postgresUnavailableReason, startTestPostgres, type TestPostgres } from 
 import { pino } from "pino";
 import { startGateway } from "@beta9/gateway";
 import { startWorker } from "@beta9/worker";
+import { WebSocket } from "ws";
 import { EXIT } from "./errors.js";
 import { AGENT_MAIN as agentMain, CLI as cli, call, freePort, Processes, stop } from "./testing/processes.js";
 
@@ -240,7 +241,7 @@ test("a worker on a standby gateway goes back to the first one once it answers a
   }
 });
 
-test("with --objects shared: an image build, code, tasks, function and endpoint calls through a gateway with no worker all run on the gateway that has one (tasks once each)", { skip }, async () => {
+test("with --objects shared: an image build, code, tasks, function and endpoint calls, a web app and a WebSocket through a gateway with no worker all run on the gateway that has one (tasks once each)", { skip }, async () => {
   postgres ??= await startTestPostgres();
   const store = await postgres.createDatabase();
   const objects = join(dir, "q-objects");
@@ -285,6 +286,26 @@ test("with --objects shared: an image build, code, tasks, function and endpoint 
         appendFileSync(${JSON.stringify(ran)}, "holding " + input.n + "\\n");
         await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve));
         appendFileSync(${JSON.stringify(ran)}, "aborted " + input.n + "\\n");
+      },
+    };
+    export const site = {
+      __beta9Workload: true as const, kind: "endpoint" as const, name: "q-site",
+      config: { cpu: 0.25, memory: "128Mi", keepWarmSeconds: 30, webApp: true, concurrentRequests: 4 },
+      image: { toSpec: () => ({ base: { kind: "scratch" }, steps: [], env: {} }) },
+      handler: async (request: Request) => new Response(JSON.stringify({
+        method: request.method, url: new URL(request.url).pathname + new URL(request.url).search, body: await request.text(),
+        host: request.headers.get("x-forwarded-host"), prefix: request.headers.get("x-forwarded-prefix"), token: request.headers.get("authorization"),
+      }), { status: 201, headers: { "content-type": "application/json", "x-app": "${version}" } }),
+    };
+    export const chat = {
+      __beta9Workload: true as const, kind: "endpoint" as const, name: "q-chat",
+      config: { cpu: 0.25, memory: "128Mi", keepWarmSeconds: 30, realtime: true, concurrentRequests: 4 },
+      image: { toSpec: () => ({ base: { kind: "scratch" }, steps: [], env: {} }) },
+      handler: async (socket: AsyncIterable<string> & { send(m: string): Promise<void>; close(code: number, reason: string): void }) => {
+        for await (const m of socket) {
+          if (m === "bye") return socket.close(4001, "A says bye");
+          await socket.send("A: " + m);
+        }
       },
     };
     export const echo = {
@@ -361,6 +382,33 @@ test("with --objects shared: an image build, code, tasks, function and endpoint 
       return { status: res.status, by: res.headers.get("x-beta9-forwarded-by"), task: res.headers.get("x-beta9-task-id"), json: await res.json() as { echoed: number } };
     }));
     assert.deepEqual(echoes.map((e) => [e.status, e.json.echoed, Boolean(e.by), Boolean(e.task)]), [[200, 1, true, true], [200, 2, true, true]]);
+
+    // A web app's requests through B: method, path, query, a streamed body and the host the caller used reach the app on A.
+    await deploy(b.url, "site");
+    const body = "x".repeat(300_000);
+    const page = await fetch(`${b.url}/endpoint/q-site/items/7?full=1`, { method: "PUT", headers: { authorization: `Bearer ${key}`, "content-type": "text/plain" }, body });
+    const seen = await page.json() as Record<string, string | null>;
+    assert.deepEqual([page.status, page.headers.get("x-app"), Boolean(page.headers.get("x-beta9-forwarded-by"))], [201, "v2", true]);
+    assert.deepEqual(seen, { method: "PUT", url: "/items/7?full=1", body, host: new URL(b.url).host, prefix: "/endpoint/q-site", token: null },
+      "the app sees the request as if B served it, and never the gateway token");
+
+    // A realtime endpoint's WebSocket through B: upgraded on A, messages and the close code both ways.
+    await deploy(b.url, "chat");
+    const ws = new WebSocket(`${b.url.replace(/^http/, "ws")}/endpoint/q-chat`, { headers: { authorization: `Bearer ${key}` }, perMessageDeflate: false });
+    await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+    const next = () => new Promise<string>((resolve) => ws.once("message", (d) => resolve(String(d))));
+    ws.send("hello");
+    assert.equal(await next(), "A: hello");
+    const closed = new Promise<[number, string]>((resolve) => ws.once("close", (code, reason) => resolve([code, String(reason)])));
+    ws.send("bye");
+    assert.deepEqual(await closed, [4001, "A says bye"]);
+    const refused = await new Promise<number>((resolve, reject) => {
+      const anonymous = new WebSocket(`${b.url.replace(/^http/, "ws")}/endpoint/q-chat`);
+      anonymous.once("unexpected-response", (_req, res) => (res.resume(), resolve(res.statusCode ?? 0)));
+      anonymous.once("open", () => reject(new Error("upgraded without a token")));
+      anonymous.once("error", () => undefined);
+    });
+    assert.equal(refused, 401, "B checks the token before anything is forwarded");
   } finally {
     await stop(worker);
     await stop(b.child);

@@ -13,9 +13,11 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { Agent, request as undiciRequest, type Dispatcher } from "undici";
 import { Beta9Error, type Stub } from "@beta9/protocol";
-import { relayAll } from "../sandboxes/proxy.js";
+import { Readable } from "node:stream";
+import { HOP_BY_HOP, relayAll } from "../sandboxes/proxy.js";
 import type { Peer } from "../store/types.js";
 import type { GatewayContext } from "./common.js";
+import { proxyWebSocket, type UpgradedClient } from "./websocket.js";
 
 export const FORWARDED_HEADER = "x-beta9-forwarded-by";
 /** Request headers a forwarded call keeps (the rest are this hop's). */
@@ -54,16 +56,19 @@ export function targetUrl(peerUrl: string, requestUrl: string): URL {
   return target;
 }
 
+/** How a forwarded request is sent: a JSON call (an endpoint's input), or a web app's or pod's request as it came. */
+export interface ForwardAs {
+  /** Every end-to-end header (cookies, the app's own; the peer filters them as it would its own caller's) and the body streamed untouched. */
+  raw?: boolean;
+}
+
 /**
  * Sends the call to the first of `peers` that takes it and relays its answer; false when none
  * could be connected to (the caller then serves the call itself). `self`: this gateway's id.
  */
-export async function forward(request: FastifyRequest, reply: FastifyReply, peers: readonly Peer[], self: string, stub: Stub): Promise<boolean> {
-  const headers: Record<string, string> = { [FORWARDED_HEADER]: self };
-  for (const name of REQUEST_HEADERS) {
-    const value = request.headers[name];
-    if (typeof value === "string") headers[name] = value;
-  }
+export async function forward(request: FastifyRequest, reply: FastifyReply, peers: readonly Peer[], self: string, stub: Stub, as: ForwardAs = {}): Promise<boolean> {
+  const headers = as.raw ? rawHeaders(request) : pickedHeaders(request);
+  headers[FORWARDED_HEADER] = self;
   // The caller leaving ends the call on the peer too (the reply's close: the request's fires once its body is read).
   const abort = new AbortController();
   const gone = () => {
@@ -71,23 +76,50 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, peer
   };
   reply.raw.once("close", gone);
   try {
-    return await sendToFirst(request, reply, peers, headers, abort.signal, stub);
+    return await sendToFirst(request, reply, peers, headers, abort.signal, stub, as);
   } finally {
     reply.raw.off("close", gone);
   }
 }
 
+function pickedHeaders(request: FastifyRequest): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const name of REQUEST_HEADERS) {
+    const value = request.headers[name];
+    if (typeof value === "string") headers[name] = value;
+  }
+  return headers;
+}
+
+/** The caller's headers but the hop-by-hop ones; its Host kept, so the app sees the host it was called at. */
+function rawHeaders(request: FastifyRequest): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(request.headers)) {
+    // Expect: the peer answers the whole request (undici sends no 100-continue).
+    if (value === undefined || (HOP_BY_HOP.has(name) && name !== "host") || name === FORWARDED_HEADER || name === "expect") continue;
+    headers[name] = Array.isArray(value) ? value.join(", ") : value;
+  }
+  return headers;
+}
+
+function bodyOf(request: FastifyRequest, as: ForwardAs): string | Readable | undefined {
+  if (request.body === undefined || request.body === null) return undefined;
+  if (as.raw && request.body instanceof Readable) return request.body;
+  return JSON.stringify(request.body);
+}
+
 async function sendToFirst(
-  request: FastifyRequest, reply: FastifyReply, peers: readonly Peer[], headers: Record<string, string>, signal: AbortSignal, stub: Stub,
+  request: FastifyRequest, reply: FastifyReply, peers: readonly Peer[], headers: Record<string, string>, signal: AbortSignal, stub: Stub, as: ForwardAs,
 ): Promise<boolean> {
   const timeoutMs = Math.max(1, stub.config.taskPolicy.timeout) * 1000;
+  const body = bodyOf(request, as);
   for (const peer of peers) {
     let res: Dispatcher.ResponseData;
     try {
       res = await undiciRequest(targetUrl(peer.url, request.url), {
         method: request.method as Dispatcher.HttpMethod,
         headers,
-        ...(request.body !== undefined && { body: JSON.stringify(request.body) }),
+        ...(body !== undefined && { body }),
         headersTimeout: PLACEMENT_MS + timeoutMs,
         bodyTimeout: timeoutMs + 60_000,
         signal,
@@ -96,7 +128,8 @@ async function sendToFirst(
     } catch (err) {
       if (signal.aborted) return true; // the caller left: nothing to answer
       const code = (err as NodeJS.ErrnoException).code ?? "";
-      if (notSent(code)) {
+      // A streamed body already read in part cannot be sent again.
+      if (notSent(code) && !(body instanceof Readable && body.readableDidRead)) {
         request.log.warn({ err: code, peer: peer.url }, "could not reach another gateway to forward the call; trying the next");
         continue;
       }
@@ -108,4 +141,23 @@ async function sendToFirst(
     return true;
   }
   return false;
+}
+
+/**
+ * A WebSocket upgrade (realtime endpoint, web app, pod) sent on to the first of `peers`: the
+ * caller's headers and credentials go with it, and the socket is relayed as any other
+ * (websocket.ts), its messages bounded here too. `onClose` runs once both sides are closed.
+ */
+export function forwardUpgrade(
+  client: UpgradedClient, request: FastifyRequest, peer: Peer, self: string, options: { maxMessageBytes: number; tokenId?: string; onClose: () => void },
+): void {
+  const target = targetUrl(peer.url, request.url);
+  const headers = rawHeaders(request);
+  delete headers.host; // requestHead writes the peer's; the app's host goes as x-forwarded-host
+  if (request.headers.host !== undefined) headers["x-forwarded-host"] = request.headers.host;
+  headers[FORWARDED_HEADER] = self;
+  const tls = target.protocol === "https:";
+  proxyWebSocket(client, {
+    host: target.hostname.replace(/^\[|\]$/g, ""), port: Number(target.port) || (tls ? 443 : 80), path: `${target.pathname}${target.search}`, headers, tls,
+  }, { maxMessageBytes: options.maxMessageBytes, onClose: options.onClose, ...(options.tokenId !== undefined && { tokenId: options.tokenId }) });
 }

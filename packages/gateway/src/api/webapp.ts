@@ -22,7 +22,8 @@ import { forwardToPod, servedAs, upgradeToPod } from "./pods.js";
 import { requestWebApp } from "../workloads/runner-client.js";
 import { callError, relayStream } from "./runner-answer.js";
 import { upgradeOf, type UpgradedClient } from "./websocket.js";
-import { upgradeToStub } from "./websocket-routes.js";
+import { holdSocket, quotasOf, refuseOverCount, tokenOf, upgradeToStub } from "./websocket-routes.js";
+import { forward, forwardUpgrade, peersFor } from "./forward.js";
 
 const METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
 /** The exact URL (no slash) answers every method but POST here; POST is the endpoint call (invoke.ts). */
@@ -90,6 +91,23 @@ async function forwardToApp(ctx: GatewayContext, stub: Stub, request: FastifyReq
 }
 
 /**
+ * An upgrade for a stub no worker here can run, sent on to a gateway that has one; false when
+ * there is none (or it is already a forwarded one): served here then.
+ */
+async function upgradeElsewhere(ctx: GatewayContext, stub: Stub, request: FastifyRequest, reply: FastifyReply, client: UpgradedClient, isPublic: boolean): Promise<boolean> {
+  const [peer] = await peersFor(ctx, stub, request);
+  if (!peer) return false;
+  const release = holdSocket(ctx, stub.workspaceId, isPublic ? `stub:${stub.id}` : undefined);
+  if (!release) {
+    refuseOverCount(ctx, client, reply, isPublic);
+    return true;
+  }
+  reply.hijack();
+  forwardUpgrade(client, request, peer, ctx.store.peers!.self, { maxMessageBytes: quotasOf(ctx).webSocketMessageBytes, ...tokenOf(request), onClose: release });
+  return true;
+}
+
+/**
  * Registers the mounts' routes in a scope of their own, where bodies of any type pass through
  * untouched (never parsed, never held whole).
  */
@@ -100,6 +118,8 @@ export function registerWebApps(app: FastifyInstance, ctx: GatewayContext, mount
     for (const mount of mounts) {
       const depth = mount.url.split("/").length - 1;
       const isPublic = mount.access === "public";
+      // A serve session's container is the one its gateway pinned: never another gateway's.
+      const forwardable = !mount.url.startsWith("/serve");
       const upgrade = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply, exact: boolean, client: UpgradedClient) => {
         let { prefix, path } = splitAppPath(request.url, depth);
         const q = request.url.indexOf("?");
@@ -109,9 +129,11 @@ export function registerWebApps(app: FastifyInstance, ctx: GatewayContext, mount
         // `/endpoint/:name/latest` and `/endpoint/:name/v2` name a version, as for HTTP.
         if (!exact && mount.url === "/endpoint/:name" && VERSION_SEGMENT.test(segment)) {
           const stub = await resolveDeployedStub(ctx.store, request.auth.workspaceId, request.params.name!, segment === "latest" ? "latest" : parseVersion(segment.slice(1)));
+          if (forwardable && (await upgradeElsewhere(ctx, stub, request, reply, client, isPublic))) return;
           return upgradeToStub(ctx, stub, request, reply, client, { prefix: `${prefix}/${segment}`, path: `/${query}`, isPublic: mount.access === "public" });
         }
         const stub = await mount.stub(request);
+        if (forwardable && (await upgradeElsewhere(ctx, stub, request, reply, client, isPublic))) return;
         if (servedAs(mount.url, stub) === "pod") return upgradeToPod(ctx, stub, request, reply, client, { prefix, path, isPublic: mount.access === "public" });
         return upgradeToStub(ctx, stub, request, reply, client, { prefix, path, isPublic: mount.access === "public" });
       };
@@ -127,6 +149,11 @@ export function registerWebApps(app: FastifyInstance, ctx: GatewayContext, mount
         if (exact) return appRoot(request, reply, prefix);
         // `/endpoint/:name/latest` and `/endpoint/:name/v2` name a version: the app's root is below them.
         if ((mount.url === "/endpoint/:name" || mount.url === "/pod/:name") && VERSION_SEGMENT.test(request.params["*"] ?? "")) return appRoot(request, reply, `${prefix}/${request.params["*"]}`);
+        // No worker here for it, and another gateway on the store has one (forward.ts).
+        if (forwardable) {
+          const peers = await peersFor(ctx, stub, request);
+          if (peers.length > 0 && (await forward(request, reply, peers, ctx.store.peers!.self, stub, { raw: true }))) return reply;
+        }
         if (pod) return forwardToPod(ctx, stub, request, reply, prefix, path, isPublic);
         return forwardToApp(ctx, stub, request, reply, prefix, path, isPublic);
       };

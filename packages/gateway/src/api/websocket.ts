@@ -13,7 +13,8 @@
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ServerResponse, type IncomingHttpHeaders, type IncomingMessage } from "node:http";
-import { connect, type Socket } from "node:net";
+import { connect, isIP, type Socket } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 import type { Duplex } from "node:stream";
 import { Beta9Error } from "@beta9/protocol";
 import { acceptKey, closeFrame, FrameMeter } from "./websocket-frames.js";
@@ -115,6 +116,8 @@ export interface UpgradeTarget {
   path: string;
   /** Headers for the target besides the WebSocket ones (forwarded ones, the target's own auth). */
   headers: Record<string, string>;
+  /** Dial it with TLS (another gateway that serves https), checking its certificate against the system's CAs and NODE_EXTRA_CA_CERTS. */
+  tls?: boolean;
 }
 
 export interface ProxyOptions {
@@ -208,7 +211,9 @@ export function proxyWebSocket(client: UpgradedClient, target: UpgradeTarget, op
     options.onClose?.();
     return;
   }
-  const upstream = connect({ host: target.host, port: target.port, noDelay: true });
+  const upstream = target.tls
+    ? tlsConnect({ host: target.host, port: target.port, ...(isIP(target.host) === 0 && { servername: target.host }) }).setNoDelay(true)
+    : connect({ host: target.host, port: target.port, noDelay: true });
   // A revoked token's sockets end at once (as its event streams and shells do).
   const unregister = options.tokenId === undefined ? () => undefined : closeOnRevoke(options.tokenId, () => {
     socket.destroy();

@@ -10,7 +10,7 @@ import { Pool, request, type Dispatcher } from "undici";
 import { Beta9Error } from "@beta9/protocol";
 
 /** Headers that belong to one hop, never forwarded (RFC 9110 section 7.6.1). */
-const HOP_BY_HOP = new Set([
+export const HOP_BY_HOP = new Set([
   "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "host",
 ]);
 
