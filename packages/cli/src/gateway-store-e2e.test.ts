@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { postgresUnavailableReason, startTestPostgres, type TestPostgres } from "@beta9/gateway/testing/postgres";
 import { pino } from "pino";
-import { startGateway } from "@beta9/gateway";
+import { ensureSelfSignedCertificate, readTlsFiles, startGateway } from "@beta9/gateway";
 import { startWorker } from "@beta9/worker";
 import { WebSocket } from "ws";
 import { EXIT } from "./errors.js";
@@ -413,5 +413,43 @@ test("with --objects shared: an image build, code, tasks, function and endpoint 
     await stop(worker);
     await stop(b.child);
     await stop(a.child);
+  }
+});
+
+test("TLS between gateways: a call forwarded to a peer that serves https with a self-signed certificate, trusted with --peer-ca", { skip }, async () => {
+  postgres ??= await startTestPostgres();
+  const store = await postgres.createDatabase();
+  const objectsDir = join(dir, "tls-objects");
+  const files = ensureSelfSignedCertificate(join(dir, "tls-a"), ["127.0.0.1", "localhost"]);
+  const certificate = readTlsFiles(files);
+  const a = await startGateway({ dataDir: join(dir, "ta"), port: 0, store, objectsDir, tls: certificate, logLevel: "silent" });
+  assert.match(a.url, /^https:\/\//);
+  const b = await startGatewayProcess(["--data-dir", join(dir, "tb"), "--store", store, "--objects", objectsDir, "--peer-ca", files.cert]);
+  const key = a.bootstrap!.token.key;
+  const worker = await startWorker({
+    gatewayUrl: a.url, token: await a.localWorkerToken(), tlsCa: certificate.cert, runtime: "process", allowUnisolated: true,
+    stateDir: join(dir, "tw"), workerId: "tw", logger: pino({ level: "silent" }),
+  });
+  try {
+    await worker.connected;
+    const app = join(dir, "tls-app.ts");
+    writeFileSync(app, `export const echo = {
+      __beta9Workload: true as const, kind: "endpoint" as const, name: "tls-echo",
+      config: { cpu: 0.25, memory: "128Mi", keepWarmSeconds: 30 },
+      image: { toSpec: () => ({ base: { kind: "scratch" }, steps: [], env: {} }) },
+      handler: async (input: { n: number }) => ({ echoed: input.n }),
+    };`);
+    const deployed = await procs.run(["deploy", `${app}:echo`, "-q"], { ...env, BETA9_GATEWAY: b.url, BETA9_TOKEN: key });
+    assert.equal(deployed.code, 0, deployed.output);
+    // B has no worker: it forwards over https to A, whose certificate only --peer-ca vouches for.
+    const res = await fetch(`${b.url}/endpoint/tls-echo`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify({ n: 5 }) });
+    assert.deepEqual([res.status, await res.json(), Boolean(res.headers.get("x-beta9-forwarded-by"))], [200, { echoed: 5 }, true]);
+    const bad = await procs.run(["gateway", "--data-dir", join(dir, "tc"), "--store", store, "--peer-ca", app]);
+    assert.equal(bad.code, EXIT.usage, bad.output);
+    assert.match(bad.output, /--peer-ca.*holds no PEM certificate/);
+  } finally {
+    await worker.close(2000);
+    await stop(b.child);
+    await a.close();
   }
 });

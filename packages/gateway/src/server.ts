@@ -53,6 +53,11 @@ export interface GatewayOptions {
    * gateways on this machine could use it). Default: BETA9_ADVERTISE_URL.
    */
   advertiseUrl?: string;
+  /**
+   * A CA certificate (PEM) trusted, besides the system's, for the other gateways' https URLs
+   * (their self-signed certificates) when calls are forwarded to them. Default: the file BETA9_PEER_CA names.
+   */
+  peerCa?: string;
   logLevel?: string;
   /** Largest object (code bundle) accepted, in bytes. */
   maxObjectBytes?: number;
@@ -193,6 +198,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     const volumes = new VolumeStore(join(options.dataDir, "objects", "volumes"), () => quotas);
     await volumes.init();
     const sandboxHost = options.sandboxHost ?? process.env.BETA9_SANDBOX_HOST;
+    const peerCa = options.peerCa ?? readPeerCa(process.env.BETA9_PEER_CA);
     scheduler = new Scheduler(new ContainerRegistry(), {
       logger, quotas,
       ...(options.workerTimeoutMs !== undefined && { workerTimeoutMs: options.workerTimeoutMs }),
@@ -225,7 +231,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     const tunnels = new TunnelHub(logger);
     const shells = new ShellSessions({ tunnels, tokens: store.tokens, scheduler, logger });
     const app = await buildGatewayApp(
-      { store, objects, volumes, logs, scheduler, builds, autoscaler, dispatcher, machines, sandboxes, secrets, quotas, shells, ...(sandboxHost && { sandboxHost }), version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() },
+      { store, objects, volumes, logs, scheduler, builds, autoscaler, dispatcher, machines, sandboxes, secrets, quotas, shells, ...(sandboxHost && { sandboxHost }), ...(peerCa && { peerCa }), version: VERSION, schemaVersion: store.schemaVersion, startedAt: Date.now() },
       logger,
       { ...(options.tls && { https: options.tls }) },
     );
@@ -301,4 +307,17 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     unlock();
     throw err;
   }
+}
+
+/** The PEM file BETA9_PEER_CA names, checked: a gateway that could not verify its peers would fail every forwarded call. */
+export function readPeerCa(file: string | undefined): string | undefined {
+  if (!file) return undefined;
+  let pem: string;
+  try {
+    pem = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new Error(`the peer CA ${file} cannot be read: ${(err as Error).message}`);
+  }
+  if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new Error(`the peer CA ${file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  return pem;
 }

@@ -3,7 +3,7 @@
  * (the control plane alone, for a server that workers on other machines join).
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Client } from "beta9";
 import { deployTarget } from "./deploy.js";
@@ -29,6 +29,8 @@ interface ServeOptions extends TlsCliOptions {
   objects?: string;
   /** beta9 gateway only: where the other gateways on the store reach this one. */
   advertiseUrl?: string;
+  /** --peer-ca: the PEM text (read and checked by its parser). */
+  peerCa?: string;
   logLevel?: string;
   logFormat?: LogFormat;
   runtime?: "auto" | "runc" | "process";
@@ -56,6 +58,18 @@ function seconds(value: string): number {
 function storeSpec(value: string): string {
   if (value === "sqlite" || /^postgres(ql)?:\/\//i.test(value)) return value;
   throw new InvalidArgumentError("must be sqlite or a postgres://user:password@host:5432/database URL");
+}
+
+/** --peer-ca FILE: its PEM text, refused before anything starts when it is not a certificate. */
+function peerCaFile(file: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new InvalidArgumentError(`cannot read ${file}: ${(err as Error).message}`);
+  }
+  if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new InvalidArgumentError(`${file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  return pem;
 }
 
 /** --advertise-url: the same rule the gateway applies, refused before anything starts. */
@@ -117,6 +131,8 @@ export function registerServe(program: Command): void {
       .env("BETA9_OBJECTS"))
     .addOption(new Option("--advertise-url <url>", "where the other gateways on the store reach this one, e.g. http://10.0.0.5:1994 (default: the URL it listens on)")
       .env("BETA9_ADVERTISE_URL").argParser(advertiseUrl))
+    .addOption(new Option("--peer-ca <file>", "trust this PEM CA certificate (besides the system's) for the other gateways' https URLs: their self-signed or private-CA certificates")
+      .env("BETA9_PEER_CA").argParser(peerCaFile))
     .action((opts: ServeOptions) => serve(opts, false));
   registerGatewayAdmin(gateway);
 }
@@ -161,6 +177,7 @@ async function serve(opts: ServeOptions, saveContext: boolean): Promise<void> {
     machineExpirySeconds: opts.machineExpiry, ...(tls && { tls: tls.tls }), ...(opts.store && { store: opts.store }),
     ...(!saveContext && opts.objects && { objectsDir: resolve(opts.objects) }),
     ...(!saveContext && opts.advertiseUrl && { advertiseUrl: opts.advertiseUrl }),
+    ...(!saveContext && opts.peerCa && { peerCa: opts.peerCa }),
     logRetention: { ...(opts.logRetention && { maxAgeMs: opts.logRetention }), ...(opts.logMaxPerContainer && { maxBytesPerContainer: opts.logMaxPerContainer }) },
   }).catch(
     (err: unknown) => {

@@ -35,6 +35,8 @@ export interface GatewayContext {
   sandboxHost?: string;
   /** Per-workspace limits (default DEFAULT_QUOTAS). */
   quotas?: WorkspaceQuotas;
+  /** A CA (PEM) trusted besides the system's for the other gateways' https URLs (forward.ts). */
+  peerCa?: string;
   /** Durable container logs; absent, the log routes keep them in memory for the app's life (tests). */
   logs?: LogStore;
   /** Shell sessions (they ride the worker tunnels, so only the server has them); absent, shell routes answer 503. */

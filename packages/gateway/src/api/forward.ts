@@ -14,6 +14,7 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import { Agent, request as undiciRequest, type Dispatcher } from "undici";
 import { Beta9Error, type Stub } from "@beta9/protocol";
 import { Readable } from "node:stream";
+import { rootCertificates } from "node:tls";
 import { HOP_BY_HOP, relayAll } from "../sandboxes/proxy.js";
 import type { Peer } from "../store/types.js";
 import type { GatewayContext } from "./common.js";
@@ -33,8 +34,24 @@ const notSent = (code: string): boolean => NOT_SENT.has(code) || code.startsWith
 const CONNECT_TIMEOUT_MS = 3000;
 /** What a call may wait for a container before its handler starts (the pool's own bound is 120 s). */
 const PLACEMENT_MS = 180_000;
-/** undici's pool with a short connect timeout: a dead peer (still listed for 30 s) is skipped quickly. */
-const connectBounded = new Agent({ connect: { timeout: CONNECT_TIMEOUT_MS } });
+
+/** What a forwarding gateway is: its id on the store, and the CA it trusts for its peers' https URLs. */
+export type ForwardingGateway = Pick<GatewayContext, "store" | "peerCa">;
+
+/** The system's CAs and the operator's peer CA (--peer-ca), as a TLS `ca` list. */
+function peerCaList(gateway: ForwardingGateway): string[] | undefined {
+  return gateway.peerCa === undefined ? undefined : [...rootCertificates, gateway.peerCa];
+}
+
+/** undici's pools, per peer CA, with a short connect timeout: a dead peer (still listed for 30 s) is skipped quickly. */
+const agents = new Map<string, Agent>();
+function agentFor(gateway: ForwardingGateway): Agent {
+  const key = gateway.peerCa ?? "";
+  let agent = agents.get(key);
+  const ca = peerCaList(gateway);
+  if (!agent) agents.set(key, (agent = new Agent({ connect: { timeout: CONNECT_TIMEOUT_MS, ...(ca && { ca }) } })));
+  return agent;
+}
 
 /** The peers to send this call to, in the order to try, or [] to serve it here. */
 export async function peersFor(ctx: Pick<GatewayContext, "store" | "scheduler">, stub: Stub, request: FastifyRequest): Promise<Peer[]> {
@@ -66,9 +83,9 @@ export interface ForwardAs {
  * Sends the call to the first of `peers` that takes it and relays its answer; false when none
  * could be connected to (the caller then serves the call itself). `self`: this gateway's id.
  */
-export async function forward(request: FastifyRequest, reply: FastifyReply, peers: readonly Peer[], self: string, stub: Stub, as: ForwardAs = {}): Promise<boolean> {
+export async function forward(request: FastifyRequest, reply: FastifyReply, peers: readonly Peer[], gateway: ForwardingGateway, stub: Stub, as: ForwardAs = {}): Promise<boolean> {
   const headers = as.raw ? rawHeaders(request) : pickedHeaders(request);
-  headers[FORWARDED_HEADER] = self;
+  headers[FORWARDED_HEADER] = gateway.store.peers!.self;
   // The caller leaving ends the call on the peer too (the reply's close: the request's fires once its body is read).
   const abort = new AbortController();
   const gone = () => {
@@ -76,7 +93,7 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, peer
   };
   reply.raw.once("close", gone);
   try {
-    return await sendToFirst(request, reply, peers, headers, abort.signal, stub, as);
+    return await sendToFirst(request, reply, peers, headers, abort.signal, stub, as, agentFor(gateway));
   } finally {
     reply.raw.off("close", gone);
   }
@@ -110,6 +127,7 @@ function bodyOf(request: FastifyRequest, as: ForwardAs): string | Readable | und
 
 async function sendToFirst(
   request: FastifyRequest, reply: FastifyReply, peers: readonly Peer[], headers: Record<string, string>, signal: AbortSignal, stub: Stub, as: ForwardAs,
+  dispatcher: Agent,
 ): Promise<boolean> {
   const timeoutMs = Math.max(1, stub.config.taskPolicy.timeout) * 1000;
   const body = bodyOf(request, as);
@@ -123,7 +141,7 @@ async function sendToFirst(
         headersTimeout: PLACEMENT_MS + timeoutMs,
         bodyTimeout: timeoutMs + 60_000,
         signal,
-        dispatcher: connectBounded,
+        dispatcher,
       });
     } catch (err) {
       if (signal.aborted) return true; // the caller left: nothing to answer
@@ -149,15 +167,17 @@ async function sendToFirst(
  * (websocket.ts), its messages bounded here too. `onClose` runs once both sides are closed.
  */
 export function forwardUpgrade(
-  client: UpgradedClient, request: FastifyRequest, peer: Peer, self: string, options: { maxMessageBytes: number; tokenId?: string; onClose: () => void },
+  client: UpgradedClient, request: FastifyRequest, peer: Peer, gateway: ForwardingGateway, options: { maxMessageBytes: number; tokenId?: string; onClose: () => void },
 ): void {
   const target = targetUrl(peer.url, request.url);
   const headers = rawHeaders(request);
   delete headers.host; // requestHead writes the peer's; the app's host goes as x-forwarded-host
   if (request.headers.host !== undefined) headers["x-forwarded-host"] = request.headers.host;
-  headers[FORWARDED_HEADER] = self;
-  const tls = target.protocol === "https:";
+  headers[FORWARDED_HEADER] = gateway.store.peers!.self;
+  const https = target.protocol === "https:";
+  const ca = peerCaList(gateway);
   proxyWebSocket(client, {
-    host: target.hostname.replace(/^\[|\]$/g, ""), port: Number(target.port) || (tls ? 443 : 80), path: `${target.pathname}${target.search}`, headers, tls,
+    host: target.hostname.replace(/^\[|\]$/g, ""), port: Number(target.port) || (https ? 443 : 80), path: `${target.pathname}${target.search}`, headers,
+    ...(https && { tls: ca ? { ca } : {} }),
   }, { maxMessageBytes: options.maxMessageBytes, onClose: options.onClose, ...(options.tokenId !== undefined && { tokenId: options.tokenId }) });
 }

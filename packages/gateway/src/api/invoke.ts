@@ -38,7 +38,7 @@ async function invoke(ctx: GatewayContext, stub: Stub, request: FastifyRequest, 
   const input = checkedInput(stub, request.body);
   // No worker here for it, and another gateway on the store has one (forward.ts).
   const peers = await peersFor(ctx, stub, request);
-  if (peers.length > 0 && (await forward(request, reply, peers, ctx.store.peers!.self, stub))) return reply;
+  if (peers.length > 0 && (await forward(request, reply, peers, ctx, stub))) return reply;
   const slot = await ctx.autoscaler.acquire(stub);
   const taskId = randomUUID();
   // A streamed answer holds the slot until its body is done (runner-answer.ts).

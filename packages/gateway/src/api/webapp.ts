@@ -103,7 +103,7 @@ async function upgradeElsewhere(ctx: GatewayContext, stub: Stub, request: Fastif
     return true;
   }
   reply.hijack();
-  forwardUpgrade(client, request, peer, ctx.store.peers!.self, { maxMessageBytes: quotasOf(ctx).webSocketMessageBytes, ...tokenOf(request), onClose: release });
+  forwardUpgrade(client, request, peer, ctx, { maxMessageBytes: quotasOf(ctx).webSocketMessageBytes, ...tokenOf(request), onClose: release });
   return true;
 }
 
@@ -152,7 +152,7 @@ export function registerWebApps(app: FastifyInstance, ctx: GatewayContext, mount
         // No worker here for it, and another gateway on the store has one (forward.ts).
         if (forwardable) {
           const peers = await peersFor(ctx, stub, request);
-          if (peers.length > 0 && (await forward(request, reply, peers, ctx.store.peers!.self, stub, { raw: true }))) return reply;
+          if (peers.length > 0 && (await forward(request, reply, peers, ctx, stub, { raw: true }))) return reply;
         }
         if (pod) return forwardToPod(ctx, stub, request, reply, prefix, path, isPublic);
         return forwardToApp(ctx, stub, request, reply, prefix, path, isPublic);

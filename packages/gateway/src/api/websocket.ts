@@ -116,8 +116,8 @@ export interface UpgradeTarget {
   path: string;
   /** Headers for the target besides the WebSocket ones (forwarded ones, the target's own auth). */
   headers: Record<string, string>;
-  /** Dial it with TLS (another gateway that serves https), checking its certificate against the system's CAs and NODE_EXTRA_CA_CERTS. */
-  tls?: boolean;
+  /** Dial it with TLS (another gateway that serves https), its certificate checked against `ca` (default: the system's CAs). */
+  tls?: { ca?: string[] };
 }
 
 export interface ProxyOptions {
@@ -212,7 +212,7 @@ export function proxyWebSocket(client: UpgradedClient, target: UpgradeTarget, op
     return;
   }
   const upstream = target.tls
-    ? tlsConnect({ host: target.host, port: target.port, ...(isIP(target.host) === 0 && { servername: target.host }) }).setNoDelay(true)
+    ? tlsConnect({ host: target.host, port: target.port, ...(target.tls.ca && { ca: target.tls.ca }), ...(isIP(target.host) === 0 && { servername: target.host }) }).setNoDelay(true)
     : connect({ host: target.host, port: target.port, noDelay: true });
   // A revoked token's sockets end at once (as its event streams and shells do).
   const unregister = options.tokenId === undefined ? () => undefined : closeOnRevoke(options.tokenId, () => {
