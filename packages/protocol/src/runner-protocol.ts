@@ -1,17 +1,25 @@
 /**
  * The runner protocol: how the gateway hands work to a workload container. Plain HTTP/JSON on
  * the container's $PORT, so a Python runner can speak it too. The gateway calls the runner (the
- * container never needs to reach the gateway): the open /invoke request is the task's heartbeat.
+ * container never needs to reach the gateway): the open /invoke request is an endpoint call's
+ * heartbeat (its caller hanging up aborts ctx.signal).
+ *
+ * Task attempts (/invoke-batch, and /invoke with x-beta9-task-retries: only the task dispatcher
+ * sends it) outlive their caller instead, for the gateway that takes the task over when the one
+ * that sent it dies (runner task-attempts.ts, Python attempts.py): a hung-up attempt runs on (its
+ * signal aborts only if nobody asks for the task again within 120 s); an attempt of a task still
+ * running joins it (one handler run, its answer to both); a success is answered again, not run
+ * again, for 120 s. Deliberate stops come as /cancel/:taskId.
  *
  *   GET  /health            503 while loading or running onStart, then 200 { status: "ok" }
  *   POST /invoke            body { input }, headers x-beta9-task-id and x-beta9-task-retries (failed
- *                           attempts before this one; absent means 0)
+ *                           attempts before this one; its presence marks a task attempt)
  *                           → 200 { result } | 422 { error: { code: "INPUT_INVALID", message } }
  *                           | 500 { error: { code: "HANDLER_ERROR", message, stack? } }
  *                           | 503 { error: { code: "BUSY", … } } when all slots are taken
  *   POST /invoke-batch      body { tasks: [{ id, input, retries? }, …] } → 200 application/x-ndjson, one line
  *                           { id, status, body } per task as it ends (status and body as /invoke
- *                           would answer it); the open request is each of its tasks' heartbeat
+ *                           would answer it); each task is a task attempt (above)
  *   POST /cancel/:taskId    aborts that invocation's ctx.signal → 204 (404 if unknown)
  *   ANY  /web/<path>?<q>    a web app's request (stub config webApp): method, the app's path and
  *                           query, the caller's headers and body; answered by the app's Response
