@@ -8,7 +8,13 @@ import { Beta9Error } from "@beta9/protocol";
 import { RESUME_ELSEWHERE_AFTER_MS, type ClaimedTask, type Page, type PoolRepo, type TaskFilter, type TaskPolicy, type TaskRepo } from "../types.js";
 import { expiredError, newId, now, taskListWhere, toPool, toTask, type PoolRow, type TaskRow } from "../sqlite/rows.js";
 import { isUniqueViolation, type Db } from "./db.js";
+import { GroupCommit } from "./group-commit.js";
 import { noticeIds, Notices } from "./notices.js";
+
+/** A put's columns, in the INSERT's order: id, workspace, stub, status, created, started, container, input, maxRetries, timeout, expires, gateway. */
+type CreateRow = [string, string, string, string, string, string | null, string | null, string, number, number, string | null, string | null];
+/** An end's columns: id, status, result (JSON text), error, ended_at. */
+type FinishRow = [string, string, string | null, string | null, string];
 
 type FinishStatus = "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED" | "EXPIRED";
 
@@ -39,8 +45,50 @@ export class PostgresTaskRepo implements TaskRepo {
 
   private readonly notices: Notices;
 
+  /** Puts in group commits: the stub check and the insert in one statement (nothing is written for a foreign or unknown stub). */
+  private readonly creates = new GroupCommit<CreateRow, boolean>(async (rows) => {
+    const columns = rows[0]!.map((_, c) => rows.map((r) => r[c]));
+    const inserted = new Set((await this.db.rows<{ id: string }>(
+      `INSERT INTO task (id, workspace_id, stub_id, status, retries, created_at, started_at, container_id, input, max_retries, timeout_s, expires_at, gateway_id)
+       SELECT v.id, v.ws, v.stub, v.status, 0, v.created_at::timestamptz, v.started_at::timestamptz, v.container_id, v.input::json, v.max_retries, v.timeout_s,
+         v.expires_at::timestamptz, v.gateway_id
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::int[], $11::text[], $12::text[])
+         WITH ORDINALITY AS v(id, ws, stub, status, created_at, started_at, container_id, input, max_retries, timeout_s, expires_at, gateway_id, n)
+       WHERE EXISTS (SELECT 1 FROM stub WHERE stub.workspace_id = v.ws AND stub.id = v.stub)
+       ORDER BY v.n
+       RETURNING id`, columns,
+    )).map((r) => r.id));
+    return rows.map((r) => inserted.has(r[0]));
+  });
+
+  /**
+   * Ends in group commits. An attempt's outcome lands only while the attempt is still this
+   * gateway's (or no gateway's); a cancel lands whoever runs it. A task ended twice in one batch
+   * (a cancel racing an outcome) is written one statement at a time, so exactly one of them lands.
+   */
+  private readonly finishes = new GroupCommit<FinishRow, boolean>(async (rows) => {
+    if (new Set(rows.map((r) => r[0])).size < rows.length) {
+      const out: boolean[] = [];
+      for (const row of rows) out.push((await this.finishRows([row])).has(row[0]));
+      return out;
+    }
+    const ended = await this.finishRows(rows);
+    return rows.map((r) => ended.has(r[0]));
+  });
+
   constructor(private readonly db: Db, private readonly presence: GatewayPresence) {
     this.notices = new Notices(db, presence.id);
+  }
+
+  private async finishRows(rows: FinishRow[]): Promise<Set<string>> {
+    const columns = rows[0]!.map((_, c) => rows.map((r) => r[c]));
+    return new Set((await this.db.rows<{ id: string }>(
+      `UPDATE task SET status = v.status, result = v.result::json, error = v.error, ended_at = v.ended_at::timestamptz, next_attempt_at = NULL
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS v(id, status, result, error, ended_at)
+       WHERE task.id = v.id AND (task.status IN ('PENDING', 'RETRY')
+         OR (task.status = 'RUNNING' AND (v.status = 'CANCELLED' OR task.gateway_id IS NULL OR task.gateway_id = $6)))
+       RETURNING task.id`, [...columns, this.presence.id],
+    )).map((r) => r.id));
   }
 
   /** Sends the notices not sent yet (the store's close). */
@@ -76,17 +124,11 @@ export class PostgresTaskRepo implements TaskRepo {
     const containerId = claim?.containerId ?? null;
     const inputJson = JSON.stringify(input ?? null);
     const status = containerId === null ? "PENDING" : "RUNNING";
-    // The stub check and the insert in one statement: nothing is written for a foreign or unknown stub.
-    const inserted = await this.db.run(
-      `INSERT INTO task (id, workspace_id, stub_id, status, retries, created_at, started_at, container_id, input, max_retries, timeout_s, expires_at, gateway_id)
-       SELECT $1::text, $2::text, $3::text, $4::text, 0, $5::timestamptz, $6::timestamptz, $7::text, $8::json, $9::int, $10::int, $11::timestamptz, $12::text
-       WHERE EXISTS (SELECT 1 FROM stub WHERE workspace_id = $2 AND id = $3)`,
-      [id, workspaceId, stubId, status, createdAt, containerId === null ? null : createdAt, containerId, inputJson, maxRetries, policy?.timeout ?? -1, expiresAt,
-        containerId === null ? null : this.presence.id],
-    );
+    const inserted = await this.creates.run([id, workspaceId, stubId, status, createdAt, containerId === null ? null : createdAt, containerId, inputJson,
+      maxRetries, policy?.timeout ?? -1, expiresAt, containerId === null ? null : this.presence.id]);
     // Queued: a gateway whose workers can run it may be another than this one (notices.ts).
-    if (inserted === 1 && containerId === null) this.notices.add(TASK_QUEUED_CHANNEL, stubId);
-    if (inserted === 0) throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "stub", id: stubId });
+    if (inserted && containerId === null) this.notices.add(TASK_QUEUED_CHANNEL, stubId);
+    if (!inserted) throw new Beta9Error("RESOURCE_NOT_FOUND", { kind: "stub", id: stubId });
     // The row as written, without reading it back (puts are the hot path of a queue).
     const task: ClaimedTask = toTask({
       id, workspace_id: workspaceId, stub_id: stubId, status, retries: 0, max_retries: maxRetries,
@@ -154,11 +196,7 @@ export class PostgresTaskRepo implements TaskRepo {
    * the other's attempt. A cancel lands whoever runs it.
    */
   async finish(id: string, status: FinishStatus, fields: { result?: unknown; error?: string } = {}) {
-    const ended = await this.db.run(
-      `UPDATE task SET status = $1, result = $2, error = $3, ended_at = $4, next_attempt_at = NULL
-       WHERE id = $5 AND (status IN ('PENDING', 'RETRY') OR (status = 'RUNNING' AND ($1 = 'CANCELLED' OR gateway_id IS NULL OR gateway_id = $6)))`,
-      [status, fields.result === undefined ? null : JSON.stringify(fields.result), fields.error ?? null, now(), id, this.presence.id],
-    ) === 1;
+    const ended = await this.finishes.run([id, status, fields.result === undefined ? null : JSON.stringify(fields.result), fields.error ?? null, now()]);
     // A caller may wait for it on another gateway (a function call, a follower).
     if (ended) this.notices.add(TASK_ENDED_CHANNEL, id);
     return ended;
