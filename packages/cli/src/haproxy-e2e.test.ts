@@ -4,9 +4,10 @@
  * (deploy/haproxy/haproxy.cfg), one worker dialling the load balancer. Deploys, endpoint calls,
  * task puts and function calls all go through HAProxy, landing on any gateway; then a gateway
  * without the worker and then the worker's own gateway are killed with -9, and the work goes on.
+ * A schedule every 2 s runs the whole time: each tick fires once across the three cron runners.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -26,6 +27,7 @@ after(async () => {
 });
 
 const ran = join(dir, "ran.txt");
+const ticked = join(dir, "ticked.txt");
 const APP = `
   import { appendFileSync } from "node:fs";
   const small = { cpu: 0.25, memory: "128Mi", keepWarmSeconds: 60 };
@@ -34,6 +36,9 @@ const APP = `
     handler: async (input: { n: number }) => ({ echoed: input.n }) };
   export const jobs = { __beta9Workload: true as const, kind: "taskqueue" as const, name: "lb-jobs", config: small, image,
     handler: async (input: { n: number }) => { appendFileSync(${JSON.stringify(ran)}, input.n + "\\n"); return input.n; } };
+  export const tick = { __beta9Workload: true as const, kind: "schedule" as const, name: "lb-tick", image,
+    config: { ...small, when: "*/2 * * * * *" },
+    handler: async (input: { scheduledAt: string }) => { appendFileSync(${JSON.stringify(ticked)}, input.scheduledAt + "\\n"); } };
   export const square = { __beta9Workload: true as const, kind: "function" as const, name: "lb-square", config: small, image,
     handler: async (input: { n: number }) => input.n * input.n };
 `;
@@ -67,7 +72,7 @@ test("three gateways behind HAProxy: deploys, endpoints, tasks and functions thr
 
   const app = join(dir, "app.ts");
   writeFileSync(app, APP);
-  for (const name of ["echo", "jobs", "square"]) {
+  for (const name of ["echo", "jobs", "square", "tick"]) {
     const deployed = await procs.run(["deploy", `${app}:${name}`, "-q"], { ...procs.env, BETA9_GATEWAY: lb, BETA9_TOKEN: key });
     assert.equal(deployed.code, 0, deployed.output);
   }
@@ -119,6 +124,20 @@ test("three gateways behind HAProxy: deploys, endpoints, tasks and functions thr
   await echoes(3);
   await tasks(18, 6);
   await squares();
+
+  // The schedule, claimed by three gateways' cron runners the whole time: each 2 s tick fired once.
+  // For a minute of ticks (the kills above included), then the last ticks' tasks end.
+  const readTicks = () => (existsSync(ticked) ? readFileSync(ticked, "utf8").trim().split("\n").filter(Boolean).sort() : []);
+  await until("a minute of ticks", () => {
+    const first = readTicks()[0];
+    return first !== undefined && Date.now() - Date.parse(first) > 62_000;
+  }, 120_000, worker.output);
+  await new Promise((r) => setTimeout(r, 3000));
+  const ticks = readTicks();
+  assert.deepEqual(ticks.filter((tick, i) => ticks.indexOf(tick) !== i), [], "no tick fired twice");
+  const span = (Date.parse(ticks.at(-1)!) - Date.parse(ticks[0]!)) / 2000 + 1;
+  t.diagnostic(`schedule */2 s: ${ticks.length} ticks fired over ${span} ticks of time, none twice`);
+  assert.ok(ticks.length >= span * 0.8, `most ticks fired: ${ticks.length} of ${span}`);
 
   const runs = readFileSync(ran, "utf8").trim().split("\n").map(Number).sort((a, b) => a - b);
   assert.deepEqual(runs.filter((n, i) => runs.indexOf(n) === i), Array.from({ length: 24 }, (_, n) => n), "every acknowledged task ran");
