@@ -132,6 +132,12 @@ async function sendToFirst(
   const timeoutMs = Math.max(1, stub.config.taskPolicy.timeout) * 1000;
   const body = bodyOf(request, as);
   for (const peer of peers) {
+    // A streamed body is gone once undici tried a peer, even one that refused the connection:
+    // a peer that does not answer its health check now is skipped before the body is handed over.
+    if (body instanceof Readable && !(await answers(peer.url, dispatcher))) {
+      request.log.warn({ peer: peer.url }, "another gateway does not answer its health check; trying the next");
+      continue;
+    }
     let res: Dispatcher.ResponseData;
     try {
       res = await undiciRequest(targetUrl(peer.url, request.url), {
@@ -146,8 +152,8 @@ async function sendToFirst(
     } catch (err) {
       if (signal.aborted) return true; // the caller left: nothing to answer
       const code = (err as NodeJS.ErrnoException).code ?? "";
-      // A streamed body already read in part cannot be sent again.
-      if (notSent(code) && !(body instanceof Readable && body.readableDidRead)) {
+      // A streamed body cannot be sent again.
+      if (notSent(code) && !(body instanceof Readable)) {
         request.log.warn({ err: code, peer: peer.url }, "could not reach another gateway to forward the call; trying the next");
         continue;
       }
@@ -159,6 +165,22 @@ async function sendToFirst(
     return true;
   }
   return false;
+}
+
+/** Peers that answered their health check lately, by URL: when (ms). */
+const healthy = new Map<string, number>();
+const HEALTHY_FOR_MS = 2000;
+
+/** Whether the peer answers GET /api/v1/health within the connect timeout (remembered for 2 s). */
+async function answers(peerUrl: string, dispatcher: Agent): Promise<boolean> {
+  const seen = healthy.get(peerUrl);
+  if (seen !== undefined && Date.now() - seen < HEALTHY_FOR_MS) return true;
+  const ok = await undiciRequest(new URL("/api/v1/health", peerUrl), { dispatcher, headersTimeout: CONNECT_TIMEOUT_MS, bodyTimeout: CONNECT_TIMEOUT_MS })
+    .then(async (res) => (await res.body.dump(), res.statusCode === 200), () => false);
+  if (ok) healthy.set(peerUrl, Date.now());
+  else healthy.delete(peerUrl);
+  if (healthy.size > 1000) healthy.clear();
+  return ok;
 }
 
 /**
@@ -179,5 +201,9 @@ export function forwardUpgrade(
   proxyWebSocket(client, {
     host: target.hostname.replace(/^\[|\]$/g, ""), port: Number(target.port) || (https ? 443 : 80), path: `${target.pathname}${target.search}`, headers,
     ...(https && { tls: ca ? { ca } : {} }),
-  }, { maxMessageBytes: options.maxMessageBytes, onClose: options.onClose, ...(options.tokenId !== undefined && { tokenId: options.tokenId }) });
+  }, {
+    // The peer answers 101 only once a container took the socket: a scale from zero included.
+    maxMessageBytes: options.maxMessageBytes, onClose: options.onClose, handshakeTimeoutMs: PLACEMENT_MS,
+    ...(options.tokenId !== undefined && { tokenId: options.tokenId }),
+  });
 }

@@ -314,6 +314,11 @@ export class Scheduler {
     })), demand);
   }
 
+  /** Whether this worker may run containers of this pool and workspace (capacity aside): what placement would allow. */
+  mayRunOn(workerId: string, demand: { pool: string | null; workspaceId: string }): boolean {
+    return this.candidates().some((c) => c.workerId === workerId && anyEligible([{ ...c, schedulable: true }], demand));
+  }
+
   /** Why no connected worker could ever run this demand (see placement.neverFits), or undefined. */
   neverFits(demand: Demand): string | undefined {
     return neverFits(this.candidates(), demand);

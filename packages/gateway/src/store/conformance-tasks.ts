@@ -141,6 +141,19 @@ export function runTaskConformance(backendName: string, open: () => Promise<Stor
       assert.equal((await store.tasks.claimNext(stubId, "c-other"))?.id, cut.id);
     });
 
+    it("a retry may resume on its container (others wait until it is released), or go uncounted", async () => {
+      const t = await store.tasks.create(ws, stubId, { n: 1 }, policy);
+      await store.tasks.claimNext(stubId, "c1");
+      assert.equal(await store.tasks.retry(t.id, "exchange lost", 0, { resumeOn: "c1" }), true);
+      assert.equal(await store.tasks.claimNext(stubId, "c2"), undefined, "offered to c1 first");
+      assert.deepEqual([(await store.tasks.claimNext(stubId, "c1"))?.id, (await store.tasks.get(ws, t.id))?.retries], [t.id, 1]);
+      await store.tasks.retry(t.id, "exchange lost", 0, { resumeOn: "c1" });
+      await store.tasks.releaseResumes("c1");
+      assert.equal((await store.tasks.claimNext(stubId, "c2"))?.id, t.id, "c1 exited: anyone's");
+      assert.equal(await store.tasks.retry(t.id, "no free slot", 0, { uncounted: true }), true);
+      assert.deepEqual([(await store.tasks.claimNext(stubId, "c3"))?.id, (await store.tasks.get(ws, t.id))?.retries], [t.id, 2], "the BUSY retry was not counted");
+    });
+
     it("an expired task's error names what its stub waited for, when something is known", async () => {
       const app = await store.apps.getOrCreate(ws, "app");
       const config = normalizeStubConfig("function", {});

@@ -161,8 +161,15 @@ export interface TaskRepo {
   onEndedElsewhere(listener: (taskId: string) => void): () => void;
   /** Ends a PENDING, RUNNING or RETRY task; no-op (false) if it already ended (e.g. cancelled meanwhile). */
   finish(id: string, status: "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED" | "EXPIRED", fields?: { result?: unknown; error?: string }): Promise<boolean>;
-  /** RUNNING → RETRY (error kept, retry counted, `nextAttemptAt` = now + `delayMs`); claimable when due. */
-  retry(id: string, error: string, delayMs: number): Promise<boolean>;
+  /**
+   * RUNNING → RETRY (error kept, retry counted, `nextAttemptAt` = now + `delayMs`); claimable when
+   * due. `resumeOn`: the attempt may still run in that container (its exchange was lost, not its
+   * container): offered to it at once, to others only after RESUME_ELSEWHERE_AFTER_MS. `uncounted`:
+   * the attempt never started (the runner had no free slot): no retry is counted.
+   */
+  retry(id: string, error: string, delayMs: number, options?: { resumeOn?: string; uncounted?: boolean }): Promise<boolean>;
+  /** Attempts offered to `containerId` (resumes) go to any container now: it exited. */
+  releaseResumes(containerId: string): Promise<void>;
   /**
    * PENDING tasks past their TTL → EXPIRED (a RETRY task already started: its TTL is spent); returns
    * their ids. Each one's error is `waited longer than its ttl`, followed by what `waitedFor` says
@@ -188,10 +195,11 @@ export interface TaskRepo {
 /**
  * An attempt cut off by its gateway's stop or death is first offered to the container that ran
  * it (a claim by that container takes it at once: its runner joins the handler still running or
- * answers its kept result, so the handler runs once); other containers take it after this long,
- * in case that container is gone too.
+ * answers its kept result, so the handler runs once); other containers take it once the gateway
+ * sees that container exit (releaseResumes), or after this long, in case it is gone unseen (its
+ * worker died with the gateway). Under the runner's 120 s orphan grace, so a resume still finds it.
  */
-export const RESUME_ELSEWHERE_AFTER_MS = 15_000;
+export const RESUME_ELSEWHERE_AFTER_MS = 60_000;
 
 /** A secret's value, sealed (secrets/vault.ts): the store never sees plaintext. */
 export interface SealedSecret {

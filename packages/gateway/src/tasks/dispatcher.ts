@@ -41,6 +41,9 @@ export interface DispatcherOptions {
 
 /** Sweeps between two looks for another gateway's orphaned attempts (5 s at the default 1 s sweep). */
 const ORPHAN_SWEEP_EVERY = 5;
+/** A task a runner had no slot for goes back to the queue for this long (no retry counted). */
+const BUSY_RETRY_MS = 250;
+const RELEASE_AGAIN_MS = 2000;
 
 interface Running {
   /** Aborted with why (runner-client.ts): CallTimedOut, ContainerLost, or none (cancelled, closing). */
@@ -99,6 +102,10 @@ export class TaskDispatcher {
         if (live.slot.containerId !== containerId || live.cancelled) continue;
         live.abort.abort(new ContainerLost(containerId, reason));
       }
+      // Attempts waiting to resume there (cut off by a gateway's stop, or a lost exchange) may go
+      // anywhere now; again a moment later, for a lost exchange whose retry is written after this.
+      this.background(this.o.store.tasks.releaseResumes(containerId), "release resumes");
+      setTimeout(() => this.background(this.o.store.tasks.releaseResumes(containerId), "release resumes"), RELEASE_AGAIN_MS).unref();
     });
     this.others = new OtherGateways({
       store: o.store, ...(o.logger && { logger: o.logger }), events: this.events,
@@ -218,7 +225,7 @@ export class TaskDispatcher {
 
   /** Cancels a pending or running task; true if it was still live. */
   async cancel(task: Task): Promise<boolean> {
-    const ended = await this.end(task, "CANCELLED", { error: "cancelled" });
+    const ended = await this.end(task, "CANCELLED", { error: "cancelled" }, false);
     await this.stopRunning(task.id);
     if (ended) await this.emit(task.id);
     return ended;
@@ -341,8 +348,15 @@ export class TaskDispatcher {
   }
 
   /** Ends a task in the store; counts it out of its queue when this call ended it. */
-  private async end(task: Pick<Task, "id" | "stubId" | "startedAt">, status: "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED", fields: { result?: unknown; error?: string }): Promise<boolean> {
-    const ended = await untilStored(() => this.o.store.tasks.finish(task.id, status, fields), () => this.closed);
+  /**
+   * `untilStored`: an attempt's outcome waits out a lost database (untilStored); a caller's cancel
+   * does not (it answers 503, and the caller tries again).
+   */
+  private async end(
+    task: Pick<Task, "id" | "stubId" | "startedAt">, status: "COMPLETE" | "ERROR" | "TIMEOUT" | "CANCELLED", fields: { result?: unknown; error?: string }, waitForStore = true,
+  ): Promise<boolean> {
+    const finish = () => this.o.store.tasks.finish(task.id, status, fields);
+    const ended = await (waitForStore ? untilStored(finish, () => this.closed) : finish());
     if (ended) {
       this.count(task.stubId, -1);
       this.outcome(task.stubId, status, task.startedAt);
@@ -373,6 +387,11 @@ export class TaskDispatcher {
           break;
         case "handlerError":
           answered?.();
+          // No free slot in the runner (an attempt orphaned there by a gateway's death holds one): it never started.
+          if (outcome.status === 503 && outcome.code === "BUSY") {
+            await this.failed(stub, task, `container ${slot.containerId} had no free slot`, { uncounted: true });
+            break;
+          }
           if (outcome.stack !== undefined) this.stacks.set(task.id, outcome.stack);
           await this.failed(stub, task, outcome.message ?? `the runner answered ${outcome.status}`);
           break;
@@ -381,8 +400,12 @@ export class TaskDispatcher {
           await this.end(task, "TIMEOUT", { error: `ran longer than its timeout of ${stub.config.taskPolicy.timeout} s` });
           break;
         case "lost":
-          // The container or its worker went away mid-attempt.
-          await this.failed(stub, task, outcome.exited ? `the container was lost (${outcome.reason}) during the attempt` : `the container was lost: ${outcome.reason}`);
+          // The container exited mid-attempt: tried again anywhere. Only the exchange was lost (a
+          // reset, a tunnel's blip): the runner lets the handler run on, so the attempt goes back to
+          // that container, which joins it or answers its result (once).
+          if (outcome.exited || !this.o.autoscaler.containersOf(stub.id).some((c) => c.id === slot.containerId)) {
+            await this.failed(stub, task, `the container was lost (${outcome.reason}) during the attempt`);
+          } else await this.failed(stub, task, `the exchange with the container was lost: ${outcome.reason}`, { resumeOn: slot.containerId });
           break;
         case "cancelled":
           // Not by cancel(): the dispatcher is closing. The task stays RUNNING, this gateway's: its
@@ -402,14 +425,15 @@ export class TaskDispatcher {
     }
   }
 
-  private async failed(stub: Stub, task: Task, error: string): Promise<void> {
+  private async failed(stub: Stub, task: Task, error: string, how: { resumeOn?: string; uncounted?: boolean } = {}): Promise<void> {
     const current = await untilStored(() => this.o.store.tasks.getAny(task.id), () => this.closed);
     if (!current || current.status !== "RUNNING") return;
-    if (current.retries < current.maxRetries) {
-      const delay = Math.min(30_000, (this.o.retryBaseMs ?? 500) * 2 ** current.retries);
-      await untilStored(() => this.o.store.tasks.retry(task.id, error, delay), () => this.closed);
+    if (how.uncounted || current.retries < current.maxRetries) {
+      const delay = how.uncounted ? BUSY_RETRY_MS : Math.min(30_000, (this.o.retryBaseMs ?? 500) * 2 ** current.retries);
+      await untilStored(() => this.o.store.tasks.retry(task.id, error, delay, how), () => this.closed);
       this.outcome(task.stubId, "RETRY", current.startedAt);
       setTimeout(() => this.background(this.pump(stub), "pump"), delay + 5).unref();
+      if (how.resumeOn !== undefined) this.pumpWhenResumesLapse([{ stubId: task.stubId, status: "RETRY" }]);
     } else {
       await this.end(task, "ERROR", { error });
     }

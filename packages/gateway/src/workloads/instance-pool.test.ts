@@ -8,6 +8,7 @@ import { after, before, test, type TestContext } from "node:test";
 import { hashStubConfig, normalizeStubConfig, type Stub } from "@beta9/protocol";
 import { ContainerRegistry } from "../scheduler/containers.js";
 import { Scheduler } from "../scheduler/scheduler.js";
+import { containerRequest } from "./container-spec.js";
 import { InstancePool } from "./instance-pool.js";
 import { concurrency } from "./scaling/concurrency.js";
 
@@ -107,4 +108,28 @@ test("drainAll: idle containers stop now, a busy one when its invocation ends; n
   assert.equal(pool.tryAcquire(), undefined, "a draining container takes no new work");
   busy!.release();
   assert.equal(live().length, 0);
+});
+
+test("adopts a running container a worker's hello lists only when it is exactly what the stub would start, on a worker placement could choose", async (t) => {
+  const s = { ...stub({ concurrentRequests: 1 }), config: { ...stub({}).config, handler: "app.js:x", pool: "trusted" } } as Stub;
+  const { scheduler, pool, ready } = setup(t, s);
+  const worker = (id: string, workerPool: string, workspaceId?: string) => ({
+    id, hostname: id, pool: workerPool, runtime: "runc" as const, isolates: true, capacity: { cpuMillicores: 4000, memoryMiB: 8192, gpus: [] },
+    connected: true, cordoned: false, lastSeenAt: Date.now(), send: () => undefined, close: () => undefined, ...(workspaceId && { workspaceId }),
+  });
+  const ports = { "8000": { host: "127.0.0.1", port } };
+  const reported = (id: string, request: ReturnType<typeof containerRequest>) => ({ containerId: id, state: "RUNNING" as const, ports, request: { ...request, containerId: id } });
+  const exact = containerRequest(s, "secret-a", pool.perContainer);
+  const changed = { ...containerRequest(s, "secret-b", pool.perContainer), env: { ...exact.env, BETA9_RUNNER_SECRET: "secret-b", EXTRA: "1" } };
+  scheduler.connect(worker("trusted-1", "trusted"), [reported("c-exact", exact), reported("c-changed", changed)]);
+  scheduler.connect(worker("machine-1", "edge", "ws"), [reported("c-elsewhere", exact)]);
+  const record = (id: string) => scheduler.containers.get(id)!;
+  assert.equal(pool.adopt(record("c-changed")), false, "not what the stub starts now (env differs): not adopted");
+  assert.equal(pool.adopt(record("c-elsewhere")), false, "on a machine of another pool than the stub's: not adopted");
+  assert.equal(pool.adopt(record("c-exact")), true);
+  assert.equal(pool.adopt(record("c-exact")), false, "once");
+  for (let i = 0; i < 200 && !ready.includes("c-exact"); i++) await new Promise((r) => setTimeout(r, 10));
+  const slot = await pool.acquire(s);
+  assert.deepEqual([slot.containerId, slot.authorization], ["c-exact", "Bearer secret-a"], "called with the secret it was started with");
+  slot.release();
 });

@@ -11,7 +11,7 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { Dispatcher } from "undici";
-import { Beta9Error, RUNNER_SECRET_ENV, type Stub } from "@beta9/protocol";
+import { Beta9Error, RUNNER_SECRET_ENV, type ContainerRequest, type Stub } from "@beta9/protocol";
 import type { ContainerRecord } from "../scheduler/containers.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
 import { containerRequest, servedPort } from "./container-spec.js";
@@ -233,6 +233,13 @@ export class InstancePool {
     if (this.containers.has(record.id) || record.workspaceId !== this.stub.workspaceId || record.state !== "RUNNING") return false;
     const secret = record.request.env[RUNNER_SECRET_ENV];
     if (!podOf(this.stub) && !secret) return false;
+    // A worker's hello is its word only (a machine may be hostile): the container must be exactly
+    // what this gateway would start for the stub now (image, code, handler, limits, pool, env with
+    // the secrets' current values: not one drained for a secret rotation), on a worker placement
+    // could have chosen for it.
+    const expected = containerRequest(this.stub, secret ?? "", this.perContainer, this.host.secretEnv);
+    if (!sameRequest(record.request, { ...expected, containerId: record.id }) || record.workerId === null) return false;
+    if (!this.host.scheduler.mayRunOn(record.workerId, { pool: this.stub.config.pool, workspaceId: this.stub.workspaceId })) return false;
     this.containers.set(record.id, { id: record.id, secret: secret ?? "", origin: null, ready: false, inflight: 0, lastUsedAt: Date.now(), served: true });
     this.host.logger?.info({ stub: this.stub.name, containerId: record.id }, "adopted a running container");
     this.onContainerState(record);
@@ -374,4 +381,15 @@ export class InstancePool {
     for (const c of this.containers.values()) void c.runner?.destroy().catch(() => undefined);
     this.rejectWaiters(new Beta9Error("UNAVAILABLE", { reason: "the gateway is shutting down" }));
   }
+}
+
+/** Two container requests alike, but for what placement adds (the GPU type it chose). */
+function sameRequest(a: ContainerRequest, b: ContainerRequest): boolean {
+  const canonical = (value: unknown): unknown => {
+    if (Array.isArray(value)) return value.map(canonical);
+    if (value === null || typeof value !== "object") return value;
+    return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined).sort(([x], [y]) => (x < y ? -1 : 1)).map(([k, v]) => [k, canonical(v)]));
+  };
+  const placed = (r: ContainerRequest) => ({ ...r, env: Object.fromEntries(Object.entries(r.env).filter(([k]) => k !== "BETA9_GPU_TYPE")) });
+  return JSON.stringify(canonical(placed(a))) === JSON.stringify(canonical(placed(b)));
 }

@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from .invoker import Invocation, Invoker
+from .invoker import Invocation, Invoker, error_reply
 
 Reply = tuple[int, bytes]
 
@@ -47,12 +47,15 @@ class Attempt:
             assert self._kept is not None
             return self._kept
         if self._starter:
+            reply: Reply = error_reply(500, "RUNNER_ERROR", "the runner failed to run this task")
             try:
-                reply = self._attempts.invoker.run(live.inv, payload)
-                assert isinstance(reply, tuple)  # tasks never stream
+                outcome = self._attempts.invoker.run(live.inv, payload)
+                if isinstance(outcome, tuple):  # tasks never stream
+                    reply = outcome
             finally:
+                # Whatever happened, whoever joined gets an answer (never a wait without end).
                 live.inv.end()
-            self._attempts._ended(self._task_id, live, reply)
+                self._attempts._ended(self._task_id, live, reply)
         live.done.wait()
         assert live.reply is not None
         return live.reply

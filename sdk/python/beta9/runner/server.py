@@ -54,14 +54,16 @@ class State:
         self.concurrency = concurrency
         self.started = time.monotonic()
         self._attempts: TaskAttempts | None = None
+        self._attempts_lock = threading.Lock()
         #: Seconds an orphaned task attempt waits to be asked for again (attempts.py).
         self.orphan_grace_s = 120.0
 
     def attempts(self, invoker: Invoker) -> TaskAttempts:
         """The loaded workload's task attempts (one table per invoker)."""
-        if self._attempts is None or self._attempts.invoker is not invoker:
-            self._attempts = TaskAttempts(invoker, orphan_grace_s=self.orphan_grace_s)
-        return self._attempts
+        with self._attempts_lock:  # connection threads ask at once: one table, or a join could miss
+            if self._attempts is None or self._attempts.invoker is not invoker:
+                self._attempts = TaskAttempts(invoker, orphan_grace_s=self.orphan_grace_s)
+            return self._attempts
 
 
 def _watch_disconnect(sock: socket.socket, on_close: Callable[[], None], done: threading.Event) -> None:

@@ -253,7 +253,7 @@ export const pgMigrations: readonly Migration[] = [
     name: "attempts resume on their container",
     // tasks.ts: an attempt cut off by its gateway's stop or death is sent again to the container
     // that ran it, whose runner joins the running handler or answers its kept result.
-    sql: `ALTER TABLE task ADD COLUMN resume_container TEXT COLLATE "C";`,
+    sql: `ALTER TABLE task ADD COLUMN resume_container TEXT COLLATE "C"; CREATE INDEX task_resume ON task(stub_id, resume_container) WHERE resume_container IS NOT NULL;`,
   },
 ];
 

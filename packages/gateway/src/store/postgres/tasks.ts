@@ -202,12 +202,17 @@ export class PostgresTaskRepo implements TaskRepo {
     return ended;
   }
 
-  async retry(id: string, error: string, delayMs: number) {
+  async retry(id: string, error: string, delayMs: number, options: { resumeOn?: string; uncounted?: boolean } = {}) {
+    const wait = options.resumeOn === undefined ? delayMs : Math.max(delayMs, RESUME_ELSEWHERE_AFTER_MS);
     return await this.db.run(
-      `UPDATE task SET status = 'RETRY', retries = retries + 1, error = $1, next_attempt_at = $2, container_id = NULL
+      `UPDATE task SET status = 'RETRY', retries = retries + $5, error = $1, next_attempt_at = $2, resume_container = $6, container_id = NULL
        WHERE id = $3 AND status = 'RUNNING' AND (gateway_id IS NULL OR gateway_id = $4)`,
-      [error, new Date(Date.now() + delayMs).toISOString(), id, this.presence.id],
+      [error, new Date(Date.now() + wait).toISOString(), id, this.presence.id, options.uncounted ? 0 : 1, options.resumeOn ?? null],
     ) === 1;
+  }
+
+  async releaseResumes(containerId: string) {
+    await this.db.run(`UPDATE task SET resume_container = NULL, next_attempt_at = $1 WHERE status = 'RETRY' AND resume_container = $2`, [now(), containerId]);
   }
 
   async expireDue(waitedFor?: (stubId: string) => string | undefined) {

@@ -34,6 +34,7 @@ export class SqliteTaskRepo implements TaskRepo {
   private readonly waitingStmt;
   private readonly finishStmt;
   private readonly retryStmt;
+  private readonly releaseStmt;
   private readonly dueExpired;
   private readonly expireStmt;
   private readonly requeue;
@@ -75,8 +76,10 @@ export class SqliteTaskRepo implements TaskRepo {
       `UPDATE task SET status = @status, result = @result, error = @error, ended_at = @now, next_attempt_at = NULL WHERE id = @id AND status IN ('PENDING', 'RUNNING', 'RETRY')`,
     );
     this.retryStmt = db.prepare(
-      `UPDATE task SET status = 'RETRY', retries = retries + 1, error = ?, next_attempt_at = ?, container_id = NULL WHERE id = ? AND status = 'RUNNING'`,
+      `UPDATE task SET status = 'RETRY', retries = retries + @counted, error = @error, next_attempt_at = @at, resume_container = @resumeOn, container_id = NULL
+       WHERE id = @id AND status = 'RUNNING'`,
     );
+    this.releaseStmt = db.prepare(`UPDATE task SET resume_container = NULL, next_attempt_at = ? WHERE status = 'RETRY' AND resume_container = ?`);
     this.dueExpired = db.prepare(`SELECT id, stub_id FROM task WHERE status = 'PENDING' AND expires_at IS NOT NULL AND expires_at <= ?`);
     this.expireStmt = db.prepare(
       `UPDATE task SET status = 'EXPIRED', error = ?, ended_at = ? WHERE id = ? AND status = 'PENDING'`,
@@ -185,8 +188,15 @@ export class SqliteTaskRepo implements TaskRepo {
     return this.finishes.run({ id, status, result: fields.result === undefined ? null : JSON.stringify(fields.result), error: fields.error ?? null });
   }
 
-  async retry(id: string, error: string, delayMs: number) {
-    return this.retryStmt.run(error, new Date(Date.now() + delayMs).toISOString(), id).changes === 1;
+  async retry(id: string, error: string, delayMs: number, options: { resumeOn?: string; uncounted?: boolean } = {}) {
+    const wait = options.resumeOn === undefined ? delayMs : Math.max(delayMs, RESUME_ELSEWHERE_AFTER_MS);
+    return this.retryStmt.run({
+      id, error, at: new Date(Date.now() + wait).toISOString(), resumeOn: options.resumeOn ?? null, counted: options.uncounted ? 0 : 1,
+    }).changes === 1;
+  }
+
+  async releaseResumes(containerId: string) {
+    this.releaseStmt.run(now(), containerId);
   }
 
   async expireDue(waitedFor?: (stubId: string) => string | undefined) {

@@ -240,7 +240,7 @@ export const migrations: readonly Migration[] = [
     name: "attempts resume on their container",
     // An attempt cut off by its gateway's stop is sent again to the container that ran it, whose
     // runner joins the running handler or answers its kept result (the runner's task-attempts.ts).
-    sql: `ALTER TABLE task ADD COLUMN resume_container TEXT;`,
+    sql: `ALTER TABLE task ADD COLUMN resume_container TEXT; CREATE INDEX task_resume ON task(stub_id, resume_container) WHERE resume_container IS NOT NULL;`,
   },
 ];
 
