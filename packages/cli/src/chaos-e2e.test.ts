@@ -3,7 +3,9 @@
  * Postgres store behind Debian's HAProxy (the repo's sample config), two workers dialling the load
  * balancer. 5,000 tasks are put through HAProxy by 16 concurrent clients while
  *   - the gateway holding a worker is killed with -9,
- *   - another gateway is stopped and started again (same data dir, same port),
+ *   - another gateway is stopped and started again (same data dir, same port): the one holding a
+ *     b9agent machine, unless the first held it (the workers and the machine must each be on a
+ *     live gateway within 10 s),
  *   - Postgres is stopped and started again.
  * Every acknowledged task must end COMPLETE, and its handler must have run exactly once: each run
  * appends its task id to a file (a side effect, not the status). No task may run twice.
@@ -15,7 +17,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { postgresUnavailableReason, startTestPostgres, type TestPostgres } from "@beta9/gateway/testing/postgres";
 import { haproxyUnavailableReason, startHaproxy } from "./testing/haproxy.js";
-import { call, CLI, freePort, Processes, stop, until, type GatewayProcess } from "./testing/processes.js";
+import { AGENT_MAIN, call, CLI, freePort, Processes, stop, until, type GatewayProcess } from "./testing/processes.js";
 
 const TASKS = Number(process.env.BETA9_CHAOS_TASKS ?? 5000);
 const CLIENTS = 16;
@@ -36,7 +38,7 @@ const APP = `
   import { appendFileSync } from "node:fs";
   const image = { toSpec: () => ({ base: { kind: "scratch" }, steps: [], env: {} }) };
   export const jobs = { __beta9Workload: true as const, kind: "taskqueue" as const, name: "chaos-jobs", image,
-    config: { cpu: 0.25, memory: "128Mi", keepWarmSeconds: 300, concurrentRequests: 32, maxPendingTasks: 2000 },
+    config: { cpu: 0.25, memory: "128Mi", keepWarmSeconds: 300, concurrentRequests: 32, maxPendingTasks: 2000, pool: "default" },
     handler: async (input: { n: number }, ctx: { taskId: string; containerId: string; retries: number }) => {
       await new Promise((r) => setTimeout(r, input.n % 20));
       appendFileSync(${JSON.stringify(ran)}, ctx.taskId + " " + ctx.containerId + " " + ctx.retries + " " + new Date().toISOString() + "\\n");
@@ -72,8 +74,27 @@ test(`chaos: ${TASKS} tasks through HAProxy while a gateway is killed with -9, a
     }
     return undefined;
   };
-  const output = () => workers.map((w) => w.output()).join("\n") + gateways.map((g) => g.output()).join("\n");
+  // A b9agent machine too, in a pool of its own (the tasks' stub runs on the default pool), dialling HAProxy.
+  assert.equal((await call(lb, key, "POST", "/api/v1/pool", { name: "chaos-edge" })).status, 201);
+  const machine = (await call(lb, key, "POST", "/api/v1/machine", { pool: "chaos-edge" })).json;
+  const agentEnv = { ...procs.env, B9AGENT_HOME: join(dir, "agent") };
+  const agentCli = async (args: string[]) => (await procs.run(args, agentEnv, 30_000, AGENT_MAIN)).code;
+  assert.equal(await agentCli(["init", "--gateway", lb.replace("http://", ""), "--token", machine.token, "--pool", "chaos-edge", "--metrics-port", "0"]), 0);
+  for (const [k, v] of [["runtime", "process"], ["allowUnisolated", "true"], ["keepaliveIntervalSeconds", "1"], ["worker.name", "chaosag"]] as const) {
+    assert.equal(await agentCli(["config", "set", k, v]), 0, `config set ${k}`);
+  }
+  const agent = procs.spawn(AGENT_MAIN, ["run", "--no-tui"], agentEnv);
+  const machineOn = async (g: GatewayProcess) => {
+    const m = (await call(g.url, key, "GET", `/api/v1/machine/${machine.machine.id}`).catch(() => ({ json: {} }))).json;
+    return m.workerConnected === true;
+  };
+  const machineHolder = async () => {
+    for (const g of gateways) if (alive(g) && (await machineOn(g))) return g;
+    return undefined;
+  };
+  const output = () => [...workers, agent].map((w) => w.output()).join("\n") + gateways.map((g) => g.output()).join("\n");
   await until("both workers connected through HAProxy", async () => (await holderOf("w1")) !== undefined && (await holderOf("w2")) !== undefined, 20_000, output);
+  await until("the machine connected through HAProxy", async () => (await machineHolder()) !== undefined, 20_000, output);
 
   const app = join(dir, "app.ts");
   writeFileSync(app, APP);
@@ -117,19 +138,32 @@ test(`chaos: ${TASKS} tasks through HAProxy while a gateway is killed with -9, a
   const events: string[] = [];
   const chaos = (async () => {
     await atAcked(Math.floor(TASKS * 0.2));
+    // The gateway holding w1 dies; the machine's gateway (if another) is the one restarted below.
     const victim = (await holderOf("w1"))!;
+    const machineWasOn = (await machineHolder())!;
     victim.child.kill("SIGKILL");
     const killedAt = Date.now();
-    events.push(`killed -9 the gateway holding w1 at ${acked.length} acknowledged (${new Date().toISOString()})`);
+    events.push(`killed -9 the gateway holding w1 at ${acked.length} acknowledged`);
     await until("w1 on a live gateway", async () => {
       const now = await holderOf("w1");
       return now !== undefined && now !== victim;
     }, 10_000, output);
     t.diagnostic(`w1 was on a live gateway ${Date.now() - killedAt} ms after its gateway was killed`);
+    const machineMoved = async (from: GatewayProcess, since: number, how: string) => {
+      await until("the machine on a live gateway", async () => {
+        const now = await machineHolder();
+        return now !== undefined && now !== from;
+      }, 10_000, output);
+      t.diagnostic(`the b9agent machine was on a live gateway ${Date.now() - since} ms after its gateway was ${how}`);
+    };
+    if (machineWasOn === victim) await machineMoved(victim, killedAt, "killed");
 
     await atAcked(Math.floor(TASKS * 0.45));
-    const restarted = gateways.findIndex((g) => g !== victim && alive(g));
-    await stop(gateways[restarted]!.child);
+    const restarted = machineWasOn !== victim ? gateways.indexOf(machineWasOn) : gateways.findIndex((g) => g !== victim && alive(g));
+    const stopping = gateways[restarted]!;
+    const stoppedAt = Date.now();
+    await stop(stopping.child);
+    if (machineWasOn === stopping) await machineMoved(stopping, stoppedAt, "stopped");
     gateways[restarted] = await procs.gateway(gatewayArgs(restarted));
     events.push(`restarted gateway ${restarted + 1} at ${acked.length} acknowledged`);
 
@@ -183,6 +217,6 @@ test(`chaos: ${TASKS} tasks through HAProxy while a gateway is killed with -9, a
   assert.equal([...ackedIds].filter((id) => counts.get(id) === 1).length, TASKS, "every acknowledged task ran exactly once");
   t.diagnostic(`${all.length} runs: ${TASKS} acknowledged tasks once each, ${all.length - TASKS} unacknowledged puts (a gateway killed after committing) once each`);
 
-  for (const w of workers) assert.equal(await stop(w.child), 0, w.output());
+  for (const w of [...workers, agent]) assert.equal(await stop(w.child), 0, w.output());
   for (const g of gateways) await stop(g.child);
 });

@@ -51,9 +51,9 @@ export class Processes {
     });
   }
 
-  /** Runs a CLI command to its end (killed past `ms`): its exit code and output. */
-  async run(args: string[], env: NodeJS.ProcessEnv = this.env, ms = 120_000): Promise<{ code: number | null; output: string }> {
-    const { child, output } = this.spawn(CLI, args, env);
+  /** Runs a CLI command (or `file`'s, e.g. AGENT_MAIN) to its end (killed past `ms`): its exit code and output. */
+  async run(args: string[], env: NodeJS.ProcessEnv = this.env, ms = 120_000, file = CLI): Promise<{ code: number | null; output: string }> {
+    const { child, output } = this.spawn(file, args, env);
     const timer = setTimeout(() => child.kill("SIGKILL"), ms);
     const code = await new Promise<number | null>((resolve) => child.once("close", (c) => resolve(c)));
     clearTimeout(timer);
