@@ -14,12 +14,13 @@
  */
 import { TypedEmitter } from "../events.js";
 import type { Logger } from "pino";
-import { INPUT_INVALID_TASK_ERROR, TERMINAL_TASK_STATUSES, type Stub, type Task, type TaskStatus } from "@beta9/protocol";
+import { TERMINAL_TASK_STATUSES, type Stub, type Task, type TaskStatus } from "@beta9/protocol";
 import { RESUME_ELSEWHERE_AFTER_MS, type ClaimedTask, type Store } from "../store/types.js";
 import type { Autoscaler, Slot } from "../workloads/autoscaler.js";
 import { sendCallback } from "./callback.js";
 import { OtherGateways } from "./other-gateways.js";
 import { untilStored } from "./until-stored.js";
+import { actionFor, type RetryHow } from "./attempt-outcome.js";
 import { cancelInvocation, CallTimedOut, ContainerLost, runTask } from "../workloads/runner-client.js";
 
 export interface DispatcherOptions {
@@ -374,45 +375,28 @@ export class TaskDispatcher {
     try {
       const input = inputJson ?? JSON.stringify((await tasks.input(task.id)) ?? null);
       const outcome = await runTask(slot.runner, { id: task.id, inputJson: input, retries: task.retries }, live.abort.signal);
-      // A cancelled task is already CANCELLED: whatever ended the exchange after that changes nothing.
-      if (live.cancelled && (outcome.kind === "timedOut" || outcome.kind === "lost" || outcome.kind === "cancelled")) return;
-      switch (outcome.kind) {
-        case "ok":
-          answered?.();
-          await this.end(task, "COMPLETE", { result: outcome.result });
+      const action = actionFor(outcome, {
+        cancelled: live.cancelled, closing: this.closed, containerId: slot.containerId, timeoutSeconds: stub.config.taskPolicy.timeout,
+        containerLive: this.o.autoscaler.containersOf(stub.id).some((c) => c.id === slot.containerId),
+      });
+      // The runner answered: its slot may take the next task while the outcome is written.
+      if (outcome.kind === "ok" || outcome.kind === "inputInvalid" || outcome.kind === "handlerError") answered?.();
+      switch (action.kind) {
+        case "complete":
+          await this.end(task, "COMPLETE", { result: action.result });
           break;
-        case "inputInvalid":
-          answered?.();
-          await this.end(task, "ERROR", { error: INPUT_INVALID_TASK_ERROR + (outcome.message ?? "the handler refused it") });
-          break;
-        case "handlerError":
-          answered?.();
-          // No free slot in the runner (an attempt orphaned there by a gateway's death holds one): it never started.
-          if (outcome.status === 503 && outcome.code === "BUSY") {
-            await this.failed(stub, task, `container ${slot.containerId} had no free slot`, { uncounted: true });
-            break;
-          }
-          if (outcome.stack !== undefined) this.stacks.set(task.id, outcome.stack);
-          await this.failed(stub, task, outcome.message ?? `the runner answered ${outcome.status}`);
+        case "refused":
+          await this.end(task, "ERROR", { error: action.error });
           break;
         case "timedOut":
           await cancelInvocation(slot.runner, task.id);
-          await this.end(task, "TIMEOUT", { error: `ran longer than its timeout of ${stub.config.taskPolicy.timeout} s` });
+          await this.end(task, "TIMEOUT", { error: action.error });
           break;
-        case "lost":
-          // The container exited mid-attempt: tried again anywhere. Only the exchange was lost (a
-          // reset, a tunnel's blip): the runner lets the handler run on, so the attempt goes back to
-          // that container, which joins it or answers its result (once).
-          if (outcome.exited || !this.o.autoscaler.containersOf(stub.id).some((c) => c.id === slot.containerId)) {
-            await this.failed(stub, task, `the container was lost (${outcome.reason}) during the attempt`);
-          } else await this.failed(stub, task, `the exchange with the container was lost: ${outcome.reason}`, { resumeOn: slot.containerId });
+        case "retry":
+          if (action.stack !== undefined) this.stacks.set(task.id, action.stack);
+          await this.failed(stub, task, action.error, action.how);
           break;
-        case "cancelled":
-          // Not by cancel(): the dispatcher is closing. The task stays RUNNING, this gateway's: its
-          // next start (or another gateway, once this one's heartbeat stops) sends it again to the
-          // same container, whose runner has let the handler run on (the store's requeue).
-          if (this.closed) break;
-          await this.failed(stub, task, "the attempt was stopped: the gateway is closing");
+        case "leave":
           break;
       }
     } catch (err) {
@@ -425,7 +409,7 @@ export class TaskDispatcher {
     }
   }
 
-  private async failed(stub: Stub, task: Task, error: string, how: { resumeOn?: string; uncounted?: boolean } = {}): Promise<void> {
+  private async failed(stub: Stub, task: Task, error: string, how: RetryHow = {}): Promise<void> {
     const current = await untilStored(() => this.o.store.tasks.getAny(task.id), () => this.closed);
     if (!current || current.status !== "RUNNING") return;
     if (how.uncounted || current.retries < current.maxRetries) {
