@@ -81,7 +81,8 @@ export interface ForwardAs {
 
 /**
  * Sends the call to the first of `peers` that takes it and relays its answer; false when none
- * could be connected to (the caller then serves the call itself). `self`: this gateway's id.
+ * could be connected to (the caller then serves the call itself). `gateway`: this one (its id on
+ * the store, the CA it trusts for its peers).
  */
 export async function forward(request: FastifyRequest, reply: FastifyReply, peers: readonly Peer[], gateway: ForwardingGateway, stub: Stub, as: ForwardAs = {}): Promise<boolean> {
   const headers = as.raw ? rawHeaders(request) : pickedHeaders(request);
