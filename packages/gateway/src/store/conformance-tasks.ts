@@ -148,7 +148,8 @@ export function runTaskConformance(backendName: string, open: () => Promise<Stor
       assert.equal(await store.tasks.claimNext(stubId, "c2"), undefined, "offered to c1 first");
       assert.deepEqual([(await store.tasks.claimNext(stubId, "c1"))?.id, (await store.tasks.get(ws, t.id))?.retries], [t.id, 1]);
       await store.tasks.retry(t.id, "exchange lost", 0, { resumeOn: "c1" });
-      await store.tasks.releaseResumes("c1");
+      assert.deepEqual(await store.tasks.releaseResumes("c1"), [stubId]);
+      assert.deepEqual(await store.tasks.releaseResumes("c1"), [], "released once");
       assert.equal((await store.tasks.claimNext(stubId, "c2"))?.id, t.id, "c1 exited: anyone's");
       assert.equal(await store.tasks.retry(t.id, "no free slot", 0, { uncounted: true }), true);
       assert.deepEqual([(await store.tasks.claimNext(stubId, "c3"))?.id, (await store.tasks.get(ws, t.id))?.retries], [t.id, 2], "the BUSY retry was not counted");

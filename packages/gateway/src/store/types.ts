@@ -168,8 +168,8 @@ export interface TaskRepo {
    * the attempt never started (the runner had no free slot): no retry is counted.
    */
   retry(id: string, error: string, delayMs: number, options?: { resumeOn?: string; uncounted?: boolean }): Promise<boolean>;
-  /** Attempts offered to `containerId` (resumes) go to any container now: it exited. */
-  releaseResumes(containerId: string): Promise<void>;
+  /** Attempts offered to `containerId` (resumes) go to any container now: it exited. Returns their stubs' ids. */
+  releaseResumes(containerId: string): Promise<string[]>;
   /**
    * PENDING tasks past their TTL → EXPIRED (a RETRY task already started: its TTL is spent); returns
    * their ids. Each one's error is `waited longer than its ttl`, followed by what `waitedFor` says

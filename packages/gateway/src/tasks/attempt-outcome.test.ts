@@ -23,6 +23,8 @@ test("a lost exchange resumes on its container while it lives; a container that 
   assert.deepEqual(actionFor({ kind: "lost", reason: "ECONNRESET" }, { ...ctx, containerLive: false }).kind === "retry" &&
     (actionFor({ kind: "lost", reason: "ECONNRESET" }, { ...ctx, containerLive: false }) as { how: object }).how, {});
   assert.deepEqual(actionFor({ kind: "lost", reason: "oom", exited: true }, ctx), { kind: "retry", error: "the container was lost (oom) during the attempt", how: {} });
+  assert.deepEqual(actionFor({ kind: "lost", reason: "connect ECONNREFUSED", notSent: true }, ctx),
+    { kind: "retry", error: "the container could not be reached: connect ECONNREFUSED", how: {} }, "never reached the runner: nothing to resume there");
 });
 
 test("a cancelled task and a closing gateway write nothing; an abort not by either is retried", () => {

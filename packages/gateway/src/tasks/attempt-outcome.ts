@@ -52,6 +52,8 @@ export function actionFor(outcome: Outcome<unknown>, ctx: AttemptContext): Attem
       // reset, a tunnel's blip): the runner lets the handler run on, so the attempt goes back to
       // that container, which joins it or answers its result (once).
       if (outcome.exited || !ctx.containerLive) return { kind: "retry", error: `the container was lost (${outcome.reason}) during the attempt`, how: {} };
+      // Nothing reached the runner (its process is gone, the container's exit not seen yet): nothing runs there to resume.
+      if (outcome.notSent) return { kind: "retry", error: `the container could not be reached: ${outcome.reason}`, how: {} };
       return { kind: "retry", error: `the exchange with the container was lost: ${outcome.reason}`, how: { resumeOn: ctx.containerId } };
     case "cancelled":
       // Not by cancel(): the dispatcher is closing. The task stays RUNNING, this gateway's: its next

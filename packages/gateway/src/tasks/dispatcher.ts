@@ -105,8 +105,8 @@ export class TaskDispatcher {
       }
       // Attempts waiting to resume there (cut off by a gateway's stop, or a lost exchange) may go
       // anywhere now; again a moment later, for a lost exchange whose retry is written after this.
-      this.background(this.o.store.tasks.releaseResumes(containerId), "release resumes");
-      setTimeout(() => this.background(this.o.store.tasks.releaseResumes(containerId), "release resumes"), RELEASE_AGAIN_MS).unref();
+      this.background(this.releaseResumes(containerId), "release resumes");
+      setTimeout(() => this.background(this.releaseResumes(containerId), "release resumes"), RELEASE_AGAIN_MS).unref();
     });
     this.others = new OtherGateways({
       store: o.store, ...(o.logger && { logger: o.logger }), events: this.events,
@@ -156,6 +156,14 @@ export class TaskDispatcher {
       if (stub) this.background(this.pump(stub), "pump");
     }
     this.pumpWhenResumesLapse(cutOff);
+  }
+
+  /** Attempts waiting to resume on a container that exited go to any container, and their stubs are pumped. */
+  private async releaseResumes(containerId: string): Promise<void> {
+    for (const stubId of await this.o.store.tasks.releaseResumes(containerId)) {
+      const stub = await this.o.store.stubs.getAny(stubId);
+      if (stub) this.background(this.pump(stub), "pump");
+    }
   }
 
   /**

@@ -41,13 +41,19 @@ export interface RunnerBody {
 export type Failure =
   | { kind: "inputInvalid"; message?: string }
   | { kind: "handlerError"; status: number; message?: string; code?: string; stack?: string }
-  /** `exited`: the gateway saw the container exit (ContainerLost), rather than the exchange fail. */
-  | { kind: "lost"; reason: string; exited?: boolean }
+  /**
+   * `exited`: the gateway saw the container exit (ContainerLost), rather than the exchange fail.
+   * `notSent`: the connection itself failed (refused, unreachable): the runner never got the call.
+   */
+  | { kind: "lost"; reason: string; exited?: boolean; notSent?: boolean }
   | { kind: "timedOut" }
   | { kind: "cancelled" };
 export type Outcome<T> = { kind: "ok"; result: T } | Failure;
 /** An endpoint call or a web app's request: a whole answer, or a stream to relay. */
 export type CallOutcome<T> = Outcome<T> | { kind: "stream"; res: Dispatcher.ResponseData };
+
+/** Errors of a connection that was never made: nothing reached the runner. */
+const NOT_CONNECTED = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "UND_ERR_CONNECT_TIMEOUT"]);
 
 /** Abort reason: the call ran past its timeout. */
 export class CallTimedOut extends Error {
@@ -99,7 +105,7 @@ export function failureOf(err: unknown, signal?: AbortSignal): Failure {
   const code = (err as { code?: string }).code;
   // headers: time to the first byte; body: the longest gap between chunks.
   if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") return { kind: "timedOut" };
-  return { kind: "lost", reason: (err as Error).message };
+  return { kind: "lost", reason: (err as Error).message, ...(code !== undefined && NOT_CONNECTED.has(code) && { notSent: true }) };
 }
 
 function parsedError(text: string): RunnerBody["error"] {

@@ -212,7 +212,10 @@ export class PostgresTaskRepo implements TaskRepo {
   }
 
   async releaseResumes(containerId: string) {
-    await this.db.run(`UPDATE task SET resume_container = NULL, next_attempt_at = $1 WHERE status = 'RETRY' AND resume_container = $2`, [now(), containerId]);
+    const rows = await this.db.rows<{ stub_id: string }>(
+      `UPDATE task SET resume_container = NULL, next_attempt_at = $1 WHERE status = 'RETRY' AND resume_container = $2 RETURNING stub_id`, [now(), containerId],
+    );
+    return [...new Set(rows.map((r) => r.stub_id))];
   }
 
   async expireDue(waitedFor?: (stubId: string) => string | undefined) {

@@ -79,7 +79,7 @@ export class SqliteTaskRepo implements TaskRepo {
       `UPDATE task SET status = 'RETRY', retries = retries + @counted, error = @error, next_attempt_at = @at, resume_container = @resumeOn, container_id = NULL
        WHERE id = @id AND status = 'RUNNING'`,
     );
-    this.releaseStmt = db.prepare(`UPDATE task SET resume_container = NULL, next_attempt_at = ? WHERE status = 'RETRY' AND resume_container = ?`);
+    this.releaseStmt = db.prepare(`UPDATE task SET resume_container = NULL, next_attempt_at = ? WHERE status = 'RETRY' AND resume_container = ? RETURNING stub_id`);
     this.dueExpired = db.prepare(`SELECT id, stub_id FROM task WHERE status = 'PENDING' AND expires_at IS NOT NULL AND expires_at <= ?`);
     this.expireStmt = db.prepare(
       `UPDATE task SET status = 'EXPIRED', error = ?, ended_at = ? WHERE id = ? AND status = 'PENDING'`,
@@ -196,7 +196,7 @@ export class SqliteTaskRepo implements TaskRepo {
   }
 
   async releaseResumes(containerId: string) {
-    this.releaseStmt.run(now(), containerId);
+    return [...new Set((this.releaseStmt.all(now(), containerId) as { stub_id: string }[]).map((r) => r.stub_id))];
   }
 
   async expireDue(waitedFor?: (stubId: string) => string | undefined) {
