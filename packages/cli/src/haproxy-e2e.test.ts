@@ -98,8 +98,13 @@ test("three gateways behind HAProxy: deploys, endpoints, tasks and functions thr
     }, 60_000, worker.output);
   };
   const squares = async () => {
-    const answers = await Promise.all([2, 3].map((n) => call(lb, key, "POST", "/function/lb-square", { n })));
-    assert.deepEqual(answers.map((a) => [a.status, a.json]), [[200, 4], [200, 9]]);
+    const answers = await Promise.all([2, 3].map(async (n) => {
+      const res = await fetch(`${lb}/function/lb-square`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify({ n }) });
+      const text = await res.text();
+      return { status: res.status, body: res.headers.get("content-type")?.includes("json") ? JSON.parse(text) : text };
+    }));
+    assert.deepEqual(answers.map((a) => [a.status, a.body]), [[200, 4], [200, 9]],
+      `${JSON.stringify(answers)}\nhaproxy: ${haproxy?.output().slice(-2000)}\n${gateways.map((g) => g.output().slice(-3000)).join("\n---\n")}`);
   };
 
   await echoes(9);

@@ -22,7 +22,7 @@ export function testConfig(port: number, backends: readonly string[]): string {
   return `${bound.slice(0, first)}${servers}\n`;
 }
 
-export async function startHaproxy(dir: string, port: number, backends: readonly string[]): Promise<{ url: string; process: ChildProcess; stop(): Promise<void> }> {
+export async function startHaproxy(dir: string, port: number, backends: readonly string[]): Promise<{ url: string; process: ChildProcess; output(): string; stop(): Promise<void> }> {
   const file = join(dir, "haproxy.cfg");
   writeFileSync(file, testConfig(port, backends));
   const child = spawn(BINARY ?? "haproxy", ["-f", file, "-db"], { stdio: ["ignore", "ignore", "pipe"] });
@@ -49,5 +49,5 @@ export async function startHaproxy(dir: string, port: number, backends: readonly
     }
     await new Promise((r) => setTimeout(r, 25));
   }
-  return { url: `http://127.0.0.1:${port}`, process: child, stop };
+  return { url: `http://127.0.0.1:${port}`, process: child, output: () => stderr, stop };
 }
